@@ -1,0 +1,107 @@
+#include "common/config.h"
+
+#include <algorithm>
+
+namespace sd {
+
+Status ReadStudentArchitecture(const YamlReader& s, StudentArchitecture* arch) {
+  SD_RETURN_IF_ERROR(s.Get("input_width", &arch->input_width));
+  SD_RETURN_IF_ERROR(s.Get("input_height", &arch->input_height));
+  SD_RETURN_IF_ERROR(s.Get("classes", &arch->num_classes));
+  SD_RETURN_IF_ERROR(s.Get("channels", &arch->channels));
+  SD_RETURN_IF_ERROR(s.Get("block", &arch->block));
+  Status valid = arch->Validate();
+  if (!valid.ok()) return Status::InvalidArgument(s.file() + ": student: " + valid.message());
+  return Status::Ok();
+}
+
+Status ReadInferenceOptions(const YamlReader& s, InferenceOptions* options) {
+  SD_RETURN_IF_ERROR(s.Get("score_threshold", &options->score_threshold));
+  SD_RETURN_IF_ERROR(s.Get("nms_iou", &options->nms_iou));
+  SD_RETURN_IF_ERROR(s.Get("max_detections", &options->max_detections));
+  SD_RETURN_IF_ERROR(s.Get("device", &options->device));
+  if (options->score_threshold < 0 || options->score_threshold >= 1)
+    return s.Error("score_threshold", "must be in [0, 1)");
+  if (options->device != "cpu" && options->device != "cuda") return s.Error("device", "must be cpu or cuda");
+  return Status::Ok();
+}
+
+Status ReadTeacherOptions(const YamlReader& s, TeacherOptions* options) {
+  SD_RETURN_IF_ERROR(s.Get("kind", &options->kind));
+  SD_RETURN_IF_ERROR(s.Get("model", &options->model_path));
+  SD_RETURN_IF_ERROR(s.Get("score_threshold", &options->score_threshold));
+  SD_RETURN_IF_ERROR(s.Get("nms_iou", &options->nms_iou));
+  SD_RETURN_IF_ERROR(s.Get("hog_scale", &options->hog_scale));
+  SD_RETURN_IF_ERROR(s.Get("hog_win_stride", &options->hog_win_stride));
+  SD_RETURN_IF_ERROR(s.Get("input_width", &options->input_width));
+  SD_RETURN_IF_ERROR(s.Get("input_height", &options->input_height));
+  SD_RETURN_IF_ERROR(s.Get("class_map", &options->class_map));
+  SD_RETURN_IF_ERROR(s.Get("threads", &options->threads));
+  const auto& kinds = TeacherKinds();
+  if (std::find(kinds.begin(), kinds.end(), options->kind) == kinds.end()) {
+    std::string list;
+    for (const auto& k : kinds) list += (list.empty() ? "" : ", ") + k;
+    return s.Error("kind", "unknown teacher '" + options->kind + "' (valid: " + list + ")");
+  }
+  return Status::Ok();
+}
+
+Status ReadTrainerOptions(const YamlReader& s, TrainerOptions* o) {
+  SD_RETURN_IF_ERROR(s.Get("batch_size", &o->batch_size));
+  SD_RETURN_IF_ERROR(s.Get("learning_rate", &o->learning_rate));
+  SD_RETURN_IF_ERROR(s.Get("warmup_steps", &o->warmup_steps));
+  SD_RETURN_IF_ERROR(s.Get("steps", &o->total_steps));
+  SD_RETURN_IF_ERROR(s.Get("final_lr_fraction", &o->final_lr_fraction));
+  SD_RETURN_IF_ERROR(s.Get("weight_decay", &o->weight_decay));
+  SD_RETURN_IF_ERROR(s.Get("size_loss_weight", &o->size_loss_weight));
+  SD_RETURN_IF_ERROR(s.Get("offset_loss_weight", &o->offset_loss_weight));
+  SD_RETURN_IF_ERROR(s.Get("flip", &o->flip));
+  SD_RETURN_IF_ERROR(s.Get("min_scale", &o->min_scale));
+  SD_RETURN_IF_ERROR(s.Get("max_scale", &o->max_scale));
+  SD_RETURN_IF_ERROR(s.Get("brightness", &o->brightness));
+  SD_RETURN_IF_ERROR(s.Get("contrast", &o->contrast));
+  SD_RETURN_IF_ERROR(s.Get("seed", &o->seed));
+  SD_RETURN_IF_ERROR(s.Get("device", &o->device));
+  Status valid = o->Validate();
+  if (!valid.ok()) return Status::InvalidArgument(s.file() + ": " + valid.message());
+  return Status::Ok();
+}
+
+Status ReadFrameRange(const YamlReader& s, const std::string& key, FrameRange* range) {
+  std::vector<int> pair{static_cast<int>(range->begin), static_cast<int>(range->end)};
+  SD_RETURN_IF_ERROR(s.Get(key, &pair));
+  if (pair.size() != 2 || pair[0] < 0 || pair[1] <= pair[0])
+    return s.Error(key, "expected [first, end) as two integers with 0 <= first < end");
+  range->begin = pair[0];
+  range->end = pair[1];
+  return Status::Ok();
+}
+
+StatusOr<TrainJobConfig> LoadTrainJobConfig(const std::string& path) {
+  SD_ASSIGN_OR_RETURN(YamlReader root, YamlReader::FromFile(path));
+  TrainJobConfig c;
+  SD_RETURN_IF_ERROR(root.Require("video", &c.video));
+  SD_RETURN_IF_ERROR(root.Get("cache_dir", &c.cache_dir));
+  SD_RETURN_IF_ERROR(root.Get("output_weights", &c.output_weights));
+  SD_RETURN_IF_ERROR(root.Get("init_weights", &c.init_weights));
+  SD_RETURN_IF_ERROR(ReadFrameRange(root, "train_frames", &c.train_frames));
+  SD_RETURN_IF_ERROR(ReadFrameRange(root, "eval_frames", &c.eval_frames));
+  SD_RETURN_IF_ERROR(root.Get("threads", &c.threads));
+  SD_RETURN_IF_ERROR(root.Get("model_seed", &c.model_seed));
+  SD_RETURN_IF_ERROR(root.Get("eval_every", &c.eval_every));
+  if (c.threads < 1 || c.threads > 256) return root.Error("threads", "must be in 1..256");
+  SD_ASSIGN_OR_RETURN(YamlReader teacher, root.Child("teacher"));
+  SD_RETURN_IF_ERROR(ReadTeacherOptions(teacher, &c.teacher));
+  SD_ASSIGN_OR_RETURN(YamlReader student, root.Child("student"));
+  SD_RETURN_IF_ERROR(ReadStudentArchitecture(student, &c.student));
+  SD_ASSIGN_OR_RETURN(YamlReader inference, root.Child("inference"));
+  SD_RETURN_IF_ERROR(ReadInferenceOptions(inference, &c.inference));
+  SD_ASSIGN_OR_RETURN(YamlReader training, root.Child("training"));
+  SD_RETURN_IF_ERROR(ReadTrainerOptions(training, &c.training));
+  SD_RETURN_IF_ERROR(root.CheckAllKeysUsed());
+  if (c.train_frames.end > c.eval_frames.begin && c.eval_frames.end > c.train_frames.begin)
+    return root.Error("eval_frames", "must not overlap train_frames (held-out evaluation)");
+  return c;
+}
+
+}  // namespace sd

@@ -1,0 +1,45 @@
+// One place that fills the option structs from YAML and validates them. Daemons and tools
+// call these; every error names the file and the key (see yaml_reader.h).
+#pragma once
+
+#include <string>
+
+#include "common/status.h"
+#include "common/student.h"
+#include "common/student_trainer.h"
+#include "common/teacher.h"
+#include "common/yaml_reader.h"
+
+namespace sd {
+
+Status ReadStudentArchitecture(const YamlReader& section, StudentArchitecture* arch);
+Status ReadInferenceOptions(const YamlReader& section, InferenceOptions* options);
+Status ReadTeacherOptions(const YamlReader& section, TeacherOptions* options);
+Status ReadTrainerOptions(const YamlReader& section, TrainerOptions* options);
+
+// A half-open frame range [begin, end) written in YAML as [begin, end].
+struct FrameRange {
+  int64_t begin = 0, end = 0;
+  int64_t size() const { return end - begin; }
+};
+Status ReadFrameRange(const YamlReader& section, const std::string& key, FrameRange* range);
+
+// configs/train_*.yaml: the offline job of streamdistill-train.
+struct TrainJobConfig {
+  std::string video;
+  std::string cache_dir = "cache";
+  std::string output_weights;  // empty: do not save
+  FrameRange train_frames{0, 600};
+  FrameRange eval_frames{600, 795};
+  int threads = 2;
+  uint64_t model_seed = 1;
+  std::string init_weights;  // empty: random initialisation from model_seed
+  int eval_every = 0;        // evaluate on the held-out frames every N steps (0: only at the end)
+  TeacherOptions teacher;
+  StudentArchitecture student;
+  InferenceOptions inference;
+  TrainerOptions training;
+};
+StatusOr<TrainJobConfig> LoadTrainJobConfig(const std::string& path);
+
+}  // namespace sd

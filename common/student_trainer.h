@@ -1,0 +1,71 @@
+// Trains a StudentModel on labelled frames: CenterNet targets (Gaussian heatmap, size and
+// offset at stride 4), focal loss on the heatmap and L1 on log size and offset, Adam with a
+// linear warm-up and cosine decay, and augmentation (horizontal flip, scale and crop jitter,
+// brightness and contrast). Seeded: the same seed, data and thread count give the same
+// weights.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include <opencv2/core.hpp>
+
+#include "common/detection.h"
+#include "common/status.h"
+#include "common/student.h"
+
+namespace sd {
+
+struct TrainingSample {
+  cv::Mat bgr;       // any size; keep it modest (about 1.25x the student input) to save memory
+  Detections boxes;  // in bgr's pixel coordinates; scores are ignored
+};
+
+struct TrainerOptions {
+  int batch_size = 16;
+  float learning_rate = 1.5e-3f;
+  int warmup_steps = 100;
+  int total_steps = 1000;           // horizon of the cosine decay; later steps keep the final rate
+  float final_lr_fraction = 0.05f;  // the cosine ends at this fraction of learning_rate
+  float weight_decay = 0.0f;
+  float size_loss_weight = 1.0f;  // L1 on log size
+  float offset_loss_weight = 1.0f;
+  bool flip = true;
+  float min_scale = 0.85f, max_scale = 1.15f;
+  float brightness = 0.12f;  // +- fraction of the 0..255 range
+  float contrast = 0.2f;     // gain in [1 - c, 1 + c]
+  uint64_t seed = 1;
+  std::string device = "cpu";
+
+  Status Validate() const;
+};
+
+struct StepStats {
+  int64_t step = 0;  // 1-based count of steps done
+  double loss = 0, heatmap_loss = 0, size_loss = 0, offset_loss = 0;
+  double learning_rate = 0;
+};
+
+class StudentTrainer {
+ public:
+  // `model` must outlive the trainer; the trainer updates its weights in place.
+  static StatusOr<std::unique_ptr<StudentTrainer>> Create(StudentModel* model, const TrainerOptions& options);
+  ~StudentTrainer();
+
+  // One optimisation step on a batch drawn (with replacement) from `data`.
+  StatusOr<StepStats> Step(const std::vector<TrainingSample>& data);
+  int64_t steps_done() const;
+
+  // The augmented input and targets of one sample, exposed for tests: the returned image is
+  // the network input (student input size), boxes in its pixels.
+  TrainingSample AugmentForTest(const TrainingSample& sample);
+
+  struct Impl;
+
+ private:
+  explicit StudentTrainer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sd

@@ -1,0 +1,142 @@
+#include "common/teacher.h"
+
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "common/teacher_internal.h"
+
+namespace sd {
+namespace {
+
+namespace fs = std::filesystem;
+
+Status ValidateOptions(const TeacherOptions& o) {
+  if (!std::isfinite(o.score_threshold)) {
+    return Status::InvalidArgument("teacher score_threshold must be finite");
+  }
+  if (!(o.nms_iou >= 0.0f && o.nms_iou <= 1.0f)) {
+    return Status::InvalidArgument("teacher nms_iou must be in [0, 1], got " +
+                                   teacher_internal::FormatNumber(o.nms_iou));
+  }
+  if (o.kind == "hog") {
+    if (!(o.hog_scale > 1.0 && o.hog_scale < 10.0)) {
+      return Status::InvalidArgument("hog_scale must be in (1, 10), got " +
+                                     teacher_internal::FormatNumber(o.hog_scale));
+    }
+    // HOGDescriptor asserts (throws) on a stride that is not a multiple of its 8-px block stride.
+    if (o.hog_win_stride <= 0 || o.hog_win_stride % 8 != 0) {
+      return Status::InvalidArgument("hog_win_stride must be a positive multiple of 8, got " +
+                                     std::to_string(o.hog_win_stride));
+    }
+  }
+  if (o.kind == "torchscript" || o.kind == "onnx") {
+    if (o.input_width <= 0 || o.input_height <= 0 || o.input_width > 8192 || o.input_height > 8192) {
+      return Status::InvalidArgument("teacher input size must be in 1..8192, got " +
+                                     std::to_string(o.input_width) + "x" +
+                                     std::to_string(o.input_height));
+    }
+    for (int c : o.class_map) {
+      if (c < -1) return Status::InvalidArgument("class_map entries must be >= -1, got " + std::to_string(c));
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Teacher::~Teacher() = default;
+
+const std::vector<std::string>& TeacherKinds() {
+  static const std::vector<std::string> kinds = {"hog", "dpm", "torchscript", "onnx"};
+  return kinds;
+}
+
+StatusOr<std::unique_ptr<Teacher>> CreateTeacher(const TeacherOptions& options) {
+  SD_RETURN_IF_ERROR(ValidateOptions(options));
+  if (options.kind == "hog") return teacher_internal::CreateHogTeacher(options);
+  if (options.kind == "dpm") return teacher_internal::CreateDpmTeacher(options);
+  if (options.kind == "torchscript") return teacher_internal::CreateTorchScriptTeacher(options);
+  if (options.kind == "onnx") return teacher_internal::CreateOnnxTeacher(options);
+  std::string valid;
+  for (const std::string& k : TeacherKinds()) valid += (valid.empty() ? "" : ", ") + k;
+  return Status::InvalidArgument("unknown teacher kind '" + options.kind + "' (valid: " + valid + ")");
+}
+
+StatusOr<std::string> FileContentHash(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return Status::NotFound(path + ": no such file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::IOError(path + ": cannot open for reading");
+  // FNV-1a 64: trivial, dependency-free and plenty for telling files apart (not adversarial).
+  uint64_t hash = 14695981039346656037ULL;
+  uint64_t size = 0;
+  std::vector<char> buffer(1 << 20);
+  while (in) {
+    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    const std::streamsize got = in.gcount();
+    for (std::streamsize i = 0; i < got; ++i) {
+      hash ^= static_cast<unsigned char>(buffer[i]);
+      hash *= 1099511628211ULL;
+    }
+    size += static_cast<uint64_t>(got);
+  }
+  if (in.bad()) return Status::IOError(path + ": read error");
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(hash));
+  return "fnv1a64=" + std::string(hex) + ",size=" + std::to_string(size);
+}
+
+namespace teacher_internal {
+
+Status CheckModelFile(const std::string& what, const std::string& path) {
+  if (path.empty()) return Status::InvalidArgument(what + ": model_path is empty");
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return Status::NotFound(what + " " + path + ": no such file");
+  return Status::Ok();
+}
+
+Status CheckFrame(const cv::Mat& bgr) {
+  if (bgr.empty()) return Status::InvalidArgument("teacher: empty frame");
+  if (bgr.type() != CV_8UC3) {
+    return Status::InvalidArgument("teacher: expected an 8-bit BGR frame (CV_8UC3), got type " +
+                                   std::to_string(bgr.type()) + " with " +
+                                   std::to_string(bgr.channels()) + " channels");
+  }
+  return Status::Ok();
+}
+
+Status WarmUp(Teacher* teacher, const TeacherOptions& options) {
+  const cv::Mat blank(options.input_height, options.input_width, CV_8UC3, cv::Scalar::all(114));
+  StatusOr<Detections> result = teacher->Label(blank);
+  if (!result.ok()) {
+    // Label's errors already name the model file.
+    return result.status().WithContext("trial inference on a blank frame failed");
+  }
+  return Status::Ok();
+}
+
+std::string FormatNumber(float v) {
+  char buf[32];
+  auto r = std::to_chars(buf, buf + sizeof(buf), v);
+  return std::string(buf, r.ptr);
+}
+
+std::string FormatNumber(double v) {
+  char buf[32];
+  auto r = std::to_chars(buf, buf + sizeof(buf), v);
+  return std::string(buf, r.ptr);
+}
+
+std::string FormatClassMap(const std::vector<int>& class_map) {
+  if (class_map.empty()) return "identity";
+  std::string s;
+  for (size_t i = 0; i < class_map.size(); ++i) s += (i ? "," : "") + std::to_string(class_map[i]);
+  return s;
+}
+
+}  // namespace teacher_internal
+}  // namespace sd

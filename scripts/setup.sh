@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs every Debian/Ubuntu package streamdistill builds, runs or tests with. Idempotent:
+# when everything is present it changes nothing and does not touch the network.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config git
+  libtorch-dev libopencv-dev libopencv-contrib-dev opencv-doc
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libspdlog-dev libyaml-cpp-dev libgtest-dev libgmock-dev libcli11-dev
+  libsqlite3-dev libzstd-dev nlohmann-json3-dev
+  gnuplot-nox openssl
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "setup: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "setup: done"

@@ -1,0 +1,69 @@
+#include "common/yaml_reader.h"
+
+#include <gtest/gtest.h>
+
+namespace sd {
+namespace {
+
+YamlReader Parse(const std::string& text) {
+  auto reader = YamlReader::FromString(text, "test.yaml");
+  EXPECT_TRUE(reader.ok()) << reader.status().ToString();
+  return *reader;
+}
+
+TEST(YamlReaderTest, ReadsTypedValuesAndKeepsDefaults) {
+  YamlReader r = Parse("a: 3\nb: 0.5\nname: hog\nlist: [1, 2]\nsub:\n  flag: true\n");
+  int a = 0, missing = 7;
+  double b = 0;
+  std::string name;
+  std::vector<int> list;
+  bool flag = false;
+  ASSERT_TRUE(r.Get("a", &a).ok());
+  ASSERT_TRUE(r.Get("b", &b).ok());
+  ASSERT_TRUE(r.Get("name", &name).ok());
+  ASSERT_TRUE(r.Get("list", &list).ok());
+  ASSERT_TRUE(r.Get("missing", &missing).ok());
+  auto sub = r.Child("sub");
+  ASSERT_TRUE(sub.ok());
+  ASSERT_TRUE(sub->Get("flag", &flag).ok());
+  EXPECT_EQ(a, 3);
+  EXPECT_DOUBLE_EQ(b, 0.5);
+  EXPECT_EQ(name, "hog");
+  EXPECT_EQ(list, (std::vector<int>{1, 2}));
+  EXPECT_EQ(missing, 7);
+  EXPECT_TRUE(flag);
+  EXPECT_TRUE(r.CheckAllKeysUsed().ok());
+}
+
+TEST(YamlReaderTest, WrongTypeNamesFileKeyAndLine) {
+  YamlReader r = Parse("training:\n  steps: many\n");
+  auto training = r.Child("training");
+  ASSERT_TRUE(training.ok());
+  int steps = 0;
+  Status s = training->Get("steps", &steps);
+  EXPECT_EQ(s.code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(s.message(), "test.yaml: key 'training.steps' (line 2): expected an integer, got 'many'");
+}
+
+TEST(YamlReaderTest, UnknownKeyIsAnError) {
+  YamlReader r = Parse("student:\n  widht: 3\n  classes: 1\n");
+  int classes = 0;
+  ASSERT_TRUE(r.Child("student")->Get("classes", &classes).ok());
+  Status s = r.CheckAllKeysUsed();
+  EXPECT_EQ(s.message(), "test.yaml: unknown key 'student.widht' (line 2)");
+}
+
+TEST(YamlReaderTest, MissingRequiredKeyAndBadSyntax) {
+  YamlReader r = Parse("a: 1\n");
+  std::string video;
+  Status s = r.Require("video", &video);
+  EXPECT_EQ(s.message(), "test.yaml: key 'video': missing required key");
+  auto bad = YamlReader::FromString("a: [1, 2\n", "bad.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("bad.yaml: invalid YAML"), std::string::npos);
+  auto missing = YamlReader::FromFile("/nonexistent/config.yaml");
+  EXPECT_EQ(missing.status().code(), Status::Code::kNotFound);
+}
+
+}  // namespace
+}  // namespace sd
