@@ -1,6 +1,8 @@
 #include "common/config.h"
 
 #include <algorithm>
+#include <fstream>
+#include <sstream>
 
 namespace sd {
 
@@ -65,6 +67,17 @@ Status ReadTrainerOptions(const YamlReader& s, TrainerOptions* o) {
   Status valid = o->Validate();
   if (!valid.ok()) return Status::InvalidArgument(s.file() + ": " + valid.message());
   return Status::Ok();
+}
+
+StatusOr<std::string> ReadFileAtKey(const YamlReader& section, const std::string& key) {
+  std::string path;
+  SD_RETURN_IF_ERROR(section.Get(key, &path));
+  if (path.empty()) return std::string();
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return section.Error(key, "cannot read '" + path + "'");
+  std::stringstream contents;
+  contents << in.rdbuf();
+  return contents.str();
 }
 
 Status ReadFrameRange(const YamlReader& s, const std::string& key, FrameRange* range) {

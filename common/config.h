@@ -17,6 +17,20 @@ Status ReadInferenceOptions(const YamlReader& section, InferenceOptions* options
 Status ReadTeacherOptions(const YamlReader& section, TeacherOptions* options);
 Status ReadTrainerOptions(const YamlReader& section, TrainerOptions* options);
 
+// The contents of the file named at `key` (e.g. a PEM certificate); empty when the key is
+// absent or empty. An unreadable file is an error naming the key.
+StatusOr<std::string> ReadFileAtKey(const YamlReader& section, const std::string& key);
+
+// Loads `path` and fills a config with `parse`, which must check every key it knows and
+// finish with CheckAllKeysUsed().
+template <typename Config>
+StatusOr<Config> LoadYamlConfig(StatusOr<YamlReader> root, Status (*parse)(const YamlReader&, Config*)) {
+  if (!root.ok()) return root.status();
+  Config config;
+  SD_RETURN_IF_ERROR(parse(*root, &config));
+  return config;
+}
+
 // A half-open frame range [begin, end) written in YAML as [begin, end].
 struct FrameRange {
   int64_t begin = 0, end = 0;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -516,6 +517,52 @@ Status StudentModel::SaveToFile(const std::string& path) const {
   std::filesystem::rename(tmp, path, ec);
   if (ec) return Status::IOError(path + ": cannot rename weights into place: " + ec.message());
   return Status::Ok();
+}
+
+namespace {
+std::vector<torch::Tensor> FloatTensors(StudentNetImpl& net) {
+  std::vector<torch::Tensor> tensors;
+  for (auto& [name, tensor] : NamedState(net))
+    if (tensor.scalar_type() == torch::kFloat32) tensors.push_back(tensor);
+  return tensors;
+}
+}  // namespace
+
+int64_t StudentModel::FlatSize() const {
+  int64_t n = 0;
+  for (const auto& t : FloatTensors(*impl_->net)) n += t.numel();
+  return n;
+}
+
+std::vector<float> StudentModel::FlatWeights() const {
+  std::vector<float> flat;
+  flat.reserve(FlatSize());
+  for (const auto& t : FloatTensors(*impl_->net)) {
+    torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
+    flat.insert(flat.end(), c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+  }
+  return flat;
+}
+
+Status StudentModel::SetFlatWeights(const std::vector<float>& flat) {
+  if (static_cast<int64_t>(flat.size()) != FlatSize())
+    return Status::InvalidArgument("flat weights hold " + std::to_string(flat.size()) + " numbers, model has " +
+                                   std::to_string(FlatSize()));
+  torch::NoGradGuard no_grad;
+  size_t offset = 0;
+  for (auto& t : FloatTensors(*impl_->net)) {
+    torch::Tensor src = torch::from_blob(const_cast<float*>(flat.data() + offset), t.sizes(), torch::kFloat32);
+    t.copy_(src);
+    offset += t.numel();
+  }
+  return Status::Ok();
+}
+
+std::string WeightsChecksum(const std::vector<float>& flat) {
+  const uint64_t h = Fnv1a(reinterpret_cast<const char*>(flat.data()), flat.size() * sizeof(float));
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "fnv1a64:%016llx", static_cast<unsigned long long>(h));
+  return buf;
 }
 
 StatusOr<std::shared_ptr<const StudentDetector>> StudentModel::MakeDetector(const InferenceOptions& options) const {

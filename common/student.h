@@ -77,6 +77,12 @@ class StudentModel {
   Status LoadWeights(const std::string& bytes);  // must match this architecture
   Status SaveToFile(const std::string& path) const;  // atomic (temp file + rename)
 
+  // Every floating-point tensor (parameters and BatchNorm statistics), sorted by name, laid
+  // end to end: the representation model updates encode and checksums cover.
+  std::vector<float> FlatWeights() const;
+  Status SetFlatWeights(const std::vector<float>& flat);  // size must match; unchanged on error
+  int64_t FlatSize() const;
+
   // Builds an inference snapshot of the current weights.
   StatusOr<std::shared_ptr<const StudentDetector>> MakeDetector(const InferenceOptions& options) const;
 
@@ -88,6 +94,9 @@ class StudentModel {
   explicit StudentModel(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// "fnv1a64:<16 hex digits>" over the bytes of `flat`: equal strings mean bit-identical weights.
+std::string WeightsChecksum(const std::vector<float>& flat);
 
 // Sets libtorch's intra-op thread count for this process (libtorch defaults to one).
 void SetTorchThreads(int threads);

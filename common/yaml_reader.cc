@@ -59,6 +59,13 @@ StatusOr<YamlReader> YamlReader::FromFile(const std::string& path) {
 
 std::string YamlReader::Path(const std::string& key) const { return prefix_.empty() ? key : prefix_ + "." + key; }
 
+std::vector<std::string> YamlReader::Keys() const {
+  std::vector<std::string> keys;
+  if (!node_.IsMap()) return keys;
+  for (const auto& entry : node_) keys.push_back(entry.first.as<std::string>());
+  return keys;
+}
+
 bool YamlReader::Has(const std::string& key) const { return node_.IsMap() && node_[key].IsDefined(); }
 
 YAML::Node YamlReader::Lookup(const std::string& key) const {

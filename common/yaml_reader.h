@@ -39,6 +39,8 @@ class YamlReader {
   }
 
   bool Has(const std::string& key) const;
+  // The keys of this map, in document order (for maps keyed by name, e.g. device ids).
+  std::vector<std::string> Keys() const;
   // A reader for the map under `key`; an absent key gives an empty map (all defaults).
   StatusOr<YamlReader> Child(const std::string& key) const;
   // Error naming a key, for semantic checks done by the caller ("must be positive").

@@ -55,6 +55,19 @@ TEST(StudentModelTest, WeightsRoundTripBitExact) {
   std::filesystem::remove(path);
 }
 
+TEST(StudentModelTest, FlatWeightsRoundTripAndChecksum) {
+  auto a = MakeModel(SmallArch(), 1);
+  auto b = MakeModel(SmallArch(), 2);
+  std::vector<float> flat = a->FlatWeights();
+  ASSERT_EQ(static_cast<int64_t>(flat.size()), a->FlatSize());
+  EXPECT_GT(a->FlatSize(), a->NumParameters());  // BatchNorm statistics are included
+  EXPECT_NE(WeightsChecksum(flat), WeightsChecksum(b->FlatWeights()));
+  ASSERT_TRUE(b->SetFlatWeights(flat).ok());
+  EXPECT_EQ(WeightsChecksum(b->FlatWeights()), WeightsChecksum(flat));
+  flat.pop_back();
+  EXPECT_EQ(b->SetFlatWeights(flat).code(), Status::Code::kInvalidArgument);
+}
+
 TEST(StudentModelTest, DifferentSeedsGiveDifferentWeights) {
   EXPECT_NE(MakeModel(SmallArch(), 1)->SerializeWeights(), MakeModel(SmallArch(), 2)->SerializeWeights());
   EXPECT_EQ(MakeModel(SmallArch(), 3)->SerializeWeights(), MakeModel(SmallArch(), 3)->SerializeWeights());

@@ -12,12 +12,12 @@
 #include <memory>
 
 #include "common/config.h"
-#include "common/label_cache.h"
 #include "common/progress.h"
 #include "common/student.h"
 #include "common/student_eval.h"
 #include "common/student_trainer.h"
 #include "common/teacher.h"
+#include "tools/job_labels.h"
 
 namespace sd {
 namespace {
@@ -93,12 +93,7 @@ int Run(const std::string& config_path, int steps_override, const std::string& j
     return kUsageError;
   }
   std::printf("teacher   %s\n", (*teacher)->Fingerprint().c_str());
-  std::unique_ptr<ProgressLine> label_progress;  // made at the first callback, which knows the total
-  auto labels = LabelVideoCached(video, **teacher, config.cache_dir, [&](int64_t done, int64_t total) {
-    if (!label_progress) label_progress = std::make_unique<ProgressLine>("labelling", total);
-    label_progress->Update(done);
-  });
-  if (label_progress) label_progress->Finish();
+  auto labels = LabelJobVideo(config, **teacher);
   if (!labels.ok()) {
     std::fprintf(stderr, "streamdistill-train: error: %s\n", labels.status().message().c_str());
     return 1;

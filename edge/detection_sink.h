@@ -1,0 +1,64 @@
+// Where the edge's per-frame detections go: JSON lines on stdout or appended to a file, and
+// optionally the frames with their boxes drawn, as JPEGs, for a human to look at.
+//
+// One line per frame (scores rounded to 3 decimals, boxes and time to 2 / 3):
+//   {"frame":12,"time":0.4,"model_version":3,"detections":[{"class":0,"score":0.91,"box":[x1,y1,x2,y2]}]}
+// Each line is flushed as it is written, so `tail -f` and a crash both see whole lines.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include <opencv2/core.hpp>
+
+#include "common/detection.h"
+#include "common/status.h"
+
+namespace sd {
+
+struct DetectionSinkOptions {
+  std::string path = "-";     // "-": stdout; otherwise a file, appended to (created if missing)
+  std::string annotated_dir;  // empty: no annotated frames; else created if missing
+  int annotate_every = 1;     // annotate frames whose index is a multiple of this (>= 1)
+};
+
+// The JSON line for one frame, without the newline (exposed for tests and other writers).
+std::string DetectionJsonLine(int64_t frame_index, double time_s, uint64_t model_version,
+                              const Detections& detections);
+
+// Thread-safe: lines from several threads do not interleave.
+class DetectionSink {
+ public:
+  // Opens the output; InvalidArgument for bad options, IOError for a file or directory that
+  // cannot be opened or created.
+  static StatusOr<std::unique_ptr<DetectionSink>> Open(const DetectionSinkOptions& options);
+  ~DetectionSink();
+  DetectionSink(const DetectionSink&) = delete;
+  DetectionSink& operator=(const DetectionSink&) = delete;
+
+  // Writes the frame's line; with annotation on and `frame_for_annotation` given (BGR or
+  // grey), also <annotated_dir>/frame_<index>.jpg with the boxes drawn (the frame itself is
+  // not modified).
+  Status Write(int64_t frame_index, double time_s, uint64_t model_version, const Detections& detections,
+               const cv::Mat* frame_for_annotation);
+
+  int64_t lines_written() const;
+  int64_t frames_annotated() const;
+
+ private:
+  DetectionSink(DetectionSinkOptions options, std::FILE* out, bool owns_out);
+  Status Annotate(int64_t frame_index, uint64_t model_version, const Detections& detections,
+                  const cv::Mat& frame) const;
+
+  const DetectionSinkOptions options_;
+  std::FILE* out_;
+  const bool owns_out_;
+  mutable std::mutex mu_;
+  int64_t lines_written_ = 0;
+  int64_t frames_annotated_ = 0;
+};
+
+}  // namespace sd

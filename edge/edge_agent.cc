@@ -1,0 +1,235 @@
+#include "edge/edge_agent.h"
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <spdlog/spdlog.h>
+
+#include "common/update_codec.h"
+#include "streamdistill.pb.h"
+
+namespace sd {
+
+EdgeAgent::EdgeAgent(const EdgeConfig& config, Clock* clock) : config_(config), clock_(clock) {}
+
+EdgeAgent::~EdgeAgent() {
+  Stop();
+  if (uplink_) uplink_->Stop();
+}
+
+StatusOr<std::unique_ptr<EdgeAgent>> EdgeAgent::Create(const EdgeConfig& config, Clock* clock) {
+  std::unique_ptr<EdgeAgent> agent(new EdgeAgent(config, clock));
+  SD_RETURN_IF_ERROR(agent->Init());
+  return agent;
+}
+
+Status EdgeAgent::Init() {
+  SetTorchThreads(config_.threads);
+  std::error_code ec;
+  std::filesystem::create_directories(config_.state_dir, ec);
+  if (ec) return Status::IOError(config_.state_dir + ": cannot create state directory: " + ec.message());
+
+  // The start model: the last deployed version if this edge ran before, else the
+  // configured checkpoint, else random weights.
+  const std::string deployed = config_.state_dir + "/deployed.sdw";
+  uint64_t version = 0;
+  std::unique_ptr<StudentModel> model;
+  if (std::filesystem::exists(deployed)) {
+    auto loaded = StudentModel::LoadFromFile(deployed);
+    std::ifstream version_in(config_.state_dir + "/deployed.version");
+    if (loaded.ok() && (version_in >> version) &&
+        (*loaded)->architecture().Fingerprint() == config_.student.Fingerprint()) {
+      model = std::move(loaded).value();
+      spdlog::info("resuming deployed model version {}", version);
+    } else {
+      spdlog::warn("{}: ignoring the saved model (unreadable or another architecture)", deployed);
+      version = 0;
+    }
+  }
+  if (!model && !config_.init_weights.empty()) {
+    SD_ASSIGN_OR_RETURN(model, StudentModel::LoadFromFile(config_.init_weights));
+    if (model->architecture().Fingerprint() != config_.student.Fingerprint())
+      return Status::InvalidArgument(config_.init_weights + ": weights are for '" +
+                                     model->architecture().Fingerprint() + "', config says '" +
+                                     config_.student.Fingerprint() + "'");
+  }
+  if (!model) {
+    SD_ASSIGN_OR_RETURN(model, StudentModel::Create(config_.student, config_.model_seed));
+  }
+  initial_weights_ = model->SerializeWeights();
+  // What this run started from, so that a run can be scored before and after.
+  SD_RETURN_IF_ERROR(model->SaveToFile(config_.state_dir + "/initial.sdw"));
+  scratch_ = std::move(model);
+  SD_ASSIGN_OR_RETURN(auto served, BuildServed(version, scratch_->FlatWeights()));
+  serving_.Swap(served);
+
+  SD_ASSIGN_OR_RETURN(source_, OpenFrameSource(config_.source, clock_));
+  SD_ASSIGN_OR_RETURN(sink_, DetectionSink::Open(config_.sink));
+  SD_ASSIGN_OR_RETURN(sampler_, CreateSampler(config_.sampling));
+  SD_ASSIGN_OR_RETURN(spool_, Spool::Open(config_.spool));
+  if (spool_->pending_count() > 0)
+    spdlog::info("spool holds {} unacked frames from an earlier run; they go first", spool_->pending_count());
+  uplink_ = std::make_unique<Uplink>(config_.uplink, config_.student.Fingerprint(), spool_.get(), this);
+  return Status::Ok();
+}
+
+StatusOr<std::shared_ptr<const ServedModel>> EdgeAgent::BuildServed(uint64_t version, std::vector<float> flat) const {
+  // Runs on the uplink's thread for updates: the capture thread keeps serving meanwhile.
+  SD_RETURN_IF_ERROR(scratch_->SetFlatWeights(flat));
+  auto served = std::make_shared<ServedModel>();
+  served->version = version;
+  served->weights_checksum = WeightsChecksum(flat);
+  served->flat = std::move(flat);
+  SD_ASSIGN_OR_RETURN(served->detector, scratch_->MakeDetector(config_.inference));
+  return std::shared_ptr<const ServedModel>(served);
+}
+
+Status EdgeAgent::SaveDeployed(const ServedModel& served) const {
+  SD_RETURN_IF_ERROR(scratch_->SaveToFile(config_.state_dir + "/deployed.sdw"));
+  const std::string tmp = config_.state_dir + "/deployed.version.tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << served.version << "\n";
+    if (!out) return Status::IOError(tmp + ": cannot write");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, config_.state_dir + "/deployed.version", ec);
+  if (ec) return Status::IOError(config_.state_dir + "/deployed.version: " + ec.message());
+  return Status::Ok();
+}
+
+Status EdgeAgent::ApplyUpdate(const ReceivedUpdate& update) {
+  std::lock_guard<std::mutex> lock(update_mu_);
+  auto current = serving_.Current();
+  if (update.base_version != 0 && update.base_version != current->version)
+    return Status::FailedPrecondition("update is for base version " + std::to_string(update.base_version) +
+                                      ", serving " + std::to_string(current->version));
+  if (update.new_version <= current->version && current->version != 0)
+    return Status::FailedPrecondition("update to version " + std::to_string(update.new_version) +
+                                      " is not newer than the served " + std::to_string(current->version));
+  SD_ASSIGN_OR_RETURN(std::vector<float> flat,
+                      DecodeUpdate(update.encoding, current->flat, update.payload, current->flat.size()));
+  const std::string checksum = WeightsChecksum(flat);
+  if (checksum != update.weights_checksum)
+    return Status::DataLoss("weights checksum " + checksum + " differs from the server's " + update.weights_checksum);
+  SD_ASSIGN_OR_RETURN(auto served, BuildServed(update.new_version, std::move(flat)));
+  serving_.Swap(served);  // the next frame uses it; frames in flight finish on the old one
+  Status saved = SaveDeployed(*served);
+  if (!saved.ok()) spdlog::warn("deployed model not saved: {}", saved.ToString());
+  Report(update);
+  return Status::Ok();
+}
+
+void EdgeAgent::Report(const ReceivedUpdate& update) {
+  EdgeStats s = stats();
+  std::printf("update v%-3llu frames %-6lld queried %-4lld acked %-4lld up %6.1f kbit/s  down %6.1f kbit/s  "
+              "server val mAP50 %.3f (was %.3f, %d frames)\n",
+              static_cast<unsigned long long>(update.new_version), static_cast<long long>(s.frames),
+              static_cast<long long>(s.queried), static_cast<long long>(s.uplink.frames_acked), s.uplink_kbps(),
+              s.downlink_kbps(), update.val_map50, update.val_map50_previous, update.val_frames);
+  std::fflush(stdout);
+}
+
+uint64_t EdgeAgent::ServingVersion() const { return serving_.Current()->version; }
+std::string EdgeAgent::ServingChecksum() const { return serving_.Current()->weights_checksum; }
+
+Status EdgeAgent::SpoolFrame(const Frame& frame, double video_time_s, const StudentOutput& out, uint64_t version) {
+  cv::Mat image = frame.bgr;
+  if (config_.upload_max_width > 0 && image.cols > config_.upload_max_width) {
+    const double scale = static_cast<double>(config_.upload_max_width) / image.cols;
+    cv::resize(frame.bgr, image, cv::Size(), scale, scale, cv::INTER_AREA);
+  }
+  std::vector<uchar> jpeg;
+  if (!cv::imencode(".jpg", image, jpeg, {cv::IMWRITE_JPEG_QUALITY, config_.jpeg_quality}))
+    return Status::Internal("JPEG encoding failed for frame " + std::to_string(frame.index));
+  streamdistill::v1::SampledFrame message;
+  const uint64_t sequence = spool_->NextSequence();
+  message.set_sequence(sequence);
+  message.set_frame_index(frame.index);
+  message.set_capture_time_s(video_time_s);
+  message.set_jpeg(jpeg.data(), jpeg.size());
+  message.set_source_width(frame.bgr.cols);
+  message.set_source_height(frame.bgr.rows);
+  message.set_image_score(ImageScore(out.detections, config_.sampling.aggregate).value_or(0.0f));
+  for (float v : out.embedding) message.add_embedding(v);
+  message.set_model_version(version);
+  SD_RETURN_IF_ERROR(spool_->Push(sequence, message.SerializeAsString()));
+  uplink_->NotifyFrameQueued();
+  return Status::Ok();
+}
+
+Status EdgeAgent::ProcessFrame(const Frame& frame, double video_time_s) {
+  auto served = serving_.Current();  // one version for the whole frame, whatever swaps meanwhile
+  const auto t0 = std::chrono::steady_clock::now();
+  SD_ASSIGN_OR_RETURN(StudentOutput out, served->detector->Detect(frame.bgr));
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  SD_RETURN_IF_ERROR(sink_->Write(frame.index, video_time_s, served->version, out.detections, &frame.bgr));
+  FrameFeatures features;
+  features.index = frame.index;
+  features.time_s = video_time_s;
+  features.detections = &out.detections;
+  features.embedding = &out.embedding;
+  features.model_from_server = served->version > 0;
+  const bool take = sampler_->Consider(features);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.student_ms += (ms - stats_.student_ms) / (++stats_.detected);
+    if (take) ++stats_.queried;
+  }
+  if (take) SD_RETURN_IF_ERROR(SpoolFrame(frame, video_time_s, out, served->version));
+  return Status::Ok();
+}
+
+Status EdgeAgent::Run() {
+  start_time_ = clock_->NowSeconds();
+  uplink_->Start();
+  const bool timed_source = source_->frame_count() >= 0 && source_->fps() > 0;
+  Status result;
+  Frame frame;
+  while (!stopping_) {
+    auto got = source_->Next(&frame);
+    if (!got.ok()) {
+      result = got.status();
+      break;
+    }
+    if (!*got) break;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++stats_.frames;
+    }
+    if (frame.index % config_.detect_every != 0) continue;
+    // Budgets are per minute of video: a file replayed faster than real time is sampled as
+    // if it were live.
+    const double video_time = timed_source ? frame.index / source_->fps() : frame.capture_time_s;
+    Status processed = ProcessFrame(frame, video_time);
+    if (!processed.ok()) spdlog::warn("frame {}: {}", frame.index, processed.ToString());
+  }
+  // Linger: let the uplink deliver what is spooled and receive updates.
+  const double linger_until = clock_->NowSeconds() + config_.linger_s;
+  while (!stopping_ && clock_->NowSeconds() < linger_until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  uplink_->Stop();
+  if (!result.ok()) spdlog::error("frame source: {}", result.ToString());
+  return result;
+}
+
+void EdgeAgent::Stop() { stopping_ = true; }
+
+EdgeStats EdgeAgent::stats() const {
+  EdgeStats s;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    s = stats_;
+  }
+  s.uplink = uplink_ ? uplink_->stats() : UplinkStats();
+  s.model_version = serving_.Current()->version;
+  s.elapsed_s = start_time_ > 0 ? clock_->NowSeconds() - start_time_ : 0;
+  return s;
+}
+
+}  // namespace sd

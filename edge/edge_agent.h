@@ -1,0 +1,80 @@
+// streamdistill-edge as an object: reads frames, runs the served student on each, writes
+// its detections, samples frames into the spool for the uplink, and applies model updates
+// by swapping the serving handle. Tests run several agents in-process.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "common/frame_source.h"
+#include "common/status.h"
+#include "edge/edge_config.h"
+#include "edge/serving_model.h"
+#include "edge/uplink.h"
+
+namespace sd {
+
+struct EdgeStats {
+  int64_t frames = 0;    // frames read
+  int64_t detected = 0;  // frames the student ran on
+  int64_t queried = 0;   // frames sampled for the server
+  double student_ms = 0;  // mean per detected frame
+  double elapsed_s = 0;
+  uint64_t model_version = 0;
+  UplinkStats uplink;
+  double uplink_kbps() const { return elapsed_s > 0 ? uplink.bytes_up * 8 / 1000.0 / elapsed_s : 0; }
+  double downlink_kbps() const { return elapsed_s > 0 ? uplink.bytes_down * 8 / 1000.0 / elapsed_s : 0; }
+};
+
+class EdgeAgent : public UpdateSink {
+ public:
+  static StatusOr<std::unique_ptr<EdgeAgent>> Create(const EdgeConfig& config, Clock* clock = Clock::Real());
+  ~EdgeAgent() override;
+
+  // Runs until the source ends (then lingers config.linger_s for the uplink) or Stop().
+  Status Run();
+  void Stop();  // safe from any thread
+  // Sees every ack from the server (sequence, code); call before Run().
+  void SetAckObserver(std::function<void(uint64_t sequence, int code)> observer) {
+    uplink_->SetAckObserver(std::move(observer));
+  }
+  EdgeStats stats() const;
+  std::shared_ptr<const ServedModel> serving() const { return serving_.Current(); }
+  // The start model's weights (serialized), for comparing before and after.
+  const std::string& initial_weights() const { return initial_weights_; }
+
+  // UpdateSink
+  Status ApplyUpdate(const ReceivedUpdate& update) override;
+  uint64_t ServingVersion() const override;
+  std::string ServingChecksum() const override;
+
+ private:
+  explicit EdgeAgent(const EdgeConfig& config, Clock* clock);
+  Status Init();
+  Status ProcessFrame(const Frame& frame, double video_time_s);
+  Status SpoolFrame(const Frame& frame, double video_time_s, const StudentOutput& out, uint64_t version);
+  StatusOr<std::shared_ptr<const ServedModel>> BuildServed(uint64_t version, std::vector<float> flat) const;
+  Status SaveDeployed(const ServedModel& served) const;
+  void Report(const ReceivedUpdate& update);
+
+  const EdgeConfig config_;
+  Clock* clock_;
+  std::unique_ptr<StudentModel> scratch_;  // architecture holder that builds snapshots (update thread only)
+  std::string initial_weights_;
+  ServingModel serving_;
+  std::unique_ptr<FrameSource> source_;
+  std::unique_ptr<DetectionSink> sink_;
+  std::unique_ptr<Sampler> sampler_;
+  std::unique_ptr<Spool> spool_;
+  std::unique_ptr<Uplink> uplink_;
+  std::atomic<bool> stopping_{false};
+  double start_time_ = 0;
+
+  mutable std::mutex mu_;  // guards stats_ and update_mu_-free reads of counters
+  EdgeStats stats_;
+  std::mutex update_mu_;  // one update applied at a time
+};
+
+}  // namespace sd

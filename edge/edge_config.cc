@@ -1,0 +1,110 @@
+#include "edge/edge_config.h"
+
+#include "common/config.h"
+#include "common/yaml_reader.h"
+
+namespace sd {
+namespace {
+
+Status ReadUplink(const YamlReader& root, UplinkOptions* u) {
+  SD_RETURN_IF_ERROR(root.Require("device_id", &u->device_id));
+  SD_RETURN_IF_ERROR(root.Require("token", &u->token));
+  SD_RETURN_IF_ERROR(root.Get("server", &u->server));
+  SD_ASSIGN_OR_RETURN(YamlReader link, root.Child("link"));
+  SD_RETURN_IF_ERROR(link.Get("max_in_flight", &u->max_in_flight));
+  SD_RETURN_IF_ERROR(link.Get("backoff_initial_s", &u->backoff_initial_s));
+  SD_RETURN_IF_ERROR(link.Get("backoff_max_s", &u->backoff_max_s));
+  SD_RETURN_IF_ERROR(link.Get("max_message_bytes", &u->max_message_bytes));
+  if (u->max_in_flight < 1) return link.Error("max_in_flight", "must be >= 1");
+  if (!(u->backoff_initial_s > 0) || u->backoff_max_s < u->backoff_initial_s)
+    return link.Error("backoff_max_s", "need 0 < backoff_initial_s <= backoff_max_s");
+  SD_ASSIGN_OR_RETURN(YamlReader tls, root.Child("tls"));
+  SD_ASSIGN_OR_RETURN(u->tls.ca, ReadFileAtKey(tls, "ca"));
+  SD_ASSIGN_OR_RETURN(u->tls.cert, ReadFileAtKey(tls, "cert"));
+  SD_ASSIGN_OR_RETURN(u->tls.key, ReadFileAtKey(tls, "key"));
+  SD_RETURN_IF_ERROR(tls.Get("server_name", &u->tls.server_name));
+  if (u->tls.cert.empty() != u->tls.key.empty()) return tls.Error("cert", "cert and key must be given together");
+  return Status::Ok();
+}
+
+Status ReadSource(const YamlReader& root, FrameSourceOptions* s) {
+  SD_ASSIGN_OR_RETURN(YamlReader source, root.Child("source"));
+  SD_RETURN_IF_ERROR(source.Require("uri", &s->uri));
+  SD_RETURN_IF_ERROR(source.Get("loop", &s->loop));
+  SD_RETURN_IF_ERROR(source.Get("realtime", &s->realtime));
+  SD_RETURN_IF_ERROR(source.Get("fps", &s->fps_override));
+  SD_RETURN_IF_ERROR(source.Get("start_frame", &s->start_frame));
+  SD_RETURN_IF_ERROR(source.Get("end_frame", &s->end_frame));
+  SD_RETURN_IF_ERROR(source.Get("stride", &s->stride));
+  if (s->stride < 1) return source.Error("stride", "must be >= 1");
+  return Status::Ok();
+}
+
+Status ReadSampling(const YamlReader& root, SamplerOptions* o) {
+  SD_ASSIGN_OR_RETURN(YamlReader s, root.Child("sampling"));
+  SD_RETURN_IF_ERROR(s.Get("strategy", &o->strategy));
+  SD_RETURN_IF_ERROR(s.Get("budget_per_minute", &o->budget_per_minute));
+  SD_RETURN_IF_ERROR(s.Get("budget_total", &o->budget_total));
+  SD_RETURN_IF_ERROR(s.Get("uniform_probability", &o->uniform_probability));
+  SD_RETURN_IF_ERROR(s.Get("uniform_every", &o->uniform_every));
+  std::string aggregate = ScoreAggregateName(o->aggregate);
+  SD_RETURN_IF_ERROR(s.Get("score", &aggregate));
+  auto parsed = ParseScoreAggregate(aggregate);
+  if (!parsed.ok()) return s.Error("score", parsed.status().message());
+  o->aggregate = *parsed;
+  SD_RETURN_IF_ERROR(s.Get("percentile", &o->percentile));
+  SD_RETURN_IF_ERROR(s.Get("warmup_frames", &o->warmup_frames));
+  SD_RETURN_IF_ERROR(s.Get("window_frames", &o->window_frames));
+  SD_RETURN_IF_ERROR(s.Get("seed", &o->seed));
+  Status valid = o->Validate();
+  if (!valid.ok()) return Status::InvalidArgument(s.file() + ": " + valid.message());
+  return Status::Ok();
+}
+
+Status Parse(const YamlReader& root, EdgeConfig* c) {
+  SD_RETURN_IF_ERROR(ReadUplink(root, &c->uplink));
+  SD_RETURN_IF_ERROR(ReadSource(root, &c->source));
+  SD_ASSIGN_OR_RETURN(YamlReader student, root.Child("student"));
+  SD_RETURN_IF_ERROR(ReadStudentArchitecture(student, &c->student));
+  SD_RETURN_IF_ERROR(root.Get("init_weights", &c->init_weights));
+  SD_RETURN_IF_ERROR(root.Get("model_seed", &c->model_seed));
+  SD_ASSIGN_OR_RETURN(YamlReader inference, root.Child("inference"));
+  SD_RETURN_IF_ERROR(ReadInferenceOptions(inference, &c->inference));
+  SD_RETURN_IF_ERROR(root.Get("threads", &c->threads));
+  SD_RETURN_IF_ERROR(root.Get("detect_every", &c->detect_every));
+  if (c->threads < 1) return root.Error("threads", "must be >= 1");
+  if (c->detect_every < 1) return root.Error("detect_every", "must be >= 1");
+  SD_ASSIGN_OR_RETURN(YamlReader sink, root.Child("detections"));
+  SD_RETURN_IF_ERROR(sink.Get("path", &c->sink.path));
+  SD_RETURN_IF_ERROR(sink.Get("annotated_dir", &c->sink.annotated_dir));
+  SD_RETURN_IF_ERROR(sink.Get("annotate_every", &c->sink.annotate_every));
+  SD_RETURN_IF_ERROR(ReadSampling(root, &c->sampling));
+  SD_ASSIGN_OR_RETURN(YamlReader upload, root.Child("upload"));
+  SD_RETURN_IF_ERROR(upload.Get("jpeg_quality", &c->jpeg_quality));
+  SD_RETURN_IF_ERROR(upload.Get("max_width", &c->upload_max_width));
+  if (c->jpeg_quality < 10 || c->jpeg_quality > 100) return upload.Error("jpeg_quality", "must be in 10..100");
+  SD_RETURN_IF_ERROR(root.Get("state_dir", &c->state_dir));
+  SD_ASSIGN_OR_RETURN(YamlReader spool, root.Child("spool"));
+  c->spool.dir = c->state_dir + "/spool";
+  SD_RETURN_IF_ERROR(spool.Get("dir", &c->spool.dir));
+  int max_mb = static_cast<int>(c->spool.max_bytes >> 20);
+  SD_RETURN_IF_ERROR(spool.Get("max_mb", &max_mb));
+  SD_RETURN_IF_ERROR(spool.Get("max_frames", &c->spool.max_frames));
+  if (max_mb < 1) return spool.Error("max_mb", "must be >= 1");
+  c->spool.max_bytes = static_cast<int64_t>(max_mb) << 20;
+  SD_RETURN_IF_ERROR(root.Get("linger_s", &c->linger_s));
+  SD_RETURN_IF_ERROR(root.Get("summary_path", &c->summary_path));
+  return root.CheckAllKeysUsed();
+}
+
+}  // namespace
+
+StatusOr<EdgeConfig> ParseEdgeConfig(const std::string& yaml_text, const std::string& name) {
+  return LoadYamlConfig<EdgeConfig>(YamlReader::FromString(yaml_text, name), &Parse);
+}
+
+StatusOr<EdgeConfig> LoadEdgeConfig(const std::string& path) {
+  return LoadYamlConfig<EdgeConfig>(YamlReader::FromFile(path), &Parse);
+}
+
+}  // namespace sd

@@ -1,0 +1,55 @@
+// configs/edge.yaml -> EdgeConfig, validated. Every key is documented in docs/operations.md.
+#pragma once
+
+#include <string>
+
+#include "common/frame_source.h"
+#include "common/status.h"
+#include "common/student.h"
+#include "edge/detection_sink.h"
+#include "edge/sampler.h"
+#include "edge/spool.h"
+
+namespace sd {
+
+struct TlsClientOptions {
+  std::string ca;    // PEM of the CA that signed the server's certificate; empty = plaintext
+  std::string cert;  // PEM client certificate (when the server requires one)
+  std::string key;
+  std::string server_name;  // override the name checked against the certificate
+};
+
+struct UplinkOptions {
+  std::string server = "localhost:50051";
+  std::string device_id;
+  std::string token;
+  TlsClientOptions tls;
+  int max_in_flight = 8;             // frames sent but not yet acked
+  double backoff_initial_s = 0.5;    // reconnect delay doubles up to backoff_max_s, jittered
+  double backoff_max_s = 10;
+  int max_message_bytes = 8 << 20;
+};
+
+struct EdgeConfig {
+  UplinkOptions uplink;
+  FrameSourceOptions source;
+  StudentArchitecture student;
+  std::string init_weights;  // start model; empty: random weights from model_seed
+  uint64_t model_seed = 1;
+  InferenceOptions inference;
+  int threads = 1;       // libtorch threads for inference
+  int detect_every = 1;  // run the student on every k-th frame
+  DetectionSinkOptions sink;
+  SamplerOptions sampling;
+  int jpeg_quality = 80;
+  int upload_max_width = 0;  // 0: send frames at source resolution
+  SpoolOptions spool;
+  std::string state_dir = "state/edge";  // deployed model survives restarts here
+  double linger_s = 0;       // after the source ends, keep the link up this long for updates
+  std::string summary_path;  // write the run summary JSON here at exit (empty: don't)
+};
+
+StatusOr<EdgeConfig> LoadEdgeConfig(const std::string& path);
+StatusOr<EdgeConfig> ParseEdgeConfig(const std::string& yaml_text, const std::string& name);
+
+}  // namespace sd

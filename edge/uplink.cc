@@ -1,0 +1,319 @@
+#include "edge/uplink.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <deque>
+#include <fstream>
+#include <cmath>
+#include <random>
+#include <set>
+
+#include <spdlog/spdlog.h>
+
+#include "common/grpc_status.h"
+#include "common/update_codec.h"
+#include "streamdistill.grpc.pb.h"
+
+namespace sd {
+
+using streamdistill::v1::EdgeMessage;
+using streamdistill::v1::ServerMessage;
+
+namespace {
+
+constexpr int64_t kFramingBytes = 5;
+
+std::shared_ptr<grpc::ChannelCredentials> Credentials(const TlsClientOptions& tls) {
+  if (tls.ca.empty()) return grpc::InsecureChannelCredentials();
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = tls.ca;
+  ssl.pem_cert_chain = tls.cert;
+  ssl.pem_private_key = tls.key;
+  return grpc::SslCredentials(ssl);
+}
+
+}  // namespace
+
+// One stream's life: a writer (the Run thread) and a reader thread.
+class Uplink::Connection {
+ public:
+  Connection(Uplink* owner, std::shared_ptr<grpc::Channel> channel) : owner_(owner) {
+    stub_ = streamdistill::v1::EdgeLink::NewStub(channel);
+    stream_ = stub_->Connect(&context_);
+  }
+
+  // Runs the whole stream; returns its final status.
+  Status Serve() {
+    EdgeMessage hello;
+    auto* h = hello.mutable_hello();
+    h->set_device_id(owner_->options_.device_id);
+    h->set_token(owner_->options_.token);
+    h->set_architecture(owner_->architecture_);
+    h->set_model_version(owner_->sink_->ServingVersion());
+    h->set_weights_checksum(owner_->sink_->ServingChecksum());
+    h->set_software("streamdistill-edge 0.1.0");
+    if (!Write(hello)) return Finish();
+    std::thread reader([this] { ReadLoop(); });
+    WriteLoop();
+    context_.TryCancel();  // unblocks the reader if the writer stopped first
+    reader.join();
+    return Finish();
+  }
+
+  void Cancel() { context_.TryCancel(); }
+
+  void Wake() {
+    std::lock_guard<std::mutex> lock(mu_);
+    cv_.notify_all();
+  }
+
+ private:
+  bool Write(const EdgeMessage& message) {
+    if (!stream_->Write(message)) return false;
+    std::lock_guard<std::mutex> lock(owner_->mu_);
+    owner_->stats_.bytes_up += message.ByteSizeLong() + kFramingBytes;
+    if (message.kind_case() == EdgeMessage::kFrame) ++owner_->stats_.frames_sent;
+    return true;
+  }
+
+  // Sends spooled frames oldest first, at most max_in_flight unacked, plus control messages.
+  void WriteLoop() {
+    uint64_t last_sent = 0;
+    while (!owner_->stopping_) {
+      std::deque<EdgeMessage> control;
+      std::optional<uint64_t> next;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait_for(lock, std::chrono::milliseconds(200), [&] {
+          return reader_done_ || !control_.empty() || HasWork(last_sent) || owner_->stopping_;
+        });
+        if (reader_done_) return;
+        control.swap(control_);
+        if (static_cast<int>(in_flight_.size()) < owner_->options_.max_in_flight)
+          next = owner_->spool_->NextPendingAfter(last_sent);
+        if (next) in_flight_.insert(*next);
+      }
+      for (const EdgeMessage& m : control)
+        if (!Write(m)) return;
+      if (!next) continue;
+      last_sent = *next;
+      auto bytes = owner_->spool_->Read(*next);
+      if (!bytes.ok()) {  // dropped from the spool meanwhile (bound reached): skip it
+        std::lock_guard<std::mutex> lock(mu_);
+        in_flight_.erase(*next);
+        continue;
+      }
+      EdgeMessage frame;
+      if (!frame.mutable_frame()->ParseFromString(*bytes)) {
+        spdlog::error("spooled frame {} is corrupt; dropping it", *next);
+        owner_->spool_->Remove(*next);
+        std::lock_guard<std::mutex> lock(mu_);
+        in_flight_.erase(*next);
+        continue;
+      }
+      if (!Write(frame)) return;
+    }
+  }
+
+  bool HasWork(uint64_t last_sent) const {
+    if (static_cast<int>(in_flight_.size()) >= owner_->options_.max_in_flight) return false;
+    return owner_->spool_->NextPendingAfter(last_sent).has_value();
+  }
+
+  void Queue(EdgeMessage message) {
+    std::lock_guard<std::mutex> lock(mu_);
+    control_.push_back(std::move(message));
+    cv_.notify_all();
+  }
+
+  void ReadLoop() {
+    ServerMessage message;
+    while (stream_->Read(&message)) {
+      {
+        std::lock_guard<std::mutex> lock(owner_->mu_);
+        owner_->stats_.bytes_down += message.ByteSizeLong() + kFramingBytes;
+      }
+      switch (message.kind_case()) {
+        case ServerMessage::kWelcome: OnWelcome(message.welcome()); break;
+        case ServerMessage::kAck: OnAck(message.ack()); break;
+        case ServerMessage::kUpdate: OnChunk(message.update()); break;
+        default: break;
+      }
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    reader_done_ = true;
+    cv_.notify_all();
+  }
+
+  void OnWelcome(const streamdistill::v1::Welcome& welcome) {
+    spdlog::info("connected to {}: server holds version {}, {} frames stored", owner_->options_.server,
+                 welcome.latest_version(), welcome.last_stored_sequence());
+    // An edge whose spool was wiped must not reuse sequences the server already stored: the
+    // server would take new frames for re-sends and drop them.
+    owner_->spool_->AdvanceSequence(welcome.last_stored_sequence() + 1);
+    std::lock_guard<std::mutex> lock(owner_->mu_);
+    owner_->stats_.connected = true;
+    ++owner_->stats_.connects;
+  }
+
+  void OnAck(const streamdistill::v1::FrameAck& ack) {
+    const bool stored = ack.code() == 0;
+    if (!stored)
+      spdlog::warn("server rejected frame {}: {} (code {}); dropping it", ack.sequence(), ack.message(), ack.code());
+    // Rejected frames are dropped too: sending them again would be rejected again.
+    Status removed = owner_->spool_->Remove(ack.sequence());
+    if (!removed.ok()) spdlog::error("spool: {}", removed.ToString());
+    {
+      std::lock_guard<std::mutex> lock(owner_->mu_);
+      ++(stored ? owner_->stats_.frames_acked : owner_->stats_.frames_rejected);
+    }
+    if (owner_->ack_observer_) owner_->ack_observer_(ack.sequence(), ack.code());
+    std::lock_guard<std::mutex> lock(mu_);
+    in_flight_.erase(ack.sequence());
+    cv_.notify_all();
+  }
+
+  void OnChunk(const streamdistill::v1::ModelUpdateChunk& chunk) {
+    auto payload = assembler_.Add(chunk.new_version(), chunk.chunk_index(), chunk.chunk_count(),
+                                  chunk.payload_size(), chunk.data());
+    if (!payload.ok()) {
+      RefuseUpdate(chunk.new_version(), payload.status());
+      return;
+    }
+    if (!payload->has_value()) return;  // more chunks to come
+    ReceivedUpdate update;
+    update.base_version = chunk.base_version();
+    update.new_version = chunk.new_version();
+    update.encoding = chunk.encoding();
+    update.payload = std::move(**payload);
+    update.weights_checksum = chunk.weights_checksum();
+    update.val_map50 = chunk.val_map50();
+    update.val_map50_previous = chunk.val_map50_previous();
+    update.val_frames = chunk.val_frames();
+    Status applied = owner_->sink_->ApplyUpdate(update);
+    if (!applied.ok()) {
+      RefuseUpdate(update.new_version, applied);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(owner_->mu_);
+      ++owner_->stats_.updates_applied;
+    }
+    EdgeMessage result;
+    result.mutable_update_result()->set_version(update.new_version);
+    result.mutable_update_result()->set_applied(true);
+    Queue(std::move(result));
+  }
+
+  // Keeps serving the current model and asks for a full one.
+  void RefuseUpdate(uint64_t version, const Status& why) {
+    spdlog::warn("update to version {} refused: {}; asking for the full model", version, why.ToString());
+    assembler_.Reset();
+    {
+      std::lock_guard<std::mutex> lock(owner_->mu_);
+      ++owner_->stats_.updates_refused;
+    }
+    EdgeMessage result;
+    result.mutable_update_result()->set_version(version);
+    result.mutable_update_result()->set_applied(false);
+    result.mutable_update_result()->set_message(why.message());
+    Queue(std::move(result));
+    EdgeMessage request;
+    request.mutable_model_request()->set_have_version(owner_->sink_->ServingVersion());
+    request.mutable_model_request()->set_full(true);
+    request.mutable_model_request()->set_reason(why.message());
+    Queue(std::move(request));
+  }
+
+  Status Finish() {
+    stream_->WritesDone();
+    grpc::Status status = stream_->Finish();
+    return FromGrpcStatus(status);
+  }
+
+  Uplink* owner_;
+  grpc::ClientContext context_;
+  std::unique_ptr<streamdistill::v1::EdgeLink::Stub> stub_;
+  std::unique_ptr<grpc::ClientReaderWriter<EdgeMessage, ServerMessage>> stream_;
+  ChunkAssembler assembler_;  // only the reader thread uses it
+
+  std::mutex mu_;  // guards everything below
+  std::condition_variable cv_;
+  std::deque<EdgeMessage> control_;
+  std::set<uint64_t> in_flight_;
+  bool reader_done_ = false;
+};
+
+Uplink::Uplink(UplinkOptions options, std::string architecture, Spool* spool, UpdateSink* sink)
+    : options_(std::move(options)), architecture_(std::move(architecture)), spool_(spool), sink_(sink) {}
+
+Uplink::~Uplink() { Stop(); }
+
+void Uplink::Start() { thread_ = std::thread([this] { Run(); }); }
+
+void Uplink::Stop() {
+  stopping_ = true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (connection_) connection_->Cancel();
+    wake_cv_.notify_all();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void Uplink::NotifyFrameQueued() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (connection_) connection_->Wake();
+}
+
+UplinkStats Uplink::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+bool Uplink::Drained() const { return spool_->pending_count() == 0; }
+
+double Uplink::NextBackoff(int attempt) {
+  static thread_local std::mt19937 rng(std::random_device{}());
+  const double base = std::min(options_.backoff_max_s, options_.backoff_initial_s * std::pow(2.0, attempt));
+  return base * std::uniform_real_distribution<double>(0.5, 1.0)(rng);  // jitter spreads a fleet's reconnects
+}
+
+void Uplink::Run() {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(options_.max_message_bytes);
+  args.SetMaxSendMessageSize(options_.max_message_bytes);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  if (!options_.tls.server_name.empty()) args.SetSslTargetNameOverride(options_.tls.server_name);
+  int attempt = 0;
+  while (!stopping_) {
+    auto channel = grpc::CreateCustomChannel(options_.server, Credentials(options_.tls), args);
+    auto connection = std::make_shared<Connection>(this, channel);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      connection_ = connection;
+      if (stopping_) connection->Cancel();
+    }
+    const int64_t connects_before = stats().connects;
+    Status status = connection->Serve();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      connection_.reset();
+      stats_.connected = false;
+      stats_.last_error = status.ToString();
+    }
+    if (stopping_) break;
+    if (stats().connects > connects_before) attempt = 0;  // it had worked: start the back-off over
+    const double delay = NextBackoff(attempt++);
+    if (status.code() == Status::Code::kUnauthenticated || status.code() == Status::Code::kFailedPrecondition)
+      spdlog::error("server refused this edge: {}; retrying in {:.1f}s", status.ToString(), delay);
+    else
+      spdlog::warn("link to {} down: {}; retrying in {:.1f}s", options_.server, status.ToString(), delay);
+    std::unique_lock<std::mutex> lock(mu_);
+    wake_cv_.wait_for(lock, std::chrono::duration<double>(delay), [this] { return stopping_.load(); });
+  }
+}
+
+}  // namespace sd

@@ -1,0 +1,81 @@
+// The edge's link to the server: one long-lived gRPC stream that sends spooled frames in
+// order, removes them from the spool when the server acks them, re-sends unacked frames
+// after a reconnect (the server dedupes), reconnects with jittered exponential back-off, and
+// assembles model updates for the UpdateSink.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "common/status.h"
+#include "edge/edge_config.h"
+#include "edge/spool.h"
+
+namespace sd {
+
+struct ReceivedUpdate {
+  uint64_t base_version = 0, new_version = 0;
+  std::string encoding;
+  std::string payload;
+  std::string weights_checksum;
+  double val_map50 = -1, val_map50_previous = -1;
+  int val_frames = 0;
+};
+
+// Implemented by the edge agent: applies an update (or refuses it, keeping its model).
+class UpdateSink {
+ public:
+  virtual ~UpdateSink() = default;
+  virtual Status ApplyUpdate(const ReceivedUpdate& update) = 0;
+  virtual uint64_t ServingVersion() const = 0;
+  virtual std::string ServingChecksum() const = 0;
+};
+
+struct UplinkStats {
+  int64_t bytes_up = 0, bytes_down = 0;  // gRPC messages incl. their 5-byte framing
+  int64_t frames_sent = 0, frames_acked = 0, frames_rejected = 0;
+  int64_t updates_applied = 0, updates_refused = 0;
+  int64_t connects = 0;
+  bool connected = false;
+  std::string last_error;
+};
+
+class Uplink {
+ public:
+  Uplink(UplinkOptions options, std::string architecture, Spool* spool, UpdateSink* sink);
+  ~Uplink();  // Stop()
+  void Start();
+  void Stop();               // cancels the stream and joins; idempotent
+  void NotifyFrameQueued();  // wakes the sender
+  // Called on the reader thread for every ack (sequence, google.rpc code); set before Start().
+  void SetAckObserver(std::function<void(uint64_t sequence, int code)> observer) { ack_observer_ = std::move(observer); }
+  UplinkStats stats() const;
+  // True once every spooled frame is acked (or rejected).
+  bool Drained() const;
+
+ private:
+  class Connection;
+  void Run();
+  double NextBackoff(int attempt);
+
+  const UplinkOptions options_;
+  const std::string architecture_;
+  Spool* spool_;
+  UpdateSink* sink_;
+  std::function<void(uint64_t, int)> ack_observer_;
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
+
+  mutable std::mutex mu_;  // guards stats_, connection_
+  UplinkStats stats_;
+  std::shared_ptr<Connection> connection_;
+  std::condition_variable wake_cv_;
+};
+
+}  // namespace sd

@@ -1,0 +1,260 @@
+#include "server/device_trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <utility>
+
+namespace sd {
+namespace {
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+std::string Fixed3(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.3f", v);
+  return buf;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Options.
+
+TrainerOptions RoundOptions::DefaultTrainer() {
+  TrainerOptions t;
+  t.batch_size = 16;
+  t.learning_rate = 1e-3f;
+  t.warmup_steps = 10;
+  t.total_steps = 100;  // replaced by `iterations` each round
+  // Rounds continue one another, so a schedule that decays to almost nothing every round
+  // would waste the end of each; keep the rate within ~3x over a round.
+  t.final_lr_fraction = 0.3f;
+  return t;
+}
+
+Status RoundOptions::Validate() const {
+  if (iterations < 1) return Status::InvalidArgument("round iterations must be >= 1");
+  if (replay_frames < 1) return Status::InvalidArgument("round replay_frames must be >= 1");
+  if (!(max_map50_drop >= 0)) return Status::InvalidArgument("round max_map50_drop must be >= 0");
+  if (min_validation_frames < 0) return Status::InvalidArgument("round min_validation_frames must be >= 0");
+  if (!(eval_score_threshold >= 0 && eval_score_threshold < 1))
+    return Status::InvalidArgument("round eval_score_threshold must be in [0, 1)");
+  return trainer.Validate();
+}
+
+// ---------------------------------------------------------------------------------------------
+// DeviceTrainer.
+
+struct DeviceTrainer::Published {
+  uint64_t version = 0;
+  std::shared_ptr<const StudentModel> model;
+  std::string bytes;  // model->SerializeWeights(), kept because every new stream asks for it
+  std::shared_ptr<const StudentDetector> detector;  // for scoring it against the next candidate
+  double map50 = -1;
+};
+
+DeviceTrainer::DeviceTrainer(std::string device_id, StudentArchitecture arch, RoundOptions options,
+                             std::shared_ptr<const Published> published)
+    : device_id_(std::move(device_id)),
+      arch_(std::move(arch)),
+      options_(std::move(options)),
+      published_(std::move(published)) {}
+
+DeviceTrainer::~DeviceTrainer() = default;
+
+namespace {
+
+InferenceOptions EvalInference(const RoundOptions& options) {
+  InferenceOptions inference;
+  inference.score_threshold = options.eval_score_threshold;
+  inference.device = options.trainer.device;
+  return inference;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<DeviceTrainer>> DeviceTrainer::Create(const std::string& device_id,
+                                                               const StudentArchitecture& arch,
+                                                               const std::string& initial_weights,
+                                                               uint64_t initial_version, const RoundOptions& options) {
+  const std::string what = "device " + device_id;
+  Status valid = arch.Validate();
+  if (!valid.ok()) return valid.WithContext(what);
+  valid = options.Validate();
+  if (!valid.ok()) return valid.WithContext(what);
+  std::unique_ptr<StudentModel> model;
+  if (initial_weights.empty()) {
+    SD_ASSIGN_OR_RETURN(model, StudentModel::Create(arch, options.trainer.seed));
+  } else {
+    StatusOr<std::unique_ptr<StudentModel>> loaded = StudentModel::FromBytes(initial_weights);
+    if (!loaded.ok()) return loaded.status().WithContext(what + ": initial weights");
+    model = std::move(loaded).value();
+    if (model->architecture().Fingerprint() != arch.Fingerprint())
+      return Status::InvalidArgument(what + ": initial weights are for '" + model->architecture().Fingerprint() +
+                                     "', the device's student is '" + arch.Fingerprint() + "'");
+  }
+  auto published = std::make_shared<Published>();
+  published->version = initial_version;
+  published->bytes = model->SerializeWeights();
+  StatusOr<std::shared_ptr<const StudentDetector>> detector = model->MakeDetector(EvalInference(options));
+  if (!detector.ok()) return detector.status().WithContext(what);
+  published->detector = std::move(detector).value();
+  published->model = std::move(model);
+  return std::unique_ptr<DeviceTrainer>(new DeviceTrainer(device_id, arch, options, std::move(published)));
+}
+
+std::shared_ptr<const DeviceTrainer::Published> DeviceTrainer::Snapshot() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return published_;
+}
+
+uint64_t DeviceTrainer::version() const { return Snapshot()->version; }
+std::string DeviceTrainer::weights() const { return Snapshot()->bytes; }
+std::vector<float> DeviceTrainer::flat_weights() const { return Snapshot()->model->FlatWeights(); }
+double DeviceTrainer::published_map50() const { return Snapshot()->map50; }
+
+StatusOr<RoundResult> DeviceTrainer::RunRound(const std::vector<TrainingSample>& train,
+                                              const std::vector<LabelledFrame>& validation) {
+  std::lock_guard<std::mutex> round_lock(round_mu_);
+  const auto round_start = std::chrono::steady_clock::now();
+  const std::shared_ptr<const Published> current = Snapshot();
+  const std::string what = "device " + device_id_ + " round from version " + std::to_string(current->version);
+
+  RoundResult result;
+  result.version = current->version;
+  if (train.empty()) return Status::FailedPrecondition(what + ": no training frames");
+  // The replay horizon: only the newest frames, so the student follows the scene as it is now.
+  const size_t first = train.size() > static_cast<size_t>(options_.replay_frames) ? train.size() - options_.replay_frames : 0;
+  const std::vector<TrainingSample> replay(train.begin() + first, train.end());
+  for (size_t i = 0; i < replay.size(); ++i)
+    if (replay[i].bgr.empty() || replay[i].bgr.type() != CV_8UC3)
+      return Status::InvalidArgument(what + ": training frame " + std::to_string(first + i) +
+                                     " is not an 8-bit BGR image");
+  result.train_frames = static_cast<int>(replay.size());
+  result.val_frames = static_cast<int>(validation.size());
+
+  // The candidate is a copy: the published model is shared with readers and must not move
+  // until the gate has passed.
+  StatusOr<std::unique_ptr<StudentModel>> copy = StudentModel::FromBytes(current->bytes);
+  if (!copy.ok()) return copy.status().WithContext(what + ": copying the published weights");
+  std::shared_ptr<StudentModel> candidate = std::move(copy).value();
+
+  TrainerOptions trainer_options = options_.trainer;
+  trainer_options.total_steps = options_.iterations;
+  trainer_options.warmup_steps = std::min(trainer_options.warmup_steps, options_.iterations);
+  // New batches for every attempt: a retry after a discarded round must not replay the very
+  // candidate that was just rejected.
+  trainer_options.seed = options_.trainer.seed + 1000003 * current->version + discarded_since_publish_;
+  {
+    const auto train_start = std::chrono::steady_clock::now();
+    StatusOr<std::unique_ptr<StudentTrainer>> trainer = StudentTrainer::Create(candidate.get(), trainer_options);
+    if (!trainer.ok()) return trainer.status().WithContext(what);
+    const int tail = std::min(10, options_.iterations);
+    double tail_loss = 0;
+    for (int i = 0; i < options_.iterations; ++i) {
+      if (cancelled_) return Status::Aborted("device " + device_id_ + ": round cancelled (shutting down)");
+      StatusOr<StepStats> step = (*trainer)->Step(replay);
+      if (!step.ok()) return step.status().WithContext(what + ": step " + std::to_string(i + 1));
+      if (i >= options_.iterations - tail) tail_loss += step->loss;
+    }
+    result.final_loss = tail_loss / tail;
+    result.train_seconds = SecondsSince(train_start);
+  }
+
+  const InferenceOptions inference = EvalInference(options_);
+  StatusOr<std::shared_ptr<const StudentDetector>> candidate_detector = candidate->MakeDetector(inference);
+  if (!candidate_detector.ok()) return candidate_detector.status().WithContext(what + ": candidate");
+  bool labelled = false;
+  if (!validation.empty()) {
+    StatusOr<EvalResult> before = EvaluateDetector(*current->detector, validation);
+    if (!before.ok()) return before.status().WithContext(what + ": evaluating the published weights");
+    StatusOr<EvalResult> after = EvaluateDetector(**candidate_detector, validation);
+    if (!after.ok()) return after.status().WithContext(what + ": evaluating the candidate");
+    result.map50_before = before->map50;
+    result.map50_after = after->map50;
+    labelled = before->valid();
+  }
+
+  // The gate.
+  bool pass = false;
+  const std::string change = "held-out mAP50 " + Fixed3(result.map50_before) + " -> " + Fixed3(result.map50_after);
+  if (!std::isfinite(result.final_loss)) {
+    result.reason = "training diverged (loss " + std::to_string(result.final_loss) + ")";
+  } else if (result.val_frames < options_.min_validation_frames) {
+    pass = true;
+    result.reason = "bootstrapping: " + std::to_string(result.val_frames) + " validation frames < " +
+                    std::to_string(options_.min_validation_frames) + ", gate checks training only";
+  } else if (!labelled) {
+    // No reference box anywhere: mAP cannot tell the two apart, so the gate cannot object.
+    pass = true;
+    result.reason = "validation frames hold no labels, gate checks training only";
+  } else if (result.map50_after >= result.map50_before - options_.max_map50_drop - 1e-12) {
+    pass = true;
+    result.reason = change + " within the allowed drop " + Fixed3(options_.max_map50_drop);
+  } else {
+    result.reason = change + " drops more than " + Fixed3(options_.max_map50_drop);
+  }
+
+  if (pass) {
+    auto next = std::make_shared<Published>();
+    next->version = current->version + 1;
+    next->bytes = candidate->SerializeWeights();
+    next->detector = std::move(candidate_detector).value();
+    next->map50 = labelled ? result.map50_after : -1;
+    next->model = std::move(candidate);
+    std::lock_guard<std::mutex> lock(mu_);
+    published_ = std::move(next);
+    result.version = published_->version;
+    result.published = true;
+    discarded_since_publish_ = 0;
+  } else {
+    ++discarded_since_publish_;
+  }
+  result.seconds = SecondsSince(round_start);
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// RoundScheduler.
+
+RoundScheduler::RoundScheduler(SchedulerOptions o) : options_(o) {}
+
+void RoundScheduler::OnNewFrame(const std::string& device, double now_s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = index_.find(device);
+  if (it == index_.end()) {
+    it = index_.emplace(device, devices_.size()).first;
+    // A device's wait for its first round counts from its first frame.
+    devices_.push_back(DeviceState{device, 0, now_s});
+  }
+  ++devices_[it->second].new_frames;
+}
+
+std::optional<std::string> RoundScheduler::Next(double now_s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const size_t n = devices_.size();
+  for (size_t k = 0; k < n; ++k) {
+    const size_t i = (cursor_ + k) % n;
+    DeviceState& d = devices_[i];
+    const bool has_work = d.new_frames >= options_.min_new_frames ||
+                          (d.new_frames >= 1 && now_s - d.last_round_s >= options_.max_wait_s);
+    if (!has_work) continue;
+    d.new_frames = 0;
+    d.last_round_s = now_s;
+    cursor_ = (i + 1) % n;
+    return d.name;
+  }
+  return std::nullopt;
+}
+
+int RoundScheduler::pending_frames(const std::string& device) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = index_.find(device);
+  return it == index_.end() ? 0 : devices_[it->second].new_frames;
+}
+
+}  // namespace sd

@@ -1,0 +1,148 @@
+// One camera's student on the server: training rounds, the update gate that decides whether
+// a round's result is sent to the edge, and the scheduler that shares training time among
+// cameras.
+//
+// A round trains a *copy* of the published weights (the candidate) on the camera's recent
+// frames, then scores candidate and published weights on held-out frames. Only a candidate
+// that does not lose held-out mAP50 becomes the next version; a rejected one is thrown away,
+// so a bad round (label noise, a drift the replay window has not caught up with) never
+// reaches the camera. The data comes in as arguments: storage is someone else's concern.
+// This header keeps torch out.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "common/student.h"
+#include "common/student_eval.h"
+#include "common/student_trainer.h"
+
+namespace sd {
+
+struct RoundOptions {
+  int iterations = 100;           // Adam steps per round (K)
+  int replay_frames = 300;        // train on the most recent N training frames (replay horizon)
+  double max_map50_drop = 0.02;   // publish only if held-out mAP50 did not fall by more than this
+  int min_validation_frames = 5;  // below this the gate only checks that training ran (bootstrapping)
+  // Batch size, learning rate, augmentation and seed. Per round, total_steps is replaced by
+  // `iterations` and warmup_steps is capped at it, so each round runs a short warm-up and one
+  // cosine that ends at final_lr_fraction of the rate; the defaults keep that nearly constant
+  // because rounds continue one another rather than start over. A round's seed follows from
+  // trainer.seed, the version it starts from and the rounds discarded since that version:
+  // reproducible, yet every round (a retry too) draws new batches.
+  TrainerOptions trainer = DefaultTrainer();
+  // Detections under this score are dropped before mAP is computed (mAP wants the low ones).
+  float eval_score_threshold = 0.01f;
+
+  Status Validate() const;
+  static TrainerOptions DefaultTrainer();
+};
+
+struct RoundResult {
+  bool published = false;
+  uint64_t version = 0;  // the published version after the round (unchanged when discarded)
+  // On the validation frames; -1 when not measured (no validation frames).
+  double map50_before = -1, map50_after = -1;
+  int train_frames = 0, val_frames = 0;
+  double seconds = 0;        // the whole round
+  double train_seconds = 0;  // of which the Adam steps
+  double final_loss = 0;     // mean loss of the last steps (up to 10) of the round
+  std::string reason;        // one line: why it was published or discarded
+};
+
+class DeviceTrainer {
+ public:
+  // Starts from `initial_weights` (StudentModel::SerializeWeights bytes, whose architecture
+  // must equal `arch`) as version `initial_version`. Empty `initial_weights` starts from
+  // fresh weights seeded with options.trainer.seed.
+  static StatusOr<std::unique_ptr<DeviceTrainer>> Create(const std::string& device_id, const StudentArchitecture& arch,
+                                                         const std::string& initial_weights, uint64_t initial_version,
+                                                         const RoundOptions& options);
+  ~DeviceTrainer();
+
+  // One round: trains a candidate starting from the published weights on the last
+  // `replay_frames` of `train` (ordered oldest to newest), evaluates candidate and published
+  // weights on `validation` (mAP50 against its labels), and publishes the candidate as
+  // version + 1 if the gate passes, else discards it. A discarded round is a result, not an
+  // error; errors are bad input (no training frames, bad images) and library failures, and
+  // leave the published weights unchanged too. Rounds of one trainer run one at a time (a
+  // second caller waits); the accessors below stay available while a round runs.
+  StatusOr<RoundResult> RunRound(const std::vector<TrainingSample>& train, const std::vector<LabelledFrame>& validation);
+
+  // Makes a running round (and any later one) stop at its next step with Aborted, leaving
+  // the published weights as they are: a shutdown must not wait for a round to end.
+  void Cancel() { cancelled_ = true; }
+
+  const std::string& device_id() const { return device_id_; }
+  const StudentArchitecture& architecture() const { return arch_; }
+  uint64_t version() const;
+  std::string weights() const;  // serialized published weights
+  std::vector<float> flat_weights() const;
+  // Held-out mAP50 of the published version when it was published; -1 when unknown (the
+  // initial weights, or a version published while bootstrapping without validation frames).
+  double published_map50() const;
+
+ private:
+  struct Published;
+  DeviceTrainer(std::string device_id, StudentArchitecture arch, RoundOptions options,
+                std::shared_ptr<const Published> published);
+  std::shared_ptr<const Published> Snapshot() const;
+
+  const std::string device_id_;
+  const StudentArchitecture arch_;
+  const RoundOptions options_;
+
+  std::atomic<bool> cancelled_{false};
+  std::mutex round_mu_;  // held for a whole RunRound: one round at a time
+  uint64_t discarded_since_publish_ = 0;  // guarded by round_mu_; varies the seed of retries
+
+  mutable std::mutex mu_;
+  // Guarded by mu_: the published version and its weights, an immutable snapshot replaced as
+  // a whole on publish, so readers copy the pointer and use it without the lock.
+  std::shared_ptr<const Published> published_;
+};
+
+// Fair sharing of training time among devices: round robin over devices that have work
+// (>= min_new_frames new frames, or >= 1 new frame and max_wait_s since their last round,
+// or since their first frame when they have had no round yet). Time is passed in, so tests
+// and the server's loop drive it. Thread-safe.
+struct SchedulerOptions {
+  int min_new_frames = 20;
+  double max_wait_s = 30;
+};
+
+class RoundScheduler {
+ public:
+  explicit RoundScheduler(SchedulerOptions o);
+  void OnNewFrame(const std::string& device, double now_s);
+  // The next device whose turn it is, or nullopt; marks its round started (resets its
+  // counters). Turns go around the devices in the order they were first seen, continuing
+  // after the last device served, so a device that always has work cannot starve the others.
+  std::optional<std::string> Next(double now_s);
+  // New frames of `device` since its last round (0 for an unknown device).
+  int pending_frames(const std::string& device) const;
+
+ private:
+  struct DeviceState {
+    std::string name;
+    int new_frames = 0;
+    double last_round_s = 0;  // or the time of its first frame before its first round
+  };
+
+  const SchedulerOptions options_;
+  mutable std::mutex mu_;
+  // Guarded by mu_: devices in first-seen order, the index of each, and where the next search
+  // for work starts (one past the device served last).
+  std::vector<DeviceState> devices_;
+  std::map<std::string, size_t> index_;
+  size_t cursor_ = 0;
+};
+
+}  // namespace sd

@@ -1,0 +1,827 @@
+#include "server/frame_store.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <charconv>
+#include <climits>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <utility>
+
+#include <spdlog/spdlog.h>
+
+namespace sd {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Bumped when the tables change incompatibly; a newer store is refused, not misread.
+constexpr int kSchemaVersion = 1;
+
+constexpr char kSchema[] = R"sql(
+CREATE TABLE IF NOT EXISTS frames(
+  device_id TEXT NOT NULL,
+  sequence INTEGER NOT NULL,
+  frame_index INTEGER NOT NULL,
+  capture_time_s REAL,            -- SQLite stores NaN as NULL; read back as NaN
+  source_width INTEGER NOT NULL,
+  source_height INTEGER NOT NULL,
+  image_score REAL,
+  validation INTEGER NOT NULL,
+  labels TEXT NOT NULL,           -- EncodeLabels
+  image_bytes INTEGER NOT NULL,   -- size of the image file, checked on load
+  PRIMARY KEY(device_id, sequence)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS frames_by_kind ON frames(device_id, validation, sequence);
+CREATE TABLE IF NOT EXISTS versions(
+  device_id TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  base_version INTEGER NOT NULL,
+  encoding TEXT NOT NULL,
+  weights_checksum TEXT NOT NULL,
+  val_map50 REAL,
+  created_ms INTEGER NOT NULL,
+  checkpoint_bytes INTEGER NOT NULL,
+  PRIMARY KEY(device_id, version)) WITHOUT ROWID;
+-- One row per device with any frame or version: listing devices must not scan all frames.
+CREATE TABLE IF NOT EXISTS devices(device_id TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID;
+)sql";
+
+constexpr char kFrameColumns[] =
+    "sequence, frame_index, capture_time_s, source_width, source_height, image_score, validation, labels";
+constexpr char kVersionColumns[] = "version, base_version, encoding, weights_checksum, val_map50, created_ms";
+
+constexpr uint64_t kMaxSqlInteger = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+
+std::string Errno(int err) { return std::strerror(err); }
+
+// Runs `fn` when the scope ends, however it ends.
+template <typename F>
+class Cleanup {
+ public:
+  explicit Cleanup(F fn) : fn_(std::move(fn)) {}
+  ~Cleanup() { fn_(); }
+  Cleanup(const Cleanup&) = delete;
+  Cleanup& operator=(const Cleanup&) = delete;
+
+ private:
+  F fn_;
+};
+
+// ---- Files ---------------------------------------------------------------------------------
+
+// Zero padded so that a directory listing is in sequence order.
+std::string FrameFileName(uint64_t sequence) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "%012llu.jpg", static_cast<unsigned long long>(sequence));
+  return name;
+}
+
+std::string CheckpointFileName(uint64_t version) { return "v" + std::to_string(version) + ".sdw"; }
+
+bool ParseUint64(const std::string& s, uint64_t* v) {
+  if (s.empty()) return false;
+  auto r = std::from_chars(s.data(), s.data() + s.size(), *v);
+  return r.ec == std::errc() && r.ptr == s.data() + s.size();
+}
+
+// fsync of a directory makes the entries created or renamed in it durable.
+Status SyncDir(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status::IOError(dir + ": cannot open directory to sync: " + Errno(errno));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) return Status::IOError(dir + ": fsync of directory failed: " + Errno(err));
+  return Status::Ok();
+}
+
+// Creates `dir` (whose parent must exist) and makes its entry durable; Ok when it exists.
+Status EnsureDir(const std::string& dir) {
+  if (::mkdir(dir.c_str(), 0755) == 0) return SyncDir(fs::path(dir).parent_path().string());
+  if (errno != EEXIST) return Status::IOError(dir + ": cannot create directory: " + Errno(errno));
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return Status::IOError(dir + ": exists but is not a directory");
+  }
+  return Status::Ok();
+}
+
+// Temp names are unique within the process (pid + counter). Two processes never write into
+// one store (LOCK), and the Claim on the final name keeps two threads off the same temp name.
+std::string TempName(const std::string& final_path) {
+  static std::atomic<uint64_t> counter{0};
+  return final_path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+}
+
+bool IsTempName(const std::string& name) { return name.find(".tmp-") != std::string::npos; }
+
+Status WriteAll(int fd, const std::string& bytes, const std::string& path) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::IOError(path + ": write failed: " + Errno(errno));
+    }
+    done += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+// Writes `bytes` to dir/name so that after it returns Ok the complete file is on disk under
+// its final name, and before that the final name never shows a partial file.
+Status WriteFileDurably(const std::string& dir, const std::string& name, const std::string& bytes) {
+  const std::string path = dir + "/" + name;
+  const std::string tmp = TempName(path);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::IOError(tmp + ": cannot create: " + Errno(errno));
+  Status status = WriteAll(fd, bytes, tmp);
+  if (status.ok() && ::fsync(fd) != 0) status = Status::IOError(tmp + ": fsync failed: " + Errno(errno));
+  if (::close(fd) != 0 && status.ok()) status = Status::IOError(tmp + ": close failed: " + Errno(errno));
+  if (status.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
+    status = Status::IOError(path + ": cannot rename temp file into place: " + Errno(errno));
+  }
+  if (!status.ok()) {
+    ::unlink(tmp.c_str());
+    return status;
+  }
+  return SyncDir(dir);
+}
+
+// Reads a file the index has a row for; a missing or resized file is data loss.
+StatusOr<std::string> ReadFileChecked(const std::string& path, int64_t expected_size) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    if (err == ENOENT) return Status::DataLoss(path + ": missing, though the index has a row for it");
+    return Status::IOError(path + ": cannot open: " + Errno(err));
+  }
+  Cleanup close_fd([fd] { ::close(fd); });
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return Status::IOError(path + ": cannot stat: " + Errno(errno));
+  if (st.st_size != expected_size) {
+    return Status::DataLoss(path + ": " + std::to_string(st.st_size) + " bytes, the index says " +
+                            std::to_string(expected_size));
+  }
+  std::string bytes(static_cast<size_t>(expected_size), '\0');
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::IOError(path + ": read failed: " + Errno(errno));
+    }
+    if (n == 0) return Status::DataLoss(path + ": shorter than its size (" + std::to_string(done) + " bytes read)");
+    done += static_cast<size_t>(n);
+  }
+  return bytes;
+}
+
+// ---- Labels --------------------------------------------------------------------------------
+// "<class> <score> <x1> <y1> <x2> <y2>" per detection, detections joined by ';', floats in
+// shortest round-trip form: compact, exact, and readable with the sqlite3 shell.
+
+std::string FloatText(float v) {
+  char buf[32];
+  auto r = std::to_chars(buf, buf + sizeof(buf), v);
+  return std::string(buf, r.ptr);
+}
+
+std::string EncodeLabels(const Detections& labels) {
+  std::string out;
+  for (const Detection& d : labels) {
+    if (!out.empty()) out += ';';
+    out += std::to_string(d.class_id) + ' ' + FloatText(d.score) + ' ' + FloatText(d.box.x1) + ' ' +
+           FloatText(d.box.y1) + ' ' + FloatText(d.box.x2) + ' ' + FloatText(d.box.y2);
+  }
+  return out;
+}
+
+template <typename T>
+bool ParseField(const char*& p, const char* end, char terminator, T* v) {
+  auto r = std::from_chars(p, end, *v);
+  if (r.ec != std::errc()) return false;
+  p = r.ptr;
+  if (terminator == '\0') return p == end || *p == ';';
+  if (p == end || *p != terminator) return false;
+  ++p;
+  return true;
+}
+
+bool DecodeLabels(const std::string& text, Detections* labels) {
+  const char* p = text.data();
+  const char* end = p + text.size();
+  while (p < end) {
+    Detection d;
+    if (!ParseField(p, end, ' ', &d.class_id) || !ParseField(p, end, ' ', &d.score) ||
+        !ParseField(p, end, ' ', &d.box.x1) || !ParseField(p, end, ' ', &d.box.y1) ||
+        !ParseField(p, end, ' ', &d.box.x2) || !ParseField(p, end, '\0', &d.box.y2)) {
+      return false;
+    }
+    labels->push_back(d);
+    if (p < end) {
+      ++p;                         // the ';'
+      if (p == end) return false;  // trailing separator
+    }
+  }
+  return true;
+}
+
+// ---- SQLite --------------------------------------------------------------------------------
+
+Status SqlError(sqlite3* db, int rc, const std::string& what) {
+  std::string msg = what + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  switch (rc & 0xff) {
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return Status::DataLoss(msg);
+    case SQLITE_FULL:
+      return Status::ResourceExhausted(msg);
+    case SQLITE_IOERR:
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_CANTOPEN:
+      return Status::IOError(msg);
+    default:
+      return Status::Internal(msg);
+  }
+}
+
+// Resets a statement (and drops its bindings) when a use of it ends, so that it holds no read
+// snapshot open and the next use starts clean.
+class StatementUse {
+ public:
+  explicit StatementUse(sqlite3_stmt* stmt) : stmt_(stmt) {}
+  ~StatementUse() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  StatementUse(const StatementUse&) = delete;
+  StatementUse& operator=(const StatementUse&) = delete;
+
+ private:
+  sqlite3_stmt* stmt_;
+};
+
+void BindText(sqlite3_stmt* s, int i, const std::string& v) {
+  sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+}
+// uint64 values above INT64_MAX keep their bit pattern; only sequence and version are ordered
+// on, and those are checked to be <= INT64_MAX before they get here.
+void BindU64(sqlite3_stmt* s, int i, uint64_t v) { sqlite3_bind_int64(s, i, static_cast<sqlite3_int64>(v)); }
+uint64_t ColumnU64(sqlite3_stmt* s, int i) { return static_cast<uint64_t>(sqlite3_column_int64(s, i)); }
+std::string ColumnText(sqlite3_stmt* s, int i) {
+  const unsigned char* text = sqlite3_column_text(s, i);
+  return text ? std::string(reinterpret_cast<const char*>(text), sqlite3_column_bytes(s, i)) : std::string();
+}
+double ColumnDouble(sqlite3_stmt* s, int i) {
+  if (sqlite3_column_type(s, i) == SQLITE_NULL) return std::numeric_limits<double>::quiet_NaN();
+  return sqlite3_column_double(s, i);
+}
+
+Status CheckDeviceId(const std::string& id) {
+  if (!IsValidDeviceId(id)) {
+    return Status::InvalidArgument("device id '" + id.substr(0, 80) +
+                                   "' is not 1-64 characters of [A-Za-z0-9_.-] (it names a directory)");
+  }
+  return Status::Ok();
+}
+
+// The statements every write transaction uses (see InTransaction).
+struct TxnStatements {
+  sqlite3_stmt* begin = nullptr;
+  sqlite3_stmt* commit = nullptr;
+  sqlite3_stmt* rollback = nullptr;
+  sqlite3_stmt* insert_device = nullptr;
+};
+
+}  // namespace
+
+bool IsValidDeviceId(const std::string& id) {
+  if (id.empty() || id.size() > 64 || id == "." || id == "..") return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+           c == '-';
+  });
+}
+
+// All statements are prepared once at Open and reused; each use resets it (StatementUse).
+struct FrameStore::Statements {
+  TxnStatements txn;
+  sqlite3_stmt* insert_frame = nullptr;
+  sqlite3_stmt* frame_bytes = nullptr;
+  sqlite3_stmt* last_sequence = nullptr;
+  sqlite3_stmt* count = nullptr;
+  sqlite3_stmt* recent = nullptr;
+  sqlite3_stmt* since = nullptr;
+  sqlite3_stmt* insert_version = nullptr;
+  sqlite3_stmt* version_bytes = nullptr;
+  sqlite3_stmt* latest_version = nullptr;
+  sqlite3_stmt* devices = nullptr;
+
+  ~Statements() {
+    for (sqlite3_stmt* s :
+         {txn.begin, txn.commit, txn.rollback, txn.insert_device, insert_frame, frame_bytes, last_sequence, count,
+          recent, since, insert_version, version_bytes, latest_version, devices}) {
+      sqlite3_finalize(s);
+    }
+  }
+
+  Status Prepare(sqlite3* db, const std::string& index_path) {
+    const std::string frame_select = std::string("SELECT ") + kFrameColumns + " FROM frames ";
+    const std::pair<sqlite3_stmt**, std::string> all[] = {
+        {&txn.begin, "BEGIN IMMEDIATE"},
+        {&txn.commit, "COMMIT"},
+        {&txn.rollback, "ROLLBACK"},
+        {&insert_frame,
+         "INSERT OR IGNORE INTO frames(device_id, sequence, frame_index, capture_time_s, source_width, "
+         "source_height, image_score, validation, labels, image_bytes) VALUES(?,?,?,?,?,?,?,?,?,?)"},
+        {&txn.insert_device, "INSERT OR IGNORE INTO devices(device_id) VALUES(?)"},
+        {&frame_bytes, "SELECT image_bytes FROM frames WHERE device_id = ? AND sequence = ?"},
+        {&last_sequence, "SELECT MAX(sequence) FROM frames WHERE device_id = ?"},
+        {&count, "SELECT COUNT(*) FROM frames WHERE device_id = ? AND validation = ?"},
+        {&recent, frame_select + "WHERE device_id = ? AND validation = ? ORDER BY sequence DESC LIMIT ?"},
+        {&since, frame_select + "WHERE device_id = ? AND sequence > ? ORDER BY sequence LIMIT ?"},
+        {&insert_version,
+         "INSERT OR IGNORE INTO versions(device_id, version, base_version, encoding, weights_checksum, val_map50, "
+         "created_ms, checkpoint_bytes) VALUES(?,?,?,?,?,?,?,?)"},
+        {&version_bytes, "SELECT checkpoint_bytes FROM versions WHERE device_id = ? AND version = ?"},
+        {&latest_version,
+         std::string("SELECT ") + kVersionColumns + " FROM versions WHERE device_id = ? ORDER BY version DESC LIMIT 1"},
+        {&devices, "SELECT device_id FROM devices ORDER BY device_id"},
+    };
+    for (const auto& [stmt, sql] : all) {
+      const int rc =
+          sqlite3_prepare_v3(db, sql.c_str(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, stmt, nullptr);
+      if (rc != SQLITE_OK) return SqlError(db, rc, index_path + ": preparing '" + sql + "'");
+    }
+    return Status::Ok();
+  }
+};
+
+namespace {
+
+// Steps a statement that returns no rows (or whose rows are ignored) to completion.
+Status StepDone(sqlite3* db, sqlite3_stmt* stmt, const std::string& what) {
+  StatementUse use(stmt);
+  const int rc = sqlite3_step(stmt);
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW) return SqlError(db, rc, what);
+  return Status::Ok();
+}
+
+// Runs a multi-statement script (schema, pragmas) that returns nothing of interest.
+Status Exec(sqlite3* db, const std::string& sql, const std::string& what) {
+  char* err = nullptr;
+  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+  sqlite3_free(err);  // sqlite3_errmsg(db) carries the same text
+  if (rc != SQLITE_OK) {
+    Status status = SqlError(db, rc, what);
+    if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    return status;
+  }
+  return Status::Ok();
+}
+
+// The single value of a one-row query such as a PRAGMA; empty when there is no row.
+StatusOr<std::string> QueryText(sqlite3* db, const std::string& sql, const std::string& what) {
+  sqlite3_stmt* stmt = nullptr;
+  int rc = sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr);
+  if (rc != SQLITE_OK) return SqlError(db, rc, what);
+  Cleanup finalize([stmt] { sqlite3_finalize(stmt); });
+  rc = sqlite3_step(stmt);
+  if (rc == SQLITE_DONE) return std::string();
+  if (rc != SQLITE_ROW) return SqlError(db, rc, what);
+  return ColumnText(stmt, 0);
+}
+
+FrameRecord ReadFrameRow(sqlite3_stmt* s, const std::string& device_id) {
+  FrameRecord r;
+  r.device_id = device_id;
+  r.sequence = ColumnU64(s, 0);
+  r.frame_index = sqlite3_column_int64(s, 1);
+  r.capture_time_s = ColumnDouble(s, 2);
+  r.source_width = sqlite3_column_int(s, 3);
+  r.source_height = sqlite3_column_int(s, 4);
+  r.image_score = static_cast<float>(ColumnDouble(s, 5));
+  r.validation = sqlite3_column_int(s, 6) != 0;
+  return r;  // labels (column 7) and image_path are the caller's: they can fail / need the dir
+}
+
+// Commits one row (`insert` steps its statement, returning the SQLite code) plus the device's
+// row in one transaction. `file` is the already durable file the row refers to: removed when
+// the row surely did not commit; kept when the outcome is unknown (a failed COMMIT), since
+// removing it could leave a committed row without its file. Next Open sweeps it if orphaned.
+// Requires the store's mutex held.
+template <typename Insert>
+Status InTransaction(sqlite3* db, const TxnStatements& s, const std::string& file, const std::string& what,
+                     Insert insert, const std::string& device_id) {
+  Status status = StepDone(db, s.begin, what + " (begin)");
+  if (status.ok()) {
+    const int rc = insert();
+    if (rc != SQLITE_DONE) status = SqlError(db, rc, what);
+  }
+  if (status.ok()) {
+    StatementUse use(s.insert_device);
+    BindText(s.insert_device, 1, device_id);
+    const int rc = sqlite3_step(s.insert_device);
+    if (rc != SQLITE_DONE) status = SqlError(db, rc, what + " (device row)");
+  }
+  if (!status.ok()) {
+    if (!sqlite3_get_autocommit(db)) StepDone(db, s.rollback, "rollback").ok();
+    ::unlink(file.c_str());
+    return status;
+  }
+  status = StepDone(db, s.commit, what + " (commit)");
+  if (!status.ok() && !sqlite3_get_autocommit(db)) StepDone(db, s.rollback, "rollback").ok();
+  return status;
+}
+
+// The stored file size of row (device, number) via `stmt` (frame_bytes or version_bytes);
+// -1 when there is no such row. Requires the store's mutex held: the statement is reset
+// before this returns, never after the caller has unlocked.
+StatusOr<int64_t> StoredSize(sqlite3* db, sqlite3_stmt* stmt, const std::string& device_id, uint64_t number,
+                             const std::string& what) {
+  StatementUse use(stmt);
+  BindText(stmt, 1, device_id);
+  BindU64(stmt, 2, number);
+  const int rc = sqlite3_step(stmt);
+  if (rc == SQLITE_DONE) return int64_t{-1};
+  if (rc != SQLITE_ROW) return SqlError(db, rc, what);
+  return static_cast<int64_t>(sqlite3_column_int64(stmt, 0));
+}
+
+}  // namespace
+
+FrameStore::FrameStore(std::string dir, int lock_fd) : dir_(std::move(dir)), lock_fd_(lock_fd) {}
+
+FrameStore::~FrameStore() {
+  statements_.reset();  // statements must be finalized before the connection closes
+  if (db_ != nullptr) sqlite3_close(db_);
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
+}
+
+StatusOr<std::unique_ptr<FrameStore>> FrameStore::Open(const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return Status::IOError(dir + ": cannot create store directory: " + ec.message());
+  // leveldb-style LOCK file: a second server on the same directory would sweep the first one's
+  // in-progress files as orphans. flock is released by the kernel when the process dies.
+  const std::string lock_path = dir + "/LOCK";
+  const int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd < 0) return Status::IOError(lock_path + ": cannot open: " + Errno(errno));
+  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(lock_fd);
+    if (err == EWOULDBLOCK) {
+      return Status::FailedPrecondition(dir + ": store is already open (" + lock_path + " is locked)");
+    }
+    return Status::IOError(lock_path + ": cannot lock: " + Errno(err));
+  }
+  std::unique_ptr<FrameStore> store(new FrameStore(dir, lock_fd));
+  SD_RETURN_IF_ERROR(EnsureDir(dir + "/frames"));
+  SD_RETURN_IF_ERROR(EnsureDir(dir + "/models"));
+  SD_RETURN_IF_ERROR(store->OpenIndex());
+  SD_RETURN_IF_ERROR(store->RemoveOrphans());
+  return store;
+}
+
+Status FrameStore::OpenIndex() {
+  const std::string path = dir_ + "/index.sqlite";
+  const int rc = sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  if (rc != SQLITE_OK) return SqlError(db_, rc, path + ": cannot open");
+  sqlite3_extended_result_codes(db_, 1);
+  // Only this process uses the file (LOCK), but a sqlite3 shell reading it may hold a lock briefly.
+  sqlite3_busy_timeout(db_, 5000);
+  SD_ASSIGN_OR_RETURN(std::string mode, QueryText(db_, "PRAGMA journal_mode=WAL", path + ": setting WAL mode"));
+  if (mode != "wal") return Status::FailedPrecondition(path + ": cannot use WAL journal (got '" + mode + "')");
+  // FULL: each commit fsyncs the WAL, so a row Put returned for survives power loss.
+  SD_RETURN_IF_ERROR(Exec(db_, "PRAGMA synchronous=FULL", path + ": setting synchronous=FULL"));
+  SD_ASSIGN_OR_RETURN(std::string version_text,
+                      QueryText(db_, "PRAGMA user_version", path + ": reading schema version"));
+  const int version = std::atoi(version_text.c_str());
+  if (version > kSchemaVersion) {
+    return Status::FailedPrecondition(path + ": schema version " + std::to_string(version) +
+                                      " is newer than this server's " + std::to_string(kSchemaVersion));
+  }
+  SD_RETURN_IF_ERROR(Exec(
+      db_,
+      std::string("BEGIN IMMEDIATE;") + kSchema + "PRAGMA user_version=" + std::to_string(kSchemaVersion) + ";COMMIT;",
+      path + ": creating tables"));
+  statements_ = std::make_unique<Statements>();
+  return statements_->Prepare(db_, path);
+}
+
+// Runs before the store is shared, so it needs no lock. A file is removed only when its name
+// is one this store writes (or a temp file of one) and no row refers to it; anything else in
+// the directories is left alone.
+Status FrameStore::RemoveOrphans() {
+  const std::string index_path = dir_ + "/index.sqlite";
+  int removed = 0;
+  // kind 0: frames/<device>/<seq>.jpg; kind 1: models/<device>/v<ver>.sdw.
+  for (int kind = 0; kind < 2; ++kind) {
+    const std::string root = dir_ + (kind == 0 ? "/frames" : "/models");
+    std::error_code ec;
+    for (fs::directory_iterator dev_it(root, ec), end; !ec && dev_it != end; dev_it.increment(ec)) {
+      const std::string device = dev_it->path().filename().string();
+      if (!dev_it->is_directory() || !IsValidDeviceId(device)) continue;
+      std::error_code file_ec;
+      for (fs::directory_iterator it(dev_it->path(), file_ec); !file_ec && it != end; it.increment(file_ec)) {
+        const std::string name = it->path().filename().string();
+        bool orphan = IsTempName(name);
+        if (!orphan) {
+          uint64_t number = 0;
+          std::string expected;
+          if (kind == 0 && name.size() > 4 && ParseUint64(name.substr(0, name.size() - 4), &number)) {
+            expected = FrameFileName(number);
+          } else if (kind == 1 && name.size() > 5 && name[0] == 'v' &&
+                     ParseUint64(name.substr(1, name.size() - 5), &number)) {
+            expected = CheckpointFileName(number);
+          }
+          if (expected.empty() || expected != name || number > kMaxSqlInteger) continue;  // not ours
+          SD_ASSIGN_OR_RETURN(const int64_t size,
+                              StoredSize(db_, kind == 0 ? statements_->frame_bytes : statements_->version_bytes, device,
+                                         number, index_path + ": checking " + it->path().string()));
+          orphan = size < 0;
+        }
+        if (orphan) {
+          std::error_code rm_ec;
+          fs::remove(it->path(), rm_ec);
+          if (rm_ec) return Status::IOError(it->path().string() + ": cannot remove orphan file: " + rm_ec.message());
+          ++removed;
+        }
+      }
+      if (file_ec) return Status::IOError(dev_it->path().string() + ": cannot list: " + file_ec.message());
+    }
+    if (ec) return Status::IOError(root + ": cannot list: " + ec.message());
+  }
+  if (removed > 0) spdlog::warn("{}: removed {} file(s) without an index row (left by a crash)", dir_, removed);
+  return Status::Ok();
+}
+
+void FrameStore::Claim(const std::string& key, std::unique_lock<std::mutex>* lock) {
+  released_.wait(*lock, [&] { return in_flight_.count(key) == 0; });
+  in_flight_.insert(key);
+}
+
+void FrameStore::Release(const std::string& key) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    in_flight_.erase(key);
+  }
+  released_.notify_all();
+}
+
+StatusOr<bool> FrameStore::Put(const FrameRecord& frame) {
+  SD_RETURN_IF_ERROR(CheckDeviceId(frame.device_id));
+  const std::string what = "frame " + frame.device_id + "/" + std::to_string(frame.sequence);
+  if (frame.sequence == 0 || frame.sequence > kMaxSqlInteger) {
+    return Status::InvalidArgument(what + ": sequence must be in [1, 2^63)");
+  }
+  if (frame.jpeg.empty()) return Status::InvalidArgument(what + ": no image bytes");
+  const std::string index_path = dir_ + "/index.sqlite";
+  const std::string key = "f " + frame.device_id + " " + std::to_string(frame.sequence);
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    Claim(key, &lock);
+    StatusOr<int64_t> existing =
+        StoredSize(db_, statements_->frame_bytes, frame.device_id, frame.sequence, index_path + ": looking up " + what);
+    if (!existing.ok() || *existing >= 0) {
+      lock.unlock();
+      Release(key);
+      if (!existing.ok()) return existing.status();
+      return false;
+    }
+  }
+  // From here on this thread owns the key; the file is written without holding mu_.
+  Cleanup release([&] { Release(key); });
+  const std::string device_dir = dir_ + "/frames/" + frame.device_id;
+  const std::string name = FrameFileName(frame.sequence);
+  SD_RETURN_IF_ERROR(EnsureDir(device_dir).WithContext(what));
+  SD_RETURN_IF_ERROR(WriteFileDurably(device_dir, name, frame.jpeg).WithContext(what));
+
+  // The claim and the LOCK file mean no row for this key can have appeared since the check, so
+  // the OR IGNORE never fires; it is there so that a broken invariant cannot turn into an
+  // error path that unlinks a file another row refers to.
+  std::lock_guard<std::mutex> lock(mu_);
+  const Statements& s = *statements_;
+  SD_RETURN_IF_ERROR(InTransaction(
+      db_, s.txn, device_dir + "/" + name, index_path + ": storing " + what,
+      [&]() -> int {
+        StatementUse use(s.insert_frame);
+        BindText(s.insert_frame, 1, frame.device_id);
+        BindU64(s.insert_frame, 2, frame.sequence);
+        sqlite3_bind_int64(s.insert_frame, 3, frame.frame_index);
+        sqlite3_bind_double(s.insert_frame, 4, frame.capture_time_s);
+        sqlite3_bind_int(s.insert_frame, 5, frame.source_width);
+        sqlite3_bind_int(s.insert_frame, 6, frame.source_height);
+        sqlite3_bind_double(s.insert_frame, 7, frame.image_score);
+        sqlite3_bind_int(s.insert_frame, 8, frame.validation ? 1 : 0);
+        BindText(s.insert_frame, 9, EncodeLabels(frame.labels));
+        sqlite3_bind_int64(s.insert_frame, 10, static_cast<sqlite3_int64>(frame.jpeg.size()));
+        return sqlite3_step(s.insert_frame);
+      },
+      frame.device_id));
+  return true;
+}
+
+uint64_t FrameStore::LastSequence(const std::string& device_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  sqlite3_stmt* stmt = statements_->last_sequence;
+  StatementUse use(stmt);
+  BindText(stmt, 1, device_id);
+  const int rc = sqlite3_step(stmt);
+  if (rc != SQLITE_ROW) {
+    spdlog::error("{}", SqlError(db_, rc, dir_ + "/index.sqlite: last sequence of " + device_id).ToString());
+    return 0;
+  }
+  return ColumnU64(stmt, 0);  // MAX of no rows is NULL, which reads as 0
+}
+
+int64_t FrameStore::Count(const std::string& device_id, bool validation) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  sqlite3_stmt* stmt = statements_->count;
+  StatementUse use(stmt);
+  BindText(stmt, 1, device_id);
+  sqlite3_bind_int(stmt, 2, validation ? 1 : 0);
+  const int rc = sqlite3_step(stmt);
+  if (rc != SQLITE_ROW) {
+    spdlog::error("{}", SqlError(db_, rc, dir_ + "/index.sqlite: counting frames of " + device_id).ToString());
+    return 0;
+  }
+  return sqlite3_column_int64(stmt, 0);
+}
+
+namespace {
+
+// Reads all rows of a frame query; requires the store's mutex held by the caller.
+StatusOr<std::vector<FrameRecord>> ReadFrames(sqlite3* db, sqlite3_stmt* stmt, const std::string& dir,
+                                              const std::string& device_id, const std::string& what) {
+  std::vector<FrameRecord> out;
+  for (;;) {
+    const int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_DONE) break;
+    if (rc != SQLITE_ROW) return SqlError(db, rc, dir + "/index.sqlite: " + what);
+    FrameRecord r = ReadFrameRow(stmt, device_id);
+    if (!DecodeLabels(ColumnText(stmt, 7), &r.labels)) {
+      return Status::DataLoss(dir + "/index.sqlite: frame " + device_id + "/" + std::to_string(r.sequence) +
+                              ": malformed labels '" + ColumnText(stmt, 7).substr(0, 80) + "'");
+    }
+    r.image_path = dir + "/frames/" + device_id + "/" + FrameFileName(r.sequence);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+}  // namespace
+
+StatusOr<std::vector<FrameRecord>> FrameStore::Recent(const std::string& device_id, bool validation, int limit) const {
+  SD_RETURN_IF_ERROR(CheckDeviceId(device_id));
+  if (limit <= 0) return std::vector<FrameRecord>();
+  std::vector<FrameRecord> out;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    sqlite3_stmt* stmt = statements_->recent;
+    StatementUse use(stmt);
+    BindText(stmt, 1, device_id);
+    sqlite3_bind_int(stmt, 2, validation ? 1 : 0);
+    sqlite3_bind_int(stmt, 3, limit);
+    SD_ASSIGN_OR_RETURN(out, ReadFrames(db_, stmt, dir_, device_id, "recent frames of " + device_id));
+  }
+  std::reverse(out.begin(), out.end());  // the query takes the newest; callers want oldest first
+  return out;
+}
+
+StatusOr<std::vector<FrameRecord>> FrameStore::Since(const std::string& device_id, uint64_t after_sequence,
+                                                     int limit) const {
+  SD_RETURN_IF_ERROR(CheckDeviceId(device_id));
+  if (limit <= 0 || after_sequence >= kMaxSqlInteger) return std::vector<FrameRecord>();
+  std::lock_guard<std::mutex> lock(mu_);
+  sqlite3_stmt* stmt = statements_->since;
+  StatementUse use(stmt);
+  BindText(stmt, 1, device_id);
+  BindU64(stmt, 2, after_sequence);
+  sqlite3_bind_int(stmt, 3, limit);
+  return ReadFrames(db_, stmt, dir_, device_id, "frames of " + device_id + " since " + std::to_string(after_sequence));
+}
+
+StatusOr<std::string> FrameStore::LoadImage(const FrameRecord& frame) const {
+  SD_RETURN_IF_ERROR(CheckDeviceId(frame.device_id));
+  const std::string what = "frame " + frame.device_id + "/" + std::to_string(frame.sequence);
+  int64_t size = -1;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    SD_ASSIGN_OR_RETURN(size, StoredSize(db_, statements_->frame_bytes, frame.device_id, frame.sequence,
+                                         dir_ + "/index.sqlite: looking up " + what));
+  }
+  if (size < 0) return Status::NotFound(dir_ + ": " + what + " is not stored");
+  // Files are immutable once their row exists, so reading outside the lock is safe.
+  return ReadFileChecked(dir_ + "/frames/" + frame.device_id + "/" + FrameFileName(frame.sequence), size);
+}
+
+Status FrameStore::PutVersion(const VersionRecord& version, const std::string& checkpoint_bytes) {
+  SD_RETURN_IF_ERROR(CheckDeviceId(version.device_id));
+  const std::string what = "model " + version.device_id + " v" + std::to_string(version.version);
+  if (version.version == 0 || version.version > kMaxSqlInteger) {
+    return Status::InvalidArgument(what + ": version must be in [1, 2^63)");
+  }
+  const std::string index_path = dir_ + "/index.sqlite";
+  const std::string key = "v " + version.device_id + " " + std::to_string(version.version);
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    Claim(key, &lock);
+    StatusOr<int64_t> existing = StoredSize(db_, statements_->version_bytes, version.device_id, version.version,
+                                            index_path + ": looking up " + what);
+    if (!existing.ok() || *existing >= 0) {
+      lock.unlock();
+      Release(key);
+      if (!existing.ok()) return existing.status();
+      return Status::AlreadyExists(dir_ + ": " + what + " is already stored");
+    }
+  }
+  Cleanup release([&] { Release(key); });
+  const std::string device_dir = dir_ + "/models/" + version.device_id;
+  const std::string name = CheckpointFileName(version.version);
+  SD_RETURN_IF_ERROR(EnsureDir(device_dir).WithContext(what));
+  SD_RETURN_IF_ERROR(WriteFileDurably(device_dir, name, checkpoint_bytes).WithContext(what));
+
+  std::lock_guard<std::mutex> lock(mu_);
+  const Statements& s = *statements_;
+  return InTransaction(
+      db_, s.txn, device_dir + "/" + name, index_path + ": storing " + what,
+      [&]() -> int {
+        StatementUse use(s.insert_version);
+        BindText(s.insert_version, 1, version.device_id);
+        BindU64(s.insert_version, 2, version.version);
+        BindU64(s.insert_version, 3, version.base_version);
+        BindText(s.insert_version, 4, version.encoding);
+        BindText(s.insert_version, 5, version.weights_checksum);
+        sqlite3_bind_double(s.insert_version, 6, version.val_map50);
+        sqlite3_bind_int64(s.insert_version, 7, version.created_ms);
+        sqlite3_bind_int64(s.insert_version, 8, static_cast<sqlite3_int64>(checkpoint_bytes.size()));
+        return sqlite3_step(s.insert_version);
+      },
+      version.device_id);
+}
+
+StatusOr<VersionRecord> FrameStore::LatestVersion(const std::string& device_id) const {
+  SD_RETURN_IF_ERROR(CheckDeviceId(device_id));
+  std::lock_guard<std::mutex> lock(mu_);
+  sqlite3_stmt* stmt = statements_->latest_version;
+  StatementUse use(stmt);
+  BindText(stmt, 1, device_id);
+  const int rc = sqlite3_step(stmt);
+  if (rc == SQLITE_DONE) return Status::NotFound(dir_ + ": device " + device_id + " has no stored model version");
+  if (rc != SQLITE_ROW) return SqlError(db_, rc, dir_ + "/index.sqlite: latest version of " + device_id);
+  VersionRecord v;
+  v.device_id = device_id;
+  v.version = ColumnU64(stmt, 0);
+  v.base_version = ColumnU64(stmt, 1);
+  v.encoding = ColumnText(stmt, 2);
+  v.weights_checksum = ColumnText(stmt, 3);
+  v.val_map50 = ColumnDouble(stmt, 4);
+  v.created_ms = sqlite3_column_int64(stmt, 5);
+  v.checkpoint_path = dir_ + "/models/" + device_id + "/" + CheckpointFileName(v.version);
+  return v;
+}
+
+StatusOr<std::string> FrameStore::LoadCheckpoint(const VersionRecord& version) const {
+  SD_RETURN_IF_ERROR(CheckDeviceId(version.device_id));
+  const std::string what = "model " + version.device_id + " v" + std::to_string(version.version);
+  int64_t size = -1;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    SD_ASSIGN_OR_RETURN(size, StoredSize(db_, statements_->version_bytes, version.device_id, version.version,
+                                         dir_ + "/index.sqlite: looking up " + what));
+  }
+  if (size < 0) return Status::NotFound(dir_ + ": " + what + " is not stored");
+  return ReadFileChecked(dir_ + "/models/" + version.device_id + "/" + CheckpointFileName(version.version), size);
+}
+
+std::vector<std::string> FrameStore::Devices() const {
+  std::vector<std::string> out;
+  std::lock_guard<std::mutex> lock(mu_);
+  sqlite3_stmt* stmt = statements_->devices;
+  StatementUse use(stmt);
+  for (;;) {
+    const int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+      out.push_back(ColumnText(stmt, 0));
+      continue;
+    }
+    if (rc != SQLITE_DONE) spdlog::error("{}", SqlError(db_, rc, dir_ + "/index.sqlite: listing devices").ToString());
+    break;
+  }
+  return out;
+}
+
+}  // namespace sd

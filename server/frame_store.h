@@ -1,0 +1,135 @@
+// The server's durable state: every received frame (image + teacher labels + metadata) and
+// every model version it trained, in one directory that survives restarts and crashes.
+//
+// Layout under `dir`:
+//   index.sqlite                 frame/version/device rows (WAL journal, synchronous=FULL)
+//   LOCK                         flock()ed while open: one process per directory
+//   frames/<device>/<seq>.jpg    the stored JPEG of frame <seq> (12+ digits, zero padded)
+//   models/<device>/v<ver>.sdw   the checkpoint of model version <ver>
+//
+// Crash safety: a file is always made durable (temp file, fsync, rename, directory fsync)
+// before the row that refers to it is committed, so every committed row has its complete file.
+// A crash between the two leaves only a file without a row, which the next Open removes. A
+// caller that got `true` from Put (or Ok from PutVersion) can rely on the data after a crash
+// or power loss.
+//
+// Device ids become directory names, so every call that takes one checks it against
+// [A-Za-z0-9_.-]{1,64} (and rejects "." and "..") with InvalidArgument.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/detection.h"
+#include "common/status.h"
+
+struct sqlite3;
+
+namespace sd {
+
+struct FrameRecord {  // what the server stores per received frame
+  std::string device_id;
+  uint64_t sequence = 0;  // per device, assigned by the edge, starting at 1; (device_id, sequence) is unique
+  int64_t frame_index = 0;
+  double capture_time_s = 0;
+  int source_width = 0, source_height = 0;
+  float image_score = 0;
+  bool validation = false;  // held-out validation frame (every k-th) vs training frame
+  Detections labels;        // teacher labels in the stored image's pixel coordinates
+  std::string jpeg;         // on Put: the bytes to store; on reads: filled only by LoadImage
+  std::string image_path;   // filled on reads
+};
+
+struct VersionRecord {
+  std::string device_id;
+  uint64_t version = 0;  // starts at 1
+  uint64_t base_version = 0;
+  std::string encoding;
+  std::string weights_checksum;
+  double val_map50 = -1;
+  int64_t created_ms = 0;
+  std::string checkpoint_path;  // filled on reads
+};
+
+// True when `id` is usable as a device id (and hence as a directory name).
+bool IsValidDeviceId(const std::string& id);
+
+// Thread-safe. One mutex guards the SQLite connection and its prepared statements; image and
+// checkpoint files are written and read outside it, so a slow fsync of one frame does not
+// hold up queries or other devices' frames.
+class FrameStore {
+ public:
+  // Opens (creating if needed) the store in `dir`: <dir>/index.sqlite, frames/, models/.
+  // Per-device directories are made on first use. Removes image and checkpoint files that
+  // have no row (left by a crash between file and row) and stray temp files.
+  // FailedPrecondition when another process has the directory open.
+  static StatusOr<std::unique_ptr<FrameStore>> Open(const std::string& dir);
+  ~FrameStore();
+  FrameStore(const FrameStore&) = delete;
+  FrameStore& operator=(const FrameStore&) = delete;
+
+  // Durable before it returns: image written to a temp file, fsynced, renamed, directory
+  // fsynced, then the row committed. Returns false (and writes nothing) when (device,
+  // sequence) is already stored. InvalidArgument for a bad device id, sequence 0 or above
+  // INT64_MAX, or empty jpeg bytes.
+  StatusOr<bool> Put(const FrameRecord& frame);
+
+  // The highest stored sequence of the device; 0 when none (or when the index cannot be
+  // read, which is logged: the edge then merely resends frames that dedupe).
+  uint64_t LastSequence(const std::string& device_id) const;
+  // Stored frames of one kind (validation or training); 0 when none (or on a logged index error).
+  int64_t Count(const std::string& device_id, bool validation) const;
+
+  // The newest `limit` frames of a kind, oldest first (labels, metadata, image_path; not the
+  // jpeg bytes). limit <= 0 gives none.
+  StatusOr<std::vector<FrameRecord>> Recent(const std::string& device_id, bool validation, int limit) const;
+  // Frames of both kinds with sequence > after_sequence (for "new data since the last
+  // round"), oldest first, at most `limit` (<= 0 gives none).
+  StatusOr<std::vector<FrameRecord>> Since(const std::string& device_id, uint64_t after_sequence, int limit) const;
+  // The stored JPEG bytes of (frame.device_id, frame.sequence); the path is derived from
+  // those two, not taken from frame.image_path. DataLoss when the file is missing or its size
+  // differs from what was stored; the error names the file.
+  StatusOr<std::string> LoadImage(const FrameRecord& frame) const;
+
+  // The checkpoint bytes go to <dir>/models/<device>/v<version>.sdw atomically and durably,
+  // then the row is committed. AlreadyExists when that version is stored (versions are
+  // immutable: edges may hold them); InvalidArgument for version 0 or a bad device id.
+  Status PutVersion(const VersionRecord& version, const std::string& checkpoint_bytes);
+  // The highest stored version of the device; NotFound when none.
+  StatusOr<VersionRecord> LatestVersion(const std::string& device_id) const;
+  // The checkpoint bytes of (version.device_id, version.version), checked like LoadImage.
+  StatusOr<std::string> LoadCheckpoint(const VersionRecord& version) const;
+
+  // Devices with any frame or version, sorted (as far as read when an index error is logged).
+  std::vector<std::string> Devices() const;
+
+  const std::string& dir() const { return dir_; }
+
+ private:
+  struct Statements;
+  FrameStore(std::string dir, int lock_fd);
+
+  Status OpenIndex();
+  Status RemoveOrphans();
+  // Waits until no other thread is storing `key` ("f <device> <seq>" / "v <device> <ver>"),
+  // then claims it; Release gives it back. Keeps two Puts of the same frame from racing on
+  // one file name. Claim requires mu_ held via `lock`; Release takes mu_ itself.
+  void Claim(const std::string& key, std::unique_lock<std::mutex>* lock);
+  void Release(const std::string& key);
+
+  const std::string dir_;
+  const int lock_fd_;  // holds flock(LOCK_EX) on <dir>/LOCK for the store's lifetime
+
+  mutable std::mutex mu_;
+  std::condition_variable released_;        // notified (after unlocking mu_) when a claim ends
+  sqlite3* db_ = nullptr;                   // guarded by mu_
+  std::unique_ptr<Statements> statements_;  // guarded by mu_ (prepared against db_)
+  std::set<std::string> in_flight_;         // claimed keys; guarded by mu_
+};
+
+}  // namespace sd

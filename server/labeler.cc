@@ -1,0 +1,139 @@
+#include "server/labeler.h"
+
+#include <algorithm>
+#include <chrono>
+#include <utility>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "common/map_eval.h"
+
+namespace sd {
+
+StatusOr<std::unique_ptr<LabelerPool>> LabelerPool::Create(const TeacherOptions& options, int workers,
+                                                           int queue_capacity) {
+  return Create([options] { return CreateTeacher(options); }, workers, queue_capacity);
+}
+
+StatusOr<std::unique_ptr<LabelerPool>> LabelerPool::Create(TeacherFactory factory, int workers, int queue_capacity) {
+  if (workers < 1) return Status::InvalidArgument("labeler workers must be >= 1, got " + std::to_string(workers));
+  if (queue_capacity < 1)
+    return Status::InvalidArgument("labeler queue capacity must be >= 1, got " + std::to_string(queue_capacity));
+  if (!factory) return Status::InvalidArgument("labeler teacher factory is empty");
+  std::vector<std::unique_ptr<Teacher>> teachers;
+  for (int i = 0; i < workers; ++i) {
+    StatusOr<std::unique_ptr<Teacher>> teacher = factory();
+    if (!teacher.ok()) return teacher.status().WithContext("labeler worker " + std::to_string(i));
+    if (*teacher == nullptr) return Status::Internal("labeler worker " + std::to_string(i) + ": factory returned null");
+    teachers.push_back(std::move(teacher).value());
+  }
+  return std::unique_ptr<LabelerPool>(new LabelerPool(std::move(teachers), queue_capacity));
+}
+
+LabelerPool::LabelerPool(std::vector<std::unique_ptr<Teacher>> teachers, int queue_capacity)
+    : capacity_(queue_capacity), fingerprint_(teachers.front()->Fingerprint()), teachers_(std::move(teachers)) {
+  threads_.reserve(teachers_.size());
+  for (auto& teacher : teachers_) threads_.emplace_back(&LabelerPool::WorkerLoop, this, teacher.get());
+}
+
+LabelerPool::~LabelerPool() {
+  std::deque<Pending> cancelled;
+  std::vector<std::function<void()>> dropped;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    cancelled.swap(queue_);
+    dropped.swap(space_waiters_);
+  }
+  work_ready_.notify_all();
+  // Before the join: a slow teacher call in flight should not delay telling the owners of
+  // queued frames that those will not be labelled.
+  for (Pending& p : cancelled)
+    p.done(Status::Aborted("device " + p.job.device_id + " frame " + std::to_string(p.job.sequence) +
+                           ": labeler shut down before the frame was labelled"));
+  for (std::thread& t : threads_) t.join();
+}
+
+bool LabelerPool::TrySubmit(LabelJob job, LabelCallback done) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ || static_cast<int>(queue_.size()) >= capacity_) return false;
+    queue_.push_back(Pending{std::move(job), std::move(done)});
+  }
+  work_ready_.notify_one();
+  return true;
+}
+
+void LabelerPool::OnSpace(std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;  // never gets room; dropping `fn` releases whatever it captured
+    if (static_cast<int>(queue_.size()) >= capacity_) {
+      space_waiters_.push_back(std::move(fn));
+      return;
+    }
+  }
+  fn();  // outside the lock: fn will usually call TrySubmit
+}
+
+int LabelerPool::queued() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int>(queue_.size());
+}
+
+void LabelerPool::WorkerLoop(Teacher* teacher) {
+  while (true) {
+    Pending pending;
+    std::vector<std::function<void()>> waiters;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      work_ready_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (stopping_) return;  // the destructor cancels what is still queued
+      pending = std::move(queue_.front());
+      queue_.pop_front();
+      // Taking a job off the queue is what makes room, so this is where waiters are woken.
+      waiters.swap(space_waiters_);
+    }
+    for (auto& fn : waiters) fn();
+    pending.done(Process(teacher, pending.job));
+  }
+}
+
+StatusOr<LabelResult> LabelerPool::Process(Teacher* teacher, const LabelJob& job) {
+  const std::string what = "device " + job.device_id + " frame " + std::to_string(job.sequence);
+  LabelResult result;
+  try {
+    if (job.jpeg.empty()) return Status::InvalidArgument(what + ": empty JPEG");
+    const cv::Mat bytes(1, static_cast<int>(job.jpeg.size()), CV_8UC1, const_cast<char*>(job.jpeg.data()));
+    result.image = cv::imdecode(bytes, cv::IMREAD_COLOR);
+    if (result.image.empty())
+      return Status::InvalidArgument(what + ": JPEG does not decode (" + std::to_string(job.jpeg.size()) + " bytes)");
+    if (job.max_image_width > 0 && result.image.cols > job.max_image_width) {
+      const double scale = static_cast<double>(job.max_image_width) / result.image.cols;
+      const int height = std::max(1, static_cast<int>(result.image.rows * scale + 0.5));
+      cv::Mat shrunk;
+      cv::resize(result.image, shrunk, cv::Size(job.max_image_width, height), 0, 0, cv::INTER_AREA);
+      result.image = shrunk;
+    }
+  } catch (const cv::Exception& e) {
+    return Status::InvalidArgument(what + ": JPEG does not decode: " + e.what());
+  }
+  const auto start = std::chrono::steady_clock::now();
+  StatusOr<Detections> labels = teacher->Label(result.image);
+  result.teacher_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  if (!labels.ok()) return labels.status().WithContext(what);
+  result.labels = std::move(labels).value();
+  return result;
+}
+
+double LabelAgreement(const Detections& a, const Detections& b) {
+  if (a.empty() && b.empty()) return 1.0;
+  if (a.empty() || b.empty()) return 0.0;
+  DetectionEvaluator b_vs_a, a_vs_b;
+  b_vs_a.AddFrame(b, a);
+  a_vs_b.AddFrame(a, b);
+  return 0.5 * (b_vs_a.Compute().map50 + a_vs_b.Compute().map50);
+}
+
+}  // namespace sd

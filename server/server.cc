@@ -1,0 +1,65 @@
+#include "server/server.h"
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <spdlog/spdlog.h>
+
+#include "server/edge_link_service.h"
+
+namespace sd {
+
+StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config, TeacherFactory teachers) {
+  std::unique_ptr<Server> server(new Server());
+  SD_ASSIGN_OR_RETURN(server->core_, ServerCore::Create(config, std::move(teachers)));
+  server->service_ = std::make_unique<EdgeLinkService>(server->core_.get());
+
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!config.tls.cert.empty()) {
+    grpc::SslServerCredentialsOptions ssl(config.tls.client_ca.empty()
+                                              ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                              : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    ssl.pem_root_certs = config.tls.client_ca;
+    ssl.pem_key_cert_pairs.push_back({config.tls.key, config.tls.cert});
+    credentials = grpc::SslServerCredentials(ssl);
+  }
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(config.listen, credentials, &server->port_);
+  builder.RegisterService(server->service_.get());
+  // Frames and control messages are small; anything larger than the limit is refused by
+  // gRPC itself with RESOURCE_EXHAUSTED before it reaches our code.
+  builder.SetMaxReceiveMessageSize(config.max_message_bytes);
+  builder.SetMaxSendMessageSize(config.max_message_bytes);
+  // Dead edges (cable pulled) are noticed within a minute instead of never.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  server->server_ = builder.BuildAndStart();
+  if (!server->server_ || server->port_ == 0)
+    return Status::Unavailable("cannot listen on " + config.listen + " (address in use or invalid)");
+  server->server_->GetHealthCheckService()->SetServingStatus("streamdistill.v1.EdgeLink", true);
+  spdlog::info("listening on {} (port {}, {}), {} devices, teacher {}, student {}", config.listen, server->port_,
+               config.tls.cert.empty() ? "plaintext" : (config.tls.client_ca.empty() ? "TLS" : "mutual TLS"),
+               config.device_tokens.size(), config.teacher.kind, config.student.Fingerprint());
+  return server;
+}
+
+Server::~Server() { Shutdown(); }
+
+void Server::Shutdown() {
+  if (!server_) return;
+  server_->GetHealthCheckService()->SetServingStatus(false);
+  // Streams are endless: give them a moment to finish their writes, then cancel.
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  server_->Wait();
+  server_.reset();
+  core_.reset();  // joins the training thread and the labellers
+}
+
+void Server::Wait() {
+  if (server_) server_->Wait();
+}
+
+}  // namespace sd

@@ -1,0 +1,40 @@
+// streamdistill-server as an object: the gRPC server (TLS or plaintext, message limits,
+// the standard health service) around a ServerCore. Tests run it in-process on port 0.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "server/server_config.h"
+#include "server/server_core.h"
+
+namespace grpc {
+class Server;
+}
+
+namespace sd {
+
+class EdgeLinkService;
+
+class Server {
+ public:
+  // Binds config.listen ("host:0" picks a free port) and starts serving.
+  static StatusOr<std::unique_ptr<Server>> Start(const ServerConfig& config, TeacherFactory teachers = {});
+  ~Server();
+
+  int port() const { return port_; }
+  ServerCore& core() { return *core_; }
+  // Stops accepting, cancels open streams, waits for handlers; idempotent.
+  void Shutdown();
+  void Wait();  // blocks until Shutdown() (from another thread or a signal handler's thread)
+
+ private:
+  Server() = default;
+  std::unique_ptr<ServerCore> core_;
+  std::unique_ptr<EdgeLinkService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+};
+
+}  // namespace sd

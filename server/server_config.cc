@@ -1,0 +1,90 @@
+#include "server/server_config.h"
+
+#include "common/config.h"
+#include "common/yaml_reader.h"
+
+namespace sd {
+namespace {
+
+Status ReadDevices(const YamlReader& root, ServerConfig* c) {
+  SD_ASSIGN_OR_RETURN(YamlReader devices, root.Child("devices"));
+  // A map of device id -> {token: ...}: ids are keys, so duplicates cannot happen.
+  for (const std::string& id : devices.Keys()) {
+    SD_ASSIGN_OR_RETURN(YamlReader device, devices.Child(id));
+    std::string token;
+    SD_RETURN_IF_ERROR(device.Require("token", &token));
+    if (token.size() < 8) return device.Error("token", "must be at least 8 characters");
+    c->device_tokens[id] = token;
+  }
+  if (c->device_tokens.empty()) return root.Error("devices", "at least one device with a token is required");
+  return Status::Ok();
+}
+
+Status Parse(const YamlReader& root, ServerConfig* c) {
+  SD_RETURN_IF_ERROR(root.Get("listen", &c->listen));
+  SD_RETURN_IF_ERROR(root.Get("storage_dir", &c->storage_dir));
+  SD_RETURN_IF_ERROR(root.Get("max_message_bytes", &c->max_message_bytes));
+  SD_RETURN_IF_ERROR(root.Get("update_chunk_bytes", &c->update_chunk_bytes));
+  SD_RETURN_IF_ERROR(root.Get("update_encoding", &c->update_encoding));
+  SD_RETURN_IF_ERROR(root.Get("init_weights", &c->init_weights));
+  SD_RETURN_IF_ERROR(root.Get("model_seed", &c->model_seed));
+  SD_RETURN_IF_ERROR(root.Get("threads", &c->threads));
+  if (c->max_message_bytes < (64 << 10)) return root.Error("max_message_bytes", "must be at least 65536");
+  if (c->update_chunk_bytes < 1024 || c->update_chunk_bytes > c->max_message_bytes / 2)
+    return root.Error("update_chunk_bytes", "must be in [1024, max_message_bytes / 2]");
+  if (c->update_encoding != "full_fp32" && c->update_encoding != "full_fp16")
+    return root.Error("update_encoding", "must be full_fp32 or full_fp16");
+  if (c->threads < 1) return root.Error("threads", "must be >= 1");
+
+  SD_ASSIGN_OR_RETURN(YamlReader tls, root.Child("tls"));
+  SD_ASSIGN_OR_RETURN(c->tls.cert, ReadFileAtKey(tls, "cert"));
+  SD_ASSIGN_OR_RETURN(c->tls.key, ReadFileAtKey(tls, "key"));
+  SD_ASSIGN_OR_RETURN(c->tls.client_ca, ReadFileAtKey(tls, "client_ca"));
+  if (c->tls.cert.empty() != c->tls.key.empty()) return tls.Error("cert", "cert and key must be given together");
+  if (!c->tls.client_ca.empty() && c->tls.cert.empty()) return tls.Error("client_ca", "needs cert and key");
+
+  SD_RETURN_IF_ERROR(ReadDevices(root, c));
+
+  SD_ASSIGN_OR_RETURN(YamlReader teacher, root.Child("teacher"));
+  SD_RETURN_IF_ERROR(ReadTeacherOptions(teacher, &c->teacher));
+  SD_ASSIGN_OR_RETURN(YamlReader labeler, root.Child("labeler"));
+  SD_RETURN_IF_ERROR(labeler.Get("workers", &c->labeler_workers));
+  SD_RETURN_IF_ERROR(labeler.Get("queue", &c->labeler_queue));
+  SD_RETURN_IF_ERROR(labeler.Get("stored_image_max_width", &c->stored_image_max_width));
+  if (c->labeler_workers < 1) return labeler.Error("workers", "must be >= 1");
+  if (c->labeler_queue < 1) return labeler.Error("queue", "must be >= 1");
+
+  SD_ASSIGN_OR_RETURN(YamlReader student, root.Child("student"));
+  SD_RETURN_IF_ERROR(ReadStudentArchitecture(student, &c->student));
+
+  SD_ASSIGN_OR_RETURN(YamlReader training, root.Child("training"));
+  SD_RETURN_IF_ERROR(training.Get("iterations", &c->round.iterations));
+  SD_RETURN_IF_ERROR(training.Get("replay_frames", &c->round.replay_frames));
+  SD_RETURN_IF_ERROR(training.Get("max_map50_drop", &c->round.max_map50_drop));
+  SD_RETURN_IF_ERROR(training.Get("min_validation_frames", &c->round.min_validation_frames));
+  SD_RETURN_IF_ERROR(training.Get("validation_every", &c->validation_every));
+  SD_RETURN_IF_ERROR(training.Get("validation_frames", &c->validation_frames));
+  SD_RETURN_IF_ERROR(training.Get("trigger_frames", &c->schedule.min_new_frames));
+  SD_RETURN_IF_ERROR(training.Get("trigger_seconds", &c->schedule.max_wait_s));
+  SD_RETURN_IF_ERROR(training.Get("background", &c->train_in_background));
+  if (c->round.iterations < 1) return training.Error("iterations", "must be >= 1");
+  if (c->round.replay_frames < 1) return training.Error("replay_frames", "must be >= 1");
+  if (c->validation_every < 2) return training.Error("validation_every", "must be >= 2");
+  SD_ASSIGN_OR_RETURN(YamlReader optimizer, training.Child("optimizer"));
+  c->round.trainer.total_steps = c->round.iterations;
+  c->round.trainer.warmup_steps = 10;
+  SD_RETURN_IF_ERROR(ReadTrainerOptions(optimizer, &c->round.trainer));
+  return root.CheckAllKeysUsed();
+}
+
+}  // namespace
+
+StatusOr<ServerConfig> ParseServerConfig(const std::string& yaml_text, const std::string& name) {
+  return LoadYamlConfig<ServerConfig>(YamlReader::FromString(yaml_text, name), &Parse);
+}
+
+StatusOr<ServerConfig> LoadServerConfig(const std::string& path) {
+  return LoadYamlConfig<ServerConfig>(YamlReader::FromFile(path), &Parse);
+}
+
+}  // namespace sd

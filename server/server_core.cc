@@ -1,0 +1,354 @@
+#include "server/server_core.h"
+
+#include <chrono>
+
+#include <opencv2/imgcodecs.hpp>
+#include <spdlog/spdlog.h>
+
+#include "common/student_eval.h"
+#include "common/update_codec.h"
+
+namespace sd {
+namespace {
+
+double NowSeconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+int64_t WallMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+struct ServerCore::Device {
+  std::string id;
+  // Only the training thread (or a test driving rounds) touches the trainer; train_mu keeps
+  // two rounds of one device from overlapping.
+  std::mutex train_mu;
+  std::unique_ptr<DeviceTrainer> trainer;
+  std::map<uint64_t, cv::Mat> image_cache;  // decoded stored frames by sequence (guarded by train_mu)
+
+  std::mutex mu;  // guards everything below
+  std::shared_ptr<const EncodedUpdate> latest;
+  Detections previous_labels;
+  bool has_previous = false;
+  DeviceCounters counters;
+};
+
+ServerCore::ServerCore(const ServerConfig& config) : config_(config), scheduler_(config.schedule) {}
+
+ServerCore::~ServerCore() {
+  stopping_ = true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, device] : devices_) device->trainer->Cancel();
+  }
+  work_cv_.notify_all();
+  if (training_thread_.joinable()) training_thread_.join();
+  labeler_.reset();  // finishes the labelling jobs before the store goes away
+}
+
+StatusOr<std::unique_ptr<ServerCore>> ServerCore::Create(const ServerConfig& config, TeacherFactory teachers) {
+  std::unique_ptr<ServerCore> core(new ServerCore(config));
+  SD_RETURN_IF_ERROR(core->Init(std::move(teachers)));
+  return core;
+}
+
+Status ServerCore::Init(TeacherFactory teachers) {
+  SetTorchThreads(config_.threads);
+  SD_ASSIGN_OR_RETURN(store_, FrameStore::Open(config_.storage_dir));
+  if (teachers) {
+    SD_ASSIGN_OR_RETURN(labeler_, LabelerPool::Create(std::move(teachers), config_.labeler_workers, config_.labeler_queue));
+  } else {
+    SD_ASSIGN_OR_RETURN(labeler_, LabelerPool::Create(config_.teacher, config_.labeler_workers, config_.labeler_queue));
+  }
+  // Devices with stored versions resume from them; doing it now makes a restart visible in
+  // the log at once rather than at the device's first connection.
+  for (const auto& [id, token] : config_.device_tokens) {
+    auto version = store_->LatestVersion(id);
+    if (version.ok()) {
+      SD_RETURN_IF_ERROR(GetDevice(id).status());
+      spdlog::info("device {}: resuming at version {} ({} training, {} validation frames stored)", id,
+                   version->version, store_->Count(id, false), store_->Count(id, true));
+    }
+  }
+  if (config_.train_in_background) training_thread_ = std::thread([this] { TrainingLoop(); });
+  return Status::Ok();
+}
+
+Status ServerCore::Authenticate(const std::string& device_id, const std::string& token,
+                                const std::string& architecture) const {
+  auto it = config_.device_tokens.find(device_id);
+  if (it == config_.device_tokens.end()) return Status::Unauthenticated("unknown device '" + device_id + "'");
+  if (it->second != token) return Status::Unauthenticated("wrong token for device '" + device_id + "'");
+  if (architecture != config_.student.Fingerprint())
+    return Status::FailedPrecondition("edge student is '" + architecture + "', server trains '" +
+                                      config_.student.Fingerprint() + "'");
+  return Status::Ok();
+}
+
+StatusOr<ServerCore::Device*> ServerCore::GetDevice(const std::string& device_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = devices_.find(device_id);
+  if (it != devices_.end()) return it->second.get();
+  auto device = std::make_unique<Device>();
+  device->id = device_id;
+  std::string weights;
+  uint64_t version = 0;
+  auto latest = store_->LatestVersion(device_id);
+  if (latest.ok()) {
+    SD_ASSIGN_OR_RETURN(weights, store_->LoadCheckpoint(*latest));
+    version = latest->version;
+  } else if (!config_.init_weights.empty()) {
+    SD_ASSIGN_OR_RETURN(auto model, StudentModel::LoadFromFile(config_.init_weights));
+    weights = model->SerializeWeights();
+  } else {
+    SD_ASSIGN_OR_RETURN(auto model, StudentModel::Create(config_.student, config_.model_seed));
+    weights = model->SerializeWeights();
+  }
+  SD_ASSIGN_OR_RETURN(device->trainer,
+                      DeviceTrainer::Create(device_id, config_.student, weights, version, config_.round));
+  if (version > 0) {
+    SD_ASSIGN_OR_RETURN(device->latest, EncodeFull(device_id, version, device->trainer->flat_weights()));
+    if (latest.ok()) {
+      auto mutable_update = std::make_shared<EncodedUpdate>(*device->latest);
+      mutable_update->val_map50 = latest->val_map50;
+      device->latest = mutable_update;
+    }
+  }
+  Device* raw = device.get();
+  devices_[device_id] = std::move(device);
+  return raw;
+}
+
+bool ServerCore::TrySubmitFrame(const std::string& device_id, const FrameRecord& meta, std::string jpeg,
+                                std::function<void(FrameOutcome)> done) {
+  LabelJob job;
+  job.device_id = device_id;
+  job.sequence = meta.sequence;
+  job.jpeg = jpeg;
+  job.max_image_width = config_.stored_image_max_width;
+  // The callback keeps the metadata and the original bytes: they are stored as sent unless
+  // the server shrank the image.
+  auto callback = [this, device_id, meta, jpeg = std::move(jpeg), done = std::move(done)](StatusOr<LabelResult> result) {
+    FrameOutcome outcome;
+    auto device = GetDevice(device_id);
+    if (!device.ok()) {
+      outcome.status = device.status();
+      done(outcome);
+      return;
+    }
+    if (!result.ok()) {
+      outcome.status = result.status();
+      std::lock_guard<std::mutex> lock((*device)->mu);
+      ++(*device)->counters.frames_rejected;
+      done(outcome);
+      return;
+    }
+    FrameRecord record = meta;
+    record.device_id = device_id;
+    record.labels = result->labels;
+    record.validation = meta.sequence % config_.validation_every == 0;
+    record.jpeg = jpeg;
+    if (config_.stored_image_max_width > 0) {  // the labels refer to the shrunk image: store that
+      std::vector<uchar> encoded;
+      cv::imencode(".jpg", result->image, encoded, {cv::IMWRITE_JPEG_QUALITY, 90});
+      record.jpeg.assign(encoded.begin(), encoded.end());
+    }
+    auto inserted = store_->Put(record);
+    if (!inserted.ok()) {
+      outcome.status = inserted.status();
+      done(outcome);
+      return;
+    }
+    outcome.duplicate = !*inserted;
+    {
+      std::lock_guard<std::mutex> lock((*device)->mu);
+      Device& d = **device;
+      if (outcome.duplicate) {
+        ++d.counters.duplicates;
+      } else {
+        ++d.counters.frames_stored;
+        if (d.has_previous) outcome.teacher_agreement = LabelAgreement(d.previous_labels, record.labels);
+        d.previous_labels = record.labels;
+        d.has_previous = true;
+      }
+    }
+    if (!outcome.duplicate && !record.validation) {
+      std::lock_guard<std::mutex> lock(mu_);
+      scheduler_.OnNewFrame(device_id, NowSeconds());
+      work_cv_.notify_all();
+    }
+    done(outcome);
+  };
+  return labeler_->TrySubmit(std::move(job), std::move(callback));
+}
+
+void ServerCore::OnLabelQueueSpace(std::function<void()> fn) { labeler_->OnSpace(std::move(fn)); }
+
+uint64_t ServerCore::LastStoredSequence(const std::string& device_id) const {
+  return store_->LastSequence(device_id);
+}
+
+StatusOr<std::shared_ptr<const EncodedUpdate>> ServerCore::LatestUpdate(const std::string& device_id) {
+  SD_ASSIGN_OR_RETURN(Device * device, GetDevice(device_id));
+  std::lock_guard<std::mutex> lock(device->mu);
+  return device->latest;
+}
+
+void ServerCore::Subscribe(const std::string& device_id, std::shared_ptr<UpdateListener> listener) {
+  std::lock_guard<std::mutex> lock(mu_);
+  listeners_.emplace(device_id, listener);
+}
+
+void ServerCore::Unsubscribe(const std::string& device_id, const UpdateListener* listener) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto range = listeners_.equal_range(device_id);
+  for (auto it = range.first; it != range.second;) {
+    auto locked = it->second.lock();
+    if (!locked || locked.get() == listener) it = listeners_.erase(it);
+    else ++it;
+  }
+}
+
+StatusOr<RoundResult> ServerCore::RunScheduledRound() {
+  std::optional<std::string> next;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    next = scheduler_.Next(NowSeconds());
+  }
+  if (!next) return Status::NotFound("no device has new training data");
+  return RunRound(*next);
+}
+
+namespace {
+
+// Decodes the stored frames, reusing decoded images from earlier rounds.
+StatusOr<std::vector<LabelledFrame>> LoadFrames(const FrameStore& store, const std::vector<FrameRecord>& records,
+                                                std::map<uint64_t, cv::Mat>* cache) {
+  std::vector<LabelledFrame> frames;
+  for (const FrameRecord& r : records) {
+    auto it = cache->find(r.sequence);
+    if (it == cache->end()) {
+      SD_ASSIGN_OR_RETURN(std::string jpeg, store.LoadImage(r));
+      cv::Mat image = cv::imdecode(cv::Mat(1, jpeg.size(), CV_8UC1, jpeg.data()), cv::IMREAD_COLOR);
+      if (image.empty()) return Status::DataLoss(r.image_path + ": stored image cannot be decoded");
+      it = cache->emplace(r.sequence, image).first;
+    }
+    frames.push_back({r.frame_index, it->second, r.labels});
+  }
+  return frames;
+}
+
+}  // namespace
+
+StatusOr<RoundResult> ServerCore::RunRound(const std::string& device_id) {
+  SD_ASSIGN_OR_RETURN(Device * device, GetDevice(device_id));
+  std::lock_guard<std::mutex> train_lock(device->train_mu);
+  SD_ASSIGN_OR_RETURN(auto train_records, store_->Recent(device_id, false, config_.round.replay_frames));
+  SD_ASSIGN_OR_RETURN(auto val_records, store_->Recent(device_id, true, config_.validation_frames));
+  if (train_records.empty()) return Status::FailedPrecondition("device " + device_id + " has no training frames");
+  SD_ASSIGN_OR_RETURN(auto train_frames, LoadFrames(*store_, train_records, &device->image_cache));
+  SD_ASSIGN_OR_RETURN(auto val_frames, LoadFrames(*store_, val_records, &device->image_cache));
+  // Keep only what this round used: the replay horizon bounds the cache.
+  std::map<uint64_t, cv::Mat> kept;
+  for (const auto* records : {&train_records, &val_records})
+    for (const FrameRecord& r : *records) kept[r.sequence] = device->image_cache[r.sequence];
+  device->image_cache.swap(kept);
+
+  SD_ASSIGN_OR_RETURN(RoundResult round, device->trainer->RunRound(ToTrainingSamples(train_frames), val_frames));
+  {
+    std::lock_guard<std::mutex> lock(device->mu);
+    ++device->counters.rounds;
+  }
+  spdlog::info("device {}: round on {} frames ({} validation) in {:.1f}s: mAP50 {:.3f} -> {:.3f}, {}", device_id,
+               round.train_frames, round.val_frames, round.seconds, round.map50_before, round.map50_after,
+               round.published ? "published v" + std::to_string(round.version) : "discarded: " + round.reason);
+  if (round.published) Publish(*device, round);
+  return round;
+}
+
+void ServerCore::Publish(Device& device, const RoundResult& round) {
+  const std::vector<float> flat = device.trainer->flat_weights();
+  auto update = EncodeFull(device.id, round.version, flat);
+  if (!update.ok()) {
+    spdlog::error("device {}: encoding version {} failed: {}", device.id, round.version, update.status().ToString());
+    return;
+  }
+  auto mutable_update = std::make_shared<EncodedUpdate>(**update);
+  mutable_update->val_map50 = round.map50_after;
+  mutable_update->val_map50_previous = round.map50_before;
+  mutable_update->val_frames = round.val_frames;
+  std::shared_ptr<const EncodedUpdate> published = mutable_update;
+
+  VersionRecord record;
+  record.device_id = device.id;
+  record.version = round.version;
+  record.encoding = published->encoding;
+  record.weights_checksum = published->weights_checksum;
+  record.val_map50 = round.map50_after;
+  record.created_ms = WallMillis();
+  Status stored = store_->PutVersion(record, device.trainer->weights());
+  if (!stored.ok()) {
+    // Not sent either: an edge must never run a version the server could lose in a crash.
+    spdlog::error("device {}: storing version {} failed: {}", device.id, round.version, stored.ToString());
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(device.mu);
+    device.latest = published;
+    ++device.counters.published;
+  }
+  std::vector<std::shared_ptr<UpdateListener>> targets;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto range = listeners_.equal_range(device.id);
+    for (auto it = range.first; it != range.second; ++it)
+      if (auto l = it->second.lock()) targets.push_back(l);
+  }
+  for (auto& l : targets) l->OnUpdate(published);
+}
+
+StatusOr<std::shared_ptr<const EncodedUpdate>> ServerCore::EncodeFull(const std::string& device_id, uint64_t version,
+                                                                      const std::vector<float>& flat) const {
+  auto update = std::make_shared<EncodedUpdate>();
+  update->device_id = device_id;
+  update->new_version = version;
+  update->encoding = config_.update_encoding;
+  SD_ASSIGN_OR_RETURN(update->payload, EncodeUpdate(config_.update_encoding, {}, flat));
+  // The checksum covers what the edge will hold (fp16-rounded weights for full_fp16).
+  SD_ASSIGN_OR_RETURN(std::vector<float> received, DecodeUpdate(config_.update_encoding, {}, update->payload, flat.size()));
+  update->weights_checksum = WeightsChecksum(received);
+  return std::shared_ptr<const EncodedUpdate>(update);
+}
+
+void ServerCore::TrainingLoop() {
+  while (!stopping_) {
+    auto round = RunScheduledRound();
+    if (round.ok()) continue;
+    if (round.status().code() != Status::Code::kNotFound && !stopping_)
+      spdlog::warn("training round failed: {}", round.status().ToString());
+    std::unique_lock<std::mutex> lock(mu_);
+    work_cv_.wait_for(lock, std::chrono::seconds(1));
+  }
+}
+
+void ServerCore::CountBytes(const std::string& device_id, int64_t in, int64_t out) {
+  auto device = GetDevice(device_id);
+  if (!device.ok()) return;
+  std::lock_guard<std::mutex> lock((*device)->mu);
+  (*device)->counters.bytes_in += in;
+  (*device)->counters.bytes_out += out;
+}
+
+DeviceCounters ServerCore::Counters(const std::string& device_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = devices_.find(device_id);
+  if (it == devices_.end()) return {};
+  std::lock_guard<std::mutex> device_lock(it->second->mu);
+  return it->second->counters;
+}
+
+}  // namespace sd

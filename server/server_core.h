@@ -1,0 +1,113 @@
+// Everything the server does besides gRPC plumbing: authenticating devices, labelling and
+// storing their frames, training rounds, and publishing model updates to listeners.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/status.h"
+#include "server/device_trainer.h"
+#include "server/frame_store.h"
+#include "server/labeler.h"
+#include "server/server_config.h"
+
+namespace sd {
+
+// A full model of one version, encoded once and sent to every stream of its device.
+struct EncodedUpdate {
+  std::string device_id;
+  uint64_t base_version = 0;  // 0: a full model
+  uint64_t new_version = 0;
+  std::string encoding;
+  std::string payload;
+  std::string weights_checksum;  // of the weights the edge holds after applying
+  double val_map50 = -1, val_map50_previous = -1;
+  int val_frames = 0;
+};
+
+// Receives new versions of one device; implemented by the streams.
+class UpdateListener {
+ public:
+  virtual ~UpdateListener() = default;
+  virtual void OnUpdate(std::shared_ptr<const EncodedUpdate> update) = 0;
+};
+
+struct FrameOutcome {
+  Status status;                  // InvalidArgument for a frame that cannot be decoded
+  bool duplicate = false;         // stored earlier
+  double teacher_agreement = -1;  // with the device's previous frame
+};
+
+struct DeviceCounters {
+  int64_t frames_stored = 0, frames_rejected = 0, duplicates = 0;
+  int64_t rounds = 0, published = 0;
+  int64_t bytes_in = 0, bytes_out = 0;
+};
+
+class ServerCore {
+ public:
+  // `teachers` overrides config.teacher (tests pass an oracle for synthetic scenes).
+  static StatusOr<std::unique_ptr<ServerCore>> Create(const ServerConfig& config, TeacherFactory teachers = {});
+  ~ServerCore();  // stops the training thread
+
+  const ServerConfig& config() const { return config_; }
+
+  // Unknown device or wrong token: Unauthenticated; another student architecture:
+  // FailedPrecondition.
+  Status Authenticate(const std::string& device_id, const std::string& token, const std::string& architecture) const;
+
+  // Labels and stores one frame asynchronously; `done` runs on a labeller thread once the
+  // frame is durable (or rejected). False: the labelling queue is full; call `on_space`
+  // to learn when to try again (flow control: the stream stops reading meanwhile).
+  bool TrySubmitFrame(const std::string& device_id, const FrameRecord& meta, std::string jpeg,
+                      std::function<void(FrameOutcome)> done);
+  void OnLabelQueueSpace(std::function<void()> fn);
+
+  uint64_t LastStoredSequence(const std::string& device_id) const;
+  // The device's newest published version as a full model, or null when it has none.
+  StatusOr<std::shared_ptr<const EncodedUpdate>> LatestUpdate(const std::string& device_id);
+
+  void Subscribe(const std::string& device_id, std::shared_ptr<UpdateListener> listener);
+  void Unsubscribe(const std::string& device_id, const UpdateListener* listener);
+
+  // One training round for the device whose turn it is (if any). The background thread
+  // calls this; with training.background false, tests call it by hand.
+  StatusOr<RoundResult> RunScheduledRound();
+  StatusOr<RoundResult> RunRound(const std::string& device_id);
+
+  void CountBytes(const std::string& device_id, int64_t in, int64_t out);
+  DeviceCounters Counters(const std::string& device_id) const;
+  FrameStore& store() { return *store_; }
+
+ private:
+  struct Device;
+  explicit ServerCore(const ServerConfig& config);
+  Status Init(TeacherFactory teachers);
+  StatusOr<Device*> GetDevice(const std::string& device_id);  // creates its trainer on first use
+  void TrainingLoop();
+  void Publish(Device& device, const RoundResult& round);
+  StatusOr<std::shared_ptr<const EncodedUpdate>> EncodeFull(const std::string& device_id, uint64_t version,
+                                                            const std::vector<float>& flat) const;
+
+  const ServerConfig config_;
+  std::unique_ptr<FrameStore> store_;
+  std::unique_ptr<LabelerPool> labeler_;
+
+  mutable std::mutex mu_;  // guards devices_, listeners_, scheduler_
+  std::map<std::string, std::unique_ptr<Device>> devices_;
+  std::multimap<std::string, std::weak_ptr<UpdateListener>> listeners_;
+  RoundScheduler scheduler_;
+  std::condition_variable work_cv_;
+
+  std::atomic<bool> stopping_{false};
+  std::thread training_thread_;
+};
+
+}  // namespace sd

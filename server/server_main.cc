@@ -1,0 +1,61 @@
+// streamdistill-server: labels edges' frames with the teacher, trains their students and
+// streams updates back. SIGINT/SIGTERM start an orderly shutdown; a second one exits at once.
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <cstdio>
+#include <semaphore.h>
+#include <thread>
+#include <unistd.h>
+
+#include "server/server.h"
+
+namespace {
+
+sem_t g_shutdown;
+volatile std::sig_atomic_t g_signals = 0;
+
+void OnSignal(int) {
+  if (++g_signals > 1) _exit(130);  // second signal: leave now
+  sem_post(&g_shutdown);            // async-signal-safe
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"streamdistill-server: teacher labelling, per-device distillation and model streaming"};
+  std::string config_path = "configs/server.yaml";
+  std::string listen;
+  std::string log_level = "info";
+  app.add_option("--config", config_path, "YAML config");
+  app.add_option("--listen", listen, "override listen (host:port)");
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  spdlog::set_pattern("[%H:%M:%S.%e] [server] [%^%l%$] %v");
+  auto config = sd::LoadServerConfig(config_path);
+  if (!config.ok()) {
+    std::fprintf(stderr, "streamdistill-server: error: %s\n", config.status().message().c_str());
+    return 2;
+  }
+  if (!listen.empty()) config->listen = listen;
+  sem_init(&g_shutdown, 0, 0);
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  auto server = sd::Server::Start(*config);
+  if (!server.ok()) {
+    std::fprintf(stderr, "streamdistill-server: error: %s\n", server.status().message().c_str());
+    return server.status().code() == sd::Status::Code::kUnavailable ? 1 : 2;
+  }
+  while (sem_wait(&g_shutdown) != 0) {
+  }
+  spdlog::info("shutting down");
+  (*server)->Shutdown();
+  spdlog::info("stopped");
+  return 0;
+}

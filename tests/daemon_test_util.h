@@ -1,0 +1,117 @@
+// Shared by the daemon tests: configs for a tiny student on synthetic video, and an oracle
+// teacher that labels synthetic frames with their exact ground truth.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <opencv2/imgproc.hpp>
+
+#include "common/synthetic_scene.h"
+#include "common/teacher.h"
+#include "edge/edge_config.h"
+#include "server/server_config.h"
+
+namespace sd::testing {
+
+inline std::string TempDir(const std::string& name) {
+  const auto dir = std::filesystem::path(SD_BINARY_DIR) / "test_tmp" / name;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+constexpr char kTinyStudent[] = R"(
+student:
+  input_width: 128
+  input_height: 96
+  classes: 1
+  channels: [8, 16, 32, 32, 64]
+  block: separable
+)";
+
+inline std::string SyntheticUri(int seed) {
+  return "synthetic:seed=" + std::to_string(seed) + ",frames=300,classes=1,width=256,height=192,fps=25,objects=4";
+}
+
+// Which frame of the scene an image shows, found by its thumbnail (robust to JPEG), and that
+// frame's exact ground truth scaled to the image.
+class SyntheticOracleTeacher : public Teacher {
+ public:
+  SyntheticOracleTeacher(std::vector<SyntheticScene> scenes, int frames) {
+    for (const SyntheticScene& scene : scenes)
+      for (int i = 0; i < frames; ++i) {
+        SyntheticFrame f = scene.Render(i);
+        thumbs_.push_back(Thumb(f.bgr));
+        truth_.push_back(f.ground_truth);
+        widths_.push_back(f.bgr.cols);
+      }
+  }
+  StatusOr<Detections> Label(const cv::Mat& bgr) override {
+    const cv::Mat thumb = Thumb(bgr);
+    size_t best = 0;
+    double best_distance = 1e300;
+    for (size_t i = 0; i < thumbs_.size(); ++i) {
+      const double d = cv::norm(thumb, thumbs_[i], cv::NORM_L2SQR);
+      if (d < best_distance) best_distance = d, best = i;
+    }
+    Detections labels = truth_[best];
+    const float scale = static_cast<float>(bgr.cols) / widths_[best];
+    for (Detection& d : labels) {
+      d.box = {d.box.x1 * scale, d.box.y1 * scale, d.box.x2 * scale, d.box.y2 * scale};
+    }
+    return labels;
+  }
+  std::string Fingerprint() const override { return "synthetic-oracle"; }
+
+ private:
+  static cv::Mat Thumb(const cv::Mat& bgr) {
+    cv::Mat small;
+    cv::resize(bgr, small, cv::Size(32, 24), 0, 0, cv::INTER_AREA);
+    small.convertTo(small, CV_32FC3);
+    return small;
+  }
+  std::vector<cv::Mat> thumbs_;
+  std::vector<Detections> truth_;
+  std::vector<int> widths_;
+};
+
+inline std::string ServerYaml(const std::string& storage_dir, const std::string& extra = "") {
+  return std::string(R"(
+listen: 127.0.0.1:0
+storage_dir: )") + storage_dir + R"(
+update_encoding: full_fp16
+update_chunk_bytes: 16384
+threads: 2
+devices:
+  cam1: {token: secret-token-1}
+  cam2: {token: secret-token-2}
+teacher:
+  kind: onnx
+  model: )" + SD_SOURCE_DIR + R"(/tests/data/tiny_yolo.onnx
+labeler: {workers: 1, queue: 8}
+training:
+  trigger_frames: 8
+  trigger_seconds: 3
+  iterations: 40
+  replay_frames: 200
+  validation_every: 4
+  validation_frames: 40
+  max_map50_drop: 0.05
+  min_validation_frames: 4
+  optimizer: {batch_size: 8, learning_rate: 0.004, warmup_steps: 5, final_lr_fraction: 0.5}
+)" + kTinyStudent + extra;
+}
+
+inline std::string EdgeYaml(const std::string& device, const std::string& token, int port, const std::string& state_dir,
+                            const std::string& uri, const std::string& extra = "") {
+  return "device_id: " + device + "\ntoken: " + token + "\nserver: 127.0.0.1:" + std::to_string(port) +
+         "\nlink: {backoff_initial_s: 0.2, backoff_max_s: 1.0}\nsource:\n  uri: " + uri +
+         "\n  loop: true\n  realtime: true\n" + kTinyStudent + "model_seed: 3\nthreads: 1\n" +
+         "detections: {path: " + state_dir + "/detections.jsonl}\n" +
+         "sampling: {strategy: uniform, uniform_probability: 1.0, budget_per_minute: 240}\n" +
+         "upload: {jpeg_quality: 85}\nstate_dir: " + state_dir + "\n" + extra;
+}
+
+}  // namespace sd::testing

@@ -1,0 +1,330 @@
+#include "server/device_trainer.h"
+
+#include <atomic>
+#include <map>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "common/synthetic_scene.h"
+
+namespace sd {
+namespace {
+
+// Small enough that a round of a few dozen steps takes well under a second on one core.
+StudentArchitecture TinyArch() {
+  StudentArchitecture arch;
+  arch.input_width = 128;
+  arch.input_height = 96;
+  arch.channels = {8, 8, 16, 16, 32};
+  arch.num_classes = 1;
+  return arch;
+}
+
+SyntheticScene Scene() {
+  SyntheticSceneOptions o;
+  o.width = 160;  // about 1.25x the student input, as the server stores frames
+  o.height = 120;
+  o.num_classes = 1;
+  o.max_objects = 3;
+  o.seed = 3;
+  auto scene = SyntheticScene::Create(o);
+  EXPECT_TRUE(scene.ok()) << scene.status().ToString();
+  return std::move(scene).value();
+}
+
+// Frames [begin, end) with their exact ground truth as labels.
+std::vector<LabelledFrame> Frames(const SyntheticScene& scene, int64_t begin, int64_t end, int64_t step = 1) {
+  std::vector<LabelledFrame> frames;
+  for (int64_t i = begin; i < end; i += step) {
+    SyntheticFrame f = scene.Render(i);
+    frames.push_back({i, f.bgr, f.ground_truth});
+  }
+  return frames;
+}
+
+RoundOptions Options(int iterations) {
+  RoundOptions o;
+  o.iterations = iterations;
+  o.replay_frames = 200;
+  o.max_map50_drop = 0.02;
+  o.min_validation_frames = 5;
+  o.trainer.batch_size = 8;
+  o.trainer.learning_rate = 8e-3f;  // high for a fresh student: these rounds start from scratch
+  o.trainer.warmup_steps = 5;
+  o.trainer.seed = 5;
+  return o;
+}
+
+std::unique_ptr<DeviceTrainer> MakeTrainer(const RoundOptions& options, const std::string& weights = "",
+                                           uint64_t version = 0) {
+  auto trainer = DeviceTrainer::Create("cam-1", TinyArch(), weights, version, options);
+  EXPECT_TRUE(trainer.ok()) << trainer.status().ToString();
+  return trainer.ok() ? std::move(trainer).value() : nullptr;
+}
+
+void Report(const char* name, const RoundResult& r) {
+  std::printf("[ round    ] %s: %s v%llu mAP50 %.3f -> %.3f, %d train / %d val frames, loss %.3f, %.2f s (train %.2f s): %s\n",
+              name, r.published ? "published" : "discarded", static_cast<unsigned long long>(r.version),
+              r.map50_before, r.map50_after, r.train_frames, r.val_frames, r.final_loss, r.seconds, r.train_seconds,
+              r.reason.c_str());
+}
+
+// Two rounds from fresh weights on learnable data, run once and shared by the tests that need
+// a trained student (training is the slow part of this file).
+struct LearnedRounds {
+  std::vector<RoundResult> rounds;
+  std::vector<std::string> weights;  // after each round
+  std::vector<LabelledFrame> validation;
+};
+
+const LearnedRounds& Learned() {
+  // Never destroyed: torch objects and static destruction order do not mix well.
+  static const LearnedRounds* learned = [] {
+    SetTorchThreads(1);
+    auto* out = new LearnedRounds;
+    const SyntheticScene scene = Scene();
+    const std::vector<TrainingSample> train = ToTrainingSamples(Frames(scene, 0, 500, 2));
+    out->validation = Frames(scene, 2000, 2040, 2);
+    auto trainer = MakeTrainer(Options(60));
+    if (trainer == nullptr) return out;
+    out->weights.push_back(trainer->weights());
+    for (int round = 0; round < 3; ++round) {
+      auto result = trainer->RunRound(train, out->validation);
+      EXPECT_TRUE(result.ok()) << result.status().ToString();
+      if (!result.ok()) break;
+      Report(("learnable " + std::to_string(round + 1)).c_str(), *result);
+      out->rounds.push_back(*result);
+      out->weights.push_back(trainer->weights());
+    }
+    return out;
+  }();
+  return *learned;
+}
+
+TEST(DeviceTrainerTest, LearnableRoundsPublishAndImprove) {
+  const LearnedRounds& learned = Learned();
+  ASSERT_EQ(learned.rounds.size(), 3u);
+  for (size_t i = 0; i < learned.rounds.size(); ++i) {
+    const RoundResult& r = learned.rounds[i];
+    EXPECT_TRUE(r.published) << "round " << i + 1 << ": " << r.reason;
+    EXPECT_EQ(r.version, i + 1);
+    EXPECT_EQ(r.train_frames, 200);  // the replay horizon of the 250 given
+    EXPECT_EQ(r.val_frames, 20);
+    EXPECT_GT(r.seconds, 0);
+    EXPECT_NE(learned.weights[i + 1], learned.weights[i]) << "round " << i + 1 << " changed nothing";
+  }
+  // Each round starts where the last one ended, and the student gets better every round.
+  for (size_t i = 0; i < learned.rounds.size(); ++i) {
+    if (i > 0) {
+      EXPECT_DOUBLE_EQ(learned.rounds[i].map50_before, learned.rounds[i - 1].map50_after);
+    }
+    EXPECT_GT(learned.rounds[i].map50_after, learned.rounds[i].map50_before) << "round " << i + 1;
+  }
+  EXPECT_GT(learned.rounds.back().map50_after, 0.4);
+  EXPECT_LT(learned.rounds.back().final_loss, learned.rounds.front().final_loss);
+}
+
+TEST(DeviceTrainerTest, ResumesFromStoredWeightsAndVersion) {
+  // A restarted server resumes from the weights and version it stored.
+  auto stored = StudentModel::Create(TinyArch(), 9);
+  ASSERT_TRUE(stored.ok());
+  const std::string bytes = (*stored)->SerializeWeights();
+  auto trainer = MakeTrainer(Options(1), bytes, 3);
+  ASSERT_NE(trainer, nullptr);
+  EXPECT_EQ(trainer->device_id(), "cam-1");
+  EXPECT_EQ(trainer->version(), 3u);
+  EXPECT_EQ(trainer->weights(), bytes);
+  EXPECT_EQ(WeightsChecksum(trainer->flat_weights()), WeightsChecksum((*stored)->FlatWeights()));
+  EXPECT_EQ(trainer->published_map50(), -1);
+}
+
+TEST(DeviceTrainerTest, WorseCandidateIsDiscardedAndPublishedWeightsStay) {
+  const LearnedRounds& learned = Learned();
+  ASSERT_EQ(learned.weights.size(), 4u);
+  const SyntheticScene scene = Scene();
+  // Garbage labels: each frame gets the boxes of a frame far away, mirrored, so the targets
+  // sit where nothing is.
+  std::vector<LabelledFrame> frames = Frames(scene, 0, 120, 2);
+  std::vector<TrainingSample> garbage;
+  for (size_t i = 0; i < frames.size(); ++i) {
+    Detections wrong = frames[(i + frames.size() / 2) % frames.size()].labels;
+    for (Detection& d : wrong) d.box = Box{160 - d.box.x2, 120 - d.box.y2, 160 - d.box.x1, 120 - d.box.y1};
+    garbage.push_back({frames[i].bgr, wrong});
+  }
+  RoundOptions options = Options(20);
+  options.max_map50_drop = 0;
+  auto trainer = MakeTrainer(options, learned.weights.back(), 3);
+  ASSERT_NE(trainer, nullptr);
+  const std::vector<float> flat_before = trainer->flat_weights();
+  auto result = trainer->RunRound(garbage, learned.validation);
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  Report("garbage", *result);
+  EXPECT_FALSE(result->published);
+  EXPECT_EQ(result->version, 3u);
+  EXPECT_LT(result->map50_after, result->map50_before);
+  EXPECT_DOUBLE_EQ(result->map50_before, learned.rounds.back().map50_after);
+  EXPECT_NE(result->reason.find("drops more than"), std::string::npos) << result->reason;
+  EXPECT_EQ(trainer->version(), 3u);
+  EXPECT_EQ(trainer->weights(), learned.weights.back());
+  EXPECT_EQ(WeightsChecksum(trainer->flat_weights()), WeightsChecksum(flat_before));
+}
+
+TEST(DeviceTrainerTest, ReadersSeeWholeVersionsWhileARoundRuns) {
+  SetTorchThreads(1);
+  const SyntheticScene scene = Scene();
+  auto trainer = MakeTrainer(Options(5));
+  ASSERT_NE(trainer, nullptr);
+  const std::string v0 = trainer->weights();
+  std::atomic<bool> done{false};
+  std::vector<std::pair<uint64_t, std::string>> seen;
+  // What the server's stream threads do while the training thread runs a round.
+  std::thread reader([&] {
+    while (!done) {
+      const uint64_t before = trainer->version();
+      std::string weights = trainer->weights();
+      if (trainer->version() == before) seen.emplace_back(before, std::move(weights));
+    }
+  });
+  auto result = trainer->RunRound(ToTrainingSamples(Frames(scene, 0, 10)), {});
+  done = true;
+  reader.join();
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  ASSERT_TRUE(result->published);
+  const std::string v1 = trainer->weights();
+  ASSERT_FALSE(seen.empty());
+  for (const auto& [version, weights] : seen) EXPECT_EQ(weights, version == 0 ? v0 : v1) << "version " << version;
+}
+
+TEST(DeviceTrainerTest, BootstrapsWithoutValidationFrames) {
+  SetTorchThreads(1);
+  const SyntheticScene scene = Scene();
+  auto trainer = MakeTrainer(Options(3));
+  ASSERT_NE(trainer, nullptr);
+  EXPECT_EQ(trainer->version(), 0u);
+  const std::string fresh = trainer->weights();
+  auto result = trainer->RunRound(ToTrainingSamples(Frames(scene, 0, 10)), {});
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  EXPECT_TRUE(result->published);
+  EXPECT_EQ(result->version, 1u);
+  EXPECT_EQ(result->map50_before, -1);
+  EXPECT_EQ(result->map50_after, -1);
+  EXPECT_EQ(result->train_frames, 10);
+  EXPECT_NE(result->reason.find("bootstrapping"), std::string::npos) << result->reason;
+  EXPECT_EQ(trainer->version(), 1u);
+  EXPECT_NE(trainer->weights(), fresh);
+}
+
+TEST(DeviceTrainerTest, ReplayHorizonUsesTheNewestFrames) {
+  SetTorchThreads(1);
+  const SyntheticScene scene = Scene();
+  RoundOptions options = Options(1);
+  options.replay_frames = 4;
+  auto trainer = MakeTrainer(options);
+  ASSERT_NE(trainer, nullptr);
+  // Old frames are unusable: if the horizon picked them, the round would fail.
+  std::vector<TrainingSample> train(6, TrainingSample{cv::Mat(), {}});
+  for (const LabelledFrame& f : Frames(scene, 0, 4)) train.push_back({f.bgr, f.labels});
+  auto result = trainer->RunRound(train, {});
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  EXPECT_EQ(result->train_frames, 4);
+}
+
+TEST(DeviceTrainerTest, RejectsBadInputAndKeepsWeights) {
+  SetTorchThreads(1);
+  RoundOptions bad = Options(0);
+  EXPECT_EQ(DeviceTrainer::Create("cam", TinyArch(), "", 0, bad).status().code(), Status::Code::kInvalidArgument);
+  StudentArchitecture other = TinyArch();
+  other.channels = {8, 8, 16, 16, 64};
+  auto other_model = StudentModel::Create(other, 1);
+  ASSERT_TRUE(other_model.ok());
+  auto mismatched = DeviceTrainer::Create("cam", TinyArch(), (*other_model)->SerializeWeights(), 4, Options(1));
+  ASSERT_FALSE(mismatched.ok());
+  EXPECT_EQ(mismatched.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(mismatched.status().message().find("device cam"), std::string::npos) << mismatched.status().ToString();
+  EXPECT_FALSE(DeviceTrainer::Create("cam", TinyArch(), "garbage", 4, Options(1)).ok());
+
+  auto trainer = MakeTrainer(Options(2));
+  ASSERT_NE(trainer, nullptr);
+  const std::string before = trainer->weights();
+  auto empty = trainer->RunRound({}, {});
+  EXPECT_EQ(empty.status().code(), Status::Code::kFailedPrecondition);
+  EXPECT_NE(empty.status().message().find("cam-1"), std::string::npos) << empty.status().ToString();
+  auto gray = trainer->RunRound({TrainingSample{cv::Mat(10, 10, CV_8UC1), {}}}, {});
+  EXPECT_EQ(gray.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(trainer->version(), 0u);
+  EXPECT_EQ(trainer->weights(), before);
+}
+
+// ---------------------------------------------------------------------------------------------
+// RoundScheduler.
+
+TEST(RoundSchedulerTest, NobodyIsScheduledWithoutNewFrames) {
+  RoundScheduler scheduler(SchedulerOptions{20, 30});
+  EXPECT_EQ(scheduler.Next(0), std::nullopt);
+  EXPECT_EQ(scheduler.Next(1e6), std::nullopt);
+  for (int i = 0; i < 19; ++i) scheduler.OnNewFrame("a", 1);
+  EXPECT_EQ(scheduler.Next(2), std::nullopt);  // too few, too soon
+  scheduler.OnNewFrame("a", 3);
+  EXPECT_EQ(scheduler.Next(3), "a");
+  EXPECT_EQ(scheduler.pending_frames("a"), 0);
+  EXPECT_EQ(scheduler.Next(3), std::nullopt);
+  EXPECT_EQ(scheduler.Next(1e6), std::nullopt);  // time alone is not work
+  RoundScheduler fresh(SchedulerOptions{20, 30});
+  fresh.OnNewFrame("b", 0);
+  for (int i = 0; i < 20; ++i) fresh.OnNewFrame("b", 1);
+  EXPECT_EQ(fresh.Next(1), "b");  // round at t = 1
+  fresh.OnNewFrame("b", 2);
+  EXPECT_EQ(fresh.pending_frames("b"), 1);
+  EXPECT_EQ(fresh.pending_frames("unknown"), 0);
+  EXPECT_EQ(fresh.Next(30.5), std::nullopt);
+  EXPECT_EQ(fresh.Next(31), "b");  // one frame, and max_wait_s since the last round
+}
+
+TEST(RoundSchedulerTest, FirstFrameStartsTheWaitOfANewDevice) {
+  RoundScheduler scheduler(SchedulerOptions{20, 30});
+  scheduler.OnNewFrame("late", 100);
+  EXPECT_EQ(scheduler.Next(129), std::nullopt);
+  EXPECT_EQ(scheduler.Next(130), "late");
+}
+
+TEST(RoundSchedulerTest, DevicesWithWorkTakeTurns) {
+  RoundScheduler scheduler(SchedulerOptions{1, 30});
+  std::vector<std::string> order;
+  for (int t = 0; t < 6; ++t) {
+    for (const char* d : {"a", "b", "c"}) scheduler.OnNewFrame(d, t);
+    for (int k = 0; k < 2; ++k) order.push_back(scheduler.Next(t).value_or("-"));
+  }
+  // Two rounds per tick for three busy devices: nobody is served twice before the others once.
+  EXPECT_EQ(order, (std::vector<std::string>{"a", "b", "c", "a", "b", "c", "a", "b", "c", "a", "b", "c"}));
+}
+
+TEST(RoundSchedulerTest, ChattyDeviceDoesNotStarveQuietOne) {
+  const SchedulerOptions options{20, 30};
+  RoundScheduler scheduler(options);
+  std::map<std::string, int> rounds;
+  std::map<std::string, double> last_round = {{"chatty", 0}, {"quiet", 0}};
+  std::map<std::string, int> pending;
+  double longest_quiet_wait = 0;
+  // The chatty camera sends 10 frames a second, the quiet one a frame every 7 s; the trainer
+  // finishes one round a second.
+  for (int t = 0; t < 600; ++t) {
+    for (int k = 0; k < 10; ++k) scheduler.OnNewFrame("chatty", t), ++pending["chatty"];
+    if (t % 7 == 0) scheduler.OnNewFrame("quiet", t), ++pending["quiet"];
+    std::optional<std::string> next = scheduler.Next(t);
+    if (!next) continue;
+    EXPECT_GT(pending[*next], 0) << *next << " scheduled without new frames at t=" << t;
+    pending[*next] = 0;
+    ++rounds[*next];
+    if (*next == "quiet") longest_quiet_wait = std::max(longest_quiet_wait, t - last_round["quiet"]);
+    last_round[*next] = t;
+  }
+  // Chatty has work every other second (20 frames per 2 s); quiet has a frame within 7 s of
+  // its last round and then waits out max_wait_s, so every 30-35 s.
+  EXPECT_GE(rounds["chatty"], 280);
+  EXPECT_GE(rounds["quiet"], 600 / 36);
+  EXPECT_LE(longest_quiet_wait, options.max_wait_s + 7);
+}
+
+}  // namespace
+}  // namespace sd
