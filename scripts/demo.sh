@@ -1,8 +1,42 @@
 #!/usr/bin/env bash
-# The main job: installs, builds, then trains the student from the HOG teacher on the sample
-# video and prints its held-out accuracy and speed (streamdistill-train).
+# The main job: installs, builds, then runs the daemon pair on the sample video. The server
+# labels the frames the edge samples with the HOG teacher and trains the edge's student from
+# a random start; the edge runs the student on every frame and hot-swaps each new version.
+# At the end the edge's start and deployed models are scored on the held-out frames 600-794
+# against the teacher's labels, and one JSON line sums the run up.
+#
+#   bash scripts/demo.sh [--fast] [--duration SECONDS]   (default: real time, 300 s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+FAST=""
+DURATION=300
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --fast) FAST="--fast"; shift ;;
+    --duration) DURATION="$2"; shift 2 ;;
+    *) echo "usage: $0 [--fast] [--duration SECONDS]" >&2; exit 2 ;;
+  esac
+done
+
 bash scripts/setup.sh
 bash scripts/build.sh
-./build/streamdistill-train --config configs/train_vtest.yaml --json out/train_vtest.json "$@"
+
+# A fresh start: no stored frames, no versions, a random student on the edge.
+rm -rf state/server state/edge-cam1
+mkdir -p state out
+./build/streamdistill-server --config configs/server.yaml > state/server.log 2>&1 &
+SERVER_PID=$!
+trap 'kill -INT $SERVER_PID 2>/dev/null || true' EXIT
+echo "server started (pid $SERVER_PID, log state/server.log); edge runs ${DURATION}s ${FAST:-at real time}"
+
+./build/streamdistill-edge --config configs/edge.yaml --duration "$DURATION" $FAST --log-level warn
+
+kill -INT $SERVER_PID
+wait $SERVER_PID || true
+trap - EXIT
+echo
+echo "scoring the edge's start and deployed models on the held-out frames"
+./build/streamdistill-eval --config configs/train_vtest.yaml \
+  --weights state/edge-cam1/initial.sdw --weights state/edge-cam1/deployed.sdw \
+  --edge-summary state/edge-cam1/summary.json | tee out/demo_summary.txt

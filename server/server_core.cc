@@ -142,9 +142,11 @@ bool ServerCore::TrySubmitFrame(const std::string& device_id, const FrameRecord&
     }
     if (!result.ok()) {
       outcome.status = result.status();
-      std::lock_guard<std::mutex> lock((*device)->mu);
-      ++(*device)->counters.frames_rejected;
-      done(outcome);
+      {
+        std::lock_guard<std::mutex> lock((*device)->mu);
+        ++(*device)->counters.frames_rejected;
+      }
+      done(outcome);  // never under a lock: it writes to the stream, which counts bytes
       return;
     }
     FrameRecord record = meta;

@@ -1,0 +1,89 @@
+// The edge applies model updates atomically: a corrupt, truncated, mismatched or stale
+// update is refused and the serving model stays exactly as it was; a good one swaps in.
+#include <gtest/gtest.h>
+
+#include "common/update_codec.h"
+#include "edge/edge_agent.h"
+#include "tests/daemon_test_util.h"
+
+namespace sd {
+namespace {
+
+using namespace sd::testing;
+
+class EdgeUpdateTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string dir = TempDir("edge_update");
+    auto config = ParseEdgeConfig(EdgeYaml("cam1", "secret-token-1", 1, dir, SyntheticUri(1)), "edge.yaml");
+    ASSERT_TRUE(config.ok()) << config.status().ToString();
+    auto agent = EdgeAgent::Create(*config);
+    ASSERT_TRUE(agent.ok()) << agent.status().ToString();
+    agent_ = std::move(agent).value();
+    auto other = StudentModel::Create(config->student, 99);
+    ASSERT_TRUE(other.ok());
+    target_ = (*other)->FlatWeights();
+  }
+
+  ReceivedUpdate Full(uint64_t version, const std::string& encoding = "full_fp32") {
+    ReceivedUpdate u;
+    u.new_version = version;
+    u.encoding = encoding;
+    u.payload = *EncodeUpdate(encoding, {}, target_);
+    u.weights_checksum = WeightsChecksum(*DecodeUpdate(encoding, {}, u.payload, target_.size()));
+    return u;
+  }
+
+  void ExpectUnchanged(const std::shared_ptr<const ServedModel>& before) {
+    auto now = agent_->serving();
+    EXPECT_EQ(now.get(), before.get());  // the very same snapshot keeps serving
+    EXPECT_EQ(now->version, before->version);
+  }
+
+  std::unique_ptr<EdgeAgent> agent_;
+  std::vector<float> target_;
+};
+
+TEST_F(EdgeUpdateTest, GoodUpdateSwapsTheServedModel) {
+  auto before = agent_->serving();
+  ASSERT_TRUE(agent_->ApplyUpdate(Full(1, "full_fp16")).ok());
+  auto after = agent_->serving();
+  EXPECT_NE(after.get(), before.get());
+  EXPECT_EQ(after->version, 1u);
+  EXPECT_EQ(agent_->ServingChecksum(), Full(1, "full_fp16").weights_checksum);
+  // The old snapshot still works for a frame that took it before the swap.
+  cv::Mat frame(192, 256, CV_8UC3, cv::Scalar(90, 90, 90));
+  EXPECT_TRUE(before->detector->Detect(frame).ok());
+}
+
+TEST_F(EdgeUpdateTest, CorruptTruncatedMismatchedAndStaleUpdatesAreRefused) {
+  auto before = agent_->serving();
+  ReceivedUpdate corrupt = Full(1);
+  corrupt.payload[corrupt.payload.size() / 2] ^= 0x10;
+  EXPECT_EQ(agent_->ApplyUpdate(corrupt).code(), Status::Code::kDataLoss);
+  ExpectUnchanged(before);
+
+  ReceivedUpdate truncated = Full(1);
+  truncated.payload.resize(truncated.payload.size() - 7);
+  EXPECT_FALSE(agent_->ApplyUpdate(truncated).ok());
+  ExpectUnchanged(before);
+
+  ReceivedUpdate wrong_base = Full(1);
+  wrong_base.base_version = 5;
+  EXPECT_EQ(agent_->ApplyUpdate(wrong_base).code(), Status::Code::kFailedPrecondition);
+  ExpectUnchanged(before);
+
+  ReceivedUpdate unknown = Full(1);
+  unknown.encoding = "magic";
+  EXPECT_FALSE(agent_->ApplyUpdate(unknown).ok());
+  ExpectUnchanged(before);
+
+  ASSERT_TRUE(agent_->ApplyUpdate(Full(2)).ok());
+  auto v2 = agent_->serving();
+  EXPECT_EQ(agent_->ApplyUpdate(Full(2)).code(), Status::Code::kFailedPrecondition);  // not newer
+  EXPECT_EQ(agent_->ApplyUpdate(Full(1)).code(), Status::Code::kFailedPrecondition);  // older
+  ExpectUnchanged(v2);
+}
+
+}  // namespace
+}  // namespace sd

@@ -1,0 +1,584 @@
+// The EdgeLink protocol as a client sees it: a real in-process sd::Server on a loopback port
+// and a raw gRPC client (no edge code), checking the wire behaviour documented in
+// proto/streamdistill.proto: hello first, acks with google.rpc codes, dedupe by sequence,
+// authentication errors, the receive limit, the standard health service and TLS.
+#include <gtest/gtest.h>
+
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "server/server.h"
+#include "server/server_config.h"
+#include "streamdistill.grpc.pb.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using streamdistill::v1::EdgeLink;
+using streamdistill::v1::EdgeMessage;
+using streamdistill::v1::ServerMessage;
+
+constexpr char kDevice[] = "cam1";
+constexpr char kToken[] = "secret-token-1";
+constexpr auto kStreamDeadline = std::chrono::seconds(10);
+
+fs::path UniqueDir(const std::string& what) {
+  static std::atomic<int> counter{0};
+  const fs::path dir = fs::path(SD_BINARY_DIR) / "test_tmp" /
+                       ("server_protocol_" + std::to_string(getpid()) + "_" + std::to_string(counter++) + "_" + what);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+std::string ServerYaml(const fs::path& storage_dir, int max_message_bytes) {
+  std::ostringstream y;
+  y << "listen: \"127.0.0.1:0\"\n"
+    << "storage_dir: \"" << storage_dir.string() << "\"\n"
+    << "max_message_bytes: " << max_message_bytes << "\n"
+    << "update_chunk_bytes: 16384\n"
+    << "threads: 1\n"
+    << "devices:\n  cam1: {token: \"" << kToken << "\"}\n"
+    << "teacher:\n  kind: onnx\n  model: \"" SD_SOURCE_DIR "/tests/data/tiny_yolo.onnx\"\n"
+    << "labeler: {workers: 1, queue: 4}\n"
+    << "student:\n  input_width: 128\n  input_height: 96\n  classes: 1\n"
+    << "  channels: [8, 8, 16, 16, 32]\n  block: separable\n"
+    << "training: {background: false}\n";
+  return y.str();
+}
+
+sd::ServerConfig MakeConfig(const fs::path& storage_dir, int max_message_bytes = 65536) {
+  auto config = sd::ParseServerConfig(ServerYaml(storage_dir, max_message_bytes), "server_protocol_test.yaml");
+  EXPECT_TRUE(config.ok()) << config.status().ToString();
+  return config.ok() ? *config : sd::ServerConfig();
+}
+
+std::string RealJpeg() {
+  cv::Mat image(192, 256, CV_8UC3, cv::Scalar(40, 90, 140));
+  cv::rectangle(image, cv::Rect(60, 40, 50, 110), cv::Scalar(220, 220, 220), cv::FILLED);
+  cv::circle(image, cv::Point(180, 80), 25, cv::Scalar(10, 200, 30), cv::FILLED);
+  std::vector<uchar> bytes;
+  EXPECT_TRUE(cv::imencode(".jpg", image, bytes));
+  return std::string(bytes.begin(), bytes.end());
+}
+
+EdgeMessage Hello(const std::string& architecture, const std::string& device = kDevice,
+                  const std::string& token = kToken) {
+  EdgeMessage m;
+  auto* hello = m.mutable_hello();
+  hello->set_device_id(device);
+  hello->set_token(token);
+  hello->set_architecture(architecture);
+  hello->set_model_version(0);
+  hello->set_software("server_protocol_test");
+  return m;
+}
+
+EdgeMessage Frame(uint64_t sequence, const std::string& jpeg) {
+  EdgeMessage m;
+  auto* frame = m.mutable_frame();
+  frame->set_sequence(sequence);
+  frame->set_frame_index(static_cast<int64_t>(sequence) * 10);
+  frame->set_capture_time_s(static_cast<double>(sequence));
+  frame->set_jpeg(jpeg);
+  frame->set_source_width(256);
+  frame->set_source_height(192);
+  frame->set_image_score(0.5f);
+  return m;
+}
+
+// One EdgeLink.Connect stream with a deadline: every blocking call on it is bounded.
+struct Stream {
+  explicit Stream(const std::shared_ptr<grpc::Channel>& channel,
+                  std::chrono::seconds deadline = kStreamDeadline)
+      : stub(EdgeLink::NewStub(channel)) {
+    context.set_deadline(std::chrono::system_clock::now() + deadline);
+    rw = stub->Connect(&context);
+  }
+  bool Send(const EdgeMessage& m) { return rw->Write(m); }
+  // Next message, or false when the server ended the stream.
+  bool Next(ServerMessage* m) { return rw->Read(m); }
+  // Half-closes, drains what is left and returns the final status.
+  grpc::Status Close() {
+    rw->WritesDone();
+    ServerMessage ignored;
+    while (rw->Read(&ignored)) {
+    }
+    return rw->Finish();
+  }
+  // For streams the server ends by itself: drain and return the final status.
+  grpc::Status End() {
+    ServerMessage ignored;
+    while (rw->Read(&ignored)) {
+    }
+    return rw->Finish();
+  }
+
+  std::unique_ptr<EdgeLink::Stub> stub;
+  grpc::ClientContext context;
+  std::unique_ptr<grpc::ClientReaderWriter<EdgeMessage, ServerMessage>> rw;
+};
+
+std::shared_ptr<grpc::Channel> Plaintext(int port) {
+  return grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+}
+
+// Sends the frame and returns its ack (skipping model update chunks, which a fresh device
+// without published versions does not get anyway).
+::testing::AssertionResult SendFrame(Stream& s, uint64_t sequence, const std::string& jpeg,
+                                     streamdistill::v1::FrameAck* ack) {
+  if (!s.Send(Frame(sequence, jpeg))) return ::testing::AssertionFailure() << "write of frame " << sequence << " failed";
+  ServerMessage m;
+  while (s.Next(&m)) {
+    if (m.kind_case() == ServerMessage::kAck) {
+      *ack = m.ack();
+      if (ack->sequence() != sequence)
+        return ::testing::AssertionFailure() << "ack for " << ack->sequence() << ", expected " << sequence;
+      return ::testing::AssertionSuccess();
+    }
+  }
+  grpc::Status status = s.rw->Finish();
+  return ::testing::AssertionFailure() << "stream ended before the ack of frame " << sequence << ": "
+                                       << status.error_code() << " " << status.error_message();
+}
+
+// The stream must end without a single server message, with `code`. If the server answers
+// after all, the stream is half-closed so that the failure stays quick.
+void ExpectNoStream(Stream& s, grpc::StatusCode code) {
+  ServerMessage m;
+  if (s.Next(&m)) {
+    ADD_FAILURE() << "the server answered: " << m.ShortDebugString();
+    s.Close();
+    return;
+  }
+  grpc::Status status = s.rw->Finish();
+  EXPECT_EQ(status.error_code(), code) << status.error_message();
+}
+
+::testing::AssertionResult ExpectWelcome(Stream& s, streamdistill::v1::Welcome* welcome = nullptr) {
+  ServerMessage m;
+  if (!s.Next(&m)) {
+    grpc::Status status = s.rw->Finish();
+    return ::testing::AssertionFailure() << "stream ended before the welcome: " << status.error_code() << " "
+                                         << status.error_message();
+  }
+  if (m.kind_case() != ServerMessage::kWelcome)
+    return ::testing::AssertionFailure() << "first server message is not a welcome: " << m.ShortDebugString();
+  if (welcome) *welcome = m.welcome();
+  return ::testing::AssertionSuccess();
+}
+
+// One plaintext server (max_message_bytes 65536) shared by the suite, so that the final test
+// sees it after every kind of bad stream.
+class ServerProtocolTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new fs::path(UniqueDir("plain"));
+    config_ = new sd::ServerConfig(MakeConfig(*dir_ / "store"));
+    auto server = sd::Server::Start(*config_);
+    ASSERT_TRUE(server.ok()) << server.status().ToString();
+    server_ = server->release();
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+    delete config_;
+    config_ = nullptr;
+    if (dir_) fs::remove_all(*dir_);
+    delete dir_;
+    dir_ = nullptr;
+  }
+  void SetUp() override { ASSERT_NE(server_, nullptr); }
+
+  static std::string Arch() { return config_->student.Fingerprint(); }
+  static int Port() { return server_->port(); }
+
+  // Opens a stream, sends the hello and expects the stream to end with `code`.
+  static void ExpectRejectedHello(const EdgeMessage& hello, grpc::StatusCode code) {
+    Stream s(Plaintext(Port()));
+    s.Send(hello);  // may already fail if the server finished first
+    ExpectNoStream(s, code);
+  }
+
+  static fs::path* dir_;
+  static sd::ServerConfig* config_;
+  static sd::Server* server_;
+};
+
+fs::path* ServerProtocolTest::dir_ = nullptr;
+sd::ServerConfig* ServerProtocolTest::config_ = nullptr;
+sd::Server* ServerProtocolTest::server_ = nullptr;
+
+TEST_F(ServerProtocolTest, ValidHelloGetsWelcomeFirst) {
+  Stream s(Plaintext(Port()));
+  ASSERT_TRUE(s.Send(Hello(Arch())));
+  streamdistill::v1::Welcome welcome;
+  ASSERT_TRUE(ExpectWelcome(s, &welcome));
+  EXPECT_EQ(welcome.max_message_bytes(), 65536u);
+  EXPECT_EQ(welcome.latest_version(), 0u);  // nothing trained yet (training.background false)
+  grpc::Status status = s.Close();
+  EXPECT_TRUE(status.ok()) << status.error_code() << " " << status.error_message();
+}
+
+// KNOWN SERVER BUG (server/server_core.cc, ServerCore::TrySubmitFrame, the `!result.ok()`
+// branch of the labelling callback): `done(outcome)` runs while the callback still holds
+// (*device)->mu; done -> Outbox::Push -> EdgeStream::Write -> ServerCore::CountBytes locks the
+// same std::mutex again, so the labeller thread deadlocks on the first rejected frame. The
+// ack never comes, and the device's mutex (and the stream's Outbox mutex) stay locked for
+// good, which wedges every later stream of the device, the health service and Shutdown().
+// Fix: release the device lock before calling done(), e.g.
+//   { std::lock_guard<std::mutex> lock((*device)->mu); ++(*device)->counters.frames_rejected; }
+//   done(outcome);
+// This test therefore runs on a server of its own with a short deadline; when the ack does not
+// come it fails and leaks that server on purpose (destroying it would block forever), so the
+// rest of the suite still runs. Once the bug is fixed it passes and cleans up normally.
+TEST_F(ServerProtocolTest, CorruptFrameIsRejectedAndTheStreamGoesOn) {
+  const fs::path dir = UniqueDir("corrupt");
+  auto started = sd::Server::Start(MakeConfig(dir / "store"));
+  ASSERT_TRUE(started.ok()) << started.status().ToString();
+  std::unique_ptr<sd::Server> server = std::move(*started);
+  bool wedged = false;
+  {
+    Stream s(Plaintext(server->port()), std::chrono::seconds(4));
+    ASSERT_TRUE(s.Send(Hello(Arch())));
+    ASSERT_TRUE(ExpectWelcome(s));
+
+    streamdistill::v1::FrameAck ack;
+    ::testing::AssertionResult got = SendFrame(s, 1, "not a jpeg", &ack);
+    if (!got) {
+      wedged = true;
+      server.release();  // see the comment above: its destructor would never return
+      FAIL() << got.message()
+             << "\n(known server bug: ServerCore::TrySubmitFrame calls done() with the device mutex held "
+                "on a rejected frame and deadlocks in CountBytes; see the comment above this test)";
+    }
+    EXPECT_EQ(ack.code(), 3) << ack.message();  // INVALID_ARGUMENT
+    EXPECT_FALSE(ack.message().empty());
+    EXPECT_FALSE(ack.duplicate());
+
+    const std::string jpeg = RealJpeg();
+    ASSERT_TRUE(SendFrame(s, 2, jpeg, &ack));
+    EXPECT_EQ(ack.code(), 0) << ack.message();
+    EXPECT_FALSE(ack.duplicate());
+
+    ASSERT_TRUE(SendFrame(s, 2, jpeg, &ack));  // a re-send after a reconnect
+    EXPECT_EQ(ack.code(), 0) << ack.message();
+    EXPECT_TRUE(ack.duplicate());
+
+    grpc::Status status = s.Close();
+    EXPECT_TRUE(status.ok()) << status.error_code() << " " << status.error_message();
+
+    sd::FrameStore& store = server->core().store();
+    EXPECT_EQ(store.LastSequence(kDevice), 2u);
+    auto frames = store.Since(kDevice, 0, 100);
+    ASSERT_TRUE(frames.ok()) << frames.status().ToString();
+    ASSERT_EQ(frames->size(), 1u);
+    EXPECT_EQ((*frames)[0].sequence, 2u);
+    auto image = store.LoadImage((*frames)[0]);
+    ASSERT_TRUE(image.ok()) << image.status().ToString();
+    EXPECT_EQ(*image, jpeg);
+
+    const sd::DeviceCounters counters = server->core().Counters(kDevice);
+    EXPECT_EQ(counters.frames_rejected, 1);
+    EXPECT_EQ(counters.frames_stored, 1);
+    EXPECT_EQ(counters.duplicates, 1);
+  }
+  // A new stream learns where the store is, and the server is fine.
+  Stream again(Plaintext(server->port()));
+  ASSERT_TRUE(again.Send(Hello(Arch())));
+  streamdistill::v1::Welcome welcome;
+  ASSERT_TRUE(ExpectWelcome(again, &welcome));
+  EXPECT_EQ(welcome.last_stored_sequence(), 2u);
+  EXPECT_TRUE(again.Close().ok());
+  if (!wedged) {
+    server.reset();
+    fs::remove_all(dir);
+  }
+}
+
+TEST_F(ServerProtocolTest, UnknownDeviceIsUnauthenticated) {
+  ExpectRejectedHello(Hello(Arch(), "cam9", kToken), grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST_F(ServerProtocolTest, WrongTokenIsUnauthenticated) {
+  ExpectRejectedHello(Hello(Arch(), kDevice, "secret-token-2"), grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST_F(ServerProtocolTest, FrameBeforeHelloIsUnauthenticated) {
+  ExpectRejectedHello(Frame(7, RealJpeg()), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(server_->core().store().Since(kDevice, 6, 10)->size(), 0u);  // nothing stored from it
+}
+
+TEST_F(ServerProtocolTest, OtherArchitectureIsFailedPrecondition) {
+  sd::StudentArchitecture other = config_->student;
+  other.channels = {8, 8, 16, 16, 64};
+  ASSERT_NE(other.Fingerprint(), Arch());
+  ExpectRejectedHello(Hello(other.Fingerprint()), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST_F(ServerProtocolTest, HelloTwiceIsFailedPrecondition) {
+  Stream s(Plaintext(Port()));
+  ASSERT_TRUE(s.Send(Hello(Arch())));
+  ASSERT_TRUE(ExpectWelcome(s));
+  s.Send(Hello(Arch()));
+  grpc::Status status = s.End();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << status.error_message();
+}
+
+TEST_F(ServerProtocolTest, OversizeMessageIsResourceExhausted) {
+  {
+    Stream s(Plaintext(Port()));
+    ASSERT_TRUE(s.Send(Hello(Arch())));
+    ASSERT_TRUE(ExpectWelcome(s));
+    s.Send(Frame(100, std::string(200 * 1024, 'x')));  // 200 KB > max_message_bytes 65536
+    grpc::Status status = s.End();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  }
+  EXPECT_NE(server_->core().store().LastSequence(kDevice), 100u);
+  // The server still serves new streams.
+  Stream s(Plaintext(Port()));
+  ASSERT_TRUE(s.Send(Hello(Arch())));
+  ASSERT_TRUE(ExpectWelcome(s));
+  EXPECT_TRUE(s.Close().ok());
+}
+
+// grpc.health.v1 stubs are not installed as headers, so the check goes through the generic
+// stub with a hand-encoded HealthCheckRequest {string service = 1} and the response
+// HealthCheckResponse {ServingStatus status = 1} (SERVING = 1) is decoded by hand.
+grpc::Status HealthCheck(const std::shared_ptr<grpc::Channel>& channel, const std::string& service,
+                         int* serving_status) {
+  std::string request_bytes;
+  request_bytes.push_back('\x0a');  // field 1, length-delimited
+  request_bytes.push_back(static_cast<char>(service.size()));  // service names here are < 128 bytes
+  request_bytes += service;
+  grpc::Slice slice(request_bytes);
+  grpc::ByteBuffer request(&slice, 1);
+  auto response = std::make_shared<grpc::ByteBuffer>();
+  auto context = std::make_shared<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  auto done = std::make_shared<std::promise<grpc::Status>>();
+  grpc::GenericStub stub(channel);
+  // The callback owns what it touches, so it is safe even if the wait below were to give up.
+  stub.UnaryCall(context.get(), "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, response.get(),
+                 [done, context, response](grpc::Status status) { done->set_value(status); });
+  auto future = done->get_future();
+  if (future.wait_for(std::chrono::seconds(15)) != std::future_status::ready)
+    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "health check did not complete");
+  grpc::Status status = future.get();
+  if (!status.ok()) return status;
+  std::vector<grpc::Slice> slices;
+  response->Dump(&slices);
+  std::string bytes;
+  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  *serving_status = 0;  // UNKNOWN: proto3 leaves the default out
+  if (bytes.size() == 2 && bytes[0] == '\x08') *serving_status = bytes[1];
+  else if (!bytes.empty()) return grpc::Status(grpc::StatusCode::INTERNAL, "unexpected health response bytes");
+  return status;
+}
+
+TEST_F(ServerProtocolTest, HealthServiceReportsServing) {
+  int serving = -1;
+  grpc::Status status = HealthCheck(Plaintext(Port()), "streamdistill.v1.EdgeLink", &serving);
+  ASSERT_TRUE(status.ok()) << status.error_code() << " " << status.error_message();
+  EXPECT_EQ(serving, 1);  // SERVING
+  status = HealthCheck(Plaintext(Port()), "", &serving);  // the server as a whole
+  ASSERT_TRUE(status.ok()) << status.error_code() << " " << status.error_message();
+  EXPECT_EQ(serving, 1);
+  status = HealthCheck(Plaintext(Port()), "no.such.Service", &serving);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+// Must stay the last test of the suite: after every bad stream above the server still works.
+TEST_F(ServerProtocolTest, ZzServerStillServesAfterAllOfThat) {
+  Stream s(Plaintext(Port()));
+  ASSERT_TRUE(s.Send(Hello(Arch())));
+  ASSERT_TRUE(ExpectWelcome(s));
+  const uint64_t next = server_->core().store().LastSequence(kDevice) + 1;
+  streamdistill::v1::FrameAck ack;
+  ASSERT_TRUE(SendFrame(s, next, RealJpeg(), &ack));
+  EXPECT_EQ(ack.code(), 0) << ack.message();
+  EXPECT_FALSE(ack.duplicate());
+  grpc::Status status = s.Close();
+  EXPECT_TRUE(status.ok()) << status.error_code() << " " << status.error_message();
+  EXPECT_EQ(server_->core().store().LastSequence(kDevice), next);
+}
+
+// ---- TLS ----------------------------------------------------------------------------------
+
+std::string ReadFile(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A CA, a server certificate for localhost / 127.0.0.1 and a client certificate, made with
+// the openssl command line (EC keys: fast).
+class TlsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new fs::path(UniqueDir("tls"));
+    const std::string d = dir_->string();
+    std::ofstream(*dir_ / "server_ext.cnf") << "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+                                               "extendedKeyUsage=serverAuth\n";
+    std::ofstream(*dir_ / "client_ext.cnf") << "extendedKeyUsage=clientAuth\n";
+    const std::string key = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    const std::string script =
+        "cd '" + d + "' && "
+        "openssl req -x509" + key + " -keyout ca.key -out ca.pem -days 2 -subj /CN=streamdistill-test-ca && "
+        "openssl req" + key + " -keyout server.key -out server.csr -subj /CN=localhost && "
+        "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 "
+        "-extfile server_ext.cnf && "
+        "openssl req" + key + " -keyout client.key -out client.csr -subj /CN=cam1 && "
+        "openssl req -x509" + key + " -keyout other_ca.key -out other_ca.pem -days 2 -subj /CN=unrelated-ca && "
+        "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2 "
+        "-extfile client_ext.cnf";
+    const int rc = std::system(("(" + script + ") > '" + d + "/openssl.log' 2>&1").c_str());
+    if (rc != 0) {
+      skip_reason_ = new std::string("openssl could not make test certificates (rc " + std::to_string(rc) + "): " +
+                                     ReadFile(*dir_ / "openssl.log"));
+      return;
+    }
+    ca_ = new std::string(ReadFile(*dir_ / "ca.pem"));
+    server_cert_ = new std::string(ReadFile(*dir_ / "server.pem"));
+    server_key_ = new std::string(ReadFile(*dir_ / "server.key"));
+    client_cert_ = new std::string(ReadFile(*dir_ / "client.pem"));
+    client_key_ = new std::string(ReadFile(*dir_ / "client.key"));
+    other_ca_ = new std::string(ReadFile(*dir_ / "other_ca.pem"));
+  }
+  static void TearDownTestSuite() {
+    if (dir_) fs::remove_all(*dir_);
+    delete dir_;
+    delete skip_reason_;
+    delete ca_;
+    delete server_cert_;
+    delete server_key_;
+    delete client_cert_;
+    delete client_key_;
+    delete other_ca_;
+    dir_ = nullptr;
+    skip_reason_ = ca_ = server_cert_ = server_key_ = client_cert_ = client_key_ = other_ca_ = nullptr;
+  }
+  void SetUp() override {
+    if (skip_reason_) GTEST_SKIP() << *skip_reason_;
+  }
+
+  static std::unique_ptr<sd::Server> StartTls(const std::string& name, bool mutual) {
+    sd::ServerConfig config = MakeConfig(*dir_ / name / "store");  // removed with dir_
+    config.tls.cert = *server_cert_;
+    config.tls.key = *server_key_;
+    if (mutual) config.tls.client_ca = *ca_;
+    auto server = sd::Server::Start(config);
+    EXPECT_TRUE(server.ok()) << server.status().ToString();
+    return server.ok() ? std::move(*server) : nullptr;
+  }
+
+  // Dials 127.0.0.1 (loopback only) and checks the certificate against the name localhost.
+  static std::shared_ptr<grpc::Channel> Secure(int port, bool with_client_cert) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = *ca_;
+    if (with_client_cert) {
+      ssl.pem_cert_chain = *client_cert_;
+      ssl.pem_private_key = *client_key_;
+    }
+    grpc::ChannelArguments args;
+    args.SetSslTargetNameOverride("localhost");
+    return grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port), grpc::SslCredentials(ssl), args);
+  }
+
+  static std::string Arch(sd::Server& server) { return server.core().config().student.Fingerprint(); }
+
+  static fs::path* dir_;
+  static std::string* skip_reason_;
+  static std::string *ca_, *server_cert_, *server_key_, *client_cert_, *client_key_, *other_ca_;
+};
+
+fs::path* TlsTest::dir_ = nullptr;
+std::string* TlsTest::skip_reason_ = nullptr;
+std::string* TlsTest::ca_ = nullptr;
+std::string* TlsTest::server_cert_ = nullptr;
+std::string* TlsTest::server_key_ = nullptr;
+std::string* TlsTest::client_cert_ = nullptr;
+std::string* TlsTest::client_key_ = nullptr;
+std::string* TlsTest::other_ca_ = nullptr;
+
+
+TEST_F(TlsTest, TlsClientGetsWelcomeAndPlaintextClientFails) {
+  auto server = StartTls("tls_server", /*mutual=*/false);
+  ASSERT_NE(server, nullptr);
+  {
+    Stream s(Secure(server->port(), /*with_client_cert=*/false));
+    ASSERT_TRUE(s.Send(Hello(Arch(*server))));
+    ASSERT_TRUE(ExpectWelcome(s));
+    streamdistill::v1::FrameAck ack;
+    ASSERT_TRUE(SendFrame(s, 1, RealJpeg(), &ack));
+    EXPECT_EQ(ack.code(), 0) << ack.message();
+    grpc::Status status = s.Close();
+    EXPECT_TRUE(status.ok()) << status.error_code() << " " << status.error_message();
+  }
+  {
+    Stream s(Plaintext(server->port()));
+    s.Send(Hello(Arch(*server)));
+    ExpectNoStream(s, grpc::StatusCode::UNAVAILABLE);
+  }
+  // A client that trusts another CA does not accept the server either.
+  {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = *other_ca_;
+    grpc::ChannelArguments args;
+    args.SetSslTargetNameOverride("localhost");
+    Stream s(grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(server->port()), grpc::SslCredentials(ssl),
+                                       args));
+    s.Send(Hello(Arch(*server)));
+    ExpectNoStream(s, grpc::StatusCode::UNAVAILABLE);
+  }
+  // Nor one that expects another server name.
+  {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = *ca_;
+    grpc::ChannelArguments args;
+    args.SetSslTargetNameOverride("not-the-server.example");
+    Stream s(grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(server->port()), grpc::SslCredentials(ssl),
+                                       args));
+    s.Send(Hello(Arch(*server)));
+    ExpectNoStream(s, grpc::StatusCode::UNAVAILABLE);
+  }
+  // The TLS server is still fine afterwards.
+  Stream s(Secure(server->port(), false));
+  ASSERT_TRUE(s.Send(Hello(Arch(*server))));
+  ASSERT_TRUE(ExpectWelcome(s));
+  EXPECT_TRUE(s.Close().ok());
+}
+
+TEST_F(TlsTest, MutualTlsRequiresAClientCertificate) {
+  auto server = StartTls("mtls_server", /*mutual=*/true);
+  ASSERT_NE(server, nullptr);
+  {
+    Stream s(Secure(server->port(), /*with_client_cert=*/false));
+    s.Send(Hello(Arch(*server)));
+    ExpectNoStream(s, grpc::StatusCode::UNAVAILABLE);
+  }
+  Stream s(Secure(server->port(), /*with_client_cert=*/true));
+  ASSERT_TRUE(s.Send(Hello(Arch(*server))));
+  ASSERT_TRUE(ExpectWelcome(s));
+  grpc::Status status = s.Close();
+  EXPECT_TRUE(status.ok()) << status.error_code() << " " << status.error_message();
+}
+
+}  // namespace
