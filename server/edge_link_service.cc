@@ -73,7 +73,9 @@ class EdgeStream : public grpc::ServerBidiReactor<EdgeMessage, ServerMessage> {
     }
     switch (in_.kind_case()) {
       case EdgeMessage::kFrame: HandleFrame(); return;
-      case EdgeMessage::kModelRequest: SendLatest(/*only_if_newer=*/false, in_.model_request().have_version()); break;
+      // Only a newer version helps: re-sending one the edge refused as not newer (its state
+      // outlived a wiped server) would loop.
+      case EdgeMessage::kModelRequest: SendLatest(/*only_if_newer=*/true, in_.model_request().have_version()); break;
       case EdgeMessage::kUpdateResult:
         if (in_.update_result().applied())
           spdlog::info("device {}: serving version {}", device_id_, in_.update_result().version());
@@ -123,9 +125,17 @@ class EdgeStream : public grpc::ServerBidiReactor<EdgeMessage, ServerMessage> {
     welcome.mutable_welcome()->set_last_stored_sequence(core_->LastStoredSequence(device_id_));
     welcome.mutable_welcome()->set_max_message_bytes(core_->config().max_message_bytes);
     outbox_->Push(std::move(welcome));
-    const bool same = latest.ok() && *latest && (*latest)->new_version == hello.model_version() &&
-                      (*latest)->weights_checksum == hello.weights_checksum();
-    if (!same) SendLatest(/*only_if_newer=*/false, hello.model_version());
+    if (latest.ok() && *latest) {
+      const EncodedUpdate& l = **latest;
+      if (l.new_version > hello.model_version() ||
+          (l.new_version == hello.model_version() && l.weights_checksum != hello.weights_checksum())) {
+        outbox_->OnUpdate(*latest);
+      } else if (l.new_version < hello.model_version()) {
+        spdlog::warn("device {}: serves version {}, newer than this server's {} (server state reset?); it keeps "
+                     "its model until the server publishes a newer one", device_id_, hello.model_version(),
+                     l.new_version);
+      }
+    }
     StartRead(&in_);
   }
 

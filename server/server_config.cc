@@ -2,6 +2,7 @@
 
 #include "common/config.h"
 #include "common/yaml_reader.h"
+#include "server/frame_store.h"
 
 namespace sd {
 namespace {
@@ -10,6 +11,8 @@ Status ReadDevices(const YamlReader& root, ServerConfig* c) {
   SD_ASSIGN_OR_RETURN(YamlReader devices, root.Child("devices"));
   // A map of device id -> {token: ...}: ids are keys, so duplicates cannot happen.
   for (const std::string& id : devices.Keys()) {
+    // Ids become directory names in the store.
+    if (!IsValidDeviceId(id)) return devices.Error(id, "device ids are 1-64 characters of A-Z a-z 0-9 _ . -");
     SD_ASSIGN_OR_RETURN(YamlReader device, devices.Child(id));
     std::string token;
     SD_RETURN_IF_ERROR(device.Require("token", &token));
@@ -74,6 +77,8 @@ Status Parse(const YamlReader& root, ServerConfig* c) {
   c->round.trainer.total_steps = c->round.iterations;
   c->round.trainer.warmup_steps = 10;
   SD_RETURN_IF_ERROR(ReadTrainerOptions(optimizer, &c->round.trainer));
+  Status round = c->round.Validate();
+  if (!round.ok()) return Status::InvalidArgument(training.file() + ": training: " + round.message());
   return root.CheckAllKeysUsed();
 }
 

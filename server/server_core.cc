@@ -57,12 +57,20 @@ StatusOr<std::unique_ptr<ServerCore>> ServerCore::Create(const ServerConfig& con
 }
 
 Status ServerCore::Init(TeacherFactory teachers) {
-  SetTorchThreads(config_.threads);
   SD_ASSIGN_OR_RETURN(store_, FrameStore::Open(config_.storage_dir));
   if (teachers) {
     SD_ASSIGN_OR_RETURN(labeler_, LabelerPool::Create(std::move(teachers), config_.labeler_workers, config_.labeler_queue));
   } else {
     SD_ASSIGN_OR_RETURN(labeler_, LabelerPool::Create(config_.teacher, config_.labeler_workers, config_.labeler_queue));
+  }
+  // After the teachers: a teacher's own thread setting is process-wide and must not leave
+  // training on fewer threads than configured.
+  SetTorchThreads(config_.threads);
+  if (!config_.init_weights.empty()) {  // checked now, not at the first device's first frame
+    SD_ASSIGN_OR_RETURN(auto init, StudentModel::LoadFromFile(config_.init_weights));
+    if (init->architecture().Fingerprint() != config_.student.Fingerprint())
+      return Status::InvalidArgument(config_.init_weights + ": weights are for '" + init->architecture().Fingerprint() +
+                                     "', the server trains '" + config_.student.Fingerprint() + "'");
   }
   // Devices with stored versions resume from them; doing it now makes a restart visible in
   // the log at once rather than at the device's first connection.
@@ -136,6 +144,7 @@ bool ServerCore::TrySubmitFrame(const std::string& device_id, const FrameRecord&
     FrameOutcome outcome;
     auto device = GetDevice(device_id);
     if (!device.ok()) {
+      spdlog::error("device {}: {}", device_id, device.status().ToString());
       outcome.status = device.status();
       done(outcome);
       return;

@@ -1,6 +1,7 @@
 // streamdistill-server: labels edges' frames with the teacher, trains their students and
 // streams updates back. SIGINT/SIGTERM start an orderly shutdown; a second one exits at once.
 #include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <csignal>
@@ -36,6 +37,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
+  // Logs on stderr; stdout stays free for program output.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("server"));
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("[%H:%M:%S.%e] [server] [%^%l%$] %v");
   auto config = sd::LoadServerConfig(config_path);

@@ -8,6 +8,8 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include "tests/scoped_temp_dir.h"
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 
@@ -16,20 +18,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
+// A fresh directory per test, removed afterwards.
+class TempDir : public testing::ScopedTempDir {
  public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "sd_detection_sink_test_XXXXXX").string();
-    path_ = mkdtemp(pattern.data());
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  std::string File(const std::string& name) const { return (fs::path(path_) / name).string(); }
-
- private:
-  std::string path_;
+  TempDir() : ScopedTempDir("sd_detection_sink_test") {}
 };
 
 std::vector<nlohmann::json> ReadLines(const std::string& path) {

@@ -6,6 +6,8 @@
 #include <sstream>
 
 #include <gtest/gtest.h>
+
+#include "tests/scoped_temp_dir.h"
 #include <opencv2/core.hpp>
 #include <opencv2/videoio.hpp>
 
@@ -14,21 +16,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
+// A fresh directory per test, removed afterwards.
+class TempDir : public testing::ScopedTempDir {
  public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "sd_label_cache_test_XXXXXX").string();
-    path_ = mkdtemp(pattern.data());
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-  std::string File(const std::string& name) const { return (fs::path(path_) / name).string(); }
-
- private:
-  std::string path_;
+  TempDir() : ScopedTempDir("sd_label_cache_test") {}
 };
 
 // Solid grey frames whose levels differ, so the fake teacher's labels differ per frame.

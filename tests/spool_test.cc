@@ -9,26 +9,17 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/scoped_temp_dir.h"
+
 namespace sd {
 namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
+// A fresh directory per test, removed afterwards.
+class TempDir : public testing::ScopedTempDir {
  public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "sd_spool_test_XXXXXX").string();
-    path_ = mkdtemp(pattern.data());
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-  std::string File(const std::string& name) const { return (fs::path(path_) / name).string(); }
-
- private:
-  std::string path_;
+  TempDir() : ScopedTempDir("sd_spool_test") {}
 };
 
 std::unique_ptr<Spool> OpenOrDie(const SpoolOptions& options) {

@@ -6,6 +6,8 @@
 #include <fstream>
 
 #include <gtest/gtest.h>
+
+#include "tests/scoped_temp_dir.h"
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
 #include <opencv2/videoio.hpp>
@@ -23,20 +25,9 @@ const char kDpmModel[] = "/usr/share/doc/opencv-doc/examples/dpm/data/inriaperso
 const std::string kOnnxFixture = std::string(SD_SOURCE_DIR) + "/tests/data/tiny_yolo.onnx";
 
 // A fresh directory per test, removed afterwards.
-class TempDir {
+class TempDir : public testing::ScopedTempDir {
  public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "sd_teacher_test_XXXXXX").string();
-    path_ = mkdtemp(pattern.data());
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  std::string File(const std::string& name) const { return (fs::path(path_) / name).string(); }
-
- private:
-  std::string path_;
+  TempDir() : ScopedTempDir("sd_teacher_test") {}
 };
 
 std::string WriteGarbage(const TempDir& dir, const std::string& name) {

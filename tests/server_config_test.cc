@@ -1,0 +1,48 @@
+// Bad server settings stop the server at start, naming the key, instead of surfacing at a
+// device's first frame.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "server/server.h"
+#include "tests/daemon_test_util.h"
+
+namespace sd {
+namespace {
+
+using namespace sd::testing;
+
+TEST(ServerConfigTest, ShippedConfigParses) {
+  auto config = LoadServerConfig(std::string(SD_SOURCE_DIR) + "/configs/server.yaml");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->device_tokens.count("cam1"), 1u);
+  EXPECT_EQ(config->teacher.kind, "hog");
+}
+
+TEST(ServerConfigTest, BadDeviceIdAndRoundOptionsAreRejected) {
+  const std::string dir = TempDir("server_config");
+  std::string yaml = ServerYaml(dir);
+  yaml.replace(yaml.find("cam2:"), 5, "../x:");
+  auto bad_id = ParseServerConfig(yaml, "s.yaml");
+  ASSERT_FALSE(bad_id.ok());
+  EXPECT_NE(bad_id.status().message().find("key 'devices.../x'"), std::string::npos) << bad_id.status().message();
+
+  yaml = ServerYaml(dir);
+  yaml.replace(yaml.find("max_map50_drop: 0.05"), 20, "max_map50_drop: -1.0");
+  auto bad_drop = ParseServerConfig(yaml, "s.yaml");
+  ASSERT_FALSE(bad_drop.ok());
+  EXPECT_NE(bad_drop.status().message().find("max_map50_drop"), std::string::npos) << bad_drop.status().message();
+}
+
+TEST(ServerConfigTest, UnreadableInitWeightsStopTheServerAtStart) {
+  const std::string dir = TempDir("server_config_init");
+  std::ofstream(dir + "/garbage.sdw") << "not weights";
+  auto config = ParseServerConfig(ServerYaml(dir + "/state", "init_weights: " + dir + "/garbage.sdw\n"), "s.yaml");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  auto server = Server::Start(*config);
+  ASSERT_FALSE(server.ok());
+  EXPECT_NE(server.status().message().find("garbage.sdw"), std::string::npos) << server.status().message();
+}
+
+}  // namespace
+}  // namespace sd
