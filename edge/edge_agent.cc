@@ -74,6 +74,11 @@ Status EdgeAgent::Init() {
   if (spool_->pending_count() > 0)
     spdlog::info("spool holds {} unacked frames from an earlier run; they go first", spool_->pending_count());
   uplink_ = std::make_unique<Uplink>(config_.uplink, config_.student.Fingerprint(), spool_.get(), this);
+  // Runs on the uplink's reader thread; ack_observer_ is set before Run() starts that thread.
+  uplink_->SetAckObserver([this](uint64_t sequence, int code, double teacher_agreement) {
+    sampler_->OnTeacherAgreement(teacher_agreement);
+    if (ack_observer_) ack_observer_(sequence, code);
+  });
   return Status::Ok();
 }
 
@@ -137,7 +142,8 @@ void EdgeAgent::Report(const ReceivedUpdate& update) {
 uint64_t EdgeAgent::ServingVersion() const { return serving_.Current()->version; }
 std::string EdgeAgent::ServingChecksum() const { return serving_.Current()->weights_checksum; }
 
-Status EdgeAgent::SpoolFrame(const Frame& frame, double video_time_s, const StudentOutput& out, uint64_t version) {
+StatusOr<std::string> EdgeAgent::EncodeFrame(const Frame& frame, double video_time_s, const StudentOutput& out,
+                                             uint64_t version) const {
   cv::Mat image = frame.bgr;
   if (config_.upload_max_width > 0 && image.cols > config_.upload_max_width) {
     const double scale = static_cast<double>(config_.upload_max_width) / image.cols;
@@ -147,8 +153,6 @@ Status EdgeAgent::SpoolFrame(const Frame& frame, double video_time_s, const Stud
   if (!cv::imencode(".jpg", image, jpeg, {cv::IMWRITE_JPEG_QUALITY, config_.jpeg_quality}))
     return Status::Internal("JPEG encoding failed for frame " + std::to_string(frame.index));
   streamdistill::v1::SampledFrame message;
-  const uint64_t sequence = spool_->NextSequence();
-  message.set_sequence(sequence);
   message.set_frame_index(frame.index);
   message.set_capture_time_s(video_time_s);
   message.set_jpeg(jpeg.data(), jpeg.size());
@@ -157,7 +161,25 @@ Status EdgeAgent::SpoolFrame(const Frame& frame, double video_time_s, const Stud
   message.set_image_score(ImageScore(out.detections, config_.sampling.aggregate).value_or(0.0f));
   for (float v : out.embedding) message.add_embedding(v);
   message.set_model_version(version);
+  // A frame the link can never carry would sit at the head of the spool forever.
+  const size_t limit = static_cast<size_t>(config_.uplink.max_message_bytes) - 1024;
+  if (message.ByteSizeLong() > limit)
+    return Status::ResourceExhausted("frame " + std::to_string(frame.index) + " encodes to " +
+                                     std::to_string(message.ByteSizeLong()) + " bytes, over the link's limit of " +
+                                     std::to_string(limit) + " (lower upload.max_width or jpeg_quality)");
+  return message.SerializeAsString();
+}
+
+Status EdgeAgent::SpoolFrame(const std::string& encoded) {
+  streamdistill::v1::SampledFrame message;
+  if (!message.ParseFromString(encoded)) return Status::Internal("an encoded frame does not parse");
+  const uint64_t sequence = spool_->NextSequence();
+  message.set_sequence(sequence);
   SD_RETURN_IF_ERROR(spool_->Push(sequence, message.SerializeAsString()));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.queried;
+  }
   uplink_->NotifyFrameQueued();
   return Status::Ok();
 }
@@ -174,14 +196,28 @@ Status EdgeAgent::ProcessFrame(const Frame& frame, double video_time_s) {
   features.detections = &out.detections;
   features.embedding = &out.embedding;
   features.model_from_server = served->version > 0;
-  const bool take = sampler_->Consider(features);
+  const SampleDecision decision = sampler_->Offer(features);
   {
     std::lock_guard<std::mutex> lock(mu_);
     stats_.student_ms += (ms - stats_.student_ms) / (++stats_.detected);
-    if (take) ++stats_.queried;
   }
-  if (take) SD_RETURN_IF_ERROR(SpoolFrame(frame, video_time_s, out, served->version));
-  return Status::Ok();
+  Status result;
+  if (decision != SampleDecision::kSkip) {
+    StatusOr<std::string> encoded = EncodeFrame(frame, video_time_s, out, served->version);
+    if (!encoded.ok()) result = encoded.status();  // a held frame then goes missing at release
+    else if (decision == SampleDecision::kTake) result = SpoolFrame(*encoded);
+    else held_.emplace(frame.index, std::move(*encoded));
+  }
+  // Also when this frame failed: the sampler's earlier choices stand.
+  for (int64_t index : sampler_->TakeDropped()) held_.erase(index);
+  for (int64_t index : sampler_->TakeReleased()) {
+    auto it = held_.find(index);
+    if (it == held_.end()) continue;  // its encoding had failed (reported then)
+    Status spooled = SpoolFrame(it->second);
+    held_.erase(it);
+    if (!spooled.ok() && result.ok()) result = spooled;
+  }
+  return result;
 }
 
 Status EdgeAgent::Run() {

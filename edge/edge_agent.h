@@ -4,6 +4,9 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -38,7 +41,7 @@ class EdgeAgent : public UpdateSink {
   void Stop();  // safe from any thread
   // Sees every ack from the server (sequence, code); call before Run().
   void SetAckObserver(std::function<void(uint64_t sequence, int code)> observer) {
-    uplink_->SetAckObserver(std::move(observer));
+    ack_observer_ = std::move(observer);
   }
   EdgeStats stats() const;
   std::shared_ptr<const ServedModel> serving() const { return serving_.Current(); }
@@ -54,7 +57,11 @@ class EdgeAgent : public UpdateSink {
   explicit EdgeAgent(const EdgeConfig& config, Clock* clock);
   Status Init();
   Status ProcessFrame(const Frame& frame, double video_time_s);
-  Status SpoolFrame(const Frame& frame, double video_time_s, const StudentOutput& out, uint64_t version);
+  // The frame as the server receives it, less its sequence: that is given when it is spooled,
+  // so that sequences follow spool order even for frames the sampler held first.
+  StatusOr<std::string> EncodeFrame(const Frame& frame, double video_time_s, const StudentOutput& out,
+                                    uint64_t version) const;
+  Status SpoolFrame(const std::string& encoded);
   StatusOr<std::shared_ptr<const ServedModel>> BuildServed(uint64_t version, std::vector<float> flat) const;
   Status SaveDeployed(const ServedModel& served) const;
   void Report(const ReceivedUpdate& update);
@@ -69,6 +76,10 @@ class EdgeAgent : public UpdateSink {
   std::unique_ptr<Sampler> sampler_;
   std::unique_ptr<Spool> spool_;
   std::unique_ptr<Uplink> uplink_;
+  std::function<void(uint64_t, int)> ack_observer_;
+  // Frames the sampler holds (top_confidence_diversity), encoded: frame index -> EncodeFrame().
+  // Capture thread only; the sampler bounds it by its pool.
+  std::map<int64_t, std::string> held_;
   std::atomic<bool> stopping_{false};
   double start_time_ = 0;
 

@@ -24,6 +24,8 @@ Status ReadUplink(const YamlReader& root, UplinkOptions* u) {
   SD_ASSIGN_OR_RETURN(u->tls.key, ReadFileAtKey(tls, "key"));
   SD_RETURN_IF_ERROR(tls.Get("server_name", &u->tls.server_name));
   if (u->tls.cert.empty() != u->tls.key.empty()) return tls.Error("cert", "cert and key must be given together");
+  if (!u->tls.cert.empty() && u->tls.ca.empty())
+    return tls.Error("cert", "a client certificate needs tls.ca: without it the link would be plaintext");
   return Status::Ok();
 }
 
@@ -52,10 +54,22 @@ Status ReadSampling(const YamlReader& root, SamplerOptions* o) {
   auto parsed = ParseScoreAggregate(aggregate);
   if (!parsed.ok()) return s.Error("score", parsed.status().message());
   o->aggregate = *parsed;
-  SD_RETURN_IF_ERROR(s.Get("percentile", &o->percentile));
+  if (s.Has("percentile")) {  // absent: the strategy's own default
+    double percentile = 0;
+    SD_RETURN_IF_ERROR(s.Get("percentile", &percentile));
+    o->percentile = percentile;
+  }
   SD_RETURN_IF_ERROR(s.Get("warmup_frames", &o->warmup_frames));
   SD_RETURN_IF_ERROR(s.Get("window_frames", &o->window_frames));
   SD_RETURN_IF_ERROR(s.Get("seed", &o->seed));
+  SD_RETURN_IF_ERROR(s.Get("diversity_history", &o->diversity_history));
+  SD_RETURN_IF_ERROR(s.Get("pool_size", &o->pool_size));
+  SD_RETURN_IF_ERROR(s.Get("pool_window_s", &o->pool_window_s));
+  SD_RETURN_IF_ERROR(s.Get("gamma", &o->gamma));
+  SD_RETURN_IF_ERROR(s.Get("ams_initial_rate", &o->ams_initial_rate));
+  SD_RETURN_IF_ERROR(s.Get("ams_min_rate", &o->ams_min_rate));
+  SD_RETURN_IF_ERROR(s.Get("ams_max_rate", &o->ams_max_rate));
+  SD_RETURN_IF_ERROR(s.Get("ams_update_every", &o->ams_update_every));
   Status valid = o->Validate();
   if (!valid.ok()) return Status::InvalidArgument(s.file() + ": " + valid.message());
   return Status::Ok();

@@ -3,6 +3,7 @@
 // frame. SIGINT/SIGTERM stop it in order (the spool is on disk); a second one exits at once.
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
@@ -60,6 +61,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
+  // Logs on stderr: stdout carries the update lines, the summary and (path "-") detections.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("edge"));
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("[%H:%M:%S.%e] [edge] [%^%l%$] %v");
   std::setvbuf(stdout, nullptr, _IOLBF, 0);

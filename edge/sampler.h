@@ -1,15 +1,39 @@
 // Per-frame sampling decisions on the edge: which of the frames the student just scored are
-// worth the uplink and the teacher's time (stream-based active distillation, SBAD).
+// worth the uplink and the teacher's time (stream-based active distillation, SBAD, and its
+// diversity extension D-SBAD; the adaptive sampling rate of Adaptive Model Streaming, AMS).
 //
 // Every decision is a strategy's wish gated by a budget:
 //  - a token bucket over capture time (frame.time_s, never the wall clock, so replays and
 //    tests are deterministic): budget_per_minute tokens a minute, at most
 //    max(1, budget_per_minute / 6) saved up (a burst of ten seconds' worth);
 //  - an optional total count.
-// Frames are taken when they arrive or never: a frame the budget refuses is not kept back.
+// A frame is sent when it arrives, held by the strategy for a later choice
+// (top_confidence_diversity only), or never: a frame the budget refuses is not kept back.
+//
+// Strategies (SamplerOptions::strategy):
+//  uniform          evenly spaced: every uniform_every-th frame, or a uniform_probability share
+//                   of the frames at even spacing (deterministic).
+//  random           each frame independently with probability uniform_probability (seeded).
+//  first_n          every frame until budget_total are sent.
+//  top_confidence   image score (aggregate) >= the percentile (default 90) of the last
+//                   window_frames scores, after warmup_frames scored frames.
+//  least_confidence image score <= the percentile (default 10), same window and warm-up.
+//                   Both confidence strategies skip frames with no detection.
+//  diversity        farthest-first against the last diversity_history sent embeddings: a
+//                   frame goes when its distance to the nearest of them is above the percentile
+//                   (default 90) of the recent such distances, and never when it is 0.
+//  top_confidence_diversity
+//                   D-SBAD: top_confidence frames are held as candidates until gamma x pool
+//                   budget are held; k-center greedy, seeded with the recently sent embeddings,
+//                   picks the pool budget of them (sent as the rate budget allows, most diverse
+//                   first) and drops the rest.
+//  ams_adaptive     AMS: evenly spaced at r frames per second of capture time; r follows the
+//                   server's teacher agreement (OnTeacherAgreement).
+// Frames without an embedding are never taken by the two diversity strategies.
 //
 // Cold start: until the edge runs a model from the server (model_from_server), the student's
-// scores say little, so every strategy samples uniformly (with the uniform_* options).
+// scores and embeddings say little, so every strategy samples with `uniform` (the uniform_*
+// options).
 #pragma once
 
 #include <cstdint>
@@ -34,18 +58,35 @@ const char* ScoreAggregateName(ScoreAggregate aggregate);
 std::optional<float> ImageScore(const Detections& detections, ScoreAggregate aggregate);
 
 struct SamplerOptions {
-  std::string strategy = "uniform";  // uniform | top_confidence
+  std::string strategy = "uniform";  // see the list above
   double budget_per_minute = 6;      // frames per minute of capture time; 0 = no rate limit
-  int64_t budget_total = 0;          // stop after this many frames; 0 = unlimited
-  double uniform_probability = 0.1;  // uniform: keep each frame with this probability (seeded) ...
-  int uniform_every = 0;             // ... or, when > 0, the 1st, (k+1)th, ... considered frame
+  int64_t budget_total = 0;          // stop after this many frames; 0 = unlimited (first_n: required)
+  double uniform_probability = 0.1;  // uniform: share of frames kept; random: probability per frame
+  int uniform_every = 0;             // uniform, when > 0: the 1st, (k+1)th, ... considered frame
   ScoreAggregate aggregate = ScoreAggregate::kMax;
-  double percentile = 90;    // top_confidence: threshold = this percentile of recent scores
-  int warmup_frames = 100;   // top_confidence: frames scored before any is taken
-  int window_frames = 600;   // the percentile follows the last N scores (scenes change)
-  uint64_t seed = 1;
+  // Threshold percentile of the recent scores (confidence strategies) or nearest-sent distances
+  // (diversity). Unset: 10 for least_confidence, 90 for the others.
+  std::optional<double> percentile;
+  int warmup_frames = 100;  // frames observed before any is taken (confidence, diversity)
+  int window_frames = 600;  // the percentile follows the last N observations (scenes change)
+  uint64_t seed = 1;        // random
+  int diversity_history = 32;  // sent embeddings that new frames must differ from (diversity*)
+  // top_confidence_diversity: frames sent per pool (the pool holds gamma x that many
+  // candidates); 0 = budget_per_minute x pool_window_s / 60.
+  int pool_size = 0;
+  double pool_window_s = 60;
+  double gamma = 2;
+  // ams_adaptive: frames per second of capture time, kept in [ams_min_rate, ams_max_rate];
+  // updated after every ams_update_every agreement reports.
+  double ams_initial_rate = 1.0;
+  double ams_min_rate = 0.1;
+  double ams_max_rate = 1.0;
+  int ams_update_every = 5;
 
   Status Validate() const;
+  double EffectivePercentile() const;
+  // top_confidence_diversity: frames sent per pool, as configured or derived (valid options).
+  int PoolBudget() const;
 };
 
 // What the sampler may look at for one frame. The pointers are borrowed for the call only.
@@ -53,16 +94,31 @@ struct FrameFeatures {
   int64_t index = 0;
   double time_s = 0;  // capture time, seconds; drives the rate budget
   const Detections* detections = nullptr;         // the student's; nullptr = none
-  const std::vector<float>* embedding = nullptr;  // the student's image embedding, if any
+  const std::vector<float>* embedding = nullptr;  // the student's L2-normalised image embedding, if any
   bool model_from_server = false;                 // false: cold start
 };
 
-// Not thread-safe: one capture thread owns it.
+enum class SampleDecision {
+  kSkip,  // not sent
+  kTake,  // send now
+  kHold,  // keep it (encoded): a later TakeReleased() or TakeDropped() names it
+};
+
+// One capture thread owns it; only OnTeacherAgreement may be called from another thread.
 class Sampler {
  public:
   virtual ~Sampler();
-  // True: send this frame. Call once per frame, in capture order.
-  virtual bool Consider(const FrameFeatures& frame) = 0;
+  // Call once per frame, in capture order. After each call (whatever it returned) collect
+  // TakeReleased() and TakeDropped(): they may name the frame just held.
+  virtual SampleDecision Offer(const FrameFeatures& frame) = 0;
+  // Indices of held frames to send now, in order; each is named once.
+  virtual std::vector<int64_t> TakeReleased();
+  // Indices of held frames that will never be sent.
+  virtual std::vector<int64_t> TakeDropped();
+  // The server's agreement in [0, 1] between the teacher's labels of this edge's consecutive
+  // stored frames (AMS). Negative = unknown, ignored. Thread-safe.
+  virtual void OnTeacherAgreement(double agreement);
+  // Frames sent so far (kTake plus released).
   virtual int64_t taken() const = 0;
 };
 

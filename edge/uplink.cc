@@ -167,7 +167,11 @@ class Uplink::Connection {
       std::lock_guard<std::mutex> lock(owner_->mu_);
       ++(stored ? owner_->stats_.frames_acked : owner_->stats_.frames_rejected);
     }
-    if (owner_->ack_observer_) owner_->ack_observer_(ack.sequence(), ack.code());
+    if (owner_->ack_observer_) {
+      // Only a newly stored frame was compared with the previous one.
+      const double agreement = stored && !ack.duplicate() ? ack.teacher_agreement() : -1.0;
+      owner_->ack_observer_(ack.sequence(), ack.code(), agreement);
+    }
     std::lock_guard<std::mutex> lock(mu_);
     in_flight_.erase(ack.sequence());
     cv_.notify_all();

@@ -53,8 +53,11 @@ class Uplink {
   void Start();
   void Stop();               // cancels the stream and joins; idempotent
   void NotifyFrameQueued();  // wakes the sender
-  // Called on the reader thread for every ack (sequence, google.rpc code); set before Start().
-  void SetAckObserver(std::function<void(uint64_t sequence, int code)> observer) { ack_observer_ = std::move(observer); }
+  // Called on the reader thread for every ack: sequence, google.rpc code, and the teacher's
+  // agreement with this edge's previous stored frame (-1: unknown, e.g. a rejected frame or a
+  // re-send the server had stored already). Set before Start().
+  using AckObserver = std::function<void(uint64_t sequence, int code, double teacher_agreement)>;
+  void SetAckObserver(AckObserver observer) { ack_observer_ = std::move(observer); }
   UplinkStats stats() const;
   // True once every spooled frame is acked (or rejected).
   bool Drained() const;
@@ -68,7 +71,7 @@ class Uplink {
   const std::string architecture_;
   Spool* spool_;
   UpdateSink* sink_;
-  std::function<void(uint64_t, int)> ack_observer_;
+  AckObserver ack_observer_;
   std::atomic<bool> stopping_{false};
   std::thread thread_;
 
