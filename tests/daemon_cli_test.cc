@@ -4,6 +4,8 @@
 // loopback port, answer an EdgeLink stream, and stop in order on SIGTERM.
 #include <gtest/gtest.h>
 
+#include "tests/run_binary.h"
+
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -32,25 +34,8 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-struct Result {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr together
-};
-
-// `timeout` bounds every run: a daemon that starts serving instead of failing is killed.
-Result RunBinary(const std::string& binary, const std::string& args) {
-  const std::string command =
-      "timeout -s KILL 20 " + std::string(SD_BINARY_DIR) + "/" + binary + " " + args + " 2>&1";
-  Result r;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) return r;
-  std::array<char, 4096> buffer;
-  size_t n;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) r.output.append(buffer.data(), n);
-  const int status = pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using Result = sd::testing::RunResult;
+using sd::testing::RunBinary;
 
 int Lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
 

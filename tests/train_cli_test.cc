@@ -2,6 +2,8 @@
 // line naming the file and the problem, exit code 2, and no crash or stack trace.
 #include <gtest/gtest.h>
 
+#include "tests/run_binary.h"
+
 #include <sys/wait.h>
 
 #include <array>
@@ -14,23 +16,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct Result {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr together
-};
+using Result = sd::testing::RunResult;
 
-Result RunTrain(const std::string& args) {
-  const std::string command = std::string(SD_BINARY_DIR) + "/streamdistill-train " + args + " 2>&1";
-  Result r;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) return r;
-  std::array<char, 4096> buffer;
-  size_t n;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) r.output.append(buffer.data(), n);
-  const int status = pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+Result RunTrain(const std::string& args) { return sd::testing::RunBinary("streamdistill-train", args, 120); }
 
 class TrainCliTest : public ::testing::Test {
  protected:
