@@ -90,9 +90,8 @@ Status ReadFrameRange(const YamlReader& s, const std::string& key, FrameRange* r
   return Status::Ok();
 }
 
-StatusOr<TrainJobConfig> LoadTrainJobConfig(const std::string& path) {
-  SD_ASSIGN_OR_RETURN(YamlReader root, YamlReader::FromFile(path));
-  TrainJobConfig c;
+Status ReadTrainJobFields(const YamlReader& root, TrainJobConfig* config) {
+  TrainJobConfig& c = *config;
   SD_RETURN_IF_ERROR(root.Require("video", &c.video));
   SD_RETURN_IF_ERROR(root.Get("cache_dir", &c.cache_dir));
   SD_RETURN_IF_ERROR(root.Get("output_weights", &c.output_weights));
@@ -111,9 +110,16 @@ StatusOr<TrainJobConfig> LoadTrainJobConfig(const std::string& path) {
   SD_RETURN_IF_ERROR(ReadInferenceOptions(inference, &c.inference));
   SD_ASSIGN_OR_RETURN(YamlReader training, root.Child("training"));
   SD_RETURN_IF_ERROR(ReadTrainerOptions(training, &c.training));
-  SD_RETURN_IF_ERROR(root.CheckAllKeysUsed());
   if (c.train_frames.end > c.eval_frames.begin && c.eval_frames.end > c.train_frames.begin)
     return root.Error("eval_frames", "must not overlap train_frames (held-out evaluation)");
+  return Status::Ok();
+}
+
+StatusOr<TrainJobConfig> LoadTrainJobConfig(const std::string& path) {
+  SD_ASSIGN_OR_RETURN(YamlReader root, YamlReader::FromFile(path));
+  TrainJobConfig c;
+  SD_RETURN_IF_ERROR(ReadTrainJobFields(root, &c));
+  SD_RETURN_IF_ERROR(root.CheckAllKeysUsed());
   return c;
 }
 

@@ -55,5 +55,8 @@ struct TrainJobConfig {
   TrainerOptions training;
 };
 StatusOr<TrainJobConfig> LoadTrainJobConfig(const std::string& path);
+// The job's keys of `root`, for configs that extend the job (the benchmark's); the caller
+// checks for unknown keys.
+Status ReadTrainJobFields(const YamlReader& root, TrainJobConfig* config);
 
 }  // namespace sd

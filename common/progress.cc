@@ -22,7 +22,8 @@ void ProgressLine::Finish(const std::string& detail) { Print(total_, detail, tru
 
 void ProgressLine::Print(int64_t done, const std::string& detail, bool final) {
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  const double rate = elapsed > 0 ? done / elapsed : 0;
+  // Under a tenth of a second (a cache hit) a rate means nothing.
+  const double rate = elapsed > 0.1 ? done / elapsed : 0;
   const double eta = rate > 0 && total_ > done ? (total_ - done) / rate : 0;
   char bar[24] = {0};
   const int filled = total_ > 0 ? static_cast<int>(20.0 * done / total_) : 0;

@@ -534,6 +534,33 @@ int64_t StudentModel::FlatSize() const {
   return n;
 }
 
+std::vector<size_t> StudentModel::TensorSizes() const {
+  std::vector<size_t> sizes;
+  for (const auto& t : FloatTensors(*impl_->net)) sizes.push_back(static_cast<size_t>(t.numel()));
+  return sizes;
+}
+
+std::vector<bool> StudentModel::StatisticsMask() const {
+  std::vector<bool> mask;
+  for (auto& [name, tensor] : NamedState(*impl_->net))
+    if (tensor.scalar_type() == torch::kFloat32) mask.insert(mask.end(), tensor.numel(), !tensor.requires_grad());
+  return mask;
+}
+
+std::vector<float> StudentModel::GradientMagnitudes() const {
+  std::vector<float> flat;
+  flat.reserve(FlatSize());
+  for (const auto& t : FloatTensors(*impl_->net)) {
+    if (!t.requires_grad() || !t.grad().defined()) {
+      flat.insert(flat.end(), t.numel(), 0.0f);
+      continue;
+    }
+    torch::Tensor g = t.grad().detach().abs().to(torch::kCPU).contiguous();
+    flat.insert(flat.end(), g.data_ptr<float>(), g.data_ptr<float>() + g.numel());
+  }
+  return flat;
+}
+
 std::vector<float> StudentModel::FlatWeights() const {
   std::vector<float> flat;
   flat.reserve(FlatSize());

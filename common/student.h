@@ -11,6 +11,7 @@
 // This header keeps torch out so that users of the detector compile fast.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -82,6 +83,15 @@ class StudentModel {
   std::vector<float> FlatWeights() const;
   Status SetFlatWeights(const std::vector<float>& flat);  // size must match; unchanged on error
   int64_t FlatSize() const;
+  // The number of floats of each of those tensors, in FlatWeights() order (they sum to
+  // FlatSize()): the layout per-tensor update encodings (int8) quantize by.
+  std::vector<size_t> TensorSizes() const;
+  // In FlatWeights() order: true where the number is a BatchNorm statistic (a buffer that
+  // follows the batches rather than the gradient).
+  std::vector<bool> StatisticsMask() const;
+  // In FlatWeights() order: |gradient| of each parameter from the last backward pass (a
+  // trainer's Step), 0 for statistics and for parameters without a gradient.
+  std::vector<float> GradientMagnitudes() const;
 
   // Builds an inference snapshot of the current weights.
   StatusOr<std::shared_ptr<const StudentDetector>> MakeDetector(const InferenceOptions& options) const;

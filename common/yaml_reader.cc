@@ -103,28 +103,23 @@ Status YamlReader::Get(const std::string& key, double* out) const { return GetSc
 Status YamlReader::Get(const std::string& key, bool* out) const { return GetScalar(key, "true or false", out); }
 Status YamlReader::Get(const std::string& key, std::string* out) const { return GetScalar(key, "a string", out); }
 
-Status YamlReader::Get(const std::string& key, std::vector<int>* out) const {
+template <typename T>
+Status YamlReader::GetList(const std::string& key, const char* what, std::vector<T>* out) const {
   YAML::Node node = Lookup(key);
   if (!node.IsDefined() || node.IsNull()) return Status::Ok();
-  if (!node.IsSequence()) return Error(key, "expected a list of integers, got " + Describe(node));
+  if (!node.IsSequence()) return Error(key, std::string("expected a list of ") + what + ", got " + Describe(node));
   try {
-    *out = node.as<std::vector<int>>();
+    *out = node.as<std::vector<T>>();
   } catch (const YAML::Exception&) {
-    return Error(key, "expected a list of integers");
+    return Error(key, std::string("expected a list of ") + what);
   }
   return Status::Ok();
 }
 
+Status YamlReader::Get(const std::string& key, std::vector<int>* out) const { return GetList(key, "integers", out); }
+Status YamlReader::Get(const std::string& key, std::vector<double>* out) const { return GetList(key, "numbers", out); }
 Status YamlReader::Get(const std::string& key, std::vector<std::string>* out) const {
-  YAML::Node node = Lookup(key);
-  if (!node.IsDefined() || node.IsNull()) return Status::Ok();
-  if (!node.IsSequence()) return Error(key, "expected a list of strings, got " + Describe(node));
-  try {
-    *out = node.as<std::vector<std::string>>();
-  } catch (const YAML::Exception&) {
-    return Error(key, "expected a list of strings");
-  }
-  return Status::Ok();
+  return GetList(key, "strings", out);
 }
 
 StatusOr<YamlReader> YamlReader::Child(const std::string& key) const {

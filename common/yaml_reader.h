@@ -29,6 +29,7 @@ class YamlReader {
   Status Get(const std::string& key, bool* out) const;
   Status Get(const std::string& key, std::string* out) const;
   Status Get(const std::string& key, std::vector<int>* out) const;
+  Status Get(const std::string& key, std::vector<double>* out) const;
   Status Get(const std::string& key, std::vector<std::string>* out) const;
 
   // Required keys: absent is an error.
@@ -61,6 +62,8 @@ class YamlReader {
   YAML::Node Lookup(const std::string& key) const;
   template <typename T>
   Status GetScalar(const std::string& key, const char* type_name, T* out) const;
+  template <typename T>
+  Status GetList(const std::string& key, const char* what, std::vector<T>* out) const;
   Status FindUnused(const YAML::Node& node, const std::string& prefix) const;
 
   std::shared_ptr<Shared> shared_;

@@ -5,11 +5,10 @@
 #include <fstream>
 #include <thread>
 
-#include <opencv2/imgcodecs.hpp>
-#include <opencv2/imgproc.hpp>
 #include <spdlog/spdlog.h>
 
 #include "common/update_codec.h"
+#include "edge/frame_encoding.h"
 #include "streamdistill.pb.h"
 
 namespace sd {
@@ -144,30 +143,12 @@ std::string EdgeAgent::ServingChecksum() const { return serving_.Current()->weig
 
 StatusOr<std::string> EdgeAgent::EncodeFrame(const Frame& frame, double video_time_s, const StudentOutput& out,
                                              uint64_t version) const {
-  cv::Mat image = frame.bgr;
-  if (config_.upload_max_width > 0 && image.cols > config_.upload_max_width) {
-    const double scale = static_cast<double>(config_.upload_max_width) / image.cols;
-    cv::resize(frame.bgr, image, cv::Size(), scale, scale, cv::INTER_AREA);
-  }
-  std::vector<uchar> jpeg;
-  if (!cv::imencode(".jpg", image, jpeg, {cv::IMWRITE_JPEG_QUALITY, config_.jpeg_quality}))
-    return Status::Internal("JPEG encoding failed for frame " + std::to_string(frame.index));
-  streamdistill::v1::SampledFrame message;
-  message.set_frame_index(frame.index);
-  message.set_capture_time_s(video_time_s);
-  message.set_jpeg(jpeg.data(), jpeg.size());
-  message.set_source_width(frame.bgr.cols);
-  message.set_source_height(frame.bgr.rows);
-  message.set_image_score(ImageScore(out.detections, config_.sampling.aggregate).value_or(0.0f));
-  for (float v : out.embedding) message.add_embedding(v);
-  message.set_model_version(version);
-  // A frame the link can never carry would sit at the head of the spool forever.
-  const size_t limit = static_cast<size_t>(config_.uplink.max_message_bytes) - 1024;
-  if (message.ByteSizeLong() > limit)
-    return Status::ResourceExhausted("frame " + std::to_string(frame.index) + " encodes to " +
-                                     std::to_string(message.ByteSizeLong()) + " bytes, over the link's limit of " +
-                                     std::to_string(limit) + " (lower upload.max_width or jpeg_quality)");
-  return message.SerializeAsString();
+  FrameEncodingOptions options;
+  options.jpeg_quality = config_.jpeg_quality;
+  options.max_width = config_.upload_max_width;
+  options.max_message_bytes = config_.uplink.max_message_bytes;
+  options.aggregate = config_.sampling.aggregate;
+  return EncodeSampledFrame(frame.bgr, frame.index, video_time_s, out, version, options);
 }
 
 Status EdgeAgent::SpoolFrame(const std::string& encoded) {

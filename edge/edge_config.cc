@@ -42,8 +42,9 @@ Status ReadSource(const YamlReader& root, FrameSourceOptions* s) {
   return Status::Ok();
 }
 
-Status ReadSampling(const YamlReader& root, SamplerOptions* o) {
-  SD_ASSIGN_OR_RETURN(YamlReader s, root.Child("sampling"));
+}  // namespace
+
+Status ReadSamplerOptions(const YamlReader& s, SamplerOptions* o) {
   SD_RETURN_IF_ERROR(s.Get("strategy", &o->strategy));
   SD_RETURN_IF_ERROR(s.Get("budget_per_minute", &o->budget_per_minute));
   SD_RETURN_IF_ERROR(s.Get("budget_total", &o->budget_total));
@@ -75,6 +76,8 @@ Status ReadSampling(const YamlReader& root, SamplerOptions* o) {
   return Status::Ok();
 }
 
+namespace {
+
 Status Parse(const YamlReader& root, EdgeConfig* c) {
   SD_RETURN_IF_ERROR(ReadUplink(root, &c->uplink));
   SD_RETURN_IF_ERROR(ReadSource(root, &c->source));
@@ -92,7 +95,8 @@ Status Parse(const YamlReader& root, EdgeConfig* c) {
   SD_RETURN_IF_ERROR(sink.Get("path", &c->sink.path));
   SD_RETURN_IF_ERROR(sink.Get("annotated_dir", &c->sink.annotated_dir));
   SD_RETURN_IF_ERROR(sink.Get("annotate_every", &c->sink.annotate_every));
-  SD_RETURN_IF_ERROR(ReadSampling(root, &c->sampling));
+  SD_ASSIGN_OR_RETURN(YamlReader sampling, root.Child("sampling"));
+  SD_RETURN_IF_ERROR(ReadSamplerOptions(sampling, &c->sampling));
   SD_ASSIGN_OR_RETURN(YamlReader upload, root.Child("upload"));
   SD_RETURN_IF_ERROR(upload.Get("jpeg_quality", &c->jpeg_quality));
   SD_RETURN_IF_ERROR(upload.Get("max_width", &c->upload_max_width));

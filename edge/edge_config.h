@@ -6,6 +6,7 @@
 #include "common/frame_source.h"
 #include "common/status.h"
 #include "common/student.h"
+#include "common/yaml_reader.h"
 #include "edge/detection_sink.h"
 #include "edge/sampler.h"
 #include "edge/spool.h"
@@ -48,6 +49,9 @@ struct EdgeConfig {
   double linger_s = 0;       // after the source ends, keep the link up this long for updates
   std::string summary_path;  // write the run summary JSON here at exit (empty: don't)
 };
+
+// The `sampling` section's keys (also read by streamdistill-bench), validated.
+Status ReadSamplerOptions(const YamlReader& section, SamplerOptions* options);
 
 StatusOr<EdgeConfig> LoadEdgeConfig(const std::string& path);
 StatusOr<EdgeConfig> ParseEdgeConfig(const std::string& yaml_text, const std::string& name);

@@ -38,6 +38,10 @@ nlohmann::json Summary(const sd::EdgeStats& s) {
           {"model_version", s.model_version},
           {"uplink_bytes", s.uplink.bytes_up},
           {"downlink_bytes", s.uplink.bytes_down},
+          {"uplink_frame_bytes", s.uplink.bytes_up_frames},
+          {"uplink_control_bytes", s.uplink.bytes_up_control},
+          {"downlink_update_bytes", s.uplink.bytes_down_updates},
+          {"downlink_control_bytes", s.uplink.bytes_down_control},
           {"uplink_kbps", s.uplink_kbps()},
           {"downlink_kbps", s.downlink_kbps()},
           {"student_ms", s.student_ms},
@@ -99,11 +103,14 @@ int main(int argc, char** argv) {
   const sd::EdgeStats stats = (*agent)->stats();
   nlohmann::json summary = Summary(stats);
   std::printf("\nframes %lld, queried %lld (acked %lld), updates %lld, serving version %llu\n"
-              "uplink %.1f kbit/s, downlink %.1f kbit/s, student %.2f ms/frame\n",
+              "uplink %.1f kbit/s (frames %lld B, control %lld B), downlink %.1f kbit/s (updates %lld B, control %lld B), "
+              "student %.2f ms/frame\n",
               static_cast<long long>(stats.frames), static_cast<long long>(stats.queried),
               static_cast<long long>(stats.uplink.frames_acked), static_cast<long long>(stats.uplink.updates_applied),
-              static_cast<unsigned long long>(stats.model_version), stats.uplink_kbps(), stats.downlink_kbps(),
-              stats.student_ms);
+              static_cast<unsigned long long>(stats.model_version), stats.uplink_kbps(),
+              static_cast<long long>(stats.uplink.bytes_up_frames), static_cast<long long>(stats.uplink.bytes_up_control),
+              stats.downlink_kbps(), static_cast<long long>(stats.uplink.bytes_down_updates),
+              static_cast<long long>(stats.uplink.bytes_down_control), stats.student_ms);
   std::printf("%s\n", summary.dump().c_str());
   if (!config->summary_path.empty()) {
     std::ofstream out(config->summary_path);

@@ -71,8 +71,11 @@ class Uplink::Connection {
   bool Write(const EdgeMessage& message) {
     if (!stream_->Write(message)) return false;
     std::lock_guard<std::mutex> lock(owner_->mu_);
-    owner_->stats_.bytes_up += message.ByteSizeLong() + kFramingBytes;
-    if (message.kind_case() == EdgeMessage::kFrame) ++owner_->stats_.frames_sent;
+    const int64_t bytes = message.ByteSizeLong() + kFramingBytes;
+    owner_->stats_.bytes_up += bytes;
+    const bool frame = message.kind_case() == EdgeMessage::kFrame;
+    (frame ? owner_->stats_.bytes_up_frames : owner_->stats_.bytes_up_control) += bytes;
+    if (frame) ++owner_->stats_.frames_sent;
     return true;
   }
 
@@ -131,7 +134,10 @@ class Uplink::Connection {
     while (stream_->Read(&message)) {
       {
         std::lock_guard<std::mutex> lock(owner_->mu_);
-        owner_->stats_.bytes_down += message.ByteSizeLong() + kFramingBytes;
+        const int64_t bytes = message.ByteSizeLong() + kFramingBytes;
+        owner_->stats_.bytes_down += bytes;
+        (message.kind_case() == ServerMessage::kUpdate ? owner_->stats_.bytes_down_updates
+                                                       : owner_->stats_.bytes_down_control) += bytes;
       }
       switch (message.kind_case()) {
         case ServerMessage::kWelcome: OnWelcome(message.welcome()); break;
@@ -178,6 +184,9 @@ class Uplink::Connection {
   }
 
   void OnChunk(const streamdistill::v1::ModelUpdateChunk& chunk) {
+    // The rest of an update already refused says nothing new: one refusal, one request.
+    if (chunk.new_version() == refused_version_ && chunk.chunk_index() != 0) return;
+    refused_version_ = 0;
     auto payload = assembler_.Add(chunk.new_version(), chunk.chunk_index(), chunk.chunk_count(),
                                   chunk.payload_size(), chunk.data());
     if (!payload.ok()) {
@@ -213,6 +222,7 @@ class Uplink::Connection {
   void RefuseUpdate(uint64_t version, const Status& why) {
     spdlog::warn("update to version {} refused: {}; asking for the full model", version, why.ToString());
     assembler_.Reset();
+    refused_version_ = version;
     {
       std::lock_guard<std::mutex> lock(owner_->mu_);
       ++owner_->stats_.updates_refused;
@@ -240,6 +250,7 @@ class Uplink::Connection {
   std::unique_ptr<streamdistill::v1::EdgeLink::Stub> stub_;
   std::unique_ptr<grpc::ClientReaderWriter<EdgeMessage, ServerMessage>> stream_;
   ChunkAssembler assembler_;  // only the reader thread uses it
+  uint64_t refused_version_ = 0;  // its later chunks are dropped quietly (reader thread)
 
   std::mutex mu_;  // guards everything below
   std::condition_variable cv_;

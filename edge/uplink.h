@@ -38,7 +38,11 @@ class UpdateSink {
 };
 
 struct UplinkStats {
-  int64_t bytes_up = 0, bytes_down = 0;  // gRPC messages incl. their 5-byte framing
+  // gRPC messages incl. their 5-byte framing (HTTP/2 and TLS framing, a few % more, are not
+  // visible to the application), in total and by kind.
+  int64_t bytes_up = 0, bytes_down = 0;
+  int64_t bytes_up_frames = 0, bytes_up_control = 0;        // frames; hello, model requests, results
+  int64_t bytes_down_updates = 0, bytes_down_control = 0;   // model chunks; welcome, acks
   int64_t frames_sent = 0, frames_acked = 0, frames_rejected = 0;
   int64_t updates_applied = 0, updates_refused = 0;
   int64_t connects = 0;

@@ -5,17 +5,22 @@
 # At the end the edge's start and deployed models are scored on the held-out frames 600-794
 # against the teacher's labels, and one JSON line sums the run up.
 #
-#   bash scripts/demo.sh [--fast] [--duration SECONDS]   (default: real time, 300 s)
+#   bash scripts/demo.sh [--fast] [--duration SECONDS] [--server-config F] [--edge-config F]
+#   (default: real time, 300 s, configs/server.yaml and configs/edge.yaml)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FAST=""
 DURATION=300
+SERVER_CONFIG=configs/server.yaml
+EDGE_CONFIG=configs/edge.yaml
 while [ $# -gt 0 ]; do
   case "$1" in
     --fast) FAST="--fast"; shift ;;
     --duration) DURATION="$2"; shift 2 ;;
-    *) echo "usage: $0 [--fast] [--duration SECONDS]" >&2; exit 2 ;;
+    --server-config) SERVER_CONFIG="$2"; shift 2 ;;
+    --edge-config) EDGE_CONFIG="$2"; shift 2 ;;
+    *) echo "usage: $0 [--fast] [--duration SECONDS] [--server-config F] [--edge-config F]" >&2; exit 2 ;;
   esac
 done
 
@@ -25,12 +30,12 @@ bash scripts/build.sh
 # A fresh start: no stored frames, no versions, a random student on the edge.
 rm -rf state/server state/edge-cam1
 mkdir -p state out
-./build/streamdistill-server --config configs/server.yaml > state/server.log 2>&1 &
+./build/streamdistill-server --config "$SERVER_CONFIG" > state/server.log 2>&1 &
 SERVER_PID=$!
 trap 'kill -INT $SERVER_PID 2>/dev/null || true' EXIT
 echo "server started (pid $SERVER_PID, log state/server.log); edge runs ${DURATION}s ${FAST:-at real time}"
 
-./build/streamdistill-edge --config configs/edge.yaml --duration "$DURATION" $FAST --log-level warn
+./build/streamdistill-edge --config "$EDGE_CONFIG" --duration "$DURATION" $FAST --log-level warn
 
 kill -INT $SERVER_PID
 wait $SERVER_PID || true

@@ -21,6 +21,24 @@ std::string Fixed3(double v) {
 
 }  // namespace
 
+std::vector<bool> SparseSelection(const std::vector<float>& magnitude, const std::vector<bool>& always,
+                                  double fraction) {
+  std::vector<bool> selected(magnitude.size(), false);
+  std::vector<std::pair<float, size_t>> moved;  // (magnitude, index) of the candidates
+  moved.reserve(magnitude.size());
+  for (size_t k = 0; k < magnitude.size(); ++k) {
+    if (k < always.size() && always[k]) selected[k] = true;
+    else moved.push_back({std::isfinite(magnitude[k]) ? std::fabs(magnitude[k]) : 0.0f, k});
+  }
+  const size_t keep = std::min(moved.size(), static_cast<size_t>(std::ceil(fraction * moved.size())));
+  // Largest change first; ties by index so the selection is reproducible.
+  std::partial_sort(moved.begin(), moved.begin() + keep, moved.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  });
+  for (size_t i = 0; i < keep; ++i) selected[moved[i].second] = true;
+  return selected;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Options.
 
@@ -41,6 +59,8 @@ Status RoundOptions::Validate() const {
   if (replay_frames < 1) return Status::InvalidArgument("round replay_frames must be >= 1");
   if (!(max_map50_drop >= 0)) return Status::InvalidArgument("round max_map50_drop must be >= 0");
   if (min_validation_frames < 0) return Status::InvalidArgument("round min_validation_frames must be >= 0");
+  if (!(sparse_fraction >= 0 && sparse_fraction < 1))
+    return Status::InvalidArgument("round sparse_fraction must be in [0, 1) (0: dense rounds)");
   if (!(eval_score_threshold >= 0 && eval_score_threshold < 1))
     return Status::InvalidArgument("round eval_score_threshold must be in [0, 1)");
   return trainer.Validate();
@@ -58,10 +78,11 @@ struct DeviceTrainer::Published {
 };
 
 DeviceTrainer::DeviceTrainer(std::string device_id, StudentArchitecture arch, RoundOptions options,
-                             std::shared_ptr<const Published> published)
+                             UpdateEncoder encoder, std::shared_ptr<const Published> published)
     : device_id_(std::move(device_id)),
       arch_(std::move(arch)),
       options_(std::move(options)),
+      encoder_(std::move(encoder)),
       published_(std::move(published)) {}
 
 DeviceTrainer::~DeviceTrainer() = default;
@@ -80,7 +101,8 @@ InferenceOptions EvalInference(const RoundOptions& options) {
 StatusOr<std::unique_ptr<DeviceTrainer>> DeviceTrainer::Create(const std::string& device_id,
                                                                const StudentArchitecture& arch,
                                                                const std::string& initial_weights,
-                                                               uint64_t initial_version, const RoundOptions& options) {
+                                                               uint64_t initial_version, const RoundOptions& options,
+                                                               UpdateEncoder encoder) {
   const std::string what = "device " + device_id;
   Status valid = arch.Validate();
   if (!valid.ok()) return valid.WithContext(what);
@@ -104,7 +126,8 @@ StatusOr<std::unique_ptr<DeviceTrainer>> DeviceTrainer::Create(const std::string
   if (!detector.ok()) return detector.status().WithContext(what);
   published->detector = std::move(detector).value();
   published->model = std::move(model);
-  return std::unique_ptr<DeviceTrainer>(new DeviceTrainer(device_id, arch, options, std::move(published)));
+  return std::unique_ptr<DeviceTrainer>(
+      new DeviceTrainer(device_id, arch, options, std::move(encoder), std::move(published)));
 }
 
 std::shared_ptr<const DeviceTrainer::Published> DeviceTrainer::Snapshot() const {
@@ -155,14 +178,40 @@ StatusOr<RoundResult> DeviceTrainer::RunRound(const std::vector<TrainingSample>&
     if (!trainer.ok()) return trainer.status().WithContext(what);
     const int tail = std::min(10, options_.iterations);
     double tail_loss = 0;
+    const std::vector<float> start = candidate->FlatWeights();
+    std::vector<bool> trainable;  // sparse rounds: the weights this round may change
     for (int i = 0; i < options_.iterations; ++i) {
       if (cancelled_) return Status::Aborted("device " + device_id_ + ": round cancelled (shutting down)");
       StatusOr<StepStats> step = (*trainer)->Step(replay);
       if (!step.ok()) return step.status().WithContext(what + ": step " + std::to_string(i + 1));
       if (i >= options_.iterations - tail) tail_loss += step->loss;
+      if (options_.sparse_fraction > 0 && current->version > 0) {
+        // A fresh Adam's first step moves nearly every weight by the same +-lr (m / sqrt(v) is
+        // +-1), so its |change| cannot rank them; the gradient that step followed can: rank by
+        // the change a plain gradient step would have made.
+        if (trainable.empty())
+          trainable = SparseSelection(candidate->GradientMagnitudes(), candidate->StatisticsMask(),
+                                      options_.sparse_fraction);
+        std::vector<float> flat = candidate->FlatWeights();
+        for (size_t k = 0; k < flat.size(); ++k)
+          if (!trainable[k]) flat[k] = start[k];
+        SD_RETURN_IF_ERROR(candidate->SetFlatWeights(flat).WithContext(what));
+      }
     }
     result.final_loss = tail_loss / tail;
     result.train_seconds = SecondsSince(train_start);
+  }
+
+  if (encoder_) {
+    StatusOr<DeliveredUpdate> update =
+        encoder_(current->version, current->model->FlatWeights(), candidate->FlatWeights());
+    if (!update.ok()) return update.status().WithContext(what + ": encoding the update");
+    SD_RETURN_IF_ERROR(candidate->SetFlatWeights(update->delivered).WithContext(what + ": delivered weights"));
+    result.update = std::move(update).value();
+  }
+  {
+    const std::vector<float> before = current->model->FlatWeights(), after = candidate->FlatWeights();
+    for (size_t k = 0; k < before.size(); ++k) result.changed_weights += before[k] != after[k];
   }
 
   const InferenceOptions inference = EvalInference(options_);

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -40,10 +41,30 @@ struct RoundOptions {
   TrainerOptions trainer = DefaultTrainer();
   // Detections under this score are dropped before mAP is computed (mAP wants the low ones).
   float eval_score_threshold = 0.01f;
+  // AMS's gradient-guided sparse rounds, when in (0, 1): after the round's first step on every
+  // parameter, the `sparse_fraction` of parameters with the largest gradient are kept, the
+  // rest go back to the published values, and the remaining steps train only that set.
+  // BatchNorm statistics follow the batches and are always part of the set (sent, never
+  // stale). 0: every weight trains. Rounds from version 0 train every weight: their update
+  // is a full model anyway.
+  double sparse_fraction = 0;
 
   Status Validate() const;
   static TrainerOptions DefaultTrainer();
 };
+
+// How a candidate reaches the edge: `payload` in `encoding` turns `base` (the published weights)
+// into `delivered`, which may differ from the candidate by the encoding's rounding. The gate
+// scores the delivered weights and they become the published ones, so the server holds
+// exactly what the edge runs and the next round starts from there.
+struct DeliveredUpdate {
+  std::string encoding;
+  std::string payload;
+  std::vector<float> delivered;
+};
+// `base_version` 0: the edge may hold anything, so the update must be a full model.
+using UpdateEncoder = std::function<StatusOr<DeliveredUpdate>(
+    uint64_t base_version, const std::vector<float>& base, const std::vector<float>& candidate)>;
 
 struct RoundResult {
   bool published = false;
@@ -55,7 +76,14 @@ struct RoundResult {
   double train_seconds = 0;  // of which the Adam steps
   double final_loss = 0;     // mean loss of the last steps (up to 10) of the round
   std::string reason;        // one line: why it was published or discarded
+  int changed_weights = 0;   // weights whose value differs from the start of the round
+  DeliveredUpdate update;    // with an encoder, the published version's update (else empty)
 };
+
+// AMS's selection: every index `always` marks, plus the ceil(fraction x n) of the other n
+// indices of largest |magnitude| (ties: lower index first; NaN counts as 0).
+std::vector<bool> SparseSelection(const std::vector<float>& magnitude, const std::vector<bool>& always,
+                                  double fraction);
 
 class DeviceTrainer {
  public:
@@ -64,7 +92,7 @@ class DeviceTrainer {
   // fresh weights seeded with options.trainer.seed.
   static StatusOr<std::unique_ptr<DeviceTrainer>> Create(const std::string& device_id, const StudentArchitecture& arch,
                                                          const std::string& initial_weights, uint64_t initial_version,
-                                                         const RoundOptions& options);
+                                                         const RoundOptions& options, UpdateEncoder encoder = {});
   ~DeviceTrainer();
 
   // One round: trains a candidate starting from the published weights on the last
@@ -91,13 +119,14 @@ class DeviceTrainer {
 
  private:
   struct Published;
-  DeviceTrainer(std::string device_id, StudentArchitecture arch, RoundOptions options,
+  DeviceTrainer(std::string device_id, StudentArchitecture arch, RoundOptions options, UpdateEncoder encoder,
                 std::shared_ptr<const Published> published);
   std::shared_ptr<const Published> Snapshot() const;
 
   const std::string device_id_;
   const StudentArchitecture arch_;
   const RoundOptions options_;
+  const UpdateEncoder encoder_;
 
   std::atomic<bool> cancelled_{false};
   std::mutex round_mu_;  // held for a whole RunRound: one round at a time

@@ -44,7 +44,9 @@ class Outbox : public UpdateListener {
   std::deque<ServerMessage> messages_;
   std::shared_ptr<const EncodedUpdate> sending_;  // the update being chunked out
   uint32_t next_chunk_ = 0;
-  std::shared_ptr<const EncodedUpdate> pending_update_;  // the newest update not yet started
+  // Updates not yet started, in version order: a full model replaces everything before it;
+  // deltas queue behind each other, since each applies only to its predecessor.
+  std::deque<std::shared_ptr<const EncodedUpdate>> pending_updates_;
   ServerMessage current_;
 };
 
@@ -216,9 +218,10 @@ void Outbox::Push(ServerMessage message) {
 
 void Outbox::OnUpdate(std::shared_ptr<const EncodedUpdate> update) {
   std::lock_guard<std::mutex> lock(mu_);
-  // Only the newest matters: an older pending one is replaced; one already being sent is
-  // finished first, so the edge never sees two updates interleaved.
-  if (!pending_update_ || pending_update_->new_version <= update->new_version) pending_update_ = std::move(update);
+  // One already being sent is finished first, so the edge never sees two updates interleaved.
+  if (!pending_updates_.empty() && pending_updates_.back()->new_version >= update->new_version) return;  // stale
+  if (update->base_version == 0) pending_updates_.clear();  // a full model makes older ones moot
+  pending_updates_.push_back(std::move(update));
   MaybeWriteLocked();
 }
 
@@ -246,8 +249,9 @@ bool Outbox::NextMessageLocked(ServerMessage* out) {
     messages_.pop_front();
     return true;
   }
-  if (!sending_ && pending_update_) {
-    sending_ = std::move(pending_update_);
+  if (!sending_ && !pending_updates_.empty()) {
+    sending_ = std::move(pending_updates_.front());
+    pending_updates_.pop_front();
     next_chunk_ = 0;
   }
   if (!sending_) return false;

@@ -1,11 +1,24 @@
 #include "server/server_config.h"
 
 #include "common/config.h"
+#include "common/update_codec.h"
 #include "common/yaml_reader.h"
 #include "server/frame_store.h"
 
 namespace sd {
 namespace {
+
+// The update keys of `section` (the file's root or one device), over `policy`'s values.
+Status ReadUpdatePolicy(const YamlReader& section, UpdatePolicy* policy) {
+  SD_RETURN_IF_ERROR(section.Get("update_encoding", &policy->encoding));
+  SD_RETURN_IF_ERROR(section.Get("update_fraction", &policy->sparse_fraction));
+  SD_RETURN_IF_ERROR(section.Get("update_zstd", &policy->zstd));
+  if (!IsKnownUpdateEncoding(policy->encoding))
+    return section.Error("update_encoding", "must be full_fp32, full_fp16, sparse or int8");
+  if (!(policy->sparse_fraction > 0 && policy->sparse_fraction < 1))
+    return section.Error("update_fraction", "must be in (0, 1)");
+  return Status::Ok();
+}
 
 Status ReadDevices(const YamlReader& root, ServerConfig* c) {
   SD_ASSIGN_OR_RETURN(YamlReader devices, root.Child("devices"));
@@ -18,6 +31,11 @@ Status ReadDevices(const YamlReader& root, ServerConfig* c) {
     SD_RETURN_IF_ERROR(device.Require("token", &token));
     if (token.size() < 8) return device.Error("token", "must be at least 8 characters");
     c->device_tokens[id] = token;
+    if (device.Has("update_encoding") || device.Has("update_fraction") || device.Has("update_zstd")) {
+      UpdatePolicy own = c->updates;
+      SD_RETURN_IF_ERROR(ReadUpdatePolicy(device, &own));
+      c->device_updates[id] = own;
+    }
   }
   if (c->device_tokens.empty()) return root.Error("devices", "at least one device with a token is required");
   return Status::Ok();
@@ -28,15 +46,13 @@ Status Parse(const YamlReader& root, ServerConfig* c) {
   SD_RETURN_IF_ERROR(root.Get("storage_dir", &c->storage_dir));
   SD_RETURN_IF_ERROR(root.Get("max_message_bytes", &c->max_message_bytes));
   SD_RETURN_IF_ERROR(root.Get("update_chunk_bytes", &c->update_chunk_bytes));
-  SD_RETURN_IF_ERROR(root.Get("update_encoding", &c->update_encoding));
+  SD_RETURN_IF_ERROR(ReadUpdatePolicy(root, &c->updates));
   SD_RETURN_IF_ERROR(root.Get("init_weights", &c->init_weights));
   SD_RETURN_IF_ERROR(root.Get("model_seed", &c->model_seed));
   SD_RETURN_IF_ERROR(root.Get("threads", &c->threads));
   if (c->max_message_bytes < (64 << 10)) return root.Error("max_message_bytes", "must be at least 65536");
   if (c->update_chunk_bytes < 1024 || c->update_chunk_bytes > c->max_message_bytes / 2)
     return root.Error("update_chunk_bytes", "must be in [1024, max_message_bytes / 2]");
-  if (c->update_encoding != "full_fp32" && c->update_encoding != "full_fp16")
-    return root.Error("update_encoding", "must be full_fp32 or full_fp16");
   if (c->threads < 1) return root.Error("threads", "must be >= 1");
 
   SD_ASSIGN_OR_RETURN(YamlReader tls, root.Child("tls"));
@@ -83,6 +99,11 @@ Status Parse(const YamlReader& root, ServerConfig* c) {
 }
 
 }  // namespace
+
+const UpdatePolicy& UpdatesFor(const ServerConfig& config, const std::string& device_id) {
+  auto it = config.device_updates.find(device_id);
+  return it == config.device_updates.end() ? config.updates : it->second;
+}
 
 StatusOr<ServerConfig> ParseServerConfig(const std::string& yaml_text, const std::string& name) {
   return LoadYamlConfig<ServerConfig>(YamlReader::FromString(yaml_text, name), &Parse);

@@ -17,12 +17,20 @@ struct TlsServerOptions {
   std::string client_ca;  // PEM CA: when set, edges must present a client certificate signed by it
 };
 
+// How a device's new versions travel (AMS): see common/update_codec.h for the encodings.
+struct UpdatePolicy {
+  std::string encoding = "full_fp16";  // full_fp32 | full_fp16 | sparse | int8
+  double sparse_fraction = 0.05;       // sparse: share of parameters a round trains and sends
+  bool zstd = true;                    // compress a payload when that makes it smaller
+};
+
 struct ServerConfig {
   std::string listen = "0.0.0.0:50051";
   std::string storage_dir = "state/server";
   int max_message_bytes = 8 << 20;      // receive limit; larger messages get RESOURCE_EXHAUSTED
   int update_chunk_bytes = 256 << 10;   // model updates are sent in chunks of this size
-  std::string update_encoding = "full_fp16";
+  UpdatePolicy updates;                                // every device's, unless overridden
+  std::map<std::string, UpdatePolicy> device_updates;  // device id -> its own policy
   TlsServerOptions tls;
   std::map<std::string, std::string> device_tokens;  // device id -> token
 
@@ -42,6 +50,9 @@ struct ServerConfig {
   SchedulerOptions schedule;
   bool train_in_background = true;  // false: tests drive rounds by hand
 };
+
+// The policy of `device_id`: its own if configured, else the server-wide one.
+const UpdatePolicy& UpdatesFor(const ServerConfig& config, const std::string& device_id);
 
 StatusOr<ServerConfig> LoadServerConfig(const std::string& path);
 StatusOr<ServerConfig> ParseServerConfig(const std::string& yaml_text, const std::string& name);

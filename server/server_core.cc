@@ -7,6 +7,7 @@
 
 #include "common/student_eval.h"
 #include "common/update_codec.h"
+#include "server/update_encoder.h"
 
 namespace sd {
 namespace {
@@ -31,7 +32,8 @@ struct ServerCore::Device {
   std::map<uint64_t, cv::Mat> image_cache;  // decoded stored frames by sequence (guarded by train_mu)
 
   std::mutex mu;  // guards everything below
-  std::shared_ptr<const EncodedUpdate> latest;
+  std::shared_ptr<const EncodedUpdate> latest_full;  // the newest version as a full model
+  
   Detections previous_labels;
   bool has_previous = false;
   DeviceCounters counters;
@@ -66,6 +68,8 @@ Status ServerCore::Init(TeacherFactory teachers) {
   // After the teachers: a teacher's own thread setting is process-wide and must not leave
   // training on fewer threads than configured.
   SetTorchThreads(config_.threads);
+  SD_ASSIGN_OR_RETURN(auto layout_model, StudentModel::Create(config_.student, 0));
+  tensor_sizes_ = layout_model->TensorSizes();
   if (!config_.init_weights.empty()) {  // checked now, not at the first device's first frame
     SD_ASSIGN_OR_RETURN(auto init, StudentModel::LoadFromFile(config_.init_weights));
     if (init->architecture().Fingerprint() != config_.student.Fingerprint())
@@ -116,15 +120,16 @@ StatusOr<ServerCore::Device*> ServerCore::GetDevice(const std::string& device_id
     SD_ASSIGN_OR_RETURN(auto model, StudentModel::Create(config_.student, config_.model_seed));
     weights = model->SerializeWeights();
   }
-  SD_ASSIGN_OR_RETURN(device->trainer,
-                      DeviceTrainer::Create(device_id, config_.student, weights, version, config_.round));
+  const UpdatePolicy& policy = UpdatesFor(config_, device_id);
+  RoundOptions round = config_.round;
+  round.sparse_fraction = policy.encoding == "sparse" ? policy.sparse_fraction : 0;
+  SD_ASSIGN_OR_RETURN(device->trainer, DeviceTrainer::Create(device_id, config_.student, weights, version, round,
+                                                             MakeUpdateEncoder(policy, tensor_sizes_)));
   if (version > 0) {
-    SD_ASSIGN_OR_RETURN(device->latest, EncodeFull(device_id, version, device->trainer->flat_weights()));
-    if (latest.ok()) {
-      auto mutable_update = std::make_shared<EncodedUpdate>(*device->latest);
-      mutable_update->val_map50 = latest->val_map50;
-      device->latest = mutable_update;
-    }
+    SD_ASSIGN_OR_RETURN(auto full, EncodeFull(device_id, version, device->trainer->flat_weights()));
+    auto mutable_update = std::make_shared<EncodedUpdate>(*full);
+    if (latest.ok()) mutable_update->val_map50 = latest->val_map50;
+    device->latest_full = mutable_update;
   }
   Device* raw = device.get();
   devices_[device_id] = std::move(device);
@@ -206,7 +211,7 @@ uint64_t ServerCore::LastStoredSequence(const std::string& device_id) const {
 StatusOr<std::shared_ptr<const EncodedUpdate>> ServerCore::LatestUpdate(const std::string& device_id) {
   SD_ASSIGN_OR_RETURN(Device * device, GetDevice(device_id));
   std::lock_guard<std::mutex> lock(device->mu);
-  return device->latest;
+  return device->latest_full;
 }
 
 void ServerCore::Subscribe(const std::string& device_id, std::shared_ptr<UpdateListener> listener) {
@@ -282,17 +287,35 @@ StatusOr<RoundResult> ServerCore::RunRound(const std::string& device_id) {
 }
 
 void ServerCore::Publish(Device& device, const RoundResult& round) {
+  // The round's update turns the previous version into this one; a full model of it serves
+  // edges that join later or lost their place in the chain.
   const std::vector<float> flat = device.trainer->flat_weights();
-  auto update = EncodeFull(device.id, round.version, flat);
-  if (!update.ok()) {
-    spdlog::error("device {}: encoding version {} failed: {}", device.id, round.version, update.status().ToString());
+  auto encoded_full = EncodeFull(device.id, round.version, flat);
+  if (!encoded_full.ok()) {
+    spdlog::error("device {}: encoding version {} failed: {}", device.id, round.version,
+                  encoded_full.status().ToString());
     return;
   }
-  auto mutable_update = std::make_shared<EncodedUpdate>(**update);
-  mutable_update->val_map50 = round.map50_after;
-  mutable_update->val_map50_previous = round.map50_before;
-  mutable_update->val_frames = round.val_frames;
-  std::shared_ptr<const EncodedUpdate> published = mutable_update;
+  auto full = std::make_shared<EncodedUpdate>(**encoded_full);
+  full->val_map50 = round.map50_after;
+  full->val_map50_previous = round.map50_before;
+  full->val_frames = round.val_frames;
+  auto live = std::make_shared<EncodedUpdate>(*full);
+  if (!round.update.encoding.empty()) {  // the round's own update: the smallest way there
+    live->base_version = IsFullUpdateEncoding(round.update.encoding) ? 0 : round.version - 1;
+    live->encoding = round.update.encoding;
+    live->payload = round.update.payload;
+  }
+  std::shared_ptr<const EncodedUpdate> published = live;
+  DeviceCounters counters;
+  {
+    std::lock_guard<std::mutex> lock(device.mu);
+    counters = device.counters;
+  }
+  spdlog::info("device {}: version {} as {} of {} bytes ({} weights changed; full model {} bytes); link in {:.1f} "
+               "kbit/s, out {:.1f} kbit/s", device.id, round.version, published->encoding, published->payload.size(),
+               round.changed_weights, full->payload.size(), counters.in_kbps(NowSeconds()),
+               counters.out_kbps(NowSeconds()));
 
   VersionRecord record;
   record.device_id = device.id;
@@ -309,7 +332,7 @@ void ServerCore::Publish(Device& device, const RoundResult& round) {
   }
   {
     std::lock_guard<std::mutex> lock(device.mu);
-    device.latest = published;
+    device.latest_full = full;
     ++device.counters.published;
   }
   std::vector<std::shared_ptr<UpdateListener>> targets;
@@ -324,13 +347,15 @@ void ServerCore::Publish(Device& device, const RoundResult& round) {
 
 StatusOr<std::shared_ptr<const EncodedUpdate>> ServerCore::EncodeFull(const std::string& device_id, uint64_t version,
                                                                       const std::vector<float>& flat) const {
+  const UpdatePolicy& policy = UpdatesFor(config_, device_id);
   auto update = std::make_shared<EncodedUpdate>();
   update->device_id = device_id;
   update->new_version = version;
-  update->encoding = config_.update_encoding;
-  SD_ASSIGN_OR_RETURN(update->payload, EncodeUpdate(config_.update_encoding, {}, flat));
-  // The checksum covers what the edge will hold (fp16-rounded weights for full_fp16).
-  SD_ASSIGN_OR_RETURN(std::vector<float> received, DecodeUpdate(config_.update_encoding, {}, update->payload, flat.size()));
+  // The weights are what the edge holds already (rounds publish delivered weights), so a full
+  // model must reproduce them exactly: fp16 only where the policy rounds to fp16 anyway.
+  update->encoding = policy.encoding == "full_fp16" ? "full_fp16" : "full_fp32";
+  SD_ASSIGN_OR_RETURN(update->payload, EncodeUpdate(update->encoding, {}, flat, {}, policy.zstd));
+  SD_ASSIGN_OR_RETURN(std::vector<float> received, DecodeUpdate(update->encoding, {}, update->payload, flat.size()));
   update->weights_checksum = WeightsChecksum(received);
   return std::shared_ptr<const EncodedUpdate>(update);
 }
@@ -346,10 +371,19 @@ void ServerCore::TrainingLoop() {
   }
 }
 
+double DeviceCounters::in_kbps(double now_s) const {
+  return now_s > first_contact_s && first_contact_s > 0 ? bytes_in * 8 / 1000.0 / (now_s - first_contact_s) : 0;
+}
+
+double DeviceCounters::out_kbps(double now_s) const {
+  return now_s > first_contact_s && first_contact_s > 0 ? bytes_out * 8 / 1000.0 / (now_s - first_contact_s) : 0;
+}
+
 void ServerCore::CountBytes(const std::string& device_id, int64_t in, int64_t out) {
   auto device = GetDevice(device_id);
   if (!device.ok()) return;
   std::lock_guard<std::mutex> lock((*device)->mu);
+  if ((*device)->counters.first_contact_s == 0) (*device)->counters.first_contact_s = NowSeconds();
   (*device)->counters.bytes_in += in;
   (*device)->counters.bytes_out += out;
 }

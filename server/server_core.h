@@ -20,7 +20,8 @@
 
 namespace sd {
 
-// A full model of one version, encoded once and sent to every stream of its device.
+// One version of a device's student as sent to its streams: a full model (base_version 0) or
+// a delta from base_version; encoded once and shared by every stream of the device.
 struct EncodedUpdate {
   std::string device_id;
   uint64_t base_version = 0;  // 0: a full model
@@ -48,7 +49,11 @@ struct FrameOutcome {
 struct DeviceCounters {
   int64_t frames_stored = 0, frames_rejected = 0, duplicates = 0;
   int64_t rounds = 0, published = 0;
-  int64_t bytes_in = 0, bytes_out = 0;
+  int64_t bytes_in = 0, bytes_out = 0;  // gRPC messages with their 5-byte framing
+  double first_contact_s = 0;           // steady clock, when the first byte was counted
+  // Mean kbit/s each way since the first contact (0 before any).
+  double in_kbps(double now_s) const;
+  double out_kbps(double now_s) const;
 };
 
 class ServerCore {
@@ -71,7 +76,8 @@ class ServerCore {
   void OnLabelQueueSpace(std::function<void()> fn);
 
   uint64_t LastStoredSequence(const std::string& device_id) const;
-  // The device's newest published version as a full model, or null when it has none.
+  // The device's newest published version as a full model, or null when it has none. Live
+  // listeners get each version as published (a delta under a delta policy).
   StatusOr<std::shared_ptr<const EncodedUpdate>> LatestUpdate(const std::string& device_id);
 
   void Subscribe(const std::string& device_id, std::shared_ptr<UpdateListener> listener);
@@ -96,7 +102,9 @@ class ServerCore {
   StatusOr<std::shared_ptr<const EncodedUpdate>> EncodeFull(const std::string& device_id, uint64_t version,
                                                             const std::vector<float>& flat) const;
 
+
   const ServerConfig config_;
+  std::vector<size_t> tensor_sizes_;  // the student's tensors, for per-tensor update encodings
   std::unique_ptr<FrameStore> store_;
   std::unique_ptr<LabelerPool> labeler_;
 

@@ -107,6 +107,9 @@ TEST(DaemonEndToEndTest, TwoEdgesGetRisingVersionsAndLearnTheirScenes) {
     SCOPED_TRACE("edge cam" + std::to_string(i + 1));
     EXPECT_GE(stats.model_version, 2u);
     EXPECT_GE(stats.uplink.updates_applied, 2);
+    // Versions after the first are deltas (sparse for cam1, int8 for cam2); a refused one
+    // would have been replaced by a full model, so none may be refused.
+    EXPECT_EQ(stats.uplink.updates_refused, 0) << stats.uplink.last_error;
     EXPECT_GT(stats.uplink.frames_acked, 0);
     EXPECT_EQ(stats.uplink.frames_rejected, 0);
     EXPECT_LT(initial_accuracy[i], kMap50Threshold);
@@ -116,8 +119,9 @@ TEST(DaemonEndToEndTest, TwoEdgesGetRisingVersionsAndLearnTheirScenes) {
     ASSERT_TRUE(latest.ok());
     ASSERT_TRUE(*latest);
     EXPECT_GE((*latest)->new_version, stats.model_version);
-    if ((*latest)->new_version == stats.model_version)
+    if ((*latest)->new_version == stats.model_version) {
       EXPECT_EQ((*latest)->weights_checksum, edges[i]->serving()->weights_checksum);
+    }
   }
 }
 

@@ -85,8 +85,10 @@ update_encoding: full_fp16
 update_chunk_bytes: 16384
 threads: 2
 devices:
-  cam1: {token: secret-token-1}
-  cam2: {token: secret-token-2}
+  # Each camera its own update encoding (AMS's sparse rounds, int8 deltas): after the first
+  # full model every update is a delta that must apply bit-exactly on the edge.
+  cam1: {token: secret-token-1, update_encoding: sparse, update_fraction: 0.1}
+  cam2: {token: secret-token-2, update_encoding: int8}
 teacher:
   kind: onnx
   model: )" + SD_SOURCE_DIR + R"(/tests/data/tiny_yolo.onnx

@@ -1,6 +1,7 @@
 #include "server/device_trainer.h"
 
 #include <atomic>
+#include <cmath>
 #include <map>
 #include <thread>
 
@@ -258,6 +259,63 @@ TEST(DeviceTrainerTest, RejectsBadInputAndKeepsWeights) {
 
 // ---------------------------------------------------------------------------------------------
 // RoundScheduler.
+
+TEST(SparseSelectionTest, KeepsTheLargestAndEveryStatistic) {
+  const std::vector<float> magnitude = {0.1f, -5.0f, 0.0f, 3.0f, 0.2f, 0.0f, NAN, 4.0f};
+  const std::vector<bool> stats = {false, false, false, false, false, true, false, false};
+  // 7 candidates (index 5 is a statistic): ceil(0.3 x 7) = 3 of them.
+  const std::vector<bool> selected = SparseSelection(magnitude, stats, 0.3);
+  const std::vector<bool> expected = {false, true, false, true, false, true, false, true};
+  EXPECT_EQ(selected, expected);
+  EXPECT_EQ(SparseSelection(magnitude, {}, 0.0), std::vector<bool>(8, false));
+}
+
+// A sparse round changes at most the chosen fraction of the parameters (plus the BatchNorm
+// statistics), still learns, and with an encoder the published weights are exactly what the
+// encoder delivered.
+TEST(DeviceTrainerTest, SparseRoundChangesOnlyItsFractionAndPublishesTheDelivered) {
+  const SyntheticScene scene = Scene();
+  const std::vector<TrainingSample> train = ToTrainingSamples(Frames(scene, 0, 300, 3));
+  const std::vector<LabelledFrame> validation = Frames(scene, 2000, 2040, 2);
+  const LearnedRounds& learned = Learned();
+  ASSERT_FALSE(learned.weights.empty());
+  RoundOptions options = Options(30);
+  options.sparse_fraction = 0.05;
+  options.trainer.learning_rate = 2e-3f;
+  options.max_map50_drop = 1.0;  // this test is about what changes, not about the gate
+  int encoder_calls = 0;
+  UpdateEncoder halve_changes = [&](uint64_t base_version, const std::vector<float>& base,
+                                    const std::vector<float>& candidate) {
+    EXPECT_EQ(base_version, 1u);
+    ++encoder_calls;
+    DeliveredUpdate u{"test", "payload", candidate};
+    for (size_t k = 0; k < base.size(); ++k) u.delivered[k] = base[k] + 0.5f * (candidate[k] - base[k]);
+    return StatusOr<DeliveredUpdate>(u);
+  };
+  auto trainer = DeviceTrainer::Create("cam-1", TinyArch(), learned.weights[1], 1, options, halve_changes);
+  ASSERT_TRUE(trainer.ok()) << trainer.status().ToString();
+  const std::vector<float> before = (*trainer)->flat_weights();
+  auto model = StudentModel::FromBytes(learned.weights[1]);
+  ASSERT_TRUE(model.ok());
+  const std::vector<bool> stats = (*model)->StatisticsMask();
+  int64_t parameters = 0, statistics = 0;
+  for (bool s : stats) (s ? statistics : parameters) += 1;
+  ASSERT_GT(statistics, 0);
+
+  auto round = (*trainer)->RunRound(train, validation);
+  ASSERT_TRUE(round.ok()) << round.status().ToString();
+  Report("sparse", *round);
+  ASSERT_TRUE(round->published) << round->reason;
+  EXPECT_EQ(encoder_calls, 1);
+  EXPECT_EQ(round->update.encoding, "test");
+  const std::vector<float> after = (*trainer)->flat_weights();
+  EXPECT_EQ(after, round->update.delivered);
+  int64_t changed_parameters = 0;
+  for (size_t k = 0; k < after.size(); ++k) changed_parameters += !stats[k] && after[k] != before[k];
+  EXPECT_GT(changed_parameters, 0);
+  EXPECT_LE(changed_parameters, static_cast<int64_t>(std::ceil(0.05 * parameters)));
+  EXPECT_LE(round->changed_weights, static_cast<int>(std::ceil(0.05 * parameters) + statistics));
+}
 
 TEST(RoundSchedulerTest, NobodyIsScheduledWithoutNewFrames) {
   RoundScheduler scheduler(SchedulerOptions{20, 30});

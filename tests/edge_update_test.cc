@@ -29,7 +29,7 @@ class EdgeUpdateTest : public ::testing::Test {
     ReceivedUpdate u;
     u.new_version = version;
     u.encoding = encoding;
-    u.payload = *EncodeUpdate(encoding, {}, target_);
+    u.payload = *EncodeUpdate(encoding, {}, target_, {});
     u.weights_checksum = WeightsChecksum(*DecodeUpdate(encoding, {}, u.payload, target_.size()));
     return u;
   }

@@ -34,6 +34,33 @@ TEST(ServerConfigTest, BadDeviceIdAndRoundOptionsAreRejected) {
   EXPECT_NE(bad_drop.status().message().find("max_map50_drop"), std::string::npos) << bad_drop.status().message();
 }
 
+// update_encoding / update_fraction / update_zstd at the top are every device's; a device may
+// override them.
+TEST(ServerConfigTest, UpdatePoliciesPerDevice) {
+  const std::string dir = TempDir("server_config_updates");
+  auto config = ParseServerConfig(ServerYaml(dir), "s.yaml");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->updates.encoding, "full_fp16");
+  EXPECT_EQ(UpdatesFor(*config, "cam1").encoding, "sparse");
+  EXPECT_DOUBLE_EQ(UpdatesFor(*config, "cam1").sparse_fraction, 0.1);
+  EXPECT_EQ(UpdatesFor(*config, "cam2").encoding, "int8");
+  EXPECT_TRUE(UpdatesFor(*config, "cam2").zstd);
+  EXPECT_EQ(UpdatesFor(*config, "unknown").encoding, "full_fp16");
+
+  std::string yaml = ServerYaml(dir);
+  yaml.replace(yaml.find("update_encoding: int8"), 21, "update_encoding: lz4");
+  auto bad_encoding = ParseServerConfig(yaml, "s.yaml");
+  ASSERT_FALSE(bad_encoding.ok());
+  EXPECT_NE(bad_encoding.status().message().find("devices.cam2.update_encoding"), std::string::npos)
+      << bad_encoding.status().message();
+  yaml = ServerYaml(dir);
+  yaml.replace(yaml.find("update_fraction: 0.1"), 20, "update_fraction: 1.5");
+  auto bad_fraction = ParseServerConfig(yaml, "s.yaml");
+  ASSERT_FALSE(bad_fraction.ok());
+  EXPECT_NE(bad_fraction.status().message().find("update_fraction"), std::string::npos)
+      << bad_fraction.status().message();
+}
+
 TEST(ServerConfigTest, UnreadableInitWeightsStopTheServerAtStart) {
   const std::string dir = TempDir("server_config_init");
   std::ofstream(dir + "/garbage.sdw") << "not weights";

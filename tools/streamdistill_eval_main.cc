@@ -14,6 +14,7 @@
 #include "common/student_eval.h"
 #include "common/teacher.h"
 #include "tools/job_labels.h"
+#include "tools/tool_cli.h"
 
 namespace sd {
 namespace {
@@ -95,12 +96,6 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("--weights", weights, "student weights files (.sdw)")->required();
   app.add_option("--edge-summary", edge_summary, "the edge's summary JSON: print the main job's figures");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
-  }
-  spdlog::set_level(spdlog::level::warn);
-  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  if (auto exit_code = sd::ParseToolCommandLine(app, argc, argv)) return *exit_code;
   return sd::Run(config, weights, edge_summary);
 }

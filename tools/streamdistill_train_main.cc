@@ -18,6 +18,7 @@
 #include "common/student_trainer.h"
 #include "common/teacher.h"
 #include "tools/job_labels.h"
+#include "tools/tool_cli.h"
 
 namespace sd {
 namespace {
@@ -173,9 +174,9 @@ int Run(const std::string& config_path, int steps_override, const std::string& j
     if (!saved.ok()) std::fprintf(stderr, "streamdistill-train: warning: %s\n", saved.message().c_str());
   }
 
-  std::printf("\n%-34s %10s\n", "held-out frames " + std::to_string(config.eval_frames.begin) + "-" +
-                                    std::to_string(config.eval_frames.end - 1) + " vs teacher",
-              "value");
+  const std::string table_title = "held-out frames " + std::to_string(config.eval_frames.begin) + "-" +
+                                  std::to_string(config.eval_frames.end - 1) + " vs teacher";
+  std::printf("\n%-34s %10s\n", table_title.c_str(), "value");
   std::printf("%-34s %10.3f\n", "mAP50 (untrained student)", untrained->map50);
   std::printf("%-34s %10.3f\n", "mAP50 (trained student)", result->map50);
   std::printf("%-34s %10.3f\n", "mAP50-95 (trained student)", result->map50_95);
@@ -221,12 +222,6 @@ int main(int argc, char** argv) {
   app.add_option("--config", config, "YAML job config (see configs/train_vtest.yaml)")->required();
   app.add_option("--steps", steps, "override training.steps");
   app.add_option("--json", json_out, "also write the summary JSON to this file");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
-  }
-  spdlog::set_level(spdlog::level::warn);
-  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress and results appear as they happen in logs too
+  if (auto exit_code = sd::ParseToolCommandLine(app, argc, argv)) return *exit_code;
   return sd::Run(config, steps, json_out);
 }

@@ -1,0 +1,112 @@
+#include "bench/bench_config.h"
+
+#include <filesystem>
+#include <set>
+
+#include "edge/edge_config.h"
+
+namespace sd {
+namespace {
+
+const std::set<std::string>& KnownStrategies() {
+  static const std::set<std::string> names = {"uniform",          "random",    "first_n",
+                                              "top_confidence",   "least_confidence", "diversity",
+                                              "top_confidence_diversity", "ams_adaptive"};
+  return names;
+}
+
+Status ReadGrid(const YamlReader& section, BenchGrid* grid) {
+  SD_RETURN_IF_ERROR(section.Get("strategies", &grid->strategies));
+  SD_RETURN_IF_ERROR(section.Get("budgets", &grid->budgets));
+  SD_RETURN_IF_ERROR(section.Get("seeds", &grid->seeds));
+  SD_RETURN_IF_ERROR(section.Get("all_frames_baseline", &grid->all_frames_baseline));
+  for (const std::string& s : grid->strategies)
+    if (!KnownStrategies().count(s)) return section.Error("strategies", "unknown strategy '" + s + "'");
+  for (int b : grid->budgets)
+    if (b < 1) return section.Error("budgets", "every budget must be >= 1 frame");
+  if (grid->seeds < 1 || grid->seeds > 100) return section.Error("seeds", "must be in 1..100");
+  return Status::Ok();
+}
+
+Status ReadUpdateGrid(const YamlReader& section, UpdateGrid* u) {
+  SD_RETURN_IF_ERROR(section.Get("strategy", &u->strategy));
+  SD_RETURN_IF_ERROR(section.Get("budget", &u->budget));
+  SD_RETURN_IF_ERROR(section.Get("round_every", &u->round_every));
+  SD_RETURN_IF_ERROR(section.Get("iterations", &u->iterations));
+  SD_RETURN_IF_ERROR(section.Get("replay_frames", &u->replay_frames));
+  SD_RETURN_IF_ERROR(section.Get("encodings", &u->encodings));
+  SD_RETURN_IF_ERROR(section.Get("fractions", &u->fractions));
+  SD_RETURN_IF_ERROR(section.Get("seeds", &u->seeds));
+  SD_RETURN_IF_ERROR(section.Get("zstd", &u->zstd));
+  SD_RETURN_IF_ERROR(section.Get("chunk_bytes", &u->chunk_bytes));
+  if (!KnownStrategies().count(u->strategy)) return section.Error("strategy", "unknown strategy '" + u->strategy + "'");
+  for (const std::string& e : u->encodings)
+    if (!IsKnownUpdateEncoding(e)) return section.Error("encodings", "unknown encoding '" + e + "'");
+  for (double f : u->fractions)
+    if (!(f > 0 && f < 1)) return section.Error("fractions", "every fraction must be in (0, 1)");
+  if (u->budget < 1) return section.Error("budget", "must be >= 1");
+  if (u->round_every < 1 || u->round_every > u->budget) return section.Error("round_every", "must be in 1..budget");
+  if (u->iterations < 1) return section.Error("iterations", "must be >= 1");
+  if (u->replay_frames < 1) return section.Error("replay_frames", "must be >= 1");
+  if (u->seeds < 1 || u->seeds > 100) return section.Error("seeds", "must be in 1..100");
+  if (u->chunk_bytes < 1024) return section.Error("chunk_bytes", "must be >= 1024");
+  return Status::Ok();
+}
+
+Status Parse(const YamlReader& root, BenchConfig* c) {
+  SD_RETURN_IF_ERROR(ReadTrainJobFields(root, &c->job));
+  SD_RETURN_IF_ERROR(root.Get("name", &c->name));
+  std::string labels = "teacher";
+  SD_RETURN_IF_ERROR(root.Get("labels", &labels));
+  if (labels != "teacher" && labels != "ground_truth")
+    return root.Error("labels", "must be 'teacher' or 'ground_truth'");
+  c->ground_truth_labels = labels == "ground_truth";
+  if (c->ground_truth_labels && c->job.video.rfind("synthetic:", 0) != 0)
+    return root.Error("labels", "ground_truth needs a synthetic: video");
+
+  SD_ASSIGN_OR_RETURN(YamlReader pretrain, root.Child("pretrain"));
+  SD_RETURN_IF_ERROR(pretrain.Get("frames", &c->pretrain.frames));
+  c->pretrain.range = c->job.train_frames;
+  if (pretrain.Has("range")) SD_RETURN_IF_ERROR(ReadFrameRange(pretrain, "range", &c->pretrain.range));
+  SD_ASSIGN_OR_RETURN(YamlReader pretrain_training, pretrain.Child("training"));
+  SD_RETURN_IF_ERROR(ReadTrainerOptions(pretrain_training, &c->pretrain.training));
+  if (c->pretrain.frames < 1 || c->pretrain.frames > c->pretrain.range.size())
+    return pretrain.Error("frames", "must be in 1..the size of pretrain.range");
+
+  SD_ASSIGN_OR_RETURN(YamlReader sampling, root.Child("sampling"));
+  SD_RETURN_IF_ERROR(ReadSamplerOptions(sampling, &c->sampling));
+
+  SD_ASSIGN_OR_RETURN(YamlReader upload, root.Child("upload"));
+  SD_RETURN_IF_ERROR(upload.Get("jpeg_quality", &c->upload.jpeg_quality));
+  SD_RETURN_IF_ERROR(upload.Get("max_width", &c->upload.max_width));
+  if (c->upload.jpeg_quality < 10 || c->upload.jpeg_quality > 100)
+    return upload.Error("jpeg_quality", "must be in 10..100");
+  c->upload.aggregate = c->sampling.aggregate;
+
+  c->grid.strategies.assign(KnownStrategies().begin(), KnownStrategies().end());
+  c->grid.budgets = {25, 50, 100, 200};
+  SD_ASSIGN_OR_RETURN(YamlReader grid, root.Child("grid"));
+  SD_RETURN_IF_ERROR(ReadGrid(grid, &c->grid));
+  c->quick = c->grid;
+  c->quick.budgets = {25, 100};
+  c->quick.seeds = 1;
+  SD_ASSIGN_OR_RETURN(YamlReader quick, root.Child("quick"));
+  SD_RETURN_IF_ERROR(ReadGrid(quick, &c->quick));
+  SD_RETURN_IF_ERROR(quick.Get("steps", &c->quick_steps));
+  if (c->quick_steps < 1) return quick.Error("steps", "must be >= 1");
+  SD_ASSIGN_OR_RETURN(YamlReader updates, root.Child("updates"));
+  SD_RETURN_IF_ERROR(ReadUpdateGrid(updates, &c->updates));
+  return root.CheckAllKeysUsed();
+}
+
+}  // namespace
+
+StatusOr<BenchConfig> LoadBenchConfig(const std::string& path) {
+  SD_ASSIGN_OR_RETURN(YamlReader root, YamlReader::FromFile(path));
+  BenchConfig config;
+  SD_RETURN_IF_ERROR(Parse(root, &config));
+  if (config.name.empty()) config.name = std::filesystem::path(path).stem().string();
+  return config;
+}
+
+}  // namespace sd

@@ -1,0 +1,62 @@
+// configs/bench_*.yaml -> BenchConfig: one stream (a video with the teacher's labels, or the
+// synthetic scene with its exact ground truth) and the grid streamdistill-bench runs on it.
+// Every key is documented in docs/results.md.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/config.h"
+#include "common/status.h"
+#include "common/student_trainer.h"
+#include "common/update_codec.h"
+#include "edge/frame_encoding.h"
+#include "edge/sampler.h"
+
+namespace sd {
+
+struct PretrainOptions {
+  int frames = 10;          // evenly spaced over `range`: "a little uniform data"
+  FrameRange range{0, 0};   // default: the job's train_frames
+  TrainerOptions training;  // from random weights (model_seed)
+};
+
+struct BenchGrid {
+  std::vector<std::string> strategies;
+  std::vector<int> budgets;  // frames queried over the whole stream
+  int seeds = 3;             // seeds 1..seeds: sampler (random), training order and augmentation
+  bool all_frames_baseline = true;
+};
+
+// --updates: the server's rounds on the frames one strategy sent, per update encoding.
+struct UpdateGrid {
+  std::string strategy = "top_confidence_diversity";  // which frames the edge sends
+  int budget = 100;                                    // of them over the stream
+  int round_every = 20;   // a round after every N new frames
+  int iterations = 40;    // Adam steps per round
+  int replay_frames = 300;
+  std::vector<std::string> encodings = {"full_fp32", "full_fp16", "int8", "sparse"};
+  std::vector<double> fractions = {0.01, 0.05, 0.1, 0.2};  // sparse's f
+  int seeds = 3;
+  bool zstd = true;
+  int chunk_bytes = 256 << 10;
+};
+
+struct BenchConfig {
+  std::string name;  // the stream's name in tables and plots (default: the config's file stem)
+  // The stream the edge sees is the job's train_frames; evaluation on its eval_frames. The
+  // job's `training` section is every fine-tuning run's, from the start checkpoint.
+  TrainJobConfig job;
+  bool ground_truth_labels = false;  // labels: ground_truth (synthetic sources) instead of the teacher
+  PretrainOptions pretrain;
+  SamplerOptions sampling;           // base options; strategy, budget and seed set per run
+  FrameEncodingOptions upload;       // for the uplink bytes of the queried frames
+  BenchGrid grid;
+  BenchGrid quick;                   // --quick
+  int quick_steps = 40;              // --quick: fine-tuning steps per run
+  UpdateGrid updates;
+};
+
+StatusOr<BenchConfig> LoadBenchConfig(const std::string& path);
+
+}  // namespace sd

@@ -1,0 +1,138 @@
+#include "bench/replay.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include <opencv2/imgproc.hpp>
+
+#include "common/frame_source.h"
+#include "server/labeler.h"
+
+namespace sd {
+
+StatusOr<Stream> ReplayStream(const StreamSpec& spec, const StudentDetector& start,
+                              const std::function<void(int64_t, int64_t)>& progress) {
+  FrameSourceOptions options;
+  options.uri = spec.uri;
+  options.start_frame = spec.begin;
+  options.end_frame = spec.end;
+  SD_ASSIGN_OR_RETURN(auto source, OpenFrameSource(options));
+  Stream stream;
+  stream.fps = source->fps() > 0 ? source->fps() : 10;
+  const int64_t total = spec.end - spec.begin;
+  stream.frames.reserve(total);
+  std::chrono::steady_clock::duration inference{};
+  Frame frame;
+  while (true) {
+    SD_ASSIGN_OR_RETURN(bool got, source->Next(&frame));
+    if (!got) break;
+    if (frame.index >= static_cast<int64_t>(spec.labels->size()))
+      return Status::InvalidArgument(spec.uri + ": frame " + std::to_string(frame.index) + " has no label");
+    StreamFrame out;
+    out.index = frame.index;
+    out.time_s = (frame.index - spec.begin) / stream.fps;
+    const auto t0 = std::chrono::steady_clock::now();
+    SD_ASSIGN_OR_RETURN(out.student, start.Detect(frame.bgr));
+    inference += std::chrono::steady_clock::now() - t0;
+    SD_ASSIGN_OR_RETURN(std::string message, EncodeSampledFrame(frame.bgr, frame.index, out.time_s, out.student,
+                                                                /*model_version=*/1, spec.upload));
+    out.uplink_bytes = static_cast<int64_t>(message.size()) + 5;
+    out.sample.boxes = (*spec.labels)[frame.index];
+    out.sample.bgr = frame.bgr.clone();
+    if (spec.keep_width > 0 && frame.bgr.cols > spec.keep_width) {
+      const float scale = static_cast<float>(spec.keep_width) / frame.bgr.cols;
+      cv::resize(frame.bgr, out.sample.bgr, cv::Size(), scale, scale, cv::INTER_AREA);
+      ScaleDetections(&out.sample.boxes, scale, scale);
+    }
+    stream.frames.push_back(std::move(out));
+    if (progress) progress(stream.frames.size(), total);
+  }
+  if (static_cast<int64_t>(stream.frames.size()) != total)
+    return Status::InvalidArgument(spec.uri + ": expected frames [" + std::to_string(spec.begin) + ", " +
+                                   std::to_string(spec.end) + "), the source has only " +
+                                   std::to_string(stream.frames.size()));
+  stream.student_ms =
+      std::chrono::duration<double, std::milli>(inference).count() / std::max<size_t>(1, stream.frames.size());
+  return stream;
+}
+
+SamplerOptions RunSamplerOptions(const SamplerOptions& base, const std::string& strategy, int budget, uint64_t seed,
+                                 int64_t stream_frames, double stream_seconds) {
+  SamplerOptions o = base;
+  o.strategy = strategy;
+  o.seed = seed;
+  o.budget_total = budget;
+  o.budget_per_minute = budget * 60.0 / stream_seconds;
+  const double share = std::min(1.0, static_cast<double>(budget) / stream_frames);
+  const double wish = std::min(1.0, kWishSlack * share);
+  if (strategy == "first_n") {
+    o.budget_per_minute = 0;  // the head of the stream, as fast as it comes
+  } else if (strategy == "uniform") {
+    o.uniform_every = std::max<int64_t>(1, stream_frames / budget);
+  } else if (strategy == "random") {
+    o.uniform_probability = wish;
+  } else if (strategy == "top_confidence" || strategy == "diversity") {
+    o.percentile = 100.0 * (1.0 - wish);
+  } else if (strategy == "least_confidence") {
+    o.percentile = 100.0 * wish;
+  } else if (strategy == "top_confidence_diversity") {
+    o.percentile = 100.0 * (1.0 - std::min(1.0, base.gamma * wish));
+  } else if (strategy == "ams_adaptive") {
+    const double rate = budget / stream_seconds;
+    o.ams_initial_rate = rate;
+    o.ams_min_rate = rate / 4;
+    o.ams_max_rate = rate * 2;
+  }
+  return o;
+}
+
+StatusOr<Sampled> SampleStream(const Stream& stream, const SamplerOptions& options) {
+  SD_ASSIGN_OR_RETURN(std::unique_ptr<Sampler> sampler, CreateSampler(options));
+  Sampled out;
+  const Detections* previous_labels = nullptr;
+  auto send = [&](size_t position) {
+    out.positions.push_back(position);
+    out.uplink_bytes += stream.frames[position].uplink_bytes;
+    const Detections& labels = stream.frames[position].sample.boxes;
+    if (previous_labels) sampler->OnTeacherAgreement(LabelAgreement(*previous_labels, labels));
+    previous_labels = &labels;
+  };
+  const int64_t first_index = stream.frames.empty() ? 0 : stream.frames.front().index;
+  std::chrono::steady_clock::duration sampling{};
+  for (size_t i = 0; i < stream.frames.size(); ++i) {
+    const StreamFrame& f = stream.frames[i];
+    FrameFeatures features;
+    features.index = f.index;
+    features.time_s = f.time_s;
+    features.detections = &f.student.detections;
+    features.embedding = &f.student.embedding;
+    features.model_from_server = true;
+    const auto t0 = std::chrono::steady_clock::now();
+    const SampleDecision decision = sampler->Offer(features);
+    std::vector<int64_t> released = sampler->TakeReleased();
+    sampler->TakeDropped();
+    sampling += std::chrono::steady_clock::now() - t0;
+    if (decision == SampleDecision::kTake) send(i);
+    for (int64_t index : released) send(static_cast<size_t>(index - first_index));
+  }
+  out.sampler_us_per_frame =
+      std::chrono::duration<double, std::micro>(sampling).count() / std::max<size_t>(1, stream.frames.size());
+  return out;
+}
+
+StatusOr<EvalResult> FineTuneAndEvaluate(const std::string& start_weights, const std::vector<TrainingSample>& samples,
+                                         const TrainerOptions& training, const InferenceOptions& inference,
+                                         const std::vector<LabelledFrame>& eval) {
+  SD_ASSIGN_OR_RETURN(auto model, StudentModel::FromBytes(start_weights));
+  if (!samples.empty()) {
+    SD_ASSIGN_OR_RETURN(auto trainer, StudentTrainer::Create(model.get(), training));
+    for (int i = 0; i < training.total_steps; ++i) SD_RETURN_IF_ERROR(trainer->Step(samples).status());
+  }
+  InferenceOptions options = inference;
+  options.score_threshold = 0.01f;
+  SD_ASSIGN_OR_RETURN(auto detector, model->MakeDetector(options));
+  return EvaluateDetector(*detector, eval);
+}
+
+}  // namespace sd

@@ -1,0 +1,262 @@
+#include "bench/report.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+namespace sd {
+namespace {
+
+constexpr char kBaseline[] = "all_frames";
+
+// Strategies in first-seen order, each with its rows grouped by budget.
+struct Grouped {
+  std::vector<std::string> strategies;
+  std::map<std::string, std::map<int, std::vector<const RunRow*>>> by_strategy;
+  std::vector<int> budgets;  // ascending, without the baseline's
+};
+
+Grouped Group(const std::vector<RunRow>& rows) {
+  Grouped g;
+  std::map<int, bool> budgets;
+  for (const RunRow& r : rows) {
+    if (!g.by_strategy.count(r.strategy)) g.strategies.push_back(r.strategy);
+    g.by_strategy[r.strategy][r.budget].push_back(&r);
+    if (r.strategy != kBaseline) budgets[r.budget] = true;
+  }
+  for (const auto& [b, unused] : budgets) g.budgets.push_back(b);
+  return g;
+}
+
+template <typename Field>
+Spread SpreadOfField(const std::vector<const RunRow*>& rows, Field field) {
+  std::vector<double> values;
+  for (const RunRow* r : rows) values.push_back(field(*r));
+  return SpreadOf(values);
+}
+
+std::string Format(const char* format, double a, double b = 0) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof(buffer), format, a, b);
+  return buffer;
+}
+
+Status RunGnuplot(const std::string& script_path) {
+  const std::string command = "gnuplot '" + script_path + "' 2>&1";
+  if (std::system(command.c_str()) != 0)
+    return Status::Unavailable("gnuplot failed or is missing (apt-get install gnuplot-nox); rerun: gnuplot " +
+                               script_path);
+  return Status::Ok();
+}
+
+}  // namespace
+
+const char kStrategiesCsvHeader[] = "strategy,budget,seed,map50,map50_95,queried,uplink_bytes";
+
+std::string CsvLine(const RunRow& r) {
+  char buffer[256];
+  std::snprintf(buffer, sizeof(buffer), "%s,%d,%llu,%.4f,%.4f,%lld,%lld", r.strategy.c_str(), r.budget,
+                static_cast<unsigned long long>(r.seed), r.map50, r.map50_95, static_cast<long long>(r.queried),
+                static_cast<long long>(r.uplink_bytes));
+  return buffer;
+}
+
+Spread SpreadOf(const std::vector<double>& values) {
+  Spread s;
+  s.n = static_cast<int>(values.size());
+  if (s.n == 0) return s;
+  for (double v : values) s.mean += v;
+  s.mean /= s.n;
+  if (s.n > 1) {
+    double squares = 0;
+    for (double v : values) squares += (v - s.mean) * (v - s.mean);
+    s.stddev = std::sqrt(squares / (s.n - 1));
+  }
+  return s;
+}
+
+std::string StrategiesMarkdown(const std::string& title, const std::vector<RunRow>& rows, double stream_seconds,
+                               double student_ms) {
+  const Grouped g = Group(rows);
+  std::ostringstream md;
+  md << "### " << title << "\n\n";
+  md << "mAP50 on the held-out frames, mean ± standard deviation over seeds (mAP50-95 below it).\n\n";
+  md << "| strategy |";
+  for (int b : g.budgets) md << " " << b << " frames |";
+  md << "\n|---|";
+  for (size_t i = 0; i < g.budgets.size(); ++i) md << "---|";
+  md << "\n";
+  for (const std::string& s : g.strategies) {
+    if (s == kBaseline) continue;
+    md << "| " << s << " |";
+    for (int b : g.budgets) {
+      auto it = g.by_strategy.at(s).find(b);
+      if (it == g.by_strategy.at(s).end()) {
+        md << " |";
+        continue;
+      }
+      const Spread m50 = SpreadOfField(it->second, [](const RunRow& r) { return r.map50; });
+      const Spread m95 = SpreadOfField(it->second, [](const RunRow& r) { return r.map50_95; });
+      md << " " << Format("%.3f ± %.3f", m50.mean, m50.stddev) << "<br>" << Format("%.3f ± %.3f", m95.mean, m95.stddev)
+         << " |";
+    }
+    md << "\n";
+  }
+  if (g.by_strategy.count(kBaseline)) {
+    for (const auto& [budget, runs] : g.by_strategy.at(kBaseline)) {
+      const Spread m50 = SpreadOfField(runs, [](const RunRow& r) { return r.map50; });
+      const Spread m95 = SpreadOfField(runs, [](const RunRow& r) { return r.map50_95; });
+      md << "\nAll " << budget << " frames (baseline): mAP50 " << Format("%.3f ± %.3f", m50.mean, m50.stddev)
+         << ", mAP50-95 " << Format("%.3f ± %.3f", m95.mean, m95.stddev) << " (" << m50.n << " seeds).\n";
+    }
+  }
+
+  md << "\nFrames sent and uplink (kbit/s over the stream's " << Format("%.0f", stream_seconds)
+     << " s), mean over seeds; sampler cost per frame of the stream at 1 thread (the start student's"
+     << " inference took " << Format("%.2f", student_ms) << " ms per frame in the same run):\n\n";
+  md << "| strategy |";
+  for (int b : g.budgets) md << " " << b << " |";
+  md << " sampler µs/frame |\n|---|";
+  for (size_t i = 0; i <= g.budgets.size(); ++i) md << "---|";
+  md << "\n";
+  for (const std::string& s : g.strategies) {
+    if (s == kBaseline) continue;
+    md << "| " << s << " |";
+    std::vector<const RunRow*> all;
+    for (int b : g.budgets) {
+      auto it = g.by_strategy.at(s).find(b);
+      if (it == g.by_strategy.at(s).end()) {
+        md << " |";
+        continue;
+      }
+      all.insert(all.end(), it->second.begin(), it->second.end());
+      const Spread q = SpreadOfField(it->second, [](const RunRow& r) { return double(r.queried); });
+      const Spread up = SpreadOfField(it->second, [](const RunRow& r) { return double(r.uplink_bytes); });
+      md << " " << Format("%.0f", q.mean) << " fr, " << Format("%.0f", up.mean * 8 / 1000 / stream_seconds) << " kbit/s |";
+    }
+    const Spread cost = SpreadOfField(all, [](const RunRow& r) { return r.sampler_us_per_frame; });
+    md << " " << Format("%.2f", cost.mean) << " |\n";
+  }
+  return md.str();
+}
+
+Status PlotStrategies(const std::string& dir, const std::string& stem, const std::string& title,
+                      const std::vector<RunRow>& rows) {
+  const Grouped g = Group(rows);
+  const std::string data_path = dir + "/" + stem + ".dat";
+  const std::string script_path = dir + "/" + stem + ".gp";
+  std::ofstream data(data_path);
+  std::vector<std::string> plotted;
+  for (const std::string& s : g.strategies) {
+    if (s == kBaseline) continue;
+    data << "# " << s << "\n";
+    for (const auto& [budget, runs] : g.by_strategy.at(s)) {
+      const Spread m50 = SpreadOfField(runs, [](const RunRow& r) { return r.map50; });
+      data << budget << " " << m50.mean << " " << m50.stddev << "\n";
+    }
+    data << "\n\n";  // gnuplot: the next data set (index)
+    plotted.push_back(s);
+  }
+  double baseline = -1;
+  if (g.by_strategy.count(kBaseline)) {
+    std::vector<const RunRow*> runs;
+    for (const auto& [budget, r] : g.by_strategy.at(kBaseline)) runs.insert(runs.end(), r.begin(), r.end());
+    baseline = SpreadOfField(runs, [](const RunRow& r) { return r.map50; }).mean;
+  }
+  data.close();
+  if (!data) return Status::IOError(data_path + ": cannot write");
+
+  std::ofstream gp(script_path);
+  gp << "set terminal pngcairo size 900,560 noenhanced\n"
+     << "set output '" << dir << "/" << stem << ".png'\n"
+     << "set title '" << title << "'\n"
+     << "set xlabel 'frames queried (budget)'\nset ylabel 'held-out mAP50'\n"
+     << "set logscale x 2\nset key outside right\nset grid\n"
+     << "names = '";
+  for (const std::string& s : plotted) gp << s << " ";
+  gp << "'\nplot for [i=1:words(names)] '" << data_path
+     << "' index (i-1) using 1:2:3 with yerrorlines title word(names, i)";
+  if (baseline >= 0) gp << ", " << baseline << " with lines dashtype 2 lc rgb 'black' title 'all frames'";
+  gp << "\n";
+  gp.close();
+  if (!gp) return Status::IOError(script_path + ": cannot write");
+  return RunGnuplot(script_path);
+}
+
+const char kUpdatesCsvHeader[] = "encoding,fraction,seed,map50,downlink_bytes,updates,mean_update_bytes";
+
+std::string CsvLine(const UpdateRow& r) {
+  char buffer[256];
+  std::snprintf(buffer, sizeof(buffer), "%s,%.2f,%llu,%.4f,%lld,%d,%.0f", r.encoding.c_str(), r.fraction,
+                static_cast<unsigned long long>(r.seed), r.map50, static_cast<long long>(r.downlink_bytes), r.updates,
+                r.updates > 0 ? double(r.downlink_bytes) / r.updates : 0.0);
+  return buffer;
+}
+
+namespace {
+
+// (encoding, fraction) groups in first-seen order.
+std::vector<std::pair<std::string, std::vector<const UpdateRow*>>> GroupUpdates(const std::vector<UpdateRow>& rows) {
+  std::vector<std::pair<std::string, std::vector<const UpdateRow*>>> groups;
+  for (const UpdateRow& r : rows) {
+    const std::string name = r.encoding == "sparse" ? r.encoding + " f=" + Format("%.2f", r.fraction) : r.encoding;
+    auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == name; });
+    if (it == groups.end()) it = groups.insert(groups.end(), {name, {}});
+    it->second.push_back(&r);
+  }
+  return groups;
+}
+
+Spread SpreadOfUpdates(const std::vector<const UpdateRow*>& rows, double (*field)(const UpdateRow&)) {
+  std::vector<double> values;
+  for (const UpdateRow* r : rows) values.push_back(field(*r));
+  return SpreadOf(values);
+}
+
+}  // namespace
+
+std::string UpdatesMarkdown(const std::string& title, const std::vector<UpdateRow>& rows, double stream_seconds) {
+  std::ostringstream md;
+  md << "### " << title << "\n\n";
+  md << "| encoding | mAP50 | mAP50-95 | updates | downlink bytes | downlink kbit/s | bytes per update |\n"
+     << "|---|---|---|---|---|---|---|\n";
+  for (const auto& [name, group] : GroupUpdates(rows)) {
+    const Spread m50 = SpreadOfUpdates(group, [](const UpdateRow& r) { return r.map50; });
+    const Spread m95 = SpreadOfUpdates(group, [](const UpdateRow& r) { return r.map50_95; });
+    const Spread bytes = SpreadOfUpdates(group, [](const UpdateRow& r) { return double(r.downlink_bytes); });
+    const Spread updates = SpreadOfUpdates(group, [](const UpdateRow& r) { return double(r.updates); });
+    md << "| " << name << " | " << Format("%.3f ± %.3f", m50.mean, m50.stddev) << " | "
+       << Format("%.3f ± %.3f", m95.mean, m95.stddev) << " | " << Format("%.1f", updates.mean) << " | "
+       << Format("%.0f", bytes.mean) << " | " << Format("%.1f", bytes.mean * 8 / 1000 / stream_seconds) << " | "
+       << Format("%.0f", updates.mean > 0 ? bytes.mean / updates.mean : 0) << " |\n";
+  }
+  return md.str();
+}
+
+Status PlotUpdates(const std::string& dir, const std::string& title, const std::vector<UpdateRow>& rows) {
+  const std::string data_path = dir + "/updates.dat", script_path = dir + "/updates.gp";
+  std::ofstream data(data_path);
+  for (const auto& [name, group] : GroupUpdates(rows)) {
+    const Spread m50 = SpreadOfUpdates(group, [](const UpdateRow& r) { return r.map50; });
+    const Spread bytes = SpreadOfUpdates(group, [](const UpdateRow& r) { return double(r.downlink_bytes); });
+    data << bytes.mean / 1000 << " " << m50.mean << " " << m50.stddev << " \"" << name << "\"\n";
+  }
+  data.close();
+  if (!data) return Status::IOError(data_path + ": cannot write");
+  std::ofstream gp(script_path);
+  gp << "set terminal pngcairo size 900,560 noenhanced\n"
+     << "set output '" << dir << "/updates.png'\n"
+     << "set title '" << title << "'\n"
+     << "set xlabel 'downlink over the run (kB, log scale)'\nset ylabel 'held-out mAP50'\n"
+     << "set logscale x\nset grid\nset key off\nset offsets graph 0.05, graph 0.15, graph 0.05, graph 0.05\n"
+     << "plot '" << data_path << "' using 1:2:3 with yerrorbars pt 7, '' using 1:2:4 with labels offset 0,1\n";
+  gp.close();
+  if (!gp) return Status::IOError(script_path + ": cannot write");
+  return RunGnuplot(script_path);
+}
+
+}  // namespace sd

@@ -1,0 +1,409 @@
+// streamdistill-bench: compares the edge's sampling strategies the way SBAD/D-SBAD do, offline
+// on the daemons' own code. For each strategy x budget x seed: sample the stream with the
+// edge's Sampler, fine-tune the common start student on the queried frames with the server's
+// trainer (same steps for every run), score it on held-out frames against the reference labels.
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "bench/bench_config.h"
+#include "bench/replay.h"
+#include "bench/report.h"
+#include "bench/update_replay.h"
+#include "common/frame_source.h"
+#include "common/progress.h"
+#include "tools/job_labels.h"
+#include "tools/tool_cli.h"
+
+namespace sd {
+namespace {
+
+constexpr int kUsageError = 2;
+
+struct Flags {
+  std::string config;
+  std::string out = "out/bench";
+  bool quick = false;
+  bool resume = false;
+  bool updates = false;  // the update-encoding grid instead of the strategy grid
+  std::vector<std::string> strategies;  // overrides the config's grid
+  std::vector<int> budgets;
+  int seeds = 0;
+  int steps = 0;
+};
+
+StatusOr<std::vector<Detections>> GroundTruthLabels(const std::string& uri, int64_t end) {
+  FrameSourceOptions options;
+  options.uri = uri;
+  options.end_frame = end;
+  SD_ASSIGN_OR_RETURN(auto source, OpenFrameSource(options));
+  std::vector<Detections> labels;
+  Frame frame;
+  while (true) {
+    SD_ASSIGN_OR_RETURN(bool got, source->Next(&frame));
+    if (!got) break;
+    labels.push_back(frame.ground_truth);
+  }
+  return labels;
+}
+
+StatusOr<std::vector<Detections>> ReferenceLabels(const BenchConfig& config) {
+  if (config.ground_truth_labels)
+    return GroundTruthLabels(config.job.video, std::max(config.job.train_frames.end, config.job.eval_frames.end));
+  if (!std::filesystem::exists(config.job.video))
+    return Status::NotFound(config.job.video + ": video not found");
+  SD_ASSIGN_OR_RETURN(auto teacher, CreateTeacher(config.job.teacher));
+  std::printf("teacher   %s\n", teacher->Fingerprint().c_str());
+  return LabelJobVideo(config.job, *teacher);
+}
+
+std::string StartKey(const BenchConfig& c) {
+  std::ostringstream key;
+  const TrainerOptions& t = c.pretrain.training;
+  key << "video=" << c.job.video << " student=" << c.job.student.Fingerprint() << " seed=" << c.job.model_seed
+      << " labels=" << (c.ground_truth_labels ? "ground_truth" : c.job.teacher.kind) << " frames=" << c.pretrain.frames
+      << " range=" << c.pretrain.range.begin << "-" << c.pretrain.range.end << " steps=" << t.total_steps
+      << " batch=" << t.batch_size << " lr=" << t.learning_rate << " warmup=" << t.warmup_steps << " tseed=" << t.seed;
+  return key.str();
+}
+
+// The common start: the student trained from random weights on a few evenly spaced frames
+// (as the papers' students start pretrained). Kept in DIR/start.sdw and reused while its
+// settings (DIR/start.key) are the same.
+StatusOr<std::string> StartWeights(const BenchConfig& c, const std::vector<Detections>& labels, const std::string& dir) {
+  const std::string weights_path = dir + "/start.sdw", key_path = dir + "/start.key";
+  const std::string key = StartKey(c);
+  {
+    std::ifstream in(key_path);
+    std::string stored;
+    std::getline(in, stored);
+    if (stored == key) {
+      auto model = StudentModel::LoadFromFile(weights_path);
+      if (model.ok()) {
+        std::printf("start     %s (reused)\n", weights_path.c_str());
+        return (*model)->SerializeWeights();
+      }
+    }
+  }
+  const FrameRange& range = c.pretrain.range;
+  const int keep_width = c.job.student.input_width * 5 / 4;
+  std::vector<TrainingSample> samples;
+  for (int i = 0; i < c.pretrain.frames; ++i) {
+    const int64_t index = range.begin + (range.size() * (2 * i + 1)) / (2 * c.pretrain.frames);  // centred
+    SD_ASSIGN_OR_RETURN(auto frames, LoadLabelledFrames(c.job.video, index, index + 1, labels, keep_width));
+    samples.push_back({frames[0].bgr, frames[0].labels});
+  }
+  SD_ASSIGN_OR_RETURN(auto model, StudentModel::Create(c.job.student, c.job.model_seed));
+  SD_ASSIGN_OR_RETURN(auto trainer, StudentTrainer::Create(model.get(), c.pretrain.training));
+  const int steps = c.pretrain.training.total_steps;
+  ProgressLine progress("pretrain", steps);
+  for (int i = 0; i < steps; ++i) {
+    SD_ASSIGN_OR_RETURN(StepStats stats, trainer->Step(samples));
+    progress.Update(i + 1, "loss " + std::to_string(stats.loss));
+  }
+  progress.Finish();
+  SD_RETURN_IF_ERROR(model->SaveToFile(weights_path));
+  std::ofstream(key_path) << key << "\n";
+  std::printf("start     %s (%d frames, %d steps)\n", weights_path.c_str(), c.pretrain.frames, steps);
+  return model->SerializeWeights();
+}
+
+// Rows of an earlier run's CSV, so that --resume does only what is missing.
+std::vector<RunRow> ReadRows(const std::string& path) {
+  std::vector<RunRow> rows;
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    RunRow r;
+    char strategy[64];
+    unsigned long long seed;
+    long long queried, bytes;
+    if (std::sscanf(line.c_str(), "%63[^,],%d,%llu,%lf,%lf,%lld,%lld", strategy, &r.budget, &seed, &r.map50,
+                    &r.map50_95, &queried, &bytes) != 7)
+      continue;
+    r.strategy = strategy;
+    r.seed = seed;
+    r.queried = queried;
+    r.uplink_bytes = bytes;
+    rows.push_back(r);
+  }
+  return rows;
+}
+
+struct RunSpec {
+  std::string strategy;  // "all_frames": the baseline
+  int budget;
+  uint64_t seed;
+};
+
+int Fail(const Status& status, int code = 1) {
+  std::fprintf(stderr, "\nstreamdistill-bench: error: %s\n", status.message().c_str());
+  return code;
+}
+
+// Everything both grids share: the config, the reference labels, the start student and its
+// pass over the stream, the held-out frames.
+struct Prepared {
+  BenchConfig config;
+  BenchGrid grid;
+  TrainerOptions training;
+  std::vector<Detections> labels;
+  std::string start;
+  std::vector<LabelledFrame> eval;
+  Stream stream;
+  EvalResult start_eval;
+};
+
+int Prepare(const Flags& flags, Prepared* p) {
+  auto config_or = LoadBenchConfig(flags.config);
+  if (!config_or.ok()) return Fail(config_or.status(), kUsageError);
+  BenchConfig& config = p->config;
+  config = std::move(config_or).value();
+  BenchGrid& grid = p->grid;
+  grid = flags.quick ? config.quick : config.grid;
+  if (!flags.strategies.empty()) grid.strategies = flags.strategies;
+  if (!flags.budgets.empty()) grid.budgets = flags.budgets;
+  if (flags.seeds > 0) grid.seeds = flags.seeds;
+  TrainerOptions& training = p->training;
+  training = config.job.training;
+  if (flags.quick) training.total_steps = config.quick_steps;
+  if (flags.steps > 0) training.total_steps = flags.steps;
+  SetTorchThreads(config.job.threads);
+  cv::setNumThreads(config.job.threads);
+
+  std::error_code ec;
+  std::filesystem::create_directories(flags.out, ec);
+  if (ec) return Fail(Status::IOError(flags.out + ": cannot create: " + ec.message()), kUsageError);
+
+  auto labels = ReferenceLabels(config);
+  if (!labels.ok()) return Fail(labels.status(), kUsageError);
+  auto start = StartWeights(config, *labels, flags.out);
+  if (!start.ok()) return Fail(start.status());
+  auto eval = LoadLabelledFrames(config.job.video, config.job.eval_frames.begin, config.job.eval_frames.end, *labels);
+  if (!eval.ok()) return Fail(eval.status(), kUsageError);
+  p->labels = std::move(*labels);
+  p->start = std::move(*start);
+  p->eval = std::move(*eval);
+
+  auto start_model = StudentModel::FromBytes(p->start);
+  if (!start_model.ok()) return Fail(start_model.status());
+  auto start_detector = (*start_model)->MakeDetector(config.job.inference);
+  if (!start_detector.ok()) return Fail(start_detector.status());
+  StreamSpec spec{config.job.video, config.job.train_frames.begin, config.job.train_frames.end, &p->labels,
+                  config.job.student.input_width * 5 / 4, config.upload};
+  std::unique_ptr<ProgressLine> replay_progress;
+  auto stream = ReplayStream(spec, **start_detector, [&](int64_t done, int64_t total) {
+    if (!replay_progress) replay_progress = std::make_unique<ProgressLine>("stream", total);
+    replay_progress->Update(done);
+  });
+  if (replay_progress) replay_progress->Finish();
+  if (!stream.ok()) return Fail(stream.status(), kUsageError);
+  p->stream = std::move(*stream);
+  const int64_t n = p->stream.frames.size();
+  std::printf("stream    %s frames [%lld, %lld): %lld frames, %.1f s at %.1f fps; start student %.2f ms/frame\n",
+              config.name.c_str(), static_cast<long long>(config.job.train_frames.begin),
+              static_cast<long long>(config.job.train_frames.end), static_cast<long long>(n), p->stream.duration_s(),
+              p->stream.fps, p->stream.student_ms);
+  auto start_eval = FineTuneAndEvaluate(p->start, {}, training, config.job.inference, p->eval);
+  if (!start_eval.ok()) return Fail(start_eval.status());
+  p->start_eval = *start_eval;
+  std::printf("start     held-out mAP50 %.3f, mAP50-95 %.3f\n", start_eval->map50, start_eval->map50_95);
+  return 0;
+}
+
+
+int RunStrategyGrid(const Flags& flags, const Prepared& p) {
+  const BenchConfig& config = p.config;
+  const BenchGrid& grid = p.grid;
+  const TrainerOptions& training = p.training;
+  const int64_t n = p.stream.frames.size();
+  std::vector<RunSpec> runs;
+  for (int seed = 1; seed <= grid.seeds; ++seed) {
+    if (grid.all_frames_baseline) runs.push_back({"all_frames", static_cast<int>(n), static_cast<uint64_t>(seed)});
+    for (int budget : grid.budgets)
+      for (const std::string& strategy : grid.strategies)
+        runs.push_back({strategy, budget, static_cast<uint64_t>(seed)});
+  }
+  const std::string csv_path = flags.out + "/strategies.csv";
+  std::vector<RunRow> rows = flags.resume ? ReadRows(csv_path) : std::vector<RunRow>{};
+  std::set<std::tuple<std::string, int, uint64_t>> done;
+  for (const RunRow& r : rows) done.insert({r.strategy, r.budget, r.seed});
+  {
+    std::ofstream csv(csv_path, std::ios::trunc);
+    csv << kStrategiesCsvHeader << "\n";
+    for (const RunRow& r : rows) csv << CsvLine(r) << "\n";
+  }
+  std::ofstream csv(csv_path, std::ios::app);
+
+  std::printf("runs      %zu (%zu done before), %d fine-tuning steps of batch %d each\n", runs.size(), done.size(),
+              training.total_steps, training.batch_size);
+
+  ProgressLine progress("runs", runs.size(), stdout);
+  int64_t finished = 0;
+  for (const RunSpec& run : runs) {
+    ++finished;
+    if (done.count({run.strategy, run.budget, run.seed})) continue;
+    RunRow row{run.strategy, run.budget, run.seed};
+    Sampled sampled;
+    if (run.strategy == "all_frames") {
+      for (int64_t i = 0; i < n; ++i) {
+        sampled.positions.push_back(i);
+        sampled.uplink_bytes += p.stream.frames[i].uplink_bytes;
+      }
+    } else {
+      auto s = SampleStream(p.stream, RunSamplerOptions(config.sampling, run.strategy, run.budget, run.seed, n,
+                                                       p.stream.duration_s()));
+      if (!s.ok()) return Fail(s.status());
+      sampled = std::move(*s);
+    }
+    std::vector<TrainingSample> samples;
+    for (size_t position : sampled.positions) samples.push_back(p.stream.frames[position].sample);
+    TrainerOptions run_training = training;
+    run_training.seed = run.seed;
+    auto result = FineTuneAndEvaluate(p.start, samples, run_training, config.job.inference, p.eval);
+    if (!result.ok()) return Fail(result.status());
+    row.map50 = result->map50;
+    row.map50_95 = result->map50_95;
+    row.queried = sampled.positions.size();
+    row.uplink_bytes = sampled.uplink_bytes;
+    row.sampler_us_per_frame = sampled.sampler_us_per_frame;
+    rows.push_back(row);
+    csv << CsvLine(row) << std::endl;
+    char detail[128];
+    std::snprintf(detail, sizeof(detail), "%s %d seed %llu: %lld sent, mAP50 %.3f", run.strategy.c_str(), run.budget,
+                  static_cast<unsigned long long>(run.seed), static_cast<long long>(row.queried), row.map50);
+    progress.Update(finished, detail);
+  }
+  progress.Finish();
+
+  const std::string title = config.name + ": " + std::to_string(n) + "-frame stream, " +
+                            std::to_string(training.total_steps) + " steps per run";
+  std::string markdown = StrategiesMarkdown(title, rows, p.stream.duration_s(), p.stream.student_ms);
+  char start_line[160];
+  std::snprintf(start_line, sizeof(start_line), "\nStart student (before any queried frame): mAP50 %.3f, mAP50-95 %.3f.\n",
+                p.start_eval.map50, p.start_eval.map50_95);
+  markdown += start_line;
+  std::ofstream(flags.out + "/strategies.md") << markdown;
+  std::printf("\n%s\n", markdown.c_str());
+  Status plotted = PlotStrategies(flags.out, "strategies", title, rows);
+  if (!plotted.ok()) std::fprintf(stderr, "streamdistill-bench: warning: %s\n", plotted.message().c_str());
+
+  nlohmann::json summary = {{"stream", config.name},
+                            {"runs", rows.size()},
+                            {"frames", n},
+                            {"steps", training.total_steps},
+                            {"start_map50", p.start_eval.map50},
+                            {"csv", csv_path},
+                            {"table", flags.out + "/strategies.md"},
+                            {"plot", plotted.ok() ? flags.out + "/strategies.png" : ""}};
+  std::printf("%s\n", summary.dump().c_str());
+  return 0;
+}
+
+int RunUpdateGrid(const Flags& flags, const Prepared& p) {
+  const BenchConfig& config = p.config;
+  const UpdateGrid& grid = config.updates;
+  const int64_t n = p.stream.frames.size();
+  const int seeds = flags.seeds > 0 ? flags.seeds : (flags.quick ? 1 : grid.seeds);
+  struct Spec {
+    std::string encoding;
+    double fraction;
+    uint64_t seed;
+  };
+  std::vector<Spec> runs;
+  for (int seed = 1; seed <= seeds; ++seed)
+    for (const std::string& encoding : grid.encodings) {
+      if (encoding != "sparse") {
+        runs.push_back({encoding, 1.0, static_cast<uint64_t>(seed)});
+        continue;
+      }
+      for (double f : grid.fractions) runs.push_back({encoding, f, static_cast<uint64_t>(seed)});
+    }
+  const int iterations = flags.quick ? std::max(1, grid.iterations / 4) : grid.iterations;
+  std::printf("updates   %zu runs: %s sends %d frames, a round of %d steps after every %d\n", runs.size(),
+              grid.strategy.c_str(), grid.budget, iterations, grid.round_every);
+  const std::string csv_path = flags.out + "/updates.csv";
+  std::ofstream csv(csv_path, std::ios::trunc);
+  csv << kUpdatesCsvHeader << "\n";
+  std::vector<UpdateRow> rows;
+  ProgressLine progress("runs", runs.size(), stdout);
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const Spec& run = runs[i];
+    auto sampled = SampleStream(p.stream, RunSamplerOptions(config.sampling, grid.strategy, grid.budget, run.seed, n,
+                                                            p.stream.duration_s()));
+    if (!sampled.ok()) return Fail(sampled.status());
+    std::vector<TrainingSample> received;
+    for (size_t position : sampled->positions) received.push_back(p.stream.frames[position].sample);
+    UpdateRunOptions options;
+    options.policy.encoding = run.encoding;
+    options.policy.sparse_fraction = run.encoding == "sparse" ? run.fraction : 0.05;
+    options.policy.zstd = grid.zstd;
+    options.round_every = grid.round_every;
+    options.iterations = iterations;
+    options.replay_frames = grid.replay_frames;
+    options.chunk_bytes = grid.chunk_bytes;
+    options.trainer = p.config.job.training;
+    options.trainer.seed = run.seed;
+    auto result = ReplayUpdates(p.start, received, options, config.job.inference, p.eval);
+    if (!result.ok()) return Fail(result.status());
+    UpdateRow row{run.encoding, run.fraction, run.seed, result->map50, result->map50_95, result->downlink_bytes,
+                  result->updates};
+    rows.push_back(row);
+    csv << CsvLine(row) << std::endl;
+    char detail[128];
+    std::snprintf(detail, sizeof(detail), "%s %.2f seed %llu: %d updates, %lld bytes, mAP50 %.3f", run.encoding.c_str(),
+                  run.fraction, static_cast<unsigned long long>(run.seed), row.updates,
+                  static_cast<long long>(row.downlink_bytes), row.map50);
+    progress.Update(i + 1, detail);
+  }
+  progress.Finish();
+  const std::string title = config.name + ": " + grid.strategy + " " + std::to_string(grid.budget) +
+                            " frames, a round of " + std::to_string(iterations) + " steps per " +
+                            std::to_string(grid.round_every) + " frames";
+  const std::string markdown = UpdatesMarkdown(title, rows, p.stream.duration_s());
+  std::ofstream(flags.out + "/updates.md") << markdown;
+  std::printf("\n%s\n", markdown.c_str());
+  Status plotted = PlotUpdates(flags.out, title, rows);
+  if (!plotted.ok()) std::fprintf(stderr, "streamdistill-bench: warning: %s\n", plotted.message().c_str());
+  nlohmann::json summary = {{"stream", config.name}, {"runs", rows.size()}, {"csv", csv_path},
+                            {"table", flags.out + "/updates.md"},
+                            {"plot", plotted.ok() ? flags.out + "/updates.png" : ""}};
+  std::printf("%s\n", summary.dump().c_str());
+  return 0;
+}
+
+int Run(const Flags& flags) {
+  Prepared prepared;
+  if (int code = Prepare(flags, &prepared); code != 0) return code;
+  return flags.updates ? RunUpdateGrid(flags, prepared) : RunStrategyGrid(flags, prepared);
+}
+
+}  // namespace
+}  // namespace sd
+
+int main(int argc, char** argv) {
+  CLI::App app{"streamdistill-bench: sampling strategies x budgets x seeds, replayed offline"};
+  sd::Flags flags;
+  app.add_option("--config", flags.config, "YAML bench config (configs/bench_vtest.yaml, configs/bench_drift.yaml)")
+      ->required();
+  app.add_option("--out", flags.out, "output folder (strategies.csv, strategies.md, strategies.png)");
+  app.add_flag("--quick", flags.quick, "the config's quick grid: a smoke test in minutes");
+  app.add_flag("--updates", flags.updates,
+               "the update-encoding grid (OUT/updates.csv, .md, .png) instead of the strategy grid");
+  app.add_flag("--resume", flags.resume, "keep the runs already in OUT/strategies.csv and do the rest");
+  app.add_option("--strategies", flags.strategies, "override the grid's strategies")->delimiter(',');
+  app.add_option("--budgets", flags.budgets, "override the grid's budgets")->delimiter(',');
+  app.add_option("--seeds", flags.seeds, "override the grid's seed count");
+  app.add_option("--steps", flags.steps, "override the fine-tuning steps per run");
+  if (auto exit_code = sd::ParseToolCommandLine(app, argc, argv)) return *exit_code;
+  return sd::Run(flags);
+}

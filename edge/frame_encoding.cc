@@ -1,0 +1,41 @@
+#include "edge/frame_encoding.h"
+
+#include <vector>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "streamdistill.pb.h"
+
+namespace sd {
+
+StatusOr<std::string> EncodeSampledFrame(const cv::Mat& bgr, int64_t frame_index, double capture_time_s,
+                                         const StudentOutput& student, uint64_t model_version,
+                                         const FrameEncodingOptions& options) {
+  cv::Mat image = bgr;
+  if (options.max_width > 0 && image.cols > options.max_width) {
+    const double scale = static_cast<double>(options.max_width) / image.cols;
+    cv::resize(bgr, image, cv::Size(), scale, scale, cv::INTER_AREA);
+  }
+  std::vector<uchar> jpeg;
+  if (!cv::imencode(".jpg", image, jpeg, {cv::IMWRITE_JPEG_QUALITY, options.jpeg_quality}))
+    return Status::Internal("JPEG encoding failed for frame " + std::to_string(frame_index));
+  streamdistill::v1::SampledFrame message;
+  message.set_frame_index(frame_index);
+  message.set_capture_time_s(capture_time_s);
+  message.set_jpeg(jpeg.data(), jpeg.size());
+  message.set_source_width(bgr.cols);
+  message.set_source_height(bgr.rows);
+  message.set_image_score(ImageScore(student.detections, options.aggregate).value_or(0.0f));
+  for (float v : student.embedding) message.add_embedding(v);
+  message.set_model_version(model_version);
+  // A frame the link can never carry would sit at the head of the spool forever.
+  const size_t limit = static_cast<size_t>(options.max_message_bytes) - 1024;
+  if (message.ByteSizeLong() > limit)
+    return Status::ResourceExhausted("frame " + std::to_string(frame_index) + " encodes to " +
+                                     std::to_string(message.ByteSizeLong()) + " bytes, over the link's limit of " +
+                                     std::to_string(limit) + " (lower upload.max_width or jpeg_quality)");
+  return message.SerializeAsString();
+}
+
+}  // namespace sd

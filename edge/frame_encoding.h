@@ -1,0 +1,30 @@
+// The SampledFrame message an edge sends for a frame the sampler chose: the frame resized and
+// JPEG-encoded as configured, with the student's image score and embedding. The benchmark
+// builds the same message to count uplink bytes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <opencv2/core.hpp>
+
+#include "common/status.h"
+#include "common/student.h"
+#include "edge/sampler.h"
+
+namespace sd {
+
+struct FrameEncodingOptions {
+  int jpeg_quality = 80;
+  int max_width = 0;                  // wider frames are shrunk (aspect kept); 0: source size
+  int max_message_bytes = 8 << 20;    // the link's message limit
+  ScoreAggregate aggregate = ScoreAggregate::kMax;  // how the image score is formed
+};
+
+// The serialized message, its sequence unset (the spool assigns it). ResourceExhausted when
+// it would not fit the link's limit (with room for the stream's framing).
+StatusOr<std::string> EncodeSampledFrame(const cv::Mat& bgr, int64_t frame_index, double capture_time_s,
+                                         const StudentOutput& student, uint64_t model_version,
+                                         const FrameEncodingOptions& options);
+
+}  // namespace sd

@@ -1,0 +1,220 @@
+// streamdistill-bench: the per-run sampler options, the replay's sampling on crafted streams,
+// the report, and the binary end to end on a tiny synthetic stream.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <set>
+#include <string>
+
+#include "bench/replay.h"
+#include "bench/report.h"
+#include "bench/update_replay.h"
+#include "tests/run_binary.h"
+#include "tests/scoped_temp_dir.h"
+
+namespace sd {
+namespace {
+
+// A stream of n frames at 10 fps: frame i has one detection of score scores[i % size] and a
+// one-hot embedding of dimension dims at position i % dims.
+Stream CraftedStream(int n, const std::vector<float>& scores, int dims) {
+  Stream stream;
+  stream.fps = 10;
+  for (int i = 0; i < n; ++i) {
+    StreamFrame f;
+    f.index = 1000 + i;
+    f.time_s = i / 10.0;
+    f.student.detections.push_back({Box{0, 0, 10, 10}, scores[i % scores.size()], 0});
+    f.student.embedding.assign(dims, 0.0f);
+    f.student.embedding[i % dims] = 1.0f;
+    f.uplink_bytes = 100 + i;
+    f.sample.boxes.push_back({Box{0, 0, 10, 10}, 1.0f, 0});
+    stream.frames.push_back(std::move(f));
+  }
+  return stream;
+}
+
+TEST(BenchSamplerOptionsTest, BudgetSpreadOverTheStream) {
+  SamplerOptions base;
+  SamplerOptions u = RunSamplerOptions(base, "uniform", 50, 3, 600, 60);
+  EXPECT_EQ(u.strategy, "uniform");
+  EXPECT_EQ(u.budget_total, 50);
+  EXPECT_DOUBLE_EQ(u.budget_per_minute, 50);
+  EXPECT_EQ(u.uniform_every, 12);
+  EXPECT_EQ(u.seed, 3u);
+  SamplerOptions top = RunSamplerOptions(base, "top_confidence", 60, 1, 600, 60);
+  EXPECT_NEAR(*top.percentile, 100 * (1 - kWishSlack * 0.1), 1e-9);
+  SamplerOptions least = RunSamplerOptions(base, "least_confidence", 60, 1, 600, 60);
+  EXPECT_NEAR(*least.percentile, 100 * kWishSlack * 0.1, 1e-9);
+  SamplerOptions random = RunSamplerOptions(base, "random", 60, 1, 600, 120);
+  EXPECT_NEAR(random.uniform_probability, kWishSlack * 0.1, 1e-9);
+  EXPECT_DOUBLE_EQ(random.budget_per_minute, 30);
+  SamplerOptions ams = RunSamplerOptions(base, "ams_adaptive", 60, 1, 600, 60);
+  EXPECT_DOUBLE_EQ(ams.ams_initial_rate, 1.0);
+  EXPECT_LT(ams.ams_min_rate, ams.ams_initial_rate);
+  EXPECT_GT(ams.ams_max_rate, ams.ams_initial_rate);
+  for (const char* s : {"uniform", "random", "first_n", "top_confidence", "least_confidence", "diversity",
+                        "top_confidence_diversity", "ams_adaptive"})
+    EXPECT_TRUE(RunSamplerOptions(base, s, 200, 1, 600, 60).Validate().ok()) << s;
+}
+
+TEST(BenchSampleStreamTest, EveryStrategyStaysWithinItsBudgetAndCountsItsBytes) {
+  const Stream stream = CraftedStream(600, {0.2f, 0.9f, 0.5f, 0.7f, 0.35f}, 40);
+  SamplerOptions base;
+  base.warmup_frames = 20;
+  for (const char* s : {"uniform", "random", "first_n", "top_confidence", "least_confidence", "diversity",
+                        "top_confidence_diversity", "ams_adaptive"}) {
+    for (int budget : {25, 100}) {
+      auto sampled = SampleStream(stream, RunSamplerOptions(base, s, budget, 1, 600, 60));
+      ASSERT_TRUE(sampled.ok()) << s << ": " << sampled.status().message();
+      EXPECT_LE(sampled->positions.size(), static_cast<size_t>(budget)) << s;
+      // AMS lowers its rate while consecutive teacher labels agree, as they all do here.
+      if (std::string(s) != "ams_adaptive")
+        EXPECT_GE(sampled->positions.size(), static_cast<size_t>(budget / 2)) << s << " " << budget;
+      std::set<size_t> unique(sampled->positions.begin(), sampled->positions.end());
+      EXPECT_EQ(unique.size(), sampled->positions.size()) << s << ": a frame sent twice";
+      int64_t bytes = 0;
+      for (size_t p : sampled->positions) {
+        ASSERT_LT(p, stream.frames.size());
+        bytes += stream.frames[p].uplink_bytes;
+      }
+      EXPECT_EQ(sampled->uplink_bytes, bytes) << s;
+      EXPECT_GT(sampled->sampler_us_per_frame, 0) << s;
+    }
+  }
+}
+
+TEST(BenchSampleStreamTest, FirstNTakesTheHeadAndTopConfidenceTheHighScores) {
+  const Stream stream = CraftedStream(300, {0.2f, 0.9f, 0.5f, 0.7f, 0.35f}, 16);
+  SamplerOptions base;
+  base.warmup_frames = 10;
+  auto first = SampleStream(stream, RunSamplerOptions(base, "first_n", 20, 1, 300, 30));
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(first->positions.size(), 20u);
+  for (size_t i = 0; i < 20; ++i) EXPECT_EQ(first->positions[i], i);
+  auto ams = SampleStream(stream, RunSamplerOptions(base, "ams_adaptive", 60, 1, 300, 30));
+  ASSERT_TRUE(ams.ok());
+  EXPECT_LT(ams->positions.size(), 45u) << "identical labels: AMS should slow down";
+  auto top = SampleStream(stream, RunSamplerOptions(base, "top_confidence", 20, 1, 300, 30));
+  ASSERT_TRUE(top.ok());
+  ASSERT_FALSE(top->positions.empty());
+  for (size_t p : top->positions) EXPECT_FLOAT_EQ(stream.frames[p].student.detections[0].score, 0.9f);
+}
+
+TEST(BenchReportTest, SpreadCsvAndMarkdown) {
+  const Spread s = SpreadOf({0.5, 0.7, 0.9});
+  EXPECT_NEAR(s.mean, 0.7, 1e-12);
+  EXPECT_NEAR(s.stddev, 0.2, 1e-12);
+  EXPECT_EQ(SpreadOf({0.4}).stddev, 0);
+  RunRow row{"uniform", 25, 2, 0.61234, 0.3, 25, 123456};
+  EXPECT_EQ(CsvLine(row), "uniform,25,2,0.6123,0.3000,25,123456");
+  EXPECT_EQ(std::string(kStrategiesCsvHeader), "strategy,budget,seed,map50,map50_95,queried,uplink_bytes");
+  std::vector<RunRow> rows = {row, {"uniform", 25, 1, 0.4, 0.2, 25, 100000}, {"all_frames", 600, 1, 0.9, 0.5, 600, 1}};
+  const std::string md = StrategiesMarkdown("t", rows, 60, 6.0);
+  EXPECT_NE(md.find("| uniform | 0.506 ± 0.150"), std::string::npos) << md;
+  EXPECT_NE(md.find("All 600 frames (baseline): mAP50 0.900"), std::string::npos) << md;
+  EXPECT_NE(md.find("25 fr, 15 kbit/s"), std::string::npos) << md;  // 111728 bytes * 8 / 60 s
+}
+
+// The binary on a tiny synthetic stream: every file it promises, and --resume adds nothing.
+TEST(BenchCliTest, TinySyntheticGridWritesCsvTableAndResumes) {
+  testing::ScopedTempDir dir("sd_bench");
+  const std::string config = dir.File("tiny.yaml");
+  std::ofstream(config) << R"(name: tiny
+video: "synthetic:seed=2,frames=160,classes=1,width=128,height=96"
+train_frames: [0, 120]
+eval_frames: [120, 160]
+threads: 2
+labels: ground_truth
+student: {input_width: 128, input_height: 96, classes: 1, channels: [8, 8, 16, 16, 32]}
+inference: {score_threshold: 0.3}
+training: {steps: 3, batch_size: 2, warmup_steps: 1}
+pretrain: {frames: 2, training: {steps: 3, batch_size: 2, warmup_steps: 1}}
+sampling: {warmup_frames: 5, window_frames: 50}
+grid: {strategies: [uniform, top_confidence_diversity], budgets: [10], seeds: 2}
+)";
+  const std::string out = dir.File("out");
+  auto run = testing::RunBinary("streamdistill-bench", "--config " + config + " --out " + out, 120);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  std::ifstream csv(out + "/strategies.csv");
+  std::string line;
+  std::getline(csv, line);
+  EXPECT_EQ(line, kStrategiesCsvHeader);
+  int rows = 0;
+  while (std::getline(csv, line)) ++rows;
+  EXPECT_EQ(rows, 6);  // (baseline + 2 strategies) x 2 seeds
+  EXPECT_TRUE(std::filesystem::exists(out + "/strategies.md"));
+  EXPECT_TRUE(std::filesystem::exists(out + "/start.sdw"));
+  EXPECT_NE(run.output.find("\"runs\":6"), std::string::npos) << run.output;
+
+  auto resumed = testing::RunBinary("streamdistill-bench", "--config " + config + " --out " + out + " --resume", 120);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("6 done before"), std::string::npos) << resumed.output;
+  EXPECT_NE(resumed.output.find("(reused)"), std::string::npos) << resumed.output;
+}
+
+// --updates: the server's rounds under each encoding; sparse deltas cost a fraction of full
+// models and the edge lands on the server's weights after every one (or the run fails).
+TEST(BenchCliTest, UpdateGridWritesCsvAndSparseIsSmallerThanFull) {
+  testing::ScopedTempDir dir("sd_bench");
+  const std::string config = dir.File("tiny.yaml");
+  std::ofstream(config) << R"(video: "synthetic:seed=2,frames=160,classes=1,width=128,height=96"
+train_frames: [0, 120]
+eval_frames: [120, 160]
+labels: ground_truth
+student: {input_width: 128, input_height: 96, classes: 1, channels: [8, 8, 16, 16, 32]}
+training: {steps: 3, batch_size: 2, warmup_steps: 1}
+pretrain: {frames: 2, training: {steps: 3, batch_size: 2, warmup_steps: 1}}
+sampling: {warmup_frames: 5, window_frames: 50}
+updates: {strategy: uniform, budget: 20, round_every: 10, iterations: 2, encodings: [full_fp32, int8, sparse],
+          fractions: [0.05], seeds: 1}
+)";
+  const std::string out = dir.File("out");
+  auto run = testing::RunBinary("streamdistill-bench", "--config " + config + " --out " + out + " --updates", 120);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  std::ifstream csv(out + "/updates.csv");
+  std::string line;
+  std::getline(csv, line);
+  EXPECT_EQ(line, kUpdatesCsvHeader);
+  std::map<std::string, int64_t> downlink;
+  while (std::getline(csv, line)) {
+    std::stringstream fields(line);
+    std::string encoding, fraction, seed, map50, bytes, updates;
+    std::getline(fields, encoding, ',');
+    std::getline(fields, fraction, ',');
+    std::getline(fields, seed, ',');
+    std::getline(fields, map50, ',');
+    std::getline(fields, bytes, ',');
+    std::getline(fields, updates, ',');
+    EXPECT_EQ(updates, "2") << line;
+    downlink[encoding] = std::stoll(bytes);
+  }
+  ASSERT_EQ(downlink.size(), 3u);
+  EXPECT_LT(downlink["sparse"] * 4, downlink["full_fp32"]);
+  EXPECT_LT(downlink["int8"], downlink["full_fp32"]);
+  EXPECT_TRUE(std::filesystem::exists(out + "/updates.md"));
+}
+
+TEST(BenchUpdateWireBytesTest, CountsEveryChunkWithItsHeader) {
+  const std::string payload(10000, 'x');
+  const int64_t one = UpdateWireBytes(1, 2, "sparse", payload, 1 << 20);
+  const int64_t three = UpdateWireBytes(1, 2, "sparse", payload, 4096);
+  EXPECT_GT(one, 10000 + 5);
+  EXPECT_LT(one, 10000 + 120);
+  EXPECT_GT(three, one + 2 * 5);  // two more messages, each with its header and fields
+}
+
+TEST(BenchCliTest, BrokenConfigNamesTheKeyAndExitsTwo) {
+  testing::ScopedTempDir dir("sd_bench");
+  const std::string config = dir.File("bad.yaml");
+  std::ofstream(config) << "video: synthetic:frames=10\nlabels: ground_truth\nstudent: {}\ngrid: {strategies: [psychic]}\n";
+  auto run = testing::RunBinary("streamdistill-bench", "--config " + config + " --out " + dir.File("o"));
+  EXPECT_EQ(run.exit_code, 2) << run.output;
+  EXPECT_NE(run.output.find("psychic"), std::string::npos) << run.output;
+}
+
+}  // namespace
+}  // namespace sd
