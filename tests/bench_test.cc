@@ -127,7 +127,7 @@ TEST(BenchCliTest, TinySyntheticGridWritesCsvTableAndResumes) {
 video: "synthetic:seed=2,frames=160,classes=1,width=128,height=96"
 train_frames: [0, 120]
 eval_frames: [120, 160]
-threads: 2
+threads: 1
 labels: ground_truth
 student: {input_width: 128, input_height: 96, classes: 1, channels: [8, 8, 16, 16, 32]}
 inference: {score_threshold: 0.3}
@@ -137,7 +137,7 @@ sampling: {warmup_frames: 5, window_frames: 50}
 grid: {strategies: [uniform, top_confidence_diversity], budgets: [10], seeds: 2}
 )";
   const std::string out = dir.File("out");
-  auto run = testing::RunBinary("streamdistill-bench", "--config " + config + " --out " + out, 120);
+  auto run = testing::RunBinary("streamdistill-bench", "--config " + config + " --out " + out, 300);
   ASSERT_EQ(run.exit_code, 0) << run.output;
   std::ifstream csv(out + "/strategies.csv");
   std::string line;
@@ -150,7 +150,7 @@ grid: {strategies: [uniform, top_confidence_diversity], budgets: [10], seeds: 2}
   EXPECT_TRUE(std::filesystem::exists(out + "/start.sdw"));
   EXPECT_NE(run.output.find("\"runs\":6"), std::string::npos) << run.output;
 
-  auto resumed = testing::RunBinary("streamdistill-bench", "--config " + config + " --out " + out + " --resume", 120);
+  auto resumed = testing::RunBinary("streamdistill-bench", "--config " + config + " --out " + out + " --resume", 300);
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_NE(resumed.output.find("6 done before"), std::string::npos) << resumed.output;
   EXPECT_NE(resumed.output.find("(reused)"), std::string::npos) << resumed.output;
@@ -164,6 +164,7 @@ TEST(BenchCliTest, UpdateGridWritesCsvAndSparseIsSmallerThanFull) {
   std::ofstream(config) << R"(video: "synthetic:seed=2,frames=160,classes=1,width=128,height=96"
 train_frames: [0, 120]
 eval_frames: [120, 160]
+threads: 1
 labels: ground_truth
 student: {input_width: 128, input_height: 96, classes: 1, channels: [8, 8, 16, 16, 32]}
 training: {steps: 3, batch_size: 2, warmup_steps: 1}
@@ -173,7 +174,7 @@ updates: {strategy: uniform, budget: 20, round_every: 10, iterations: 2, encodin
           fractions: [0.05], seeds: 1}
 )";
   const std::string out = dir.File("out");
-  auto run = testing::RunBinary("streamdistill-bench", "--config " + config + " --out " + out + " --updates", 120);
+  auto run = testing::RunBinary("streamdistill-bench", "--config " + config + " --out " + out + " --updates", 300);
   ASSERT_EQ(run.exit_code, 0) << run.output;
   std::ifstream csv(out + "/updates.csv");
   std::string line;
