@@ -137,7 +137,7 @@ sampling: {warmup_frames: 5, window_frames: 50}
 grid: {strategies: [uniform, top_confidence_diversity], budgets: [10], seeds: 2}
 )";
   const std::string out = dir.File("out");
-  auto run = testing::RunBinary("streamdistill-bench", "--config " + config + " --out " + out, 300);
+  auto run = testing::RunBinary("streamdistill-bench", "--config " + config + " --out " + out, 120);
   ASSERT_EQ(run.exit_code, 0) << run.output;
   std::ifstream csv(out + "/strategies.csv");
   std::string line;
@@ -150,7 +150,7 @@ grid: {strategies: [uniform, top_confidence_diversity], budgets: [10], seeds: 2}
   EXPECT_TRUE(std::filesystem::exists(out + "/start.sdw"));
   EXPECT_NE(run.output.find("\"runs\":6"), std::string::npos) << run.output;
 
-  auto resumed = testing::RunBinary("streamdistill-bench", "--config " + config + " --out " + out + " --resume", 300);
+  auto resumed = testing::RunBinary("streamdistill-bench", "--config " + config + " --out " + out + " --resume", 120);
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_NE(resumed.output.find("6 done before"), std::string::npos) << resumed.output;
   EXPECT_NE(resumed.output.find("(reused)"), std::string::npos) << resumed.output;
@@ -174,7 +174,7 @@ updates: {strategy: uniform, budget: 20, round_every: 10, iterations: 2, encodin
           fractions: [0.05], seeds: 1}
 )";
   const std::string out = dir.File("out");
-  auto run = testing::RunBinary("streamdistill-bench", "--config " + config + " --out " + out + " --updates", 300);
+  auto run = testing::RunBinary("streamdistill-bench", "--config " + config + " --out " + out + " --updates", 120);
   ASSERT_EQ(run.exit_code, 0) << run.output;
   std::ifstream csv(out + "/updates.csv");
   std::string line;
