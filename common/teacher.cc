@@ -1,5 +1,6 @@
 #include "common/teacher.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
@@ -107,6 +108,15 @@ Status CheckFrame(const cv::Mat& bgr) {
                                    std::to_string(bgr.channels()) + " channels");
   }
   return Status::Ok();
+}
+
+cv::Mat PadToAtLeast(const cv::Mat& bgr, cv::Size min_size) {
+  const int bottom = std::max(0, min_size.height - bgr.rows);
+  const int right = std::max(0, min_size.width - bgr.cols);
+  if (bottom == 0 && right == 0) return bgr;
+  cv::Mat padded;
+  cv::copyMakeBorder(bgr, padded, 0, bottom, 0, right, cv::BORDER_CONSTANT, cv::Scalar(114, 114, 114));
+  return padded;
 }
 
 Status WarmUp(Teacher* teacher, const TeacherOptions& options) {

@@ -18,7 +18,9 @@ class DpmTeacher : public Teacher {
     SD_RETURN_IF_ERROR(CheckFrame(bgr));
     std::vector<cv::dpm::DPMDetector::ObjectDetection> objects;
     try {
-      cv::Mat image = bgr;  // detect() takes a non-const Mat; the header copy keeps ours intact
+      // detect() takes a non-const Mat; the header copy keeps ours intact. Tiny frames are
+      // padded, as for HOG: the cascade's pyramid assumes room for its root filter.
+      cv::Mat image = PadToAtLeast(bgr, cv::Size(64, 128));
       detector_->detect(image, objects);
     } catch (const cv::Exception& e) {
       return Status::Internal("dpm teacher (" + options_.model_path + "): detect failed: " + e.err);

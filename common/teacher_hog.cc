@@ -12,19 +12,26 @@ namespace {
 
 class HogTeacher : public Teacher {
  public:
+  // The detection window (64x128) with room for detectMultiScale's own border handling;
+  // smaller frames made it read out of bounds.
+  static inline const cv::Size kMinFrame{64, 128};
+
   explicit HogTeacher(const TeacherOptions& options) : options_(options) {
     hog_.setSVMDetector(cv::HOGDescriptor::getDefaultPeopleDetector());
   }
 
   StatusOr<Detections> Label(const cv::Mat& bgr) override {
     SD_RETURN_IF_ERROR(CheckFrame(bgr));
+    // Small frames (a thumbnail, a narrow crop) are padded to the detector's minimum rather
+    // than refused: the frame is valid, it just cannot hold a detectable person.
+    const cv::Mat image = PadToAtLeast(bgr, kMinFrame);
     std::vector<cv::Rect> rects;
     std::vector<double> weights;
     try {
       // Full resolution on purpose: people in our footage are as small as 128 px tall, the
       // detector window. groupThreshold 0 returns the raw windows with their SVM weights,
       // which our own NMS then merges (OpenCV's grouping would discard the weights).
-      hog_.detectMultiScale(bgr, rects, weights, /*hitThreshold=*/0,
+      hog_.detectMultiScale(image, rects, weights, /*hitThreshold=*/0,
                             cv::Size(options_.hog_win_stride, options_.hog_win_stride),
                             /*padding=*/cv::Size(), options_.hog_scale, /*groupThreshold=*/0);
     } catch (const cv::Exception& e) {

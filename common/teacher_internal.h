@@ -24,6 +24,13 @@ Status CheckModelFile(const std::string& what, const std::string& path);
 // InvalidArgument unless `bgr` is a non-empty CV_8UC3 image.
 Status CheckFrame(const cv::Mat& bgr);
 
+// `bgr` grown to at least `min_size` by a mid-grey border on the right and bottom, so pixel
+// coordinates stay those of `bgr`; `bgr` itself (no copy) when it is large enough. OpenCV's
+// sliding-window detectors read out of bounds on frames smaller than their window (HOG's
+// detectMultiScale crashed the server on any frame under ~128 px tall), so they only ever
+// see padded frames; their boxes are clipped back to `bgr` afterwards.
+cv::Mat PadToAtLeast(const cv::Mat& bgr, cv::Size min_size);
+
 // Runs `teacher` once on a blank input-sized frame, so that a model that cannot run or whose
 // output does not fit the options fails at creation, with the model file named.
 Status WarmUp(Teacher* teacher, const TeacherOptions& options);

@@ -2,10 +2,12 @@
 
 #include <deque>
 #include <mutex>
+#include <optional>
 
 #include <spdlog/spdlog.h>
 
 #include "common/grpc_status.h"
+#include "server/edge_session.h"
 
 namespace sd {
 namespace {
@@ -13,35 +15,41 @@ namespace {
 using streamdistill::v1::EdgeMessage;
 using streamdistill::v1::ServerMessage;
 
-constexpr int64_t kFramingBytes = 5;  // gRPC's length prefix per message
-
 class EdgeStream;
 
-// The part of a stream that outlives its reactor: labelling callbacks and update listeners
-// hold it, and it forwards to the reactor only while the reactor is alive.
-class Outbox : public UpdateListener {
+// What a stream writes, in order, one write in flight. It outlives its reactor: labelling
+// callbacks and the core hold it, and it forwards to the reactor only while that is alive.
+class Outbox : public SessionOutput {
  public:
-  explicit Outbox(EdgeStream* stream, int chunk_bytes) : stream_(stream), chunk_bytes_(chunk_bytes) {}
-  void Push(ServerMessage message);
-  void OnUpdate(std::shared_ptr<const EncodedUpdate> update) override;
-  // Called by the reactor when a write completed; starts the next one.
-  void WriteDone(bool ok);
-  // Finish once everything queued has been written (or at once when a write failed).
-  void RequestFinish(grpc::Status status);
-  void Detach();  // the reactor is gone
+  Outbox(EdgeStream* stream, int chunk_bytes) : stream_(stream), chunk_bytes_(chunk_bytes) {}
+
+  void Send(ServerMessage message) override;
+  void SendUpdate(std::shared_ptr<const EncodedUpdate> update, std::shared_ptr<const EncodedUpdate> full) override;
+  void Close(const Status& status) override;
+  void SetByteCounter(std::function<void(int64_t)> counter) override;
+  bool WaitForBacklogBelow(size_t limit, std::function<void()> fn) override;
+
+  void WriteDone(bool ok);  // a write completed; starts the next one
+  void Detach();            // the reactor is gone
 
  private:
+  // Deltas queued behind each other beyond this are replaced by one full model.
+  static constexpr size_t kMaxQueuedUpdates = 4;
+
   void MaybeWriteLocked();
   bool NextMessageLocked(ServerMessage* out);
 
-  std::mutex mu_;  // guards everything below
+  std::mutex mu_;  // guards everything below; a leaf lock (nothing else is taken under it but the reactor's own)
   EdgeStream* stream_;
   const int chunk_bytes_;
+  std::function<void(int64_t)> count_bytes_;
   bool writing_ = false;
   bool broken_ = false;
   std::optional<grpc::Status> finish_;
   bool finished_ = false;
   std::deque<ServerMessage> messages_;
+  std::function<void()> drained_;  // waits for messages_ to shrink to drain_level_
+  size_t drain_level_ = 0;
   std::shared_ptr<const EncodedUpdate> sending_;  // the update being chunked out
   uint32_t next_chunk_ = 0;
   // Updates not yet started, in version order: a full model replaces everything before it;
@@ -53,194 +61,106 @@ class Outbox : public UpdateListener {
 class EdgeStream : public grpc::ServerBidiReactor<EdgeMessage, ServerMessage> {
  public:
   EdgeStream(ServerCore* core, grpc::CallbackServerContext* context)
-      : core_(core), context_(context),
-        outbox_(std::make_shared<Outbox>(this, core->config().update_chunk_bytes)) {
-    StartRead(&in_);
+      : outbox_(std::make_shared<Outbox>(this, core->config().update_chunk_bytes)),
+        session_(EdgeSession::Create(core, outbox_, context->peer(), [this] { ReadNext(); })) {
+    ReadNext();
   }
 
-  void Write(const ServerMessage* message) {
-    if (!device_id_.empty()) core_->CountBytes(device_id_, 0, message->ByteSizeLong() + kFramingBytes);
-    StartWrite(message);
-  }
+  void WriteMessage(const ServerMessage* message) { StartWrite(message); }
+  void FinishStream(const grpc::Status& status) { Finish(status); }
 
   void OnReadDone(bool ok) override {
-    if (!ok) {  // the edge closed its side or the stream broke
-      outbox_->RequestFinish(grpc::Status::OK);
+    if (!ok) {
+      session_->OnEndOfStream(/*malformed=*/!in_.has_update_result() || in_.update_result().message() != kReadMarker);
       return;
     }
-    if (!device_id_.empty()) core_->CountBytes(device_id_, in_.ByteSizeLong() + kFramingBytes, 0);
-    if (device_id_.empty()) {
-      HandleHello();
-      return;
-    }
-    switch (in_.kind_case()) {
-      case EdgeMessage::kFrame: HandleFrame(); return;
-      // Only a newer version helps: re-sending one the edge refused as not newer (its state
-      // outlived a wiped server) would loop.
-      case EdgeMessage::kModelRequest: SendLatest(/*only_if_newer=*/true, in_.model_request().have_version()); break;
-      case EdgeMessage::kUpdateResult:
-        if (in_.update_result().applied())
-          spdlog::info("device {}: serving version {}", device_id_, in_.update_result().version());
-        else
-          spdlog::warn("device {}: could not apply version {}: {}", device_id_, in_.update_result().version(),
-                       in_.update_result().message());
-        break;
-      case EdgeMessage::kHello:
-        outbox_->RequestFinish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "hello sent twice"));
-        return;
-      default: break;
-    }
-    StartRead(&in_);
+    if (session_->OnMessage(in_) == EdgeSession::Next::kRead) ReadNext();
   }
 
   void OnWriteDone(bool ok) override { outbox_->WriteDone(ok); }
 
+  // A stream paused for flow control has no operation that could fail: without this it
+  // would never finish, and a server shutdown would wait for it forever.
+  void OnCancel() override { session_->OnCancelled(); }
+
   void OnDone() override {
+    session_->Detach();  // after this no resume can reach us
     outbox_->Detach();
-    if (!device_id_.empty()) {
-      core_->Unsubscribe(device_id_, outbox_.get());
-      spdlog::info("device {}: stream closed", device_id_);
-    }
     delete this;
   }
 
  private:
-  void HandleHello() {
-    if (in_.kind_case() != EdgeMessage::kHello) {
-      outbox_->RequestFinish(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "the first message must be a hello"));
-      return;
-    }
-    const auto& hello = in_.hello();
-    Status auth = core_->Authenticate(hello.device_id(), hello.token(), hello.architecture());
-    if (!auth.ok()) {
-      spdlog::warn("rejected stream from {}: {}", context_->peer(), auth.ToString());
-      outbox_->RequestFinish(ToGrpcStatus(auth));
-      return;
-    }
-    device_id_ = hello.device_id();
-    core_->CountBytes(device_id_, in_.ByteSizeLong() + kFramingBytes, 0);
-    spdlog::info("device {}: connected from {} serving version {}", device_id_, context_->peer(), hello.model_version());
-    core_->Subscribe(device_id_, outbox_);
-    auto latest = core_->LatestUpdate(device_id_);
-    ServerMessage welcome;
-    welcome.mutable_welcome()->set_latest_version(latest.ok() && *latest ? (*latest)->new_version : 0);
-    welcome.mutable_welcome()->set_last_stored_sequence(core_->LastStoredSequence(device_id_));
-    welcome.mutable_welcome()->set_max_message_bytes(core_->config().max_message_bytes);
-    outbox_->Push(std::move(welcome));
-    if (latest.ok() && *latest) {
-      const EncodedUpdate& l = **latest;
-      if (l.new_version > hello.model_version() ||
-          (l.new_version == hello.model_version() && l.weights_checksum != hello.weights_checksum())) {
-        outbox_->OnUpdate(*latest);
-      } else if (l.new_version < hello.model_version()) {
-        spdlog::warn("device {}: serves version {}, newer than this server's {} (server state reset?); it keeps "
-                     "its model until the server publishes a newer one", device_id_, hello.model_version(),
-                     l.new_version);
-      }
-    }
+  // gRPC reports a half-close and a message that does not parse the same way (ok = false).
+  // Protobuf clears a message before parsing into it, so this marker survives only a
+  // half-close (or a cancelled stream, which sees no status anyway).
+  static constexpr char kReadMarker[] = "\x01streamdistill-read-marker";
+
+  void ReadNext() {
+    in_.Clear();
+    in_.mutable_update_result()->set_message(kReadMarker);
     StartRead(&in_);
   }
 
-  void SendLatest(bool only_if_newer, uint64_t have_version) {
-    auto latest = core_->LatestUpdate(device_id_);
-    if (!latest.ok() || !*latest) return;
-    if (only_if_newer && (*latest)->new_version <= have_version) return;
-    outbox_->OnUpdate(*latest);
-  }
-
-  void HandleFrame() {
-    const auto& frame = in_.frame();
-    FrameRecord meta;
-    meta.device_id = device_id_;
-    meta.sequence = frame.sequence();
-    meta.frame_index = frame.frame_index();
-    meta.capture_time_s = frame.capture_time_s();
-    meta.source_width = frame.source_width();
-    meta.source_height = frame.source_height();
-    meta.image_score = frame.image_score();
-    if (frame.sequence() == 0 || frame.jpeg().empty()) {
-      Ack(frame.sequence(), FrameOutcome{Status::InvalidArgument("frame without sequence or image")});
-      StartRead(&in_);
-      return;
-    }
-    pending_meta_ = meta;
-    pending_jpeg_ = frame.jpeg();
-    SubmitPending();
-  }
-
-  // Hands the held frame to the labellers; when their queue is full the stream stops
-  // reading until there is room (flow control reaches the edge through gRPC's window).
-  void SubmitPending() {
-    std::weak_ptr<Outbox> weak = outbox_;
-    std::string device = device_id_;
-    const uint64_t sequence = pending_meta_.sequence;
-    auto done = [weak, sequence](FrameOutcome outcome) {
-      auto outbox = weak.lock();
-      if (!outbox) return;
-      ServerMessage ack;
-      ack.mutable_ack()->set_sequence(sequence);
-      ack.mutable_ack()->set_code(GrpcCode(outcome.status));
-      ack.mutable_ack()->set_message(outcome.status.ok() ? "" : outcome.status.message());
-      ack.mutable_ack()->set_duplicate(outcome.duplicate);
-      ack.mutable_ack()->set_teacher_agreement(outcome.teacher_agreement);
-      outbox->Push(std::move(ack));
-    };
-    if (core_->TrySubmitFrame(device, pending_meta_, pending_jpeg_, done)) {
-      pending_jpeg_.clear();
-      StartRead(&in_);
-      return;
-    }
-    core_->OnLabelQueueSpace([this] { SubmitPending(); });
-  }
-
-  void Ack(uint64_t sequence, const FrameOutcome& outcome) {
-    ServerMessage ack;
-    ack.mutable_ack()->set_sequence(sequence);
-    ack.mutable_ack()->set_code(GrpcCode(outcome.status));
-    ack.mutable_ack()->set_message(outcome.status.message());
-    outbox_->Push(std::move(ack));
-  }
-
-  ServerCore* core_;
-  grpc::CallbackServerContext* context_;
   std::shared_ptr<Outbox> outbox_;
+  std::shared_ptr<EdgeSession> session_;
   EdgeMessage in_;
-  std::string device_id_;  // set once the hello is accepted
-  FrameRecord pending_meta_;
-  std::string pending_jpeg_;
 };
 
-void Outbox::Push(ServerMessage message) {
+void Outbox::Send(ServerMessage message) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (finished_ || broken_) return;
   messages_.push_back(std::move(message));
   MaybeWriteLocked();
 }
 
-void Outbox::OnUpdate(std::shared_ptr<const EncodedUpdate> update) {
+void Outbox::SendUpdate(std::shared_ptr<const EncodedUpdate> update, std::shared_ptr<const EncodedUpdate> full) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (finished_ || broken_) return;
   // One already being sent is finished first, so the edge never sees two updates interleaved.
   if (!pending_updates_.empty() && pending_updates_.back()->new_version >= update->new_version) return;  // stale
+  if (sending_ && sending_->new_version >= update->new_version && sending_->base_version == 0) return;  // on its way
   if (update->base_version == 0) pending_updates_.clear();  // a full model makes older ones moot
   pending_updates_.push_back(std::move(update));
+  // A client that does not read lets deltas pile up: one full model of the newest replaces them.
+  if (pending_updates_.size() > kMaxQueuedUpdates && full) pending_updates_.assign(1, std::move(full));
   MaybeWriteLocked();
+}
+
+void Outbox::Close(const Status& status) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!finish_) finish_ = ToGrpcStatus(status);
+  MaybeWriteLocked();
+}
+
+void Outbox::SetByteCounter(std::function<void(int64_t)> counter) {
+  std::lock_guard<std::mutex> lock(mu_);
+  count_bytes_ = std::move(counter);
+}
+
+bool Outbox::WaitForBacklogBelow(size_t limit, std::function<void()> fn) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (messages_.size() <= limit || finished_ || broken_) return false;
+  drain_level_ = limit / 2;
+  drained_ = std::move(fn);
+  return true;
 }
 
 void Outbox::WriteDone(bool ok) {
-  std::lock_guard<std::mutex> lock(mu_);
-  writing_ = false;
-  if (!ok) broken_ = true;
-  MaybeWriteLocked();
-}
-
-void Outbox::RequestFinish(grpc::Status status) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (!finish_) finish_ = std::move(status);
-  MaybeWriteLocked();
+  std::function<void()> drained;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    writing_ = false;
+    if (!ok) broken_ = true;
+    if (drained_ && (messages_.size() <= drain_level_ || broken_)) drained.swap(drained_);
+    MaybeWriteLocked();
+  }
+  if (drained) drained();  // resumes reading; outside the lock, it may send right away
 }
 
 void Outbox::Detach() {
   std::lock_guard<std::mutex> lock(mu_);
   stream_ = nullptr;
+  drained_ = nullptr;
 }
 
 bool Outbox::NextMessageLocked(ServerMessage* out) {
@@ -275,21 +195,19 @@ bool Outbox::NextMessageLocked(ServerMessage* out) {
 
 void Outbox::MaybeWriteLocked() {
   if (!stream_ || writing_ || finished_) return;
-  if (!broken_ && !finish_) {
-    if (NextMessageLocked(&current_)) {
-      writing_ = true;
-      stream_->Write(&current_);
-    }
-    return;
-  }
-  // Finishing: drain what is queued unless the stream broke, then finish exactly once.
+  // Finishing drains what is queued unless the stream broke, then finishes exactly once.
   if (!broken_ && NextMessageLocked(&current_)) {
     writing_ = true;
-    stream_->Write(&current_);
+    if (count_bytes_) count_bytes_(static_cast<int64_t>(current_.ByteSizeLong()));
+    stream_->WriteMessage(&current_);
     return;
   }
+  if (!broken_ && !finish_) return;  // idle, waiting for more to send
   finished_ = true;
-  stream_->Finish(finish_ ? *finish_ : grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream broken"));
+  messages_.clear();
+  pending_updates_.clear();
+  sending_.reset();
+  stream_->FinishStream(finish_ ? *finish_ : grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream broken"));
 }
 
 }  // namespace

@@ -65,16 +65,12 @@ bool LabelerPool::TrySubmit(LabelJob job, LabelCallback done) {
   return true;
 }
 
-void LabelerPool::OnSpace(std::function<void()> fn) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_) return;  // never gets room; dropping `fn` releases whatever it captured
-    if (static_cast<int>(queue_.size()) >= capacity_) {
-      space_waiters_.push_back(std::move(fn));
-      return;
-    }
-  }
-  fn();  // outside the lock: fn will usually call TrySubmit
+bool LabelerPool::WaitForSpace(std::function<void()> fn) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // Shutting down: there will never be room; dropping `fn` releases whatever it captured.
+  if (stopping_ || static_cast<int>(queue_.size()) < capacity_) return false;
+  space_waiters_.push_back(std::move(fn));
+  return true;
 }
 
 int LabelerPool::queued() const {
@@ -105,6 +101,9 @@ StatusOr<LabelResult> LabelerPool::Process(Teacher* teacher, const LabelJob& job
   LabelResult result;
   try {
     if (job.jpeg.empty()) return Status::InvalidArgument(what + ": empty JPEG");
+    // From the header, before decoding: a few hundred bytes can claim gigapixels.
+    auto size = CheckJpegSize(job.jpeg, job.limits);
+    if (!size.ok()) return size.status().WithContext(what);
     const cv::Mat bytes(1, static_cast<int>(job.jpeg.size()), CV_8UC1, const_cast<char*>(job.jpeg.data()));
     result.image = cv::imdecode(bytes, cv::IMREAD_COLOR);
     if (result.image.empty())

@@ -4,7 +4,7 @@
 // is not thread-safe, and loading one per job would be far too slow), decodes the frame,
 // optionally shrinks it, and labels it. The queue is bounded so that a burst of frames turns
 // into back-pressure on the streams instead of memory growth: TrySubmit refuses when full and
-// the caller holds on to its frame until OnSpace says there is room. Nothing is dropped.
+// the caller holds on to its frame until WaitForSpace says there is room. Nothing is dropped.
 #pragma once
 
 #include <condition_variable>
@@ -20,6 +20,7 @@
 #include <opencv2/core.hpp>
 
 #include "common/detection.h"
+#include "common/image_header.h"
 #include "common/status.h"
 #include "common/teacher.h"
 
@@ -30,6 +31,7 @@ struct LabelJob {
   uint64_t sequence = 0;
   std::string jpeg;
   int max_image_width = 0;  // wider frames are shrunk to this width (aspect kept); 0: keep
+  ImageLimits limits;       // larger JPEGs (by their header) are refused before decoding
 };
 
 struct LabelResult {
@@ -51,7 +53,7 @@ class LabelerPool {
   static StatusOr<std::unique_ptr<LabelerPool>> Create(TeacherFactory factory, int workers, int queue_capacity);
 
   // Jobs still queued are cancelled first: their callbacks run on the destroying thread with
-  // Aborted. OnSpace callbacks still waiting are destroyed without being called (a captured
+  // Aborted. WaitForSpace callbacks still waiting are destroyed without being called (a captured
   // std::promise then reports broken_promise). Then jobs being labelled finish, get their
   // callbacks, and the threads are joined; when it returns no callback is running or pending.
   // Callbacks must not destroy the pool.
@@ -61,16 +63,18 @@ class LabelerPool {
   LabelerPool& operator=(const LabelerPool&) = delete;
 
   // Queues the job; false (and `done` is not kept) when the queue is full or the pool is
-  // shutting down: the caller keeps the frame and waits for OnSpace. `done` runs exactly once,
+  // shutting down: the caller keeps the frame and waits with WaitForSpace. `done` runs exactly once,
   // on a worker thread, with the result or an error (an undecodable JPEG gives
   // InvalidArgument), the error naming the device and sequence.
   bool TrySubmit(LabelJob job, LabelCallback done);
 
-  // Calls `fn` once as soon as the queue has room again: right here on the calling thread
-  // when it has room now, else on the worker thread that makes room. Room is not reserved:
-  // another submitter may take it first, so `fn` should retry TrySubmit and wait again if
-  // that fails.
-  void OnSpace(std::function<void()> fn);
+  // After a refused TrySubmit: when the queue is still full, keeps `fn` and returns true; `fn`
+  // then runs once, on the worker thread that makes room. When there is room now (or the
+  // pool is shutting down) returns false and drops `fn`: the caller retries TrySubmit itself.
+  // `fn` never runs on the calling thread, so a caller holding its own state cannot be
+  // re-entered. Room is not reserved: another submitter may take it first, so `fn` should
+  // retry TrySubmit and wait again if that fails.
+  bool WaitForSpace(std::function<void()> fn);
 
   int queued() const;
   int capacity() const { return capacity_; }

@@ -51,6 +51,8 @@ Server::~Server() { Shutdown(); }
 void Server::Shutdown() {
   if (!server_) return;
   server_->GetHealthCheckService()->SetServingStatus(false);
+  // First: a round that finishes while the streams wind down must not be published.
+  core_->BeginShutdown();
   // Streams are endless: give them a moment to finish their writes, then cancel.
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   server_->Wait();

@@ -73,6 +73,26 @@ Status Parse(const YamlReader& root, ServerConfig* c) {
   if (c->labeler_workers < 1) return labeler.Error("workers", "must be >= 1");
   if (c->labeler_queue < 1) return labeler.Error("queue", "must be >= 1");
 
+  SD_ASSIGN_OR_RETURN(YamlReader limits, root.Child("limits"));
+  SD_RETURN_IF_ERROR(limits.Get("max_image_width", &c->limits.image.max_width));
+  SD_RETURN_IF_ERROR(limits.Get("max_image_height", &c->limits.image.max_height));
+  SD_RETURN_IF_ERROR(limits.Get("max_image_pixels", &c->limits.image.max_pixels));
+  SD_RETURN_IF_ERROR(limits.Get("max_sequence_gap", &c->limits.max_sequence_gap));
+  SD_RETURN_IF_ERROR(limits.Get("full_model_burst", &c->limits.full_model_burst));
+  SD_RETURN_IF_ERROR(limits.Get("full_model_refill_s", &c->limits.full_model_refill_s));
+  SD_RETURN_IF_ERROR(limits.Get("stream_backlog", &c->limits.stream_backlog));
+  SD_RETURN_IF_ERROR(limits.Get("max_embedding", &c->limits.max_embedding));
+  if (c->limits.image.max_width < 1 || c->limits.image.max_width > 65535)
+    return limits.Error("max_image_width", "must be in [1, 65535]");
+  if (c->limits.image.max_height < 1 || c->limits.image.max_height > 65535)
+    return limits.Error("max_image_height", "must be in [1, 65535]");
+  if (c->limits.image.max_pixels < 1) return limits.Error("max_image_pixels", "must be >= 1");
+  if (c->limits.max_sequence_gap < 1) return limits.Error("max_sequence_gap", "must be >= 1");
+  if (c->limits.full_model_burst < 1) return limits.Error("full_model_burst", "must be >= 1");
+  if (!(c->limits.full_model_refill_s >= 0)) return limits.Error("full_model_refill_s", "must be >= 0");
+  if (c->limits.stream_backlog < 8) return limits.Error("stream_backlog", "must be >= 8");
+  if (c->limits.max_embedding < 0) return limits.Error("max_embedding", "must be >= 0");
+
   SD_ASSIGN_OR_RETURN(YamlReader student, root.Child("student"));
   SD_RETURN_IF_ERROR(ReadStudentArchitecture(student, &c->student));
 

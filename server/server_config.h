@@ -4,6 +4,7 @@
 #include <map>
 #include <string>
 
+#include "common/image_header.h"
 #include "common/status.h"
 #include "common/student.h"
 #include "common/teacher.h"
@@ -24,6 +25,16 @@ struct UpdatePolicy {
   bool zstd = true;                    // compress a payload when that makes it smaller
 };
 
+// What one client may make the server do (docs/operations.md, `limits:`).
+struct ServerLimits {
+  ImageLimits image;                        // checked from the JPEG header before any decode
+  uint64_t max_sequence_gap = uint64_t{1} << 32;  // a frame's sequence may exceed the device's last stored one by this much
+  int full_model_burst = 3;                 // full models sent on request, at once...
+  double full_model_refill_s = 30;          // ...then one more per this many seconds
+  int stream_backlog = 256;                 // messages queued for one stream before it stops being read
+  int max_embedding = 4096;                 // floats in a frame's embedding
+};
+
 struct ServerConfig {
   std::string listen = "0.0.0.0:50051";
   std::string storage_dir = "state/server";
@@ -38,6 +49,7 @@ struct ServerConfig {
   int labeler_workers = 1;
   int labeler_queue = 16;
   int stored_image_max_width = 0;  // 0: store frames as the edge sent them
+  ServerLimits limits;
 
   StudentArchitecture student;
   std::string init_weights;  // checkpoint every new device starts from; empty: random (model_seed)

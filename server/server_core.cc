@@ -5,6 +5,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <spdlog/spdlog.h>
 
+#include "common/log_safe.h"
 #include "common/student_eval.h"
 #include "common/update_codec.h"
 #include "server/update_encoder.h"
@@ -21,6 +22,15 @@ int64_t WallMillis() {
       .count();
 }
 
+// Compares every byte whatever differs, so the time taken does not tell how much of a token
+// was right. The sizes are compared by the caller (a token's length is not a secret worth
+// the complexity).
+bool ConstantTimeEquals(const std::string& a, const std::string& b) {
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
 }  // namespace
 
 struct ServerCore::Device {
@@ -31,25 +41,33 @@ struct ServerCore::Device {
   std::unique_ptr<DeviceTrainer> trainer;
   std::map<uint64_t, cv::Mat> image_cache;  // decoded stored frames by sequence (guarded by train_mu)
 
+  // Counted by every stream for every message: atomics, no lock.
+  std::atomic<int64_t> bytes_in{0}, bytes_out{0};
+  std::atomic<double> first_contact_s{0};
+
   std::mutex mu;  // guards everything below
   std::shared_ptr<const EncodedUpdate> latest_full;  // the newest version as a full model
-  
+  std::weak_ptr<DeviceSession> session;              // the one live stream, if any
+  double full_model_tokens = 0;                      // token bucket of AllowFullModelSend
+  double full_model_tokens_at_s = 0;
   Detections previous_labels;
   bool has_previous = false;
-  DeviceCounters counters;
+  DeviceCounters counters;  // all but the byte counts, which live in the atomics above
 };
 
 ServerCore::ServerCore(const ServerConfig& config) : config_(config), scheduler_(config.schedule) {}
 
 ServerCore::~ServerCore() {
-  stopping_ = true;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto& [id, device] : devices_) device->trainer->Cancel();
-  }
-  work_cv_.notify_all();
+  BeginShutdown();
   if (training_thread_.joinable()) training_thread_.join();
   labeler_.reset();  // finishes the labelling jobs before the store goes away
+}
+
+void ServerCore::BeginShutdown() {
+  stopping_ = true;
+  for (auto& [id, device] : devices_) device->trainer->Cancel();
+  std::lock_guard<std::mutex> lock(mu_);
+  work_cv_.notify_all();
 }
 
 StatusOr<std::unique_ptr<ServerCore>> ServerCore::Create(const ServerConfig& config, TeacherFactory teachers) {
@@ -76,15 +94,14 @@ Status ServerCore::Init(TeacherFactory teachers) {
       return Status::InvalidArgument(config_.init_weights + ": weights are for '" + init->architecture().Fingerprint() +
                                      "', the server trains '" + config_.student.Fingerprint() + "'");
   }
-  // Devices with stored versions resume from them; doing it now makes a restart visible in
-  // the log at once rather than at the device's first connection.
+  // Every configured device is made now, its checkpoint read and its trainer built, so no
+  // stream thread ever waits for that; a restart shows each device's state in the log at once.
   for (const auto& [id, token] : config_.device_tokens) {
-    auto version = store_->LatestVersion(id);
-    if (version.ok()) {
-      SD_RETURN_IF_ERROR(GetDevice(id).status());
-      spdlog::info("device {}: resuming at version {} ({} training, {} validation frames stored)", id,
-                   version->version, store_->Count(id, false), store_->Count(id, true));
-    }
+    SD_ASSIGN_OR_RETURN(devices_[id], CreateDevice(id));
+    const uint64_t version = devices_[id]->trainer->version();
+    if (version > 0)
+      spdlog::info("device {}: resuming at version {} ({} training, {} validation frames stored)", id, version,
+                   store_->Count(id, false), store_->Count(id, true));
   }
   if (config_.train_in_background) training_thread_ = std::thread([this] { TrainingLoop(); });
   return Status::Ok();
@@ -93,20 +110,31 @@ Status ServerCore::Init(TeacherFactory teachers) {
 Status ServerCore::Authenticate(const std::string& device_id, const std::string& token,
                                 const std::string& architecture) const {
   auto it = config_.device_tokens.find(device_id);
-  if (it == config_.device_tokens.end()) return Status::Unauthenticated("unknown device '" + device_id + "'");
-  if (it->second != token) return Status::Unauthenticated("wrong token for device '" + device_id + "'");
+  // The same answer for an unknown id and a wrong token, so ids cannot be enumerated; the
+  // log (operators only) says which it was.
+  if (it == config_.device_tokens.end() || it->second.size() != token.size() ||
+      !ConstantTimeEquals(it->second, token)) {
+    spdlog::warn("authentication failed for device id '{}': {}", LogSafe(device_id),
+                 it == config_.device_tokens.end() ? "unknown device" : "wrong token");
+    return Status::Unauthenticated("unknown device or wrong token");
+  }
   if (architecture != config_.student.Fingerprint())
-    return Status::FailedPrecondition("edge student is '" + architecture + "', server trains '" +
+    return Status::FailedPrecondition("edge student is '" + LogSafe(architecture, 256) + "', server trains '" +
                                       config_.student.Fingerprint() + "'");
   return Status::Ok();
 }
 
-StatusOr<ServerCore::Device*> ServerCore::GetDevice(const std::string& device_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+StatusOr<ServerCore::Device*> ServerCore::FindDevice(const std::string& device_id) const {
   auto it = devices_.find(device_id);
-  if (it != devices_.end()) return it->second.get();
+  if (it == devices_.end()) return Status::NotFound("unknown device '" + LogSafe(device_id) + "'");
+  return it->second.get();
+}
+
+StatusOr<std::unique_ptr<ServerCore::Device>> ServerCore::CreateDevice(const std::string& device_id) {
   auto device = std::make_unique<Device>();
   device->id = device_id;
+  device->full_model_tokens = config_.limits.full_model_burst;
+  device->full_model_tokens_at_s = NowSeconds();
   std::string weights;
   uint64_t version = 0;
   auto latest = store_->LatestVersion(device_id);
@@ -131,23 +159,65 @@ StatusOr<ServerCore::Device*> ServerCore::GetDevice(const std::string& device_id
     if (latest.ok()) mutable_update->val_map50 = latest->val_map50;
     device->latest_full = mutable_update;
   }
-  Device* raw = device.get();
-  devices_[device_id] = std::move(device);
-  return raw;
+  return device;
+}
+
+void ServerCore::AttachSession(const std::string& device_id, std::shared_ptr<DeviceSession> session) {
+  auto device = FindDevice(device_id);
+  if (!device.ok()) return;
+  std::shared_ptr<DeviceSession> previous;
+  {
+    std::lock_guard<std::mutex> lock((*device)->mu);
+    previous = (*device)->session.lock();
+    (*device)->session = session;
+  }
+  if (previous && previous != session) {
+    spdlog::warn("device {}: a new stream replaces the open one", device_id);
+    previous->Replaced(Status::Aborted("replaced by a newer stream of device " + device_id));
+  }
+}
+
+void ServerCore::DetachSession(const std::string& device_id, const DeviceSession* session) {
+  auto device = FindDevice(device_id);
+  if (!device.ok()) return;
+  std::lock_guard<std::mutex> lock((*device)->mu);
+  auto current = (*device)->session.lock();
+  if (!current || current.get() == session) (*device)->session.reset();
+}
+
+bool ServerCore::AllowFullModelSend(const std::string& device_id) {
+  auto device = FindDevice(device_id);
+  if (!device.ok()) return false;
+  Device& d = **device;
+  const double now = NowSeconds();
+  std::lock_guard<std::mutex> lock(d.mu);
+  const double burst = config_.limits.full_model_burst;
+  if (config_.limits.full_model_refill_s <= 0) {
+    d.full_model_tokens = burst;
+  } else {
+    d.full_model_tokens =
+        std::min(burst, d.full_model_tokens + (now - d.full_model_tokens_at_s) / config_.limits.full_model_refill_s);
+  }
+  d.full_model_tokens_at_s = now;
+  if (d.full_model_tokens < 1) return false;
+  d.full_model_tokens -= 1;
+  return true;
 }
 
 bool ServerCore::TrySubmitFrame(const std::string& device_id, const FrameRecord& meta, std::string jpeg,
                                 std::function<void(FrameOutcome)> done) {
+  if (stopping_) return false;
   LabelJob job;
   job.device_id = device_id;
   job.sequence = meta.sequence;
   job.jpeg = jpeg;
   job.max_image_width = config_.stored_image_max_width;
+  job.limits = config_.limits.image;
   // The callback keeps the metadata and the original bytes: they are stored as sent unless
   // the server shrank the image.
   auto callback = [this, device_id, meta, jpeg = std::move(jpeg), done = std::move(done)](StatusOr<LabelResult> result) {
     FrameOutcome outcome;
-    auto device = GetDevice(device_id);
+    auto device = FindDevice(device_id);
     if (!device.ok()) {
       spdlog::error("device {}: {}", device_id, device.status().ToString());
       outcome.status = device.status();
@@ -202,31 +272,16 @@ bool ServerCore::TrySubmitFrame(const std::string& device_id, const FrameRecord&
   return labeler_->TrySubmit(std::move(job), std::move(callback));
 }
 
-void ServerCore::OnLabelQueueSpace(std::function<void()> fn) { labeler_->OnSpace(std::move(fn)); }
+bool ServerCore::WaitForLabelQueueSpace(std::function<void()> fn) { return labeler_->WaitForSpace(std::move(fn)); }
 
 uint64_t ServerCore::LastStoredSequence(const std::string& device_id) const {
   return store_->LastSequence(device_id);
 }
 
 StatusOr<std::shared_ptr<const EncodedUpdate>> ServerCore::LatestUpdate(const std::string& device_id) {
-  SD_ASSIGN_OR_RETURN(Device * device, GetDevice(device_id));
+  SD_ASSIGN_OR_RETURN(Device * device, FindDevice(device_id));
   std::lock_guard<std::mutex> lock(device->mu);
   return device->latest_full;
-}
-
-void ServerCore::Subscribe(const std::string& device_id, std::shared_ptr<UpdateListener> listener) {
-  std::lock_guard<std::mutex> lock(mu_);
-  listeners_.emplace(device_id, listener);
-}
-
-void ServerCore::Unsubscribe(const std::string& device_id, const UpdateListener* listener) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto range = listeners_.equal_range(device_id);
-  for (auto it = range.first; it != range.second;) {
-    auto locked = it->second.lock();
-    if (!locked || locked.get() == listener) it = listeners_.erase(it);
-    else ++it;
-  }
 }
 
 StatusOr<RoundResult> ServerCore::RunScheduledRound() {
@@ -261,7 +316,7 @@ StatusOr<std::vector<LabelledFrame>> LoadFrames(const FrameStore& store, const s
 }  // namespace
 
 StatusOr<RoundResult> ServerCore::RunRound(const std::string& device_id) {
-  SD_ASSIGN_OR_RETURN(Device * device, GetDevice(device_id));
+  SD_ASSIGN_OR_RETURN(Device * device, FindDevice(device_id));
   std::lock_guard<std::mutex> train_lock(device->train_mu);
   SD_ASSIGN_OR_RETURN(auto train_records, store_->Recent(device_id, false, config_.round.replay_frames));
   SD_ASSIGN_OR_RETURN(auto val_records, store_->Recent(device_id, true, config_.validation_frames));
@@ -275,6 +330,12 @@ StatusOr<RoundResult> ServerCore::RunRound(const std::string& device_id) {
   device->image_cache.swap(kept);
 
   SD_ASSIGN_OR_RETURN(RoundResult round, device->trainer->RunRound(ToTrainingSamples(train_frames), val_frames));
+  if (stopping_ && round.published) {
+    // The trainer had already finished when the shutdown began. Its version exists only in
+    // memory; the store and the edges never see it, as docs/architecture.md promises.
+    spdlog::info("device {}: round finished during shutdown: version {} discarded", device_id, round.version);
+    return Status::Aborted("device " + device_id + ": shutting down; the round's version was discarded");
+  }
   {
     std::lock_guard<std::mutex> lock(device->mu);
     ++device->counters.rounds;
@@ -307,11 +368,7 @@ void ServerCore::Publish(Device& device, const RoundResult& round) {
     live->payload = round.update.payload;
   }
   std::shared_ptr<const EncodedUpdate> published = live;
-  DeviceCounters counters;
-  {
-    std::lock_guard<std::mutex> lock(device.mu);
-    counters = device.counters;
-  }
+  const DeviceCounters counters = Counters(device.id);
   spdlog::info("device {}: version {} as {} of {} bytes ({} weights changed; full model {} bytes); link in {:.1f} "
                "kbit/s, out {:.1f} kbit/s", device.id, round.version, published->encoding, published->payload.size(),
                round.changed_weights, full->payload.size(), counters.in_kbps(NowSeconds()),
@@ -330,19 +387,14 @@ void ServerCore::Publish(Device& device, const RoundResult& round) {
     spdlog::error("device {}: storing version {} failed: {}", device.id, round.version, stored.ToString());
     return;
   }
+  std::shared_ptr<DeviceSession> session;
   {
     std::lock_guard<std::mutex> lock(device.mu);
     device.latest_full = full;
     ++device.counters.published;
+    session = device.session.lock();
   }
-  std::vector<std::shared_ptr<UpdateListener>> targets;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto range = listeners_.equal_range(device.id);
-    for (auto it = range.first; it != range.second; ++it)
-      if (auto l = it->second.lock()) targets.push_back(l);
-  }
-  for (auto& l : targets) l->OnUpdate(published);
+  if (session) session->OnUpdate(published, full);  // no lock held: it writes to the stream
 }
 
 StatusOr<std::shared_ptr<const EncodedUpdate>> ServerCore::EncodeFull(const std::string& device_id, uint64_t version,
@@ -380,20 +432,34 @@ double DeviceCounters::out_kbps(double now_s) const {
 }
 
 void ServerCore::CountBytes(const std::string& device_id, int64_t in, int64_t out) {
-  auto device = GetDevice(device_id);
+  auto device = FindDevice(device_id);
+  if (!device.ok()) return;
+  Device& d = **device;
+  double unset = 0;
+  d.first_contact_s.compare_exchange_strong(unset, NowSeconds());
+  d.bytes_in += in;
+  d.bytes_out += out;
+}
+
+void ServerCore::CountRejectedFrame(const std::string& device_id) {
+  auto device = FindDevice(device_id);
   if (!device.ok()) return;
   std::lock_guard<std::mutex> lock((*device)->mu);
-  if ((*device)->counters.first_contact_s == 0) (*device)->counters.first_contact_s = NowSeconds();
-  (*device)->counters.bytes_in += in;
-  (*device)->counters.bytes_out += out;
+  ++(*device)->counters.frames_rejected;
 }
 
 DeviceCounters ServerCore::Counters(const std::string& device_id) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = devices_.find(device_id);
-  if (it == devices_.end()) return {};
-  std::lock_guard<std::mutex> device_lock(it->second->mu);
-  return it->second->counters;
+  auto device = FindDevice(device_id);
+  if (!device.ok()) return {};
+  DeviceCounters counters;
+  {
+    std::lock_guard<std::mutex> lock((*device)->mu);
+    counters = (*device)->counters;
+  }
+  counters.bytes_in = (*device)->bytes_in;
+  counters.bytes_out = (*device)->bytes_out;
+  counters.first_contact_s = (*device)->first_contact_s;
+  return counters;
 }
 
 }  // namespace sd

@@ -20,6 +20,9 @@
 
 namespace sd {
 
+// gRPC's length prefix per message: byte counts include it.
+constexpr int64_t kGrpcFramingBytes = 5;
+
 // One version of a device's student as sent to its streams: a full model (base_version 0) or
 // a delta from base_version; encoded once and shared by every stream of the device.
 struct EncodedUpdate {
@@ -33,11 +36,16 @@ struct EncodedUpdate {
   int val_frames = 0;
 };
 
-// Receives new versions of one device; implemented by the streams.
-class UpdateListener {
+// A device's live stream as the core sees it (implemented by server/edge_session.h). A device
+// has at most one: a stream that authenticates as a device replaces the one before it.
+class DeviceSession {
  public:
-  virtual ~UpdateListener() = default;
-  virtual void OnUpdate(std::shared_ptr<const EncodedUpdate> update) = 0;
+  virtual ~DeviceSession() = default;
+  // A new version: `update` as published (a delta under a delta policy), `full` the same
+  // version as a full model, for a stream too far behind to apply deltas in a row.
+  virtual void OnUpdate(std::shared_ptr<const EncodedUpdate> update, std::shared_ptr<const EncodedUpdate> full) = 0;
+  // Another stream authenticated as this device: this one ends with `why`.
+  virtual void Replaced(const Status& why) = 0;
 };
 
 struct FrameOutcome {
@@ -46,6 +54,7 @@ struct FrameOutcome {
   double teacher_agreement = -1;  // with the device's previous frame
 };
 
+// A snapshot of a device's counters.
 struct DeviceCounters {
   int64_t frames_stored = 0, frames_rejected = 0, duplicates = 0;
   int64_t rounds = 0, published = 0;
@@ -64,30 +73,49 @@ class ServerCore {
 
   const ServerConfig& config() const { return config_; }
 
-  // Unknown device or wrong token: Unauthenticated; another student architecture:
-  // FailedPrecondition.
+  // Unknown device or wrong token: Unauthenticated with one message for both, so a client
+  // cannot tell which ids exist; another student architecture: FailedPrecondition.
   Status Authenticate(const std::string& device_id, const std::string& token, const std::string& architecture) const;
+
+  // Makes `session` the device's one live stream; a stream that had that role is told it was
+  // replaced (outside any core lock). The device must have authenticated.
+  void AttachSession(const std::string& device_id, std::shared_ptr<DeviceSession> session);
+  // Forgets `session` if it is still the device's live stream.
+  void DetachSession(const std::string& device_id, const DeviceSession* session);
+
+  // Admission for a full model sent on request (a ModelRequest or a hello behind the
+  // server): a token bucket per device (limits.full_model_burst, one more every
+  // limits.full_model_refill_s), so a client cannot make the server send models in a loop.
+  bool AllowFullModelSend(const std::string& device_id);
 
   // Labels and stores one frame asynchronously; `done` runs on a labeller thread once the
   // frame is durable (or rejected). False: the labelling queue is full; call `on_space`
   // to learn when to try again (flow control: the stream stops reading meanwhile).
   bool TrySubmitFrame(const std::string& device_id, const FrameRecord& meta, std::string jpeg,
                       std::function<void(FrameOutcome)> done);
-  void OnLabelQueueSpace(std::function<void()> fn);
+  // After a refused TrySubmitFrame: keeps `fn` and returns true when the queue is still full
+  // (fn then runs on a labeller thread once there is room); false, dropping fn, when there is
+  // room now. Never calls fn on the calling thread, so a caller never re-enters itself.
+  bool WaitForLabelQueueSpace(std::function<void()> fn);
 
   uint64_t LastStoredSequence(const std::string& device_id) const;
   // The device's newest published version as a full model, or null when it has none. Live
   // listeners get each version as published (a delta under a delta policy).
   StatusOr<std::shared_ptr<const EncodedUpdate>> LatestUpdate(const std::string& device_id);
 
-  void Subscribe(const std::string& device_id, std::shared_ptr<UpdateListener> listener);
-  void Unsubscribe(const std::string& device_id, const UpdateListener* listener);
-
   // One training round for the device whose turn it is (if any). The background thread
   // calls this; with training.background false, tests call it by hand.
   StatusOr<RoundResult> RunScheduledRound();
   StatusOr<RoundResult> RunRound(const std::string& device_id);
 
+  // Stops training for good: a running round is cancelled and whatever it produced is
+  // discarded, never published. The server calls it first thing on shutdown.
+  void BeginShutdown();
+  bool stopping() const { return stopping_; }
+
+  // A frame refused before labelling (bad fields, bad image header).
+  void CountRejectedFrame(const std::string& device_id);
+  // Lock-free: every stream counts every message.
   void CountBytes(const std::string& device_id, int64_t in, int64_t out);
   DeviceCounters Counters(const std::string& device_id) const;
   FrameStore& store() { return *store_; }
@@ -96,7 +124,12 @@ class ServerCore {
   struct Device;
   explicit ServerCore(const ServerConfig& config);
   Status Init(TeacherFactory teachers);
-  StatusOr<Device*> GetDevice(const std::string& device_id);  // creates its trainer on first use
+  // Loads the device's newest checkpoint (or its initial weights) and builds its trainer;
+  // only Init calls it, so no stream thread ever waits for a model to load.
+  StatusOr<std::unique_ptr<Device>> CreateDevice(const std::string& device_id);
+  // The configured device, or NotFound. devices_ is filled by Init and never changes after,
+  // so the lookup needs no lock.
+  StatusOr<Device*> FindDevice(const std::string& device_id) const;
   void TrainingLoop();
   void Publish(Device& device, const RoundResult& round);
   StatusOr<std::shared_ptr<const EncodedUpdate>> EncodeFull(const std::string& device_id, uint64_t version,
@@ -108,9 +141,12 @@ class ServerCore {
   std::unique_ptr<FrameStore> store_;
   std::unique_ptr<LabelerPool> labeler_;
 
-  mutable std::mutex mu_;  // guards devices_, listeners_, scheduler_
-  std::map<std::string, std::unique_ptr<Device>> devices_;
-  std::multimap<std::string, std::weak_ptr<UpdateListener>> listeners_;
+  // Lock order (the one place it is written down): ServerCore::mu_, then Device::train_mu,
+  // then Device::mu; FrameStore, LabelerPool and the streams' own mutexes are leaves taken
+  // with none of these held, and callbacks into a stream (acks, updates, Replaced) run with
+  // no core lock held.
+  std::map<std::string, std::unique_ptr<Device>> devices_;  // immutable after Init
+  mutable std::mutex mu_;  // guards scheduler_ and pairs with work_cv_
   RoundScheduler scheduler_;
   std::condition_variable work_cv_;
 

@@ -179,17 +179,17 @@ TEST(LabelerPoolTest, CorruptJpegGivesInvalidArgumentThroughCallback) {
   EXPECT_EQ(result->labels[0].box.x2, 32);
 }
 
-TEST(LabelerPoolTest, FullQueueRefusesAndOnSpaceFiresWhenRoomReturns) {
+TEST(LabelerPoolTest, FullQueueRefusesAndWaitForSpaceFiresWhenRoomReturns) {
   Gate gate;
   auto pool = MakePool(FakeFactory(&gate), 1, 2);
   ASSERT_NE(pool, nullptr);
   const std::string jpeg = EncodeJpeg(cv::Mat(24, 32, CV_8UC3, cv::Scalar(90, 90, 90)));
   Results results;
 
-  // Room now: OnSpace calls back at once, on this thread.
-  bool immediate = false;
-  pool->OnSpace([&] { immediate = true; });
-  EXPECT_TRUE(immediate);
+  // Room now: WaitForSpace says so and never calls back (the caller retries itself).
+  bool called = false;
+  EXPECT_FALSE(pool->WaitForSpace([&] { called = true; }));
+  EXPECT_FALSE(called);
 
   ASSERT_TRUE(pool->TrySubmit(Job(jpeg, 0), results.Callback(0)));
   gate.WaitStarted(1);  // job 0 is in the teacher, no longer queued
@@ -202,7 +202,7 @@ TEST(LabelerPoolTest, FullQueueRefusesAndOnSpaceFiresWhenRoomReturns) {
 
   auto space = std::make_shared<std::promise<void>>();
   std::future<void> has_space = space->get_future();
-  pool->OnSpace([space] { space->set_value(); });
+  EXPECT_TRUE(pool->WaitForSpace([space] { space->set_value(); }));
   EXPECT_EQ(has_space.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
 
   gate.Open(1);  // job 0 finishes; the worker takes job 1 off the queue, which makes room
@@ -230,7 +230,7 @@ TEST(LabelerPoolTest, DestructorCancelsQueuedJobsWithoutHangingOrLeaking) {
   EXPECT_EQ(pool->queued(), 4);
   auto space = std::make_shared<std::promise<void>>();
   std::future<void> has_space = space->get_future();
-  pool->OnSpace([space = std::move(space), token] { space->set_value(); });  // the only owner
+  EXPECT_TRUE(pool->WaitForSpace([space = std::move(space), token] { space->set_value(); }));  // the only owner
 
   // The destructor cancels the four queued jobs first, then waits for the one in the teacher.
   std::thread destroyer([&] { pool.reset(); });
@@ -264,8 +264,7 @@ TEST(LabelerPoolTest, ManySubmittersAllJobsCompleteExactlyOnce) {
           ++refusals;
           auto space = std::make_shared<std::promise<void>>();
           std::future<void> has_space = space->get_future();
-          pool->OnSpace([space] { space->set_value(); });
-          has_space.get();
+          if (pool->WaitForSpace([space] { space->set_value(); })) has_space.get();
         }
       }
     });

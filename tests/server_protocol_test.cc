@@ -26,6 +26,7 @@
 #include "server/server.h"
 #include "server/server_config.h"
 #include "streamdistill.grpc.pb.h"
+#include "tests/protocol_client.h"
 
 namespace {
 
@@ -36,7 +37,12 @@ using streamdistill::v1::ServerMessage;
 
 constexpr char kDevice[] = "cam1";
 constexpr char kToken[] = "secret-token-1";
-constexpr auto kStreamDeadline = std::chrono::seconds(10);
+using sd::testing::ExpectNoStream;
+using sd::testing::ExpectWelcome;
+using sd::testing::Plaintext;
+using sd::testing::RealJpeg;
+using sd::testing::SendFrame;
+using sd::testing::Stream;
 
 fs::path UniqueDir(const std::string& what) {
   static std::atomic<int> counter{0};
@@ -69,120 +75,12 @@ sd::ServerConfig MakeConfig(const fs::path& storage_dir, int max_message_bytes =
   return config.ok() ? *config : sd::ServerConfig();
 }
 
-std::string RealJpeg() {
-  cv::Mat image(192, 256, CV_8UC3, cv::Scalar(40, 90, 140));
-  cv::rectangle(image, cv::Rect(60, 40, 50, 110), cv::Scalar(220, 220, 220), cv::FILLED);
-  cv::circle(image, cv::Point(180, 80), 25, cv::Scalar(10, 200, 30), cv::FILLED);
-  std::vector<uchar> bytes;
-  EXPECT_TRUE(cv::imencode(".jpg", image, bytes));
-  return std::string(bytes.begin(), bytes.end());
-}
-
 EdgeMessage Hello(const std::string& architecture, const std::string& device = kDevice,
                   const std::string& token = kToken) {
-  EdgeMessage m;
-  auto* hello = m.mutable_hello();
-  hello->set_device_id(device);
-  hello->set_token(token);
-  hello->set_architecture(architecture);
-  hello->set_model_version(0);
-  hello->set_software("server_protocol_test");
-  return m;
+  return sd::testing::HelloMessage(architecture, device, token);
 }
 
-EdgeMessage Frame(uint64_t sequence, const std::string& jpeg) {
-  EdgeMessage m;
-  auto* frame = m.mutable_frame();
-  frame->set_sequence(sequence);
-  frame->set_frame_index(static_cast<int64_t>(sequence) * 10);
-  frame->set_capture_time_s(static_cast<double>(sequence));
-  frame->set_jpeg(jpeg);
-  frame->set_source_width(256);
-  frame->set_source_height(192);
-  frame->set_image_score(0.5f);
-  return m;
-}
-
-// One EdgeLink.Connect stream with a deadline: every blocking call on it is bounded.
-struct Stream {
-  explicit Stream(const std::shared_ptr<grpc::Channel>& channel,
-                  std::chrono::seconds deadline = kStreamDeadline)
-      : stub(EdgeLink::NewStub(channel)) {
-    context.set_deadline(std::chrono::system_clock::now() + deadline);
-    rw = stub->Connect(&context);
-  }
-  bool Send(const EdgeMessage& m) { return rw->Write(m); }
-  // Next message, or false when the server ended the stream.
-  bool Next(ServerMessage* m) { return rw->Read(m); }
-  // Half-closes, drains what is left and returns the final status.
-  grpc::Status Close() {
-    rw->WritesDone();
-    ServerMessage ignored;
-    while (rw->Read(&ignored)) {
-    }
-    return rw->Finish();
-  }
-  // For streams the server ends by itself: drain and return the final status.
-  grpc::Status End() {
-    ServerMessage ignored;
-    while (rw->Read(&ignored)) {
-    }
-    return rw->Finish();
-  }
-
-  std::unique_ptr<EdgeLink::Stub> stub;
-  grpc::ClientContext context;
-  std::unique_ptr<grpc::ClientReaderWriter<EdgeMessage, ServerMessage>> rw;
-};
-
-std::shared_ptr<grpc::Channel> Plaintext(int port) {
-  return grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
-}
-
-// Sends the frame and returns its ack (skipping model update chunks, which a fresh device
-// without published versions does not get anyway).
-::testing::AssertionResult SendFrame(Stream& s, uint64_t sequence, const std::string& jpeg,
-                                     streamdistill::v1::FrameAck* ack) {
-  if (!s.Send(Frame(sequence, jpeg))) return ::testing::AssertionFailure() << "write of frame " << sequence << " failed";
-  ServerMessage m;
-  while (s.Next(&m)) {
-    if (m.kind_case() == ServerMessage::kAck) {
-      *ack = m.ack();
-      if (ack->sequence() != sequence)
-        return ::testing::AssertionFailure() << "ack for " << ack->sequence() << ", expected " << sequence;
-      return ::testing::AssertionSuccess();
-    }
-  }
-  grpc::Status status = s.rw->Finish();
-  return ::testing::AssertionFailure() << "stream ended before the ack of frame " << sequence << ": "
-                                       << status.error_code() << " " << status.error_message();
-}
-
-// The stream must end without a single server message, with `code`. If the server answers
-// after all, the stream is half-closed so that the failure stays quick.
-void ExpectNoStream(Stream& s, grpc::StatusCode code) {
-  ServerMessage m;
-  if (s.Next(&m)) {
-    ADD_FAILURE() << "the server answered: " << m.ShortDebugString();
-    s.Close();
-    return;
-  }
-  grpc::Status status = s.rw->Finish();
-  EXPECT_EQ(status.error_code(), code) << status.error_message();
-}
-
-::testing::AssertionResult ExpectWelcome(Stream& s, streamdistill::v1::Welcome* welcome = nullptr) {
-  ServerMessage m;
-  if (!s.Next(&m)) {
-    grpc::Status status = s.rw->Finish();
-    return ::testing::AssertionFailure() << "stream ended before the welcome: " << status.error_code() << " "
-                                         << status.error_message();
-  }
-  if (m.kind_case() != ServerMessage::kWelcome)
-    return ::testing::AssertionFailure() << "first server message is not a welcome: " << m.ShortDebugString();
-  if (welcome) *welcome = m.welcome();
-  return ::testing::AssertionSuccess();
-}
+EdgeMessage Frame(uint64_t sequence, const std::string& jpeg) { return sd::testing::FrameMessage(sequence, jpeg); }
 
 // One plaintext server (max_message_bytes 65536) shared by the suite, so that the final test
 // sees it after every kind of bad stream.
@@ -236,18 +134,9 @@ TEST_F(ServerProtocolTest, ValidHelloGetsWelcomeFirst) {
   EXPECT_TRUE(status.ok()) << status.error_code() << " " << status.error_message();
 }
 
-// KNOWN SERVER BUG (server/server_core.cc, ServerCore::TrySubmitFrame, the `!result.ok()`
-// branch of the labelling callback): `done(outcome)` runs while the callback still holds
-// (*device)->mu; done -> Outbox::Push -> EdgeStream::Write -> ServerCore::CountBytes locks the
-// same std::mutex again, so the labeller thread deadlocks on the first rejected frame. The
-// ack never comes, and the device's mutex (and the stream's Outbox mutex) stay locked for
-// good, which wedges every later stream of the device, the health service and Shutdown().
-// Fix: release the device lock before calling done(), e.g.
-//   { std::lock_guard<std::mutex> lock((*device)->mu); ++(*device)->counters.frames_rejected; }
-//   done(outcome);
-// This test therefore runs on a server of its own with a short deadline; when the ack does not
-// come it fails and leaks that server on purpose (destroying it would block forever), so the
-// rest of the suite still runs. Once the bug is fixed it passes and cleans up normally.
+// Runs on a server of its own with a short deadline: if the ack never came (a labeller that
+// deadlocked on a rejected frame once did exactly that), the test fails and leaks that server
+// on purpose, since destroying it would block, and the rest of the suite still runs.
 TEST_F(ServerProtocolTest, CorruptFrameIsRejectedAndTheStreamGoesOn) {
   const fs::path dir = UniqueDir("corrupt");
   auto started = sd::Server::Start(MakeConfig(dir / "store"));
@@ -265,8 +154,7 @@ TEST_F(ServerProtocolTest, CorruptFrameIsRejectedAndTheStreamGoesOn) {
       wedged = true;
       server.release();  // see the comment above: its destructor would never return
       FAIL() << got.message()
-             << "\n(known server bug: ServerCore::TrySubmitFrame calls done() with the device mutex held "
-                "on a rejected frame and deadlocks in CountBytes; see the comment above this test)";
+             << "\n(the server never acked a rejected frame: see the comment above this test)";
     }
     EXPECT_EQ(ack.code(), 3) << ack.message();  // INVALID_ARGUMENT
     EXPECT_FALSE(ack.message().empty());
