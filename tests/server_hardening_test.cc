@@ -350,12 +350,17 @@ class GatedTeacher : public sd::Teacher {
   std::shared_ptr<Gate> gate_;
 };
 
+// One labeller with a queue of one, so three frames make a stream wait for room.
+std::unique_ptr<sd::Server> StartGatedServer(const fs::path& dir, std::shared_ptr<GatedTeacher::Gate> gate) {
+  return StartServer(MakeConfig(dir, "", "labeler: {workers: 1, queue: 1}\n"), [gate] {
+    return sd::StatusOr<std::unique_ptr<sd::Teacher>>(std::unique_ptr<sd::Teacher>(new GatedTeacher(gate)));
+  });
+}
+
 TEST(ServerHardeningTest, CancellingAStreamThatWaitsForTheLabellersIsSafe) {
   const fs::path dir = UniqueDir("cancel");
   auto gate = std::make_shared<GatedTeacher::Gate>();
-  auto server = StartServer(MakeConfig(dir, "", "labeler: {workers: 1, queue: 1}\n"), [gate] {
-    return sd::StatusOr<std::unique_ptr<sd::Teacher>>(std::unique_ptr<sd::Teacher>(new GatedTeacher(gate)));
-  });
+  auto server = StartGatedServer(dir, gate);
   ASSERT_NE(server, nullptr);
   const std::string jpeg = RealJpeg();
   uint64_t sequence = 0;
@@ -382,9 +387,7 @@ TEST(ServerHardeningTest, CancellingAStreamThatWaitsForTheLabellersIsSafe) {
 TEST(ServerHardeningTest, ShutdownWhileAStreamWaitsForTheLabellersFinishes) {
   const fs::path dir = UniqueDir("shutdown");
   auto gate = std::make_shared<GatedTeacher::Gate>();
-  auto server = StartServer(MakeConfig(dir, "", "labeler: {workers: 1, queue: 1}\n"), [gate] {
-    return sd::StatusOr<std::unique_ptr<sd::Teacher>>(std::unique_ptr<sd::Teacher>(new GatedTeacher(gate)));
-  });
+  auto server = StartGatedServer(dir, gate);
   ASSERT_NE(server, nullptr);
   auto s = Connect(*server);
   for (int i = 1; i <= 4; ++i) s->Send(FrameMessage(i, RealJpeg()));
