@@ -13,6 +13,7 @@
 
 #include <opencv2/imgproc.hpp>
 
+#include "common/checksum.h"
 #include "common/student_net.h"
 
 namespace sd {
@@ -170,11 +171,11 @@ StatusOr<StudentArchitecture> ParseFingerprint(const std::string& text) {
 // so the order does not depend on registration), each as name, dtype, shape and raw bytes,
 // then an FNV-1a checksum of all that precedes it. Raw bytes make the round trip bit-exact.
 
-uint64_t Fnv1a(const char* data, size_t size) {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < size; ++i) h = (h ^ static_cast<unsigned char>(data[i])) * 1099511628211ull;
-  return h;
-}
+// The weights format's checksum is FNV-1a 64 from a basis that lost a digit (1469598103934665603
+// instead of kFnv1a64Basis) when it was first written; it stays, or every stored checkpoint,
+// deployed model and weights checksum would stop matching.
+constexpr uint64_t kWeightsFnvBasis = 1469598103934665603ull;
+uint64_t Fnv1a(const char* data, size_t size) { return Fnv1a64(std::string_view(data, size), kWeightsFnvBasis); }
 
 template <typename T>
 void Put(std::string* out, T value) {
@@ -477,11 +478,14 @@ StatusOr<std::unique_ptr<StudentModel>> StudentModel::FromBytes(const std::strin
   return model;
 }
 
-StatusOr<std::unique_ptr<StudentModel>> StudentModel::LoadFromFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::NotFound(path + ": cannot open student weights file");
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto model = FromBytes(bytes);
+StatusOr<std::unique_ptr<StudentModel>> StudentModel::LoadFromFile(const std::string& path, Env* env) {
+  StatusOr<std::string> bytes = env->ReadFile(path);
+  if (!bytes.ok()) {
+    if (bytes.status().code() == Status::Code::kNotFound)
+      return Status::NotFound(path + ": cannot open student weights file");
+    return bytes.status();
+  }
+  auto model = FromBytes(*bytes);
   if (!model.ok()) return model.status().WithContext(path);
   return model;
 }
@@ -504,19 +508,8 @@ Status StudentModel::LoadWeights(const std::string& bytes) {
   }
 }
 
-Status StudentModel::SaveToFile(const std::string& path) const {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    const std::string bytes = SerializeWeights();
-    out.write(bytes.data(), bytes.size());
-    out.flush();
-    if (!out) return Status::IOError(tmp + ": cannot write student weights");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return Status::IOError(path + ": cannot rename weights into place: " + ec.message());
-  return Status::Ok();
+Status StudentModel::SaveToFile(const std::string& path, Env* env) const {
+  return WriteFileDurably(env, path, SerializeWeights()).WithContext("saving student weights");
 }
 
 namespace {

@@ -20,6 +20,7 @@
 #include <opencv2/core.hpp>
 
 #include "common/detection.h"
+#include "common/env.h"
 #include "common/status.h"
 
 namespace sd {
@@ -67,7 +68,7 @@ class StudentModel {
   // Weights from SerializeWeights() bytes or a file written by SaveToFile(); the
   // architecture is read from the bytes.
   static StatusOr<std::unique_ptr<StudentModel>> FromBytes(const std::string& bytes);
-  static StatusOr<std::unique_ptr<StudentModel>> LoadFromFile(const std::string& path);
+  static StatusOr<std::unique_ptr<StudentModel>> LoadFromFile(const std::string& path, Env* env = Env::Default());
   ~StudentModel();
 
   const StudentArchitecture& architecture() const;
@@ -76,7 +77,8 @@ class StudentModel {
   // Bit-exact round trip: FromBytes(SerializeWeights()) has identical tensors.
   std::string SerializeWeights() const;
   Status LoadWeights(const std::string& bytes);  // must match this architecture
-  Status SaveToFile(const std::string& path) const;  // atomic (temp file + rename)
+  // Durable and atomic (WriteFileDurably): the file holds the old weights or the new, whole.
+  Status SaveToFile(const std::string& path, Env* env = Env::Default()) const;
 
   // Every floating-point tensor (parameters and BatchNorm statistics), sorted by name, laid
   // end to end: the representation model updates encode and checksums cover.
