@@ -485,6 +485,11 @@ StatusOr<std::unique_ptr<StudentModel>> StudentModel::LoadFromFile(const std::st
       return Status::NotFound(path + ": cannot open student weights file");
     return bytes.status();
   }
+  if (IsDeployedWeights(*bytes)) {  // the edge's deployed model: the weights inside it
+    StatusOr<DeployedWeights> deployed = DecodeDeployedWeights(*bytes);
+    if (!deployed.ok()) return deployed.status().WithContext(path);
+    *bytes = std::move(deployed->weights);
+  }
   auto model = FromBytes(*bytes);
   if (!model.ok()) return model.status().WithContext(path);
   return model;
@@ -506,6 +511,50 @@ Status StudentModel::LoadWeights(const std::string& bytes) {
   } catch (const c10::Error& e) {
     return Status::Internal(std::string("loading student weights: ") + e.what_without_backtrace());
   }
+}
+
+// ---- deployed weights ----------------------------------------------------------------------
+// Layout: magic, version (u64), checksum length (u32) and text, weights length (u64) and
+// bytes (the SerializeWeights format), then FNV-1a 64 (kFnv1a64Basis) of all that precedes.
+
+namespace {
+constexpr char kDeployedMagic[8] = {'S', 'D', 'D', 'E', 'P', 'L', '0', '1'};
+}  // namespace
+
+bool IsDeployedWeights(const std::string& bytes) {
+  return bytes.size() >= sizeof(kDeployedMagic) && std::memcmp(bytes.data(), kDeployedMagic, sizeof(kDeployedMagic)) == 0;
+}
+
+std::string EncodeDeployedWeights(const DeployedWeights& deployed) {
+  std::string out(kDeployedMagic, sizeof(kDeployedMagic));
+  Put<uint64_t>(&out, deployed.version);
+  Put<uint32_t>(&out, static_cast<uint32_t>(deployed.weights_checksum.size()));
+  out += deployed.weights_checksum;
+  Put<uint64_t>(&out, deployed.weights.size());
+  out += deployed.weights;
+  Put<uint64_t>(&out, Fnv1a64(out));
+  return out;
+}
+
+StatusOr<DeployedWeights> DecodeDeployedWeights(const std::string& bytes) {
+  if (!IsDeployedWeights(bytes)) return Status::InvalidArgument("not a deployed weights file");
+  if (bytes.size() < sizeof(kDeployedMagic) + 8 + 4 + 8 + 8) return Status::DataLoss("deployed weights: truncated");
+  uint64_t stored = 0;
+  std::memcpy(&stored, bytes.data() + bytes.size() - 8, 8);
+  if (stored != Fnv1a64(std::string_view(bytes.data(), bytes.size() - 8)))
+    return Status::DataLoss("deployed weights: checksum mismatch (truncated or corrupt)");
+  const std::string body = bytes.substr(0, bytes.size() - 8);
+  Reader r(body);
+  DeployedWeights d;
+  std::string magic;
+  uint32_t checksum_size = 0;
+  uint64_t weights_size = 0;
+  if (!r.GetBytes(sizeof(kDeployedMagic), &magic) || !r.Get(&d.version) || !r.Get(&checksum_size) ||
+      !r.GetBytes(checksum_size, &d.weights_checksum) || !r.Get(&weights_size) ||
+      weights_size != body.size() - sizeof(kDeployedMagic) - 8 - 4 - checksum_size - 8 ||
+      !r.GetBytes(weights_size, &d.weights))
+    return Status::DataLoss("deployed weights: malformed");
+  return d;
 }
 
 Status StudentModel::SaveToFile(const std::string& path, Env* env) const {

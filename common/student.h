@@ -107,6 +107,20 @@ class StudentModel {
   std::unique_ptr<Impl> impl_;
 };
 
+// The edge's deployed model in one file (written with WriteFileDurably): the weights, the
+// version they were deployed as and their WeightsChecksum, so that a crash can never leave a
+// version that disagrees with the weights. StudentModel::LoadFromFile reads the weights of
+// such a file as of a plain one.
+struct DeployedWeights {
+  uint64_t version = 0;
+  std::string weights_checksum;  // WeightsChecksum of the weights' FlatWeights()
+  std::string weights;           // SerializeWeights() bytes
+};
+std::string EncodeDeployedWeights(const DeployedWeights& deployed);
+// DataLoss when torn or corrupt; InvalidArgument when not a deployed weights file at all.
+StatusOr<DeployedWeights> DecodeDeployedWeights(const std::string& bytes);
+bool IsDeployedWeights(const std::string& bytes);
+
 // "fnv1a64:<16 hex digits>" over the bytes of `flat`: equal strings mean bit-identical weights.
 std::string WeightsChecksum(const std::vector<float>& flat);
 
