@@ -20,6 +20,7 @@
 
 #include "common/env.h"
 #include "common/fault_env.h"
+#include "common/label_cache.h"
 #include "common/update_codec.h"
 #include "edge/edge_agent.h"
 #include "edge/spool.h"
@@ -105,6 +106,26 @@ TEST(WriteFileDurablyTest, FullDiskSaysNoSpaceLeftWithThePath) {
   EXPECT_NE(s.message().find(path), std::string::npos) << s.ToString();
   EXPECT_FALSE(Env::Default()->FileExists(path));
   EXPECT_TRUE(TempFiles(dir.path()).empty());
+}
+
+// ---- Label cache ----------------------------------------------------------------------------
+
+TEST(LabelCacheFaultTest, AFailedSaveKeepsThePreviousEntryReadable) {
+  for (const Fault& fault : AllFaults()) {
+    SCOPED_TRACE(fault.name);
+    testing::ScopedTempDir dir("sd_labels_fault");
+    const std::string path = dir.File("clip.labels");
+    FaultEnv env;
+    const std::vector<Detections> old_labels = {{{{1, 2, 3, 4}, 0.5f, 0}}, {}};
+    ASSERT_TRUE(SaveLabels(path, "key", old_labels, &env).ok());
+    env.FailOp(fault.op, fault.err, "clip.labels");
+    const std::vector<Detections> new_labels(500, Detections{{{5, 6, 7, 8}, 0.25f, 0}});
+    EXPECT_FALSE(SaveLabels(path, "key", new_labels, &env).ok());
+    auto loaded = LoadLabels(path, "key");
+    ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+    EXPECT_EQ(loaded->size(), old_labels.size());
+    EXPECT_TRUE(TempFiles(dir.path()).empty());
+  }
 }
 
 // ---- Spool ------------------------------------------------------------------------------------
