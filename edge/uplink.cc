@@ -330,7 +330,7 @@ Uplink::Uplink(UplinkOptions options, std::string architecture, Spool* spool, Up
       architecture_(std::move(architecture)),
       spool_(spool),
       sink_(sink),
-      retry_log_("uplink: frames the server could not store") {}
+      retry_log_("uplink: sending frames") {}
 
 Uplink::~Uplink() { Stop(); }
 
