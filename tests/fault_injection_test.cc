@@ -388,6 +388,7 @@ TEST_F(ServerDiskFaultTest, FailingFsyncIsUnavailableToo) {
   streamdistill::v1::FrameAck ack;
   ASSERT_TRUE(s.Send(1, &ack));
   EXPECT_EQ(ack.code(), 14) << ack.message();
+  EXPECT_NE(ack.message().find("storage unavailable"), std::string::npos) << ack.message();
   EXPECT_NE(ack.message().find("fsync"), std::string::npos) << ack.message();
   ASSERT_TRUE(s.Send(1, &ack));
   EXPECT_EQ(ack.code(), 0) << ack.message();
