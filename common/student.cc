@@ -522,7 +522,8 @@ constexpr char kDeployedMagic[8] = {'S', 'D', 'D', 'E', 'P', 'L', '0', '1'};
 }  // namespace
 
 bool IsDeployedWeights(const std::string& bytes) {
-  return bytes.size() >= sizeof(kDeployedMagic) && std::memcmp(bytes.data(), kDeployedMagic, sizeof(kDeployedMagic)) == 0;
+  return bytes.size() >= sizeof(kDeployedMagic) &&
+         std::memcmp(bytes.data(), kDeployedMagic, sizeof(kDeployedMagic)) == 0;
 }
 
 std::string EncodeDeployedWeights(const DeployedWeights& deployed) {

@@ -62,9 +62,10 @@ class Spool {
   // bounds would be exceeded, the OLDEST pending frames are dropped (logged, counted in
   // dropped()) so a long outage keeps the newest data. AlreadyExists for a sequence that is
   // pending; InvalidArgument for sequence 0 or a frame larger than max_bytes on its own.
-  // When the disk fails (full: ResourceExhausted; fsync or rename: Unavailable) nothing of
-  // the frame is left, the pending frames are untouched, and the failure is logged
-  // (rate-limited) and counted in push_failures(); the next Push simply tries again.
+  // When the disk fails (full: ResourceExhausted; fsync or rename: Unavailable) no partial
+  // file is left (at most, when only the directory fsync failed, the complete frame, which a
+  // restart would find and send), the pending frames are untouched, and the failure is
+  // logged (rate-limited) and counted in push_failures(); the next Push simply tries again.
   Status Push(uint64_t sequence, const std::string& bytes);
 
   std::vector<uint64_t> Pending() const;  // ascending

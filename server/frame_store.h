@@ -8,16 +8,17 @@
 //   models/<device>/v<ver>.sdw   the checkpoint of model version <ver>
 //
 // Crash safety: a file is always made durable (WriteFileDurably in common/env.h: temp file,
-// fsync, rename, directory fsync) before the row that refers to it is committed, so every committed row has its complete file.
-// A crash between the two leaves only a file without a row, which the next Open removes. A
+// fsync, rename, directory fsync) before the row that refers to it is committed, so every
+// committed row has its complete file. A crash between the two leaves only a file without a row, which the next Open removes. A
 // caller that got `true` from Put (or Ok from PutVersion) can rely on the data after a crash
 // or power loss.
 //
 // Disk failures: image and checkpoint files go through the Env given to Open (tests inject a
 // full disk or a failing fsync or rename there); SQLite does its own I/O (its VFS), and the
 // LOCK file is flock()ed directly. A Put or PutVersion that fails for the disk (a full disk:
-// ResourceExhausted; fsync, rename: Unavailable) leaves no file and no row behind, and the
-// same call succeeds once the disk works again.
+// ResourceExhausted; fsync, rename: Unavailable) commits no row and leaves no partial file
+// (at most, when only the directory fsync failed, the complete file without a row, which the
+// retry overwrites or the next Open removes); the same call succeeds once the disk works.
 //
 // Device ids become directory names, so every call that takes one checks it against
 // [A-Za-z0-9_.-]{1,64} (and rejects "." and "..") with InvalidArgument.

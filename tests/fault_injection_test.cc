@@ -454,8 +454,8 @@ TEST_F(ServerDiskFaultTest, EdgeKeepsItsFramesWhileTheServerDiskIsFullAndDrainsT
 
 StatusOr<EdgeConfig> EdgeConfigFor(const std::string& state_dir, FaultEnv* env, const std::string& extra = "") {
   // Port 1: no server; the uplink keeps retrying, which does not matter here.
-  auto config = ParseEdgeConfig(sd::testing::EdgeYaml("cam1", kToken, 1, state_dir, sd::testing::SyntheticUri(1), extra),
-                                "edge.yaml");
+  auto config = ParseEdgeConfig(
+      sd::testing::EdgeYaml("cam1", kToken, 1, state_dir, sd::testing::SyntheticUri(1), extra), "edge.yaml");
   if (config.ok()) config->env = env;
   return config;
 }
