@@ -3,13 +3,13 @@
 #include <charconv>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <random>
 #include <sstream>
 
 #include <opencv2/core.hpp>
 #include <opencv2/videoio.hpp>
 #include <spdlog/spdlog.h>
+
+#include "common/checksum.h"
 
 namespace sd {
 namespace {
@@ -18,18 +18,6 @@ namespace fs = std::filesystem;
 
 constexpr char kMagic[] = "streamdistill-labels";
 constexpr int kVersion = 1;
-
-uint64_t Fnv1a64(const std::string& s) {
-  uint64_t hash = 14695981039346656037ULL;
-  for (unsigned char c : s) hash = (hash ^ c) * 1099511628211ULL;
-  return hash;
-}
-
-std::string Hex64(uint64_t v) {
-  char hex[17];
-  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(v));
-  return hex;
-}
 
 // Shortest form that reads back to the identical float: cached labels equal fresh ones.
 std::string FloatText(float v) {
@@ -108,11 +96,6 @@ Status ParseBody(std::istream& in, int64_t frames, std::vector<Detections>* labe
   return Status::Ok();
 }
 
-std::string RandomSuffix() {
-  std::random_device rd;
-  return Hex64((static_cast<uint64_t>(rd()) << 32) ^ rd());
-}
-
 }  // namespace
 
 StatusOr<std::string> LabelCacheKey(const std::string& video_path, const Teacher& teacher) {
@@ -127,44 +110,30 @@ std::string LabelCachePath(const std::string& cache_dir, const std::string& vide
 }
 
 Status SaveLabels(const std::string& path, const std::string& key,
-                  const std::vector<Detections>& labels) {
+                  const std::vector<Detections>& labels, Env* env) {
   if (key.find_first_of("\r\n") != std::string::npos) {
     return Status::InvalidArgument("label cache key must be a single line");
   }
-  const std::string tmp = path + ".tmp-" + RandomSuffix();
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    if (!out) return Status::IOError(tmp + ": cannot open for writing");
-    out << kMagic << " " << kVersion << " frames=" << labels.size() << " key=" << key << "\n";
-    for (size_t i = 0; i < labels.size(); ++i) {
-      out << "frame " << i << " " << labels[i].size() << "\n";
-      for (const Detection& d : labels[i]) {
-        out << d.class_id << " " << FloatText(d.score) << " " << FloatText(d.box.x1) << " "
-            << FloatText(d.box.y1) << " " << FloatText(d.box.x2) << " " << FloatText(d.box.y2) << "\n";
-      }
-    }
-    out << "end " << labels.size() << "\n";
-    out.flush();
-    if (!out) {
-      std::error_code ignored;
-      fs::remove(tmp, ignored);
-      return Status::IOError(tmp + ": write failed");
+  std::ostringstream out;
+  out << kMagic << " " << kVersion << " frames=" << labels.size() << " key=" << key << "\n";
+  for (size_t i = 0; i < labels.size(); ++i) {
+    out << "frame " << i << " " << labels[i].size() << "\n";
+    for (const Detection& d : labels[i]) {
+      out << d.class_id << " " << FloatText(d.score) << " " << FloatText(d.box.x1) << " "
+          << FloatText(d.box.y1) << " " << FloatText(d.box.x2) << " " << FloatText(d.box.y2) << "\n";
     }
   }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    return Status::IOError(path + ": cannot rename temp file into place: " + ec.message());
-  }
-  return Status::Ok();
+  out << "end " << labels.size() << "\n";
+  return WriteFileDurably(env, path, out.str());
 }
 
-StatusOr<std::vector<Detections>> LoadLabels(const std::string& path, const std::string& expected_key) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) return Status::NotFound(path + ": no such label file");
-  std::ifstream in(path);
-  if (!in) return Status::IOError(path + ": cannot open for reading");
+StatusOr<std::vector<Detections>> LoadLabels(const std::string& path, const std::string& expected_key, Env* env) {
+  StatusOr<std::string> text = env->ReadFile(path);
+  if (!text.ok()) {
+    if (text.status().code() == Status::Code::kNotFound) return Status::NotFound(path + ": no such label file");
+    return text.status();
+  }
+  std::istringstream in(std::move(text).value());
   std::string header;
   if (!std::getline(in, header)) return Status::DataLoss(path + ": empty label file");
   int64_t frames = 0;
@@ -206,10 +175,10 @@ StatusOr<std::vector<Detections>> LabelVideo(const std::string& video_path, Teac
 
 StatusOr<std::vector<Detections>> LabelVideoCached(const std::string& video_path, Teacher& teacher,
                                                    const std::string& cache_dir,
-                                                   const LabelProgress& progress) {
+                                                   const LabelProgress& progress, Env* env) {
   SD_ASSIGN_OR_RETURN(const std::string key, LabelCacheKey(video_path, teacher));
   const std::string path = LabelCachePath(cache_dir, video_path, key);
-  StatusOr<std::vector<Detections>> cached = LoadLabels(path, key);
+  StatusOr<std::vector<Detections>> cached = LoadLabels(path, key, env);
   if (cached.ok()) {
     const auto n = static_cast<int64_t>(cached->size());
     spdlog::info("label cache hit: {} ({} frames)", path, n);
@@ -220,10 +189,8 @@ StatusOr<std::vector<Detections>> LabelVideoCached(const std::string& video_path
     spdlog::warn("label cache entry ignored, relabelling: {}", cached.status().ToString());
   }
   SD_ASSIGN_OR_RETURN(std::vector<Detections> labels, LabelVideo(video_path, teacher, progress));
-  std::error_code ec;
-  fs::create_directories(cache_dir, ec);
-  const Status saved = ec ? Status::IOError(cache_dir + ": cannot create: " + ec.message())
-                          : SaveLabels(path, key, labels);
+  Status saved = env->CreateDir(cache_dir);
+  if (saved.ok()) saved = SaveLabels(path, key, labels, env);
   if (!saved.ok()) spdlog::warn("label cache not written: {}", saved.ToString());
   return labels;
 }

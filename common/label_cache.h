@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/detection.h"
+#include "common/env.h"
 #include "common/status.h"
 #include "common/teacher.h"
 
@@ -33,15 +34,16 @@ StatusOr<std::string> LabelCacheKey(const std::string& video_path, const Teacher
 std::string LabelCachePath(const std::string& cache_dir, const std::string& video_path,
                            const std::string& key);
 
-// Writes `labels` (frame i -> labels[i]) under `key` atomically: a temp file in the same
-// directory renamed over `path`, so readers never see half a file. The key must be one line.
+// Writes `labels` (frame i -> labels[i]) under `key` durably and atomically
+// (WriteFileDurably), so readers never see half a file. The key must be one line.
 Status SaveLabels(const std::string& path, const std::string& key,
-                  const std::vector<Detections>& labels);
+                  const std::vector<Detections>& labels, Env* env = Env::Default());
 
 // Reads a file written by SaveLabels. NotFound when it does not exist, FailedPrecondition
 // when its version or key differs from `expected_key`, DataLoss when it is truncated or
 // malformed; errors name the file.
-StatusOr<std::vector<Detections>> LoadLabels(const std::string& path, const std::string& expected_key);
+StatusOr<std::vector<Detections>> LoadLabels(const std::string& path, const std::string& expected_key,
+                                             Env* env = Env::Default());
 
 // Labels every frame of the video (decoded with cv::VideoCapture) with `teacher`, uncached.
 StatusOr<std::vector<Detections>> LabelVideo(const std::string& video_path, Teacher& teacher,
@@ -53,6 +55,7 @@ StatusOr<std::vector<Detections>> LabelVideo(const std::string& video_path, Teac
 // themselves are fine.
 StatusOr<std::vector<Detections>> LabelVideoCached(const std::string& video_path, Teacher& teacher,
                                                    const std::string& cache_dir,
-                                                   const LabelProgress& progress = {});
+                                                   const LabelProgress& progress = {},
+                                                   Env* env = Env::Default());
 
 }  // namespace sd

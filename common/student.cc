@@ -13,6 +13,7 @@
 
 #include <opencv2/imgproc.hpp>
 
+#include "common/checksum.h"
 #include "common/student_net.h"
 
 namespace sd {
@@ -170,11 +171,11 @@ StatusOr<StudentArchitecture> ParseFingerprint(const std::string& text) {
 // so the order does not depend on registration), each as name, dtype, shape and raw bytes,
 // then an FNV-1a checksum of all that precedes it. Raw bytes make the round trip bit-exact.
 
-uint64_t Fnv1a(const char* data, size_t size) {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < size; ++i) h = (h ^ static_cast<unsigned char>(data[i])) * 1099511628211ull;
-  return h;
-}
+// The weights format's checksum is FNV-1a 64 from a basis that lost a digit (1469598103934665603
+// instead of kFnv1a64Basis) when it was first written; it stays, or every stored checkpoint,
+// deployed model and weights checksum would stop matching.
+constexpr uint64_t kWeightsFnvBasis = 1469598103934665603ull;
+uint64_t Fnv1a(const char* data, size_t size) { return Fnv1a64(std::string_view(data, size), kWeightsFnvBasis); }
 
 template <typename T>
 void Put(std::string* out, T value) {
@@ -477,11 +478,19 @@ StatusOr<std::unique_ptr<StudentModel>> StudentModel::FromBytes(const std::strin
   return model;
 }
 
-StatusOr<std::unique_ptr<StudentModel>> StudentModel::LoadFromFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::NotFound(path + ": cannot open student weights file");
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto model = FromBytes(bytes);
+StatusOr<std::unique_ptr<StudentModel>> StudentModel::LoadFromFile(const std::string& path, Env* env) {
+  StatusOr<std::string> bytes = env->ReadFile(path);
+  if (!bytes.ok()) {
+    if (bytes.status().code() == Status::Code::kNotFound)
+      return Status::NotFound(path + ": cannot open student weights file");
+    return bytes.status();
+  }
+  if (IsDeployedWeights(*bytes)) {  // the edge's deployed model: the weights inside it
+    StatusOr<DeployedWeights> deployed = DecodeDeployedWeights(*bytes);
+    if (!deployed.ok()) return deployed.status().WithContext(path);
+    *bytes = std::move(deployed->weights);
+  }
+  auto model = FromBytes(*bytes);
   if (!model.ok()) return model.status().WithContext(path);
   return model;
 }
@@ -504,19 +513,53 @@ Status StudentModel::LoadWeights(const std::string& bytes) {
   }
 }
 
-Status StudentModel::SaveToFile(const std::string& path) const {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    const std::string bytes = SerializeWeights();
-    out.write(bytes.data(), bytes.size());
-    out.flush();
-    if (!out) return Status::IOError(tmp + ": cannot write student weights");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return Status::IOError(path + ": cannot rename weights into place: " + ec.message());
-  return Status::Ok();
+// ---- deployed weights ----------------------------------------------------------------------
+// Layout: magic, version (u64), checksum length (u32) and text, weights length (u64) and
+// bytes (the SerializeWeights format), then FNV-1a 64 (kFnv1a64Basis) of all that precedes.
+
+namespace {
+constexpr char kDeployedMagic[8] = {'S', 'D', 'D', 'E', 'P', 'L', '0', '1'};
+}  // namespace
+
+bool IsDeployedWeights(const std::string& bytes) {
+  return bytes.size() >= sizeof(kDeployedMagic) &&
+         std::memcmp(bytes.data(), kDeployedMagic, sizeof(kDeployedMagic)) == 0;
+}
+
+std::string EncodeDeployedWeights(const DeployedWeights& deployed) {
+  std::string out(kDeployedMagic, sizeof(kDeployedMagic));
+  Put<uint64_t>(&out, deployed.version);
+  Put<uint32_t>(&out, static_cast<uint32_t>(deployed.weights_checksum.size()));
+  out += deployed.weights_checksum;
+  Put<uint64_t>(&out, deployed.weights.size());
+  out += deployed.weights;
+  Put<uint64_t>(&out, Fnv1a64(out));
+  return out;
+}
+
+StatusOr<DeployedWeights> DecodeDeployedWeights(const std::string& bytes) {
+  if (!IsDeployedWeights(bytes)) return Status::InvalidArgument("not a deployed weights file");
+  if (bytes.size() < sizeof(kDeployedMagic) + 8 + 4 + 8 + 8) return Status::DataLoss("deployed weights: truncated");
+  uint64_t stored = 0;
+  std::memcpy(&stored, bytes.data() + bytes.size() - 8, 8);
+  if (stored != Fnv1a64(std::string_view(bytes.data(), bytes.size() - 8)))
+    return Status::DataLoss("deployed weights: checksum mismatch (truncated or corrupt)");
+  const std::string body = bytes.substr(0, bytes.size() - 8);
+  Reader r(body);
+  DeployedWeights d;
+  std::string magic;
+  uint32_t checksum_size = 0;
+  uint64_t weights_size = 0;
+  if (!r.GetBytes(sizeof(kDeployedMagic), &magic) || !r.Get(&d.version) || !r.Get(&checksum_size) ||
+      !r.GetBytes(checksum_size, &d.weights_checksum) || !r.Get(&weights_size) ||
+      weights_size != body.size() - sizeof(kDeployedMagic) - 8 - 4 - checksum_size - 8 ||
+      !r.GetBytes(weights_size, &d.weights))
+    return Status::DataLoss("deployed weights: malformed");
+  return d;
+}
+
+Status StudentModel::SaveToFile(const std::string& path, Env* env) const {
+  return WriteFileDurably(env, path, SerializeWeights()).WithContext("saving student weights");
 }
 
 namespace {

@@ -20,6 +20,7 @@
 #include <opencv2/core.hpp>
 
 #include "common/detection.h"
+#include "common/env.h"
 #include "common/status.h"
 
 namespace sd {
@@ -67,7 +68,7 @@ class StudentModel {
   // Weights from SerializeWeights() bytes or a file written by SaveToFile(); the
   // architecture is read from the bytes.
   static StatusOr<std::unique_ptr<StudentModel>> FromBytes(const std::string& bytes);
-  static StatusOr<std::unique_ptr<StudentModel>> LoadFromFile(const std::string& path);
+  static StatusOr<std::unique_ptr<StudentModel>> LoadFromFile(const std::string& path, Env* env = Env::Default());
   ~StudentModel();
 
   const StudentArchitecture& architecture() const;
@@ -76,7 +77,8 @@ class StudentModel {
   // Bit-exact round trip: FromBytes(SerializeWeights()) has identical tensors.
   std::string SerializeWeights() const;
   Status LoadWeights(const std::string& bytes);  // must match this architecture
-  Status SaveToFile(const std::string& path) const;  // atomic (temp file + rename)
+  // Durable and atomic (WriteFileDurably): the file holds the old weights or the new, whole.
+  Status SaveToFile(const std::string& path, Env* env = Env::Default()) const;
 
   // Every floating-point tensor (parameters and BatchNorm statistics), sorted by name, laid
   // end to end: the representation model updates encode and checksums cover.
@@ -104,6 +106,20 @@ class StudentModel {
   explicit StudentModel(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// The edge's deployed model in one file (written with WriteFileDurably): the weights, the
+// version they were deployed as and their WeightsChecksum, so that a crash can never leave a
+// version that disagrees with the weights. StudentModel::LoadFromFile reads the weights of
+// such a file as of a plain one.
+struct DeployedWeights {
+  uint64_t version = 0;
+  std::string weights_checksum;  // WeightsChecksum of the weights' FlatWeights()
+  std::string weights;           // SerializeWeights() bytes
+};
+std::string EncodeDeployedWeights(const DeployedWeights& deployed);
+// DataLoss when torn or corrupt; InvalidArgument when not a deployed weights file at all.
+StatusOr<DeployedWeights> DecodeDeployedWeights(const std::string& bytes);
+bool IsDeployedWeights(const std::string& bytes);
 
 // "fnv1a64:<16 hex digits>" over the bytes of `flat`: equal strings mean bit-identical weights.
 std::string WeightsChecksum(const std::vector<float>& flat);

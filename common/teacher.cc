@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/checksum.h"
 #include "common/teacher_internal.h"
 
 namespace sd {
@@ -72,23 +73,17 @@ StatusOr<std::string> FileContentHash(const std::string& path) {
   if (!fs::is_regular_file(path, ec)) return Status::NotFound(path + ": no such file");
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::IOError(path + ": cannot open for reading");
-  // FNV-1a 64: trivial, dependency-free and plenty for telling files apart (not adversarial).
-  uint64_t hash = 14695981039346656037ULL;
+  uint64_t hash = kFnv1a64Basis;
   uint64_t size = 0;
   std::vector<char> buffer(1 << 20);
   while (in) {
     in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
     const std::streamsize got = in.gcount();
-    for (std::streamsize i = 0; i < got; ++i) {
-      hash ^= static_cast<unsigned char>(buffer[i]);
-      hash *= 1099511628211ULL;
-    }
+    hash = Fnv1a64(std::string_view(buffer.data(), static_cast<size_t>(got)), hash);
     size += static_cast<uint64_t>(got);
   }
   if (in.bad()) return Status::IOError(path + ": read error");
-  char hex[17];
-  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(hash));
-  return "fnv1a64=" + std::string(hex) + ",size=" + std::to_string(size);
+  return "fnv1a64=" + Hex64(hash) + ",size=" + std::to_string(size);
 }
 
 namespace teacher_internal {

@@ -1,8 +1,7 @@
 #include "edge/edge_agent.h"
 
+#include <charconv>
 #include <chrono>
-#include <filesystem>
-#include <fstream>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -13,7 +12,13 @@
 
 namespace sd {
 
-EdgeAgent::EdgeAgent(const EdgeConfig& config, Clock* clock) : config_(config), clock_(clock) {}
+namespace {
+constexpr char kDeployedFile[] = "deployed.sdw";
+constexpr char kLegacyVersionFile[] = "deployed.version";
+}  // namespace
+
+EdgeAgent::EdgeAgent(const EdgeConfig& config, Clock* clock)
+    : config_(config), clock_(clock), frame_log_("processing frames", config.env) {}
 
 EdgeAgent::~EdgeAgent() {
   Stop();
@@ -28,29 +33,27 @@ StatusOr<std::unique_ptr<EdgeAgent>> EdgeAgent::Create(const EdgeConfig& config,
 
 Status EdgeAgent::Init() {
   SetTorchThreads(config_.threads);
-  std::error_code ec;
-  std::filesystem::create_directories(config_.state_dir, ec);
-  if (ec) return Status::IOError(config_.state_dir + ": cannot create state directory: " + ec.message());
+  Env* env = config_.env;
+  SD_RETURN_IF_ERROR(env->CreateDir(config_.state_dir).WithContext("cannot create the state directory"));
 
   // The start model: the last deployed version if this edge ran before, else the
   // configured checkpoint, else random weights.
-  const std::string deployed = config_.state_dir + "/deployed.sdw";
   uint64_t version = 0;
   std::unique_ptr<StudentModel> model;
-  if (std::filesystem::exists(deployed)) {
-    auto loaded = StudentModel::LoadFromFile(deployed);
-    std::ifstream version_in(config_.state_dir + "/deployed.version");
-    if (loaded.ok() && (version_in >> version) &&
-        (*loaded)->architecture().Fingerprint() == config_.student.Fingerprint()) {
-      model = std::move(loaded).value();
+  const std::string deployed = config_.state_dir + "/" + kDeployedFile;
+  if (env->FileExists(deployed)) {
+    auto loaded = LoadDeployed();
+    if (loaded.ok() && loaded->second->architecture().Fingerprint() == config_.student.Fingerprint()) {
+      version = loaded->first;
+      model = std::move(loaded->second);
       spdlog::info("resuming deployed model version {}", version);
     } else {
-      spdlog::warn("{}: ignoring the saved model (unreadable or another architecture)", deployed);
-      version = 0;
+      spdlog::warn("{}: ignoring the saved model ({})", deployed,
+                   loaded.ok() ? "another architecture" : loaded.status().ToString());
     }
   }
   if (!model && !config_.init_weights.empty()) {
-    SD_ASSIGN_OR_RETURN(model, StudentModel::LoadFromFile(config_.init_weights));
+    SD_ASSIGN_OR_RETURN(model, StudentModel::LoadFromFile(config_.init_weights, env));
     if (model->architecture().Fingerprint() != config_.student.Fingerprint())
       return Status::InvalidArgument(config_.init_weights + ": weights are for '" +
                                      model->architecture().Fingerprint() + "', config says '" +
@@ -61,7 +64,7 @@ Status EdgeAgent::Init() {
   }
   initial_weights_ = model->SerializeWeights();
   // What this run started from, so that a run can be scored before and after.
-  SD_RETURN_IF_ERROR(model->SaveToFile(config_.state_dir + "/initial.sdw"));
+  SD_RETURN_IF_ERROR(model->SaveToFile(config_.state_dir + "/initial.sdw", env));
   scratch_ = std::move(model);
   SD_ASSIGN_OR_RETURN(auto served, BuildServed(version, scratch_->FlatWeights()));
   serving_.Swap(served);
@@ -69,7 +72,9 @@ Status EdgeAgent::Init() {
   SD_ASSIGN_OR_RETURN(source_, OpenFrameSource(config_.source, clock_));
   SD_ASSIGN_OR_RETURN(sink_, DetectionSink::Open(config_.sink));
   SD_ASSIGN_OR_RETURN(sampler_, CreateSampler(config_.sampling));
-  SD_ASSIGN_OR_RETURN(spool_, Spool::Open(config_.spool));
+  SpoolOptions spool_options = config_.spool;
+  spool_options.env = env;
+  SD_ASSIGN_OR_RETURN(spool_, Spool::Open(spool_options));
   if (spool_->pending_count() > 0)
     spdlog::info("spool holds {} unacked frames from an earlier run; they go first", spool_->pending_count());
   uplink_ = std::make_unique<Uplink>(config_.uplink, config_.student.Fingerprint(), spool_.get(), this);
@@ -92,17 +97,42 @@ StatusOr<std::shared_ptr<const ServedModel>> EdgeAgent::BuildServed(uint64_t ver
   return std::shared_ptr<const ServedModel>(served);
 }
 
-Status EdgeAgent::SaveDeployed(const ServedModel& served) const {
-  SD_RETURN_IF_ERROR(scratch_->SaveToFile(config_.state_dir + "/deployed.sdw"));
-  const std::string tmp = config_.state_dir + "/deployed.version.tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << served.version << "\n";
-    if (!out) return Status::IOError(tmp + ": cannot write");
+StatusOr<std::pair<uint64_t, std::unique_ptr<StudentModel>>> EdgeAgent::LoadDeployed() const {
+  const std::string path = config_.state_dir + "/" + kDeployedFile;
+  SD_ASSIGN_OR_RETURN(std::string bytes, config_.env->ReadFile(path));
+  if (!IsDeployedWeights(bytes)) {
+    // The layout of earlier releases: bare weights, the version in deployed.version (two
+    // files, so a crash between them could pair new weights with an old version). Read once;
+    // the next applied update replaces both with the one file.
+    SD_ASSIGN_OR_RETURN(auto model, StudentModel::FromBytes(bytes));
+    const std::string version_path = config_.state_dir + "/" + kLegacyVersionFile;
+    SD_ASSIGN_OR_RETURN(const std::string text, config_.env->ReadFile(version_path));
+    uint64_t version = 0;
+    const char* end = text.data() + text.size();
+    while (end > text.data() && (end[-1] == '\n' || end[-1] == ' ')) --end;
+    auto r = std::from_chars(text.data(), end, version);
+    if (r.ec != std::errc() || r.ptr != end) return Status::DataLoss(version_path + ": not a version number");
+    return std::make_pair(version, std::move(model));
   }
-  std::error_code ec;
-  std::filesystem::rename(tmp, config_.state_dir + "/deployed.version", ec);
-  if (ec) return Status::IOError(config_.state_dir + "/deployed.version: " + ec.message());
+  StatusOr<DeployedWeights> deployed = DecodeDeployedWeights(bytes);
+  if (!deployed.ok()) return deployed.status().WithContext(path);
+  SD_ASSIGN_OR_RETURN(auto model, StudentModel::FromBytes(deployed->weights));
+  const std::string checksum = WeightsChecksum(model->FlatWeights());
+  if (checksum != deployed->weights_checksum)
+    return Status::DataLoss(path + ": weights checksum " + checksum + " differs from the recorded " +
+                            deployed->weights_checksum);
+  return std::make_pair(deployed->version, std::move(model));
+}
+
+Status EdgeAgent::SaveDeployed(const ServedModel& served) const {
+  DeployedWeights deployed;
+  deployed.version = served.version;
+  deployed.weights_checksum = served.weights_checksum;
+  deployed.weights = scratch_->SerializeWeights();  // BuildServed just set these weights
+  SD_RETURN_IF_ERROR(
+      WriteFileDurably(config_.env, config_.state_dir + "/" + kDeployedFile, EncodeDeployedWeights(deployed)));
+  // The version file of the old layout is obsolete now (the one file wins when both exist).
+  config_.env->RemoveFile(config_.state_dir + "/" + kLegacyVersionFile).ok();
   return Status::Ok();
 }
 
@@ -156,7 +186,16 @@ Status EdgeAgent::SpoolFrame(const std::string& encoded) {
   if (!message.ParseFromString(encoded)) return Status::Internal("an encoded frame does not parse");
   const uint64_t sequence = spool_->NextSequence();
   message.set_sequence(sequence);
-  SD_RETURN_IF_ERROR(spool_->Push(sequence, message.SerializeAsString()));
+  const Status pushed = spool_->Push(sequence, message.SerializeAsString());
+  if (!pushed.ok()) {
+    if (pushed.code() == Status::Code::kInvalidArgument || pushed.code() == Status::Code::kAlreadyExists)
+      return pushed;  // this frame's fault
+    // The spool cannot grow (disk full or failing): the frame is lost to training, detection
+    // goes on. The spool has logged why (rate-limited); Push tries again with the next frame.
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.spool_failures;
+    return Status::Ok();
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.queried;
@@ -223,7 +262,11 @@ Status EdgeAgent::Run() {
     // if it were live.
     const double video_time = timed_source ? frame.index / source_->fps() : frame.capture_time_s;
     Status processed = ProcessFrame(frame, video_time);
-    if (!processed.ok()) spdlog::warn("frame {}: {}", frame.index, processed.ToString());
+    if (processed.ok()) {
+      frame_log_.Succeeded();
+    } else {
+      frame_log_.Failed(processed.WithContext("frame " + std::to_string(frame.index)));
+    }
   }
   // Linger: let the uplink deliver what is spooled and receive updates.
   const double linger_until = clock_->NowSeconds() + config_.linger_s;

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <string>
 
+#include "common/failure_log.h"
 #include "common/frame_source.h"
 #include "common/status.h"
 #include "edge/edge_config.h"
@@ -23,6 +24,7 @@ struct EdgeStats {
   int64_t frames = 0;    // frames read
   int64_t detected = 0;  // frames the student ran on
   int64_t queried = 0;   // frames sampled for the server
+  int64_t spool_failures = 0;  // sampled frames the spool could not store (disk full or failing)
   double student_ms = 0;  // mean per detected frame
   double elapsed_s = 0;
   uint64_t model_version = 0;
@@ -63,11 +65,16 @@ class EdgeAgent : public UpdateSink {
                                     uint64_t version) const;
   Status SpoolFrame(const std::string& encoded);
   StatusOr<std::shared_ptr<const ServedModel>> BuildServed(uint64_t version, std::vector<float> flat) const;
+  // state_dir/deployed.sdw: one file with the weights, their version and checksum
+  // (EncodeDeployedWeights), rewritten durably per applied update; earlier releases' bare
+  // weights plus deployed.version are still read.
+  StatusOr<std::pair<uint64_t, std::unique_ptr<StudentModel>>> LoadDeployed() const;
   Status SaveDeployed(const ServedModel& served) const;
   void Report(const ReceivedUpdate& update);
 
   const EdgeConfig config_;
   Clock* clock_;
+  FailureLog frame_log_;  // frames that failed (rate-limited: a full disk fails every one)
   std::unique_ptr<StudentModel> scratch_;  // architecture holder that builds snapshots (update thread only)
   std::string initial_weights_;
   ServingModel serving_;

@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "common/env.h"
 #include "common/frame_source.h"
 #include "common/status.h"
 #include "common/student.h"
@@ -48,6 +49,8 @@ struct EdgeConfig {
   std::string state_dir = "state/edge";  // deployed model survives restarts here
   double linger_s = 0;       // after the source ends, keep the link up this long for updates
   std::string summary_path;  // write the run summary JSON here at exit (empty: don't)
+  Env* env = Env::Default();  // not from the config file: the spool's and state_dir's files go
+                              // through it (tests inject disk faults); spool.env is replaced by it
 };
 
 // The `sampling` section's keys (also read by streamdistill-bench), validated.

@@ -33,6 +33,8 @@ nlohmann::json Summary(const sd::EdgeStats& s) {
           {"queried", s.queried},
           {"acked", s.uplink.frames_acked},
           {"rejected", s.uplink.frames_rejected},
+          {"retried", s.uplink.frames_retried},
+          {"spool_failures", s.spool_failures},
           {"updates", s.uplink.updates_applied},
           {"updates_refused", s.uplink.updates_refused},
           {"model_version", s.model_version},

@@ -1,15 +1,12 @@
 #include "edge/spool.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <filesystem>
 
 #include <spdlog/spdlog.h>
+
+#include "common/checksum.h"
 
 namespace sd {
 namespace {
@@ -21,13 +18,6 @@ constexpr size_t kHeaderSize = 8 + 8 + 8;  // magic, payload size, FNV-1a 64 of 
 constexpr char kFrameSuffix[] = ".frame";
 constexpr size_t kSequenceDigits = 20;  // fits every uint64; names sort like numbers
 constexpr char kSequenceFile[] = "sequence";
-constexpr char kTempSuffix[] = ".tmp";
-
-uint64_t Fnv1a64(const char* data, size_t size) {
-  uint64_t hash = 14695981039346656037ULL;
-  for (size_t i = 0; i < size; ++i) hash = (hash ^ static_cast<unsigned char>(data[i])) * 1099511628211ULL;
-  return hash;
-}
 
 void PutLe64(std::string* out, uint64_t v) {
   for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
@@ -38,8 +28,6 @@ uint64_t GetLe64(const char* in) {
   for (int i = 0; i < 8; ++i) v |= uint64_t{static_cast<unsigned char>(in[i])} << (8 * i);
   return v;
 }
-
-std::string ErrnoText() { return std::strerror(errno); }
 
 bool EndsWith(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -55,93 +43,16 @@ std::optional<uint64_t> ParseFrameName(const std::string& name) {
   return seq;
 }
 
-Status WriteAll(int fd, const char* data, size_t size, const std::string& path) {
-  while (size > 0) {
-    const ssize_t n = ::write(fd, data, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status::IOError(path + ": write failed: " + ErrnoText());
-    }
-    data += n;
-    size -= static_cast<size_t>(n);
-  }
-  return Status::Ok();
-}
-
-// Makes a rename in `dir` survive a power cut.
-void SyncDir(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;
-  ::fsync(fd);  // best effort: some filesystems refuse directory fsync
-  ::close(fd);
-}
-
-// Temp file in the same directory, fsync, rename over `path`: readers (and a restart after a
-// crash) see the old file or the new one, never a torn one.
-Status AtomicWrite(const std::string& path, const std::string& head, const std::string& body) {
-  const std::string tmp = path + kTempSuffix;
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::IOError(tmp + ": cannot create: " + ErrnoText());
-  Status s = WriteAll(fd, head.data(), head.size(), tmp);
-  if (s.ok()) s = WriteAll(fd, body.data(), body.size(), tmp);
-  if (s.ok() && ::fsync(fd) != 0) s = Status::IOError(tmp + ": fsync failed: " + ErrnoText());
-  if (::close(fd) != 0 && s.ok()) s = Status::IOError(tmp + ": close failed: " + ErrnoText());
-  if (s.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
-    s = Status::IOError(path + ": cannot rename temp file into place: " + ErrnoText());
-  }
-  if (!s.ok()) {
-    ::unlink(tmp.c_str());
-    return s;
-  }
-  SyncDir(fs::path(path).parent_path().string());
-  return Status::Ok();
-}
-
-StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return Status::NotFound(path + ": no such file");
-    return Status::IOError(path + ": cannot open: " + ErrnoText());
-  }
-  std::string out;
-  char buf[1 << 16];
-  while (true) {
-    const ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const Status s = Status::IOError(path + ": read failed: " + ErrnoText());
-      ::close(fd);
-      return s;
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return out;
-}
-
 // Checks a frame file's header against its size without reading the payload: the cheap test
 // Open runs on every file. Returns the payload size.
-StatusOr<int64_t> CheckFrameFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::IOError(path + ": cannot open: " + ErrnoText());
-  char header[kHeaderSize];
-  size_t got = 0;
-  while (got < kHeaderSize) {
-    const ssize_t n = ::read(fd, header + got, kHeaderSize - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    got += static_cast<size_t>(n);
-  }
-  struct stat st;
-  const bool stat_ok = ::fstat(fd, &st) == 0;
-  ::close(fd);
-  if (got < kHeaderSize) return Status::DataLoss(path + ": shorter than a frame header");
-  if (std::memcmp(header, kMagic, sizeof(kMagic)) != 0) return Status::DataLoss(path + ": not a spool frame");
-  const uint64_t size = GetLe64(header + 8);
-  if (!stat_ok) return Status::IOError(path + ": stat failed: " + ErrnoText());
-  if (static_cast<uint64_t>(st.st_size) != kHeaderSize + size) {
-    return Status::DataLoss(path + ": size " + std::to_string(st.st_size) + " does not match its header (" +
+StatusOr<int64_t> CheckFrameFile(Env* env, const std::string& path) {
+  SD_ASSIGN_OR_RETURN(const std::string header, env->ReadFile(path, kHeaderSize));
+  if (header.size() < kHeaderSize) return Status::DataLoss(path + ": shorter than a frame header");
+  if (std::memcmp(header.data(), kMagic, sizeof(kMagic)) != 0) return Status::DataLoss(path + ": not a spool frame");
+  const uint64_t size = GetLe64(header.data() + 8);
+  SD_ASSIGN_OR_RETURN(const uint64_t file_size, env->FileSize(path));
+  if (file_size != kHeaderSize + size) {
+    return Status::DataLoss(path + ": size " + std::to_string(file_size) + " does not match its header (" +
                             std::to_string(kHeaderSize + size) + ")");
   }
   return static_cast<int64_t>(size);
@@ -149,7 +60,11 @@ StatusOr<int64_t> CheckFrameFile(const std::string& path) {
 
 }  // namespace
 
-Spool::Spool(SpoolOptions options) : options_(std::move(options)) {}
+Spool::Spool(SpoolOptions options)
+    : options_(std::move(options)),
+      env_(options_.env ? options_.env : Env::Default()),
+      push_log_("spool " + options_.dir + ": storing sampled frames", env_),
+      counter_log_("spool " + options_.dir + ": persisting the frame sequence counter", env_) {}
 
 std::string Spool::FramePath(uint64_t sequence) const {
   char name[kSequenceDigits + 1];
@@ -161,30 +76,26 @@ StatusOr<std::unique_ptr<Spool>> Spool::Open(const SpoolOptions& options) {
   if (options.dir.empty()) return Status::InvalidArgument("spool: dir is empty");
   if (options.max_bytes <= 0) return Status::InvalidArgument("spool: max_bytes must be > 0");
   if (options.max_frames <= 0) return Status::InvalidArgument("spool: max_frames must be > 0");
-  std::error_code ec;
-  fs::create_directories(options.dir, ec);
-  if (ec) return Status::IOError("spool " + options.dir + ": cannot create directory: " + ec.message());
+  Env* env = options.env ? options.env : Env::Default();
+  SD_RETURN_IF_ERROR(env->CreateDir(options.dir).WithContext("spool"));
 
   std::unique_ptr<Spool> spool(new Spool(options));
   uint64_t max_pending = 0;
-  fs::directory_iterator it(options.dir, ec);
-  if (ec) return Status::IOError("spool " + options.dir + ": cannot list: " + ec.message());
-  for (; it != fs::directory_iterator(); it.increment(ec)) {
-    if (ec) return Status::IOError("spool " + options.dir + ": cannot list: " + ec.message());
-    const std::string name = it->path().filename().string();
-    const std::string path = it->path().string();
-    if (EndsWith(name, kTempSuffix)) {
+  SD_ASSIGN_OR_RETURN(const std::vector<std::string> names, env->ListDir(options.dir));
+  for (const std::string& name : names) {
+    const std::string path = (fs::path(options.dir) / name).string();
+    if (IsTempFileName(name)) {
       // A write a crash interrupted: never renamed into place, so never acknowledged as stored.
       spdlog::info("spool {}: deleting leftover temp file {}", options.dir, name);
-      fs::remove(it->path(), ec);
+      env->RemoveFile(path).ok();
       continue;
     }
     const std::optional<uint64_t> seq = ParseFrameName(name);
     if (!seq) continue;  // the counter file, or something that is not ours
-    StatusOr<int64_t> size = CheckFrameFile(path);
+    StatusOr<int64_t> size = CheckFrameFile(env, path);
     if (!size.ok()) {
       spdlog::warn("spool: dropping unreadable frame file: {}", size.status().ToString());
-      fs::remove(it->path(), ec);
+      env->RemoveFile(path).ok();
       continue;
     }
     spool->pending_[*seq] = *size;
@@ -194,7 +105,7 @@ StatusOr<std::unique_ptr<Spool>> Spool::Open(const SpoolOptions& options) {
 
   uint64_t next = std::max<uint64_t>(1, max_pending + 1);
   const std::string counter_path = (fs::path(options.dir) / kSequenceFile).string();
-  StatusOr<std::string> counter = ReadWholeFile(counter_path);
+  StatusOr<std::string> counter = env->ReadFile(counter_path);
   if (counter.ok()) {
     uint64_t stored = 0;
     const std::string& text = *counter;
@@ -241,11 +152,12 @@ uint64_t Spool::NextSequence() {
     // Persisted before the number is used: a crash after this never hands it out again.
     const uint64_t limit = sequence + kSequenceLease;
     const std::string path = (fs::path(options_.dir) / kSequenceFile).string();
-    const Status s = AtomicWrite(path, std::to_string(limit) + "\n", "");
+    const Status s = WriteFileDurably(env_, path, std::to_string(limit) + "\n");
     if (s.ok()) {
       persisted_limit_ = limit;
+      counter_log_.Succeeded();
     } else {
-      spdlog::error("spool: cannot persist the frame sequence counter: {}", s.ToString());
+      counter_log_.Failed(s);  // rate-limited: with a full disk this fails on every call
     }
   }
   return sequence;
@@ -278,9 +190,8 @@ std::vector<uint64_t> Spool::DropOldestLocked(uint64_t keep) {
 void Spool::DeleteFiles(const std::vector<uint64_t>& sequences) const {
   for (uint64_t seq : sequences) {
     const std::string path = FramePath(seq);
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-      spdlog::error("spool: cannot delete {}: {}", path, ErrnoText());
-    }
+    const Status removed = env_->RemoveFile(path);
+    if (!removed.ok() && removed.code() != Status::Code::kNotFound) spdlog::error("spool: {}", removed.ToString());
   }
 }
 
@@ -301,8 +212,13 @@ Status Spool::Push(uint64_t sequence, const std::string& bytes) {
   }
   std::string header(kMagic, sizeof(kMagic));
   PutLe64(&header, static_cast<uint64_t>(size));
-  PutLe64(&header, Fnv1a64(bytes.data(), bytes.size()));
-  SD_RETURN_IF_ERROR(AtomicWrite(path, header, bytes).WithContext("spool"));
+  PutLe64(&header, Fnv1a64(bytes));
+  const Status written = WriteFileDurably(env_, path, {header, bytes});
+  if (!written.ok()) {
+    push_log_.Failed(written);
+    return written.WithContext("spool");
+  }
+  push_log_.Succeeded();
 
   std::vector<uint64_t> dropped;
   int64_t count_after = 0, bytes_after = 0;
@@ -349,7 +265,7 @@ StatusOr<std::string> Spool::Read(uint64_t sequence) const {
     }
   }
   const std::string path = FramePath(sequence);
-  StatusOr<std::string> file = ReadWholeFile(path);
+  StatusOr<std::string> file = env_->ReadFile(path);
   if (!file.ok()) {
     // Removed or dropped between the check and the read.
     if (file.status().code() == Status::Code::kNotFound) {
@@ -365,7 +281,7 @@ StatusOr<std::string> Spool::Read(uint64_t sequence) const {
   if (data.size() - kHeaderSize != size) {
     return Status::DataLoss(path + ": size does not match its header");
   }
-  if (Fnv1a64(data.data() + kHeaderSize, size) != GetLe64(data.data() + 16)) {
+  if (Fnv1a64(std::string_view(data).substr(kHeaderSize)) != GetLe64(data.data() + 16)) {
     return Status::DataLoss(path + ": checksum mismatch");
   }
   return data.substr(kHeaderSize);
@@ -380,9 +296,10 @@ Status Spool::Remove(uint64_t sequence) {
     pending_.erase(it);
   }
   const std::string path = FramePath(sequence);
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+  const Status removed = env_->RemoveFile(path);
+  if (!removed.ok() && removed.code() != Status::Code::kNotFound) {
     // It would come back as pending after a restart and be re-sent; the server dedupes it.
-    return Status::IOError(path + ": cannot delete acked frame: " + ErrnoText());
+    return removed.WithContext("spool: deleting an acked frame");
   }
   return Status::Ok();
 }
@@ -401,5 +318,7 @@ int64_t Spool::dropped() const {
   std::lock_guard<std::mutex> lock(mu_);
   return dropped_;
 }
+
+int64_t Spool::push_failures() const { return push_log_.failures(); }
 
 }  // namespace sd

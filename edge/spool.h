@@ -7,9 +7,10 @@
 //                              payload) and the serialized frame message
 //   sequence                   "<limit>\n": every sequence handed out so far is below it, so a
 //                              restart continues from there even with an empty spool
-//   *.tmp                      a write in progress; leftovers of a crash are deleted at Open
-// Every file is written to a temp file, fsynced and renamed into place, so a crash leaves
-// either the old or the new version, never half a file.
+//   *.tmp-*                    a write in progress; leftovers of a crash are deleted at Open
+// Every file is written with WriteFileDurably (common/env.h: temp file, fsync, rename,
+// directory fsync), so a crash or a full disk leaves either the old or the new version,
+// never half a file. All file access goes through SpoolOptions::env.
 //
 // Thread-safe: the capture thread pushes, the network thread reads and removes. File I/O for
 // Push and Read happens outside the lock, so a slow disk write does not stall the other thread.
@@ -23,6 +24,8 @@
 #include <string>
 #include <vector>
 
+#include "common/env.h"
+#include "common/failure_log.h"
 #include "common/status.h"
 
 namespace sd {
@@ -31,6 +34,7 @@ struct SpoolOptions {
   std::string dir;
   int64_t max_bytes = 256 << 20;  // payload bytes of all pending frames
   int64_t max_frames = 10000;
+  Env* env = Env::Default();  // not from the config file: tests inject faults here
 };
 
 class Spool {
@@ -58,6 +62,10 @@ class Spool {
   // bounds would be exceeded, the OLDEST pending frames are dropped (logged, counted in
   // dropped()) so a long outage keeps the newest data. AlreadyExists for a sequence that is
   // pending; InvalidArgument for sequence 0 or a frame larger than max_bytes on its own.
+  // When the disk fails (full: ResourceExhausted; fsync or rename: Unavailable) no partial
+  // file is left (at most, when only the directory fsync failed, the complete frame, which a
+  // restart would find and send), the pending frames are untouched, and the failure is
+  // logged (rate-limited) and counted in push_failures(); the next Push simply tries again.
   Status Push(uint64_t sequence, const std::string& bytes);
 
   std::vector<uint64_t> Pending() const;  // ascending
@@ -74,6 +82,7 @@ class Spool {
   int64_t pending_count() const;
   int64_t pending_bytes() const;
   int64_t dropped() const;  // since Open
+  int64_t push_failures() const;  // Pushes the disk refused, since Open
 
  private:
   explicit Spool(SpoolOptions options);
@@ -84,6 +93,9 @@ class Spool {
   void DeleteFiles(const std::vector<uint64_t>& sequences) const;
 
   const SpoolOptions options_;
+  Env* const env_;
+  FailureLog push_log_;     // failed Pushes (a full disk fails every one)
+  FailureLog counter_log_;  // failed writes of the counter file
   mutable std::mutex mu_;
   std::map<uint64_t, int64_t> pending_;  // sequence -> payload bytes
   int64_t pending_bytes_ = 0;

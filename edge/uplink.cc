@@ -2,9 +2,10 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <deque>
-#include <fstream>
+#include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <deque>
 #include <random>
 #include <set>
 
@@ -22,6 +23,16 @@ using streamdistill::v1::ServerMessage;
 namespace {
 
 constexpr int64_t kFramingBytes = 5;
+
+// google.rpc codes of a FrameAck that mean "not stored now, send it again later": the server's
+// storage is unavailable (a full disk) or it is overloaded. Any other non-zero code is final.
+constexpr int kUnavailable = 14;
+constexpr int kResourceExhausted = 8;
+bool IsRetryable(int code) { return code == kUnavailable || code == kResourceExhausted; }
+
+double SteadySeconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
 
 std::shared_ptr<grpc::ChannelCredentials> Credentials(const TlsClientOptions& tls) {
   if (tls.ca.empty()) return grpc::InsecureChannelCredentials();
@@ -80,26 +91,39 @@ class Uplink::Connection {
   }
 
   // Sends spooled frames oldest first, at most max_in_flight unacked, plus control messages.
+  // Frames the server asked to re-send go first, but only once the back-off has passed.
   void WriteLoop() {
     uint64_t last_sent = 0;
     while (!owner_->stopping_) {
       std::deque<EdgeMessage> control;
       std::optional<uint64_t> next;
+      bool is_retry = false;
       {
         std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait_for(lock, std::chrono::milliseconds(200), [&] {
+        const double paused_for = pause_until_ - SteadySeconds();
+        const auto wait = paused_for > 0 ? std::min(std::chrono::milliseconds(200),
+                                                    std::chrono::milliseconds(1 + static_cast<int>(paused_for * 1000)))
+                                         : std::chrono::milliseconds(200);
+        cv_.wait_for(lock, wait, [&] {
           return reader_done_ || !control_.empty() || HasWork(last_sent) || owner_->stopping_;
         });
         if (reader_done_) return;
         control.swap(control_);
-        if (static_cast<int>(in_flight_.size()) < owner_->options_.max_in_flight)
-          next = owner_->spool_->NextPendingAfter(last_sent);
+        if (CanSendFrame()) {
+          if (!retry_.empty()) {
+            next = *retry_.begin();
+            retry_.erase(retry_.begin());
+            is_retry = true;
+          } else {
+            next = owner_->spool_->NextPendingAfter(last_sent);
+          }
+        }
         if (next) in_flight_.insert(*next);
       }
       for (const EdgeMessage& m : control)
         if (!Write(m)) return;
       if (!next) continue;
-      last_sent = *next;
+      if (!is_retry) last_sent = *next;
       auto bytes = owner_->spool_->Read(*next);
       if (!bytes.ok()) {  // dropped from the spool meanwhile (bound reached): skip it
         std::lock_guard<std::mutex> lock(mu_);
@@ -118,9 +142,15 @@ class Uplink::Connection {
     }
   }
 
+  // Caller holds mu_.
+  bool CanSendFrame() const {
+    return static_cast<int>(in_flight_.size()) < owner_->options_.max_in_flight && SteadySeconds() >= pause_until_;
+  }
+
+  // Caller holds mu_.
   bool HasWork(uint64_t last_sent) const {
-    if (static_cast<int>(in_flight_.size()) >= owner_->options_.max_in_flight) return false;
-    return owner_->spool_->NextPendingAfter(last_sent).has_value();
+    if (!CanSendFrame()) return false;
+    return !retry_.empty() || owner_->spool_->NextPendingAfter(last_sent).has_value();
   }
 
   void Queue(EdgeMessage message) {
@@ -163,6 +193,10 @@ class Uplink::Connection {
   }
 
   void OnAck(const streamdistill::v1::FrameAck& ack) {
+    if (IsRetryable(ack.code())) {
+      OnRetryableAck(ack);
+      return;
+    }
     const bool stored = ack.code() == 0;
     if (!stored)
       spdlog::warn("server rejected frame {}: {} (code {}); dropping it", ack.sequence(), ack.message(), ack.code());
@@ -173,6 +207,7 @@ class Uplink::Connection {
       std::lock_guard<std::mutex> lock(owner_->mu_);
       ++(stored ? owner_->stats_.frames_acked : owner_->stats_.frames_rejected);
     }
+    if (stored) owner_->retry_log_.Succeeded();
     if (owner_->ack_observer_) {
       // Only a newly stored frame was compared with the previous one.
       const double agreement = stored && !ack.duplicate() ? ack.teacher_agreement() : -1.0;
@@ -180,7 +215,35 @@ class Uplink::Connection {
     }
     std::lock_guard<std::mutex> lock(mu_);
     in_flight_.erase(ack.sequence());
+    if (stored) retry_attempt_ = 0;
     cv_.notify_all();
+  }
+
+  // The server could not store the frame now (its disk is full, say): the frame stays in the
+  // spool and goes again after a back-off, and no frame at all is sent before then, so a
+  // server in trouble gets at most max_in_flight frames per back-off period.
+  void OnRetryableAck(const streamdistill::v1::FrameAck& ack) {
+    {
+      std::lock_guard<std::mutex> lock(owner_->mu_);
+      ++owner_->stats_.frames_retried;
+    }
+    double delay = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      in_flight_.erase(ack.sequence());
+      retry_.insert(ack.sequence());
+      const double now = SteadySeconds();
+      if (now >= pause_until_) {  // the acks of frames already in flight do not stretch the pause
+        delay = owner_->NextBackoff(retry_attempt_++);
+        pause_until_ = now + delay;
+      }
+      cv_.notify_all();
+    }
+    owner_->retry_log_.Failed(Status::Unavailable(
+        "frame " + std::to_string(ack.sequence()) + " not stored (code " + std::to_string(ack.code()) +
+        "): " + ack.message() + "; kept in the spool" +
+        (delay > 0 ? fmt::format(", sending again in {:.1f} s", delay) : std::string())));
+    if (owner_->ack_observer_) owner_->ack_observer_(ack.sequence(), ack.code(), -1.0);
   }
 
   void OnChunk(const streamdistill::v1::ModelUpdateChunk& chunk) {
@@ -256,11 +319,18 @@ class Uplink::Connection {
   std::condition_variable cv_;
   std::deque<EdgeMessage> control_;
   std::set<uint64_t> in_flight_;
+  std::set<uint64_t> retry_;   // the server asked to re-send these (retryable ack); oldest first
+  double pause_until_ = 0;     // steady seconds: no frame is sent before (retry back-off)
+  int retry_attempt_ = 0;      // retryable acks in a row, for the back-off; reset by a stored frame
   bool reader_done_ = false;
 };
 
 Uplink::Uplink(UplinkOptions options, std::string architecture, Spool* spool, UpdateSink* sink)
-    : options_(std::move(options)), architecture_(std::move(architecture)), spool_(spool), sink_(sink) {}
+    : options_(std::move(options)),
+      architecture_(std::move(architecture)),
+      spool_(spool),
+      sink_(sink),
+      retry_log_("uplink: sending frames") {}
 
 Uplink::~Uplink() { Stop(); }
 

@@ -2,6 +2,12 @@
 // order, removes them from the spool when the server acks them, re-sends unacked frames
 // after a reconnect (the server dedupes), reconnects with jittered exponential back-off, and
 // assembles model updates for the UpdateSink.
+//
+// Acks: code 0 (stored, or a duplicate) and any final rejection (e.g. 3, an undecodable
+// frame) remove the frame from the spool. UNAVAILABLE (14: the server cannot store it now,
+// e.g. its disk is full) and RESOURCE_EXHAUSTED (8) keep it: it is sent again after a
+// jittered exponential back-off (backoff_initial_s .. backoff_max_s) during which no frame
+// goes out, and the back-off starts over once a frame is stored.
 #pragma once
 
 #include <atomic>
@@ -13,6 +19,7 @@
 #include <string>
 #include <thread>
 
+#include "common/failure_log.h"
 #include "common/status.h"
 #include "edge/edge_config.h"
 #include "edge/spool.h"
@@ -44,6 +51,7 @@ struct UplinkStats {
   int64_t bytes_up_frames = 0, bytes_up_control = 0;        // frames; hello, model requests, results
   int64_t bytes_down_updates = 0, bytes_down_control = 0;   // model chunks; welcome, acks
   int64_t frames_sent = 0, frames_acked = 0, frames_rejected = 0;
+  int64_t frames_retried = 0;  // retryable acks (14, 8): kept in the spool, sent again later
   int64_t updates_applied = 0, updates_refused = 0;
   int64_t connects = 0;
   bool connected = false;
@@ -76,6 +84,7 @@ class Uplink {
   Spool* spool_;
   UpdateSink* sink_;
   AckObserver ack_observer_;
+  FailureLog retry_log_;  // retryable acks, logged on change and then rate-limited
   std::atomic<bool> stopping_{false};
   std::thread thread_;
 

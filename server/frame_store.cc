@@ -94,95 +94,26 @@ bool ParseUint64(const std::string& s, uint64_t* v) {
   return r.ec == std::errc() && r.ptr == s.data() + s.size();
 }
 
-// fsync of a directory makes the entries created or renamed in it durable.
-Status SyncDir(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Status::IOError(dir + ": cannot open directory to sync: " + Errno(errno));
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0) return Status::IOError(dir + ": fsync of directory failed: " + Errno(err));
-  return Status::Ok();
-}
-
 // Creates `dir` (whose parent must exist) and makes its entry durable; Ok when it exists.
-Status EnsureDir(const std::string& dir) {
-  if (::mkdir(dir.c_str(), 0755) == 0) return SyncDir(fs::path(dir).parent_path().string());
-  if (errno != EEXIST) return Status::IOError(dir + ": cannot create directory: " + Errno(errno));
-  struct stat st;
-  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    return Status::IOError(dir + ": exists but is not a directory");
-  }
-  return Status::Ok();
-}
-
-// Temp names are unique within the process (pid + counter). Two processes never write into
-// one store (LOCK), and the Claim on the final name keeps two threads off the same temp name.
-std::string TempName(const std::string& final_path) {
-  static std::atomic<uint64_t> counter{0};
-  return final_path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
-}
-
-bool IsTempName(const std::string& name) { return name.find(".tmp-") != std::string::npos; }
-
-Status WriteAll(int fd, const std::string& bytes, const std::string& path) {
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status::IOError(path + ": write failed: " + Errno(errno));
-    }
-    done += static_cast<size_t>(n);
-  }
-  return Status::Ok();
-}
-
-// Writes `bytes` to dir/name so that after it returns Ok the complete file is on disk under
-// its final name, and before that the final name never shows a partial file.
-Status WriteFileDurably(const std::string& dir, const std::string& name, const std::string& bytes) {
-  const std::string path = dir + "/" + name;
-  const std::string tmp = TempName(path);
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::IOError(tmp + ": cannot create: " + Errno(errno));
-  Status status = WriteAll(fd, bytes, tmp);
-  if (status.ok() && ::fsync(fd) != 0) status = Status::IOError(tmp + ": fsync failed: " + Errno(errno));
-  if (::close(fd) != 0 && status.ok()) status = Status::IOError(tmp + ": close failed: " + Errno(errno));
-  if (status.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
-    status = Status::IOError(path + ": cannot rename temp file into place: " + Errno(errno));
-  }
-  if (!status.ok()) {
-    ::unlink(tmp.c_str());
-    return status;
-  }
-  return SyncDir(dir);
+Status EnsureDir(Env* env, const std::string& dir) {
+  const bool existed = env->FileExists(dir);
+  SD_RETURN_IF_ERROR(env->CreateDir(dir));
+  if (existed) return Status::Ok();
+  return env->SyncDir(fs::path(dir).parent_path().string());
 }
 
 // Reads a file the index has a row for; a missing or resized file is data loss.
-StatusOr<std::string> ReadFileChecked(const std::string& path, int64_t expected_size) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int err = errno;
-    if (err == ENOENT) return Status::DataLoss(path + ": missing, though the index has a row for it");
-    return Status::IOError(path + ": cannot open: " + Errno(err));
-  }
-  Cleanup close_fd([fd] { ::close(fd); });
-  struct stat st;
-  if (::fstat(fd, &st) != 0) return Status::IOError(path + ": cannot stat: " + Errno(errno));
-  if (st.st_size != expected_size) {
-    return Status::DataLoss(path + ": " + std::to_string(st.st_size) + " bytes, the index says " +
-                            std::to_string(expected_size));
-  }
-  std::string bytes(static_cast<size_t>(expected_size), '\0');
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status::IOError(path + ": read failed: " + Errno(errno));
+StatusOr<std::string> ReadFileChecked(Env* env, const std::string& path, int64_t expected_size) {
+  StatusOr<std::string> bytes = env->ReadFile(path);
+  if (!bytes.ok()) {
+    if (bytes.status().code() == Status::Code::kNotFound) {
+      return Status::DataLoss(path + ": missing, though the index has a row for it");
     }
-    if (n == 0) return Status::DataLoss(path + ": shorter than its size (" + std::to_string(done) + " bytes read)");
-    done += static_cast<size_t>(n);
+    return bytes.status();
+  }
+  if (static_cast<int64_t>(bytes->size()) != expected_size) {
+    return Status::DataLoss(path + ": " + std::to_string(bytes->size()) + " bytes, the index says " +
+                            std::to_string(expected_size));
   }
   return bytes;
 }
@@ -423,7 +354,7 @@ FrameRecord ReadFrameRow(sqlite3_stmt* s, const std::string& device_id) {
 // removing it could leave a committed row without its file. Next Open sweeps it if orphaned.
 // Requires the store's mutex held.
 template <typename Insert>
-Status InTransaction(sqlite3* db, const TxnStatements& s, const std::string& file, const std::string& what,
+Status InTransaction(sqlite3* db, Env* env, const TxnStatements& s, const std::string& file, const std::string& what,
                      Insert insert, const std::string& device_id) {
   Status status = StepDone(db, s.begin, what + " (begin)");
   if (status.ok()) {
@@ -438,7 +369,7 @@ Status InTransaction(sqlite3* db, const TxnStatements& s, const std::string& fil
   }
   if (!status.ok()) {
     if (!sqlite3_get_autocommit(db)) StepDone(db, s.rollback, "rollback").ok();
-    ::unlink(file.c_str());
+    env->RemoveFile(file).ok();
     return status;
   }
   status = StepDone(db, s.commit, what + " (commit)");
@@ -462,7 +393,7 @@ StatusOr<int64_t> StoredSize(sqlite3* db, sqlite3_stmt* stmt, const std::string&
 
 }  // namespace
 
-FrameStore::FrameStore(std::string dir, int lock_fd) : dir_(std::move(dir)), lock_fd_(lock_fd) {}
+FrameStore::FrameStore(std::string dir, Env* env, int lock_fd) : dir_(std::move(dir)), env_(env), lock_fd_(lock_fd) {}
 
 FrameStore::~FrameStore() {
   statements_.reset();  // statements must be finalized before the connection closes
@@ -470,10 +401,9 @@ FrameStore::~FrameStore() {
   if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
 }
 
-StatusOr<std::unique_ptr<FrameStore>> FrameStore::Open(const std::string& dir) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return Status::IOError(dir + ": cannot create store directory: " + ec.message());
+StatusOr<std::unique_ptr<FrameStore>> FrameStore::Open(const std::string& dir, Env* env) {
+  if (env == nullptr) env = Env::Default();
+  SD_RETURN_IF_ERROR(env->CreateDir(dir).WithContext("cannot create store directory"));
   // leveldb-style LOCK file: a second server on the same directory would sweep the first one's
   // in-progress files as orphans. flock is released by the kernel when the process dies.
   const std::string lock_path = dir + "/LOCK";
@@ -487,9 +417,9 @@ StatusOr<std::unique_ptr<FrameStore>> FrameStore::Open(const std::string& dir) {
     }
     return Status::IOError(lock_path + ": cannot lock: " + Errno(err));
   }
-  std::unique_ptr<FrameStore> store(new FrameStore(dir, lock_fd));
-  SD_RETURN_IF_ERROR(EnsureDir(dir + "/frames"));
-  SD_RETURN_IF_ERROR(EnsureDir(dir + "/models"));
+  std::unique_ptr<FrameStore> store(new FrameStore(dir, env, lock_fd));
+  SD_RETURN_IF_ERROR(EnsureDir(env, dir + "/frames"));
+  SD_RETURN_IF_ERROR(EnsureDir(env, dir + "/models"));
   SD_RETURN_IF_ERROR(store->OpenIndex());
   SD_RETURN_IF_ERROR(store->RemoveOrphans());
   return store;
@@ -530,14 +460,18 @@ Status FrameStore::RemoveOrphans() {
   // kind 0: frames/<device>/<seq>.jpg; kind 1: models/<device>/v<ver>.sdw.
   for (int kind = 0; kind < 2; ++kind) {
     const std::string root = dir_ + (kind == 0 ? "/frames" : "/models");
-    std::error_code ec;
-    for (fs::directory_iterator dev_it(root, ec), end; !ec && dev_it != end; dev_it.increment(ec)) {
-      const std::string device = dev_it->path().filename().string();
-      if (!dev_it->is_directory() || !IsValidDeviceId(device)) continue;
-      std::error_code file_ec;
-      for (fs::directory_iterator it(dev_it->path(), file_ec); !file_ec && it != end; it.increment(file_ec)) {
-        const std::string name = it->path().filename().string();
-        bool orphan = IsTempName(name);
+    SD_ASSIGN_OR_RETURN(const std::vector<std::string> devices, env_->ListDir(root));
+    for (const std::string& device : devices) {
+      if (!IsValidDeviceId(device)) continue;
+      const std::string device_dir = root + "/" + device;
+      StatusOr<std::vector<std::string>> names = env_->ListDir(device_dir);
+      if (!names.ok()) {
+        if (!env_->FileExists(device_dir + "/.")) continue;  // not a directory: not ours
+        return names.status();
+      }
+      for (const std::string& name : *names) {
+        const std::string path = device_dir + "/" + name;
+        bool orphan = IsTempFileName(name);
         if (!orphan) {
           uint64_t number = 0;
           std::string expected;
@@ -550,19 +484,16 @@ Status FrameStore::RemoveOrphans() {
           if (expected.empty() || expected != name || number > kMaxSqlInteger) continue;  // not ours
           SD_ASSIGN_OR_RETURN(const int64_t size,
                               StoredSize(db_, kind == 0 ? statements_->frame_bytes : statements_->version_bytes, device,
-                                         number, index_path + ": checking " + it->path().string()));
+                                         number, index_path + ": checking " + path));
           orphan = size < 0;
         }
         if (orphan) {
-          std::error_code rm_ec;
-          fs::remove(it->path(), rm_ec);
-          if (rm_ec) return Status::IOError(it->path().string() + ": cannot remove orphan file: " + rm_ec.message());
+          const Status rm = env_->RemoveFile(path);
+          if (!rm.ok() && rm.code() != Status::Code::kNotFound) return rm.WithContext("removing an orphan file");
           ++removed;
         }
       }
-      if (file_ec) return Status::IOError(dev_it->path().string() + ": cannot list: " + file_ec.message());
     }
-    if (ec) return Status::IOError(root + ": cannot list: " + ec.message());
   }
   if (removed > 0) spdlog::warn("{}: removed {} file(s) without an index row (left by a crash)", dir_, removed);
   return Status::Ok();
@@ -606,8 +537,8 @@ StatusOr<bool> FrameStore::Put(const FrameRecord& frame) {
   Cleanup release([&] { Release(key); });
   const std::string device_dir = dir_ + "/frames/" + frame.device_id;
   const std::string name = FrameFileName(frame.sequence);
-  SD_RETURN_IF_ERROR(EnsureDir(device_dir).WithContext(what));
-  SD_RETURN_IF_ERROR(WriteFileDurably(device_dir, name, frame.jpeg).WithContext(what));
+  SD_RETURN_IF_ERROR(EnsureDir(env_, device_dir).WithContext(what));
+  SD_RETURN_IF_ERROR(WriteFileDurably(env_, device_dir + "/" + name, frame.jpeg).WithContext(what));
 
   // The claim and the LOCK file mean no row for this key can have appeared since the check, so
   // the OR IGNORE never fires; it is there so that a broken invariant cannot turn into an
@@ -615,7 +546,7 @@ StatusOr<bool> FrameStore::Put(const FrameRecord& frame) {
   std::lock_guard<std::mutex> lock(mu_);
   const Statements& s = *statements_;
   SD_RETURN_IF_ERROR(InTransaction(
-      db_, s.txn, device_dir + "/" + name, index_path + ": storing " + what,
+      db_, env_, s.txn, device_dir + "/" + name, index_path + ": storing " + what,
       [&]() -> int {
         StatementUse use(s.insert_frame);
         BindText(s.insert_frame, 1, frame.device_id);
@@ -725,7 +656,7 @@ StatusOr<std::string> FrameStore::LoadImage(const FrameRecord& frame) const {
   }
   if (size < 0) return Status::NotFound(dir_ + ": " + what + " is not stored");
   // Files are immutable once their row exists, so reading outside the lock is safe.
-  return ReadFileChecked(dir_ + "/frames/" + frame.device_id + "/" + FrameFileName(frame.sequence), size);
+  return ReadFileChecked(env_, dir_ + "/frames/" + frame.device_id + "/" + FrameFileName(frame.sequence), size);
 }
 
 Status FrameStore::PutVersion(const VersionRecord& version, const std::string& checkpoint_bytes) {
@@ -751,13 +682,13 @@ Status FrameStore::PutVersion(const VersionRecord& version, const std::string& c
   Cleanup release([&] { Release(key); });
   const std::string device_dir = dir_ + "/models/" + version.device_id;
   const std::string name = CheckpointFileName(version.version);
-  SD_RETURN_IF_ERROR(EnsureDir(device_dir).WithContext(what));
-  SD_RETURN_IF_ERROR(WriteFileDurably(device_dir, name, checkpoint_bytes).WithContext(what));
+  SD_RETURN_IF_ERROR(EnsureDir(env_, device_dir).WithContext(what));
+  SD_RETURN_IF_ERROR(WriteFileDurably(env_, device_dir + "/" + name, checkpoint_bytes).WithContext(what));
 
   std::lock_guard<std::mutex> lock(mu_);
   const Statements& s = *statements_;
   return InTransaction(
-      db_, s.txn, device_dir + "/" + name, index_path + ": storing " + what,
+      db_, env_, s.txn, device_dir + "/" + name, index_path + ": storing " + what,
       [&]() -> int {
         StatementUse use(s.insert_version);
         BindText(s.insert_version, 1, version.device_id);
@@ -804,7 +735,7 @@ StatusOr<std::string> FrameStore::LoadCheckpoint(const VersionRecord& version) c
                                          dir_ + "/index.sqlite: looking up " + what));
   }
   if (size < 0) return Status::NotFound(dir_ + ": " + what + " is not stored");
-  return ReadFileChecked(dir_ + "/models/" + version.device_id + "/" + CheckpointFileName(version.version), size);
+  return ReadFileChecked(env_, dir_ + "/models/" + version.device_id + "/" + CheckpointFileName(version.version), size);
 }
 
 std::vector<std::string> FrameStore::Devices() const {

@@ -7,11 +7,18 @@
 //   frames/<device>/<seq>.jpg    the stored JPEG of frame <seq> (12+ digits, zero padded)
 //   models/<device>/v<ver>.sdw   the checkpoint of model version <ver>
 //
-// Crash safety: a file is always made durable (temp file, fsync, rename, directory fsync)
-// before the row that refers to it is committed, so every committed row has its complete file.
-// A crash between the two leaves only a file without a row, which the next Open removes. A
+// Crash safety: a file is always made durable (WriteFileDurably in common/env.h: temp file,
+// fsync, rename, directory fsync) before the row that refers to it is committed, so every
+// committed row has its complete file. A crash between the two leaves only a file without a row, which the next Open removes. A
 // caller that got `true` from Put (or Ok from PutVersion) can rely on the data after a crash
 // or power loss.
+//
+// Disk failures: image and checkpoint files go through the Env given to Open (tests inject a
+// full disk or a failing fsync or rename there); SQLite does its own I/O (its VFS), and the
+// LOCK file is flock()ed directly. A Put or PutVersion that fails for the disk (a full disk:
+// ResourceExhausted; fsync, rename: Unavailable) commits no row and leaves no partial file
+// (at most, when only the directory fsync failed, the complete file without a row, which the
+// retry overwrites or the next Open removes); the same call succeeds once the disk works.
 //
 // Device ids become directory names, so every call that takes one checks it against
 // [A-Za-z0-9_.-]{1,64} (and rejects "." and "..") with InvalidArgument.
@@ -26,6 +33,7 @@
 #include <vector>
 
 #include "common/detection.h"
+#include "common/env.h"
 #include "common/status.h"
 
 struct sqlite3;
@@ -68,7 +76,7 @@ class FrameStore {
   // Per-device directories are made on first use. Removes image and checkpoint files that
   // have no row (left by a crash between file and row) and stray temp files.
   // FailedPrecondition when another process has the directory open.
-  static StatusOr<std::unique_ptr<FrameStore>> Open(const std::string& dir);
+  static StatusOr<std::unique_ptr<FrameStore>> Open(const std::string& dir, Env* env = Env::Default());
   ~FrameStore();
   FrameStore(const FrameStore&) = delete;
   FrameStore& operator=(const FrameStore&) = delete;
@@ -112,7 +120,7 @@ class FrameStore {
 
  private:
   struct Statements;
-  FrameStore(std::string dir, int lock_fd);
+  FrameStore(std::string dir, Env* env, int lock_fd);
 
   Status OpenIndex();
   Status RemoveOrphans();
@@ -123,6 +131,7 @@ class FrameStore {
   void Release(const std::string& key);
 
   const std::string dir_;
+  Env* const env_;     // image and checkpoint files (not SQLite's, not LOCK)
   const int lock_fd_;  // holds flock(LOCK_EX) on <dir>/LOCK for the store's lifetime
 
   mutable std::mutex mu_;

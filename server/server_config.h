@@ -4,6 +4,7 @@
 #include <map>
 #include <string>
 
+#include "common/env.h"
 #include "common/image_header.h"
 #include "common/status.h"
 #include "common/student.h"
@@ -61,6 +62,8 @@ struct ServerConfig {
   RoundOptions round;
   SchedulerOptions schedule;
   bool train_in_background = true;  // false: tests drive rounds by hand
+  Env* env = Env::Default();  // not from the config file: the store's image and checkpoint files
+                              // go through it (tests inject disk faults here)
 };
 
 // The policy of `device_id`: its own if configured, else the server-wide one.

@@ -77,7 +77,7 @@ StatusOr<std::unique_ptr<ServerCore>> ServerCore::Create(const ServerConfig& con
 }
 
 Status ServerCore::Init(TeacherFactory teachers) {
-  SD_ASSIGN_OR_RETURN(store_, FrameStore::Open(config_.storage_dir));
+  SD_ASSIGN_OR_RETURN(store_, FrameStore::Open(config_.storage_dir, config_.env));
   if (teachers) {
     SD_ASSIGN_OR_RETURN(labeler_, LabelerPool::Create(std::move(teachers), config_.labeler_workers, config_.labeler_queue));
   } else {
@@ -245,10 +245,19 @@ bool ServerCore::TrySubmitFrame(const std::string& device_id, const FrameRecord&
     }
     auto inserted = store_->Put(record);
     if (!inserted.ok()) {
-      outcome.status = inserted.status();
+      // Not stored, so not acked as stored. A record the store refuses as such is rejected for
+      // good; any other failure is the server's (a full disk, a failing fsync or rename, the
+      // index): UNAVAILABLE, and the edge keeps the frame and sends it again after a back-off.
+      if (inserted.status().code() == Status::Code::kInvalidArgument) {
+        outcome.status = inserted.status();
+      } else {
+        storage_log_.Failed(inserted.status());  // on change, then rate-limited: not once per frame
+        outcome.status = Status::Unavailable("storage unavailable: " + inserted.status().message() + "; retry later");
+      }
       done(outcome);
       return;
     }
+    storage_log_.Succeeded();
     outcome.duplicate = !*inserted;
     {
       std::lock_guard<std::mutex> lock((*device)->mu);

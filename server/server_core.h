@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/failure_log.h"
 #include "common/status.h"
 #include "server/device_trainer.h"
 #include "server/frame_store.h"
@@ -140,6 +141,7 @@ class ServerCore {
   std::vector<size_t> tensor_sizes_;  // the student's tensors, for per-tensor update encodings
   std::unique_ptr<FrameStore> store_;
   std::unique_ptr<LabelerPool> labeler_;
+  FailureLog storage_log_{"storing frames"};  // store failures, logged on change, then rate-limited
 
   // Lock order (the one place it is written down): ServerCore::mu_, then Device::train_mu,
   // then Device::mu; FrameStore, LabelerPool and the streams' own mutexes are leaves taken
