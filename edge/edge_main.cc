@@ -10,6 +10,7 @@
 #include <csignal>
 #include <ctime>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <semaphore.h>
 #include <thread>
@@ -58,10 +59,12 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   bool fast = false;
   double duration_s = 0;
+  std::string ack_log_path;
   app.add_option("--config", config_path, "YAML config");
   app.add_flag("--fast", fast, "read files as fast as possible instead of at their frame rate");
   app.add_option("--duration", duration_s, "stop after this many seconds (0: run until the source ends)");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
+  app.add_option("--ack-log", ack_log_path, "append one line per ack from the server to this file: sequence and code");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -83,6 +86,22 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "streamdistill-edge: error: %s\n", agent.status().message().c_str());
     return 2;
   }
+  // One line per ack ("<sequence> <google.rpc code>"), flushed at once: a record of what the
+  // server confirmed as stored, for checks such as scripts/soak.sh. Written on the uplink's
+  // reader thread, which Run() joins before it returns.
+  std::FILE* ack_log = nullptr;
+  if (!ack_log_path.empty()) {
+    ack_log = std::fopen(ack_log_path.c_str(), "a");
+    if (ack_log == nullptr) {
+      std::fprintf(stderr, "streamdistill-edge: error: %s: cannot open the ack log: %s\n", ack_log_path.c_str(),
+                   std::strerror(errno));
+      return 2;
+    }
+    (*agent)->SetAckObserver([ack_log](uint64_t sequence, int code) {
+      std::fprintf(ack_log, "%llu %d\n", static_cast<unsigned long long>(sequence), code);
+      std::fflush(ack_log);
+    });
+  }
   sem_init(&g_signal, 0, 0);
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
@@ -100,6 +119,7 @@ int main(int argc, char** argv) {
     (*agent)->Stop();
   });
   sd::Status run = (*agent)->Run();
+  if (ack_log != nullptr) std::fclose(ack_log);
   sem_post(&g_signal);  // let the stopper thread end
   stopper.join();
   const sd::EdgeStats stats = (*agent)->stats();

@@ -8,7 +8,7 @@ PACKAGES=(
   libtorch-dev libopencv-dev libopencv-contrib-dev opencv-doc
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libspdlog-dev libyaml-cpp-dev libgtest-dev libgmock-dev libcli11-dev
-  libsqlite3-dev libzstd-dev nlohmann-json3-dev
+  libsqlite3-dev sqlite3 libzstd-dev nlohmann-json3-dev
   gnuplot-nox openssl
 )
 

@@ -1,7 +1,8 @@
 // Runs the real streamdistill-server and streamdistill-edge binaries. A broken config must
 // give exit code 2 and exactly one line "streamdistill-<name>: error: <file>: ..." that names
 // the key (no usage text, no stack trace). The server binary must also start on a given
-// loopback port, answer an EdgeLink stream, and stop in order on SIGTERM.
+// loopback port, answer an EdgeLink stream, and stop in order on SIGTERM; the edge binary's
+// --ack-log must list exactly the frames the server stored.
 #include <gtest/gtest.h>
 
 #include "tests/run_binary.h"
@@ -26,7 +27,9 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "server/frame_store.h"
 #include "streamdistill.grpc.pb.h"
 
 namespace {
@@ -171,6 +174,14 @@ TEST_F(DaemonCliTest, EdgeMissingDeviceId) {
 
 TEST_F(DaemonCliTest, EdgeInvalidYaml) {
   ExpectConfigError("edge", Write("edge_syntax.yaml", "device_id: cam1\nsource: {uri: x\n"), "invalid YAML");
+}
+
+TEST_F(DaemonCliTest, EdgeUnwritableAckLogExits2) {
+  const std::string config = Write("edge.yaml", EdgeYaml(dir_ / "edge"));
+  const std::string log = (dir_ / "no_such_dir" / "acks.txt").string();
+  Result r = RunBinary("streamdistill-edge", "--config " + config + " --ack-log " + log);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_EQ(r.output, "streamdistill-edge: error: " + log + ": cannot open the ack log: No such file or directory\n");
 }
 
 TEST_F(DaemonCliTest, EdgeMissingFile) {
@@ -356,6 +367,51 @@ TEST_F(DaemonCliTest, ServerSecondSignalExitsAtOnce) {
   EXPECT_TRUE(WIFEXITED(*status)) << "status " << *status;
   EXPECT_EQ(WEXITSTATUS(*status), 130) << server.Log();
   EXPECT_LT(seconds, 1.0);
+}
+
+// --ack-log: the edge binary appends one "<sequence> <code>" line per ack, and every sequence it
+// logged as stored (code 0) is in the server's store.
+TEST_F(DaemonCliTest, EdgeAckLogListsEveryAckedFrame) {
+  const int port = FreePort();
+  ASSERT_GT(port, 0);
+  ServerProcess server(Write("server_run.yaml", ServerYaml(dir_ / "store")), port, dir_ / "server.log");
+  ASSERT_TRUE(StartAndConnect(server, port));
+  const std::string edge_yaml =
+      "device_id: cam1\n"
+      "token: secret-token-1\n"
+      "server: 127.0.0.1:" + std::to_string(port) + "\n"
+      "source:\n  uri: /usr/share/doc/opencv-doc/examples/data/vtest.avi\n  end_frame: 20\n"
+      "student:\n  input_width: 128\n  input_height: 96\n  classes: 1\n"
+      "  channels: [8, 8, 16, 16, 32]\n  block: separable\n"
+      "sampling: {strategy: uniform, uniform_every: 5, budget_per_minute: 0}\n"
+      "detections: {path: \"" + (dir_ / "detections.jsonl").string() + "\"}\n"
+      "linger_s: 8\n"
+      "state_dir: \"" + (dir_ / "edge").string() + "\"\n";
+  const fs::path acks = dir_ / "acks.txt";
+  Result r = RunBinary("streamdistill-edge", "--config " + Write("edge_run.yaml", edge_yaml) + " --ack-log " +
+                                                 acks.string() + " --log-level warn", 60);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("\"acked\":4,"), std::string::npos) << r.output;  // frames 0, 5, 10, 15
+
+  std::istringstream lines(ReadFile(acks));
+  std::vector<uint64_t> logged;
+  uint64_t sequence = 0;
+  int code = -1;
+  while (lines >> sequence >> code) {
+    EXPECT_EQ(code, 0) << "sequence " << sequence;
+    logged.push_back(sequence);
+  }
+  EXPECT_EQ(logged, (std::vector<uint64_t>{1, 2, 3, 4})) << ReadFile(acks);
+
+  server.Signal(SIGTERM);
+  ASSERT_TRUE(server.WaitExit(std::chrono::seconds(10)).has_value()) << server.Log();
+  auto store = sd::FrameStore::Open((dir_ / "store").string());
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto frames = (*store)->Since("cam1", 0, 100);
+  ASSERT_TRUE(frames.ok()) << frames.status().ToString();
+  std::vector<uint64_t> stored;
+  for (const sd::FrameRecord& f : *frames) stored.push_back(f.sequence);
+  EXPECT_EQ(stored, logged);
 }
 
 }  // namespace
