@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <condition_variable>
 #include <filesystem>
@@ -323,6 +324,53 @@ TEST(ServerHardeningTest, AClientThatNeverReadsIsNotBufferedWithoutLimit) {
   EXPECT_EQ(written.load(), kFrames);
   EXPECT_EQ(acks, kFrames);
   EXPECT_TRUE(s->Close().ok());
+}
+
+// The bound: floods from one device (10,000 frames, 10,000 full-model requests, bomb
+// headers), sent by a client that never reads, keep the server's resident memory within
+// kFloodRssMb of where it started, while another device's frames are acked within a second.
+constexpr int64_t kFloodRssMb = 150;
+
+TEST(ServerHardeningTest, FloodsFromOneDeviceDoNotStarveAnotherOrGrowMemory) {
+  const fs::path dir = UniqueDir("flood");
+  sd::ServerConfig config = MakeConfig(dir);
+  StoreVersion(dir, config);
+  auto server = StartServer(config);
+  ASSERT_NE(server, nullptr);
+  const int64_t rss_before = ResidentMb();
+  auto attacker = Connect(*server, "cam1", kToken, std::chrono::seconds(120));
+  auto honest = Connect(*server, "cam2", std::string(kToken) + "-2", std::chrono::seconds(120));
+  std::atomic<bool> done{false};
+  std::thread flood([&] {
+    EdgeMessage request;
+    request.mutable_model_request()->set_have_version(0);
+    request.mutable_model_request()->set_full(true);
+    const std::string bomb = BombJpeg(30000, 30000);
+    for (int i = 1; i <= 10000 && !done; ++i) {
+      if (!attacker->Send(FrameMessage(i, i % 2 ? "not a jpeg" : bomb))) break;
+      if (!attacker->Send(request)) break;
+    }
+  });
+  const std::string jpeg = RealJpeg();
+  double worst_s = 0;
+  for (uint64_t sequence = 1; sequence <= 15; ++sequence) {
+    const auto start = std::chrono::steady_clock::now();
+    FrameAck ack;
+    ASSERT_TRUE(SendFrame(*honest, sequence, jpeg, &ack));
+    EXPECT_EQ(ack.code(), 0) << ack.message();
+    worst_s = std::max(worst_s, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  const int64_t grown_mb = ResidentMb() - rss_before;
+  std::printf("flood: honest device's slowest ack %.3f s, resident memory +%lld MB\n", worst_s,
+              static_cast<long long>(grown_mb));
+  EXPECT_LT(worst_s, 1.0) << "the honest device waited for its ack";
+  EXPECT_LT(grown_mb, kFloodRssMb) << "resident memory grew under the flood";
+  done = true;
+  attacker->context.TryCancel();
+  flood.join();
+  attacker->rw->Finish();
+  EXPECT_TRUE(honest->Close().ok());
 }
 
 // A teacher that holds every frame until released, so the labelling queue can be kept full.
