@@ -7,6 +7,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "common/frame_source.h"
+#include "common/grpc_status.h"
 #include "server/labeler.h"
 
 namespace sd {
@@ -37,7 +38,7 @@ StatusOr<Stream> ReplayStream(const StreamSpec& spec, const StudentDetector& sta
     inference += std::chrono::steady_clock::now() - t0;
     SD_ASSIGN_OR_RETURN(std::string message, EncodeSampledFrame(frame.bgr, frame.index, out.time_s, out.student,
                                                                 /*model_version=*/1, spec.upload));
-    out.uplink_bytes = static_cast<int64_t>(message.size()) + 5;
+    out.uplink_bytes = static_cast<int64_t>(message.size()) + kGrpcFramingBytes;
     out.sample.boxes = (*spec.labels)[frame.index];
     out.sample.bgr = frame.bgr.clone();
     if (spec.keep_width > 0 && frame.bgr.cols > spec.keep_width) {

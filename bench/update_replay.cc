@@ -1,5 +1,6 @@
 #include "bench/update_replay.h"
 
+#include "common/grpc_status.h"
 #include "common/update_codec.h"
 #include "server/device_trainer.h"
 #include "server/update_encoder.h"
@@ -7,25 +8,12 @@
 
 namespace sd {
 
-int64_t UpdateWireBytes(uint64_t base_version, uint64_t new_version, const std::string& encoding,
-                        const std::string& payload, int chunk_bytes) {
-  const std::vector<std::string> pieces = SplitPayload(payload, chunk_bytes);
+int64_t UpdateWireBytes(const ModelUpdate& update, int chunk_bytes) {
   int64_t bytes = 0;
-  for (size_t i = 0; i < pieces.size(); ++i) {
+  for (uint32_t i = 0; i < UpdateChunkCount(update, chunk_bytes); ++i) {
     streamdistill::v1::ServerMessage message;
-    auto* chunk = message.mutable_update();
-    chunk->set_base_version(base_version);
-    chunk->set_new_version(new_version);
-    chunk->set_encoding(encoding);
-    chunk->set_chunk_index(i);
-    chunk->set_chunk_count(pieces.size());
-    chunk->set_payload_size(payload.size());
-    chunk->set_data(pieces[i]);
-    chunk->set_weights_checksum(std::string(24, 'f'));  // "fnv1a64:" + 16 hex digits
-    chunk->set_val_map50(0.5f);
-    chunk->set_val_map50_previous(0.5f);
-    chunk->set_val_frames(60);
-    bytes += static_cast<int64_t>(message.ByteSizeLong()) + 5;
+    *message.mutable_update() = MakeUpdateChunk(update, i, chunk_bytes);
+    bytes += static_cast<int64_t>(message.ByteSizeLong()) + kGrpcFramingBytes;
   }
   return bytes;
 }
@@ -51,11 +39,18 @@ StatusOr<UpdateRunResult> ReplayUpdates(const std::string& start_weights, const 
     SD_ASSIGN_OR_RETURN(RoundResult r, trainer->RunRound(so_far, {}));
     if (!r.published) continue;
     const DeliveredUpdate& u = r.update;
-    const uint64_t base_version = IsFullUpdateEncoding(u.encoding) ? 0 : r.version - 1;
-    result.downlink_bytes += UpdateWireBytes(base_version, r.version, u.encoding, u.payload, options.chunk_bytes);
+    ModelUpdate update;  // as the server's stream would send it
+    update.base_version = IsFullEncoding(u.encoding) ? 0 : r.version - 1;
+    update.new_version = r.version;
+    update.encoding = u.encoding;
+    update.payload = u.payload;
+    update.weights_checksum = WeightsChecksum(u.delivered);
+    update.val_map50 = update.val_map50_previous = 0.5;  // the sizes of real values
+    update.val_frames = 60;
+    result.downlink_bytes += UpdateWireBytes(update, options.chunk_bytes);
     ++result.updates;
     // The edge's side: decode against what it holds; it must land on the server's weights.
-    SD_ASSIGN_OR_RETURN(edge, DecodeUpdate(u.encoding, edge, u.payload, edge.size()));
+    SD_ASSIGN_OR_RETURN(edge, DecodeUpdate(UpdateEncodingName(u.encoding), edge, u.payload, edge.size()));
     if (WeightsChecksum(edge) != WeightsChecksum(trainer->flat_weights()))
       return Status::Internal("edge and server weights differ after version " + std::to_string(r.version));
   }

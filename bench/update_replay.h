@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/model_update.h"
 #include "common/student_eval.h"
 #include "common/student_trainer.h"
 #include "server/server_config.h"
@@ -30,8 +31,7 @@ struct UpdateRunResult {
 
 // The bytes of the ModelUpdateChunk messages that carry `payload` (as the server's stream
 // cuts it), each with gRPC's 5-byte message header.
-int64_t UpdateWireBytes(uint64_t base_version, uint64_t new_version, const std::string& encoding,
-                        const std::string& payload, int chunk_bytes);
+int64_t UpdateWireBytes(const ModelUpdate& update, int chunk_bytes);
 
 // The start weights are version 1 on both sides. Frames arrive in order; after every
 // `round_every` of them the server runs a round on the newest `replay_frames` (no gate: every

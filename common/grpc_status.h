@@ -2,11 +2,17 @@
 // message is bounded so that a long error cannot blow up a trailer.
 #pragma once
 
+#include <cstdint>
+
 #include <grpcpp/support/status.h>
 
 #include "common/status.h"
 
 namespace sd {
+
+// gRPC's prefix of every message (a flag byte and a 4-byte length): the project's byte counts
+// include it, on both sides and in the bench.
+constexpr int64_t kGrpcFramingBytes = 5;
 
 grpc::Status ToGrpcStatus(const Status& status);
 Status FromGrpcStatus(const grpc::Status& status);

@@ -551,14 +551,6 @@ StatusOr<std::vector<float>> DecodeUpdate(const std::string& encoding, const std
   return out;
 }
 
-std::vector<std::string> SplitPayload(const std::string& payload, size_t chunk_bytes) {
-  if (chunk_bytes == 0 || payload.size() <= chunk_bytes) return {payload};
-  std::vector<std::string> chunks;
-  chunks.reserve((payload.size() + chunk_bytes - 1) / chunk_bytes);
-  for (size_t at = 0; at < payload.size(); at += chunk_bytes) chunks.push_back(payload.substr(at, chunk_bytes));
-  return chunks;
-}
-
 void ChunkAssembler::Reset() {
   in_progress_ = false;
   version_ = 0;

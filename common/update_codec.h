@@ -75,17 +75,14 @@ StatusOr<std::string> EncodeUpdate(const std::string& encoding, const std::vecto
 StatusOr<std::vector<float>> DecodeUpdate(const std::string& encoding, const std::vector<float>& base,
                                           const std::string& payload, size_t expected_size);
 
-// Cuts `payload` into pieces of at most `chunk_bytes` (0: one piece), in order. An empty
-// payload gives one empty piece, so every update has at least one chunk.
-std::vector<std::string> SplitPayload(const std::string& payload, size_t chunk_bytes);
-
 // IEEE half <-> float, exposed for tests and for encodings built on top. FloatToHalf rounds to
 // nearest even, overflows to inf, flushes values below half the smallest denormal to (signed)
 // zero and keeps NaN a (quiet) NaN.
 uint16_t FloatToHalf(float value);
 float HalfToFloat(uint16_t half);
 
-// Reassembles one update from its chunks (ModelUpdateChunk fields). Chunks must arrive in order
+// Reassembles one payload from its chunks (ModelUpdateChunk fields); common/model_update.h's
+// assembler builds on it. Chunks must arrive in order
 // 0..count-1 with the same version, count and total size. Not thread-safe: one network thread
 // feeds it.
 class ChunkAssembler {

@@ -136,7 +136,7 @@ Status EdgeAgent::SaveDeployed(const ServedModel& served) const {
   return Status::Ok();
 }
 
-Status EdgeAgent::ApplyUpdate(const ReceivedUpdate& update) {
+Status EdgeAgent::ApplyUpdate(const ModelUpdate& update) {
   std::lock_guard<std::mutex> lock(update_mu_);
   auto current = serving_.Current();
   if (update.base_version != 0 && update.base_version != current->version)
@@ -146,7 +146,7 @@ Status EdgeAgent::ApplyUpdate(const ReceivedUpdate& update) {
     return Status::FailedPrecondition("update to version " + std::to_string(update.new_version) +
                                       " is not newer than the served " + std::to_string(current->version));
   SD_ASSIGN_OR_RETURN(std::vector<float> flat,
-                      DecodeUpdate(update.encoding, current->flat, update.payload, current->flat.size()));
+                      DecodeUpdate(UpdateEncodingName(update.encoding), current->flat, update.payload, current->flat.size()));
   const std::string checksum = WeightsChecksum(flat);
   if (checksum != update.weights_checksum)
     return Status::DataLoss("weights checksum " + checksum + " differs from the server's " + update.weights_checksum);
@@ -158,7 +158,7 @@ Status EdgeAgent::ApplyUpdate(const ReceivedUpdate& update) {
   return Status::Ok();
 }
 
-void EdgeAgent::Report(const ReceivedUpdate& update) {
+void EdgeAgent::Report(const ModelUpdate& update) {
   EdgeStats s = stats();
   std::printf("update v%-3llu frames %-6lld queried %-4lld acked %-4lld up %6.1f kbit/s  down %6.1f kbit/s  "
               "server val mAP50 %.3f (was %.3f, %d frames)\n",

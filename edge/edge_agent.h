@@ -51,7 +51,7 @@ class EdgeAgent : public UpdateSink {
   const std::string& initial_weights() const { return initial_weights_; }
 
   // UpdateSink
-  Status ApplyUpdate(const ReceivedUpdate& update) override;
+  Status ApplyUpdate(const ModelUpdate& update) override;
   uint64_t ServingVersion() const override;
   std::string ServingChecksum() const override;
 
@@ -70,7 +70,7 @@ class EdgeAgent : public UpdateSink {
   // weights plus deployed.version are still read.
   StatusOr<std::pair<uint64_t, std::unique_ptr<StudentModel>>> LoadDeployed() const;
   Status SaveDeployed(const ServedModel& served) const;
-  void Report(const ReceivedUpdate& update);
+  void Report(const ModelUpdate& update);
 
   const EdgeConfig config_;
   Clock* clock_;

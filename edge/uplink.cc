@@ -22,7 +22,6 @@ using streamdistill::v1::ServerMessage;
 
 namespace {
 
-constexpr int64_t kFramingBytes = 5;
 
 // google.rpc codes of a FrameAck that mean "not stored now, send it again later": the server's
 // storage is unavailable (a full disk) or it is overloaded. Any other non-zero code is final.
@@ -82,7 +81,7 @@ class Uplink::Connection {
   bool Write(const EdgeMessage& message) {
     if (!stream_->Write(message)) return false;
     std::lock_guard<std::mutex> lock(owner_->mu_);
-    const int64_t bytes = message.ByteSizeLong() + kFramingBytes;
+    const int64_t bytes = message.ByteSizeLong() + kGrpcFramingBytes;
     owner_->stats_.bytes_up += bytes;
     const bool frame = message.kind_case() == EdgeMessage::kFrame;
     (frame ? owner_->stats_.bytes_up_frames : owner_->stats_.bytes_up_control) += bytes;
@@ -164,7 +163,7 @@ class Uplink::Connection {
     while (stream_->Read(&message)) {
       {
         std::lock_guard<std::mutex> lock(owner_->mu_);
-        const int64_t bytes = message.ByteSizeLong() + kFramingBytes;
+        const int64_t bytes = message.ByteSizeLong() + kGrpcFramingBytes;
         owner_->stats_.bytes_down += bytes;
         (message.kind_case() == ServerMessage::kUpdate ? owner_->stats_.bytes_down_updates
                                                        : owner_->stats_.bytes_down_control) += bytes;
@@ -250,22 +249,13 @@ class Uplink::Connection {
     // The rest of an update already refused says nothing new: one refusal, one request.
     if (chunk.new_version() == refused_version_ && chunk.chunk_index() != 0) return;
     refused_version_ = 0;
-    auto payload = assembler_.Add(chunk.new_version(), chunk.chunk_index(), chunk.chunk_count(),
-                                  chunk.payload_size(), chunk.data());
-    if (!payload.ok()) {
-      RefuseUpdate(chunk.new_version(), payload.status());
+    auto assembled = assembler_.Add(chunk);
+    if (!assembled.ok()) {
+      RefuseUpdate(chunk.new_version(), assembled.status());
       return;
     }
-    if (!payload->has_value()) return;  // more chunks to come
-    ReceivedUpdate update;
-    update.base_version = chunk.base_version();
-    update.new_version = chunk.new_version();
-    update.encoding = chunk.encoding();
-    update.payload = std::move(**payload);
-    update.weights_checksum = chunk.weights_checksum();
-    update.val_map50 = chunk.val_map50();
-    update.val_map50_previous = chunk.val_map50_previous();
-    update.val_frames = chunk.val_frames();
+    if (!assembled->has_value()) return;  // more chunks to come
+    const ModelUpdate& update = **assembled;
     Status applied = owner_->sink_->ApplyUpdate(update);
     if (!applied.ok()) {
       RefuseUpdate(update.new_version, applied);
@@ -312,7 +302,7 @@ class Uplink::Connection {
   grpc::ClientContext context_;
   std::unique_ptr<streamdistill::v1::EdgeLink::Stub> stub_;
   std::unique_ptr<grpc::ClientReaderWriter<EdgeMessage, ServerMessage>> stream_;
-  ChunkAssembler assembler_;  // only the reader thread uses it
+  ModelUpdateAssembler assembler_;  // only the reader thread uses it
   uint64_t refused_version_ = 0;  // its later chunks are dropped quietly (reader thread)
 
   std::mutex mu_;  // guards everything below

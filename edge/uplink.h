@@ -20,26 +20,18 @@
 #include <thread>
 
 #include "common/failure_log.h"
+#include "common/model_update.h"
 #include "common/status.h"
 #include "edge/edge_config.h"
 #include "edge/spool.h"
 
 namespace sd {
 
-struct ReceivedUpdate {
-  uint64_t base_version = 0, new_version = 0;
-  std::string encoding;
-  std::string payload;
-  std::string weights_checksum;
-  double val_map50 = -1, val_map50_previous = -1;
-  int val_frames = 0;
-};
-
 // Implemented by the edge agent: applies an update (or refuses it, keeping its model).
 class UpdateSink {
  public:
   virtual ~UpdateSink() = default;
-  virtual Status ApplyUpdate(const ReceivedUpdate& update) = 0;
+  virtual Status ApplyUpdate(const ModelUpdate& update) = 0;
   virtual uint64_t ServingVersion() const = 0;
   virtual std::string ServingChecksum() const = 0;
 };

@@ -41,7 +41,7 @@ class RecordingOutput : public sd::SessionOutput {
     bytes += message.ByteSizeLong();
     if (counter) counter(static_cast<int64_t>(message.ByteSizeLong()));
   }
-  void SendUpdate(std::shared_ptr<const sd::EncodedUpdate> update, std::shared_ptr<const sd::EncodedUpdate>) override {
+  void SendUpdate(std::shared_ptr<const sd::ModelUpdate> update, std::shared_ptr<const sd::ModelUpdate>) override {
     std::lock_guard<std::mutex> lock(mu);
     bytes += update->payload.size();
   }

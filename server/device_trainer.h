@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "common/model_update.h"
 #include "common/status.h"
 #include "common/student.h"
 #include "common/student_eval.h"
@@ -58,8 +59,8 @@ struct RoundOptions {
 // scores the delivered weights and they become the published ones, so the server holds
 // exactly what the edge runs and the next round starts from there.
 struct DeliveredUpdate {
-  std::string encoding;
-  std::string payload;
+  UpdateEncoding encoding = UpdateEncoding::kFullFp32;
+  std::string payload;  // empty: no update was made (no encoder)
   std::vector<float> delivered;
 };
 // `base_version` 0: the edge may hold anything, so the update must be a full model.

@@ -24,7 +24,7 @@ class Outbox : public SessionOutput {
   Outbox(EdgeStream* stream, int chunk_bytes) : stream_(stream), chunk_bytes_(chunk_bytes) {}
 
   void Send(ServerMessage message) override;
-  void SendUpdate(std::shared_ptr<const EncodedUpdate> update, std::shared_ptr<const EncodedUpdate> full) override;
+  void SendUpdate(std::shared_ptr<const ModelUpdate> update, std::shared_ptr<const ModelUpdate> full) override;
   void Close(const Status& status) override;
   void SetByteCounter(std::function<void(int64_t)> counter) override;
   bool WaitForBacklogBelow(size_t limit, std::function<void()> fn) override;
@@ -50,11 +50,11 @@ class Outbox : public SessionOutput {
   std::deque<ServerMessage> messages_;
   std::function<void()> drained_;  // waits for messages_ to shrink to drain_level_
   size_t drain_level_ = 0;
-  std::shared_ptr<const EncodedUpdate> sending_;  // the update being chunked out
+  std::shared_ptr<const ModelUpdate> sending_;  // the update being chunked out
   uint32_t next_chunk_ = 0;
   // Updates not yet started, in version order: a full model replaces everything before it;
   // deltas queue behind each other, since each applies only to its predecessor.
-  std::deque<std::shared_ptr<const EncodedUpdate>> pending_updates_;
+  std::deque<std::shared_ptr<const ModelUpdate>> pending_updates_;
   ServerMessage current_;
 };
 
@@ -113,7 +113,7 @@ void Outbox::Send(ServerMessage message) {
   MaybeWriteLocked();
 }
 
-void Outbox::SendUpdate(std::shared_ptr<const EncodedUpdate> update, std::shared_ptr<const EncodedUpdate> full) {
+void Outbox::SendUpdate(std::shared_ptr<const ModelUpdate> update, std::shared_ptr<const ModelUpdate> full) {
   std::lock_guard<std::mutex> lock(mu_);
   if (finished_ || broken_) return;
   // One already being sent is finished first, so the edge never sees two updates interleaved.
@@ -175,20 +175,8 @@ bool Outbox::NextMessageLocked(ServerMessage* out) {
     next_chunk_ = 0;
   }
   if (!sending_) return false;
-  const EncodedUpdate& u = *sending_;
-  const uint32_t count = std::max<size_t>(1, (u.payload.size() + chunk_bytes_ - 1) / chunk_bytes_);
-  auto* chunk = out->mutable_update();
-  chunk->set_base_version(u.base_version);
-  chunk->set_new_version(u.new_version);
-  chunk->set_encoding(u.encoding);
-  chunk->set_chunk_index(next_chunk_);
-  chunk->set_chunk_count(count);
-  chunk->set_payload_size(u.payload.size());
-  chunk->set_data(u.payload.substr(static_cast<size_t>(next_chunk_) * chunk_bytes_, chunk_bytes_));
-  chunk->set_weights_checksum(u.weights_checksum);
-  chunk->set_val_map50(u.val_map50);
-  chunk->set_val_map50_previous(u.val_map50_previous);
-  chunk->set_val_frames(u.val_frames);
+  const uint32_t count = UpdateChunkCount(*sending_, chunk_bytes_);
+  *out->mutable_update() = MakeUpdateChunk(*sending_, next_chunk_, chunk_bytes_);
   if (++next_chunk_ >= count) sending_.reset();
   return true;
 }

@@ -79,7 +79,7 @@ void EdgeSession::Detach() {
   }
 }
 
-void EdgeSession::OnUpdate(std::shared_ptr<const EncodedUpdate> update, std::shared_ptr<const EncodedUpdate> full) {
+void EdgeSession::OnUpdate(std::shared_ptr<const ModelUpdate> update, std::shared_ptr<const ModelUpdate> full) {
   output_->SendUpdate(std::move(update), std::move(full));
 }
 
@@ -122,7 +122,7 @@ EdgeSession::Next EdgeSession::HandleHello(const EdgeMessage& message) {
   welcome.mutable_welcome()->set_max_message_bytes(core_->config().max_message_bytes);
   output_->Send(std::move(welcome));
   if (latest.ok() && *latest) {
-    const EncodedUpdate& l = **latest;
+    const ModelUpdate& l = **latest;
     if (l.new_version > hello.model_version() ||
         (l.new_version == hello.model_version() && l.weights_checksum != hello.weights_checksum())) {
       if (core_->AllowFullModelSend(device_id_))

@@ -28,7 +28,7 @@ class SessionOutput {
  public:
   virtual ~SessionOutput() = default;
   virtual void Send(streamdistill::v1::ServerMessage message) = 0;  // welcome, acks
-  virtual void SendUpdate(std::shared_ptr<const EncodedUpdate> update, std::shared_ptr<const EncodedUpdate> full) = 0;
+  virtual void SendUpdate(std::shared_ptr<const ModelUpdate> update, std::shared_ptr<const ModelUpdate> full) = 0;
   // Ends the stream with `status` once what is queued has been written.
   virtual void Close(const Status& status) = 0;
   // Counts the bytes this output writes from now on against the device.
@@ -61,7 +61,7 @@ class EdgeSession : public DeviceSession, public std::enable_shared_from_this<Ed
   const std::string& device_id() const { return device_id_; }  // empty until the hello passed
 
   // DeviceSession
-  void OnUpdate(std::shared_ptr<const EncodedUpdate> update, std::shared_ptr<const EncodedUpdate> full) override;
+  void OnUpdate(std::shared_ptr<const ModelUpdate> update, std::shared_ptr<const ModelUpdate> full) override;
   void Replaced(const Status& why) override;
 
  private:

@@ -46,7 +46,7 @@ struct ServerCore::Device {
   std::atomic<double> first_contact_s{0};
 
   std::mutex mu;  // guards everything below
-  std::shared_ptr<const EncodedUpdate> latest_full;  // the newest version as a full model
+  std::shared_ptr<const ModelUpdate> latest_full;  // the newest version as a full model
   std::weak_ptr<DeviceSession> session;              // the one live stream, if any
   double full_model_tokens = 0;                      // token bucket of AllowFullModelSend
   double full_model_tokens_at_s = 0;
@@ -155,7 +155,7 @@ StatusOr<std::unique_ptr<ServerCore::Device>> ServerCore::CreateDevice(const std
                                                              MakeUpdateEncoder(policy, tensor_sizes_)));
   if (version > 0) {
     SD_ASSIGN_OR_RETURN(auto full, EncodeFull(device_id, version, device->trainer->flat_weights()));
-    auto mutable_update = std::make_shared<EncodedUpdate>(*full);
+    auto mutable_update = std::make_shared<ModelUpdate>(*full);
     if (latest.ok()) mutable_update->val_map50 = latest->val_map50;
     device->latest_full = mutable_update;
   }
@@ -287,7 +287,7 @@ uint64_t ServerCore::LastStoredSequence(const std::string& device_id) const {
   return store_->LastSequence(device_id);
 }
 
-StatusOr<std::shared_ptr<const EncodedUpdate>> ServerCore::LatestUpdate(const std::string& device_id) {
+StatusOr<std::shared_ptr<const ModelUpdate>> ServerCore::LatestUpdate(const std::string& device_id) {
   SD_ASSIGN_OR_RETURN(Device * device, FindDevice(device_id));
   std::lock_guard<std::mutex> lock(device->mu);
   return device->latest_full;
@@ -366,27 +366,27 @@ void ServerCore::Publish(Device& device, const RoundResult& round) {
                   encoded_full.status().ToString());
     return;
   }
-  auto full = std::make_shared<EncodedUpdate>(**encoded_full);
+  auto full = std::make_shared<ModelUpdate>(**encoded_full);
   full->val_map50 = round.map50_after;
   full->val_map50_previous = round.map50_before;
   full->val_frames = round.val_frames;
-  auto live = std::make_shared<EncodedUpdate>(*full);
-  if (!round.update.encoding.empty()) {  // the round's own update: the smallest way there
-    live->base_version = IsFullUpdateEncoding(round.update.encoding) ? 0 : round.version - 1;
+  auto live = std::make_shared<ModelUpdate>(*full);
+  if (!round.update.payload.empty()) {  // the round's own update: the smallest way there
+    live->base_version = IsFullEncoding(round.update.encoding) ? 0 : round.version - 1;
     live->encoding = round.update.encoding;
     live->payload = round.update.payload;
   }
-  std::shared_ptr<const EncodedUpdate> published = live;
+  std::shared_ptr<const ModelUpdate> published = live;
   const DeviceCounters counters = Counters(device.id);
   spdlog::info("device {}: version {} as {} of {} bytes ({} weights changed; full model {} bytes); link in {:.1f} "
-               "kbit/s, out {:.1f} kbit/s", device.id, round.version, published->encoding, published->payload.size(),
+               "kbit/s, out {:.1f} kbit/s", device.id, round.version, UpdateEncodingName(published->encoding), published->payload.size(),
                round.changed_weights, full->payload.size(), counters.in_kbps(NowSeconds()),
                counters.out_kbps(NowSeconds()));
 
   VersionRecord record;
   record.device_id = device.id;
   record.version = round.version;
-  record.encoding = published->encoding;
+  record.encoding = UpdateEncodingName(published->encoding);
   record.weights_checksum = published->weights_checksum;
   record.val_map50 = round.map50_after;
   record.created_ms = WallMillis();
@@ -406,19 +406,19 @@ void ServerCore::Publish(Device& device, const RoundResult& round) {
   if (session) session->OnUpdate(published, full);  // no lock held: it writes to the stream
 }
 
-StatusOr<std::shared_ptr<const EncodedUpdate>> ServerCore::EncodeFull(const std::string& device_id, uint64_t version,
+StatusOr<std::shared_ptr<const ModelUpdate>> ServerCore::EncodeFull(const std::string& device_id, uint64_t version,
                                                                       const std::vector<float>& flat) const {
   const UpdatePolicy& policy = UpdatesFor(config_, device_id);
-  auto update = std::make_shared<EncodedUpdate>();
-  update->device_id = device_id;
+  auto update = std::make_shared<ModelUpdate>();
   update->new_version = version;
   // The weights are what the edge holds already (rounds publish delivered weights), so a full
   // model must reproduce them exactly: fp16 only where the policy rounds to fp16 anyway.
-  update->encoding = policy.encoding == "full_fp16" ? "full_fp16" : "full_fp32";
-  SD_ASSIGN_OR_RETURN(update->payload, EncodeUpdate(update->encoding, {}, flat, {}, policy.zstd));
-  SD_ASSIGN_OR_RETURN(std::vector<float> received, DecodeUpdate(update->encoding, {}, update->payload, flat.size()));
+  update->encoding = policy.encoding == "full_fp16" ? UpdateEncoding::kFullFp16 : UpdateEncoding::kFullFp32;
+  const char* name = UpdateEncodingName(update->encoding);
+  SD_ASSIGN_OR_RETURN(update->payload, EncodeUpdate(name, {}, flat, {}, policy.zstd));
+  SD_ASSIGN_OR_RETURN(std::vector<float> received, DecodeUpdate(name, {}, update->payload, flat.size()));
   update->weights_checksum = WeightsChecksum(received);
-  return std::shared_ptr<const EncodedUpdate>(update);
+  return std::shared_ptr<const ModelUpdate>(update);
 }
 
 void ServerCore::TrainingLoop() {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/failure_log.h"
+#include "common/model_update.h"
 #include "common/status.h"
 #include "server/device_trainer.h"
 #include "server/frame_store.h"
@@ -21,21 +22,6 @@
 
 namespace sd {
 
-// gRPC's length prefix per message: byte counts include it.
-constexpr int64_t kGrpcFramingBytes = 5;
-
-// One version of a device's student as sent to its streams: a full model (base_version 0) or
-// a delta from base_version; encoded once and shared by every stream of the device.
-struct EncodedUpdate {
-  std::string device_id;
-  uint64_t base_version = 0;  // 0: a full model
-  uint64_t new_version = 0;
-  std::string encoding;
-  std::string payload;
-  std::string weights_checksum;  // of the weights the edge holds after applying
-  double val_map50 = -1, val_map50_previous = -1;
-  int val_frames = 0;
-};
 
 // A device's live stream as the core sees it (implemented by server/edge_session.h). A device
 // has at most one: a stream that authenticates as a device replaces the one before it.
@@ -44,7 +30,7 @@ class DeviceSession {
   virtual ~DeviceSession() = default;
   // A new version: `update` as published (a delta under a delta policy), `full` the same
   // version as a full model, for a stream too far behind to apply deltas in a row.
-  virtual void OnUpdate(std::shared_ptr<const EncodedUpdate> update, std::shared_ptr<const EncodedUpdate> full) = 0;
+  virtual void OnUpdate(std::shared_ptr<const ModelUpdate> update, std::shared_ptr<const ModelUpdate> full) = 0;
   // Another stream authenticated as this device: this one ends with `why`.
   virtual void Replaced(const Status& why) = 0;
 };
@@ -102,7 +88,7 @@ class ServerCore {
   uint64_t LastStoredSequence(const std::string& device_id) const;
   // The device's newest published version as a full model, or null when it has none. Live
   // listeners get each version as published (a delta under a delta policy).
-  StatusOr<std::shared_ptr<const EncodedUpdate>> LatestUpdate(const std::string& device_id);
+  StatusOr<std::shared_ptr<const ModelUpdate>> LatestUpdate(const std::string& device_id);
 
   // One training round for the device whose turn it is (if any). The background thread
   // calls this; with training.background false, tests call it by hand.
@@ -133,7 +119,7 @@ class ServerCore {
   StatusOr<Device*> FindDevice(const std::string& device_id) const;
   void TrainingLoop();
   void Publish(Device& device, const RoundResult& round);
-  StatusOr<std::shared_ptr<const EncodedUpdate>> EncodeFull(const std::string& device_id, uint64_t version,
+  StatusOr<std::shared_ptr<const ModelUpdate>> EncodeFull(const std::string& device_id, uint64_t version,
                                                             const std::vector<float>& flat) const;
 
 

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/model_update.h"
 #include "common/update_codec.h"
 
 namespace sd {
@@ -11,17 +12,21 @@ UpdateEncoder MakeUpdateEncoder(const UpdatePolicy& policy, std::vector<size_t> 
                                                           const std::vector<float>& candidate)
              -> StatusOr<DeliveredUpdate> {
     DeliveredUpdate update;
-    update.encoding = policy.encoding;
-    if (base_version == 0 && !IsFullUpdateEncoding(update.encoding)) update.encoding = "full_fp16";
-    StatusOr<std::string> payload = EncodeUpdate(update.encoding, base, candidate, tensor_sizes, policy.zstd);
-    if (!payload.ok() && update.encoding != "full_fp32") {
-      spdlog::warn("{} update not possible ({}), sending full_fp32", update.encoding, payload.status().ToString());
-      update.encoding = "full_fp32";
-      payload = EncodeUpdate(update.encoding, base, candidate, tensor_sizes, policy.zstd);
+    // The policy's name was checked when the config was read.
+    update.encoding = ParseUpdateEncoding(policy.encoding).value();
+    if (base_version == 0 && !IsFullEncoding(update.encoding)) update.encoding = UpdateEncoding::kFullFp16;
+    StatusOr<std::string> payload =
+        EncodeUpdate(UpdateEncodingName(update.encoding), base, candidate, tensor_sizes, policy.zstd);
+    if (!payload.ok() && update.encoding != UpdateEncoding::kFullFp32) {
+      spdlog::warn("{} update not possible ({}), sending full_fp32", UpdateEncodingName(update.encoding),
+                   payload.status().ToString());
+      update.encoding = UpdateEncoding::kFullFp32;
+      payload = EncodeUpdate(UpdateEncodingName(update.encoding), base, candidate, tensor_sizes, policy.zstd);
     }
     if (!payload.ok()) return payload.status();
     update.payload = std::move(payload).value();
-    SD_ASSIGN_OR_RETURN(update.delivered, DecodeUpdate(update.encoding, base, update.payload, candidate.size()));
+    SD_ASSIGN_OR_RETURN(update.delivered, DecodeUpdate(UpdateEncodingName(update.encoding), base, update.payload,
+                                                       candidate.size()));
     return update;
   };
 }

@@ -200,9 +200,13 @@ updates: {strategy: uniform, budget: 20, round_every: 10, iterations: 2, encodin
 }
 
 TEST(BenchUpdateWireBytesTest, CountsEveryChunkWithItsHeader) {
-  const std::string payload(10000, 'x');
-  const int64_t one = UpdateWireBytes(1, 2, "sparse", payload, 1 << 20);
-  const int64_t three = UpdateWireBytes(1, 2, "sparse", payload, 4096);
+  ModelUpdate update;
+  update.base_version = 1;
+  update.new_version = 2;
+  update.encoding = UpdateEncoding::kSparse;
+  update.payload = std::string(10000, 'x');
+  const int64_t one = UpdateWireBytes(update, 1 << 20);
+  const int64_t three = UpdateWireBytes(update, 4096);
   EXPECT_GT(one, 10000 + 5);
   EXPECT_LT(one, 10000 + 120);
   EXPECT_GT(three, one + 2 * 5);  // two more messages, each with its header and fields

@@ -288,7 +288,7 @@ TEST(DeviceTrainerTest, SparseRoundChangesOnlyItsFractionAndPublishesTheDelivere
                                     const std::vector<float>& candidate) {
     EXPECT_EQ(base_version, 1u);
     ++encoder_calls;
-    DeliveredUpdate u{"test", "payload", candidate};
+    DeliveredUpdate u{UpdateEncoding::kInt8, "payload", candidate};
     for (size_t k = 0; k < base.size(); ++k) u.delivered[k] = base[k] + 0.5f * (candidate[k] - base[k]);
     return StatusOr<DeliveredUpdate>(u);
   };
@@ -307,7 +307,8 @@ TEST(DeviceTrainerTest, SparseRoundChangesOnlyItsFractionAndPublishesTheDelivere
   Report("sparse", *round);
   ASSERT_TRUE(round->published) << round->reason;
   EXPECT_EQ(encoder_calls, 1);
-  EXPECT_EQ(round->update.encoding, "test");
+  EXPECT_EQ(round->update.encoding, UpdateEncoding::kInt8);
+  EXPECT_EQ(round->update.payload, "payload");
   const std::vector<float> after = (*trainer)->flat_weights();
   EXPECT_EQ(after, round->update.delivered);
   int64_t changed_parameters = 0;

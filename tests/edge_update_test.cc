@@ -25,12 +25,13 @@ class EdgeUpdateTest : public ::testing::Test {
     target_ = (*other)->FlatWeights();
   }
 
-  ReceivedUpdate Full(uint64_t version, const std::string& encoding = "full_fp32") {
-    ReceivedUpdate u;
+  ModelUpdate Full(uint64_t version, UpdateEncoding encoding = UpdateEncoding::kFullFp32) {
+    ModelUpdate u;
     u.new_version = version;
     u.encoding = encoding;
-    u.payload = *EncodeUpdate(encoding, {}, target_, {});
-    u.weights_checksum = WeightsChecksum(*DecodeUpdate(encoding, {}, u.payload, target_.size()));
+    const char* name = UpdateEncodingName(encoding);
+    u.payload = *EncodeUpdate(name, {}, target_, {});
+    u.weights_checksum = WeightsChecksum(*DecodeUpdate(name, {}, u.payload, target_.size()));
     return u;
   }
 
@@ -46,11 +47,11 @@ class EdgeUpdateTest : public ::testing::Test {
 
 TEST_F(EdgeUpdateTest, GoodUpdateSwapsTheServedModel) {
   auto before = agent_->serving();
-  ASSERT_TRUE(agent_->ApplyUpdate(Full(1, "full_fp16")).ok());
+  ASSERT_TRUE(agent_->ApplyUpdate(Full(1, UpdateEncoding::kFullFp16)).ok());
   auto after = agent_->serving();
   EXPECT_NE(after.get(), before.get());
   EXPECT_EQ(after->version, 1u);
-  EXPECT_EQ(agent_->ServingChecksum(), Full(1, "full_fp16").weights_checksum);
+  EXPECT_EQ(agent_->ServingChecksum(), Full(1, UpdateEncoding::kFullFp16).weights_checksum);
   // The old snapshot still works for a frame that took it before the swap.
   cv::Mat frame(192, 256, CV_8UC3, cv::Scalar(90, 90, 90));
   EXPECT_TRUE(before->detector->Detect(frame).ok());
@@ -58,24 +59,24 @@ TEST_F(EdgeUpdateTest, GoodUpdateSwapsTheServedModel) {
 
 TEST_F(EdgeUpdateTest, CorruptTruncatedMismatchedAndStaleUpdatesAreRefused) {
   auto before = agent_->serving();
-  ReceivedUpdate corrupt = Full(1);
+  ModelUpdate corrupt = Full(1);
   corrupt.payload[corrupt.payload.size() / 2] ^= 0x10;
   EXPECT_EQ(agent_->ApplyUpdate(corrupt).code(), Status::Code::kDataLoss);
   ExpectUnchanged(before);
 
-  ReceivedUpdate truncated = Full(1);
+  ModelUpdate truncated = Full(1);
   truncated.payload.resize(truncated.payload.size() - 7);
   EXPECT_FALSE(agent_->ApplyUpdate(truncated).ok());
   ExpectUnchanged(before);
 
-  ReceivedUpdate wrong_base = Full(1);
+  ModelUpdate wrong_base = Full(1);
   wrong_base.base_version = 5;
   EXPECT_EQ(agent_->ApplyUpdate(wrong_base).code(), Status::Code::kFailedPrecondition);
   ExpectUnchanged(before);
 
-  ReceivedUpdate unknown = Full(1);
-  unknown.encoding = "magic";
-  EXPECT_FALSE(agent_->ApplyUpdate(unknown).ok());
+  ModelUpdate mislabelled = Full(1);  // an fp32 payload announced as fp16 (unknown names stop at assembly)
+  mislabelled.encoding = UpdateEncoding::kFullFp16;
+  EXPECT_FALSE(agent_->ApplyUpdate(mislabelled).ok());
   ExpectUnchanged(before);
 
   ASSERT_TRUE(agent_->ApplyUpdate(Full(2)).ok());

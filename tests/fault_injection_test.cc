@@ -398,7 +398,7 @@ TEST_F(ServerDiskFaultTest, FailingFsyncIsUnavailableToo) {
 
 class NoUpdates : public UpdateSink {
  public:
-  Status ApplyUpdate(const ReceivedUpdate&) override { return Status::FailedPrecondition("not in this test"); }
+  Status ApplyUpdate(const ModelUpdate&) override { return Status::FailedPrecondition("not in this test"); }
   uint64_t ServingVersion() const override { return 0; }
   std::string ServingChecksum() const override { return ""; }
 };
@@ -494,13 +494,13 @@ TEST(EdgeFaultTest, DetectionGoesOnWhileTheSpoolCannotGrow) {
 
 class EdgeModelFileTest : public ::testing::Test {
  protected:
-  ReceivedUpdate Full(uint64_t version, uint64_t seed, const StudentArchitecture& arch) {
+  ModelUpdate Full(uint64_t version, uint64_t seed, const StudentArchitecture& arch) {
     auto other = StudentModel::Create(arch, seed);
     EXPECT_TRUE(other.ok());
     const std::vector<float> target = (*other)->FlatWeights();
-    ReceivedUpdate u;
+    ModelUpdate u;
     u.new_version = version;
-    u.encoding = "full_fp32";
+    u.encoding = UpdateEncoding::kFullFp32;
     u.payload = *EncodeUpdate("full_fp32", {}, target, {});
     u.weights_checksum = WeightsChecksum(*DecodeUpdate("full_fp32", {}, u.payload, target.size()));
     return u;

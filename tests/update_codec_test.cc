@@ -9,6 +9,8 @@
 #include <random>
 
 #include <gtest/gtest.h>
+
+#include "common/model_update.h"
 #include <zstd.h>
 
 #include "common/student.h"
@@ -660,22 +662,74 @@ TEST(DeltaCodecTest, LongChainKeepsServerAndEdgeBitIdentical) {
   }
 }
 
-TEST(SplitPayloadTest, SplitsInOrderAndJoinsBack) {
+// The payload pieces of the chunks the stream sends (MakeUpdateChunk), in order.
+std::vector<std::string> Pieces(const std::string& payload, size_t chunk_bytes) {
+  ModelUpdate u;
+  u.payload = payload;
+  std::vector<std::string> out;
+  for (uint32_t i = 0; i < UpdateChunkCount(u, chunk_bytes); ++i) out.push_back(MakeUpdateChunk(u, i, chunk_bytes).data());
+  return out;
+}
+
+TEST(ModelUpdateChunkTest, SplitsInOrderAndJoinsBack) {
   std::string payload(10001, '\0');
   for (size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(i * 31);
-  const std::vector<std::string> chunks = SplitPayload(payload, 1000);
+  const std::vector<std::string> chunks = Pieces(payload, 1000);
   ASSERT_EQ(chunks.size(), 11u);
   for (size_t i = 0; i + 1 < chunks.size(); ++i) EXPECT_EQ(chunks[i].size(), 1000u);
   EXPECT_EQ(chunks.back().size(), 1u);
   std::string joined;
   for (const std::string& c : chunks) joined += c;
   EXPECT_EQ(joined, payload);
-  EXPECT_EQ(SplitPayload(payload, 10001).size(), 1u);
-  EXPECT_EQ(SplitPayload(payload, 0).size(), 1u);
-  EXPECT_EQ(SplitPayload(payload, 5000).size(), 3u);
-  const std::vector<std::string> empty = SplitPayload("", 100);
+  EXPECT_EQ(Pieces(payload, 10001).size(), 1u);
+  EXPECT_EQ(Pieces(payload, 0).size(), 1u);
+  EXPECT_EQ(Pieces(payload, 5000).size(), 3u);
+  const std::vector<std::string> empty = Pieces("", 100);
   ASSERT_EQ(empty.size(), 1u);
   EXPECT_TRUE(empty[0].empty());
+}
+
+TEST(ModelUpdateAssemblerTest, RoundTripsEveryFieldAndRefusesUnknownOrInconsistentChunks) {
+  ModelUpdate u;
+  u.base_version = 4;
+  u.new_version = 5;
+  u.encoding = UpdateEncoding::kInt8;
+  u.payload = std::string(2500, 'q');
+  u.weights_checksum = "fnv1a64:0123456789abcdef";
+  u.val_map50 = 0.75;
+  u.val_map50_previous = 0.5;
+  u.val_frames = 12;
+  ModelUpdateAssembler assembler;
+  std::optional<ModelUpdate> assembled;
+  for (uint32_t i = 0; i < UpdateChunkCount(u, 1000); ++i) {
+    StatusOr<std::optional<ModelUpdate>> got = assembler.Add(MakeUpdateChunk(u, i, 1000));
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    EXPECT_EQ(got->has_value(), i == 2);
+    assembled = *got;
+  }
+  ASSERT_TRUE(assembled.has_value());
+  const ModelUpdate& back = *assembled;
+  EXPECT_EQ(back.base_version, 4u);
+  EXPECT_EQ(back.new_version, 5u);
+  EXPECT_EQ(back.encoding, UpdateEncoding::kInt8);
+  EXPECT_EQ(back.payload, u.payload);
+  EXPECT_EQ(back.weights_checksum, u.weights_checksum);
+  EXPECT_FLOAT_EQ(back.val_map50, 0.75);
+  EXPECT_FLOAT_EQ(back.val_map50_previous, 0.5);
+  EXPECT_EQ(back.val_frames, 12);
+
+  auto unknown = MakeUpdateChunk(u, 0, 1000);
+  unknown.set_encoding("magic");
+  EXPECT_EQ(assembler.Add(unknown).status().code(), Status::Code::kInvalidArgument);
+
+  ASSERT_TRUE(assembler.Add(MakeUpdateChunk(u, 0, 1000)).ok());
+  auto other_base = MakeUpdateChunk(u, 1, 1000);
+  other_base.set_base_version(3);
+  EXPECT_EQ(assembler.Add(other_base).status().code(), Status::Code::kDataLoss);
+  EXPECT_EQ(assembler.Add(MakeUpdateChunk(u, 2, 1000)).status().code(), Status::Code::kDataLoss);  // reset
+
+  for (auto e : {UpdateEncoding::kFullFp32, UpdateEncoding::kFullFp16, UpdateEncoding::kSparse, UpdateEncoding::kInt8})
+    EXPECT_EQ(*ParseUpdateEncoding(UpdateEncodingName(e)), e);
 }
 
 // Feeds every chunk; returns the assembled payload (or the first error).
@@ -694,7 +748,7 @@ StatusOr<std::string> FeedAll(ChunkAssembler* assembler, uint64_t version, const
 TEST(ChunkAssemblerTest, InOrderChunksAssemble) {
   StatusOr<std::string> payload = EncodeUpdate("full_fp32", {}, RandomWeights(3000, 5), {}, false);
   ASSERT_TRUE(payload.ok());
-  const std::vector<std::string> chunks = SplitPayload(*payload, 1024);
+  const std::vector<std::string> chunks = Pieces(*payload, 1024);
   ChunkAssembler assembler;
   StatusOr<std::string> got = FeedAll(&assembler, 7, chunks, payload->size());
   ASSERT_TRUE(got.ok()) << got.status().ToString();
@@ -711,7 +765,7 @@ TEST(ChunkAssemblerTest, InOrderChunksAssemble) {
 
 TEST(ChunkAssemblerTest, ReorderedDuplicatedTruncatedAndMismatchedChunksFail) {
   const std::string payload(3000, 'p');
-  const std::vector<std::string> c = SplitPayload(payload, 1000);  // 3 chunks
+  const std::vector<std::string> c = Pieces(payload, 1000);  // 3 chunks
   const uint64_t n = payload.size();
   auto expect_error = [](const StatusOr<std::optional<std::string>>& r, Status::Code code, const char* what) {
     ASSERT_FALSE(r.ok()) << what;

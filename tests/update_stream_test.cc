@@ -25,25 +25,23 @@ using streamdistill::v1::ServerMessage;
 
 enum class Damage { kTruncated, kReordered, kDuplicated, kCorrupted };
 
-struct Update {
-  uint64_t base = 0, version = 0;
-  std::string encoding, payload, checksum;
-};
+ModelUpdate Update(uint64_t base, uint64_t version, UpdateEncoding encoding, std::string payload,
+                   std::string checksum) {
+  ModelUpdate u;
+  u.base_version = base;
+  u.new_version = version;
+  u.encoding = encoding;
+  u.payload = std::move(payload);
+  u.weights_checksum = std::move(checksum);
+  return u;
+}
 
-std::vector<ServerMessage> Chunks(const Update& u, size_t chunk_bytes = 4096) {
+// The chunks as the server's stream sends them.
+std::vector<ServerMessage> Chunks(const ModelUpdate& u, size_t chunk_bytes = 4096) {
   std::vector<ServerMessage> out;
-  const std::vector<std::string> pieces = SplitPayload(u.payload, chunk_bytes);
-  for (size_t i = 0; i < pieces.size(); ++i) {
+  for (uint32_t i = 0; i < UpdateChunkCount(u, chunk_bytes); ++i) {
     ServerMessage m;
-    auto* c = m.mutable_update();
-    c->set_base_version(u.base);
-    c->set_new_version(u.version);
-    c->set_encoding(u.encoding);
-    c->set_chunk_index(i);
-    c->set_chunk_count(pieces.size());
-    c->set_payload_size(u.payload.size());
-    c->set_data(pieces[i]);
-    c->set_weights_checksum(u.checksum);
+    *m.mutable_update() = MakeUpdateChunk(u, i, chunk_bytes);
     out.push_back(std::move(m));
   }
   return out;
@@ -112,16 +110,19 @@ TEST_P(UpdateStreamTest, DamagedDeltaNeverTouchesServingWeightsAndAFullModelReco
   std::mt19937 rng(7);
   std::normal_distribution<float> noise(0.0f, 0.01f);
   for (size_t k = 0; k < v2_target.size(); k += 20) v2_target[k] += noise(rng);
-  Update full1{0, 1, "full_fp32", *EncodeUpdate("full_fp32", {}, v1, {}), WeightsChecksum(v1)};
-  Update delta2{1, 2, "sparse", *EncodeUpdate("sparse", v1, v2_target, layout, /*allow_zstd=*/false), ""};
+  const ModelUpdate full1 =
+      Update(0, 1, UpdateEncoding::kFullFp32, *EncodeUpdate("full_fp32", {}, v1, {}), WeightsChecksum(v1));
+  ModelUpdate delta2 =
+      Update(1, 2, UpdateEncoding::kSparse, *EncodeUpdate("sparse", v1, v2_target, layout, /*allow_zstd=*/false), "");
   const std::vector<float> v2 = *DecodeUpdate("sparse", v1, delta2.payload, v1.size());
-  delta2.checksum = WeightsChecksum(v2);
-  Update full2{0, 2, "full_fp32", *EncodeUpdate("full_fp32", {}, v2, {}), delta2.checksum};
+  delta2.weights_checksum = WeightsChecksum(v2);
+  const ModelUpdate full2 =
+      Update(0, 2, UpdateEncoding::kFullFp32, *EncodeUpdate("full_fp32", {}, v2, {}), delta2.weights_checksum);
   ASSERT_GT(delta2.payload.size(), 3 * 1024u);  // at least three chunks of 1 KiB below
 
   script.full_v1 = Chunks(full1);
   script.full_v2 = Chunks(full2);
-  Update damaged = delta2;
+  ModelUpdate damaged = delta2;
   switch (GetParam()) {
     case Damage::kTruncated:  // sizes agree with the shortened payload: only decoding can tell
       damaged.payload.resize(damaged.payload.size() - 7);
@@ -162,12 +163,12 @@ TEST_P(UpdateStreamTest, DamagedDeltaNeverTouchesServingWeightsAndAFullModelReco
     std::lock_guard<std::mutex> lock(mu);
     ASSERT_TRUE(at_request) << "the edge never asked for a full model";
     EXPECT_EQ(at_request->version, 1u);
-    EXPECT_EQ(at_request->weights_checksum, full1.checksum);
-    EXPECT_EQ(WeightsChecksum(at_request->flat), full1.checksum);
+    EXPECT_EQ(at_request->weights_checksum, full1.weights_checksum);
+    EXPECT_EQ(WeightsChecksum(at_request->flat), full1.weights_checksum);
   }
   // Then it took the full v2 and serves exactly the server's weights.
   EXPECT_EQ((*agent)->ServingVersion(), 2u);
-  EXPECT_EQ((*agent)->ServingChecksum(), delta2.checksum);
+  EXPECT_EQ((*agent)->ServingChecksum(), delta2.weights_checksum);
   const EdgeStats stats = (*agent)->stats();
   EXPECT_EQ(stats.uplink.updates_refused, 1);  // the damaged update's other chunks add no noise
   EXPECT_EQ(script.full_requests.load(), 1);
