@@ -284,6 +284,10 @@ Status Deserialize(const std::string& bytes, const StudentArchitecture& arch, St
       return Status::DataLoss("student weights are truncated");
     auto it = state.find(name);
     if (it == state.end()) return Status::InvalidArgument("weights hold unknown tensor '" + name + "'");
+    // The rank is checked before it sizes anything: a corrupt count made this allocate up to
+    // 32 GB (found by fuzz/checkpoint_fuzz.cc).
+    if (dims != static_cast<uint32_t>(it->second.dim()))
+      return Status::InvalidArgument("tensor '" + name + "' has the wrong shape or type");
     std::vector<int64_t> shape(dims);
     for (auto& d : shape)
       if (!r.Get(&d)) return Status::DataLoss("student weights are truncated");

@@ -21,6 +21,8 @@ case "$what" in
      targets=("$what") ;;
 esac
 bash scripts/setup.sh
+# Before sanitizer_env.sh: nproc obeys its OMP_NUM_THREADS=1.
+jobs=$(nproc)
 source scripts/sanitizer_env.sh
 # libFuzzer's own flags decide; ASan must not abort before libFuzzer saves the input.
 export ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=1"
@@ -28,7 +30,7 @@ export ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=1"
 dir=build-asan
 cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++-14 \
   -DSD_SANITIZE=address,undefined -DSD_FUZZ=ON >/dev/null
-cmake --build "$dir" -j "$(nproc)" --target "${targets[@]/%/_fuzz}"
+cmake --build "$dir" -j "$jobs" --target "${targets[@]/%/_fuzz}"
 
 out=${FUZZ_OUT:-out/fuzz}
 failed=()

@@ -18,17 +18,19 @@ case "$kind" in
   *) echo "usage: $0 asan|tsan [ctest args...]" >&2; exit 2 ;;
 esac
 bash scripts/setup.sh
+# Before sanitizer_env.sh: nproc obeys its OMP_NUM_THREADS=1.
+jobs=$(nproc)
 source scripts/sanitizer_env.sh
 
 start=$SECONDS
 echo "sanitize $kind: building ${targets[*]} in $dir/ (clang, ${flags[*]})"
 cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++-14 "${flags[@]}" >/dev/null
 # One job per core: a torch translation unit takes ~1.5 GB to compile.
-cmake --build "$dir" -j "$(nproc)" --target "${targets[@]}"
+cmake --build "$dir" -j "$jobs" --target "${targets[@]}"
 built=$SECONDS
 
 echo "sanitize $kind: running ${labels:+tests labelled $labels}${labels:-every test}"
 status=0
-ctest --test-dir "$dir" --output-on-failure -j "$(nproc)" --timeout 900 ${labels:+-L "$labels"} "$@" || status=$?
+ctest --test-dir "$dir" --output-on-failure -j "$jobs" --timeout 900 ${labels:+-L "$labels"} "$@" || status=$?
 echo "sanitize $kind: $( [ $status -eq 0 ] && echo PASSED || echo FAILED ) (build $((built - start)) s, tests $((SECONDS - built)) s)"
 exit $status
