@@ -11,6 +11,8 @@ export TSAN_OPTIONS="halt_on_error=1:exitcode=66:second_deadlock_stack=1:suppres
 # libtorch's OpenMP pool (libgomp) is not instrumented: one thread keeps its work in the
 # calling thread, where TSan sees it.
 export OMP_NUM_THREADS=1
+# The daemon tests' wall-clock deadlines, x3 (tests/daemon_test_util.h).
+export SD_TEST_TIME_SCALE=${SD_TEST_TIME_SCALE:-3}
 # Symbolized stacks (file:line) in reports.
 if [ -x /usr/lib/llvm-14/bin/llvm-symbolizer ]; then
   export ASAN_SYMBOLIZER_PATH=/usr/lib/llvm-14/bin/llvm-symbolizer
