@@ -11,6 +11,10 @@ export TSAN_OPTIONS="halt_on_error=1:exitcode=66:second_deadlock_stack=1:suppres
 # libtorch's OpenMP pool (libgomp) is not instrumented: one thread keeps its work in the
 # calling thread, where TSan sees it.
 export OMP_NUM_THREADS=1
+# OpenCV's gphoto2 backend probes for cameras on every failed VideoCapture open: no port or
+# camera drivers for it, so it loads (and unloads) no plugin whose leaks LSan could not name
+# (tools/sanitizers/lsan.supp). No test uses a gphoto2 camera.
+export IOLIBS=$SD_ROOT/tools/sanitizers/none CAMLIBS=$SD_ROOT/tools/sanitizers/none
 # The daemon tests' wall-clock deadlines, x3 (tests/daemon_test_util.h).
 export SD_TEST_TIME_SCALE=${SD_TEST_TIME_SCALE:-3}
 # Symbolized stacks (file:line) in reports.
