@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include <opencv2/imgproc.hpp>
@@ -277,6 +278,10 @@ Status Deserialize(const std::string& bytes, const StudentArchitecture& arch, St
                                    std::to_string(state.size()));
   // Decode everything before touching the model, so a bad file leaves it unchanged.
   std::vector<std::pair<torch::Tensor, torch::Tensor>> copies;
+  // With the count equal to the model's, no name twice means every tensor is set: a file that
+  // repeated one and left another out used to load, keeping the missing one's old values
+  // (found by fuzz/checkpoint_fuzz.cc).
+  std::set<std::string> seen;
   for (uint32_t i = 0; i < count; ++i) {
     uint32_t name_size = 0, dims = 0;
     int8_t dtype = 0;
@@ -285,6 +290,11 @@ Status Deserialize(const std::string& bytes, const StudentArchitecture& arch, St
       return Status::DataLoss("student weights are truncated");
     auto it = state.find(name);
     if (it == state.end()) return Status::InvalidArgument("weights hold unknown tensor '" + name + "'");
+    if (!seen.insert(name).second) return Status::InvalidArgument("weights hold tensor '" + name + "' twice");
+    // The rank is checked before it sizes anything: a corrupt count made this allocate up to
+    // 32 GB (found by fuzz/checkpoint_fuzz.cc).
+    if (dims != static_cast<uint32_t>(it->second.dim()))
+      return Status::InvalidArgument("tensor '" + name + "' has the wrong shape or type");
     std::vector<int64_t> shape(dims);
     for (auto& d : shape)
       if (!r.Get(&d)) return Status::DataLoss("student weights are truncated");

@@ -288,7 +288,8 @@ EdgeStats EdgeAgent::stats() const {
   }
   s.uplink = uplink_ ? uplink_->stats() : UplinkStats();
   s.model_version = serving_.Current()->version;
-  s.elapsed_s = start_time_ > 0 ? clock_->NowSeconds() - start_time_ : 0;
+  const double start = start_time_;
+  s.elapsed_s = start > 0 ? clock_->NowSeconds() - start : 0;
   return s;
 }
 

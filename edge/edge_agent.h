@@ -88,7 +88,9 @@ class EdgeAgent : public UpdateSink {
   // Capture thread only; the sampler bounds it by its pool.
   std::map<int64_t, std::string> held_;
   std::atomic<bool> stopping_{false};
-  double start_time_ = 0;
+  // Atomic: Run() sets it on its thread while stats() reads it from others (a data race
+  // ThreadSanitizer found in daemon_restart_test).
+  std::atomic<double> start_time_{0};
 
   mutable std::mutex mu_;  // guards stats_ and update_mu_-free reads of counters
   EdgeStats stats_;

@@ -39,7 +39,7 @@ std::optional<uint64_t> ParseFrameName(const std::string& name) {
   uint64_t seq = 0;
   const char* end = name.data() + kSequenceDigits;
   auto r = std::from_chars(name.data(), end, seq);
-  if (r.ec != std::errc() || r.ptr != end || seq == 0) return std::nullopt;
+  if (r.ec != std::errc() || r.ptr != end || seq == 0 || seq > Spool::kMaxSequence) return std::nullopt;
   return seq;
 }
 
@@ -112,7 +112,9 @@ StatusOr<std::unique_ptr<Spool>> Spool::Open(const SpoolOptions& options) {
     const char* end = text.data() + text.size();
     if (!text.empty() && text.back() == '\n') --end;
     auto r = std::from_chars(text.data(), end, stored);
-    if (r.ec == std::errc() && r.ptr == end) {
+    // A value above kMaxSequence would make the counter wrap to 0 and hand out numbers again
+    // (found by fuzz/spool_fuzz.cc): it counts as garbled.
+    if (r.ec == std::errc() && r.ptr == end && stored <= kMaxSequence) {
       next = std::max(next, stored);
     } else {
       // Only an outside hand can garble it (it is written atomically); the pending frames and
@@ -167,7 +169,8 @@ void Spool::AdvanceSequence(uint64_t next) {
   // Memory only: nothing at or above `next` is handed out before NextSequence persists a lease.
   std::lock_guard<std::mutex> file_lock(sequence_file_mu_);
   std::lock_guard<std::mutex> lock(mu_);
-  next_sequence_ = std::max(next_sequence_, next);
+  // Capped like the counter file: a bogus value from the server cannot make the counter wrap.
+  next_sequence_ = std::max(next_sequence_, std::min(next, kMaxSequence));
 }
 
 std::vector<uint64_t> Spool::DropOldestLocked(uint64_t keep) {
@@ -198,6 +201,7 @@ void Spool::DeleteFiles(const std::vector<uint64_t>& sequences) const {
 Status Spool::Push(uint64_t sequence, const std::string& bytes) {
   const std::string path = FramePath(sequence);
   if (sequence == 0) return Status::InvalidArgument("spool: sequence 0 is reserved (\"none\")");
+  if (sequence > kMaxSequence) return Status::InvalidArgument("spool: sequence " + std::to_string(sequence) + " is out of range");
   const int64_t size = static_cast<int64_t>(bytes.size());
   if (size > options_.max_bytes) {
     return Status::InvalidArgument("spool: frame " + std::to_string(sequence) + " has " + std::to_string(size) +

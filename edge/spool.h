@@ -57,15 +57,19 @@ class Spool {
   // sequence, should the local counter ever have been lost). Never lowers it.
   void AdvanceSequence(uint64_t next);
   static constexpr uint64_t kSequenceLease = 64;
+  // The largest sequence (INT64_MAX, what the server stores). A counter file or frame name
+  // above it is not ours (a garbled or foreign file), so the counter can never wrap to 0.
+  static constexpr uint64_t kMaxSequence = uint64_t{0x7fffffffffffffff};
 
   // Stores an already-serialized frame message under `sequence` (atomic file write). When the
   // bounds would be exceeded, the OLDEST pending frames are dropped (logged, counted in
   // dropped()) so a long outage keeps the newest data. AlreadyExists for a sequence that is
-  // pending; InvalidArgument for sequence 0 or a frame larger than max_bytes on its own.
-  // When the disk fails (full: ResourceExhausted; fsync or rename: Unavailable) no partial
-  // file is left (at most, when only the directory fsync failed, the complete frame, which a
-  // restart would find and send), the pending frames are untouched, and the failure is
-  // logged (rate-limited) and counted in push_failures(); the next Push simply tries again.
+  // pending; InvalidArgument for sequence 0, one above kMaxSequence or a frame larger than
+  // max_bytes on its own. When the disk fails (full: ResourceExhausted; fsync or rename:
+  // Unavailable) no partial file is left (at most, when only the directory fsync failed, the
+  // complete frame, which a restart would find and send), the pending frames are untouched,
+  // and the failure is logged (rate-limited) and counted in push_failures(); the next Push
+  // simply tries again.
   Status Push(uint64_t sequence, const std::string& bytes);
 
   std::vector<uint64_t> Pending() const;  // ascending

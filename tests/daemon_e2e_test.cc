@@ -87,7 +87,7 @@ TEST(DaemonEndToEndTest, TwoEdgesGetRisingVersionsAndLearnTheirScenes) {
 
   // Until both edges serve version 2 or later and have learnt their scene, or time is up.
   std::vector<double> accuracy(2, 0);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(240);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(static_cast<int>(240 * TimeScale()));
   while (std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::seconds(2));
     bool done = true;

@@ -57,7 +57,8 @@ pid_t StartServer(const std::string& config, const std::string& log) {
 
 template <typename Pred>
 bool WaitFor(Pred pred, int seconds) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(static_cast<int>(seconds * TimeScale()));
   while (std::chrono::steady_clock::now() < deadline) {
     if (pred()) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));

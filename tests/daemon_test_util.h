@@ -2,6 +2,7 @@
 // teacher that labels synthetic frames with their exact ground truth.
 #pragma once
 
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -14,6 +15,15 @@
 #include "server/server_config.h"
 
 namespace sd::testing {
+
+// Multiplies the wall-clock deadlines of the daemon tests (training rounds must finish in
+// time): SD_TEST_TIME_SCALE, default 1. scripts/sanitize.sh sets it, since sanitizer builds run
+// slower; what the tests check stays the same.
+inline double TimeScale() {
+  const char* value = std::getenv("SD_TEST_TIME_SCALE");
+  const double scale = value ? std::atof(value) : 1.0;
+  return scale >= 1.0 ? scale : 1.0;
+}
 
 inline std::string TempDir(const std::string& name) {
   const auto dir = std::filesystem::path(SD_BINARY_DIR) / "test_tmp" / name;

@@ -17,6 +17,18 @@
 namespace sd {
 namespace {
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kSanitizerBuild = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+constexpr bool kSanitizerBuild = true;
+#else
+constexpr bool kSanitizerBuild = false;
+#endif
+#else
+constexpr bool kSanitizerBuild = false;
+#endif
+
 constexpr double kFps = 30;
 constexpr size_t kDims = 256;
 
@@ -936,7 +948,9 @@ TEST(SamplerTimingTest, PerFrameCostIsSmall) {
     const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count() / n;
     std::printf("[ timing ] %-24s %7.3f us/frame, slowest %7.1f us (5 detections, 256-d embedding), %lld sent\n",
                 name.c_str(), us, slowest_us, static_cast<long long>(sent));
-    EXPECT_LT(us, 50.0) << name;
+    // A speed budget means nothing in a sanitizer build (instrumented on purpose, several times
+    // slower); the Release stage checks it. The sampling itself runs and is checked either way.
+    if (!kSanitizerBuild) EXPECT_LT(us, 50.0) << name;
     EXPECT_GT(sent, 0) << name;
   }
 }

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -193,6 +194,23 @@ TEST(SpoolTest, ReopenKeepsPendingFramesAndSequenceKeepsRising) {
     std::unique_ptr<Spool> spool = OpenOrDie(options);
     EXPECT_GT(spool->NextSequence(), last);
   }
+}
+
+// A counter file or frame name beyond the range the server stores (INT64_MAX) is garbled or
+// foreign: the counter must not wrap to 0 and hand out numbers again (found by fuzz/spool_fuzz.cc).
+TEST(SpoolTest, OutOfRangeSequencesDoNotWrapTheCounter) {
+  TempDir dir;
+  SpoolOptions options{dir.path()};
+  std::ofstream(dir.File("sequence"), std::ios::trunc) << "18446744073709551615\n";
+  std::ofstream(dir.File("18446744073709551615.frame"), std::ios::binary) << "foreign";
+  std::unique_ptr<Spool> spool = OpenOrDie(options);
+  EXPECT_EQ(spool->pending_count(), 0);
+  const uint64_t first = spool->NextSequence();
+  EXPECT_EQ(first, 1u);
+  EXPECT_GT(spool->NextSequence(), first);
+  EXPECT_EQ(spool->Push(Spool::kMaxSequence + 1, "x").code(), Status::Code::kInvalidArgument);
+  spool->AdvanceSequence(std::numeric_limits<uint64_t>::max());
+  EXPECT_EQ(spool->NextSequence(), Spool::kMaxSequence);
 }
 
 TEST(SpoolTest, ReopenWithSmallerBoundsDropsOldest) {

@@ -1,0 +1,80 @@
+// Model update payloads as an edge receives them (common/update_codec.h): ChunkAssembler fed
+// a sequence of chunks, and DecodeUpdate of every encoding against a small base.
+//
+// Input: [u8 mode][u8 n][rest]
+//   mode & 3   the encoding: full_fp32, full_fp16, sparse, int8; the base has n % 64 + 1 weights
+//   mode & 4   0: rest is one payload
+//              1: rest is chunk records [u8 version][u8 index][u8 count][u32 total LE][u16 len LE]
+//                 [len bytes], fed in order to one ChunkAssembler (limit 64 KiB); every payload
+//                 it completes is decoded
+// Properties beyond "no crash, no leak, no UB": a decoded update has exactly n weights, and a
+// decoded full_fp32 update re-encodes to the same bits.
+#include <cstring>
+#include <optional>
+#include <string>
+
+#include "common/update_codec.h"
+#include "fuzz/fuzz_util.h"
+
+namespace {
+
+void Decode(const std::string& encoding, size_t n, const std::string& payload) {
+  const std::vector<float> base = sd::fuzz::UpdateBase(n);
+  sd::StatusOr<std::vector<float>> decoded = sd::DecodeUpdate(encoding, base, payload, n);
+  if (!decoded.ok()) return;
+  SD_FUZZ_CHECK(decoded->size() == n);
+  if (encoding == "full_fp32") {
+    sd::StatusOr<std::string> again = sd::EncodeUpdate(encoding, base, *decoded, {}, /*allow_zstd=*/false);
+    SD_FUZZ_CHECK(again.ok());
+    sd::StatusOr<std::vector<float>> back = sd::DecodeUpdate(encoding, base, *again, n);
+    SD_FUZZ_CHECK(back.ok());
+    SD_FUZZ_CHECK(std::memcmp(back->data(), decoded->data(), n * sizeof(float)) == 0);
+  }
+}
+
+uint64_t Le(const uint8_t* p, int bytes) {
+  uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) v |= uint64_t{p[i]} << (8 * i);
+  return v;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  sd::fuzz::QuietLogs();
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 2) return 0;
+  const std::string encoding = sd::fuzz::kUpdateEncodings[data[0] & 3];
+  const size_t n = data[1] % 64 + 1;
+  const bool chunked = data[0] & 4;
+  data += 2;
+  size -= 2;
+  if (!chunked) {
+    Decode(encoding, n, std::string(reinterpret_cast<const char*>(data), size));
+    return 0;
+  }
+  sd::ChunkAssembler assembler(/*max_payload_bytes=*/64 << 10);
+  constexpr size_t kRecordHead = 1 + 1 + 1 + 4 + 2;
+  while (size >= kRecordHead) {
+    const uint64_t version = data[0];
+    const uint32_t index = data[1], count = data[2];
+    const uint64_t total = Le(data + 3, 4);
+    const size_t len = std::min<size_t>(Le(data + 7, 2), size - kRecordHead);
+    const std::string chunk(reinterpret_cast<const char*>(data + kRecordHead), len);
+    data += kRecordHead + len;
+    size -= kRecordHead + len;
+    sd::StatusOr<std::optional<std::string>> added = assembler.Add(version, index, count, total, chunk);
+    if (!added.ok()) {
+      SD_FUZZ_CHECK(!assembler.in_progress());  // an error leaves it empty
+      continue;
+    }
+    if (added->has_value()) {
+      SD_FUZZ_CHECK((*added)->size() == total);
+      Decode(encoding, n, **added);
+    }
+  }
+  return 0;
+}
