@@ -16,8 +16,7 @@
 #include <string>
 #include <unistd.h>
 
-#include <spdlog/spdlog.h>
-
+#include "fuzz/fuzz_util.h"
 #include "server/edge_session.h"
 #include "server/server_config.h"
 #include "server/server_core.h"
@@ -63,7 +62,6 @@ class RecordingOutput : public sd::SessionOutput {
 
 sd::ServerCore* Core() {
   static sd::ServerCore* core = [] {
-    spdlog::set_level(spdlog::level::off);
     const std::string dir =
         (std::filesystem::temp_directory_path() / ("sd_edge_session_fuzz_" + std::to_string(getpid()))).string();
     std::filesystem::remove_all(dir);
@@ -72,21 +70,28 @@ sd::ServerCore* Core() {
                              "devices:\n  cam1: {token: \"" + kToken + "\"}\n"
                              "labeler: {workers: 1, queue: 2}\n"
                              "limits: {full_model_burst: 2, full_model_refill_s: 0}\n"
-                             "student:\n  input_width: 64\n  input_height: 48\n  classes: 1\n"
+                             "student:\n  input_width: 64\n  input_height: 64\n  classes: 1\n"
                              "  channels: [4, 4, 8, 8, 8]\n  block: separable\n"
                              "training: {background: false}\n";
     auto config = sd::ParseServerConfig(yaml, "edge_session_fuzz.yaml");
-    if (!config.ok()) std::abort();
+    if (!config.ok()) std::fprintf(stderr, "%s\n", config.status().ToString().c_str());
+    SD_FUZZ_CHECK(config.ok());
     auto core = sd::ServerCore::Create(*config, [] {
       return sd::StatusOr<std::unique_ptr<sd::Teacher>>(std::unique_ptr<sd::Teacher>(new NullTeacher()));
     });
-    if (!core.ok()) std::abort();
+    if (!core.ok()) std::fprintf(stderr, "%s\n", core.status().ToString().c_str());
+    SD_FUZZ_CHECK(core.ok());
     return core->release();  // lives for the whole fuzzing process
   }();
   return core;
 }
 
 }  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  sd::fuzz::QuietLogs();
+  return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
@@ -110,7 +115,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (next == sd::EdgeSession::Next::kPaused) {
       std::unique_lock<std::mutex> lock(mu);
       // The labeller makes room within milliseconds; a pause that never ends is a bug.
-      if (!resumed_cv.wait_for(lock, std::chrono::seconds(10), [&] { return resumed; })) std::abort();
+      SD_FUZZ_CHECK(resumed_cv.wait_for(lock, std::chrono::seconds(10), [&] { return resumed; }));
     }
     return next != sd::EdgeSession::Next::kClosed;
   };

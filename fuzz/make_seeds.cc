@@ -10,10 +10,14 @@
 #include <string>
 #include <vector>
 
+#include <opencv2/imgcodecs.hpp>
+
 #include "common/label_cache.h"
+#include "common/model_update.h"
 #include "common/update_codec.h"
 #include "edge/spool.h"
 #include "fuzz/fuzz_util.h"
+#include "streamdistill.pb.h"
 #include "tests/scoped_temp_dir.h"
 
 namespace fs = std::filesystem;
@@ -39,11 +43,14 @@ std::string Le(uint64_t v, int bytes) {
 // update_decode's chunk records for `payload` cut into `pieces`.
 std::string ChunkRecords(uint8_t version, const std::string& payload, size_t pieces) {
   std::string out;
+  sd::ModelUpdate update;
+  update.payload = payload;
   const size_t step = payload.size() / pieces + 1;
-  const std::vector<std::string> chunks = sd::SplitPayload(payload, step);
-  for (size_t i = 0; i < chunks.size(); ++i) {
-    out += Byte(version) + Byte(static_cast<int>(i)) + Byte(static_cast<int>(chunks.size())) +
-           Le(payload.size(), 4) + Le(chunks[i].size(), 2) + chunks[i];
+  const uint32_t count = sd::UpdateChunkCount(update, step);
+  for (uint32_t i = 0; i < count; ++i) {
+    const std::string data = sd::MakeUpdateChunk(update, i, step).data();
+    out += Byte(version) + Byte(static_cast<int>(i)) + Byte(static_cast<int>(count)) + Le(payload.size(), 4) +
+           Le(data.size(), 2) + data;
   }
   return out;
 }
@@ -137,6 +144,64 @@ void LabelSeeds(const fs::path& dir) {
   WriteFile((dir / "other-version").string(), text);
 }
 
+std::string Jpeg(int width, int height) {
+  cv::Mat image(height, width, CV_8UC3, cv::Scalar(60, 120, 180));
+  std::vector<uchar> bytes;
+  if (!cv::imencode(".jpg", image, bytes)) std::abort();
+  return std::string(bytes.begin(), bytes.end());
+}
+
+// Real JPEGs, and the header cases the server must refuse: another format, a truncated one,
+// and a bomb (a tiny JPEG whose frame header claims 30000x30000).
+void JpegHeaderSeeds(const fs::path& dir) {
+  const std::string small = Jpeg(16, 16);
+  WriteFile((dir / "16x16").string(), small);
+  WriteFile((dir / "1x1").string(), Jpeg(1, 1));
+  WriteFile((dir / "truncated").string(), small.substr(0, 40));
+  WriteFile((dir / "png-magic").string(), std::string("\x89PNG\r\n\x1a\n", 8) + std::string(16, '\0'));
+  std::string bomb = small;
+  const size_t sof = bomb.find("\xff\xc0");
+  if (sof == std::string::npos) std::abort();
+  bomb[sof + 5] = bomb[sof + 7] = static_cast<char>(30000 >> 8);
+  bomb[sof + 6] = bomb[sof + 8] = static_cast<char>(30000 & 0xff);
+  WriteFile((dir / "bomb-30000").string(), bomb);
+}
+
+// edge_session's records: [u16 length LE][an EdgeMessage].
+std::string Record(const streamdistill::v1::EdgeMessage& m) {
+  const std::string bytes = m.SerializeAsString();
+  return Le(bytes.size(), 2) + bytes;
+}
+
+void EdgeSessionSeeds(const fs::path& dir) {
+  streamdistill::v1::EdgeMessage frame;
+  frame.mutable_frame()->set_sequence(1);
+  frame.mutable_frame()->set_frame_index(10);
+  frame.mutable_frame()->set_capture_time_s(1.5);
+  frame.mutable_frame()->set_jpeg(Jpeg(32, 24));
+  frame.mutable_frame()->set_source_width(32);
+  frame.mutable_frame()->set_source_height(24);
+  frame.mutable_frame()->set_image_score(0.5f);
+  frame.mutable_frame()->add_embedding(0.25f);
+  streamdistill::v1::EdgeMessage resend = frame;  // a duplicate, then the next one
+  streamdistill::v1::EdgeMessage second = frame;
+  second.mutable_frame()->set_sequence(2);
+  streamdistill::v1::EdgeMessage request;
+  request.mutable_model_request()->set_have_version(0);
+  request.mutable_model_request()->set_full(true);
+  streamdistill::v1::EdgeMessage result;
+  result.mutable_update_result()->set_version(1);
+  result.mutable_update_result()->set_message("could not apply\nversion 1");
+  streamdistill::v1::EdgeMessage hello;
+  hello.mutable_hello()->set_device_id("cam1");
+  hello.mutable_hello()->set_token("wrong");
+  WriteFile((dir / "frames").string(), Byte(1) + Record(frame) + Record(resend) + Record(second));
+  WriteFile((dir / "requests").string(), Byte(1) + Record(request) + Record(request) + Record(request) + Record(result));
+  WriteFile((dir / "hello-twice").string(), Byte(1) + Record(hello));
+  WriteFile((dir / "no-hello").string(), Byte(0) + Record(frame));
+  WriteFile((dir / "malformed").string(), Byte(1) + Le(4, 2) + std::string("\x12\xff\xff\x0f", 4));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -146,7 +211,10 @@ int main(int argc, char** argv) {
   }
   sd::fuzz::QuietLogs();
   const fs::path out = argv[1];
-  for (const char* t : {"update_decode", "spool", "checkpoint", "label_cache"}) fs::create_directories(out / t);
+  for (const char* t : {"update_decode", "spool", "checkpoint", "label_cache", "jpeg_header", "edge_session"})
+    fs::create_directories(out / t);
+  JpegHeaderSeeds(out / "jpeg_header");
+  EdgeSessionSeeds(out / "edge_session");
   UpdateSeeds(out / "update_decode");
   SpoolSeeds(out / "spool");
   CheckpointSeeds(out / "checkpoint");

@@ -1,18 +1,21 @@
-// Model update payloads as an edge receives them (common/update_codec.h): ChunkAssembler fed
-// a sequence of chunks, and DecodeUpdate of every encoding against a small base.
+// Model updates as an edge receives them: ModelUpdateAssembler (common/model_update.h, the one
+// the edge's uplink uses) fed a sequence of chunks, and DecodeUpdate (common/update_codec.h) of
+// every encoding against a small base.
 //
 // Input: [u8 mode][u8 n][rest]
 //   mode & 3   the encoding: full_fp32, full_fp16, sparse, int8; the base has n % 64 + 1 weights
 //   mode & 4   0: rest is one payload
 //              1: rest is chunk records [u8 version][u8 index][u8 count][u32 total LE][u16 len LE]
-//                 [len bytes], fed in order to one ChunkAssembler (limit 64 KiB); every payload
-//                 it completes is decoded
+//                 [len bytes], each made a ModelUpdateChunk of that encoding and fed in order
+//                 to one ModelUpdateAssembler (limit 64 KiB); every update it completes is
+//                 decoded
 // Properties beyond "no crash, no leak, no UB": a decoded update has exactly n weights, and a
 // decoded full_fp32 update re-encodes to the same bits.
 #include <cstring>
 #include <optional>
 #include <string>
 
+#include "common/model_update.h"
 #include "common/update_codec.h"
 #include "fuzz/fuzz_util.h"
 
@@ -56,25 +59,28 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Decode(encoding, n, std::string(reinterpret_cast<const char*>(data), size));
     return 0;
   }
-  sd::ChunkAssembler assembler(/*max_payload_bytes=*/64 << 10);
+  sd::ModelUpdateAssembler assembler(/*max_payload_bytes=*/64 << 10);
   constexpr size_t kRecordHead = 1 + 1 + 1 + 4 + 2;
   while (size >= kRecordHead) {
     const uint64_t version = data[0];
     const uint32_t index = data[1], count = data[2];
     const uint64_t total = Le(data + 3, 4);
     const size_t len = std::min<size_t>(Le(data + 7, 2), size - kRecordHead);
-    const std::string chunk(reinterpret_cast<const char*>(data + kRecordHead), len);
+    streamdistill::v1::ModelUpdateChunk chunk;
+    chunk.set_new_version(version);
+    chunk.set_encoding(encoding);
+    chunk.set_chunk_index(index);
+    chunk.set_chunk_count(count);
+    chunk.set_payload_size(total);
+    chunk.set_data(reinterpret_cast<const char*>(data + kRecordHead), len);
     data += kRecordHead + len;
     size -= kRecordHead + len;
-    sd::StatusOr<std::optional<std::string>> added = assembler.Add(version, index, count, total, chunk);
-    if (!added.ok()) {
-      SD_FUZZ_CHECK(!assembler.in_progress());  // an error leaves it empty
-      continue;
-    }
-    if (added->has_value()) {
-      SD_FUZZ_CHECK((*added)->size() == total);
-      Decode(encoding, n, **added);
-    }
+    sd::StatusOr<std::optional<sd::ModelUpdate>> added = assembler.Add(chunk);
+    if (!added.ok() || !added->has_value()) continue;
+    const sd::ModelUpdate& update = **added;
+    SD_FUZZ_CHECK(update.payload.size() == total);
+    SD_FUZZ_CHECK(update.encoding == *sd::ParseUpdateEncoding(encoding));
+    Decode(encoding, n, update.payload);
   }
   return 0;
 }
