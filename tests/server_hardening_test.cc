@@ -293,8 +293,16 @@ TEST(ServerHardeningTest, FullModelRequestsAreRateLimitedPerDevice) {
     if (m.kind_case() == ServerMessage::kUpdate && m.update().chunk_index() + 1 == m.update().chunk_count())
       ++last_chunks;
   }
-  EXPECT_EQ(last_chunks, 3) << "full models sent for 2000 requests";
+  // Requests that arrive while a copy is still queued or on its way add nothing, so fewer
+  // than the burst may be sent; never more.
+  EXPECT_GE(last_chunks, 1);
+  EXPECT_LE(last_chunks, 3) << "full models sent for 2000 requests";
   EXPECT_TRUE(s.Close().ok());
+  // The bucket itself: the hello and the requests above took the burst; one device's use
+  // leaves another's alone.
+  EXPECT_FALSE(server->core().AllowFullModelSend("cam1"));
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(server->core().AllowFullModelSend("cam2")) << i;
+  EXPECT_FALSE(server->core().AllowFullModelSend("cam2"));
 }
 
 TEST(ServerHardeningTest, AClientThatNeverReadsIsNotBufferedWithoutLimit) {
