@@ -45,7 +45,7 @@ inline streamdistill::v1::EdgeMessage FrameMessage(uint64_t sequence, const std:
   streamdistill::v1::EdgeMessage m;
   auto* frame = m.mutable_frame();
   frame->set_sequence(sequence);
-  frame->set_frame_index(static_cast<int64_t>(sequence) * 10);
+  frame->set_frame_index(static_cast<int64_t>(sequence % 1000000) * 10);  // any sequence, no overflow
   frame->set_capture_time_s(static_cast<double>(sequence));
   frame->set_jpeg(jpeg);
   frame->set_source_width(256);

@@ -109,6 +109,21 @@ int64_t ResidentMb() {
   return resident * sysconf(_SC_PAGESIZE) / (1 << 20);
 }
 
+// The bound on the growth of the server's resident memory under an attack.
+// AddressSanitizer keeps freed memory in quarantine (256 MB by default), so its builds get
+// that much more room; the product build is held to 150 MB.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr int64_t kFloodRssMb = 150 + 256;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr int64_t kFloodRssMb = 150 + 256;
+#else
+constexpr int64_t kFloodRssMb = 150;
+#endif
+#else
+constexpr int64_t kFloodRssMb = 150;
+#endif
+
 // A connected, welcomed stream of one device.
 std::unique_ptr<Stream> Connect(sd::Server& server, const std::string& device = "cam1",
                                 const std::string& token = kToken, std::chrono::seconds deadline = std::chrono::seconds(20)) {
@@ -170,7 +185,7 @@ TEST(ServerHardeningTest, DecompressionBombIsRefusedFromItsHeaderWhileOthersGetA
     EXPECT_EQ(ack.code(), 0) << ack.message();
     EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
   }
-  EXPECT_LT(ResidentMb() - rss_before, 200) << "resident memory grew";
+  EXPECT_LT(ResidentMb() - rss_before, kFloodRssMb) << "resident memory grew";
   EXPECT_EQ(server->core().store().LastSequence("cam1"), 0u);
   EXPECT_TRUE(attacker->Close().ok());
   EXPECT_TRUE(honest->Close().ok());
@@ -318,10 +333,16 @@ TEST(ServerHardeningTest, AClientThatNeverReadsIsNotBufferedWithoutLimit) {
       ++written;
     }
   });
-  std::this_thread::sleep_for(std::chrono::seconds(3));
-  const int64_t handled = server->core().Counters("cam1").frames_rejected;
-  std::this_thread::sleep_for(std::chrono::seconds(1));
-  EXPECT_EQ(server->core().Counters("cam1").frames_rejected, handled) << "the server kept reading";
+  // Wait until the server stops handling frames (a second without one; slower builds such as
+  // the sanitizers' take longer to get there), then it must have stopped short of them all.
+  int64_t before = -1, handled = 0;
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (handled != before && std::chrono::steady_clock::now() < give_up) {
+    before = handled;
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    handled = server->core().Counters("cam1").frames_rejected;
+  }
+  EXPECT_EQ(handled, before) << "the server kept reading";
   EXPECT_LT(handled, kFrames);
   // Reading again lets everything through, each frame answered once.
   int acks = 0;
@@ -334,10 +355,10 @@ TEST(ServerHardeningTest, AClientThatNeverReadsIsNotBufferedWithoutLimit) {
   EXPECT_TRUE(s->Close().ok());
 }
 
-// The bound: floods from one device (10,000 frames, 10,000 full-model requests, bomb
-// headers), sent by a client that never reads, keep the server's resident memory within
-// kFloodRssMb of where it started, while another device's frames are acked within a second.
-constexpr int64_t kFloodRssMb = 150;
+// Floods from one device (10,000 frames, 10,000 full-model requests, bomb headers), sent by a
+// client that never reads, keep the server's resident memory within kFloodRssMb of where it
+// started, while another device's frames are acked within a second.
+
 
 TEST(ServerHardeningTest, FloodsFromOneDeviceDoNotStarveAnotherOrGrowMemory) {
   const fs::path dir = UniqueDir("flood");
