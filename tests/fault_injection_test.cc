@@ -336,16 +336,22 @@ struct RawStream {
   std::unique_ptr<grpc::ClientReaderWriter<EdgeMessage, ServerMessage>> rw;
 };
 
-TEST_F(ServerDiskFaultTest, FullDiskAcksUnavailableStoresNothingAndResendsAreStoredOnceSpaceReturns) {
-  RawStream s(server_->port());
+// Sends the hello and expects the welcome.
+::testing::AssertionResult SayHello(RawStream& s, const std::string& architecture) {
   EdgeMessage hello;
   hello.mutable_hello()->set_device_id(kDevice);
   hello.mutable_hello()->set_token(kToken);
-  hello.mutable_hello()->set_architecture(config_.student.Fingerprint());
-  ASSERT_TRUE(s.rw->Write(hello));
+  hello.mutable_hello()->set_architecture(architecture);
+  if (!s.rw->Write(hello)) return ::testing::AssertionFailure() << "hello not sent";
   ServerMessage welcome;
-  ASSERT_TRUE(s.rw->Read(&welcome));
-  ASSERT_EQ(welcome.kind_case(), ServerMessage::kWelcome);
+  if (!s.rw->Read(&welcome) || welcome.kind_case() != ServerMessage::kWelcome)
+    return ::testing::AssertionFailure() << "no welcome";
+  return ::testing::AssertionSuccess();
+}
+
+TEST_F(ServerDiskFaultTest, FullDiskAcksUnavailableStoresNothingAndResendsAreStoredOnceSpaceReturns) {
+  RawStream s(server_->port());
+  ASSERT_TRUE(SayHello(s, config_.student.Fingerprint()));
 
   env_.SetDiskFull(true, "/frames/");
   for (uint64_t seq = 1; seq <= 3; ++seq) {
@@ -377,13 +383,7 @@ TEST_F(ServerDiskFaultTest, FullDiskAcksUnavailableStoresNothingAndResendsAreSto
 
 TEST_F(ServerDiskFaultTest, FailingFsyncIsUnavailableToo) {
   RawStream s(server_->port());
-  EdgeMessage hello;
-  hello.mutable_hello()->set_device_id(kDevice);
-  hello.mutable_hello()->set_token(kToken);
-  hello.mutable_hello()->set_architecture(config_.student.Fingerprint());
-  ASSERT_TRUE(s.rw->Write(hello));
-  ServerMessage welcome;
-  ASSERT_TRUE(s.rw->Read(&welcome));
+  ASSERT_TRUE(SayHello(s, config_.student.Fingerprint()));
   env_.FailOp(Op::kSync, EIO, ".jpg", 0, 1);  // the next fsync of an image fails, once
   streamdistill::v1::FrameAck ack;
   ASSERT_TRUE(s.Send(1, &ack));
