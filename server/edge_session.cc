@@ -1,5 +1,6 @@
 #include "server/edge_session.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include <spdlog/spdlog.h>
@@ -118,7 +119,8 @@ EdgeSession::Next EdgeSession::HandleHello(const EdgeMessage& message) {
   auto latest = core_->LatestUpdate(device_id_);
   ServerMessage welcome;
   welcome.mutable_welcome()->set_latest_version(latest.ok() && *latest ? (*latest)->new_version : 0);
-  welcome.mutable_welcome()->set_last_stored_sequence(core_->LastStoredSequence(device_id_));
+  highest_sequence_ = core_->LastStoredSequence(device_id_);
+  welcome.mutable_welcome()->set_last_stored_sequence(highest_sequence_);
   welcome.mutable_welcome()->set_max_message_bytes(core_->config().max_message_bytes);
   output_->Send(std::move(welcome));
   if (latest.ok() && *latest) {
@@ -157,11 +159,10 @@ Status EdgeSession::ValidateFrame(const streamdistill::v1::SampledFrame& frame) 
   const ServerLimits& limits = core_->config().limits;
   if (frame.sequence() == 0 || frame.sequence() > kMaxSequence)
     return Status::InvalidArgument("sequence " + std::to_string(frame.sequence()) + " is outside [1, 2^53-1]");
-  const uint64_t last = core_->LastStoredSequence(device_id_);
-  if (frame.sequence() > last && frame.sequence() - last > limits.max_sequence_gap)
+  if (frame.sequence() > highest_sequence_ && frame.sequence() - highest_sequence_ > limits.max_sequence_gap)
     return Status::InvalidArgument("sequence " + std::to_string(frame.sequence()) + " is more than " +
-                                   std::to_string(limits.max_sequence_gap) + " past the last stored one (" +
-                                   std::to_string(last) + ")");
+                                   std::to_string(limits.max_sequence_gap) + " past the highest one so far (" +
+                                   std::to_string(highest_sequence_) + ")");
   if (frame.jpeg().empty()) return Status::InvalidArgument("frame without an image");
   if (!std::isfinite(frame.capture_time_s())) return Status::InvalidArgument("capture_time_s is not finite");
   if (!std::isfinite(frame.image_score()) || frame.image_score() < 0)
@@ -197,6 +198,7 @@ EdgeSession::Next EdgeSession::HandleFrame(const streamdistill::v1::SampledFrame
     Reject(frame.sequence(), valid);
     return ReadIfOutputDrained();
   }
+  highest_sequence_ = std::max(highest_sequence_, frame.sequence());
   held_meta_ = FrameRecord();
   held_meta_.device_id = device_id_;
   held_meta_.sequence = frame.sequence();

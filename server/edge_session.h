@@ -90,6 +90,9 @@ class EdgeSession : public DeviceSession, public std::enable_shared_from_this<Ed
   FrameRecord held_meta_;
   std::string held_jpeg_;
   uint64_t frames_refused_ = 0, full_model_refusals_ = 0;  // for log lines (same thread)
+  // The device's last stored sequence when the stream began, raised by every frame this stream
+  // accepts since: the sequence gap is measured from it, so no frame costs a store query.
+  uint64_t highest_sequence_ = 0;
 
   std::mutex mu_;  // guards the two below; held while calling resume_, so Detach waits for it
   std::function<void()> resume_;

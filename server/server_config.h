@@ -29,7 +29,7 @@ struct UpdatePolicy {
 // What one client may make the server do (docs/operations.md, `limits:`).
 struct ServerLimits {
   ImageLimits image;                        // checked from the JPEG header before any decode
-  uint64_t max_sequence_gap = uint64_t{1} << 32;  // a frame's sequence may exceed the device's last stored one by this much
+  uint64_t max_sequence_gap = uint64_t{1} << 32;  // a frame's sequence may exceed the highest so far (stored at connect, or accepted since) by this much
   int full_model_burst = 3;                 // full models sent on request, at once...
   double full_model_refill_s = 30;          // ...then one more per this many seconds
   int stream_backlog = 256;                 // messages queued for one stream before it stops being read
