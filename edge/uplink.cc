@@ -22,7 +22,6 @@ using streamdistill::v1::ServerMessage;
 
 namespace {
 
-
 // google.rpc codes of a FrameAck that mean "not stored now, send it again later": the server's
 // storage is unavailable (a full disk) or it is overloaded. Any other non-zero code is final.
 constexpr int kUnavailable = 14;
