@@ -17,6 +17,7 @@
 #include "bench/bench_config.h"
 #include "bench/replay.h"
 #include "bench/report.h"
+#include "bench/speed.h"
 #include "bench/update_replay.h"
 #include "common/frame_source.h"
 #include "common/progress.h"
@@ -38,6 +39,8 @@ struct Flags {
   std::vector<int> budgets;
   int seeds = 0;
   int steps = 0;
+  bool speed = false;  // the edge speed benchmark instead of a grid
+  SpeedOptions speed_options;
 };
 
 StatusOr<std::vector<Detections>> GroundTruthLabels(const std::string& uri, int64_t end) {
@@ -381,7 +384,48 @@ int RunUpdateGrid(const Flags& flags, const Prepared& p) {
   return 0;
 }
 
+// streamdistill-edge next to this binary, for the process figures.
+std::string EdgeBinaryBesideThis() {
+  std::error_code error;
+  const auto self = std::filesystem::read_symlink("/proc/self/exe", error);
+  if (error) return "";
+  const auto edge = self.parent_path() / "streamdistill-edge";
+  return std::filesystem::exists(edge) ? edge.string() : "";
+}
+
+int RunSpeed(const Flags& flags) {
+  SpeedOptions options = flags.speed_options;
+  std::filesystem::create_directories(flags.out);
+  options.work_dir = flags.out + "/work";
+  options.edge_binary = EdgeBinaryBesideThis();
+  std::printf("speed     %d frames, student and teacher alternating at one thread; edge path %d frames\n",
+              options.frames, options.path_frames);
+  auto result = MeasureSpeed(options);
+  if (!result.ok()) {
+    std::fprintf(stderr, "streamdistill-bench: error: %s\n", result.status().ToString().c_str());
+    return 1;
+  }
+  const std::string markdown = SpeedMarkdown(*result);
+  std::ofstream(flags.out + "/speed.json") << result->dump(2) << "\n";
+  std::ofstream(flags.out + "/speed.md") << markdown;
+  std::printf("%s\n", markdown.c_str());
+  const nlohmann::json& one = (*result)["one_thread"];
+  nlohmann::json summary = {{"student_median_ms", one["student"]["median_ms"]},
+                            {"teacher_median_ms", one["teacher"]["median_ms"]},
+                            {"speedup_median", one["speedup_median"]},
+                            {"edge_fps_1_thread", (*result)["edge_path"]["threads_1"]["fps"]},
+                            {"edge_fps_2_threads", (*result)["edge_path"]["threads_2"]["fps"]},
+                            {"json", flags.out + "/speed.json"}};
+  if (result->contains("edge_process")) {
+    summary["edge_startup_s"] = (*result)["edge_process"]["startup_s"];
+    summary["edge_max_rss_mb"] = (*result)["edge_process"]["max_rss_mb"];
+  }
+  std::printf("%s\n", summary.dump().c_str());
+  return 0;
+}
+
 int Run(const Flags& flags) {
+  if (flags.speed) return RunSpeed(flags);
   Prepared prepared;
   if (int code = Prepare(flags, &prepared); code != 0) return code;
   return flags.updates ? RunUpdateGrid(flags, prepared) : RunStrategyGrid(flags, prepared);
@@ -393,8 +437,21 @@ int Run(const Flags& flags) {
 int main(int argc, char** argv) {
   CLI::App app{"streamdistill-bench: sampling strategies x budgets x seeds, replayed offline"};
   sd::Flags flags;
-  app.add_option("--config", flags.config, "YAML bench config (configs/bench_vtest.yaml, configs/bench_drift.yaml)")
-      ->required();
+  auto* config = app.add_option("--config", flags.config,
+                                "YAML bench config (configs/bench_vtest.yaml, configs/bench_drift.yaml)");
+  auto* speed = app.add_flag("--speed", flags.speed,
+                             "the edge speed benchmark (OUT/speed.json, speed.md): student vs teacher, the edge's path");
+  config->excludes(speed);
+  app.add_option("--edge-config", flags.speed_options.edge_config, "--speed: the edge's config (student, video)")
+      ->needs(speed);
+  app.add_option("--server-config", flags.speed_options.server_config, "--speed: the server's config (teacher)")
+      ->needs(speed);
+  app.add_option("--weights", flags.speed_options.weights, "--speed: student checkpoint or deployed.sdw (default: random)")
+      ->needs(speed);
+  app.add_option("--frames", flags.speed_options.frames, "--speed: frames timed (default 200)")->needs(speed);
+  app.add_option("--path-frames", flags.speed_options.path_frames,
+                 "--speed: frames through the edge's whole path, per thread count (default 300)")
+      ->needs(speed);
   app.add_option("--out", flags.out, "output folder (strategies.csv, strategies.md, strategies.png)");
   app.add_flag("--quick", flags.quick, "the config's quick grid: a smoke test in minutes");
   app.add_flag("--updates", flags.updates,
@@ -405,5 +462,10 @@ int main(int argc, char** argv) {
   app.add_option("--seeds", flags.seeds, "override the grid's seed count");
   app.add_option("--steps", flags.steps, "override the fine-tuning steps per run");
   if (auto exit_code = sd::ParseToolCommandLine(app, argc, argv)) return *exit_code;
+  if (!flags.speed && flags.config.empty()) {
+    std::fprintf(stderr, "streamdistill-bench: error: --config is required (or --speed)\n");
+    return 2;
+  }
+  if (flags.speed && flags.out == "out/bench") flags.out = "out/speed";
   return sd::Run(flags);
 }

@@ -35,6 +35,7 @@ Status ReadTeacherOptions(const YamlReader& s, TeacherOptions* options) {
   SD_RETURN_IF_ERROR(s.Get("nms_iou", &options->nms_iou));
   SD_RETURN_IF_ERROR(s.Get("hog_scale", &options->hog_scale));
   SD_RETURN_IF_ERROR(s.Get("hog_win_stride", &options->hog_win_stride));
+  SD_RETURN_IF_ERROR(s.Get("min_width", &options->min_width));
   SD_RETURN_IF_ERROR(s.Get("input_width", &options->input_width));
   SD_RETURN_IF_ERROR(s.Get("input_height", &options->input_height));
   SD_RETURN_IF_ERROR(s.Get("class_map", &options->class_map));

@@ -352,6 +352,9 @@ std::pair<torch::Tensor, torch::Tensor> FoldBatchNorm(const torch::nn::Conv2d& c
   return {w * scale.view({-1, 1, 1, 1}), bias};
 }
 
+// Calls that a new snapshot makes on a blank frame before it serves (see MakeDetector).
+constexpr int kWarmupCalls = 3;
+
 class TorchScriptDetector : public StudentDetector {
  public:
   TorchScriptDetector(StudentArchitecture arch, InferenceOptions options, torch::jit::Module module)
@@ -666,6 +669,12 @@ StatusOr<std::shared_ptr<const StudentDetector>> StudentModel::MakeDetector(cons
     torch::jit::Module frozen = torch::jit::freeze(module);
     // On CPU this swaps in oneDNN convolutions with prepacked weights and fused ReLUs.
     if (device.is_cpu()) frozen = torch::jit::optimize_for_inference(frozen);
+    // The graph executor profiles the first calls and then optimises the graph: those calls
+    // ran 5-20x slower than the rest (docs/detector.md, speed). They happen here, on the
+    // thread that builds the snapshot (the uplink's on an edge), not on a camera's frames.
+    c10::InferenceMode guard;
+    const torch::Tensor blank = torch::zeros({1, 3, impl_->arch.input_height, impl_->arch.input_width}).to(device);
+    for (int i = 0; i < kWarmupCalls; ++i) frozen.forward({blank});
     return std::shared_ptr<const StudentDetector>(
         std::make_shared<TorchScriptDetector>(impl_->arch, options, std::move(frozen)));
   } catch (const c10::Error& e) {

@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <opencv2/imgproc.hpp>
+
 #include "common/checksum.h"
 #include "common/teacher_internal.h"
 
@@ -35,6 +37,8 @@ Status ValidateOptions(const TeacherOptions& o) {
                                      std::to_string(o.hog_win_stride));
     }
   }
+  if (o.min_width < 0 || o.min_width > 8192)
+    return Status::InvalidArgument("teacher min_width must be in 0..8192, got " + std::to_string(o.min_width));
   if (o.kind == "torchscript" || o.kind == "onnx") {
     if (o.input_width <= 0 || o.input_height <= 0 || o.input_width > 8192 || o.input_height > 8192) {
       return Status::InvalidArgument("teacher input size must be in 1..8192, got " +
@@ -48,6 +52,43 @@ Status ValidateOptions(const TeacherOptions& o) {
   return Status::Ok();
 }
 
+// Labels a narrow frame at `min_width` and maps the boxes back (TeacherOptions::min_width).
+class EnlargingTeacher : public Teacher {
+ public:
+  EnlargingTeacher(std::unique_ptr<Teacher> inner, int min_width) : inner_(std::move(inner)), min_width_(min_width) {}
+
+  StatusOr<Detections> Label(const cv::Mat& bgr) override {
+    SD_RETURN_IF_ERROR(teacher_internal::CheckFrame(bgr));
+    if (bgr.cols >= min_width_) return inner_->Label(bgr);
+    const double scale = static_cast<double>(min_width_) / bgr.cols;
+    cv::Mat enlarged;
+    cv::resize(bgr, enlarged, cv::Size(min_width_, std::max(1, static_cast<int>(bgr.rows * scale + 0.5))), 0, 0,
+               cv::INTER_LINEAR);
+    SD_ASSIGN_OR_RETURN(Detections labels, inner_->Label(enlarged));
+    const float sx = static_cast<float>(bgr.cols) / enlarged.cols, sy = static_cast<float>(bgr.rows) / enlarged.rows;
+    ScaleDetections(&labels, sx, sy);
+    return labels;
+  }
+
+  std::string Fingerprint() const override {
+    return inner_->Fingerprint() + " min_width=" + std::to_string(min_width_);
+  }
+
+ private:
+  std::unique_ptr<Teacher> inner_;
+  const int min_width_;
+};
+
+StatusOr<std::unique_ptr<Teacher>> CreateTeacherOfKind(const TeacherOptions& options) {
+  if (options.kind == "hog") return teacher_internal::CreateHogTeacher(options);
+  if (options.kind == "dpm") return teacher_internal::CreateDpmTeacher(options);
+  if (options.kind == "torchscript") return teacher_internal::CreateTorchScriptTeacher(options);
+  if (options.kind == "onnx") return teacher_internal::CreateOnnxTeacher(options);
+  std::string valid;
+  for (const std::string& k : TeacherKinds()) valid += (valid.empty() ? "" : ", ") + k;
+  return Status::InvalidArgument("unknown teacher kind '" + options.kind + "' (valid: " + valid + ")");
+}
+
 }  // namespace
 
 Teacher::~Teacher() = default;
@@ -59,13 +100,9 @@ const std::vector<std::string>& TeacherKinds() {
 
 StatusOr<std::unique_ptr<Teacher>> CreateTeacher(const TeacherOptions& options) {
   SD_RETURN_IF_ERROR(ValidateOptions(options));
-  if (options.kind == "hog") return teacher_internal::CreateHogTeacher(options);
-  if (options.kind == "dpm") return teacher_internal::CreateDpmTeacher(options);
-  if (options.kind == "torchscript") return teacher_internal::CreateTorchScriptTeacher(options);
-  if (options.kind == "onnx") return teacher_internal::CreateOnnxTeacher(options);
-  std::string valid;
-  for (const std::string& k : TeacherKinds()) valid += (valid.empty() ? "" : ", ") + k;
-  return Status::InvalidArgument("unknown teacher kind '" + options.kind + "' (valid: " + valid + ")");
+  SD_ASSIGN_OR_RETURN(std::unique_ptr<Teacher> teacher, CreateTeacherOfKind(options));
+  if (options.min_width == 0) return teacher;
+  return std::unique_ptr<Teacher>(std::make_unique<EnlargingTeacher>(std::move(teacher), options.min_width));
 }
 
 StatusOr<std::string> FileContentHash(const std::string& path) {

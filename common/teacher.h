@@ -25,6 +25,11 @@ struct TeacherOptions {
   float nms_iou = 0.5f;          // greedy per-class NMS; a box whose IoU exceeds this is dropped
   double hog_scale = 1.05;       // multi-scale pyramid step
   int hog_win_stride = 8;
+  // Frames narrower than this are enlarged (aspect kept) before the teacher sees them, and
+  // the boxes mapped back to the frame. An edge may send frames at the student's resolution
+  // to save uplink; HOG and DPM only find people at least as tall as their window (128 px),
+  // so the server restores the scale they were built for. 0: frames are labelled as they are.
+  int min_width = 0;
   // torchscript/onnx network input: the frame is letterboxed to this size (aspect kept,
   // padded with 114), converted to RGB and scaled to 0..1.
   int input_width = 640, input_height = 640;

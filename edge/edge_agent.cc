@@ -4,6 +4,7 @@
 #include <chrono>
 #include <thread>
 
+#include <opencv2/core.hpp>
 #include <spdlog/spdlog.h>
 
 #include "common/update_codec.h"
@@ -32,7 +33,10 @@ StatusOr<std::unique_ptr<EdgeAgent>> EdgeAgent::Create(const EdgeConfig& config,
 }
 
 Status EdgeAgent::Init() {
+  // Before any parallel work, for libtorch and for OpenCV (decoding, resizing, encoding): a
+  // camera box's `threads` is its whole compute budget.
   SetTorchThreads(config_.threads);
+  cv::setNumThreads(config_.threads);
   Env* env = config_.env;
   SD_RETURN_IF_ERROR(env->CreateDir(config_.state_dir).WithContext("cannot create the state directory"));
 

@@ -1,6 +1,7 @@
 // streamdistill-bench: the per-run sampler options, the replay's sampling on crafted streams,
 // the report, and the binary end to end on a tiny synthetic stream.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -154,6 +155,46 @@ grid: {strategies: [uniform, top_confidence_diversity], budgets: [10], seeds: 2}
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_NE(resumed.output.find("6 done before"), std::string::npos) << resumed.output;
   EXPECT_NE(resumed.output.find("(reused)"), std::string::npos) << resumed.output;
+}
+
+// --speed: every figure the docs quote is there, measured (not zero), from the real edge too.
+TEST(BenchCliTest, SpeedReportsStudentTeacherPathAndProcess) {
+  testing::ScopedTempDir dir("sd_bench_speed");
+  const std::string edge_config = dir.File("edge.yaml");
+  std::ofstream(edge_config) << R"(device_id: cam1
+token: t
+server: 127.0.0.1:1
+source: {uri: "synthetic:seed=3,frames=400,classes=1,width=160,height=120"}
+student: {input_width: 128, input_height: 96, classes: 1, channels: [8, 8, 16, 16, 32]}
+sampling: {strategy: uniform, budget_per_minute: 20}
+upload: {max_width: 128, jpeg_quality: 85}
+)";
+  const std::string out = dir.File("out");
+  auto run = testing::RunBinary("streamdistill-bench",
+                                "--speed --edge-config " + edge_config + " --server-config " +
+                                    std::string(SD_SOURCE_DIR) + "/configs/server.yaml --frames 12 --path-frames 30 --out " +
+                                    out,
+                                180);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  std::ifstream in(out + "/speed.json");
+  const nlohmann::json r = nlohmann::json::parse(in);
+  for (const char* who : {"student", "teacher"}) {
+    const nlohmann::json& d = r["one_thread"][who];
+    EXPECT_EQ(d["frames"].get<int>(), 12) << who;
+    EXPECT_GT(d["median_ms"].get<double>(), 0) << who;
+    EXPECT_LE(d["median_ms"].get<double>(), d["p95_ms"].get<double>()) << who;
+    EXPECT_LE(d["p95_ms"].get<double>(), d["max_ms"].get<double>()) << who;
+  }
+  EXPECT_EQ(r["one_thread"]["settings"]["torch_intra_op_threads"].get<int>(), 1);
+  EXPECT_EQ(r["one_thread"]["settings"]["opencv_threads"].get<int>(), 1);
+  for (const char* threads : {"threads_1", "threads_2"}) {
+    EXPECT_EQ(r["edge_path"][threads]["frames"].get<int>(), 30) << threads;
+    EXPECT_GT(r["edge_path"][threads]["fps"].get<double>(), 0) << threads;
+  }
+  EXPECT_GT(r["edge_process"]["startup_s"].get<double>(), 0);
+  EXPECT_GT(r["edge_process"]["max_rss_mb"].get<double>(), 10);
+  EXPECT_TRUE(std::filesystem::exists(out + "/speed.md"));
+  EXPECT_NE(run.output.find("\"speedup_median\""), std::string::npos) << run.output;
 }
 
 // --updates: the server's rounds under each encoding; sparse deltas cost a fraction of full

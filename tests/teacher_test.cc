@@ -13,6 +13,7 @@
 #include <opencv2/videoio.hpp>
 #include <torch/script.h>
 
+#include "common/map_eval.h"
 #include "common/yolo_decode.h"
 
 namespace sd {
@@ -211,6 +212,42 @@ TEST(HogTeacherTest, FingerprintReflectsSettings) {
   EXPECT_EQ((*a)->Fingerprint(), (*d)->Fingerprint());
   EXPECT_NE((*c)->Fingerprint().find("min_weight=0.3 "), std::string::npos) << (*c)->Fingerprint();
   EXPECT_EQ((*a)->Fingerprint().find('\n'), std::string::npos);
+}
+
+// A frame sent at half resolution: HOG alone misses people that fall below its window; with
+// min_width it finds them again, in the small frame's coordinates, where they are on the full
+// frame (scaled down).
+TEST(HogTeacherTest, MinWidthLabelsAHalfResolutionFrameLikeTheFullOne) {
+  if (!fs::exists(kVideo)) GTEST_SKIP() << kVideo << " not installed (opencv-doc)";
+  const cv::Mat full = ReadFrames(1).at(0);
+  cv::Mat half;
+  cv::resize(full, half, cv::Size(full.cols / 2, full.rows / 2), 0, 0, cv::INTER_AREA);
+  auto plain = CreateTeacher(TeacherOptions());
+  TeacherOptions o;
+  o.min_width = full.cols;
+  auto enlarging = CreateTeacher(o);
+  ASSERT_TRUE(plain.ok() && enlarging.ok());
+  EXPECT_NE((*plain)->Fingerprint(), (*enlarging)->Fingerprint());
+  EXPECT_NE((*enlarging)->Fingerprint().find("min_width=768"), std::string::npos);
+
+  auto on_full = (*plain)->Label(full);
+  auto on_half = (*enlarging)->Label(half);
+  auto full_again = (*enlarging)->Label(full);  // wide enough: labelled as it is
+  ASSERT_TRUE(on_full.ok() && on_half.ok() && full_again.ok());
+  ASSERT_GE(on_full->size(), 1u);
+  EXPECT_EQ(full_again->size(), on_full->size());
+  Detections full_scaled = *on_full;
+  ScaleDetections(&full_scaled, 0.5f, 0.5f);
+  DetectionEvaluator agreement;
+  agreement.AddFrame(*on_half, full_scaled);
+  EXPECT_GE(agreement.Compute().map50, 0.5) << on_half->size() << " boxes vs " << on_full->size();
+  for (const Detection& d : *on_half) {
+    EXPECT_LE(d.box.x2, static_cast<float>(half.cols));
+    EXPECT_LE(d.box.y2, static_cast<float>(half.rows));
+  }
+
+  o.min_width = -1;
+  EXPECT_EQ(CreateTeacher(o).status().code(), Status::Code::kInvalidArgument);
 }
 
 // ---------------------------------------------------------------------------------------------

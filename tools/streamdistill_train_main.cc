@@ -17,6 +17,7 @@
 #include "common/student_eval.h"
 #include "common/student_trainer.h"
 #include "common/teacher.h"
+#include "common/detector_timing.h"
 #include "tools/job_labels.h"
 #include "tools/tool_cli.h"
 
@@ -25,36 +26,9 @@ namespace {
 
 constexpr int kUsageError = 2;
 
-struct Timing {
-  double student_ms = 0, teacher_ms = 0;
-};
-
-// Both at one thread, on the same full-resolution frames, in this one run. Calls alternate
-// frame by frame so that both see the same machine state (caches, other load).
-StatusOr<Timing> TimeStudentAndTeacher(const StudentDetector& student, Teacher& teacher,
-                                       const std::vector<LabelledFrame>& frames, int threads_after) {
-  using Clock = std::chrono::steady_clock;
-  SetTorchThreads(1);
-  cv::setNumThreads(1);
-  const int n = std::min<int>(frames.size(), 20);
-  SD_RETURN_IF_ERROR(student.Detect(frames[0].bgr).status());  // warm-up
-  SD_RETURN_IF_ERROR(teacher.Label(frames[0].bgr).status());
-  Clock::duration student_total{}, teacher_total{};
-  for (int i = 0; i < n; ++i) {
-    auto t0 = Clock::now();
-    SD_RETURN_IF_ERROR(student.Detect(frames[i].bgr).status());
-    auto t1 = Clock::now();
-    SD_RETURN_IF_ERROR(teacher.Label(frames[i].bgr).status());
-    teacher_total += Clock::now() - t1;
-    student_total += t1 - t0;
-  }
-  SetTorchThreads(threads_after);
-  cv::setNumThreads(threads_after);
-  Timing t;
-  t.student_ms = std::chrono::duration<double, std::milli>(student_total).count() / n;
-  t.teacher_ms = std::chrono::duration<double, std::milli>(teacher_total).count() / n;
-  return t;
-}
+// Fewer frames than the speed benchmark (streamdistill-bench --speed, 200): the figures here
+// are a check that training did not make the student slow, not the product's speed figures.
+constexpr size_t kTimedFrames = 50;
 
 StatusOr<EvalResult> Evaluate(const StudentModel& model, const InferenceOptions& base,
                               const std::vector<LabelledFrame>& frames) {
@@ -163,7 +137,9 @@ int Run(const std::string& config_path, int steps_override, const std::string& j
     std::fprintf(stderr, "streamdistill-train: error: %s\n", serving.status().message().c_str());
     return 1;
   }
-  auto timing = TimeStudentAndTeacher(**serving, **teacher, *eval, config.threads);
+  std::vector<cv::Mat> timed_frames;
+  for (size_t i = 0; i < eval->size() && i < kTimedFrames; ++i) timed_frames.push_back((*eval)[i].bgr);
+  auto timing = TimeStudentAndTeacher(**serving, **teacher, timed_frames, config.threads);
   if (!timing.ok()) {
     std::fprintf(stderr, "streamdistill-train: error: %s\n", timing.status().message().c_str());
     return 1;
@@ -180,9 +156,9 @@ int Run(const std::string& config_path, int steps_override, const std::string& j
   std::printf("%-34s %10.3f\n", "mAP50 (untrained student)", untrained->map50);
   std::printf("%-34s %10.3f\n", "mAP50 (trained student)", result->map50);
   std::printf("%-34s %10.3f\n", "mAP50-95 (trained student)", result->map50_95);
-  std::printf("%-34s %10.2f\n", "student ms/frame (1 thread)", timing->student_ms);
-  std::printf("%-34s %10.2f\n", "teacher ms/frame (1 thread)", timing->teacher_ms);
-  std::printf("%-34s %10.1fx\n", "student speed-up over teacher", timing->teacher_ms / timing->student_ms);
+  std::printf("%-34s %10.2f\n", "student ms/frame (1 thread, median)", timing->student.median_ms);
+  std::printf("%-34s %10.2f\n", "teacher ms/frame (1 thread, median)", timing->teacher.median_ms);
+  std::printf("%-34s %10.1fx\n", "student speed-up over teacher", timing->speedup_median());
   std::printf("%-34s %10.1f\n", "training seconds", train_s);
   if (!config.output_weights.empty()) std::printf("weights   %s\n", config.output_weights.c_str());
 
@@ -190,9 +166,9 @@ int Run(const std::string& config_path, int steps_override, const std::string& j
       {"map50", result->map50},
       {"map50_95", result->map50_95},
       {"map50_untrained", untrained->map50},
-      {"student_ms", timing->student_ms},
-      {"teacher_ms", timing->teacher_ms},
-      {"speedup", timing->teacher_ms / timing->student_ms},
+      {"student_ms", timing->student.median_ms},
+      {"teacher_ms", timing->teacher.median_ms},
+      {"speedup", timing->speedup_median()},
       {"train_frames", config.train_frames.size()},
       {"eval_frames", config.eval_frames.size()},
       {"train_steps", steps},

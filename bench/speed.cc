@@ -1,0 +1,284 @@
+#include "bench/speed.h"
+
+#include <ATen/Parallel.h>
+#include <opencv2/core.hpp>
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <spdlog/spdlog.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "common/detector_timing.h"
+#include "common/env.h"
+#include "common/frame_source.h"
+#include "common/student.h"
+#include "common/teacher.h"
+#include "edge/edge_agent.h"
+#include "edge/edge_config.h"
+#include "server/server_config.h"
+
+extern char** environ;
+
+namespace sd {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double MsSince(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+nlohmann::json ToJson(const TimeDistribution& d) {
+  return {{"median_ms", d.median_ms}, {"p95_ms", d.p95_ms}, {"max_ms", d.max_ms}, {"mean_ms", d.mean_ms},
+          {"frames", d.frames}};
+}
+
+std::string EnvOr(const char* name, const char* fallback) {
+  const char* v = std::getenv(name);
+  return v ? v : fallback;
+}
+
+// What decides how the libraries run: printed so that two runs can be told apart.
+nlohmann::json ThreadSettings() {
+  return {{"torch_intra_op_threads", at::get_num_threads()},
+          {"torch_inter_op_threads", at::get_num_interop_threads()},
+          {"opencv_threads", cv::getNumThreads()},
+          {"hardware_threads", std::thread::hardware_concurrency()},
+          {"OMP_NUM_THREADS", EnvOr("OMP_NUM_THREADS", "(unset)")},
+          {"OMP_WAIT_POLICY", EnvOr("OMP_WAIT_POLICY", "(unset)")},
+          {"torch_parallel_info", at::get_parallel_info()}};
+}
+
+// A checkpoint (.sdw) or an edge's deployed.sdw (weights with their version).
+StatusOr<std::unique_ptr<StudentModel>> LoadStudent(const SpeedOptions& options, const StudentArchitecture& arch) {
+  if (options.weights.empty()) return StudentModel::Create(arch, 1);
+  SD_ASSIGN_OR_RETURN(std::string bytes, Env::Default()->ReadFile(options.weights));
+  if (IsDeployedWeights(bytes)) {
+    StatusOr<DeployedWeights> deployed = DecodeDeployedWeights(bytes);
+    if (!deployed.ok()) return deployed.status().WithContext(options.weights);
+    return StudentModel::FromBytes(deployed->weights);
+  }
+  return StudentModel::LoadFromFile(options.weights);
+}
+
+StatusOr<std::vector<cv::Mat>> ReadFrames(const FrameSourceOptions& source, int count, double* read_ms) {
+  FrameSourceOptions o = source;
+  o.loop = true;  // a short video still yields `count` frames
+  o.realtime = false;
+  SD_ASSIGN_OR_RETURN(auto reader, OpenFrameSource(o));
+  std::vector<cv::Mat> frames;
+  Frame frame;
+  const auto t0 = Clock::now();
+  while (static_cast<int>(frames.size()) < count) {
+    SD_ASSIGN_OR_RETURN(bool got, reader->Next(&frame));
+    if (!got) break;
+    frames.push_back(frame.bgr.clone());
+  }
+  if (frames.empty()) return Status::InvalidArgument(source.uri + ": no frames");
+  *read_ms = MsSince(t0) / frames.size();
+  return frames;
+}
+
+StatusOr<nlohmann::json> TimeDetectors(const StudentDetector& student, Teacher& teacher,
+                                       const std::vector<cv::Mat>& frames) {
+  // The settings as they are during the measurement.
+  SetTorchThreads(1);
+  cv::setNumThreads(1);
+  const nlohmann::json settings = ThreadSettings();
+  SD_ASSIGN_OR_RETURN(DetectorTiming timing, TimeStudentAndTeacher(student, teacher, frames, 1));
+  nlohmann::json s = ToJson(timing.student);
+  s["detections_per_frame"] = timing.student_detections_per_frame;
+  return nlohmann::json{
+      {"settings", settings}, {"student", s}, {"teacher", ToJson(timing.teacher)}, {"speedup_median", timing.speedup_median()}};
+}
+
+// The edge config for a measuring run: the file at full speed, once, into `dir`, with a
+// server that refuses connections (the uplink keeps retrying, as on a cut link).
+YAML::Node MeasuringEdgeConfig(const std::string& edge_config, const std::string& dir, const std::string& weights,
+                               int64_t end_frame, int threads) {
+  YAML::Node root = YAML::LoadFile(edge_config);
+  root["server"] = "127.0.0.1:1";
+  root["source"]["loop"] = false;
+  root["source"]["realtime"] = false;
+  root["source"]["end_frame"] = end_frame;
+  root["init_weights"] = weights;
+  root["threads"] = threads;
+  root["detections"]["path"] = dir + "/detections.jsonl";
+  root["detections"]["annotated_dir"] = "";
+  root["state_dir"] = dir + "/state";
+  root["spool"]["dir"] = dir + "/spool";
+  root["summary_path"] = "";
+  root["linger_s"] = 0;
+  return root;
+}
+
+Status WriteYaml(const YAML::Node& node, const std::string& path) {
+  std::ofstream out(path);
+  out << node << "\n";
+  return out ? Status::Ok() : Status::Internal(path + ": cannot write");
+}
+
+// EdgeAgent itself over `frames` frames at `threads` threads: frames per second.
+StatusOr<double> MeasurePath(const SpeedOptions& options, const std::string& weights, int64_t end_frame, int threads,
+                             int64_t* detected) {
+  const std::string dir = options.work_dir + "/path-t" + std::to_string(threads);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string config_path = dir + "/edge.yaml";
+  SD_RETURN_IF_ERROR(WriteYaml(MeasuringEdgeConfig(options.edge_config, dir, weights, end_frame, threads), config_path));
+  SD_ASSIGN_OR_RETURN(EdgeConfig config, LoadEdgeConfig(config_path));
+  SD_ASSIGN_OR_RETURN(auto agent, EdgeAgent::Create(config));
+  // The uplink warns about the refused link on every retry; that is expected here.
+  const auto level = spdlog::get_level();
+  spdlog::set_level(spdlog::level::err);
+  const auto t0 = Clock::now();
+  const Status ran = agent->Run();
+  spdlog::set_level(level);
+  SD_RETURN_IF_ERROR(ran);
+  const double seconds = MsSince(t0) / 1000;
+  *detected = agent->stats().detected;
+  return *detected / seconds;
+}
+
+struct ProcessRun {
+  double wall_s = 0;
+  double max_rss_mb = 0;
+  int exit_code = -1;
+};
+
+StatusOr<ProcessRun> RunProcess(const std::vector<std::string>& argv, const std::string& log_path) {
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  pid_t pid = 0;
+  const auto t0 = Clock::now();
+  const int spawned = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (spawned != 0) return Status::Internal(argv[0] + ": cannot start: " + std::strerror(spawned));
+  int wstatus = 0;
+  struct rusage usage {};
+  if (wait4(pid, &wstatus, 0, &usage) != pid) return Status::Internal(argv[0] + ": wait failed");
+  ProcessRun run;
+  run.wall_s = MsSince(t0) / 1000;
+  run.max_rss_mb = usage.ru_maxrss / 1024.0;  // kB on Linux
+  run.exit_code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
+  return run;
+}
+
+// The daemon as a user starts it: one frame (start-up: process start to its first frame
+// done and a clean exit) and path_frames frames (peak resident memory).
+StatusOr<nlohmann::json> MeasureProcess(const SpeedOptions& options, const std::string& weights, int64_t start_frame) {
+  nlohmann::json result;
+  for (auto [name, frames] : {std::pair<const char*, int64_t>{"one_frame", 1}, {"path", options.path_frames}}) {
+    const std::string dir = options.work_dir + "/process-" + name;
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    const std::string config_path = dir + "/edge.yaml";
+    SD_RETURN_IF_ERROR(
+        WriteYaml(MeasuringEdgeConfig(options.edge_config, dir, weights, start_frame + frames, 1), config_path));
+    SD_ASSIGN_OR_RETURN(ProcessRun run, RunProcess({options.edge_binary, "--config", config_path, "--fast",
+                                                    "--log-level", "warn"},
+                                                   dir + "/edge.log"));
+    if (run.exit_code != 0)
+      return Status::Internal(options.edge_binary + " exited with " + std::to_string(run.exit_code) + " (log: " + dir +
+                              "/edge.log)");
+    result[name] = {{"frames", frames}, {"wall_s", run.wall_s}, {"max_rss_mb", run.max_rss_mb}};
+  }
+  result["startup_s"] = result["one_frame"]["wall_s"];
+  result["max_rss_mb"] = result["path"]["max_rss_mb"];
+  return result;
+}
+
+}  // namespace
+
+StatusOr<nlohmann::json> MeasureSpeed(const SpeedOptions& options) {
+  SD_ASSIGN_OR_RETURN(EdgeConfig edge, LoadEdgeConfig(options.edge_config));
+  SD_ASSIGN_OR_RETURN(ServerConfig server, LoadServerConfig(options.server_config));
+  SD_ASSIGN_OR_RETURN(auto teacher, CreateTeacher(server.teacher));
+  SD_ASSIGN_OR_RETURN(auto model, LoadStudent(options, edge.student));
+  SD_ASSIGN_OR_RETURN(auto student, model->MakeDetector(edge.inference));
+  std::filesystem::create_directories(options.work_dir);
+  // EdgeAgent and the edge process read init_weights as a plain checkpoint.
+  const std::string weights = options.work_dir + "/student.sdw";
+  SD_RETURN_IF_ERROR(model->SaveToFile(weights));
+
+  double read_ms = 0;
+  SD_ASSIGN_OR_RETURN(std::vector<cv::Mat> frames, ReadFrames(edge.source, options.frames, &read_ms));
+  nlohmann::json result;
+  result["video"] = edge.source.uri;
+  result["frame_size"] = std::to_string(frames[0].cols) + "x" + std::to_string(frames[0].rows);
+  result["student"] = model->architecture().Fingerprint();
+  result["weights"] = options.weights.empty() ? "random (seed 1)" : options.weights;
+  result["teacher"] = teacher->Fingerprint();
+  result["read_ms"] = read_ms;
+  SD_ASSIGN_OR_RETURN(result["one_thread"], TimeDetectors(*student, *teacher, frames));
+
+  const int64_t end_frame = edge.source.start_frame + options.path_frames;
+  for (int threads : {1, 2}) {
+    int64_t detected = 0;
+    SD_ASSIGN_OR_RETURN(double fps, MeasurePath(options, weights, end_frame, threads, &detected));
+    result["edge_path"]["threads_" + std::to_string(threads)] = {{"fps", fps}, {"frames", detected}};
+  }
+  if (!options.edge_binary.empty()) {
+    SD_ASSIGN_OR_RETURN(result["edge_process"], MeasureProcess(options, weights, edge.source.start_frame));
+  }
+  return result;
+}
+
+std::string SpeedMarkdown(const nlohmann::json& r) {
+  const nlohmann::json& one = r["one_thread"];
+  char line[512];
+  std::ostringstream md;
+  md << "# Edge speed\n\n";
+  md << "- video: " << r["video"].get<std::string>() << " (" << r["frame_size"].get<std::string>() << ")\n";
+  md << "- student: " << r["student"].get<std::string>() << ", weights " << r["weights"].get<std::string>() << "\n";
+  md << "- teacher: " << r["teacher"].get<std::string>() << "\n";
+  const nlohmann::json& s = one["settings"];
+  md << "- threads: torch intra-op " << s["torch_intra_op_threads"] << ", inter-op " << s["torch_inter_op_threads"]
+     << ", OpenCV " << s["opencv_threads"] << ", hardware " << s["hardware_threads"]
+     << "; OMP_NUM_THREADS=" << s["OMP_NUM_THREADS"].get<std::string>()
+     << ", OMP_WAIT_POLICY=" << s["OMP_WAIT_POLICY"].get<std::string>() << "\n\n";
+  md << "| one thread, same frames, alternating | median ms | p95 ms | max ms | mean ms |\n|---|---|---|---|---|\n";
+  for (const char* who : {"student", "teacher"}) {
+    const nlohmann::json& d = one[who];
+    std::snprintf(line, sizeof(line), "| %s (%d frames) | %.2f | %.2f | %.2f | %.2f |\n", who, d["frames"].get<int>(),
+                  d["median_ms"].get<double>(), d["p95_ms"].get<double>(), d["max_ms"].get<double>(),
+                  d["mean_ms"].get<double>());
+    md << line;
+  }
+  std::snprintf(line, sizeof(line), "\nStudent speed-up over the teacher (medians): **%.1fx**. Decoding a frame: %.2f ms.\n\n",
+                one["speedup_median"].get<double>(), r["read_ms"].get<double>());
+  md << line;
+  md << "| edge's whole per-frame path (read, detect, emit, sample) | frames/s |\n|---|---|\n";
+  for (const auto& [threads, figures] : r["edge_path"].items()) {
+    std::snprintf(line, sizeof(line), "| %s (%lld frames) | %.1f |\n", threads.c_str(),
+                  static_cast<long long>(figures["frames"].get<int64_t>()), figures["fps"].get<double>());
+    md << line;
+  }
+  if (r.contains("edge_process")) {
+    const nlohmann::json& p = r["edge_process"];
+    std::snprintf(line, sizeof(line),
+                  "\nstreamdistill-edge as a process: start-up to its first frame and exit %.2f s; peak resident "
+                  "memory %.0f MB over %lld frames.\n",
+                  p["startup_s"].get<double>(), p["max_rss_mb"].get<double>(),
+                  static_cast<long long>(p["path"]["frames"].get<int64_t>()));
+    md << line;
+  }
+  return md.str();
+}
+
+}  // namespace sd
