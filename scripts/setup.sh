@@ -8,7 +8,7 @@ PACKAGES=(
   libtorch-dev libopencv-dev libopencv-contrib-dev opencv-doc
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libspdlog-dev libyaml-cpp-dev libgtest-dev libgmock-dev libcli11-dev
-  libsqlite3-dev sqlite3 libzstd-dev nlohmann-json3-dev
+  libsqlite3-dev sqlite3 libzstd-dev nlohmann-json3-dev libssl-dev
   gnuplot-nox openssl
   clang-14 libclang-rt-14-dev llvm-14   # sanitizer and libFuzzer builds (scripts/sanitize.sh, fuzz.sh)
 )

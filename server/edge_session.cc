@@ -39,6 +39,12 @@ EdgeSession::EdgeSession(ServerCore* core, std::shared_ptr<SessionOutput> output
     : core_(core), output_(std::move(output)), peer_(std::move(peer)), resume_(std::move(resume)) {}
 
 EdgeSession::Next EdgeSession::OnMessage(const EdgeMessage& message) {
+  {
+    // The core may have ended the stream from another thread (a newer stream, a disabled
+    // device): nothing it sends is handled any more.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (ended_) return Next::kClosed;
+  }
   if (device_id_.empty()) return HandleHello(message);
   core_->CountBytes(device_id_, static_cast<int64_t>(message.ByteSizeLong()) + kGrpcFramingBytes, 0);
   switch (message.kind_case()) {
@@ -84,7 +90,7 @@ void EdgeSession::OnUpdate(std::shared_ptr<const ModelUpdate> update, std::share
   output_->SendUpdate(std::move(update), std::move(full));
 }
 
-void EdgeSession::Replaced(const Status& why) { Close(why); }
+void EdgeSession::End(const Status& why) { Close(why); }
 
 void EdgeSession::OnCancelled() { Close(Status::Aborted("stream cancelled")); }
 
@@ -102,7 +108,7 @@ EdgeSession::Next EdgeSession::HandleHello(const EdgeMessage& message) {
     return Next::kClosed;
   }
   const auto& hello = message.hello();
-  Status auth = core_->Authenticate(hello.device_id(), hello.token(), hello.architecture());
+  Status auth = core_->AttachSession(hello.device_id(), hello.token(), hello.architecture(), shared_from_this());
   if (!auth.ok()) {
     spdlog::warn("rejected stream from {}: {}", LogSafe(peer_, 128), auth.ToString());
     Close(auth);
@@ -114,7 +120,6 @@ EdgeSession::Next EdgeSession::HandleHello(const EdgeMessage& message) {
       [core = core_, id = device_id_](int64_t bytes) { core->CountBytes(id, 0, bytes + kGrpcFramingBytes); });
   spdlog::info("device {}: connected from {} serving version {}", device_id_, LogSafe(peer_, 128),
                hello.model_version());
-  core_->AttachSession(device_id_, shared_from_this());
 
   auto latest = core_->LatestUpdate(device_id_);
   ServerMessage welcome;

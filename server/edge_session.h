@@ -48,7 +48,7 @@ class EdgeSession : public DeviceSession, public std::enable_shared_from_this<Ed
                                              std::string peer, std::function<void()> resume);
 
   // One message from the edge. Never called again after kPaused until `resume` ran, nor
-  // after kClosed.
+  // after kClosed. A stream that was ended (closed, replaced, revoked) reads no further.
   Next OnMessage(const streamdistill::v1::EdgeMessage& message);
   // The edge closed its side (`malformed` false) or sent bytes that are not an EdgeMessage.
   void OnEndOfStream(bool malformed);
@@ -62,7 +62,7 @@ class EdgeSession : public DeviceSession, public std::enable_shared_from_this<Ed
 
   // DeviceSession
   void OnUpdate(std::shared_ptr<const ModelUpdate> update, std::shared_ptr<const ModelUpdate> full) override;
-  void Replaced(const Status& why) override;
+  void End(const Status& why) override;
 
  private:
   EdgeSession(ServerCore* core, std::shared_ptr<SessionOutput> output, std::string peer, std::function<void()> resume);

@@ -259,11 +259,13 @@ struct FrameStore::Statements {
   sqlite3_stmt* version_bytes = nullptr;
   sqlite3_stmt* latest_version = nullptr;
   sqlite3_stmt* devices = nullptr;
+  sqlite3_stmt* frame_sizes = nullptr;
+  sqlite3_stmt* delete_frame = nullptr;
 
   ~Statements() {
     for (sqlite3_stmt* s :
          {txn.begin, txn.commit, txn.rollback, txn.insert_device, insert_frame, frame_bytes, last_sequence, count,
-          recent, since, insert_version, version_bytes, latest_version, devices}) {
+          recent, since, insert_version, version_bytes, latest_version, devices, frame_sizes, delete_frame}) {
       sqlite3_finalize(s);
     }
   }
@@ -290,6 +292,9 @@ struct FrameStore::Statements {
         {&latest_version,
          std::string("SELECT ") + kVersionColumns + " FROM versions WHERE device_id = ? ORDER BY version DESC LIMIT 1"},
         {&devices, "SELECT device_id FROM devices ORDER BY device_id"},
+        {&frame_sizes,
+         "SELECT sequence, validation, capture_time_s, image_bytes FROM frames WHERE device_id = ? ORDER BY sequence"},
+        {&delete_frame, "DELETE FROM frames WHERE device_id = ? AND sequence = ?"},
     };
     for (const auto& [stmt, sql] : all) {
       const int rc =
@@ -656,7 +661,17 @@ StatusOr<std::string> FrameStore::LoadImage(const FrameRecord& frame) const {
   }
   if (size < 0) return Status::NotFound(dir_ + ": " + what + " is not stored");
   // Files are immutable once their row exists, so reading outside the lock is safe.
-  return ReadFileChecked(env_, dir_ + "/frames/" + frame.device_id + "/" + FrameFileName(frame.sequence), size);
+  StatusOr<std::string> bytes =
+      ReadFileChecked(env_, dir_ + "/frames/" + frame.device_id + "/" + FrameFileName(frame.sequence), size);
+  if (!bytes.ok() && bytes.status().code() == Status::Code::kDataLoss) {
+    // Prune may have deleted the row and then the file since the lookup: no longer stored,
+    // which is not a loss.
+    std::lock_guard<std::mutex> lock(mu_);
+    SD_ASSIGN_OR_RETURN(size, StoredSize(db_, statements_->frame_bytes, frame.device_id, frame.sequence,
+                                         dir_ + "/index.sqlite: looking up " + what));
+    if (size < 0) return Status::NotFound(dir_ + ": " + what + " was pruned");
+  }
+  return bytes;
 }
 
 Status FrameStore::PutVersion(const VersionRecord& version, const std::string& checkpoint_bytes) {
@@ -736,6 +751,178 @@ StatusOr<std::string> FrameStore::LoadCheckpoint(const VersionRecord& version) c
   }
   if (size < 0) return Status::NotFound(dir_ + ": " + what + " is not stored");
   return ReadFileChecked(env_, dir_ + "/models/" + version.device_id + "/" + CheckpointFileName(version.version), size);
+}
+
+namespace {
+
+// One stored frame as retention sees it.
+struct StoredFrame {
+  uint64_t sequence = 0;
+  bool validation = false;
+  double capture_time_s = 0;  // NaN when unknown: never counts as old
+  int64_t bytes = 0;
+  bool kept = false;    // in the replay window or the gate's set
+  bool doomed = false;  // to be deleted
+};
+
+// The `k` frames of `pool` (in sequence order) at evenly spaced positions over all of it.
+std::vector<StoredFrame*> Evenly(const std::vector<StoredFrame*>& pool, size_t k) {
+  std::vector<StoredFrame*> picked;
+  const size_t n = pool.size();
+  k = std::min(k, n);
+  // Positions (2j+1)n/2k are at least n/k >= 1 apart, so they are distinct and below n.
+  for (size_t j = 0; j < k; ++j) picked.push_back(pool[(2 * j + 1) * n / (2 * k)]);
+  return picked;
+}
+
+// Marks the frames to delete (see FrameStore::Prune) and tallies the result.
+PruneResult ChooseDoomed(std::vector<StoredFrame>& frames, const RetentionBounds& bounds, const PruneKeep& keep) {
+  PruneResult result;
+  if (frames.empty()) return result;
+  int replay_left = keep.replay_frames, validation_left = keep.validation_frames;
+  for (auto it = frames.rbegin(); it != frames.rend(); ++it) {
+    int& left = it->validation ? validation_left : replay_left;
+    if (left > 0) it->kept = true, --left;
+  }
+  StoredFrame& newest = frames.back();
+  result.frames_left = static_cast<int64_t>(frames.size());
+  for (const StoredFrame& f : frames) result.bytes_left += f.bytes;
+  auto doom = [&](StoredFrame* f) {
+    if (f->doomed || f == &newest) return;
+    f->doomed = true;
+    ++result.deleted;
+    result.deleted_bytes += f->bytes;
+    --result.frames_left;
+    result.bytes_left -= f->bytes;
+    if (f->kept) ++(f->validation ? result.validation_deleted : result.replay_deleted);
+  };
+  if (bounds.max_age_s > 0) {
+    double latest = -std::numeric_limits<double>::infinity();
+    for (const StoredFrame& f : frames)
+      if (std::isfinite(f.capture_time_s)) latest = std::max(latest, f.capture_time_s);
+    for (StoredFrame& f : frames)
+      if (std::isfinite(f.capture_time_s) && f.capture_time_s < latest - bounds.max_age_s) doom(&f);
+  }
+  auto within = [&](int64_t frames_left, int64_t bytes_left) {
+    return (bounds.max_frames <= 0 || frames_left <= bounds.max_frames) &&
+           (bounds.max_bytes <= 0 || bytes_left <= bounds.max_bytes);
+  };
+  if (within(result.frames_left, result.bytes_left)) return result;
+
+  // Outside the kept windows: the fewest frames, thinned evenly per kind in proportion to its
+  // share, that bring the device within bounds (found by bisection on the count).
+  std::vector<StoredFrame*> pool[2];  // [validation]
+  for (StoredFrame& f : frames)
+    if (!f.kept && !f.doomed && &f != &newest) pool[f.validation].push_back(&f);
+  const size_t total = pool[0].size() + pool[1].size();
+  auto thinned = [&](size_t k) {
+    const size_t k_val = std::min(pool[1].size(), (k * pool[1].size() + total / 2) / std::max<size_t>(total, 1));
+    std::vector<StoredFrame*> picked = Evenly(pool[0], k - k_val);
+    for (StoredFrame* f : Evenly(pool[1], k - picked.size())) picked.push_back(f);
+    return picked;
+  };
+  auto fits = [&](size_t k) {
+    int64_t bytes = 0;
+    const std::vector<StoredFrame*> picked = thinned(k);
+    for (const StoredFrame* f : picked) bytes += f->bytes;
+    return within(result.frames_left - static_cast<int64_t>(picked.size()), result.bytes_left - bytes);
+  };
+  size_t lo = 0, hi = total;  // fits(hi) is assumed until checked; fits(lo) is false
+  if (total > 0 && fits(total)) {
+    while (hi - lo > 1) {
+      const size_t mid = lo + (hi - lo) / 2;
+      if (fits(mid)) {
+        hi = mid;
+      } else {
+        lo = mid;
+      }
+    }
+  }
+  for (StoredFrame* f : thinned(hi)) doom(f);
+  // Still over: the replay window from its oldest, then the gate's frames from their oldest.
+  for (bool validation : {false, true})
+    for (StoredFrame& f : frames)
+      if (!within(result.frames_left, result.bytes_left) && f.kept && f.validation == validation) doom(&f);
+  return result;
+}
+
+}  // namespace
+
+StatusOr<PruneResult> FrameStore::Prune(const std::string& device_id, const RetentionBounds& bounds,
+                                        const PruneKeep& keep) {
+  SD_RETURN_IF_ERROR(CheckDeviceId(device_id));
+  const std::string index_path = dir_ + "/index.sqlite";
+  std::lock_guard<std::mutex> prune_lock(prune_mu_);
+  std::vector<StoredFrame> frames;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    sqlite3_stmt* stmt = statements_->frame_sizes;
+    StatementUse use(stmt);
+    BindText(stmt, 1, device_id);
+    for (;;) {
+      const int rc = sqlite3_step(stmt);
+      if (rc == SQLITE_DONE) break;
+      if (rc != SQLITE_ROW) return SqlError(db_, rc, index_path + ": listing frames of " + device_id);
+      StoredFrame f;
+      f.sequence = ColumnU64(stmt, 0);
+      f.validation = sqlite3_column_int(stmt, 1) != 0;
+      f.capture_time_s = ColumnDouble(stmt, 2);
+      f.bytes = sqlite3_column_int64(stmt, 3);
+      frames.push_back(f);
+    }
+  }
+  PruneResult result = ChooseDoomed(frames, bounds, keep);
+  if (result.deleted == 0) return result;
+
+  std::vector<std::string> keys;
+  {
+    // Claimed like a Put's: a re-sent frame being stored under one of these names meanwhile
+    // would otherwise lose its new file to the unlink below.
+    std::unique_lock<std::mutex> lock(mu_);
+    for (const StoredFrame& f : frames) {
+      if (!f.doomed) continue;
+      keys.push_back("f " + device_id + " " + std::to_string(f.sequence));
+      Claim(keys.back(), &lock);
+    }
+  }
+  Cleanup release([&] {
+    for (const std::string& key : keys) Release(key);
+  });
+  {
+    // Rows first, in one transaction; the files only once it committed. A crash in between
+    // leaves files without rows, which Open removes; the other order could leave rows whose
+    // files are gone, and every round reading them would fail with DataLoss.
+    std::lock_guard<std::mutex> lock(mu_);
+    const Statements& s = *statements_;
+    const std::string what = index_path + ": pruning frames of " + device_id;
+    Status status = StepDone(db_, s.txn.begin, what + " (begin)");
+    for (const StoredFrame& f : frames) {
+      if (!status.ok()) break;
+      if (!f.doomed) continue;
+      BindText(s.delete_frame, 1, device_id);
+      BindU64(s.delete_frame, 2, f.sequence);
+      status = StepDone(db_, s.delete_frame, what);
+    }
+    if (status.ok()) status = StepDone(db_, s.txn.commit, what + " (commit)");
+    if (!status.ok()) {
+      // The files stay: after a failed COMMIT the rows may still be there.
+      if (!sqlite3_get_autocommit(db_)) StepDone(db_, s.txn.rollback, "rollback").ok();
+      return status;
+    }
+  }
+  // No directory fsync: an unlink lost to a power cut brings back a file without a row, which
+  // the next Open removes.
+  int failed = 0;
+  Status first_failure;
+  for (const StoredFrame& f : frames) {
+    if (!f.doomed) continue;
+    const Status rm = env_->RemoveFile(dir_ + "/frames/" + device_id + "/" + FrameFileName(f.sequence));
+    if (!rm.ok() && rm.code() != Status::Code::kNotFound && failed++ == 0) first_failure = rm;
+  }
+  if (failed > 0)
+    spdlog::warn("{}: {} pruned image file(s) of {} could not be removed (the next start removes them): {}", dir_,
+                 failed, device_id, first_failure.ToString());
+  return result;
 }
 
 std::vector<std::string> FrameStore::Devices() const {

@@ -7,6 +7,10 @@
 //   frames/<device>/<seq>.jpg    the stored JPEG of frame <seq> (12+ digits, zero padded)
 //   models/<device>/v<ver>.sdw   the checkpoint of model version <ver>
 //
+// Retention (Prune): rows are deleted first, in one transaction, and the files after; a crash
+// in between leaves only files without rows, which the next Open removes, never a row without
+// its file (that would fail every round that reads it with DataLoss).
+//
 // Crash safety: a file is always made durable (WriteFileDurably in common/env.h: temp file,
 // fsync, rename, directory fsync) before the row that refers to it is committed, so every
 // committed row has its complete file. A crash between the two leaves only a file without a row, which the next Open removes. A
@@ -64,6 +68,26 @@ struct VersionRecord {
   std::string checkpoint_path;  // filled on reads
 };
 
+// Per-device bounds on stored frames (`retention:` in server.yaml); 0 means no bound.
+struct RetentionBounds {
+  int64_t max_frames = 0;
+  int64_t max_bytes = 0;  // of stored images
+  double max_age_s = 0;   // capture time before the device's newest frame
+  bool any() const { return max_frames > 0 || max_bytes > 0 || max_age_s > 0; }
+};
+
+// The frames training reads, which pruning deletes only when the bounds cannot hold without.
+struct PruneKeep {
+  int replay_frames = 0;      // the newest training frames (a round's replay window)
+  int validation_frames = 0;  // the newest validation frames (the gate's held-out set)
+};
+
+struct PruneResult {
+  int64_t deleted = 0, deleted_bytes = 0;
+  int64_t replay_deleted = 0, validation_deleted = 0;  // of the kept windows: the bounds were too tight
+  int64_t frames_left = 0, bytes_left = 0;
+};
+
 // True when `id` is usable as a device id (and hence as a directory name).
 bool IsValidDeviceId(const std::string& id);
 
@@ -113,6 +137,14 @@ class FrameStore {
   // The checkpoint bytes of (version.device_id, version.version), checked like LoadImage.
   StatusOr<std::string> LoadCheckpoint(const VersionRecord& version) const;
 
+  // Deletes frames of the device until `bounds` hold, keeping what stays representative:
+  // frames past max_age_s first; then, for count and bytes, the frames outside `keep`, thinned
+  // evenly over their whole time span (both kinds in proportion) rather than cut from the old
+  // end, so older history stays sampled; then the replay window from its oldest; and only
+  // then the gate's validation frames, oldest first. The device's newest frame always stays
+  // (streams measure sequence gaps from it). Versions are never deleted.
+  StatusOr<PruneResult> Prune(const std::string& device_id, const RetentionBounds& bounds, const PruneKeep& keep);
+
   // Devices with any frame or version, sorted (as far as read when an index error is logged).
   std::vector<std::string> Devices() const;
 
@@ -133,6 +165,8 @@ class FrameStore {
   const std::string dir_;
   Env* const env_;     // image and checkpoint files (not SQLite's, not LOCK)
   const int lock_fd_;  // holds flock(LOCK_EX) on <dir>/LOCK for the store's lifetime
+
+  std::mutex prune_mu_;  // one Prune at a time (taken before mu_)
 
   mutable std::mutex mu_;
   std::condition_variable released_;        // notified (after unlocking mu_) when a claim ends

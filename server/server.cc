@@ -40,9 +40,12 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config, Teac
   if (!server->server_ || server->port_ == 0)
     return Status::Unavailable("cannot listen on " + config.listen + " (address in use or invalid)");
   server->server_->GetHealthCheckService()->SetServingStatus("streamdistill.v1.EdgeLink", true);
-  spdlog::info("listening on {} (port {}, {}), {} devices, teacher {}, student {}", config.listen, server->port_,
+  spdlog::info("listening on {} (port {}, {}), {} devices in the config{}, teacher {}, student {}", config.listen,
+               server->port_,
                config.tls.cert.empty() ? "plaintext" : (config.tls.client_ca.empty() ? "TLS" : "mutual TLS"),
-               config.device_tokens.size(), config.teacher.kind, config.student.Fingerprint());
+               config.device_tokens.size(),
+               config.devices_file.empty() ? "" : " and those of " + config.devices_file, config.teacher.kind,
+               config.student.Fingerprint());
   return server;
 }
 

@@ -20,7 +20,35 @@ Status ReadUpdatePolicy(const YamlReader& section, UpdatePolicy* policy) {
   return Status::Ok();
 }
 
+// The keys of one retention section over `bounds`' values.
+Status ReadRetentionBounds(const YamlReader& section, RetentionBounds* bounds) {
+  SD_RETURN_IF_ERROR(section.Get("max_frames", &bounds->max_frames));
+  SD_RETURN_IF_ERROR(section.Get("max_bytes", &bounds->max_bytes));
+  SD_RETURN_IF_ERROR(section.Get("max_age_s", &bounds->max_age_s));
+  if (bounds->max_frames < 0) return section.Error("max_frames", "must be >= 0 (0: no bound)");
+  if (bounds->max_bytes < 0) return section.Error("max_bytes", "must be >= 0 (0: no bound)");
+  if (!(bounds->max_age_s >= 0)) return section.Error("max_age_s", "must be >= 0 (0: no bound)");
+  return Status::Ok();
+}
+
+Status ReadRetention(const YamlReader& root, ServerConfig* c) {
+  SD_ASSIGN_OR_RETURN(YamlReader retention, root.Child("retention"));
+  SD_RETURN_IF_ERROR(ReadRetentionBounds(retention, &c->retention));
+  SD_ASSIGN_OR_RETURN(YamlReader devices, retention.Child("devices"));
+  for (const std::string& id : devices.Keys()) {
+    if (!IsValidDeviceId(id)) return devices.Error(id, "device ids are 1-64 characters of A-Z a-z 0-9 _ . -");
+    SD_ASSIGN_OR_RETURN(YamlReader device, devices.Child(id));
+    RetentionBounds own = c->retention;
+    SD_RETURN_IF_ERROR(ReadRetentionBounds(device, &own));
+    c->device_retention[id] = own;
+  }
+  return Status::Ok();
+}
+
 Status ReadDevices(const YamlReader& root, ServerConfig* c) {
+  SD_RETURN_IF_ERROR(root.Get("devices_file", &c->devices_file));
+  SD_RETURN_IF_ERROR(root.Get("devices_file_poll_s", &c->devices_file_poll_s));
+  if (!(c->devices_file_poll_s >= 0)) return root.Error("devices_file_poll_s", "must be >= 0 (0: on SIGHUP only)");
   SD_ASSIGN_OR_RETURN(YamlReader devices, root.Child("devices"));
   // A map of device id -> {token: ...}: ids are keys, so duplicates cannot happen.
   for (const std::string& id : devices.Keys()) {
@@ -37,7 +65,8 @@ Status ReadDevices(const YamlReader& root, ServerConfig* c) {
       c->device_updates[id] = own;
     }
   }
-  if (c->device_tokens.empty()) return root.Error("devices", "at least one device with a token is required");
+  if (c->device_tokens.empty() && c->devices_file.empty())
+    return root.Error("devices", "at least one device with a token is required (or a devices_file)");
   return Status::Ok();
 }
 
@@ -63,6 +92,7 @@ Status Parse(const YamlReader& root, ServerConfig* c) {
   if (!c->tls.client_ca.empty() && c->tls.cert.empty()) return tls.Error("client_ca", "needs cert and key");
 
   SD_RETURN_IF_ERROR(ReadDevices(root, c));
+  SD_RETURN_IF_ERROR(ReadRetention(root, c));
 
   SD_ASSIGN_OR_RETURN(YamlReader teacher, root.Child("teacher"));
   SD_RETURN_IF_ERROR(ReadTeacherOptions(teacher, &c->teacher));
@@ -123,6 +153,11 @@ Status Parse(const YamlReader& root, ServerConfig* c) {
 const UpdatePolicy& UpdatesFor(const ServerConfig& config, const std::string& device_id) {
   auto it = config.device_updates.find(device_id);
   return it == config.device_updates.end() ? config.updates : it->second;
+}
+
+const RetentionBounds& RetentionFor(const ServerConfig& config, const std::string& device_id) {
+  auto it = config.device_retention.find(device_id);
+  return it == config.device_retention.end() ? config.retention : it->second;
 }
 
 StatusOr<ServerConfig> ParseServerConfig(const std::string& yaml_text, const std::string& name) {

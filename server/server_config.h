@@ -10,6 +10,7 @@
 #include "common/student.h"
 #include "common/teacher.h"
 #include "server/device_trainer.h"
+#include "server/frame_store.h"
 
 namespace sd {
 
@@ -44,7 +45,11 @@ struct ServerConfig {
   UpdatePolicy updates;                                // every device's, unless overridden
   std::map<std::string, UpdatePolicy> device_updates;  // device id -> its own policy
   TlsServerOptions tls;
-  std::map<std::string, std::string> device_tokens;  // device id -> token
+  std::map<std::string, std::string> device_tokens;  // device id -> token (inline in server.yaml, fixed)
+  std::string devices_file;         // devices enrolled at run time (server/devices_file.h); empty: none
+  double devices_file_poll_s = 1;   // how often the file is checked for a change; 0: on SIGHUP only
+  RetentionBounds retention;                              // every device's, unless overridden
+  std::map<std::string, RetentionBounds> device_retention;  // device id -> its own bounds
 
   TeacherOptions teacher;
   int labeler_workers = 1;
@@ -68,6 +73,8 @@ struct ServerConfig {
 
 // The policy of `device_id`: its own if configured, else the server-wide one.
 const UpdatePolicy& UpdatesFor(const ServerConfig& config, const std::string& device_id);
+// The same for the retention bounds.
+const RetentionBounds& RetentionFor(const ServerConfig& config, const std::string& device_id);
 
 StatusOr<ServerConfig> LoadServerConfig(const std::string& path);
 StatusOr<ServerConfig> ParseServerConfig(const std::string& yaml_text, const std::string& name);

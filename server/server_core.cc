@@ -1,5 +1,7 @@
 #include "server/server_core.h"
 
+#include <sys/stat.h>
+
 #include <chrono>
 
 #include <opencv2/imgcodecs.hpp>
@@ -8,6 +10,7 @@
 #include "common/log_safe.h"
 #include "common/student_eval.h"
 #include "common/update_codec.h"
+#include "server/devices_file.h"
 #include "server/update_encoder.h"
 
 namespace sd {
@@ -22,14 +25,12 @@ int64_t WallMillis() {
       .count();
 }
 
-// Compares every byte whatever differs, so the time taken does not tell how much of a token
-// was right. The sizes are compared by the caller (a token's length is not a secret worth
-// the complexity).
-bool ConstantTimeEquals(const std::string& a, const std::string& b) {
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
+// Stored frames of a device between two prunes: the prune reads all of the device's rows, so
+// it runs once per this many stored frames, not per frame. Between prunes a device may hold
+// this many frames more than its bounds.
+constexpr int kFramesPerPrune = 16;
+
+bool SameToken(const TokenHash& a, const TokenHash& b) { return a.salt == b.salt && a.digest == b.digest; }
 
 }  // namespace
 
@@ -52,6 +53,7 @@ struct ServerCore::Device {
   double full_model_tokens_at_s = 0;
   Detections previous_labels;
   bool has_previous = false;
+  int frames_since_prune = 0;
   DeviceCounters counters;  // all but the byte counts, which live in the atomics above
 };
 
@@ -60,12 +62,18 @@ ServerCore::ServerCore(const ServerConfig& config) : config_(config), scheduler_
 ServerCore::~ServerCore() {
   BeginShutdown();
   if (training_thread_.joinable()) training_thread_.join();
+  if (watch_thread_.joinable()) watch_thread_.join();
   labeler_.reset();  // finishes the labelling jobs before the store goes away
 }
 
 void ServerCore::BeginShutdown() {
   stopping_ = true;
-  for (auto& [id, device] : devices_) device->trainer->Cancel();
+  if (auto devices = Devices())
+    for (const auto& [id, enrolment] : *devices) enrolment.device->trainer->Cancel();
+  {
+    std::lock_guard<std::mutex> lock(watch_mu_);
+    watch_cv_.notify_all();
+  }
   std::lock_guard<std::mutex> lock(mu_);
   work_cv_.notify_all();
 }
@@ -94,40 +102,149 @@ Status ServerCore::Init(TeacherFactory teachers) {
       return Status::InvalidArgument(config_.init_weights + ": weights are for '" + init->architecture().Fingerprint() +
                                      "', the server trains '" + config_.student.Fingerprint() + "'");
   }
+  // Bounds hold after a restart too, and before any stream adds to them.
+  for (const std::string& id : store_->Devices()) PruneFrames(id, /*at_start=*/true);
   // Every configured device is made now, its checkpoint read and its trainer built, so no
-  // stream thread ever waits for that; a restart shows each device's state in the log at once.
+  // stream thread ever waits for that.
+  // Inline tokens are hashed like the devices file's, so one comparison serves both.
+  auto devices = std::make_shared<DeviceMap>();
   for (const auto& [id, token] : config_.device_tokens) {
-    SD_ASSIGN_OR_RETURN(devices_[id], CreateDevice(id));
-    const uint64_t version = devices_[id]->trainer->version();
-    if (version > 0)
-      spdlog::info("device {}: resuming at version {} ({} training, {} validation frames stored)", id, version,
-                   store_->Count(id, false), store_->Count(id, true));
+    Enrolment& enrolment = (*devices)[id];
+    SD_ASSIGN_OR_RETURN(enrolment.device, CreateDevice(id));
+    SD_ASSIGN_OR_RETURN(enrolment.token, HashToken(token));
+  }
+  devices_ = std::move(devices);
+  if (!config_.devices_file.empty()) {
+    const FileStamp stamp = StampOf(config_.devices_file);  // before the read: a later change is seen
+    {
+      std::lock_guard<std::mutex> lock(reload_mu_);
+      SD_RETURN_IF_ERROR(ApplyDevicesFile(/*at_start=*/true));
+    }
+    if (config_.devices_file_poll_s > 0) watch_thread_ = std::thread([this, stamp] { WatchDevicesFile(stamp); });
   }
   if (config_.train_in_background) training_thread_ = std::thread([this] { TrainingLoop(); });
   return Status::Ok();
 }
 
-Status ServerCore::Authenticate(const std::string& device_id, const std::string& token,
-                                const std::string& architecture) const {
-  auto it = config_.device_tokens.find(device_id);
-  // The same answer for an unknown id and a wrong token, so ids cannot be enumerated; the
-  // log (operators only) says which it was.
-  if (it == config_.device_tokens.end() || it->second.size() != token.size() ||
-      !ConstantTimeEquals(it->second, token)) {
-    spdlog::warn("authentication failed for device id '{}': {}", LogSafe(device_id),
-                 it == config_.device_tokens.end() ? "unknown device" : "wrong token");
-    return Status::Unauthenticated("unknown device or wrong token");
+Status ServerCore::ReloadDevices() {
+  std::lock_guard<std::mutex> lock(reload_mu_);
+  const Status applied = config_.devices_file.empty()
+                             ? Status::FailedPrecondition("server.yaml configures no devices_file")
+                             : ApplyDevicesFile(/*at_start=*/false);
+  if (!applied.ok())
+    spdlog::error("devices file not applied, the devices stay as they were: {}", applied.ToString());
+  return applied;
+}
+
+Status ServerCore::ApplyDevicesFile(bool at_start) {
+  const std::string& path = config_.devices_file;
+  auto read = ReadDevicesFile(config_.env, path);
+  if (!read.ok() && !(at_start && read.status().code() == Status::Code::kNotFound)) return read.status();
+  if (!read.ok()) spdlog::warn("devices file {} does not exist yet: no device enrolled there", path);
+  const EnrolledDevices listed = read.ok() ? *read : EnrolledDevices();
+  const std::shared_ptr<const DeviceMap> before = Devices();
+  for (const auto& [id, entry] : listed)
+    if (config_.device_tokens.count(id))
+      return Status::InvalidArgument(path + ": device " + id + " is configured in server.yaml's devices too");
+
+  // Everything that can fail comes first: new devices are built (checkpoints loaded) before
+  // anything is published, so a failure leaves the set as it was.
+  auto next = std::make_shared<DeviceMap>(*before);
+  std::vector<std::string> changes, revoked;
+  for (const auto& [id, entry] : listed) {
+    auto old = before->find(id);
+    if (old == before->end()) {
+      Enrolment& enrolment = (*next)[id];
+      SD_ASSIGN_OR_RETURN(enrolment.device, CreateDevice(id));
+      enrolment.token = entry.token;
+      enrolment.enabled = entry.enabled;
+      enrolment.from_file = true;
+      changes.push_back("device " + LogSafe(id) + (entry.enabled ? " added" : " added, disabled"));
+      continue;
+    }
+    Enrolment& enrolment = (*next)[id];
+    const bool was_enabled = enrolment.enabled;
+    const bool new_token = !SameToken(enrolment.token, entry.token);
+    enrolment.token = entry.token;
+    enrolment.enabled = entry.enabled;
+    enrolment.listed = true;
+    std::string change;
+    if (was_enabled && !entry.enabled) {
+      change = "disabled";
+    } else if (!was_enabled && entry.enabled) {
+      change = new_token ? "re-enabled with a new token" : "re-enabled";
+    } else if (new_token) {
+      change = entry.enabled ? "token changed" : "token changed (still disabled)";
+    }
+    if (was_enabled && (!entry.enabled || new_token)) revoked.push_back(id);
+    if (!change.empty()) changes.push_back("device " + LogSafe(id) + " " + change);
   }
-  if (architecture != config_.student.Fingerprint())
-    return Status::FailedPrecondition("edge student is '" + LogSafe(architecture, 256) + "', server trains '" +
-                                      config_.student.Fingerprint() + "'");
+  for (auto& [id, enrolment] : *next) {
+    if (!enrolment.from_file || !enrolment.listed || listed.count(id)) continue;
+    if (enrolment.enabled) revoked.push_back(id);
+    enrolment.listed = false;
+    enrolment.enabled = false;
+    changes.push_back("device " + LogSafe(id) + " removed (its frames and versions stay on disk)");
+  }
+
+  {
+    std::lock_guard<std::mutex> lock(devices_mu_);
+    devices_ = next;
+  }
+  for (const std::string& change : changes) spdlog::info("devices file {}: {}", path, change);
+  if (!at_start && changes.empty()) spdlog::info("devices file {}: reloaded, nothing changed", path);
+  // A stream attached before the publish is ended here; one after it was refused.
+  for (const std::string& id : revoked) {
+    Device& device = *(*next)[id].device;
+    std::shared_ptr<DeviceSession> session;
+    {
+      std::lock_guard<std::mutex> lock(device.mu);
+      session = device.session.lock();
+      device.session.reset();
+    }
+    if (!session) continue;
+    spdlog::info("device {}: its open stream is closed (access revoked)", LogSafe(id));
+    session->End(Status::Unauthenticated("unknown device or wrong token"));
+  }
   return Status::Ok();
 }
 
+void ServerCore::WatchDevicesFile(FileStamp seen) {
+  const auto period = std::chrono::duration<double>(config_.devices_file_poll_s);
+  std::unique_lock<std::mutex> lock(watch_mu_);
+  while (!stopping_) {
+    watch_cv_.wait_for(lock, period);
+    if (stopping_) break;
+    const FileStamp now = StampOf(config_.devices_file);
+    if (now == seen) continue;
+    seen = now;
+    lock.unlock();
+    ReloadDevices().ok();  // logged there; a broken file is tried again when it changes
+    lock.lock();
+  }
+}
+
+ServerCore::FileStamp ServerCore::StampOf(const std::string& path) {
+  struct stat st;
+  FileStamp stamp;
+  if (::stat(path.c_str(), &st) != 0) return stamp;
+  stamp.exists = true;
+  stamp.inode = st.st_ino;
+  stamp.size = st.st_size;
+  stamp.mtime_ns = int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
+  return stamp;
+}
+
+std::shared_ptr<const ServerCore::DeviceMap> ServerCore::Devices() const {
+  std::lock_guard<std::mutex> lock(devices_mu_);
+  return devices_;
+}
+
 StatusOr<ServerCore::Device*> ServerCore::FindDevice(const std::string& device_id) const {
-  auto it = devices_.find(device_id);
-  if (it == devices_.end()) return Status::NotFound("unknown device '" + LogSafe(device_id) + "'");
-  return it->second.get();
+  const std::shared_ptr<const DeviceMap> devices = Devices();
+  auto it = devices->find(device_id);
+  if (it == devices->end()) return Status::NotFound("unknown device '" + LogSafe(device_id) + "'");
+  return it->second.device.get();
 }
 
 StatusOr<std::unique_ptr<ServerCore::Device>> ServerCore::CreateDevice(const std::string& device_id) {
@@ -158,23 +275,54 @@ StatusOr<std::unique_ptr<ServerCore::Device>> ServerCore::CreateDevice(const std
     auto mutable_update = std::make_shared<ModelUpdate>(*full);
     if (latest.ok()) mutable_update->val_map50 = latest->val_map50;
     device->latest_full = mutable_update;
+    // A restart (or a device enrolled again) shows each device's state in the log at once.
+    spdlog::info("device {}: resuming at version {} ({} training, {} validation frames stored)", device_id, version,
+                 store_->Count(device_id, false), store_->Count(device_id, true));
   }
   return device;
 }
 
-void ServerCore::AttachSession(const std::string& device_id, std::shared_ptr<DeviceSession> session) {
-  auto device = FindDevice(device_id);
-  if (!device.ok()) return;
+Status ServerCore::AttachSession(const std::string& device_id, const std::string& token,
+                                 const std::string& architecture, std::shared_ptr<DeviceSession> session) {
+  // Unknown ids are hashed too, against a fixed salt, so that the time taken does not tell
+  // which ids exist.
+  static const TokenHash kNobody = HashTokenWithSalt("", "unknown device");
   std::shared_ptr<DeviceSession> previous;
+  const char* refusal = nullptr;
   {
-    std::lock_guard<std::mutex> lock((*device)->mu);
-    previous = (*device)->session.lock();
-    (*device)->session = session;
+    // Held until the session is attached: a reload publishes under it, so it either refused
+    // this stream here or will find it attached and end it.
+    std::lock_guard<std::mutex> lock(devices_mu_);
+    auto it = devices_->find(device_id);
+    const Enrolment* enrolment = it == devices_->end() ? nullptr : &it->second;
+    const bool token_ok = TokenMatches(enrolment ? enrolment->token : kNobody, token);
+    if (!enrolment) {
+      refusal = "unknown device";
+    } else if (!token_ok) {
+      refusal = "wrong token";
+    } else if (!enrolment->enabled) {
+      refusal = enrolment->listed ? "device disabled" : "device removed from the devices file";
+    } else if (architecture == config_.student.Fingerprint()) {
+      Device& device = *enrolment->device;
+      std::lock_guard<std::mutex> device_lock(device.mu);
+      previous = device.session.lock();
+      device.session = session;
+    }
   }
+  if (refusal) {
+    // The same answer for every refusal, so ids cannot be enumerated; the log (operators
+    // only) says which it was.
+    spdlog::warn("authentication failed for device id '{}': {}", LogSafe(device_id), refusal);
+    return Status::Unauthenticated("unknown device or wrong token");
+  }
+  if (architecture != config_.student.Fingerprint())
+    return Status::FailedPrecondition("edge student is '" + LogSafe(architecture, 256) + "', server trains '" +
+                                      config_.student.Fingerprint() + "'");
   if (previous && previous != session) {
     spdlog::warn("device {}: a new stream replaces the open one", device_id);
-    previous->Replaced(Status::Aborted("replaced by a newer stream of device " + device_id));
+    previous->End(Status::Aborted("replaced by a newer stream of device " + device_id));
   }
+  return Status::Ok();
 }
 
 void ServerCore::DetachSession(const std::string& device_id, const DeviceSession* session) {
@@ -259,6 +407,7 @@ bool ServerCore::TrySubmitFrame(const std::string& device_id, const FrameRecord&
     }
     storage_log_.Succeeded();
     outcome.duplicate = !*inserted;
+    bool prune = false;
     {
       std::lock_guard<std::mutex> lock((*device)->mu);
       Device& d = **device;
@@ -269,6 +418,10 @@ bool ServerCore::TrySubmitFrame(const std::string& device_id, const FrameRecord&
         if (d.has_previous) outcome.teacher_agreement = LabelAgreement(d.previous_labels, record.labels);
         d.previous_labels = record.labels;
         d.has_previous = true;
+        if (++d.frames_since_prune >= kFramesPerPrune) {
+          prune = true;
+          d.frames_since_prune = 0;
+        }
       }
     }
     if (!outcome.duplicate && !record.validation) {
@@ -277,8 +430,31 @@ bool ServerCore::TrySubmitFrame(const std::string& device_id, const FrameRecord&
       work_cv_.notify_all();
     }
     done(outcome);
+    if (prune) PruneFrames(device_id, /*at_start=*/false);  // after the ack: the edge does not wait for it
   };
   return labeler_->TrySubmit(std::move(job), std::move(callback));
+}
+
+void ServerCore::PruneFrames(const std::string& device_id, bool at_start) {
+  const RetentionBounds& bounds = RetentionFor(config_, device_id);
+  if (!bounds.any()) return;
+  PruneKeep keep;
+  keep.replay_frames = config_.round.replay_frames;
+  keep.validation_frames = config_.validation_frames;
+  auto pruned = store_->Prune(device_id, bounds, keep);
+  if (!pruned.ok()) {
+    spdlog::warn("device {}: pruning stored frames failed (tried again later): {}", LogSafe(device_id),
+                 pruned.status().ToString());
+    return;
+  }
+  if (pruned->deleted == 0) return;
+  const auto level = at_start ? spdlog::level::info : spdlog::level::debug;
+  spdlog::log(level, "device {}: retention deleted {} frames ({} bytes); {} frames ({} bytes) stored", LogSafe(device_id),
+              pruned->deleted, pruned->deleted_bytes, pruned->frames_left, pruned->bytes_left);
+  if (pruned->replay_deleted > 0 || pruned->validation_deleted > 0)
+    spdlog::warn("device {}: retention bounds too tight for the training windows: deleted {} of the newest {} "
+                 "training frames and {} of the gate's {} held-out frames", LogSafe(device_id),
+                 pruned->replay_deleted, keep.replay_frames, pruned->validation_deleted, keep.validation_frames);
 }
 
 bool ServerCore::WaitForLabelQueueSpace(std::function<void()> fn) { return labeler_->WaitForSpace(std::move(fn)); }

@@ -15,6 +15,7 @@
 #include "common/failure_log.h"
 #include "common/model_update.h"
 #include "common/status.h"
+#include "common/token_hash.h"
 #include "server/device_trainer.h"
 #include "server/frame_store.h"
 #include "server/labeler.h"
@@ -31,8 +32,9 @@ class DeviceSession {
   // A new version: `update` as published (a delta under a delta policy), `full` the same
   // version as a full model, for a stream too far behind to apply deltas in a row.
   virtual void OnUpdate(std::shared_ptr<const ModelUpdate> update, std::shared_ptr<const ModelUpdate> full) = 0;
-  // Another stream authenticated as this device: this one ends with `why`.
-  virtual void Replaced(const Status& why) = 0;
+  // The core ends this stream with `why`: a newer stream of the device replaced it (ABORTED),
+  // or the device was disabled, removed or given a new token (UNAUTHENTICATED).
+  virtual void End(const Status& why) = 0;
 };
 
 struct FrameOutcome {
@@ -60,13 +62,14 @@ class ServerCore {
 
   const ServerConfig& config() const { return config_; }
 
-  // Unknown device or wrong token: Unauthenticated with one message for both, so a client
-  // cannot tell which ids exist; another student architecture: FailedPrecondition.
-  Status Authenticate(const std::string& device_id, const std::string& token, const std::string& architecture) const;
-
-  // Makes `session` the device's one live stream; a stream that had that role is told it was
-  // replaced (outside any core lock). The device must have authenticated.
-  void AttachSession(const std::string& device_id, std::shared_ptr<DeviceSession> session);
+  // Authenticates a hello and makes `session` the device's one live stream; a stream that had
+  // that role is ended as replaced (outside any core lock). Unknown, disabled or removed
+  // device, or wrong token: Unauthenticated with one message for all, so a client cannot tell
+  // which ids exist; another student architecture: FailedPrecondition. One step, so that a
+  // reload that revokes the device either refuses the stream here or finds it attached and
+  // ends it.
+  Status AttachSession(const std::string& device_id, const std::string& token, const std::string& architecture,
+                       std::shared_ptr<DeviceSession> session);
   // Forgets `session` if it is still the device's live stream.
   void DetachSession(const std::string& device_id, const DeviceSession* session);
 
@@ -95,6 +98,17 @@ class ServerCore {
   StatusOr<RoundResult> RunScheduledRound();
   StatusOr<RoundResult> RunRound(const std::string& device_id);
 
+  // Reads config.devices_file and applies it all-or-nothing (server/devices_file.h): new
+  // devices are created (their checkpoints loaded on this thread, never a stream's), changed
+  // ones take effect, and the open stream of a device that was disabled, removed or given a
+  // new token is ended with UNAUTHENTICATED. Every change is logged. On any error (a broken
+  // or missing file, an id that server.yaml configures, a checkpoint that does not load) the
+  // error is logged and returned and the devices stay as they were. Devices are never
+  // destroyed: a removed one stays in memory, refused, its frames and versions kept, and
+  // continues from its latest version when it comes back. The server calls this on SIGHUP
+  // and when the file changes; tests call it directly.
+  Status ReloadDevices();
+
   // Stops training for good: a running round is cancelled and whatever it produced is
   // discarded, never published. The server calls it first thing on shutdown.
   void BeginShutdown();
@@ -109,14 +123,49 @@ class ServerCore {
 
  private:
   struct Device;
+  // A device and who may connect as it. Snapshots of the whole set are immutable and
+  // replaced as a whole by a reload.
+  struct Enrolment {
+    std::shared_ptr<Device> device;
+    TokenHash token;
+    bool enabled = true;   // may connect: listed, and enabled in its file entry
+    bool from_file = false;  // from the devices file (else inline in server.yaml: never reloaded)
+    bool listed = true;      // still in the devices file (a removed device stays, disabled)
+  };
+  using DeviceMap = std::map<std::string, Enrolment>;
+
   explicit ServerCore(const ServerConfig& config);
   Status Init(TeacherFactory teachers);
   // Loads the device's newest checkpoint (or its initial weights) and builds its trainer;
-  // only Init calls it, so no stream thread ever waits for a model to load.
+  // only Init and ReloadDevices call it, so no stream thread ever waits for a model to load.
   StatusOr<std::unique_ptr<Device>> CreateDevice(const std::string& device_id);
-  // The configured device, or NotFound. devices_ is filled by Init and never changes after,
-  // so the lookup needs no lock.
+  // ReloadDevices' work, with reload_mu_ held. At start a missing file is no error (no device
+  // enrolled yet).
+  Status ApplyDevicesFile(bool at_start);
+  // What tells a changed devices file apart without reading it: a rename (atomic replace)
+  // changes the inode, an edit in place the size or the mtime.
+  struct FileStamp {
+    bool exists = false;
+    uint64_t inode = 0;
+    int64_t size = 0;
+    int64_t mtime_ns = 0;
+    bool operator==(const FileStamp& o) const {
+      return exists == o.exists && inode == o.inode && size == o.size && mtime_ns == o.mtime_ns;
+    }
+  };
+  // Through stat() directly: Env has no mtime, and only change detection depends on it.
+  static FileStamp StampOf(const std::string& path);
+  // Polls StampOf(devices_file) every devices_file_poll_s and reloads the file when it
+  // differs from `seen` (taken before the last read, so a change during a read is not missed).
+  void WatchDevicesFile(FileStamp seen);
+  // The current device set: one pointer copy under devices_mu_.
+  std::shared_ptr<const DeviceMap> Devices() const;
+  // The device (enabled or not), or NotFound. Devices are never destroyed while the core
+  // lives, so the pointer stays valid after the snapshot it came from is replaced.
   StatusOr<Device*> FindDevice(const std::string& device_id) const;
+  // Deletes the device's stored frames beyond its retention bounds (FrameStore::Prune), keeping
+  // the replay window and the gate's held-out frames as long as the bounds allow; logs.
+  void PruneFrames(const std::string& device_id, bool at_start);
   void TrainingLoop();
   void Publish(Device& device, const RoundResult& round);
   StatusOr<std::shared_ptr<const ModelUpdate>> EncodeFull(const std::string& device_id, uint64_t version,
@@ -129,11 +178,16 @@ class ServerCore {
   std::unique_ptr<LabelerPool> labeler_;
   FailureLog storage_log_{"storing frames"};  // store failures, logged on change, then rate-limited
 
-  // Lock order (the one place it is written down): ServerCore::mu_, then Device::train_mu,
-  // then Device::mu; FrameStore, LabelerPool and the streams' own mutexes are leaves taken
-  // with none of these held, and callbacks into a stream (acks, updates, Replaced) run with
-  // no core lock held.
-  std::map<std::string, std::unique_ptr<Device>> devices_;  // immutable after Init
+  // Lock order (the one place it is written down): reload_mu_, then ServerCore::mu_, then
+  // Device::train_mu, then devices_mu_, then Device::mu; FrameStore, LabelerPool and the
+  // streams' own mutexes are leaves taken with none of these held, and callbacks into a stream
+  // (acks, updates, End) run with no core lock held.
+  std::mutex reload_mu_;              // one ReloadDevices at a time, held through it
+  mutable std::mutex devices_mu_;     // guards the pointer devices_ (not what it points to)
+  std::shared_ptr<const DeviceMap> devices_;
+  std::mutex watch_mu_;               // pairs with watch_cv_, which BeginShutdown notifies
+  std::condition_variable watch_cv_;
+  std::thread watch_thread_;          // WatchDevicesFile, when a devices file is polled
   mutable std::mutex mu_;  // guards scheduler_ and pairs with work_cv_
   RoundScheduler scheduler_;
   std::condition_variable work_cv_;

@@ -1,5 +1,6 @@
 // streamdistill-server: labels edges' frames with the teacher, trains their students and
 // streams updates back. SIGINT/SIGTERM start an orderly shutdown; a second one exits at once.
+// SIGHUP reloads the devices file.
 #include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -14,12 +15,18 @@
 
 namespace {
 
-sem_t g_shutdown;
+sem_t g_wake;  // posted by the handlers; main does the work, outside the signal context
 volatile std::sig_atomic_t g_signals = 0;
+volatile std::sig_atomic_t g_reload = 0;
 
 void OnSignal(int) {
   if (++g_signals > 1) _exit(130);  // second signal: leave now
-  sem_post(&g_shutdown);            // async-signal-safe
+  sem_post(&g_wake);                // async-signal-safe
+}
+
+void OnHangup(int) {
+  g_reload = 1;
+  sem_post(&g_wake);
 }
 
 }  // namespace
@@ -47,15 +54,22 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (!listen.empty()) config->listen = listen;
-  sem_init(&g_shutdown, 0, 0);
+  sem_init(&g_wake, 0, 0);
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
+  std::signal(SIGHUP, OnHangup);
   auto server = sd::Server::Start(*config);
   if (!server.ok()) {
     std::fprintf(stderr, "streamdistill-server: error: %s\n", server.status().message().c_str());
     return server.status().code() == sd::Status::Code::kUnavailable ? 1 : 2;
   }
-  while (sem_wait(&g_shutdown) != 0) {
+  while (g_signals == 0) {
+    if (sem_wait(&g_wake) != 0) continue;
+    if (g_reload && g_signals == 0) {
+      g_reload = 0;
+      spdlog::info("SIGHUP: reloading the devices file");
+      (*server)->core().ReloadDevices().ok();  // logged there; the devices stay as they were on error
+    }
   }
   spdlog::info("shutting down");
   (*server)->Shutdown();
