@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -47,6 +48,8 @@ struct DeviceCounters {
   int64_t rounds = 0, published = 0;
   int64_t bytes_in = 0, bytes_out = 0;  // gRPC messages with their 5-byte framing
   double first_contact_s = 0;           // steady clock, when the first byte was counted
+  // Steady clock: when the device's latest round began and ended (start > end while it runs).
+  double round_start_s = 0, round_end_s = 0;
   // Mean kbit/s each way since the first contact (0 before any).
   double in_kbps(double now_s) const;
   double out_kbps(double now_s) const;
@@ -56,7 +59,7 @@ class ServerCore {
  public:
   // `teachers` overrides config.teacher (tests pass an oracle for synthetic scenes).
   static StatusOr<std::unique_ptr<ServerCore>> Create(const ServerConfig& config, TeacherFactory teachers = {});
-  ~ServerCore();  // stops the training thread
+  ~ServerCore();  // stops the training workers
 
   const ServerConfig& config() const { return config_; }
 
@@ -90,13 +93,16 @@ class ServerCore {
   // listeners get each version as published (a delta under a delta policy).
   StatusOr<std::shared_ptr<const ModelUpdate>> LatestUpdate(const std::string& device_id);
 
-  // One training round for the device whose turn it is (if any). The background thread
-  // calls this; with training.background false, tests call it by hand.
+  // One training round for the device the scheduler picks (if any), of RoundIterations steps.
+  // The training workers call this, several at once; with training.background false, tests
+  // call it by hand.
   StatusOr<RoundResult> RunScheduledRound();
-  StatusOr<RoundResult> RunRound(const std::string& device_id);
+  // A round of `iterations` steps (0: training.iterations) for the device, whatever the
+  // scheduler says; a second caller for the same device waits for the first.
+  StatusOr<RoundResult> RunRound(const std::string& device_id, int iterations = 0);
 
-  // Stops training for good: a running round is cancelled and whatever it produced is
-  // discarded, never published. The server calls it first thing on shutdown.
+  // Stops training for good: every running round is cancelled and whatever any round produced
+  // is discarded, never stored nor sent. The server calls it first thing on shutdown.
   void BeginShutdown();
   bool stopping() const { return stopping_; }
 
@@ -117,8 +123,11 @@ class ServerCore {
   // The configured device, or NotFound. devices_ is filled by Init and never changes after,
   // so the lookup needs no lock.
   StatusOr<Device*> FindDevice(const std::string& device_id) const;
+  // One training worker: its own libtorch threads, then rounds until the shutdown.
   void TrainingLoop();
-  void Publish(Device& device, const RoundResult& round);
+  // Stores the round's version and sends it to the device's stream; Aborted (nothing stored)
+  // once the shutdown has begun.
+  Status Publish(Device& device, const RoundResult& round);
   StatusOr<std::shared_ptr<const ModelUpdate>> EncodeFull(const std::string& device_id, uint64_t version,
                                                             const std::vector<float>& flat) const;
 
@@ -130,16 +139,19 @@ class ServerCore {
   FailureLog storage_log_{"storing frames"};  // store failures, logged on change, then rate-limited
 
   // Lock order (the one place it is written down): ServerCore::mu_, then Device::train_mu,
-  // then Device::mu; FrameStore, LabelerPool and the streams' own mutexes are leaves taken
-  // with none of these held, and callbacks into a stream (acks, updates, Replaced) run with
-  // no core lock held.
+  // then publish_mu_, then Device::mu; FrameStore, LabelerPool and the streams' own mutexes
+  // are leaves taken with none of these held, and callbacks into a stream (acks, updates,
+  // Replaced) run with no core lock held.
   std::map<std::string, std::unique_ptr<Device>> devices_;  // immutable after Init
   mutable std::mutex mu_;  // guards scheduler_ and pairs with work_cv_
   RoundScheduler scheduler_;
   std::condition_variable work_cv_;
 
+  // Shared while a version is stored, exclusive to begin the shutdown: once BeginShutdown has
+  // it, no round of any worker stores or sends a version.
+  std::shared_mutex publish_mu_;
   std::atomic<bool> stopping_{false};
-  std::thread training_thread_;
+  std::vector<std::thread> training_workers_;
 };
 
 }  // namespace sd
