@@ -147,6 +147,22 @@ Status TrainerOptions::Validate() const {
 StudentTrainer::StudentTrainer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 StudentTrainer::~StudentTrainer() = default;
 
+TrainingSample ShrinkForStudent(const TrainingSample& sample, const StudentArchitecture& arch, float scale) {
+  if (sample.bgr.empty()) return sample;
+  // The larger of the two factors, so that both sides keep at least `scale` x the input.
+  const double factor = std::max(scale * arch.input_width / static_cast<double>(sample.bgr.cols),
+                                 scale * arch.input_height / static_cast<double>(sample.bgr.rows));
+  if (factor >= 1) return sample;
+  TrainingSample out;
+  const cv::Size size(std::max(1, static_cast<int>(std::lround(sample.bgr.cols * factor))),
+                      std::max(1, static_cast<int>(std::lround(sample.bgr.rows * factor))));
+  cv::resize(sample.bgr, out.bgr, size, 0, 0, cv::INTER_AREA);
+  out.boxes = sample.boxes;
+  ScaleDetections(&out.boxes, static_cast<float>(size.width) / sample.bgr.cols,
+                  static_cast<float>(size.height) / sample.bgr.rows);
+  return out;
+}
+
 StatusOr<std::unique_ptr<StudentTrainer>> StudentTrainer::Create(StudentModel* model, const TrainerOptions& options) {
   SD_RETURN_IF_ERROR(options.Validate());
   if (options.device == "cuda" && !torch::cuda::is_available())

@@ -22,6 +22,14 @@ struct TrainingSample {
   Detections boxes;  // in bgr's pixel coordinates; scores are ignored
 };
 
+// `sample` scaled down (INTER_AREA, boxes with it) so that it is no larger than `scale` x the
+// student's input on both sides; a smaller sample is returned as it is (same pixels). With
+// scale = TrainerOptions::max_scale nothing a training step's augmentation uses is lost (it
+// never magnifies a frame past that), and with scale 1 inference sees the very pixels it would
+// have resized to itself. The server keeps its decoded frames this way: a 768x576 frame is
+// 1.3 MB, its copy for a 384x288 student at max_scale 1.15 0.44 MB.
+TrainingSample ShrinkForStudent(const TrainingSample& sample, const StudentArchitecture& arch, float scale);
+
 struct TrainerOptions {
   int batch_size = 16;
   float learning_rate = 1.5e-3f;

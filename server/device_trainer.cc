@@ -141,7 +141,7 @@ std::vector<float> DeviceTrainer::flat_weights() const { return Snapshot()->mode
 double DeviceTrainer::published_map50() const { return Snapshot()->map50; }
 
 StatusOr<RoundResult> DeviceTrainer::RunRound(const std::vector<TrainingSample>& train,
-                                              const std::vector<LabelledFrame>& validation) {
+                                              const std::vector<LabelledFrame>& validation, int iterations) {
   std::lock_guard<std::mutex> round_lock(round_mu_);
   const auto round_start = std::chrono::steady_clock::now();
   const std::shared_ptr<const Published> current = Snapshot();
@@ -166,9 +166,11 @@ StatusOr<RoundResult> DeviceTrainer::RunRound(const std::vector<TrainingSample>&
   if (!copy.ok()) return copy.status().WithContext(what + ": copying the published weights");
   std::shared_ptr<StudentModel> candidate = std::move(copy).value();
 
+  const int steps = iterations > 0 ? iterations : options_.iterations;
+  result.iterations = steps;
   TrainerOptions trainer_options = options_.trainer;
-  trainer_options.total_steps = options_.iterations;
-  trainer_options.warmup_steps = std::min(trainer_options.warmup_steps, options_.iterations);
+  trainer_options.total_steps = steps;
+  trainer_options.warmup_steps = std::min(trainer_options.warmup_steps, steps);
   // New batches for every attempt: a retry after a discarded round must not replay the very
   // candidate that was just rejected.
   trainer_options.seed = options_.trainer.seed + 1000003 * current->version + discarded_since_publish_;
@@ -176,15 +178,15 @@ StatusOr<RoundResult> DeviceTrainer::RunRound(const std::vector<TrainingSample>&
     const auto train_start = std::chrono::steady_clock::now();
     StatusOr<std::unique_ptr<StudentTrainer>> trainer = StudentTrainer::Create(candidate.get(), trainer_options);
     if (!trainer.ok()) return trainer.status().WithContext(what);
-    const int tail = std::min(10, options_.iterations);
+    const int tail = std::min(10, steps);
     double tail_loss = 0;
     const std::vector<float> start = candidate->FlatWeights();
     std::vector<bool> trainable;  // sparse rounds: the weights this round may change
-    for (int i = 0; i < options_.iterations; ++i) {
+    for (int i = 0; i < steps; ++i) {
       if (cancelled_) return Status::Aborted("device " + device_id_ + ": round cancelled (shutting down)");
       StatusOr<StepStats> step = (*trainer)->Step(replay);
       if (!step.ok()) return step.status().WithContext(what + ": step " + std::to_string(i + 1));
-      if (i >= options_.iterations - tail) tail_loss += step->loss;
+      if (i >= steps - tail) tail_loss += step->loss;
       if (options_.sparse_fraction > 0 && current->version > 0) {
         // A fresh Adam's first step moves nearly every weight by the same +-lr (m / sqrt(v) is
         // +-1), so its |change| cannot rank them; the gradient that step followed can: rank by
@@ -270,40 +272,119 @@ StatusOr<RoundResult> DeviceTrainer::RunRound(const std::vector<TrainingSample>&
 // ---------------------------------------------------------------------------------------------
 // RoundScheduler.
 
+namespace {
+
+// Weights of the newest image score in the two running means of the drift signal: the recent
+// one follows the last few frames, the long-run one the last few dozen.
+constexpr double kRecentScoreWeight = 0.3;
+constexpr double kLongRunScoreWeight = 0.05;
+
+double Mix(double mean, double value, double weight) { return mean < 0 ? value : mean + weight * (value - mean); }
+
+}  // namespace
+
+int RoundIterations(int iterations, int new_frames, const SchedulerOptions& options) {
+  const int floor = std::max(1, (iterations + 3) / 4);
+  if (new_frames >= options.min_new_frames || options.min_new_frames <= 0) return iterations;
+  const int scaled = static_cast<int>(std::ceil(static_cast<double>(iterations) * new_frames / options.min_new_frames));
+  return std::clamp(scaled, floor, iterations);
+}
+
 RoundScheduler::RoundScheduler(SchedulerOptions o) : options_(o) {}
 
-void RoundScheduler::OnNewFrame(const std::string& device, double now_s) {
+void RoundScheduler::OnNewFrame(const std::string& device, double now_s, double image_score) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = index_.find(device);
   if (it == index_.end()) {
     it = index_.emplace(device, devices_.size()).first;
     // A device's wait for its first round counts from its first frame.
-    devices_.push_back(DeviceState{device, 0, now_s});
+    DeviceState fresh;
+    fresh.name = device;
+    fresh.last_round_s = now_s;
+    devices_.push_back(fresh);
   }
-  ++devices_[it->second].new_frames;
+  DeviceState& d = devices_[it->second];
+  ++d.new_frames;
+  if (std::isfinite(image_score)) {
+    d.recent_score = Mix(d.recent_score, image_score, kRecentScoreWeight);
+    d.longrun_score = Mix(d.longrun_score, image_score, kLongRunScoreWeight);
+  }
 }
 
-std::optional<std::string> RoundScheduler::Next(double now_s) {
-  std::lock_guard<std::mutex> lock(mu_);
+bool RoundScheduler::HasWork(const DeviceState& d, double now_s) const {
+  return !d.running && (d.new_frames >= options_.min_new_frames ||
+                        (d.new_frames >= 1 && now_s - d.last_round_s >= options_.max_wait_s));
+}
+
+double RoundScheduler::BenefitOf(const DeviceState& d, double now_s) const {
+  const double data = std::min(1.0, d.new_frames / (2.0 * std::max(1, options_.min_new_frames)));
+  const double deficit = d.map50 < 0 ? 1.0 : 1.0 - std::clamp(d.map50, 0.0, 1.0);
+  const double drift = d.recent_score < 0 ? 0.0 : std::clamp(4 * (d.longrun_score - d.recent_score), 0.0, 1.0);
+  const double waiting = std::max(0.0, now_s - d.last_round_s) / std::max(1e-3, options_.max_wait_s);
+  return data + deficit + drift + waiting;
+}
+
+std::optional<size_t> RoundScheduler::PickRoundRobin(double now_s) {
   const size_t n = devices_.size();
   for (size_t k = 0; k < n; ++k) {
     const size_t i = (cursor_ + k) % n;
-    DeviceState& d = devices_[i];
-    const bool has_work = d.new_frames >= options_.min_new_frames ||
-                          (d.new_frames >= 1 && now_s - d.last_round_s >= options_.max_wait_s);
-    if (!has_work) continue;
-    d.new_frames = 0;
-    d.last_round_s = now_s;
+    if (!HasWork(devices_[i], now_s)) continue;
     cursor_ = (i + 1) % n;
-    return d.name;
+    return i;
   }
   return std::nullopt;
+}
+
+std::optional<size_t> RoundScheduler::PickByBenefit(double now_s) {
+  std::optional<size_t> best, most_skipped;
+  double best_benefit = 0;
+  for (size_t i = 0; i < devices_.size(); ++i) {
+    const DeviceState& d = devices_[i];
+    if (!HasWork(d, now_s)) continue;
+    if (d.skipped >= options_.max_skips && (!most_skipped || d.skipped > devices_[*most_skipped].skipped))
+      most_skipped = i;
+    const double benefit = BenefitOf(d, now_s);
+    if (!best || benefit > best_benefit) best = i, best_benefit = benefit;
+  }
+  const std::optional<size_t> chosen = most_skipped ? most_skipped : best;
+  if (chosen)
+    for (size_t i = 0; i < devices_.size(); ++i)
+      if (i != *chosen && HasWork(devices_[i], now_s)) ++devices_[i].skipped;
+  return chosen;
+}
+
+std::optional<ScheduledRound> RoundScheduler::Next(double now_s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::optional<size_t> chosen =
+      options_.policy == SchedulePolicy::kRoundRobin ? PickRoundRobin(now_s) : PickByBenefit(now_s);
+  if (!chosen) return std::nullopt;
+  DeviceState& d = devices_[*chosen];
+  ScheduledRound round{d.name, d.new_frames};
+  d.new_frames = 0;
+  d.skipped = 0;
+  d.last_round_s = now_s;
+  d.running = true;
+  return round;
+}
+
+void RoundScheduler::RoundDone(const std::string& device, double published_map50) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = index_.find(device);
+  if (it == index_.end()) return;
+  devices_[it->second].running = false;
+  devices_[it->second].map50 = published_map50;
 }
 
 int RoundScheduler::pending_frames(const std::string& device) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = index_.find(device);
   return it == index_.end() ? 0 : devices_[it->second].new_frames;
+}
+
+double RoundScheduler::Benefit(const std::string& device, double now_s) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = index_.find(device);
+  return it == index_.end() ? 0 : BenefitOf(devices_[it->second], now_s);
 }
 
 }  // namespace sd

@@ -73,6 +73,7 @@ struct RoundResult {
   // On the validation frames; -1 when not measured (no validation frames).
   double map50_before = -1, map50_after = -1;
   int train_frames = 0, val_frames = 0;
+  int iterations = 0;        // Adam steps run
   double seconds = 0;        // the whole round
   double train_seconds = 0;  // of which the Adam steps
   double final_loss = 0;     // mean loss of the last steps (up to 10) of the round
@@ -102,8 +103,10 @@ class DeviceTrainer {
   // version + 1 if the gate passes, else discards it. A discarded round is a result, not an
   // error; errors are bad input (no training frames, bad images) and library failures, and
   // leave the published weights unchanged too. Rounds of one trainer run one at a time (a
-  // second caller waits); the accessors below stay available while a round runs.
-  StatusOr<RoundResult> RunRound(const std::vector<TrainingSample>& train, const std::vector<LabelledFrame>& validation);
+  // second caller waits); the accessors below stay available while a round runs. `iterations`
+  // > 0 replaces options.iterations for this round (the scheduler's RoundIterations).
+  StatusOr<RoundResult> RunRound(const std::vector<TrainingSample>& train, const std::vector<LabelledFrame>& validation,
+                                 int iterations = 0);
 
   // Makes a running round (and any later one) stop at its next step with Aborted, leaving
   // the published weights as they are: a shutdown must not wait for a round to end.
@@ -139,37 +142,80 @@ class DeviceTrainer {
   std::shared_ptr<const Published> published_;
 };
 
-// Fair sharing of training time among devices: round robin over devices that have work
-// (>= min_new_frames new frames, or >= 1 new frame and max_wait_s since their last round,
-// or since their first frame when they have had no round yet). Time is passed in, so tests
-// and the server's loop drive it. Thread-safe.
+// Sharing training time among devices. A device has work when it has >= min_new_frames new
+// training frames, or >= 1 new frame and max_wait_s since its last round (since its first frame
+// before its first round); a device without a new frame is never trained. Among devices with
+// work and no round running, the policy picks:
+//   round_robin  turns in first-seen order, continuing after the device served last (the
+//                server before the training pool; kept for comparison runs);
+//   benefit      the largest expected benefit (Ekya's idea, with signals the server has):
+//                  new data      min(1, new_frames / (2 x min_new_frames))
+//                  mAP deficit   1 - published held-out mAP50; 1 when unknown (no version
+//                                scored yet: bootstrapping comes first)
+//                  drift         how far the mean image score of the student on the edge has
+//                                fallen: 4 x (long-run mean - recent mean), clamped to [0, 1]
+//                  waiting       seconds since the last round / max_wait_s
+//                summed with equal weights. The waiting term grows without bound, and a hard
+//                bound backs it: a device passed over max_skips times while it had work is
+//                served before anyone else (the most-skipped first), so with K devices that
+//                have work none waits more than max_skips + K - 1 rounds.
+// Time is passed in, so tests and the server's workers drive it. Thread-safe.
+enum class SchedulePolicy { kBenefit, kRoundRobin };
+
 struct SchedulerOptions {
   int min_new_frames = 20;
   double max_wait_s = 30;
+  SchedulePolicy policy = SchedulePolicy::kBenefit;
+  int max_skips = 4;  // benefit: rounds a device with work may be passed over
 };
+
+// What Next hands a worker.
+struct ScheduledRound {
+  std::string device;
+  int new_frames = 0;  // since its last round
+};
+
+// The Adam steps of a round for a device with `new_frames` new frames: the full `iterations`
+// from min_new_frames on, fewer for a device due by time with a few frames only (not much new to
+// learn), never under a quarter of `iterations`.
+int RoundIterations(int iterations, int new_frames, const SchedulerOptions& options);
 
 class RoundScheduler {
  public:
   explicit RoundScheduler(SchedulerOptions o);
-  void OnNewFrame(const std::string& device, double now_s);
-  // The next device whose turn it is, or nullopt; marks its round started (resets its
-  // counters). Turns go around the devices in the order they were first seen, continuing
-  // after the last device served, so a device that always has work cannot starve the others.
-  std::optional<std::string> Next(double now_s);
+  // A new training frame; `image_score` is the edge student's score of it (the drift signal).
+  void OnNewFrame(const std::string& device, double now_s, double image_score = 0);
+  // The next device to train, or nullopt; marks its round running (no second round of it is
+  // handed out until RoundDone) and resets its new frames.
+  std::optional<ScheduledRound> Next(double now_s);
+  // The device's round ended (published, discarded or failed); `published_map50` is its
+  // trainer's held-out mAP50 after the round, -1 unknown.
+  void RoundDone(const std::string& device, double published_map50);
   // New frames of `device` since its last round (0 for an unknown device).
   int pending_frames(const std::string& device) const;
+  // The benefit of training `device` now (0 for an unknown device), for logs and tests.
+  double Benefit(const std::string& device, double now_s) const;
 
  private:
   struct DeviceState {
     std::string name;
     int new_frames = 0;
     double last_round_s = 0;  // or the time of its first frame before its first round
+    bool running = false;
+    int skipped = 0;            // times passed over since its last round while it had work
+    double map50 = -1;          // published held-out mAP50, -1 unknown
+    double recent_score = -1;   // fast and slow means of the image scores (-1: none yet)
+    double longrun_score = -1;
   };
+  bool HasWork(const DeviceState& d, double now_s) const;
+  double BenefitOf(const DeviceState& d, double now_s) const;
+  std::optional<size_t> PickRoundRobin(double now_s);
+  std::optional<size_t> PickByBenefit(double now_s);
 
   const SchedulerOptions options_;
   mutable std::mutex mu_;
-  // Guarded by mu_: devices in first-seen order, the index of each, and where the next search
-  // for work starts (one past the device served last).
+  // Guarded by mu_: devices in first-seen order, the index of each, and where the next round
+  // robin search starts (one past the device served last).
   std::vector<DeviceState> devices_;
   std::map<std::string, size_t> index_;
   size_t cursor_ = 0;

@@ -1,5 +1,8 @@
 #include "server/server_config.h"
 
+#include <algorithm>
+#include <thread>
+
 #include "common/config.h"
 #include "common/update_codec.h"
 #include "common/yaml_reader.h"
@@ -70,6 +73,42 @@ Status ReadDevices(const YamlReader& root, ServerConfig* c) {
   return Status::Ok();
 }
 
+// training.workers and training.threads_per_worker, 0 or absent: DefaultTrainingPool. The top
+// level `threads` of earlier releases (the one training thread's libtorch threads) still reads
+// as threads_per_worker, so old files keep their meaning on the machine they were written for.
+Status ReadTrainingPool(const YamlReader& root, const YamlReader& training, ServerConfig* c) {
+  int workers = 0, threads_per_worker = 0;
+  SD_RETURN_IF_ERROR(training.Get("workers", &workers));
+  SD_RETURN_IF_ERROR(training.Get("threads_per_worker", &threads_per_worker));
+  if (root.Has("threads")) {
+    if (training.Has("threads_per_worker"))
+      return root.Error("threads", "is the old name of training.threads_per_worker; give only that one");
+    SD_RETURN_IF_ERROR(root.Get("threads", &threads_per_worker));
+    if (threads_per_worker < 1) return root.Error("threads", "must be >= 1");
+  }
+  if (workers < 0) return training.Error("workers", "must be >= 1 (0 or absent: one per core)");
+  if (threads_per_worker < 0) return training.Error("threads_per_worker", "must be >= 1 (0 or absent: 1)");
+  DefaultTrainingPool(std::thread::hardware_concurrency(), &workers, &threads_per_worker);
+  c->training_workers = workers;
+  c->threads_per_worker = threads_per_worker;
+  return Status::Ok();
+}
+
+Status ReadSchedulePolicy(const YamlReader& training, SchedulerOptions* schedule) {
+  std::string policy = "benefit";
+  SD_RETURN_IF_ERROR(training.Get("schedule", &policy));
+  SD_RETURN_IF_ERROR(training.Get("max_skips", &schedule->max_skips));
+  if (policy == "benefit") {
+    schedule->policy = SchedulePolicy::kBenefit;
+  } else if (policy == "round_robin") {
+    schedule->policy = SchedulePolicy::kRoundRobin;
+  } else {
+    return training.Error("schedule", "must be benefit or round_robin");
+  }
+  if (schedule->max_skips < 0) return training.Error("max_skips", "must be >= 0");
+  return Status::Ok();
+}
+
 Status Parse(const YamlReader& root, ServerConfig* c) {
   SD_RETURN_IF_ERROR(root.Get("listen", &c->listen));
   SD_RETURN_IF_ERROR(root.Get("storage_dir", &c->storage_dir));
@@ -78,11 +117,9 @@ Status Parse(const YamlReader& root, ServerConfig* c) {
   SD_RETURN_IF_ERROR(ReadUpdatePolicy(root, &c->updates));
   SD_RETURN_IF_ERROR(root.Get("init_weights", &c->init_weights));
   SD_RETURN_IF_ERROR(root.Get("model_seed", &c->model_seed));
-  SD_RETURN_IF_ERROR(root.Get("threads", &c->threads));
   if (c->max_message_bytes < (64 << 10)) return root.Error("max_message_bytes", "must be at least 65536");
   if (c->update_chunk_bytes < 1024 || c->update_chunk_bytes > c->max_message_bytes / 2)
     return root.Error("update_chunk_bytes", "must be in [1024, max_message_bytes / 2]");
-  if (c->threads < 1) return root.Error("threads", "must be >= 1");
 
   SD_ASSIGN_OR_RETURN(YamlReader tls, root.Child("tls"));
   SD_ASSIGN_OR_RETURN(c->tls.cert, ReadFileAtKey(tls, "cert"));
@@ -136,6 +173,8 @@ Status Parse(const YamlReader& root, ServerConfig* c) {
   SD_RETURN_IF_ERROR(training.Get("trigger_frames", &c->schedule.min_new_frames));
   SD_RETURN_IF_ERROR(training.Get("trigger_seconds", &c->schedule.max_wait_s));
   SD_RETURN_IF_ERROR(training.Get("background", &c->train_in_background));
+  SD_RETURN_IF_ERROR(ReadTrainingPool(root, training, c));
+  SD_RETURN_IF_ERROR(ReadSchedulePolicy(training, &c->schedule));
   if (c->round.iterations < 1) return training.Error("iterations", "must be >= 1");
   if (c->round.replay_frames < 1) return training.Error("replay_frames", "must be >= 1");
   if (c->validation_every < 2) return training.Error("validation_every", "must be >= 2");
@@ -149,6 +188,11 @@ Status Parse(const YamlReader& root, ServerConfig* c) {
 }
 
 }  // namespace
+
+void DefaultTrainingPool(unsigned cores, int* workers, int* threads_per_worker) {
+  if (*threads_per_worker <= 0) *threads_per_worker = 1;
+  if (*workers <= 0) *workers = std::max(1, static_cast<int>(cores));
+}
 
 const UpdatePolicy& UpdatesFor(const ServerConfig& config, const std::string& device_id) {
   auto it = config.device_updates.find(device_id);

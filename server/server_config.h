@@ -61,7 +61,10 @@ struct ServerConfig {
   std::string init_weights;  // checkpoint every new device starts from; empty: random (model_seed)
   uint64_t model_seed = 1;
 
-  int threads = 2;             // libtorch threads for training
+  // The training pool: `training_workers` threads run rounds of different devices at once, each
+  // on `threads_per_worker` libtorch (OpenMP) threads. 0 in the file: DefaultTrainingPool.
+  int training_workers = 1;
+  int threads_per_worker = 2;
   int validation_every = 5;    // every k-th frame of a device (by sequence) is held out for validation
   int validation_frames = 60;  // validate on the most recent N held-out frames
   RoundOptions round;
@@ -70,6 +73,13 @@ struct ServerConfig {
   Env* env = Env::Default();  // not from the config file: the store's image and checkpoint files
                               // go through it (tests inject disk faults here)
 };
+
+// The training pool for a machine with `cores` cores when the file leaves it open: a worker per
+// core, each on one libtorch thread. Measured (docs/operations.md): rounds of different devices
+// side by side on one thread each make more steps per second than one round on all cores, and
+// an OpenMP team of 2+ threads on cores that other work shares spins at its barriers (one round
+// on 2 threads took 10x the CPU time). `workers` and `threads_per_worker` keep values > 0.
+void DefaultTrainingPool(unsigned cores, int* workers, int* threads_per_worker);
 
 // The policy of `device_id`: its own if configured, else the server-wide one.
 const UpdatePolicy& UpdatesFor(const ServerConfig& config, const std::string& device_id);

@@ -32,15 +32,22 @@ constexpr int kFramesPerPrune = 16;
 
 bool SameToken(const TokenHash& a, const TokenHash& b) { return a.salt == b.salt && a.digest == b.digest; }
 
+// A stored frame decoded and shrunk for the student, and the factors its labels scale by.
+struct CachedImage {
+  cv::Mat bgr;
+  float scale_x = 1, scale_y = 1;
+};
+
 }  // namespace
 
 struct ServerCore::Device {
   std::string id;
-  // Only the training thread (or a test driving rounds) touches the trainer; train_mu keeps
+  // Only a training worker (or a test driving rounds) touches the trainer; train_mu keeps
   // two rounds of one device from overlapping.
   std::mutex train_mu;
   std::unique_ptr<DeviceTrainer> trainer;
-  std::map<uint64_t, cv::Mat> image_cache;  // decoded stored frames by sequence (guarded by train_mu)
+  // Decoded stored frames by sequence, shrunk for the student (guarded by train_mu).
+  std::map<uint64_t, CachedImage> image_cache;
 
   // Counted by every stream for every message: atomics, no lock.
   std::atomic<int64_t> bytes_in{0}, bytes_out{0};
@@ -61,13 +68,17 @@ ServerCore::ServerCore(const ServerConfig& config) : config_(config), scheduler_
 
 ServerCore::~ServerCore() {
   BeginShutdown();
-  if (training_thread_.joinable()) training_thread_.join();
+  for (std::thread& worker : training_workers_) worker.join();
   if (watch_thread_.joinable()) watch_thread_.join();
   labeler_.reset();  // finishes the labelling jobs before the store goes away
 }
 
 void ServerCore::BeginShutdown() {
-  stopping_ = true;
+  {
+    // Waits out a version being stored; every later one sees stopping_ and is dropped.
+    std::unique_lock<std::shared_mutex> publishing(publish_mu_);
+    stopping_ = true;
+  }
   if (auto devices = Devices())
     for (const auto& [id, enrolment] : *devices) enrolment.device->trainer->Cancel();
   {
@@ -92,8 +103,9 @@ Status ServerCore::Init(TeacherFactory teachers) {
     SD_ASSIGN_OR_RETURN(labeler_, LabelerPool::Create(config_.teacher, config_.labeler_workers, config_.labeler_queue));
   }
   // After the teachers: a teacher's own thread setting is process-wide and must not leave
-  // training on fewer threads than configured.
-  SetTorchThreads(config_.threads);
+  // training on fewer threads than configured. (Each worker sets its own again: libtorch's
+  // OpenMP thread count is per calling thread, and new threads start from this one.)
+  SetTorchThreads(config_.threads_per_worker);
   SD_ASSIGN_OR_RETURN(auto layout_model, StudentModel::Create(config_.student, 0));
   tensor_sizes_ = layout_model->TensorSizes();
   if (!config_.init_weights.empty()) {  // checked now, not at the first device's first frame
@@ -122,7 +134,8 @@ Status ServerCore::Init(TeacherFactory teachers) {
     }
     if (config_.devices_file_poll_s > 0) watch_thread_ = std::thread([this, stamp] { WatchDevicesFile(stamp); });
   }
-  if (config_.train_in_background) training_thread_ = std::thread([this] { TrainingLoop(); });
+  if (config_.train_in_background)
+    for (int i = 0; i < config_.training_workers; ++i) training_workers_.emplace_back([this] { TrainingLoop(); });
   return Status::Ok();
 }
 
@@ -426,7 +439,7 @@ bool ServerCore::TrySubmitFrame(const std::string& device_id, const FrameRecord&
     }
     if (!outcome.duplicate && !record.validation) {
       std::lock_guard<std::mutex> lock(mu_);
-      scheduler_.OnNewFrame(device_id, NowSeconds());
+      scheduler_.OnNewFrame(device_id, NowSeconds(), meta.image_score);
       work_cv_.notify_all();
     }
     done(outcome);
@@ -470,20 +483,32 @@ StatusOr<std::shared_ptr<const ModelUpdate>> ServerCore::LatestUpdate(const std:
 }
 
 StatusOr<RoundResult> ServerCore::RunScheduledRound() {
-  std::optional<std::string> next;
+  std::optional<ScheduledRound> next;
   {
     std::lock_guard<std::mutex> lock(mu_);
     next = scheduler_.Next(NowSeconds());
+    // Another device may be due as well: an idle worker looks now, not at its next timeout.
+    if (next) work_cv_.notify_one();
   }
   if (!next) return Status::NotFound("no device has new training data");
-  return RunRound(*next);
+  StatusOr<RoundResult> round =
+      RunRound(next->device, RoundIterations(config_.round.iterations, next->new_frames, config_.schedule));
+  auto device = FindDevice(next->device);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    scheduler_.RoundDone(next->device, device.ok() ? (*device)->trainer->published_map50() : -1);
+    work_cv_.notify_all();  // the device may have work again, for another worker
+  }
+  return round;
 }
 
 namespace {
 
-// Decodes the stored frames, reusing decoded images from earlier rounds.
+// Decodes the stored frames, reusing the images of earlier rounds. A frame is kept shrunk to
+// `scale` x the student input (ShrinkForStudent), its labels scaled to match each time.
 StatusOr<std::vector<LabelledFrame>> LoadFrames(const FrameStore& store, const std::vector<FrameRecord>& records,
-                                                std::map<uint64_t, cv::Mat>* cache) {
+                                                const StudentArchitecture& arch, float scale,
+                                                std::map<uint64_t, CachedImage>* cache) {
   std::vector<LabelledFrame> frames;
   for (const FrameRecord& r : records) {
     auto it = cache->find(r.sequence);
@@ -491,57 +516,80 @@ StatusOr<std::vector<LabelledFrame>> LoadFrames(const FrameStore& store, const s
       SD_ASSIGN_OR_RETURN(std::string jpeg, store.LoadImage(r));
       cv::Mat image = cv::imdecode(cv::Mat(1, jpeg.size(), CV_8UC1, jpeg.data()), cv::IMREAD_COLOR);
       if (image.empty()) return Status::DataLoss(r.image_path + ": stored image cannot be decoded");
-      it = cache->emplace(r.sequence, image).first;
+      const cv::Mat shrunk = ShrinkForStudent({image, {}}, arch, scale).bgr;
+      it = cache->emplace(r.sequence, CachedImage{shrunk, static_cast<float>(shrunk.cols) / image.cols,
+                                                  static_cast<float>(shrunk.rows) / image.rows})
+               .first;
     }
-    frames.push_back({r.frame_index, it->second, r.labels});
+    LabelledFrame frame{r.frame_index, it->second.bgr, r.labels};
+    ScaleDetections(&frame.labels, it->second.scale_x, it->second.scale_y);
+    frames.push_back(std::move(frame));
   }
   return frames;
 }
 
 }  // namespace
 
-StatusOr<RoundResult> ServerCore::RunRound(const std::string& device_id) {
+StatusOr<RoundResult> ServerCore::RunRound(const std::string& device_id, int iterations) {
   SD_ASSIGN_OR_RETURN(Device * device, FindDevice(device_id));
   std::lock_guard<std::mutex> train_lock(device->train_mu);
+  {
+    std::lock_guard<std::mutex> lock(device->mu);
+    device->counters.round_start_s = NowSeconds();
+  }
+  // Whatever way the round ends.
+  struct MarkEnd {
+    Device* device;
+    ~MarkEnd() {
+      std::lock_guard<std::mutex> lock(device->mu);
+      device->counters.round_end_s = NowSeconds();
+    }
+  } mark_end{device};
   SD_ASSIGN_OR_RETURN(auto train_records, store_->Recent(device_id, false, config_.round.replay_frames));
   SD_ASSIGN_OR_RETURN(auto val_records, store_->Recent(device_id, true, config_.validation_frames));
   if (train_records.empty()) return Status::FailedPrecondition("device " + device_id + " has no training frames");
-  SD_ASSIGN_OR_RETURN(auto train_frames, LoadFrames(*store_, train_records, &device->image_cache));
-  SD_ASSIGN_OR_RETURN(auto val_frames, LoadFrames(*store_, val_records, &device->image_cache));
+  // Training frames keep what augmentation can use, validation frames what inference does.
+  SD_ASSIGN_OR_RETURN(auto train_frames, LoadFrames(*store_, train_records, config_.student,
+                                                    config_.round.trainer.max_scale, &device->image_cache));
+  SD_ASSIGN_OR_RETURN(auto val_frames,
+                      LoadFrames(*store_, val_records, config_.student, 1.0f, &device->image_cache));
   // Keep only what this round used: the replay horizon bounds the cache.
-  std::map<uint64_t, cv::Mat> kept;
+  std::map<uint64_t, CachedImage> kept;
   for (const auto* records : {&train_records, &val_records})
     for (const FrameRecord& r : *records) kept[r.sequence] = device->image_cache[r.sequence];
   device->image_cache.swap(kept);
 
-  SD_ASSIGN_OR_RETURN(RoundResult round, device->trainer->RunRound(ToTrainingSamples(train_frames), val_frames));
-  if (stopping_ && round.published) {
-    // The trainer had already finished when the shutdown began. Its version exists only in
-    // memory; the store and the edges never see it, as docs/architecture.md promises.
-    spdlog::info("device {}: round finished during shutdown: version {} discarded", device_id, round.version);
-    return Status::Aborted("device " + device_id + ": shutting down; the round's version was discarded");
-  }
+  SD_ASSIGN_OR_RETURN(RoundResult round,
+                      device->trainer->RunRound(ToTrainingSamples(train_frames), val_frames, iterations));
   {
     std::lock_guard<std::mutex> lock(device->mu);
     ++device->counters.rounds;
   }
-  spdlog::info("device {}: round on {} frames ({} validation) in {:.1f}s: mAP50 {:.3f} -> {:.3f}, {}", device_id,
-               round.train_frames, round.val_frames, round.seconds, round.map50_before, round.map50_after,
+  spdlog::info("device {}: round of {} steps on {} frames ({} validation) in {:.1f}s: mAP50 {:.3f} -> {:.3f}, {}",
+               device_id, round.iterations, round.train_frames, round.val_frames, round.seconds, round.map50_before,
+               round.map50_after,
                round.published ? "published v" + std::to_string(round.version) : "discarded: " + round.reason);
-  if (round.published) Publish(*device, round);
+  if (round.published) SD_RETURN_IF_ERROR(Publish(*device, round));
   return round;
 }
 
-void ServerCore::Publish(Device& device, const RoundResult& round) {
+Status ServerCore::Publish(Device& device, const RoundResult& round) {
+  // Shared with the other workers' publishing; BeginShutdown waits for it and then no version
+  // is stored any more. A round that ended after the shutdown began is dropped here: its
+  // version exists only in the trainer's memory; the store and the edges never see it, as
+  // docs/architecture.md promises.
+  std::shared_lock<std::shared_mutex> publishing(publish_mu_);
+  if (stopping_) {
+    spdlog::info("device {}: round finished during shutdown: version {} discarded", device.id, round.version);
+    return Status::Aborted("device " + device.id + ": shutting down; the round's version was discarded");
+  }
   // The round's update turns the previous version into this one; a full model of it serves
   // edges that join later or lost their place in the chain.
   const std::vector<float> flat = device.trainer->flat_weights();
   auto encoded_full = EncodeFull(device.id, round.version, flat);
-  if (!encoded_full.ok()) {
-    spdlog::error("device {}: encoding version {} failed: {}", device.id, round.version,
-                  encoded_full.status().ToString());
-    return;
-  }
+  if (!encoded_full.ok())
+    return encoded_full.status().WithContext("device " + device.id + ": encoding version " +
+                                             std::to_string(round.version));
   auto full = std::make_shared<ModelUpdate>(**encoded_full);
   full->val_map50 = round.map50_after;
   full->val_map50_previous = round.map50_before;
@@ -567,11 +615,9 @@ void ServerCore::Publish(Device& device, const RoundResult& round) {
   record.val_map50 = round.map50_after;
   record.created_ms = WallMillis();
   Status stored = store_->PutVersion(record, device.trainer->weights());
-  if (!stored.ok()) {
-    // Not sent either: an edge must never run a version the server could lose in a crash.
-    spdlog::error("device {}: storing version {} failed: {}", device.id, round.version, stored.ToString());
-    return;
-  }
+  // Not sent either when this fails: an edge must never run a version the server could lose
+  // in a crash.
+  SD_RETURN_IF_ERROR(stored.WithContext("device " + device.id + ": storing version " + std::to_string(round.version)));
   std::shared_ptr<DeviceSession> session;
   {
     std::lock_guard<std::mutex> lock(device.mu);
@@ -579,7 +625,9 @@ void ServerCore::Publish(Device& device, const RoundResult& round) {
     ++device.counters.published;
     session = device.session.lock();
   }
+  publishing.unlock();
   if (session) session->OnUpdate(published, full);  // no lock held: it writes to the stream
+  return Status::Ok();
 }
 
 StatusOr<std::shared_ptr<const ModelUpdate>> ServerCore::EncodeFull(const std::string& device_id, uint64_t version,
@@ -598,6 +646,7 @@ StatusOr<std::shared_ptr<const ModelUpdate>> ServerCore::EncodeFull(const std::s
 }
 
 void ServerCore::TrainingLoop() {
+  SetTorchThreads(config_.threads_per_worker);  // this thread's OpenMP team (docs/operations.md)
   while (!stopping_) {
     auto round = RunScheduledRound();
     if (round.ok()) continue;

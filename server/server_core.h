@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -49,6 +50,8 @@ struct DeviceCounters {
   int64_t rounds = 0, published = 0;
   int64_t bytes_in = 0, bytes_out = 0;  // gRPC messages with their 5-byte framing
   double first_contact_s = 0;           // steady clock, when the first byte was counted
+  // Steady clock: when the device's latest round began and ended (start > end while it runs).
+  double round_start_s = 0, round_end_s = 0;
   // Mean kbit/s each way since the first contact (0 before any).
   double in_kbps(double now_s) const;
   double out_kbps(double now_s) const;
@@ -58,7 +61,7 @@ class ServerCore {
  public:
   // `teachers` overrides config.teacher (tests pass an oracle for synthetic scenes).
   static StatusOr<std::unique_ptr<ServerCore>> Create(const ServerConfig& config, TeacherFactory teachers = {});
-  ~ServerCore();  // stops the training thread
+  ~ServerCore();  // stops the training workers
 
   const ServerConfig& config() const { return config_; }
 
@@ -93,10 +96,13 @@ class ServerCore {
   // listeners get each version as published (a delta under a delta policy).
   StatusOr<std::shared_ptr<const ModelUpdate>> LatestUpdate(const std::string& device_id);
 
-  // One training round for the device whose turn it is (if any). The background thread
-  // calls this; with training.background false, tests call it by hand.
+  // One training round for the device the scheduler picks (if any), of RoundIterations steps.
+  // The training workers call this, several at once; with training.background false, tests
+  // call it by hand.
   StatusOr<RoundResult> RunScheduledRound();
-  StatusOr<RoundResult> RunRound(const std::string& device_id);
+  // A round of `iterations` steps (0: training.iterations) for the device, whatever the
+  // scheduler says; a second caller for the same device waits for the first.
+  StatusOr<RoundResult> RunRound(const std::string& device_id, int iterations = 0);
 
   // Reads config.devices_file and applies it all-or-nothing (server/devices_file.h): new
   // devices are created (their checkpoints loaded on this thread, never a stream's), changed
@@ -109,8 +115,8 @@ class ServerCore {
   // and when the file changes; tests call it directly.
   Status ReloadDevices();
 
-  // Stops training for good: a running round is cancelled and whatever it produced is
-  // discarded, never published. The server calls it first thing on shutdown.
+  // Stops training for good: every running round is cancelled and whatever any round produced
+  // is discarded, never stored nor sent. The server calls it first thing on shutdown.
   void BeginShutdown();
   bool stopping() const { return stopping_; }
 
@@ -166,8 +172,11 @@ class ServerCore {
   // Deletes the device's stored frames beyond its retention bounds (FrameStore::Prune), keeping
   // the replay window and the gate's held-out frames as long as the bounds allow; logs.
   void PruneFrames(const std::string& device_id, bool at_start);
+  // One training worker: its own libtorch threads, then rounds until the shutdown.
   void TrainingLoop();
-  void Publish(Device& device, const RoundResult& round);
+  // Stores the round's version and sends it to the device's stream; Aborted (nothing stored)
+  // once the shutdown has begun.
+  Status Publish(Device& device, const RoundResult& round);
   StatusOr<std::shared_ptr<const ModelUpdate>> EncodeFull(const std::string& device_id, uint64_t version,
                                                             const std::vector<float>& flat) const;
 
@@ -179,7 +188,7 @@ class ServerCore {
   FailureLog storage_log_{"storing frames"};  // store failures, logged on change, then rate-limited
 
   // Lock order (the one place it is written down): reload_mu_, then ServerCore::mu_, then
-  // Device::train_mu, then devices_mu_, then Device::mu; FrameStore, LabelerPool and the
+  // Device::train_mu, then publish_mu_, then devices_mu_, then Device::mu; FrameStore, LabelerPool and the
   // streams' own mutexes are leaves taken with none of these held, and callbacks into a stream
   // (acks, updates, End) run with no core lock held.
   std::mutex reload_mu_;              // one ReloadDevices at a time, held through it
@@ -192,8 +201,11 @@ class ServerCore {
   RoundScheduler scheduler_;
   std::condition_variable work_cv_;
 
+  // Shared while a version is stored, exclusive to begin the shutdown: once BeginShutdown has
+  // it, no round of any worker stores or sends a version.
+  std::shared_mutex publish_mu_;
   std::atomic<bool> stopping_{false};
-  std::thread training_thread_;
+  std::vector<std::thread> training_workers_;
 };
 
 }  // namespace sd

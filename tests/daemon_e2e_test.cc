@@ -20,20 +20,6 @@ using namespace sd::testing;
 
 constexpr double kMap50Threshold = 0.3;
 
-SyntheticScene Scene(int seed) {
-  SyntheticSceneOptions o;
-  o.seed = seed;
-  o.width = 256;
-  o.height = 192;
-  o.num_classes = 1;
-  o.max_objects = 4;
-  o.num_frames = 300;
-  o.fps = 25;
-  auto scene = SyntheticScene::Create(o);
-  EXPECT_TRUE(scene.ok()) << scene.status().ToString();
-  return *scene;
-}
-
 // mAP50 of a detector on frames of the scene it watches, against exact ground truth.
 double Accuracy(const StudentDetector& detector, const SyntheticScene& scene) {
   std::vector<LabelledFrame> frames;
@@ -59,7 +45,7 @@ std::shared_ptr<const StudentDetector> Evaluable(const std::string& weights) {
 TEST(DaemonEndToEndTest, TwoEdgesGetRisingVersionsAndLearnTheirScenes) {
   const std::string dir = TempDir("e2e");
   const std::vector<int> seeds = {11, 12};
-  std::vector<SyntheticScene> scenes = {Scene(seeds[0]), Scene(seeds[1])};
+  std::vector<SyntheticScene> scenes = {TestScene(seeds[0]), TestScene(seeds[1])};
   auto config = ParseServerConfig(ServerYaml(dir + "/server"), "e2e-server.yaml");
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   auto server = Server::Start(*config, [&]() -> StatusOr<std::unique_ptr<Teacher>> {

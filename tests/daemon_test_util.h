@@ -45,6 +45,20 @@ inline std::string SyntheticUri(int seed) {
   return "synthetic:seed=" + std::to_string(seed) + ",frames=300,classes=1,width=256,height=192,fps=25,objects=4";
 }
 
+// The scene SyntheticUri(seed) shows, for an oracle teacher or frames sent by hand.
+inline SyntheticScene TestScene(int seed) {
+  SyntheticSceneOptions o;
+  o.seed = seed;
+  o.width = 256;
+  o.height = 192;
+  o.num_classes = 1;
+  o.max_objects = 4;
+  o.num_frames = 300;
+  o.fps = 25;
+  auto scene = SyntheticScene::Create(o);
+  return std::move(scene).value();  // the options are valid: Create cannot fail
+}
+
 // Which frame of the scene an image shows, found by its thumbnail (robust to JPEG), and that
 // frame's exact ground truth scaled to the image.
 class SyntheticOracleTeacher : public Teacher {

@@ -318,48 +318,85 @@ TEST(DeviceTrainerTest, SparseRoundChangesOnlyItsFractionAndPublishesTheDelivere
   EXPECT_LE(round->changed_weights, static_cast<int>(std::ceil(0.05 * parameters) + statistics));
 }
 
-TEST(RoundSchedulerTest, NobodyIsScheduledWithoutNewFrames) {
-  RoundScheduler scheduler(SchedulerOptions{20, 30});
-  EXPECT_EQ(scheduler.Next(0), std::nullopt);
-  EXPECT_EQ(scheduler.Next(1e6), std::nullopt);
+// The device of the next round, or nullopt; the round ends at once (`map50` published).
+std::optional<std::string> NextDone(RoundScheduler& scheduler, double now_s, double map50 = -1) {
+  std::optional<ScheduledRound> round = scheduler.Next(now_s);
+  if (!round) return std::nullopt;
+  scheduler.RoundDone(round->device, map50);
+  return round->device;
+}
+
+SchedulerOptions RoundRobin(int min_new_frames, double max_wait_s) {
+  SchedulerOptions o;
+  o.min_new_frames = min_new_frames;
+  o.max_wait_s = max_wait_s;
+  o.policy = SchedulePolicy::kRoundRobin;
+  return o;
+}
+
+SchedulerOptions Benefit(int min_new_frames, double max_wait_s, int max_skips = 4) {
+  SchedulerOptions o = RoundRobin(min_new_frames, max_wait_s);
+  o.policy = SchedulePolicy::kBenefit;
+  o.max_skips = max_skips;
+  return o;
+}
+
+class EitherPolicy : public ::testing::TestWithParam<SchedulePolicy> {
+ protected:
+  SchedulerOptions Options(int min_new_frames, double max_wait_s) const {
+    return GetParam() == SchedulePolicy::kBenefit ? Benefit(min_new_frames, max_wait_s)
+                                                  : RoundRobin(min_new_frames, max_wait_s);
+  }
+};
+
+TEST_P(EitherPolicy, NobodyIsScheduledWithoutNewFrames) {
+  RoundScheduler scheduler(Options(20, 30));
+  EXPECT_EQ(NextDone(scheduler, 0), std::nullopt);
+  EXPECT_EQ(NextDone(scheduler, 1e6), std::nullopt);
   for (int i = 0; i < 19; ++i) scheduler.OnNewFrame("a", 1);
-  EXPECT_EQ(scheduler.Next(2), std::nullopt);  // too few, too soon
+  EXPECT_EQ(NextDone(scheduler, 2), std::nullopt);  // too few, too soon
   scheduler.OnNewFrame("a", 3);
-  EXPECT_EQ(scheduler.Next(3), "a");
+  EXPECT_EQ(NextDone(scheduler, 3), "a");
   EXPECT_EQ(scheduler.pending_frames("a"), 0);
-  EXPECT_EQ(scheduler.Next(3), std::nullopt);
-  EXPECT_EQ(scheduler.Next(1e6), std::nullopt);  // time alone is not work
-  RoundScheduler fresh(SchedulerOptions{20, 30});
+  EXPECT_EQ(NextDone(scheduler, 3), std::nullopt);
+  EXPECT_EQ(NextDone(scheduler, 1e6), std::nullopt);  // time alone is not work
+  RoundScheduler fresh(Options(20, 30));
   fresh.OnNewFrame("b", 0);
   for (int i = 0; i < 20; ++i) fresh.OnNewFrame("b", 1);
-  EXPECT_EQ(fresh.Next(1), "b");  // round at t = 1
+  EXPECT_EQ(NextDone(fresh, 1), "b");  // round at t = 1
   fresh.OnNewFrame("b", 2);
   EXPECT_EQ(fresh.pending_frames("b"), 1);
   EXPECT_EQ(fresh.pending_frames("unknown"), 0);
-  EXPECT_EQ(fresh.Next(30.5), std::nullopt);
-  EXPECT_EQ(fresh.Next(31), "b");  // one frame, and max_wait_s since the last round
+  EXPECT_EQ(NextDone(fresh, 30.5), std::nullopt);
+  EXPECT_EQ(NextDone(fresh, 31), "b");  // one frame, and max_wait_s since the last round
 }
 
-TEST(RoundSchedulerTest, FirstFrameStartsTheWaitOfANewDevice) {
-  RoundScheduler scheduler(SchedulerOptions{20, 30});
+TEST_P(EitherPolicy, FirstFrameStartsTheWaitOfANewDevice) {
+  RoundScheduler scheduler(Options(20, 30));
   scheduler.OnNewFrame("late", 100);
-  EXPECT_EQ(scheduler.Next(129), std::nullopt);
-  EXPECT_EQ(scheduler.Next(130), "late");
+  EXPECT_EQ(NextDone(scheduler, 129), std::nullopt);
+  EXPECT_EQ(NextDone(scheduler, 130), "late");
 }
 
-TEST(RoundSchedulerTest, DevicesWithWorkTakeTurns) {
-  RoundScheduler scheduler(SchedulerOptions{1, 30});
-  std::vector<std::string> order;
-  for (int t = 0; t < 6; ++t) {
-    for (const char* d : {"a", "b", "c"}) scheduler.OnNewFrame(d, t);
-    for (int k = 0; k < 2; ++k) order.push_back(scheduler.Next(t).value_or("-"));
-  }
-  // Two rounds per tick for three busy devices: nobody is served twice before the others once.
-  EXPECT_EQ(order, (std::vector<std::string>{"a", "b", "c", "a", "b", "c", "a", "b", "c", "a", "b", "c"}));
+// The training pool asks again while a round runs: the device is not handed out twice, and
+// the frames that came during its round are work for the next one.
+TEST_P(EitherPolicy, RunningDeviceIsNotHandedOutAgain) {
+  RoundScheduler scheduler(Options(2, 30));
+  for (int i = 0; i < 2; ++i) scheduler.OnNewFrame("a", 0), scheduler.OnNewFrame("b", 0);
+  std::optional<ScheduledRound> first = scheduler.Next(0);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->new_frames, 2);
+  for (int i = 0; i < 2; ++i) scheduler.OnNewFrame(first->device, 1);
+  std::optional<ScheduledRound> second = scheduler.Next(1);
+  ASSERT_TRUE(second.has_value());
+  EXPECT_NE(second->device, first->device);
+  EXPECT_EQ(scheduler.Next(1), std::nullopt);  // both running
+  scheduler.RoundDone(first->device, 0.5);
+  EXPECT_EQ(NextDone(scheduler, 2), first->device);
 }
 
-TEST(RoundSchedulerTest, ChattyDeviceDoesNotStarveQuietOne) {
-  const SchedulerOptions options{20, 30};
+TEST_P(EitherPolicy, ChattyDeviceDoesNotStarveQuietOne) {
+  const SchedulerOptions options = Options(20, 30);
   RoundScheduler scheduler(options);
   std::map<std::string, int> rounds;
   std::map<std::string, double> last_round = {{"chatty", 0}, {"quiet", 0}};
@@ -370,7 +407,7 @@ TEST(RoundSchedulerTest, ChattyDeviceDoesNotStarveQuietOne) {
   for (int t = 0; t < 600; ++t) {
     for (int k = 0; k < 10; ++k) scheduler.OnNewFrame("chatty", t), ++pending["chatty"];
     if (t % 7 == 0) scheduler.OnNewFrame("quiet", t), ++pending["quiet"];
-    std::optional<std::string> next = scheduler.Next(t);
+    std::optional<std::string> next = NextDone(scheduler, t, 0.5);
     if (!next) continue;
     EXPECT_GT(pending[*next], 0) << *next << " scheduled without new frames at t=" << t;
     pending[*next] = 0;
@@ -383,6 +420,96 @@ TEST(RoundSchedulerTest, ChattyDeviceDoesNotStarveQuietOne) {
   EXPECT_GE(rounds["chatty"], 280);
   EXPECT_GE(rounds["quiet"], 600 / 36);
   EXPECT_LE(longest_quiet_wait, options.max_wait_s + 7);
+}
+
+INSTANTIATE_TEST_SUITE_P(Policies, EitherPolicy, ::testing::Values(SchedulePolicy::kBenefit, SchedulePolicy::kRoundRobin),
+                         [](const auto& info) {
+                           return info.param == SchedulePolicy::kBenefit ? "benefit" : "round_robin";
+                         });
+
+TEST(RoundSchedulerTest, RoundRobinDevicesWithWorkTakeTurns) {
+  RoundScheduler scheduler(RoundRobin(1, 30));
+  std::vector<std::string> order;
+  for (int t = 0; t < 6; ++t) {
+    for (const char* d : {"a", "b", "c"}) scheduler.OnNewFrame(d, t);
+    for (int k = 0; k < 2; ++k) order.push_back(NextDone(scheduler, t).value_or("-"));
+  }
+  // Two rounds per tick for three busy devices: nobody is served twice before the others once.
+  EXPECT_EQ(order, (std::vector<std::string>{"a", "b", "c", "a", "b", "c", "a", "b", "c", "a", "b", "c"}));
+}
+
+// Each signal on its own decides between two devices that are alike in everything else.
+TEST(RoundSchedulerTest, BenefitPrefersTheDeviceThatGainsMost) {
+  auto due = [](RoundScheduler& s, const std::string& device, int frames, double t, double score = 0.5) {
+    for (int i = 0; i < frames; ++i) s.OnNewFrame(device, t, score);
+  };
+  {  // More new data.
+    RoundScheduler s(Benefit(10, 30));
+    due(s, "few", 10, 0), due(s, "many", 20, 0);
+    EXPECT_GT(s.Benefit("many", 1), s.Benefit("few", 1));
+    EXPECT_EQ(NextDone(s, 1), "many");
+  }
+  {  // A larger held-out mAP50 deficit; unknown (no scored version yet) first of all.
+    RoundScheduler s(Benefit(1, 30));
+    for (const char* d : {"good", "poor", "unknown"}) due(s, d, 1, 0);
+    for (const char* d : {"good", "poor", "unknown"}) EXPECT_EQ(NextDone(s, 0), d);  // first rounds, in turn
+    s.RoundDone("good", 0.9);  // (RoundDone again only updates the score)
+    s.RoundDone("poor", 0.3);
+    s.RoundDone("unknown", -1);
+    for (const char* d : {"good", "poor", "unknown"}) due(s, d, 1, 1);
+    EXPECT_EQ(NextDone(s, 1, 0.2), "unknown");
+    EXPECT_EQ(NextDone(s, 1, 0.3), "poor");
+    EXPECT_EQ(NextDone(s, 1, 0.9), "good");
+  }
+  {  // Waiting longer.
+    RoundScheduler s(Benefit(1, 30));
+    due(s, "early", 1, 0), due(s, "late", 1, 20);
+    EXPECT_EQ(NextDone(s, 25), "early");
+  }
+  {  // Drift: the edge student's image score has fallen.
+    RoundScheduler s(Benefit(1, 30));
+    due(s, "steady", 40, 0, 0.6);
+    due(s, "drifting", 30, 0, 0.6), due(s, "drifting", 10, 0, 0.2);
+    EXPECT_GT(s.Benefit("drifting", 1), s.Benefit("steady", 1) + 0.5);
+    EXPECT_EQ(NextDone(s, 1), "drifting");
+  }
+}
+
+// A device that always has lots of new data, a poor score and a falling image score cannot keep
+// one with a single frame and a good score waiting for more than max_skips rounds.
+TEST(RoundSchedulerTest, BenefitNeverStarvesADeviceWithWork) {
+  const int max_skips = 3;
+  RoundScheduler s(Benefit(1, 1000, max_skips));
+  s.OnNewFrame("modest", 0, 0.5);
+  ASSERT_EQ(NextDone(s, 0, 0.95), "modest");
+  int skipped = 0, modest_rounds = 0;
+  for (int round = 0; round < 200; ++round) {
+    const double t = 1 + round * 0.01;
+    for (int k = 0; k < 50; ++k) s.OnNewFrame("greedy", t, 0.9 - 0.004 * round);
+    if (round % 2 == 0) s.OnNewFrame("modest", t, 0.5);
+    if (s.pending_frames("modest") > 0) {
+      std::optional<ScheduledRound> next = s.Next(t);
+      ASSERT_TRUE(next.has_value());
+      s.RoundDone(next->device, next->device == "modest" ? 0.95 : 0.1);
+      if (next->device == "modest") {
+        ++modest_rounds, skipped = 0;
+      } else {
+        ASSERT_LT(++skipped, max_skips + 1) << "modest waited more than max_skips rounds at round " << round;
+      }
+    } else {
+      ASSERT_EQ(NextDone(s, t, 0.1), "greedy");
+    }
+  }
+  EXPECT_GE(modest_rounds, 200 / 2 / (max_skips + 1));
+}
+
+TEST(RoundSchedulerTest, FewNewFramesMakeAShorterRound) {
+  SchedulerOptions o = Benefit(10, 30);
+  EXPECT_EQ(RoundIterations(60, 10, o), 60);
+  EXPECT_EQ(RoundIterations(60, 25, o), 60);  // the configured iterations are the cap
+  EXPECT_EQ(RoundIterations(60, 5, o), 30);
+  EXPECT_EQ(RoundIterations(60, 1, o), 15);  // never under a quarter
+  EXPECT_EQ(RoundIterations(1, 1, o), 1);
 }
 
 }  // namespace

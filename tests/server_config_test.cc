@@ -34,6 +34,53 @@ TEST(ServerConfigTest, BadDeviceIdAndRoundOptionsAreRejected) {
   EXPECT_NE(bad_drop.status().message().find("max_map50_drop"), std::string::npos) << bad_drop.status().message();
 }
 
+// training.workers x threads_per_worker size the training pool; the old top-level `threads`
+// still means threads per worker; training.schedule picks the policy.
+TEST(ServerConfigTest, TrainingPoolAndSchedule) {
+  const std::string dir = TempDir("server_config_pool");
+  auto old_style = ParseServerConfig(ServerYaml(dir), "s.yaml");  // `threads: 2`, no pool keys
+  ASSERT_TRUE(old_style.ok()) << old_style.status().ToString();
+  EXPECT_EQ(old_style->threads_per_worker, 2);
+  EXPECT_GE(old_style->training_workers, 1);
+  EXPECT_EQ(old_style->schedule.policy, SchedulePolicy::kBenefit);
+
+  std::string yaml = ServerYaml(dir);
+  yaml.replace(yaml.find("threads: 2\n"), 11, "");
+  yaml.replace(yaml.find("training:\n"), 10, "training:\n  workers: 3\n  threads_per_worker: 1\n  schedule: round_robin\n");
+  auto pool = ParseServerConfig(yaml, "s.yaml");
+  ASSERT_TRUE(pool.ok()) << pool.status().ToString();
+  EXPECT_EQ(pool->training_workers, 3);
+  EXPECT_EQ(pool->threads_per_worker, 1);
+  EXPECT_EQ(pool->schedule.policy, SchedulePolicy::kRoundRobin);
+
+  // The error of ServerYaml with `key_line` added to `training:`.
+  auto error_with = [&](const std::string& key_line) {
+    std::string text = ServerYaml(dir);
+    text.replace(text.find("training:\n"), 10, "training:\n  " + key_line + "\n");
+    auto parsed = ParseServerConfig(text, "s.yaml");
+    return parsed.ok() ? std::string("parsed") : parsed.status().message();
+  };
+  EXPECT_NE(error_with("threads_per_worker: 1").find("old name of training.threads_per_worker"), std::string::npos);
+  EXPECT_NE(error_with("schedule: fifo").find("training.schedule"), std::string::npos);
+  EXPECT_NE(error_with("workers: -1").find("training.workers"), std::string::npos);
+
+  int workers = 0, threads = 0;
+  DefaultTrainingPool(2, &workers, &threads);
+  EXPECT_EQ(workers, 2);
+  EXPECT_EQ(threads, 1);
+  workers = 0, threads = 2;
+  DefaultTrainingPool(16, &workers, &threads);
+  EXPECT_EQ(workers, 16);
+  EXPECT_EQ(threads, 2);
+  workers = 0, threads = 0;
+  DefaultTrainingPool(0, &workers, &threads);  // hardware_concurrency() may not know
+  EXPECT_EQ(workers, 1);
+  workers = 5, threads = 0;
+  DefaultTrainingPool(1, &workers, &threads);
+  EXPECT_EQ(workers, 5);
+  EXPECT_EQ(threads, 1);
+}
+
 // update_encoding / update_fraction / update_zstd at the top are every device's; a device may
 // override them.
 TEST(ServerConfigTest, UpdatePoliciesPerDevice) {

@@ -1,0 +1,193 @@
+// streamdistill-round-bench: what a server training round costs and where the time goes, on
+// the main job's data (vtest.avi with the HOG teacher's cached labels, the server's student and
+// round options). Not a test: it prints one JSON line per measurement, which
+// docs/operations.md quotes with this command. Sections:
+//   decode     one stored JPEG (quality 75, as the edge sends) decoded, ms
+//   prepare    a step's 16 augmented samples from full-size frames vs from the frames the
+//              server caches (ShrinkForStudent), ms per step
+//   step       Adam steps on one thread from full-size vs cached frames, ms per step
+//   pool       W rounds of different devices at once, each on T libtorch threads: steps/s of
+//              the whole machine (the training pool's choice of workers x threads)
+//   accuracy   rounds from the same start on full-size vs cached frames: held-out mAP50
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <thread>
+
+#include "common/label_cache.h"
+#include "common/student_eval.h"
+#include "server/server_config.h"
+#include "tools/tool_cli.h"
+
+namespace sd {
+namespace {
+
+double Seconds(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// CPU seconds of the whole process: on a shared machine the work a step takes, whatever else
+// runs (wall time says what the machine delivers).
+double CpuSeconds() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+void Print(const nlohmann::json& line) { std::printf("%s\n", line.dump().c_str()); }
+
+std::vector<TrainingSample> Shrunk(const std::vector<TrainingSample>& samples, const StudentArchitecture& arch,
+                                   float scale) {
+  std::vector<TrainingSample> out;
+  for (const TrainingSample& s : samples) out.push_back(ShrinkForStudent(s, arch, scale));
+  return out;
+}
+
+std::vector<LabelledFrame> Shrunk(const std::vector<LabelledFrame>& frames, const StudentArchitecture& arch) {
+  std::vector<LabelledFrame> out;
+  for (const LabelledFrame& f : frames) {
+    TrainingSample s = ShrinkForStudent({f.bgr, f.labels}, arch, 1.0f);
+    out.push_back({f.index, s.bgr, s.boxes});
+  }
+  return out;
+}
+
+struct Rounds {
+  RoundResult last;
+  double published_map50 = -1;  // of the version the rounds ended at
+};
+
+StatusOr<Rounds> RunRounds(const ServerConfig& config, int iterations, uint64_t seed,
+                           const std::vector<TrainingSample>& train, const std::vector<LabelledFrame>& val,
+                           int rounds = 1) {
+  RoundOptions options = config.round;
+  options.iterations = iterations;
+  options.trainer.seed = seed;
+  SD_ASSIGN_OR_RETURN(auto trainer, DeviceTrainer::Create("bench", config.student, "", 0, options));
+  Rounds out;
+  for (int r = 0; r < rounds; ++r) {
+    SD_ASSIGN_OR_RETURN(out.last, trainer->RunRound(train, val));
+  }
+  out.published_map50 = trainer->published_map50();
+  return out;
+}
+
+int Run(int argc, char** argv) {
+  CLI::App app{"streamdistill-round-bench: the cost of a server training round"};
+  std::string config_path = "configs/server.yaml", video = "/usr/share/doc/opencv-doc/examples/data/vtest.avi";
+  std::string cache_dir = "cache";
+  int steps = 20, train_every = 5, accuracy_rounds = 3;
+  std::vector<std::string> pools = {"1x1", "1x2", "2x1", "2x2"};
+  std::vector<std::string> sections = {"decode", "prepare", "step", "pool", "accuracy"};
+  app.add_option("--config", config_path, "server config (student, round options, teacher)");
+  app.add_option("--video", video, "the video (frames 0-599 train, 600-794 held out)");
+  app.add_option("--cache", cache_dir, "label cache directory (labels the video when missing)");
+  app.add_option("--steps", steps, "Adam steps per measured round");
+  app.add_option("--train-every", train_every, "every k-th frame of 0-599 is a training frame");
+  app.add_option("--accuracy-rounds", accuracy_rounds, "rounds of --steps each in the accuracy section");
+  app.add_option("--pool", pools, "WORKERSxTHREADS settings to time");
+  app.add_option("--sections", sections, "what to measure");
+  if (auto code = ParseToolCommandLine(app, argc, argv)) return *code;
+  auto wants = [&](const char* s) { return std::find(sections.begin(), sections.end(), s) != sections.end(); };
+
+  auto config = LoadServerConfig(config_path);
+  if (!config.ok()) return std::fprintf(stderr, "%s\n", config.status().ToString().c_str()), 1;
+  auto teacher = CreateTeacher(config->teacher);
+  if (!teacher.ok()) return std::fprintf(stderr, "%s\n", teacher.status().ToString().c_str()), 1;
+  auto labels = LabelVideoCached(video, **teacher, cache_dir);
+  if (!labels.ok()) return std::fprintf(stderr, "%s\n", labels.status().ToString().c_str()), 1;
+  auto all = LoadLabelledFrames(video, 0, 795, *labels);
+  if (!all.ok()) return std::fprintf(stderr, "%s\n", all.status().ToString().c_str()), 1;
+  std::vector<LabelledFrame> train_frames, val_frames;
+  for (const LabelledFrame& f : *all) {
+    if (f.index < 600 && f.index % train_every == 0) train_frames.push_back(f);
+    if (f.index >= 600 && f.index % 5 == 0) val_frames.push_back(f);
+  }
+  const StudentArchitecture& arch = config->student;
+  const std::vector<TrainingSample> full = ToTrainingSamples(train_frames);
+  const std::vector<TrainingSample> cached = Shrunk(full, arch, config->round.trainer.max_scale);
+  const std::vector<LabelledFrame> val_full = val_frames, val_cached = Shrunk(val_frames, arch);
+  Print({{"frames", {{"train", full.size()}, {"validation", val_frames.size()}}},
+         {"full", {full[0].bgr.cols, full[0].bgr.rows}},
+         {"cached", {cached[0].bgr.cols, cached[0].bgr.rows}},
+         {"cached_val", {val_cached[0].bgr.cols, val_cached[0].bgr.rows}}});
+
+  SetTorchThreads(1);
+  if (wants("decode")) {
+    std::vector<std::vector<uchar>> jpegs(full.size());
+    for (size_t i = 0; i < full.size(); ++i) cv::imencode(".jpg", full[i].bgr, jpegs[i], {cv::IMWRITE_JPEG_QUALITY, 75});
+    auto start = std::chrono::steady_clock::now();
+    for (const auto& jpeg : jpegs) cv::imdecode(jpeg, cv::IMREAD_COLOR);
+    const double decode_ms = Seconds(start) * 1000 / jpegs.size();
+    start = std::chrono::steady_clock::now();
+    Shrunk(full, arch, config->round.trainer.max_scale);
+    const double shrink_ms = Seconds(start) * 1000 / full.size();
+    Print({{"section", "decode"}, {"decode_ms", decode_ms}, {"shrink_ms", shrink_ms}});
+  }
+  if (wants("prepare") || wants("step")) {
+    for (const auto& [name, data] : {std::pair{"full", &full}, std::pair{"cached", &cached}}) {
+      auto model = StudentModel::Create(arch, 1);
+      TrainerOptions options = config->round.trainer;
+      auto trainer = StudentTrainer::Create(model->get(), options);
+      if (!trainer.ok()) return std::fprintf(stderr, "%s\n", trainer.status().ToString().c_str()), 1;
+      nlohmann::json line = {{"section", "prepare+step"}, {"frames", name}};
+      if (wants("prepare")) {
+        const int reps = 10;
+        auto start = std::chrono::steady_clock::now();
+        for (int r = 0; r < reps; ++r)
+          for (int i = 0; i < options.batch_size; ++i) (*trainer)->AugmentForTest((*data)[(r * 16 + i) % data->size()]);
+        line["augment_ms_per_step"] = Seconds(start) * 1000 / reps;
+      }
+      if (wants("step")) {
+        (*trainer)->Step(*data);  // the first step allocates
+        auto start = std::chrono::steady_clock::now();
+        const double cpu = CpuSeconds();
+        for (int i = 0; i < steps; ++i) (*trainer)->Step(*data);
+        line["step_ms"] = Seconds(start) * 1000 / steps;
+        line["step_cpu_ms"] = (CpuSeconds() - cpu) * 1000 / steps;
+      }
+      Print(line);
+    }
+  }
+  if (wants("pool")) {
+    for (const std::string& pool : pools) {
+      int workers = 0, threads = 0;
+      if (std::sscanf(pool.c_str(), "%dx%d", &workers, &threads) != 2 || workers < 1 || threads < 1)
+        return std::fprintf(stderr, "--pool %s: expected WORKERSxTHREADS\n", pool.c_str()), 2;
+      std::vector<double> round_s(workers), train_s(workers);
+      const auto start = std::chrono::steady_clock::now();
+      const double cpu = CpuSeconds();
+      std::vector<std::thread> running;
+      for (int w = 0; w < workers; ++w)
+        running.emplace_back([&, w] {
+          SetTorchThreads(threads);  // this thread's OpenMP team; the server's workers do the same
+          auto rounds = RunRounds(*config, steps, 10 + w, cached, val_cached);
+          if (rounds.ok()) round_s[w] = rounds->last.seconds, train_s[w] = rounds->last.train_seconds;
+        });
+      for (std::thread& t : running) t.join();
+      const double wall = Seconds(start);
+      Print({{"section", "pool"}, {"workers", workers}, {"threads_per_worker", threads}, {"wall_s", wall},
+             {"steps_per_s", workers * steps / wall}, {"cpu_s_per_step", (CpuSeconds() - cpu) / (workers * steps)},
+             {"round_s", round_s}, {"train_s", train_s}});
+    }
+  }
+  if (wants("accuracy")) {
+    for (const auto& [name, train, val] : {std::tuple{"full", &full, &val_full}, std::tuple{"cached", &cached, &val_cached}}) {
+      const auto start = std::chrono::steady_clock::now();
+      auto rounds = RunRounds(*config, steps, 7, *train, *val, accuracy_rounds);
+      if (!rounds.ok()) return std::fprintf(stderr, "%s\n", rounds.status().ToString().c_str()), 1;
+      Print({{"section", "accuracy"}, {"frames", name}, {"rounds", accuracy_rounds}, {"steps", steps},
+             {"map50", rounds->published_map50}, {"seconds", Seconds(start)}});
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace sd
+
+int main(int argc, char** argv) { return sd::Run(argc, argv); }

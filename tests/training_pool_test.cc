@@ -1,0 +1,129 @@
+// The server's training pool: rounds of different devices run at once on the workers, and a
+// shutdown during them cancels every one and publishes nothing. A real ServerCore (labeller,
+// SQLite store, trainers) on a tiny student and synthetic frames.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include <opencv2/imgcodecs.hpp>
+
+#include "server/server_core.h"
+#include "tests/daemon_test_util.h"
+
+namespace sd {
+namespace {
+
+using namespace sd::testing;
+
+// Labels from the scene's ground truth: the oracle of the daemon tests on one scene.
+TeacherFactory Oracle(const SyntheticScene& scene) {
+  return [scene]() -> StatusOr<std::unique_ptr<Teacher>> {
+    return std::unique_ptr<Teacher>(std::make_unique<SyntheticOracleTeacher>(std::vector<SyntheticScene>{scene}, 20));
+  };
+}
+
+ServerConfig PoolConfig(const std::string& dir, int iterations) {
+  auto config = ParseServerConfig(ServerYaml(dir), "pool.yaml");
+  EXPECT_TRUE(config.ok()) << config.status().ToString();
+  config->training_workers = 2;
+  config->threads_per_worker = 1;
+  config->schedule.min_new_frames = 8;  // exactly the training frames each device gets below
+  config->schedule.max_wait_s = 1e6;
+  config->round.iterations = iterations;
+  return *config;
+}
+
+// Sends frames 1..n of each device, alternating, and waits until all are stored: both devices
+// become due within a frame of each other.
+void SendFrames(ServerCore& core, const SyntheticScene& scene, const std::vector<std::string>& devices, int n) {
+  std::mutex mu;
+  std::condition_variable cv;
+  int stored = 0;
+  for (int sequence = 1; sequence <= n; ++sequence)
+    for (const std::string& device : devices) {
+      std::vector<uchar> jpeg;
+      cv::imencode(".jpg", scene.Render(sequence).bgr, jpeg);
+      FrameRecord meta;
+      meta.sequence = sequence;
+      meta.frame_index = sequence;
+      meta.image_score = 0.5f;
+      auto done = [&](FrameOutcome outcome) {
+        EXPECT_TRUE(outcome.status.ok()) << outcome.status.ToString();
+        std::lock_guard<std::mutex> lock(mu);
+        ++stored;
+        cv.notify_all();
+      };
+      while (!core.TrySubmitFrame(device, meta, std::string(jpeg.begin(), jpeg.end()), done))
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));  // the labelling queue is full
+    }
+  std::unique_lock<std::mutex> lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return stored == n * int(devices.size()); }));
+}
+
+// Polls the counters until `done` holds for every device (or the deadline passes).
+bool WaitFor(const ServerCore& core, const std::vector<std::string>& devices, double seconds,
+             const std::function<bool(const DeviceCounters&)>& done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds * TimeScale());
+  while (std::chrono::steady_clock::now() < deadline) {
+    bool all = true;
+    for (const std::string& d : devices) all = all && done(core.Counters(d));
+    if (all) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+bool Running(const DeviceCounters& c) { return c.round_start_s > c.round_end_s; }
+
+const std::vector<std::string> kDevices = {"cam1", "cam2"};
+
+// A core with 2 workers whose two devices have just become due (8 training frames each; the
+// sequences 4 and 8 of the 10 sent are held out, validation_every 4), for rounds of `iterations`.
+std::unique_ptr<ServerCore> CoreWithTwoDueDevices(const std::string& name, int iterations) {
+  const SyntheticScene scene = TestScene(21);
+  auto core = ServerCore::Create(PoolConfig(TempDir(name), iterations), Oracle(scene));
+  EXPECT_TRUE(core.ok()) << core.status().ToString();
+  if (!core.ok()) return nullptr;
+  SendFrames(**core, scene, kDevices, 10);
+  return std::move(core).value();
+}
+
+TEST(TrainingPoolTest, RoundsOfTwoDevicesRunAtOnce) {
+  auto core = CoreWithTwoDueDevices("pool_overlap", 40);
+  ASSERT_NE(core, nullptr);
+  ASSERT_TRUE(WaitFor(*core, kDevices, 120, [](const DeviceCounters& c) { return c.published >= 1 && !Running(c); }));
+  const DeviceCounters a = core->Counters("cam1"), b = core->Counters("cam2");
+  std::printf("[ rounds   ] cam1 %.2f-%.2f s, cam2 %.2f-%.2f s\n", 0.0, a.round_end_s - a.round_start_s,
+              b.round_start_s - a.round_start_s, b.round_end_s - a.round_start_s);
+  EXPECT_EQ(a.rounds, 1);
+  EXPECT_EQ(b.rounds, 1);
+  EXPECT_EQ(a.published, 1);
+  EXPECT_EQ(b.published, 1);
+  // Each began before the other ended.
+  EXPECT_LT(a.round_start_s, b.round_end_s);
+  EXPECT_LT(b.round_start_s, a.round_end_s);
+}
+
+TEST(TrainingPoolTest, ShutdownDuringConcurrentRoundsPublishesNothing) {
+  auto core = CoreWithTwoDueDevices("pool_shutdown", 1000000);  // rounds that never end by themselves
+  ASSERT_NE(core, nullptr);
+  ASSERT_TRUE(WaitFor(*core, kDevices, 60, Running)) << "both rounds never ran at once";
+  const auto shutdown = std::chrono::steady_clock::now();
+  core->BeginShutdown();
+  ASSERT_TRUE(WaitFor(*core, kDevices, 30, [](const DeviceCounters& c) { return !Running(c); }));
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - shutdown).count(), 10 * TimeScale())
+      << "rounds did not stop at their next step";
+  for (const std::string& device : kDevices) {
+    EXPECT_EQ(core->Counters(device).published, 0) << device;
+    EXPECT_EQ(core->store().LatestVersion(device).status().code(), Status::Code::kNotFound) << device;
+    auto latest = core->LatestUpdate(device);
+    ASSERT_TRUE(latest.ok());
+    EXPECT_EQ(*latest, nullptr) << device;
+  }
+}
+
+}  // namespace
+}  // namespace sd
