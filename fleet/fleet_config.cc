@@ -9,9 +9,10 @@ namespace {
 
 bool Overlap(const FrameRange& a, const FrameRange& b) { return a.begin < b.end && b.begin < a.end; }
 
-Status ReadCamera(const YamlReader& cameras, const std::string& device, CameraView* view) {
+Status ReadCamera(const YamlReader& cameras, const std::string& device, int detect_every, CameraView* view) {
   SD_ASSIGN_OR_RETURN(YamlReader c, cameras.Child(device));
   view->device = device;
+  view->detect_every = detect_every;
   SD_RETURN_IF_ERROR(c.Require("uri", &view->uri));
   SD_RETURN_IF_ERROR(ReadFrameRange(c, "train_frames", &view->train_frames));
   SD_RETURN_IF_ERROR(ReadFrameRange(c, "holdout_frames", &view->holdout_frames));
@@ -52,11 +53,13 @@ Status Parse(const YamlReader& root, FleetConfig* c) {
   SD_RETURN_IF_ERROR(root.Get("usage_every_s", &c->usage_every_s));
   if (!(c->usage_every_s > 0)) return root.Error("usage_every_s", "must be > 0");
   SD_RETURN_IF_ERROR(root.Get("lone_camera", &c->lone_camera));
+  SD_RETURN_IF_ERROR(root.Get("detect_every", &c->detect_every));
+  if (c->detect_every < 1) return root.Error("detect_every", "must be >= 1");
   if (!root.Has("cameras")) return root.Error("cameras", "missing required key");
   SD_ASSIGN_OR_RETURN(YamlReader cameras, root.Child("cameras"));
   for (const std::string& device : cameras.Keys()) {
     CameraView view;
-    SD_RETURN_IF_ERROR(ReadCamera(cameras, device, &view));
+    SD_RETURN_IF_ERROR(ReadCamera(cameras, device, c->detect_every, &view));
     c->cameras.push_back(std::move(view));
   }
   if (c->cameras.empty()) return root.Error("cameras", "needs at least one camera");

@@ -24,7 +24,7 @@ struct CameraView {
   bool mirror = false;                  // flipped left to right (videos only)
   double brightness = 0;                // added to every channel, saturating
   cv::Scalar colour_shift{0, 0, 0};     // added to B, G, R, saturating
-  int detect_every = 1;                 // the student runs on every k-th frame
+  int detect_every = 1;                 // the student runs on every k-th frame (default: the fleet's)
 
   bool synthetic() const { return uri.rfind("synthetic:", 0) == 0; }
   // Names every setting that changes the pixels (not the timing): equal strings, equal frames.
@@ -38,6 +38,7 @@ struct FleetConfig {
   std::string edge_config = "configs/edge.yaml";      // base of every camera's edge config
   std::string label_cache_dir = "cache/fleet";        // teacher labels of videos' held-out views
   double usage_every_s = 2;  // the server's CPU and memory are sampled this often
+  int detect_every = 1;      // every camera's, unless it sets its own
   int lone_camera = 0;       // the camera run alone after the fleet, by position in `cameras`
   std::vector<CameraView> cameras;
 };

@@ -28,6 +28,7 @@ struct CommandLine {
   int cameras = 0;  // 0: as configured
   double seconds = 0;
   double time_scale = 0;
+  int detect_every = 0;  // 0: as configured
   bool no_lone = false;
   std::string server_binary;
 };
@@ -55,8 +56,10 @@ int Run(const CommandLine& cli) {
   if (!config.ok()) return Fail(config.status(), 2);
   if (cli.seconds > 0) config->seconds = cli.seconds;
   if (cli.time_scale > 0) config->time_scale = cli.time_scale;
-  const std::vector<CameraView> cameras =
+  std::vector<CameraView> cameras =
       ReplicateCameras(config->cameras, cli.cameras > 0 ? cli.cameras : static_cast<int>(config->cameras.size()));
+  if (cli.detect_every > 0)
+    for (CameraView& view : cameras) view.detect_every = cli.detect_every;
   auto server = LoadServerConfig(config->server_config);
   if (!server.ok()) return Fail(server.status(), 2);
   auto edge = LoadEdgeConfig(config->edge_config);
@@ -124,6 +127,8 @@ int main(int argc, char** argv) {
   app.add_option("--seconds", cli.seconds, "wall-clock length of the fleet run and of the lone run")
       ->check(CLI::PositiveNumber);
   app.add_option("--time-scale", cli.time_scale, "video seconds per wall second (1: real time)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--detect-every", cli.detect_every, "every camera runs its student on every k-th frame only")
       ->check(CLI::PositiveNumber);
   app.add_flag("--no-lone", cli.no_lone, "skip the lone camera's run after the fleet");
   app.add_option("--server-binary", cli.server_binary, "streamdistill-server to start (default: next to this binary)");

@@ -37,8 +37,9 @@ std::vector<std::string> SplitCsv(const std::string& line) {
 
 TEST(FleetConfigTest, ReplicatedCamerasGetTheirOwnDeviceAndALaterStart) {
   auto config = ParseFleetConfig(R"(
+detect_every: 3
 cameras:
-  a: {uri: video.avi, start_offset: 10}
+  a: {uri: video.avi, start_offset: 10, detect_every: 2}
   b: {uri: "synthetic:seed=3", brightness: 20}
 )", "fleet.yaml");
   ASSERT_TRUE(config.ok()) << config.status().ToString();
@@ -51,6 +52,8 @@ cameras:
   EXPECT_EQ(cameras[2].start_offset, 10 + 97);
   EXPECT_EQ(cameras[4].start_offset, 10 + 2 * 97);
   EXPECT_EQ(cameras[3].brightness, 20);
+  EXPECT_EQ(cameras[2].detect_every, 2);  // its own
+  EXPECT_EQ(cameras[3].detect_every, 3);  // the fleet's
 }
 
 TEST(FleetConfigTest, HeldOutFramesMayNotBeSentAndSyntheticScenesAreNotCropped) {
