@@ -180,8 +180,9 @@ StatusOr<FleetRun> RunFleet(const FleetRunOptions& options, HoldoutScorer* score
 
   FleetRun run;
   run.cameras.resize(n);
-  std::vector<double> first_update_wall(n, 0);  // written by the uplinks' threads before the joins
-  std::mutex first_update_mu;
+  // Element i is written only by camera i's observer (its updates apply one at a time) and
+  // read after the joins.
+  std::vector<double> first_update_wall(n, 0);
   for (size_t i = 0; i < n; ++i) {
     run.cameras[i].device = options.cameras[i].device;
     SD_ASSIGN_OR_RETURN(run.cameras[i].map50_initial, scorer->Map50(agents[i]->serving()->flat, *options.holdouts[i]));
@@ -193,10 +194,7 @@ StatusOr<FleetRun> RunFleet(const FleetRunOptions& options, HoldoutScorer* score
   for (size_t i = 0; i < n; ++i) {
     agents[i]->SetUpdateObserver([&, i](const ModelUpdate&, const std::shared_ptr<const ServedModel>& served) {
       const double now = WallSeconds();
-      {
-        std::lock_guard<std::mutex> lock(first_update_mu);
-        if (first_update_wall[i] == 0) first_update_wall[i] = now;
-      }
+      if (first_update_wall[i] == 0) first_update_wall[i] = now;
       deployments.Submit(i, now - start, served);
     });
   }
