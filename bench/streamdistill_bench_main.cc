@@ -49,12 +49,10 @@ StatusOr<std::vector<Detections>> GroundTruthLabels(const std::string& uri, int6
   options.end_frame = end;
   SD_ASSIGN_OR_RETURN(auto source, OpenFrameSource(options));
   std::vector<Detections> labels;
-  Frame frame;
-  while (true) {
-    SD_ASSIGN_OR_RETURN(bool got, source->Next(&frame));
-    if (!got) break;
-    labels.push_back(frame.ground_truth);
-  }
+  SD_RETURN_IF_ERROR(ForEachFrame(*source, [&](Frame& frame) -> Status {
+    labels.push_back(std::move(frame.ground_truth));
+    return Status::Ok();
+  }));
   return labels;
 }
 

@@ -559,4 +559,13 @@ StatusOr<std::unique_ptr<FrameSource>> OpenFrameSource(const FrameSourceOptions&
   return std::unique_ptr<FrameSource>(std::move(source));
 }
 
+Status ForEachFrame(FrameSource& source, const std::function<Status(Frame&)>& visit) {
+  Frame frame;
+  while (true) {
+    SD_ASSIGN_OR_RETURN(bool got, source.Next(&frame));
+    if (!got) return Status::Ok();
+    SD_RETURN_IF_ERROR(visit(frame));
+  }
+}
+
 }  // namespace sd

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -75,5 +76,9 @@ class FrameSource {
 // The clock must outlive the source.
 StatusOr<std::unique_ptr<FrameSource>> OpenFrameSource(const FrameSourceOptions& options,
                                                        Clock* clock = Clock::Real());
+
+// Calls `visit` with every frame until the source ends; stops at the first error, the
+// source's or the visitor's. The visitor may take the frame's pixels.
+Status ForEachFrame(FrameSource& source, const std::function<Status(Frame&)>& visit);
 
 }  // namespace sd

@@ -23,10 +23,7 @@ StatusOr<std::vector<LabelledFrame>> LoadLabelledFrames(const std::string& uri, 
   options.end_frame = end;
   SD_ASSIGN_OR_RETURN(auto source, OpenFrameSource(options));
   std::vector<LabelledFrame> frames;
-  Frame frame;
-  while (true) {
-    SD_ASSIGN_OR_RETURN(bool got, source->Next(&frame));
-    if (!got) break;
+  SD_RETURN_IF_ERROR(ForEachFrame(*source, [&](Frame& frame) -> Status {
     if (frame.index < 0 || frame.index >= static_cast<int64_t>(labels.size()))
       return Status::InvalidArgument(uri + ": frame " + std::to_string(frame.index) + " has no label");
     LabelledFrame out{frame.index, frame.bgr, labels[frame.index]};
@@ -36,7 +33,8 @@ StatusOr<std::vector<LabelledFrame>> LoadLabelledFrames(const std::string& uri, 
       ScaleDetections(&out.labels, scale, scale);
     }
     frames.push_back(std::move(out));
-  }
+    return Status::Ok();
+  }));
   if (static_cast<int64_t>(frames.size()) != end - begin)
     return Status::InvalidArgument(uri + ": expected frames [" + std::to_string(begin) + ", " + std::to_string(end) +
                                    "), the source has only " + std::to_string(frames.size()) + " of them");

@@ -18,16 +18,17 @@ constexpr char kDeployedFile[] = "deployed.sdw";
 constexpr char kLegacyVersionFile[] = "deployed.version";
 }  // namespace
 
-EdgeAgent::EdgeAgent(const EdgeConfig& config, Clock* clock)
-    : config_(config), clock_(clock), frame_log_("processing frames", config.env) {}
+EdgeAgent::EdgeAgent(const EdgeConfig& config, Clock* clock, std::unique_ptr<FrameSource> source)
+    : config_(config), clock_(clock), frame_log_("processing frames", config.env), source_(std::move(source)) {}
 
 EdgeAgent::~EdgeAgent() {
   Stop();
   if (uplink_) uplink_->Stop();
 }
 
-StatusOr<std::unique_ptr<EdgeAgent>> EdgeAgent::Create(const EdgeConfig& config, Clock* clock) {
-  std::unique_ptr<EdgeAgent> agent(new EdgeAgent(config, clock));
+StatusOr<std::unique_ptr<EdgeAgent>> EdgeAgent::Create(const EdgeConfig& config, Clock* clock,
+                                                       std::unique_ptr<FrameSource> source) {
+  std::unique_ptr<EdgeAgent> agent(new EdgeAgent(config, clock, std::move(source)));
   SD_RETURN_IF_ERROR(agent->Init());
   return agent;
 }
@@ -73,7 +74,9 @@ Status EdgeAgent::Init() {
   SD_ASSIGN_OR_RETURN(auto served, BuildServed(version, scratch_->FlatWeights()));
   serving_.Swap(served);
 
-  SD_ASSIGN_OR_RETURN(source_, OpenFrameSource(config_.source, clock_));
+  if (!source_) {
+    SD_ASSIGN_OR_RETURN(source_, OpenFrameSource(config_.source, clock_));
+  }
   SD_ASSIGN_OR_RETURN(sink_, DetectionSink::Open(config_.sink));
   SD_ASSIGN_OR_RETURN(sampler_, CreateSampler(config_.sampling));
   SpoolOptions spool_options = config_.spool;
@@ -158,18 +161,8 @@ Status EdgeAgent::ApplyUpdate(const ModelUpdate& update) {
   serving_.Swap(served);  // the next frame uses it; frames in flight finish on the old one
   Status saved = SaveDeployed(*served);
   if (!saved.ok()) spdlog::warn("deployed model not saved: {}", saved.ToString());
-  Report(update);
+  if (update_observer_) update_observer_(update, served);
   return Status::Ok();
-}
-
-void EdgeAgent::Report(const ModelUpdate& update) {
-  EdgeStats s = stats();
-  std::printf("update v%-3llu frames %-6lld queried %-4lld acked %-4lld up %6.1f kbit/s  down %6.1f kbit/s  "
-              "server val mAP50 %.3f (was %.3f, %d frames)\n",
-              static_cast<unsigned long long>(update.new_version), static_cast<long long>(s.frames),
-              static_cast<long long>(s.queried), static_cast<long long>(s.uplink.frames_acked), s.uplink_kbps(),
-              s.downlink_kbps(), update.val_map50, update.val_map50_previous, update.val_frames);
-  std::fflush(stdout);
 }
 
 uint64_t EdgeAgent::ServingVersion() const { return serving_.Current()->version; }

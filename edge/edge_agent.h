@@ -35,7 +35,10 @@ struct EdgeStats {
 
 class EdgeAgent : public UpdateSink {
  public:
-  static StatusOr<std::unique_ptr<EdgeAgent>> Create(const EdgeConfig& config, Clock* clock = Clock::Real());
+  // `source` replaces the one config.source names (the fleet generator feeds transformed
+  // views of a video); nullptr opens config.source.
+  static StatusOr<std::unique_ptr<EdgeAgent>> Create(const EdgeConfig& config, Clock* clock = Clock::Real(),
+                                                     std::unique_ptr<FrameSource> source = nullptr);
   ~EdgeAgent() override;
 
   // Runs until the source ends (then lingers config.linger_s for the uplink) or Stop().
@@ -45,6 +48,11 @@ class EdgeAgent : public UpdateSink {
   void SetAckObserver(std::function<void(uint64_t sequence, int code)> observer) {
     ack_observer_ = std::move(observer);
   }
+  // Sees every applied update and the model it deployed, on the uplink's reader thread right
+  // after the swap; call before Run(). The daemon prints its update line from here, so that
+  // agents sharing a process (streamdistill-fleet) do not write to its stdout.
+  using UpdateObserver = std::function<void(const ModelUpdate& update, const std::shared_ptr<const ServedModel>& served)>;
+  void SetUpdateObserver(UpdateObserver observer) { update_observer_ = std::move(observer); }
   EdgeStats stats() const;
   std::shared_ptr<const ServedModel> serving() const { return serving_.Current(); }
   // The start model's weights (serialized), for comparing before and after.
@@ -56,7 +64,7 @@ class EdgeAgent : public UpdateSink {
   std::string ServingChecksum() const override;
 
  private:
-  explicit EdgeAgent(const EdgeConfig& config, Clock* clock);
+  EdgeAgent(const EdgeConfig& config, Clock* clock, std::unique_ptr<FrameSource> source);
   Status Init();
   Status ProcessFrame(const Frame& frame, double video_time_s);
   // The frame as the server receives it, less its sequence: that is given when it is spooled,
@@ -70,7 +78,6 @@ class EdgeAgent : public UpdateSink {
   // weights plus deployed.version are still read.
   StatusOr<std::pair<uint64_t, std::unique_ptr<StudentModel>>> LoadDeployed() const;
   Status SaveDeployed(const ServedModel& served) const;
-  void Report(const ModelUpdate& update);
 
   const EdgeConfig config_;
   Clock* clock_;
@@ -84,6 +91,7 @@ class EdgeAgent : public UpdateSink {
   std::unique_ptr<Spool> spool_;
   std::unique_ptr<Uplink> uplink_;
   std::function<void(uint64_t, int)> ack_observer_;
+  UpdateObserver update_observer_;
   // Frames the sampler holds (top_confidence_diversity), encoded: frame index -> EncodeFrame().
   // Capture thread only; the sampler bounds it by its pool.
   std::map<int64_t, std::string> held_;

@@ -102,6 +102,16 @@ int main(int argc, char** argv) {
       std::fflush(ack_log);
     });
   }
+  // One line per applied update on stdout (scripts/soak.sh counts them).
+  (*agent)->SetUpdateObserver([&agent](const sd::ModelUpdate& update, const std::shared_ptr<const sd::ServedModel>&) {
+    const sd::EdgeStats s = (*agent)->stats();
+    std::printf("update v%-3llu frames %-6lld queried %-4lld acked %-4lld up %6.1f kbit/s  down %6.1f kbit/s  "
+                "server val mAP50 %.3f (was %.3f, %d frames)\n",
+                static_cast<unsigned long long>(update.new_version), static_cast<long long>(s.frames),
+                static_cast<long long>(s.queried), static_cast<long long>(s.uplink.frames_acked), s.uplink_kbps(),
+                s.downlink_kbps(), update.val_map50, update.val_map50_previous, update.val_frames);
+    std::fflush(stdout);
+  });
   sem_init(&g_signal, 0, 0);
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);

@@ -1,0 +1,257 @@
+#include "fleet/fleet_run.h"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include <yaml-cpp/yaml.h>
+
+#include "common/env.h"
+#include "edge/edge_agent.h"
+#include "fleet/camera_view.h"
+#include "fleet/server_process.h"
+#include "server/server_config.h"
+
+namespace sd {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr double kServerStartTimeoutS = 120;  // the teacher loads before the port opens
+
+StatusOr<YAML::Node> LoadYamlNode(const std::string& path) {
+  try {
+    return YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    return Status::InvalidArgument(path + ": " + e.what());
+  }
+}
+
+std::string Emit(const YAML::Node& node) {
+  YAML::Emitter out;
+  out << node;
+  return std::string(out.c_str()) + "\n";
+}
+
+// The base server yaml with the fleet's devices (and only those) and its own storage.
+StatusOr<std::string> FleetServerYaml(const std::string& base_path, const std::string& storage_dir,
+                                      const std::map<std::string, std::string>& tokens) {
+  SD_ASSIGN_OR_RETURN(YAML::Node root, LoadYamlNode(base_path));
+  root["storage_dir"] = storage_dir;
+  YAML::Node devices(YAML::NodeType::Map);
+  for (const auto& [device, token] : tokens) devices[device]["token"] = token;
+  root["devices"] = devices;
+  const std::string text = Emit(root);
+  // Checked here, so that a bad base config is one clear error rather than a server that exits.
+  SD_RETURN_IF_ERROR(ParseServerConfig(text, base_path).status());
+  return text;
+}
+
+std::string NewToken(std::mt19937_64& random) {
+  char text[40];
+  std::snprintf(text, sizeof(text), "fleet-%016llx", static_cast<unsigned long long>(random()));
+  return text;
+}
+
+// The clock the camera sources stamp their first frames with.
+double WallSeconds() { return Clock::Real()->NowSeconds(); }
+
+// Scores deployed versions on one background thread, in the order they were deployed.
+class DeploymentScorer {
+ public:
+  DeploymentScorer(HoldoutScorer* scorer, const std::vector<HoldoutFrames>& holdouts)
+      : scorer_(scorer), holdouts_(holdouts), thread_([this] { Loop(); }) {}
+  ~DeploymentScorer() { Finish(); }
+
+  void Submit(size_t camera, double t_s, std::shared_ptr<const ServedModel> served) {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back({camera, t_s, std::move(served)});
+    cv_.notify_one();
+  }
+  // Scores what is queued and stops the thread.
+  void Finish() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      finishing_ = true;
+      cv_.notify_one();
+    }
+    if (thread_.joinable()) thread_.join();
+  }
+  // Valid after Finish(): (camera, t, version, mAP50) in deployment order, and the first error.
+  const std::vector<std::tuple<size_t, double, uint64_t, double>>& scores() const { return scores_; }
+  const Status& status() const { return status_; }
+
+ private:
+  struct Job {
+    size_t camera;
+    double t_s;
+    std::shared_ptr<const ServedModel> served;
+  };
+  void Loop() {
+    while (true) {
+      Job job;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return finishing_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        job = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      StatusOr<double> map50 = scorer_->Map50(job.served->flat, *holdouts_[job.camera]);
+      if (!map50.ok()) {
+        if (status_.ok()) status_ = map50.status();
+        continue;
+      }
+      scores_.emplace_back(job.camera, job.t_s, job.served->version, *map50);
+    }
+  }
+
+  HoldoutScorer* scorer_;
+  const std::vector<HoldoutFrames>& holdouts_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> queue_;  // guarded by mu_
+  bool finishing_ = false;  // guarded by mu_
+  std::vector<std::tuple<size_t, double, uint64_t, double>> scores_;  // the thread's until Finish
+  Status status_;                                                    // the thread's until Finish
+  std::thread thread_;  // last: starts after the members it uses
+};
+
+}  // namespace
+
+StatusOr<EdgeConfig> CameraEdgeConfig(const std::string& base_path, const CameraView& view, const std::string& token,
+                                      int port, const std::string& state_dir) {
+  SD_ASSIGN_OR_RETURN(YAML::Node root, LoadYamlNode(base_path));
+  root["device_id"] = view.device;
+  root["token"] = token;
+  root["server"] = "127.0.0.1:" + std::to_string(port);
+  // The camera's frames come from its CameraViewSource; the uri only names them.
+  YAML::Node source(YAML::NodeType::Map);
+  source["uri"] = view.uri;
+  root["source"] = source;
+  root["detect_every"] = view.detect_every;
+  YAML::Node detections(YAML::NodeType::Map);
+  detections["path"] = "/dev/null";
+  root["detections"] = detections;
+  root["state_dir"] = state_dir;
+  root.remove("spool");  // under state_dir
+  root["linger_s"] = 0;
+  root["summary_path"] = "";
+  return ParseEdgeConfig(Emit(root), base_path + " for camera " + view.device);
+}
+
+StatusOr<FleetRun> RunFleet(const FleetRunOptions& options, HoldoutScorer* scorer) {
+  std::error_code error;
+  fs::remove_all(options.dir, error);
+  if (error) return Status::IOError(options.dir + ": cannot empty: " + error.message());
+  SD_RETURN_IF_ERROR(Env::Default()->CreateDir(options.dir + "/cameras"));
+
+  std::random_device seed;
+  std::mt19937_64 random(seed());
+  std::map<std::string, std::string> tokens;
+  for (const CameraView& view : options.cameras) tokens[view.device] = NewToken(random);
+  if (tokens.size() != options.cameras.size()) return Status::InvalidArgument("two cameras have the same device id");
+  SD_ASSIGN_OR_RETURN(std::string server_yaml,
+                      FleetServerYaml(options.server_config, options.dir + "/storage", tokens));
+  const std::string server_yaml_path = options.dir + "/server.yaml";
+  SD_RETURN_IF_ERROR(WriteFileDurably(Env::Default(), server_yaml_path, server_yaml));
+  SD_ASSIGN_OR_RETURN(auto server, ServerProcess::Start(options.server_binary, server_yaml_path,
+                                                        options.dir + "/server.log", kServerStartTimeoutS));
+
+  const size_t n = options.cameras.size();
+  std::vector<std::unique_ptr<EdgeAgent>> agents;
+  std::vector<CameraViewSource*> sources;  // owned by the agents
+  for (const CameraView& view : options.cameras) {
+    SD_ASSIGN_OR_RETURN(EdgeConfig config, CameraEdgeConfig(options.edge_config, view, tokens[view.device],
+                                                            server->port(), options.dir + "/cameras/" + view.device));
+    SD_ASSIGN_OR_RETURN(auto source, CameraViewSource::Open(view, options.time_scale, Clock::Real()));
+    sources.push_back(source.get());
+    SD_ASSIGN_OR_RETURN(auto agent, EdgeAgent::Create(config, Clock::Real(), std::move(source)));
+    agents.push_back(std::move(agent));
+  }
+
+  FleetRun run;
+  run.cameras.resize(n);
+  // Element i is written only by camera i's observer (its updates apply one at a time) and
+  // read after the joins.
+  std::vector<double> first_update_wall(n, 0);
+  for (size_t i = 0; i < n; ++i) {
+    run.cameras[i].device = options.cameras[i].device;
+    SD_ASSIGN_OR_RETURN(run.cameras[i].map50_initial, scorer->Map50(agents[i]->serving()->flat, *options.holdouts[i]));
+    run.map50.push_back({options.cameras[i].device, 0, 0, run.cameras[i].map50_initial});
+  }
+
+  const double start = WallSeconds();
+  DeploymentScorer deployments(scorer, options.holdouts);
+  for (size_t i = 0; i < n; ++i) {
+    agents[i]->SetUpdateObserver([&, i](const ModelUpdate&, const std::shared_ptr<const ServedModel>& served) {
+      const double now = WallSeconds();
+      if (first_update_wall[i] == 0) first_update_wall[i] = now;
+      deployments.Submit(i, now - start, served);
+    });
+  }
+  SD_ASSIGN_OR_RETURN(ProcessUsage begin_usage, ReadProcessUsage(server->pid()));
+  std::vector<Status> run_status(n);
+  std::vector<std::thread> threads;  // no early return until they are joined
+  for (size_t i = 0; i < n; ++i) threads.emplace_back([&, i] { run_status[i] = agents[i]->Run(); });
+  ProcessUsage previous = begin_usage;
+  double previous_t = 0;
+  Status sampled;
+  while (true) {
+    const double t = WallSeconds() - start;
+    if (t >= options.seconds) break;
+    std::this_thread::sleep_for(std::chrono::duration<double>(std::min(options.usage_every_s, options.seconds - t)));
+    const double now = WallSeconds() - start;
+    StatusOr<ProcessUsage> usage = ReadProcessUsage(server->pid());
+    if (!usage.ok()) {
+      sampled = usage.status().WithContext("the server stopped during the run");
+      break;
+    }
+    run.server_usage.push_back({now, (usage->cpu_seconds - previous.cpu_seconds) / (now - previous_t), usage->rss_mb});
+    run.server_cpu_seconds = usage->cpu_seconds - begin_usage.cpu_seconds;
+    previous = *usage;
+    previous_t = now;
+  }
+  run.seconds = WallSeconds() - start;
+  for (auto& agent : agents) agent->Stop();
+  for (std::thread& thread : threads) thread.join();
+  const Status stopped = server->Stop();
+  if (!stopped.ok()) std::fprintf(stderr, "warning: %s\n", stopped.message().c_str());
+  SD_RETURN_IF_ERROR(sampled);
+  for (size_t i = 0; i < n; ++i) {
+    if (!run_status[i].ok()) return run_status[i].WithContext("camera " + options.cameras[i].device);
+  }
+  deployments.Finish();
+  SD_RETURN_IF_ERROR(deployments.status());
+
+  std::vector<double> latest_map50(n);
+  for (size_t i = 0; i < n; ++i) latest_map50[i] = run.cameras[i].map50_initial;
+  for (const auto& [camera, t_s, version, map50] : deployments.scores()) {
+    run.map50.push_back({options.cameras[camera].device, t_s, version, map50});
+    latest_map50[camera] = map50;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    CameraResult& r = run.cameras[i];
+    const EdgeStats stats = agents[i]->stats();
+    // Versions are scored as they deploy, so the served one at the end is the last scored.
+    r.map50_final = latest_map50[i];
+    run.map50.push_back({r.device, run.seconds, stats.model_version, r.map50_final});
+    r.updates = stats.uplink.updates_applied;
+    r.frames_sent = stats.uplink.frames_sent;
+    r.frames_acked = stats.uplink.frames_acked;
+    r.uplink_kbps = stats.uplink_kbps();
+    r.downlink_kbps = stats.downlink_kbps();
+    if (first_update_wall[i] > 0) r.first_update_s = first_update_wall[i] - sources[i]->first_frame_time();
+  }
+  return run;
+}
+
+}  // namespace sd

@@ -1,0 +1,72 @@
+// One run of simulated cameras against one fresh streamdistill-server: each camera is an
+// EdgeAgent (the edge daemon's own sampler, spool, uplink, update decoding and hot swap) fed
+// by a CameraViewSource, with its own device id, token and state directory. The server is a
+// child process on a config derived from a base server yaml; its CPU and memory are sampled
+// during the run. Every camera's deployed student is scored on its held-out frames at the
+// start and whenever it deploys a new version.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "edge/edge_config.h"
+#include "fleet/fleet_config.h"
+#include "fleet/holdout.h"
+
+namespace sd {
+
+struct FleetRunOptions {
+  std::vector<CameraView> cameras;
+  std::vector<HoldoutFrames> holdouts;  // one per camera
+  double seconds = 600;
+  double time_scale = 1;
+  double usage_every_s = 2;
+  std::string server_binary;
+  std::string server_config;  // the base yaml: its devices, storage_dir and listen are replaced
+  std::string edge_config;    // the base yaml of every camera
+  // Emptied first, then holds server.yaml, server.log, storage/ and cameras/<device>/.
+  std::string dir;
+};
+
+struct CameraResult {
+  std::string device;
+  double first_update_s = -1;  // from its first frame to its first deployed version; -1: none came
+  int64_t updates = 0;
+  int64_t frames_sent = 0, frames_acked = 0;
+  double map50_initial = 0, map50_final = 0;
+  double uplink_kbps = 0, downlink_kbps = 0;
+};
+
+// A camera's deployed student scored on its held-out frames at `t_s` (seconds since the
+// cameras started).
+struct Map50Point {
+  std::string device;
+  double t_s = 0;
+  uint64_t version = 0;
+  double map50 = 0;
+};
+
+struct UsageSample {
+  double t_s = 0;
+  double cpu_cores = 0;  // CPU seconds per second since the previous sample
+  double rss_mb = 0;
+};
+
+struct FleetRun {
+  double seconds = 0;  // as run
+  std::vector<CameraResult> cameras;
+  std::vector<Map50Point> map50;  // per camera: the start, each deployed version, the end
+  std::vector<UsageSample> server_usage;
+  double server_cpu_seconds = 0;  // during the run
+};
+
+StatusOr<FleetRun> RunFleet(const FleetRunOptions& options, HoldoutScorer* scorer);
+
+// The camera's edge config: the base yaml with the camera's device, token, server port and
+// state directory; detections go nowhere (the fleet scores models, not detection logs).
+StatusOr<EdgeConfig> CameraEdgeConfig(const std::string& base_path, const CameraView& view, const std::string& token,
+                                      int port, const std::string& state_dir);
+
+}  // namespace sd

@@ -1,0 +1,139 @@
+// streamdistill-fleet: its config and camera views, and the real binary on the smoke config
+// for a few seconds against a real server on loopback.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "daemon_test_util.h"
+#include "fleet/camera_view.h"
+#include "fleet/fleet_config.h"
+
+namespace sd {
+namespace {
+
+std::vector<std::string> ReadLines(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  std::string line;
+  while (std::getline(in, line)) lines.push_back(line);
+  return lines;
+}
+
+std::vector<std::string> SplitCsv(const std::string& line) {
+  std::vector<std::string> fields;
+  std::stringstream in(line);
+  std::string field;
+  while (std::getline(in, field, ',')) fields.push_back(field);
+  if (!line.empty() && line.back() == ',') fields.push_back("");
+  return fields;
+}
+
+TEST(FleetConfigTest, ReplicatedCamerasGetTheirOwnDeviceAndALaterStart) {
+  auto config = ParseFleetConfig(R"(
+detect_every: 3
+cameras:
+  a: {uri: video.avi, start_offset: 10, detect_every: 2}
+  b: {uri: "synthetic:seed=3", brightness: 20}
+)", "fleet.yaml");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  const std::vector<CameraView> cameras = ReplicateCameras(config->cameras, 5);
+  ASSERT_EQ(cameras.size(), 5u);
+  EXPECT_EQ(cameras[0].device, "a");
+  EXPECT_EQ(cameras[1].device, "b");
+  EXPECT_EQ(cameras[2].device, "a-r2");
+  EXPECT_EQ(cameras[4].device, "a-r3");
+  EXPECT_EQ(cameras[2].start_offset, 10 + 97);
+  EXPECT_EQ(cameras[4].start_offset, 10 + 2 * 97);
+  EXPECT_EQ(cameras[3].brightness, 20);
+  EXPECT_EQ(cameras[2].detect_every, 2);  // its own
+  EXPECT_EQ(cameras[3].detect_every, 3);  // the fleet's
+}
+
+TEST(FleetConfigTest, HeldOutFramesMayNotBeSentAndSyntheticScenesAreNotCropped) {
+  auto overlapping = ParseFleetConfig("cameras:\n  a: {uri: v.avi, train_frames: [0, 600], holdout_frames: [500, 700]}\n",
+                                      "fleet.yaml");
+  ASSERT_FALSE(overlapping.ok());
+  EXPECT_NE(overlapping.status().message().find("holdout_frames"), std::string::npos);
+  auto cropped = ParseFleetConfig("cameras:\n  a: {uri: \"synthetic:seed=1\", crop: [0, 0, 10, 10]}\n", "fleet.yaml");
+  ASSERT_FALSE(cropped.ok());
+  auto typo = ParseFleetConfig("cameras:\n  a: {uri: v.avi, mirorr: true}\n", "fleet.yaml");
+  ASSERT_FALSE(typo.ok());
+  EXPECT_NE(typo.status().message().find("mirorr"), std::string::npos);
+}
+
+TEST(CameraViewTest, CropMirrorAndShiftMoveThePixels) {
+  cv::Mat frame(4, 6, CV_8UC3, cv::Scalar(100, 100, 100));
+  frame.at<cv::Vec3b>(1, 2) = cv::Vec3b(250, 0, 10);
+  CameraView view;
+  view.crop = cv::Rect(2, 1, 3, 2);
+  view.mirror = true;
+  view.brightness = 10;
+  view.colour_shift = cv::Scalar(0, 5, -20);
+  auto out = ApplyView(view, frame);
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  ASSERT_EQ(out->size(), cv::Size(3, 2));
+  // The crop's top-left pixel lands top-right after the mirror; blue saturates at 255.
+  EXPECT_EQ(out->at<cv::Vec3b>(0, 2), cv::Vec3b(255, 15, 0));
+  EXPECT_EQ(out->at<cv::Vec3b>(1, 0), cv::Vec3b(110, 115, 90));
+  EXPECT_EQ(frame.at<cv::Vec3b>(1, 2), cv::Vec3b(250, 0, 10));  // the source is untouched
+  view.crop = cv::Rect(4, 0, 3, 2);
+  EXPECT_FALSE(ApplyView(view, frame).ok());
+}
+
+// The smoke config for a few seconds, with its lone run: every output file, the summary line,
+// and frames acked by the real server.
+TEST(FleetBinaryTest, SmokeRunWritesEveryReportAndItsFramesAreAcked) {
+  const std::string out = testing::TempDir("fleet_smoke");
+  const std::string command = std::string("cd ") + SD_SOURCE_DIR + " && timeout -s KILL 120 " + SD_BINARY_DIR +
+                              "/streamdistill-fleet --config configs/fleet_smoke.yaml --seconds 4 --out " + out +
+                              " 2>" + out + "/stderr.txt";
+  FILE* pipe = popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string stdout_text;
+  std::array<char, 4096> buffer;
+  size_t n;
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) stdout_text.append(buffer.data(), n);
+  const int status = pclose(pipe);
+  std::ifstream stderr_file(out + "/stderr.txt");
+  const std::string stderr_text((std::istreambuf_iterator<char>(stderr_file)), std::istreambuf_iterator<char>());
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << stderr_text;
+
+  // stdout is one JSON line.
+  ASSERT_FALSE(stdout_text.empty());
+  EXPECT_EQ(stdout_text.find('\n'), stdout_text.size() - 1) << stdout_text;
+  const nlohmann::json summary = nlohmann::json::parse(stdout_text, nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(summary.is_object()) << stdout_text;
+  for (const char* key : {"cameras", "seconds", "first_update_s_max", "updates_min", "updates_mean", "map50_final_mean",
+                          "map50_final_min", "lone_map50_final", "server_rss_mb_max", "server_cpu_mean"})
+    EXPECT_TRUE(summary.contains(key)) << key;
+  EXPECT_EQ(summary["cameras"], 2);
+  EXPECT_TRUE(summary["lone_map50_final"].is_number()) << stdout_text;
+  EXPECT_GT(summary["server_rss_mb_max"].get<double>(), 10);
+
+  const std::vector<std::string> csv = ReadLines(out + "/fleet.csv");
+  ASSERT_EQ(csv.size(), 3u);
+  EXPECT_EQ(csv[0],
+            "device,first_update_s,updates,frames_sent,frames_acked,map50_initial,map50_final,uplink_kbps,downlink_kbps");
+  for (size_t row = 1; row < csv.size(); ++row) {
+    const std::vector<std::string> fields = SplitCsv(csv[row]);
+    ASSERT_EQ(fields.size(), 9u) << csv[row];
+    EXPECT_EQ(fields[0], row == 1 ? "street" : "drift");
+    EXPECT_GT(std::stoi(fields[3]), 0) << csv[row];  // frames sent
+    EXPECT_GT(std::stoi(fields[4]), 0) << csv[row];  // frames acked
+    EXPECT_GT(std::stod(fields[7]), 0) << csv[row];  // uplink kbit/s
+  }
+  EXPECT_GE(ReadLines(out + "/server_usage.csv").size(), 2u);
+  // map50.csv: a header, then per camera at least the start and the end.
+  EXPECT_GE(ReadLines(out + "/map50.csv").size(), 5u);
+  EXPECT_FALSE(ReadLines(out + "/fleet.md").empty());
+}
+
+}  // namespace
+}  // namespace sd
