@@ -18,6 +18,7 @@
 #include "bench/replay.h"
 #include "bench/report.h"
 #include "bench/speed.h"
+#include "bench/uplink_encodings.h"
 #include "bench/update_replay.h"
 #include "common/frame_source.h"
 #include "common/progress.h"
@@ -41,6 +42,8 @@ struct Flags {
   int steps = 0;
   bool speed = false;  // the edge speed benchmark instead of a grid
   SpeedOptions speed_options;
+  bool uplink = false;  // the uplink encodings instead of a grid
+  std::string uplink_encodings = "768x75,768x50,640x60,512x75,384x75,384x85,384x95";
 };
 
 StatusOr<std::vector<Detections>> GroundTruthLabels(const std::string& uri, int64_t end) {
@@ -422,8 +425,27 @@ int RunSpeed(const Flags& flags) {
   return 0;
 }
 
+int RunUplink(const Flags& flags) {
+  UplinkBenchOptions options;
+  options.edge_config = flags.speed_options.edge_config;
+  options.server_config = flags.speed_options.server_config;
+  auto encodings = ParseUplinkEncodings(flags.uplink_encodings);
+  if (!encodings.ok()) return Fail(encodings.status(), kUsageError);
+  options.encodings = *encodings;
+  std::filesystem::create_directories(flags.out);
+  auto result = MeasureUplinkEncodings(options);
+  if (!result.ok()) return Fail(result.status(), 1);
+  const std::string markdown = UplinkMarkdown(*result);
+  std::ofstream(flags.out + "/uplink.json") << result->dump(2) << "\n";
+  std::ofstream(flags.out + "/uplink.md") << markdown;
+  std::printf("%s\n", markdown.c_str());
+  std::printf("%s\n", nlohmann::json({{"encodings", (*result)["encodings"].size()}, {"json", flags.out + "/uplink.json"}}).dump().c_str());
+  return 0;
+}
+
 int Run(const Flags& flags) {
   if (flags.speed) return RunSpeed(flags);
+  if (flags.uplink) return RunUplink(flags);
   Prepared prepared;
   if (int code = Prepare(flags, &prepared); code != 0) return code;
   return flags.updates ? RunUpdateGrid(flags, prepared) : RunStrategyGrid(flags, prepared);
@@ -440,10 +462,14 @@ int main(int argc, char** argv) {
   auto* speed = app.add_flag("--speed", flags.speed,
                              "the edge speed benchmark (OUT/speed.json, speed.md): student vs teacher, the edge's path");
   config->excludes(speed);
-  app.add_option("--edge-config", flags.speed_options.edge_config, "--speed: the edge's config (student, video)")
-      ->needs(speed);
-  app.add_option("--server-config", flags.speed_options.server_config, "--speed: the server's config (teacher)")
-      ->needs(speed);
+  auto* uplink = app.add_flag("--uplink", flags.uplink,
+                              "bytes and teacher-label agreement of frame encodings (OUT/uplink.json, uplink.md)");
+  config->excludes(uplink);
+  uplink->excludes(speed);
+  app.add_option("--edge-config", flags.speed_options.edge_config, "--speed, --uplink: the edge's config (student, video)");
+  app.add_option("--server-config", flags.speed_options.server_config, "--speed, --uplink: the server's config (teacher)");
+  app.add_option("--encodings", flags.uplink_encodings, "--uplink: WIDTHxQUALITY,... (width 0: the source's)")
+      ->needs(uplink);
   app.add_option("--weights", flags.speed_options.weights, "--speed: student checkpoint or deployed.sdw (default: random)")
       ->needs(speed);
   app.add_option("--frames", flags.speed_options.frames, "--speed: frames timed (default 200)")->needs(speed);
@@ -460,10 +486,11 @@ int main(int argc, char** argv) {
   app.add_option("--seeds", flags.seeds, "override the grid's seed count");
   app.add_option("--steps", flags.steps, "override the fine-tuning steps per run");
   if (auto exit_code = sd::ParseToolCommandLine(app, argc, argv)) return *exit_code;
-  if (!flags.speed && flags.config.empty()) {
-    std::fprintf(stderr, "streamdistill-bench: error: --config is required (or --speed)\n");
+  if (!flags.speed && !flags.uplink && flags.config.empty()) {
+    std::fprintf(stderr, "streamdistill-bench: error: --config is required (or --speed, --uplink)\n");
     return 2;
   }
   if (flags.speed && flags.out == "out/bench") flags.out = "out/speed";
+  if (flags.uplink && flags.out == "out/bench") flags.out = "out/uplink";
   return sd::Run(flags);
 }

@@ -13,6 +13,7 @@
 #include "bench/replay.h"
 #include "bench/report.h"
 #include "bench/update_replay.h"
+#include "bench/uplink_encodings.h"
 #include "tests/run_binary.h"
 #include "tests/scoped_temp_dir.h"
 
@@ -195,6 +196,53 @@ upload: {max_width: 128, jpeg_quality: 85}
   EXPECT_GT(r["edge_process"]["max_rss_mb"].get<double>(), 10);
   EXPECT_TRUE(std::filesystem::exists(out + "/speed.md"));
   EXPECT_NE(run.output.find("\"speedup_median\""), std::string::npos) << run.output;
+}
+
+TEST(BenchUplinkTest, EncodingsParseAndBadOnesAreNamed) {
+  auto parsed = ParseUplinkEncodings("768x75,384x85,0x50");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  ASSERT_EQ(parsed->size(), 3u);
+  EXPECT_EQ((*parsed)[1].max_width, 384);
+  EXPECT_EQ((*parsed)[1].jpeg_quality, 85);
+  EXPECT_EQ((*parsed)[2].max_width, 0);
+  for (const char* bad : {"", "768", "768x0", "768x101", "-1x50", "768x75x2", "768x75,abc"}) {
+    auto r = ParseUplinkEncodings(bad);
+    EXPECT_EQ(r.status().code(), Status::Code::kInvalidArgument) << bad;
+  }
+  EXPECT_NE(ParseUplinkEncodings("768x75,abc").status().message().find("'abc'"), std::string::npos);
+}
+
+// --uplink: smaller frames cost fewer bytes, and the table has a row per encoding.
+TEST(BenchCliTest, UplinkMeasuresBytesAndLabelAgreementPerEncoding) {
+  testing::ScopedTempDir dir("sd_bench_uplink");
+  const std::string edge_config = dir.File("edge.yaml");
+  std::ofstream(edge_config) << R"(device_id: cam1
+token: t
+source: {uri: "synthetic:seed=3,frames=60,classes=1,width=320,height=240"}
+student: {input_width: 128, input_height: 96, classes: 1, channels: [8, 8, 16, 16, 32]}
+sampling: {strategy: uniform, budget_per_minute: 30}
+)";
+  const std::string out = dir.File("out");
+  auto run = testing::RunBinary("streamdistill-bench",
+                                "--uplink --edge-config " + edge_config + " --server-config " +
+                                    std::string(SD_SOURCE_DIR) + "/configs/server.yaml --encodings 0x90,160x50 --out " + out,
+                                180);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  std::ifstream in(out + "/uplink.json");
+  const nlohmann::json r = nlohmann::json::parse(in);
+  ASSERT_EQ(r["encodings"].size(), 2u);
+  const nlohmann::json& full = r["encodings"][0];
+  const nlohmann::json& small = r["encodings"][1];
+  EXPECT_EQ(full["sent_width"].get<int>(), 320);
+  EXPECT_EQ(small["sent_width"].get<int>(), 160);
+  EXPECT_LT(small["message_bytes"].get<double>(), full["message_bytes"].get<double>());
+  // 30 frames a minute: kbit/s = bytes x 8 x 0.5 / 1000.
+  EXPECT_NEAR(full["kbps"].get<double>(), full["message_bytes"].get<double>() * 8 * 0.5 / 1000, 1e-6);
+  for (const auto& e : r["encodings"]) {
+    EXPECT_GE(e["label_map50"].get<double>(), 0.0);
+    EXPECT_LE(e["label_map50"].get<double>(), 1.0);
+  }
+  EXPECT_TRUE(std::filesystem::exists(out + "/uplink.md"));
 }
 
 // --updates: the server's rounds under each encoding; sparse deltas cost a fraction of full
