@@ -32,10 +32,10 @@ extern char** environ;
 namespace sd {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
-double MsSince(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+double MsSince(SteadyClock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count();
 }
 
 nlohmann::json ToJson(const TimeDistribution& d) {
@@ -69,24 +69,6 @@ StatusOr<std::unique_ptr<StudentModel>> LoadStudent(const SpeedOptions& options,
     return StudentModel::FromBytes(deployed->weights);
   }
   return StudentModel::LoadFromFile(options.weights);
-}
-
-StatusOr<std::vector<cv::Mat>> ReadFrames(const FrameSourceOptions& source, int count, double* read_ms) {
-  FrameSourceOptions o = source;
-  o.loop = true;  // a short video still yields `count` frames
-  o.realtime = false;
-  SD_ASSIGN_OR_RETURN(auto reader, OpenFrameSource(o));
-  std::vector<cv::Mat> frames;
-  Frame frame;
-  const auto t0 = Clock::now();
-  while (static_cast<int>(frames.size()) < count) {
-    SD_ASSIGN_OR_RETURN(bool got, reader->Next(&frame));
-    if (!got) break;
-    frames.push_back(frame.bgr.clone());
-  }
-  if (frames.empty()) return Status::InvalidArgument(source.uri + ": no frames");
-  *read_ms = MsSince(t0) / frames.size();
-  return frames;
 }
 
 StatusOr<nlohmann::json> TimeDetectors(const StudentDetector& student, Teacher& teacher,
@@ -141,7 +123,7 @@ StatusOr<double> MeasurePath(const SpeedOptions& options, const std::string& wei
   // The uplink warns about the refused link on every retry; that is expected here.
   const auto level = spdlog::get_level();
   spdlog::set_level(spdlog::level::err);
-  const auto t0 = Clock::now();
+  const auto t0 = SteadyClock::now();
   const Status ran = agent->Run();
   spdlog::set_level(level);
   SD_RETURN_IF_ERROR(ran);
@@ -165,7 +147,7 @@ StatusOr<ProcessRun> RunProcess(const std::vector<std::string>& argv, const std:
   posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_adddup2(&actions, 1, 2);
   pid_t pid = 0;
-  const auto t0 = Clock::now();
+  const auto t0 = SteadyClock::now();
   const int spawned = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   if (spawned != 0) return Status::Internal(argv[0] + ": cannot start: " + std::strerror(spawned));
@@ -216,8 +198,11 @@ StatusOr<nlohmann::json> MeasureSpeed(const SpeedOptions& options) {
   const std::string weights = options.work_dir + "/student.sdw";
   SD_RETURN_IF_ERROR(model->SaveToFile(weights));
 
-  double read_ms = 0;
-  SD_ASSIGN_OR_RETURN(std::vector<cv::Mat> frames, ReadFrames(edge.source, options.frames, &read_ms));
+  FrameSourceOptions source = edge.source;
+  source.loop = true;  // a short video still yields options.frames frames
+  const auto read_start = SteadyClock::now();
+  SD_ASSIGN_OR_RETURN(std::vector<cv::Mat> frames, ReadFrames(source, options.frames));
+  const double read_ms = MsSince(read_start) / frames.size();
   nlohmann::json result;
   result["video"] = edge.source.uri;
   result["frame_size"] = std::to_string(frames[0].cols) + "x" + std::to_string(frames[0].rows);

@@ -38,21 +38,11 @@ namespace {
 StatusOr<std::vector<cv::Mat>> SpreadFrames(const FrameSourceOptions& source, int count) {
   FrameSourceOptions o = source;
   o.loop = false;
-  o.realtime = false;
   SD_ASSIGN_OR_RETURN(auto probe, OpenFrameSource(o));
   int64_t end = probe->frame_count();
   if (o.end_frame >= 0 && (end < 0 || o.end_frame < end)) end = o.end_frame;
   if (end > o.start_frame) o.stride = std::max<int64_t>(1, (end - o.start_frame) / count);
-  SD_ASSIGN_OR_RETURN(auto reader, OpenFrameSource(o));
-  std::vector<cv::Mat> frames;
-  Frame frame;
-  while (static_cast<int>(frames.size()) < count) {
-    SD_ASSIGN_OR_RETURN(bool got, reader->Next(&frame));
-    if (!got) break;
-    frames.push_back(frame.bgr.clone());
-  }
-  if (frames.empty()) return Status::InvalidArgument(source.uri + ": no frames");
-  return frames;
+  return ReadFrames(o, count);
 }
 
 }  // namespace

@@ -568,4 +568,18 @@ Status ForEachFrame(FrameSource& source, const std::function<Status(Frame&)>& vi
   }
 }
 
+StatusOr<std::vector<cv::Mat>> ReadFrames(FrameSourceOptions options, int max_frames) {
+  options.realtime = false;
+  SD_ASSIGN_OR_RETURN(auto source, OpenFrameSource(options));
+  std::vector<cv::Mat> frames;
+  Frame frame;
+  while (static_cast<int>(frames.size()) < max_frames) {
+    SD_ASSIGN_OR_RETURN(bool got, source->Next(&frame));
+    if (!got) break;
+    frames.push_back(frame.bgr.clone());
+  }
+  if (frames.empty()) return Status::InvalidArgument(options.uri + ": no frames");
+  return frames;
+}
+
 }  // namespace sd

@@ -9,6 +9,8 @@
 
 #include <opencv2/core.hpp>
 
+#include <vector>
+
 #include "common/detection.h"
 #include "common/status.h"
 
@@ -80,5 +82,9 @@ StatusOr<std::unique_ptr<FrameSource>> OpenFrameSource(const FrameSourceOptions&
 // Calls `visit` with every frame until the source ends; stops at the first error, the
 // source's or the visitor's. The visitor may take the frame's pixels.
 Status ForEachFrame(FrameSource& source, const std::function<Status(Frame&)>& visit);
+
+// Up to `max_frames` frames of the source as it delivers them (range, stride, loop), read as
+// fast as it goes (never paced), kept in memory. InvalidArgument when it yields none.
+StatusOr<std::vector<cv::Mat>> ReadFrames(FrameSourceOptions options, int max_frames);
 
 }  // namespace sd
