@@ -283,9 +283,11 @@ double Mix(double mean, double value, double weight) { return mean < 0 ? value :
 
 }  // namespace
 
-int RoundIterations(int iterations, int new_frames, const SchedulerOptions& options) {
+int RoundIterations(int iterations, const ScheduledRound& round, const SchedulerOptions& options) {
   const int floor = std::max(1, (iterations + 3) / 4);
-  if (new_frames >= options.min_new_frames || options.min_new_frames <= 0) return iterations;
+  const int new_frames = round.new_frames;
+  if (round.others_waiting == 0 || new_frames >= options.min_new_frames || options.min_new_frames <= 0)
+    return iterations;
   const int scaled = static_cast<int>(std::ceil(static_cast<double>(iterations) * new_frames / options.min_new_frames));
   return std::clamp(scaled, floor, iterations);
 }
@@ -358,8 +360,11 @@ std::optional<ScheduledRound> RoundScheduler::Next(double now_s) {
   const std::optional<size_t> chosen =
       options_.policy == SchedulePolicy::kRoundRobin ? PickRoundRobin(now_s) : PickByBenefit(now_s);
   if (!chosen) return std::nullopt;
+  int others_waiting = 0;
+  for (size_t i = 0; i < devices_.size(); ++i)
+    if (i != *chosen && HasWork(devices_[i], now_s)) ++others_waiting;
   DeviceState& d = devices_[*chosen];
-  ScheduledRound round{d.name, d.new_frames};
+  ScheduledRound round{d.name, d.new_frames, others_waiting};
   d.new_frames = 0;
   d.skipped = 0;
   d.last_round_s = now_s;

@@ -172,13 +172,16 @@ struct SchedulerOptions {
 // What Next hands a worker.
 struct ScheduledRound {
   std::string device;
-  int new_frames = 0;  // since its last round
+  int new_frames = 0;      // since its last round
+  int others_waiting = 0;  // other devices that had work, not running, when this one was picked
 };
 
-// The Adam steps of a round for a device with `new_frames` new frames: the full `iterations`
-// from min_new_frames on, fewer for a device due by time with a few frames only (not much new to
-// learn), never under a quarter of `iterations`.
-int RoundIterations(int iterations, int new_frames, const SchedulerOptions& options);
+// The Adam steps of a round: the full `iterations` for a device with min_new_frames new frames
+// or when no other device waits; fewer for a device due by time with a few frames only while
+// others wait (not much new to learn, and the time goes to them), never under a quarter of
+// `iterations`. A shortened round only helps the devices waiting: alone, a camera got 0.69
+// instead of 0.78 held-out mAP50 in the main job from rounds cut to 30-48 steps.
+int RoundIterations(int iterations, const ScheduledRound& round, const SchedulerOptions& options);
 
 class RoundScheduler {
  public:

@@ -87,8 +87,11 @@ Status ReadTrainingPool(const YamlReader& root, const YamlReader& training, Serv
     if (threads_per_worker < 1) return root.Error("threads", "must be >= 1");
   }
   if (workers < 0) return training.Error("workers", "must be >= 1 (0 or absent: one per core)");
-  if (threads_per_worker < 0) return training.Error("threads_per_worker", "must be >= 1 (0 or absent: 1)");
-  DefaultTrainingPool(std::thread::hardware_concurrency(), &workers, &threads_per_worker);
+  if (threads_per_worker < 0)
+    return training.Error("threads_per_worker", "must be >= 1 (0 or absent: the cores shared among the workers)");
+  // Devices enrolled through the file may come and go: size the pool for the machine then.
+  const size_t devices = c->devices_file.empty() ? c->device_tokens.size() : 0;
+  DefaultTrainingPool(std::thread::hardware_concurrency(), devices, &workers, &threads_per_worker);
   c->training_workers = workers;
   c->threads_per_worker = threads_per_worker;
   return Status::Ok();
@@ -189,9 +192,13 @@ Status Parse(const YamlReader& root, ServerConfig* c) {
 
 }  // namespace
 
-void DefaultTrainingPool(unsigned cores, int* workers, int* threads_per_worker) {
-  if (*threads_per_worker <= 0) *threads_per_worker = 1;
-  if (*workers <= 0) *workers = std::max(1, static_cast<int>(cores));
+void DefaultTrainingPool(unsigned cores, size_t devices, int* workers, int* threads_per_worker) {
+  const int usable_cores = std::max(1, static_cast<int>(cores));
+  if (*workers <= 0) {
+    *workers = usable_cores;
+    if (devices > 0) *workers = std::min<int>(usable_cores, static_cast<int>(devices));
+  }
+  if (*threads_per_worker <= 0) *threads_per_worker = std::max(1, usable_cores / *workers);
 }
 
 const UpdatePolicy& UpdatesFor(const ServerConfig& config, const std::string& device_id) {

@@ -74,12 +74,16 @@ struct ServerConfig {
                               // go through it (tests inject disk faults here)
 };
 
-// The training pool for a machine with `cores` cores when the file leaves it open: a worker per
-// core, each on one libtorch thread. Measured (docs/operations.md): rounds of different devices
-// side by side on one thread each make more steps per second than one round on all cores, and
-// an OpenMP team of 2+ threads on cores that other work shares spins at its barriers (one round
-// on 2 threads took 10x the CPU time). `workers` and `threads_per_worker` keep values > 0.
-void DefaultTrainingPool(unsigned cores, int* workers, int* threads_per_worker);
+// The training pool for a machine with `cores` cores and `devices` configured devices (0:
+// unknown, a devices file) when the file leaves it open: a worker per core, but no more workers
+// than devices, and the cores shared among the workers. Measured (docs/operations.md): rounds of
+// different devices side by side on one thread each make more steps per second than one round
+// on all cores, and an OpenMP team of 2+ threads on cores that other work shares spins at its
+// barriers (one round on 2 threads took 10x the CPU time while other builds ran). But one camera
+// alone leaves a worker idle: its rounds on 1 thread took 45-50 s instead of 18-30 s on 2, and
+// the main job ended 0.77 instead of 0.8 (fewer versions in 300 s). `workers` and
+// `threads_per_worker` keep values > 0.
+void DefaultTrainingPool(unsigned cores, size_t devices, int* workers, int* threads_per_worker);
 
 // The policy of `device_id`: its own if configured, else the server-wide one.
 const UpdatePolicy& UpdatesFor(const ServerConfig& config, const std::string& device_id);

@@ -492,7 +492,7 @@ StatusOr<RoundResult> ServerCore::RunScheduledRound() {
   }
   if (!next) return Status::NotFound("no device has new training data");
   StatusOr<RoundResult> round =
-      RunRound(next->device, RoundIterations(config_.round.iterations, next->new_frames, config_.schedule));
+      RunRound(next->device, RoundIterations(config_.round.iterations, *next, config_.schedule));
   auto device = FindDevice(next->device);
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -503,13 +503,31 @@ TEST(RoundSchedulerTest, BenefitNeverStarvesADeviceWithWork) {
   EXPECT_GE(modest_rounds, 200 / 2 / (max_skips + 1));
 }
 
-TEST(RoundSchedulerTest, FewNewFramesMakeAShorterRound) {
+TEST(RoundSchedulerTest, FewNewFramesMakeAShorterRoundWhileOthersWait) {
   SchedulerOptions o = Benefit(10, 30);
-  EXPECT_EQ(RoundIterations(60, 10, o), 60);
-  EXPECT_EQ(RoundIterations(60, 25, o), 60);  // the configured iterations are the cap
-  EXPECT_EQ(RoundIterations(60, 5, o), 30);
-  EXPECT_EQ(RoundIterations(60, 1, o), 15);  // never under a quarter
-  EXPECT_EQ(RoundIterations(1, 1, o), 1);
+  auto round = [](int new_frames, int others_waiting) { return ScheduledRound{"cam", new_frames, others_waiting}; };
+  EXPECT_EQ(RoundIterations(60, round(10, 1), o), 60);
+  EXPECT_EQ(RoundIterations(60, round(25, 1), o), 60);  // the configured iterations are the cap
+  EXPECT_EQ(RoundIterations(60, round(5, 1), o), 30);
+  EXPECT_EQ(RoundIterations(60, round(1, 3), o), 15);  // never under a quarter
+  EXPECT_EQ(RoundIterations(1, round(1, 1), o), 1);
+  EXPECT_EQ(RoundIterations(60, round(5, 0), o), 60);  // nobody waits: a full round costs no one
+}
+
+TEST(RoundSchedulerTest, NextCountsTheOtherDevicesWaiting) {
+  RoundScheduler s(Benefit(1, 1000));
+  s.OnNewFrame("a", 0, 0.5);
+  s.OnNewFrame("b", 0, 0.5);
+  s.OnNewFrame("c", 0, 0.5);
+  auto first = s.Next(1);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->others_waiting, 2);
+  auto second = s.Next(1);
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->others_waiting, 1);  // the first is running, not waiting
+  auto third = s.Next(1);
+  ASSERT_TRUE(third.has_value());
+  EXPECT_EQ(third->others_waiting, 0);
 }
 
 }  // namespace

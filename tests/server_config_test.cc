@@ -65,18 +65,27 @@ TEST(ServerConfigTest, TrainingPoolAndSchedule) {
   EXPECT_NE(error_with("workers: -1").find("training.workers"), std::string::npos);
 
   int workers = 0, threads = 0;
-  DefaultTrainingPool(2, &workers, &threads);
+  DefaultTrainingPool(2, 8, &workers, &threads);  // a fleet: a worker per core, one thread each
   EXPECT_EQ(workers, 2);
   EXPECT_EQ(threads, 1);
-  workers = 0, threads = 2;
-  DefaultTrainingPool(16, &workers, &threads);
-  EXPECT_EQ(workers, 16);
+  workers = 0, threads = 0;
+  DefaultTrainingPool(2, 1, &workers, &threads);  // one camera: one worker on both cores
+  EXPECT_EQ(workers, 1);
   EXPECT_EQ(threads, 2);
   workers = 0, threads = 0;
-  DefaultTrainingPool(0, &workers, &threads);  // hardware_concurrency() may not know
+  DefaultTrainingPool(16, 0, &workers, &threads);  // devices unknown (a devices file)
+  EXPECT_EQ(workers, 16);
+  EXPECT_EQ(threads, 1);
+  workers = 0, threads = 2;
+  DefaultTrainingPool(16, 4, &workers, &threads);
+  EXPECT_EQ(workers, 4);
+  EXPECT_EQ(threads, 2);
+  workers = 0, threads = 0;
+  DefaultTrainingPool(0, 3, &workers, &threads);  // hardware_concurrency() may not know
   EXPECT_EQ(workers, 1);
+  EXPECT_EQ(threads, 1);
   workers = 5, threads = 0;
-  DefaultTrainingPool(1, &workers, &threads);
+  DefaultTrainingPool(1, 8, &workers, &threads);
   EXPECT_EQ(workers, 5);
   EXPECT_EQ(threads, 1);
 }
