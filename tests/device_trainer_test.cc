@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cmath>
 #include <map>
+#include <random>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -528,6 +529,52 @@ TEST(RoundSchedulerTest, NextCountsTheOtherDevicesWaiting) {
   auto third = s.Next(1);
   ASSERT_TRUE(third.has_value());
   EXPECT_EQ(third->others_waiting, 0);
+}
+
+}  // namespace
+}  // namespace sd
+
+namespace sd {
+namespace {
+
+// The fleet's shape (issue 11): 8 cameras, each sending a frame every 3 s from its own start,
+// every 5th held out (not counted), 2 workers, rounds of 125-150 s. Every camera gets a round
+// before any camera gets its third.
+TEST(RoundSchedulerTest, EightCamerasOnTwoWorkersAllGetARoundEarly) {
+  RoundScheduler s(Benefit(10, 20));
+  const std::vector<std::string> cameras = {"mirror", "right", "cool", "left", "bright", "dark", "warm", "full"};
+  std::map<std::string, int> rounds;
+  std::map<std::string, int> sent;
+  struct Running {
+    std::string device;
+    double ends = 0;
+  };
+  std::vector<std::optional<Running>> workers(2);
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<double> jitter(0, 3), length(125, 150), map50(0, 1);
+  std::vector<double> next_frame;
+  for (size_t i = 0; i < cameras.size(); ++i) next_frame.push_back(jitter(rng) * 3);
+  bool third_before_all_first = false;
+  for (double t = 0; t < 1200; t += 0.25) {
+    for (size_t i = 0; i < cameras.size(); ++i) {
+      if (t < next_frame[i]) continue;
+      if (++sent[cameras[i]] % 5 != 0) s.OnNewFrame(cameras[i], t, 0.5);
+      next_frame[i] += 2 + jitter(rng) * 2 / 3;
+    }
+    for (auto& w : workers) {
+      if (w && t >= w->ends) {
+        s.RoundDone(w->device, map50(rng));
+        w.reset();
+      }
+      if (w) continue;
+      auto next = s.Next(t);
+      if (!next) continue;
+      if (++rounds[next->device] == 3 && rounds.size() < cameras.size()) third_before_all_first = true;
+      w = Running{next->device, t + length(rng)};
+    }
+  }
+  EXPECT_FALSE(third_before_all_first);
+  for (const std::string& c : cameras) EXPECT_GE(rounds[c], 2) << c;
 }
 
 }  // namespace
