@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <utility>
 
 #include "server/server.h"
 #include "tests/daemon_test_util.h"
@@ -64,30 +65,17 @@ TEST(ServerConfigTest, TrainingPoolAndSchedule) {
   EXPECT_NE(error_with("schedule: fifo").find("training.schedule"), std::string::npos);
   EXPECT_NE(error_with("workers: -1").find("training.workers"), std::string::npos);
 
-  int workers = 0, threads = 0;
-  DefaultTrainingPool(2, 8, &workers, &threads);  // a fleet: a worker per core, one thread each
-  EXPECT_EQ(workers, 2);
-  EXPECT_EQ(threads, 1);
-  workers = 0, threads = 0;
-  DefaultTrainingPool(2, 1, &workers, &threads);  // one camera: one worker on both cores
-  EXPECT_EQ(workers, 1);
-  EXPECT_EQ(threads, 2);
-  workers = 0, threads = 0;
-  DefaultTrainingPool(16, 0, &workers, &threads);  // devices unknown (a devices file)
-  EXPECT_EQ(workers, 16);
-  EXPECT_EQ(threads, 1);
-  workers = 0, threads = 2;
-  DefaultTrainingPool(16, 4, &workers, &threads);
-  EXPECT_EQ(workers, 4);
-  EXPECT_EQ(threads, 2);
-  workers = 0, threads = 0;
-  DefaultTrainingPool(0, 3, &workers, &threads);  // hardware_concurrency() may not know
-  EXPECT_EQ(workers, 1);
-  EXPECT_EQ(threads, 1);
-  workers = 5, threads = 0;
-  DefaultTrainingPool(1, 8, &workers, &threads);
-  EXPECT_EQ(workers, 5);
-  EXPECT_EQ(threads, 1);
+  // {workers, threads_per_worker} for a machine, its devices and what the file gave (0: open).
+  auto defaults = [](unsigned cores, size_t devices, int workers, int threads) {
+    DefaultTrainingPool(cores, devices, &workers, &threads);
+    return std::make_pair(workers, threads);
+  };
+  EXPECT_EQ(defaults(2, 8, 0, 0), std::make_pair(2, 1));    // a fleet: a worker per core, one thread each
+  EXPECT_EQ(defaults(2, 1, 0, 0), std::make_pair(1, 2));    // one camera: one worker on both cores
+  EXPECT_EQ(defaults(16, 0, 0, 0), std::make_pair(16, 1));  // devices unknown (a devices file)
+  EXPECT_EQ(defaults(16, 4, 0, 2), std::make_pair(4, 2));
+  EXPECT_EQ(defaults(0, 3, 0, 0), std::make_pair(1, 1));  // hardware_concurrency() may not know
+  EXPECT_EQ(defaults(1, 8, 5, 0), std::make_pair(5, 1));
 }
 
 // update_encoding / update_fraction / update_zstd at the top are every device's; a device may
