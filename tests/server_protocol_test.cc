@@ -13,7 +13,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <future>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -249,6 +248,8 @@ TEST_F(ServerProtocolTest, OversizeMessageIsResourceExhausted) {
 // grpc.health.v1 stubs are not installed as headers, so the check goes through the generic
 // stub with a hand-encoded HealthCheckRequest {string service = 1} and the response
 // HealthCheckResponse {ServingStatus status = 1} (SERVING = 1) is decoded by hand.
+// The call runs on a completion queue the test owns: the callback API's shared client queue
+// (CallbackAlternativeCQ) raced with process exit under ASan (a double free in gRPC 1.51).
 grpc::Status HealthCheck(const std::shared_ptr<grpc::Channel>& channel, const std::string& service,
                          int* serving_status) {
   std::string request_bytes;
@@ -257,21 +258,27 @@ grpc::Status HealthCheck(const std::shared_ptr<grpc::Channel>& channel, const st
   request_bytes += service;
   grpc::Slice slice(request_bytes);
   grpc::ByteBuffer request(&slice, 1);
-  auto response = std::make_shared<grpc::ByteBuffer>();
-  auto context = std::make_shared<grpc::ClientContext>();
-  context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  auto done = std::make_shared<std::promise<grpc::Status>>();
+  grpc::ByteBuffer response_buffer;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc::CompletionQueue cq;
   grpc::GenericStub stub(channel);
-  // The callback owns what it touches, so it is safe even if the wait below were to give up.
-  stub.UnaryCall(context.get(), "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, response.get(),
-                 [done, context, response](grpc::Status status) { done->set_value(status); });
-  auto future = done->get_future();
-  if (future.wait_for(std::chrono::seconds(15)) != std::future_status::ready)
-    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "health check did not complete");
-  grpc::Status status = future.get();
+  auto call = stub.PrepareUnaryCall(&context, "/grpc.health.v1.Health/Check", request, &cq);
+  call->StartCall();
+  grpc::Status status;
+  call->Finish(&response_buffer, &status, reinterpret_cast<void*>(1));
+  void* tag = nullptr;
+  bool ok = false;
+  const bool finished = cq.Next(&tag, &ok);  // the deadline above bounds the wait
+  cq.Shutdown();
+  void* drained_tag;
+  bool drained_ok;
+  while (cq.Next(&drained_tag, &drained_ok)) {
+  }
+  if (!finished || !ok) return grpc::Status(grpc::StatusCode::INTERNAL, "health check did not complete");
   if (!status.ok()) return status;
   std::vector<grpc::Slice> slices;
-  response->Dump(&slices);
+  response_buffer.Dump(&slices);
   std::string bytes;
   for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
   *serving_status = 0;  // UNKNOWN: proto3 leaves the default out
