@@ -1,5 +1,7 @@
 #include "fleet/fleet_config.h"
 
+#include <algorithm>
+
 #include <cstdio>
 
 #include "common/yaml_reader.h"
@@ -65,6 +67,15 @@ Status Parse(const YamlReader& root, FleetConfig* c) {
   if (c->cameras.empty()) return root.Error("cameras", "needs at least one camera");
   if (c->lone_camera < 0 || c->lone_camera >= static_cast<int>(c->cameras.size()))
     return root.Error("lone_camera", "must be the position of a camera under `cameras`");
+  SD_ASSIGN_OR_RETURN(YamlReader groups, root.Child("groups"));
+  for (const std::string& name : groups.Keys()) {
+    std::vector<std::string> members;
+    SD_RETURN_IF_ERROR(groups.Require(name, &members));
+    for (const std::string& member : members)
+      if (std::none_of(c->cameras.begin(), c->cameras.end(), [&](const CameraView& v) { return v.device == member; }))
+        return groups.Error(name, "'" + member + "' is not a camera under `cameras`");
+    c->groups[name] = members;  // the server checks the rest (sizes, a camera in two groups)
+  }
   return root.CheckAllKeysUsed();
 }
 
@@ -98,6 +109,22 @@ std::vector<CameraView> ReplicateCameras(const std::vector<CameraView>& cameras,
     out.push_back(std::move(view));
   }
   return out;
+}
+
+std::map<std::string, std::vector<std::string>> GroupsOf(const std::map<std::string, std::vector<std::string>>& groups,
+                                                         const std::vector<CameraView>& cameras) {
+  std::map<std::string, std::vector<std::string>> present;
+  for (const auto& [name, members] : groups) {
+    std::vector<std::string> devices;
+    for (const CameraView& view : cameras)
+      for (const std::string& member : members)
+        // A repetition is "<member>-r<k>" (ReplicateCameras).
+        if (view.device == member || (view.device.rfind(member + "-r", 0) == 0 &&
+                                      view.device.find_first_not_of("0123456789", member.size() + 2) == std::string::npos))
+          devices.push_back(view.device);
+    if (devices.size() >= 2) present[name] = devices;
+  }
+  return present;
 }
 
 }  // namespace sd

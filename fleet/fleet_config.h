@@ -2,6 +2,7 @@
 // streamdistill-fleet and the daemon configs they are derived from. Keys: docs/fleet.md.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,8 @@ struct FleetConfig {
   int detect_every = 1;      // every camera's, unless it sets its own
   int lone_camera = 0;       // the camera run alone after the fleet, by position in `cameras`
   std::vector<CameraView> cameras;
+  // Shared students (server.yaml `groups`): group name -> cameras that share one student.
+  std::map<std::string, std::vector<std::string>> groups;
 };
 
 StatusOr<FleetConfig> LoadFleetConfig(const std::string& path);
@@ -50,5 +53,10 @@ StatusOr<FleetConfig> ParseFleetConfig(const std::string& yaml_text, const std::
 // camera is device "<device>-r<k+1>" and starts k * 97 frames later in its train range, so
 // repeated views do not move in lockstep.
 std::vector<CameraView> ReplicateCameras(const std::vector<CameraView>& cameras, int count);
+
+// The server's groups for `cameras` (after ReplicateCameras): each configured group with its
+// cameras' repetitions too; a group left with fewer than 2 of `cameras` is dropped.
+std::map<std::string, std::vector<std::string>> GroupsOf(const std::map<std::string, std::vector<std::string>>& groups,
+                                                         const std::vector<CameraView>& cameras);
 
 }  // namespace sd

@@ -30,6 +30,8 @@ struct CommandLine {
   double time_scale = 0;
   int detect_every = 0;  // 0: as configured
   bool no_lone = false;
+  bool shared = false;     // one group of every camera
+  bool no_groups = false;  // the config's groups ignored
   std::string server_binary;
 };
 
@@ -86,6 +88,14 @@ int Run(const CommandLine& cli) {
   options.server_binary = cli.server_binary.empty() ? DefaultServerBinary() : cli.server_binary;
   options.server_config = config->server_config;
   options.edge_config = config->edge_config;
+  if (cli.shared) {
+    for (const CameraView& view : config->cameras) options.groups["fleet"].push_back(view.device);
+    options.groups = GroupsOf(options.groups, cameras);
+  } else if (!cli.no_groups) {
+    options.groups = GroupsOf(config->groups, cameras);
+  }
+  for (const auto& [name, members] : options.groups)
+    std::fprintf(stderr, "fleet: group %s shares a student among %zu cameras\n", name.c_str(), members.size());
   options.dir = cli.out_dir + "/fleet_run";
   std::fprintf(stderr, "fleet: %zu cameras for %.0f s at time scale %g (server log %s/server.log)\n", cameras.size(),
                options.seconds, options.time_scale, options.dir.c_str());
@@ -97,6 +107,7 @@ int Run(const CommandLine& cli) {
     const size_t position = static_cast<size_t>(config->lone_camera);
     options.cameras = {cameras[position]};
     options.holdouts = {holdouts[position]};
+    options.groups.clear();
     options.dir = cli.out_dir + "/lone_run";
     std::fprintf(stderr, "lone: camera %s alone on a fresh server for %.0f s\n", cameras[position].device.c_str(),
                  options.seconds);
@@ -131,6 +142,8 @@ int main(int argc, char** argv) {
   app.add_option("--detect-every", cli.detect_every, "every camera runs its student on every k-th frame only")
       ->check(CLI::PositiveNumber);
   app.add_flag("--no-lone", cli.no_lone, "skip the lone camera's run after the fleet");
+  app.add_flag("--shared", cli.shared, "every camera shares one student (one server group of all)");
+  app.add_flag("--no-groups", cli.no_groups, "ignore the config's groups: a student per camera");
   app.add_option("--server-binary", cli.server_binary, "streamdistill-server to start (default: next to this binary)");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error (the cameras' and the generator's logs)");
   if (auto exit_code = sd::ParseToolCommandLine(app, argc, argv)) return *exit_code;

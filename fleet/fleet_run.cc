@@ -41,14 +41,18 @@ std::string Emit(const YAML::Node& node) {
   return std::string(out.c_str()) + "\n";
 }
 
-// The base server yaml with the fleet's devices (and only those) and its own storage.
+// The base server yaml with the fleet's devices (and only those), their groups and its own storage.
 StatusOr<std::string> FleetServerYaml(const std::string& base_path, const std::string& storage_dir,
-                                      const std::map<std::string, std::string>& tokens) {
+                                      const std::map<std::string, std::string>& tokens,
+                                      const std::map<std::string, std::vector<std::string>>& groups) {
   SD_ASSIGN_OR_RETURN(YAML::Node root, LoadYamlNode(base_path));
   root["storage_dir"] = storage_dir;
   YAML::Node devices(YAML::NodeType::Map);
   for (const auto& [device, token] : tokens) devices[device]["token"] = token;
   root["devices"] = devices;
+  root.remove("groups");
+  for (const auto& [name, members] : groups)
+    for (const std::string& member : members) root["groups"][name].push_back(member);
   const std::string text = Emit(root);
   // Checked here, so that a bad base config is one clear error rather than a server that exits.
   SD_RETURN_IF_ERROR(ParseServerConfig(text, base_path).status());
@@ -160,7 +164,7 @@ StatusOr<FleetRun> RunFleet(const FleetRunOptions& options, HoldoutScorer* score
   for (const CameraView& view : options.cameras) tokens[view.device] = NewToken(random);
   if (tokens.size() != options.cameras.size()) return Status::InvalidArgument("two cameras have the same device id");
   SD_ASSIGN_OR_RETURN(std::string server_yaml,
-                      FleetServerYaml(options.server_config, options.dir + "/storage", tokens));
+                      FleetServerYaml(options.server_config, options.dir + "/storage", tokens, options.groups));
   const std::string server_yaml_path = options.dir + "/server.yaml";
   SD_RETURN_IF_ERROR(WriteFileDurably(Env::Default(), server_yaml_path, server_yaml));
   SD_ASSIGN_OR_RETURN(auto server, ServerProcess::Start(options.server_binary, server_yaml_path,

@@ -26,6 +26,7 @@ struct FleetRunOptions {
   std::string server_binary;
   std::string server_config;  // the base yaml: its devices, storage_dir and listen are replaced
   std::string edge_config;    // the base yaml of every camera
+  std::map<std::string, std::vector<std::string>> groups;  // the server's, replacing the base yaml's
   // Emptied first, then holds server.yaml, server.log, storage/ and cameras/<device>/.
   std::string dir;
 };

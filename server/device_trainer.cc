@@ -360,24 +360,37 @@ std::optional<ScheduledRound> RoundScheduler::Next(double now_s) {
   const std::optional<size_t> chosen =
       options_.policy == SchedulePolicy::kRoundRobin ? PickRoundRobin(now_s) : PickByBenefit(now_s);
   if (!chosen) return std::nullopt;
-  int others_waiting = 0;
-  for (size_t i = 0; i < devices_.size(); ++i)
-    if (i != *chosen && HasWork(devices_[i], now_s)) ++others_waiting;
   DeviceState& d = devices_[*chosen];
-  ScheduledRound round{d.name, d.new_frames, others_waiting};
+  ScheduledRound round{d.name, d.new_frames, 0, ""};
+  char summary[160];
+  std::snprintf(summary, sizeof summary, "%s, %d new frames, benefit %.2f, passed over %d times",
+                options_.policy == SchedulePolicy::kRoundRobin ? "round robin"
+                : d.skipped >= options_.max_skips           ? "passed over most"
+                                                            : "largest benefit",
+                d.new_frames, BenefitOf(d, now_s), d.skipped);
+  round.why = summary;
+  for (size_t i = 0; i < devices_.size(); ++i) {
+    const DeviceState& other = devices_[i];
+    if (i == *chosen || !HasWork(other, now_s)) continue;
+    ++round.others_waiting;
+    std::snprintf(summary, sizeof summary, "%s %s %df %ds %.2f", round.others_waiting == 1 ? "; waiting:" : ",",
+                  other.name.c_str(), other.new_frames, other.skipped, BenefitOf(other, now_s));
+    round.why += summary;
+  }
   d.new_frames = 0;
   d.skipped = 0;
-  d.last_round_s = now_s;
   d.running = true;
   return round;
 }
 
-void RoundScheduler::RoundDone(const std::string& device, double published_map50) {
+void RoundScheduler::RoundDone(const std::string& device, double published_map50, double now_s) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = index_.find(device);
   if (it == index_.end()) return;
-  devices_[it->second].running = false;
-  devices_[it->second].map50 = published_map50;
+  DeviceState& d = devices_[it->second];
+  if (d.running) d.last_round_s = now_s;
+  d.running = false;
+  d.map50 = published_map50;
 }
 
 int RoundScheduler::pending_frames(const std::string& device) const {

@@ -154,7 +154,7 @@ class DeviceTrainer {
 //                                scored yet: bootstrapping comes first)
 //                  drift         how far the mean image score of the student on the edge has
 //                                fallen: 4 x (long-run mean - recent mean), clamped to [0, 1]
-//                  waiting       seconds since the last round / max_wait_s
+//                  waiting       seconds since the last round ended / max_wait_s
 //                summed with equal weights. The waiting term grows without bound, and a hard
 //                bound backs it: a device passed over max_skips times while it had work is
 //                served before anyone else (the most-skipped first), so with K devices that
@@ -174,6 +174,9 @@ struct ScheduledRound {
   std::string device;
   int new_frames = 0;      // since its last round
   int others_waiting = 0;  // other devices that had work, not running, when this one was picked
+  // For the round's log line: why this device, and each device passed over with its new
+  // frames, times skipped and benefit ("cam2 14f 3s 2.71").
+  std::string why;
 };
 
 // The Adam steps of a round: the full `iterations` for a device with min_new_frames new frames
@@ -191,9 +194,10 @@ class RoundScheduler {
   // The next device to train, or nullopt; marks its round running (no second round of it is
   // handed out until RoundDone) and resets its new frames.
   std::optional<ScheduledRound> Next(double now_s);
-  // The device's round ended (published, discarded or failed); `published_map50` is its
-  // trainer's held-out mAP50 after the round, -1 unknown.
-  void RoundDone(const std::string& device, double published_map50);
+  // The device's round ended (published, discarded or failed) at `now_s`; `published_map50`
+  // is its trainer's held-out mAP50 after the round, -1 unknown. Its waiting counts from here:
+  // a device whose long round just ended must not compete as if it had waited all along.
+  void RoundDone(const std::string& device, double published_map50, double now_s);
   // New frames of `device` since its last round (0 for an unknown device).
   int pending_frames(const std::string& device) const;
   // The benefit of training `device` now (0 for an unknown device), for logs and tests.
@@ -203,7 +207,7 @@ class RoundScheduler {
   struct DeviceState {
     std::string name;
     int new_frames = 0;
-    double last_round_s = 0;  // or the time of its first frame before its first round
+    double last_round_s = 0;  // when its last round ended, or its first frame before its first round
     bool running = false;
     int skipped = 0;            // times passed over since its last round while it had work
     double map50 = -1;          // published held-out mAP50, -1 unknown

@@ -73,6 +73,32 @@ Status ReadDevices(const YamlReader& root, ServerConfig* c) {
   return Status::Ok();
 }
 
+Status ReadGroups(const YamlReader& root, ServerConfig* c) {
+  SD_ASSIGN_OR_RETURN(YamlReader groups, root.Child("groups"));
+  std::map<std::string, std::string> group_of;
+  for (const std::string& name : groups.Keys()) {
+    if (!IsValidDeviceId(name)) return groups.Error(name, "group names are 1-64 characters of A-Z a-z 0-9 _ . -");
+    std::vector<std::string> members;
+    SD_RETURN_IF_ERROR(groups.Require(name, &members));
+    if (members.size() < 2) return groups.Error(name, "a group shares a student among at least 2 devices");
+    for (const std::string& member : members) {
+      if (!IsValidDeviceId(member))
+        return groups.Error(name, "'" + member.substr(0, 80) + "' is not a device id (1-64 characters of A-Z a-z 0-9 _ . -)");
+      auto [it, fresh] = group_of.emplace(member, name);
+      if (!fresh) return groups.Error(name, "device " + member + " is in group " + it->second + " already");
+    }
+    c->groups[name] = members;
+  }
+  return Status::Ok();
+}
+
+// What trains on its own: each group once, and each configured device in no group.
+size_t TrainingUnits(const ServerConfig& c) {
+  size_t units = c.groups.size();
+  for (const auto& [id, token] : c.device_tokens) units += GroupOf(c, id).empty() ? 1 : 0;
+  return units;
+}
+
 // training.workers and training.threads_per_worker, 0 or absent: DefaultTrainingPool. The top
 // level `threads` of earlier releases (the one training thread's libtorch threads) still reads
 // as threads_per_worker, so old files keep their meaning on the machine they were written for.
@@ -90,8 +116,8 @@ Status ReadTrainingPool(const YamlReader& root, const YamlReader& training, Serv
   if (threads_per_worker < 0)
     return training.Error("threads_per_worker", "must be >= 1 (0 or absent: the cores shared among the workers)");
   // Devices enrolled through the file may come and go: size the pool for the machine then.
-  const size_t devices = c->devices_file.empty() ? c->device_tokens.size() : 0;
-  DefaultTrainingPool(std::thread::hardware_concurrency(), devices, &workers, &threads_per_worker);
+  const size_t units = c->devices_file.empty() ? TrainingUnits(*c) : 0;
+  DefaultTrainingPool(std::thread::hardware_concurrency(), units, &workers, &threads_per_worker);
   c->training_workers = workers;
   c->threads_per_worker = threads_per_worker;
   return Status::Ok();
@@ -133,6 +159,7 @@ Status Parse(const YamlReader& root, ServerConfig* c) {
 
   SD_RETURN_IF_ERROR(ReadDevices(root, c));
   SD_RETURN_IF_ERROR(ReadRetention(root, c));
+  SD_RETURN_IF_ERROR(ReadGroups(root, c));
 
   SD_ASSIGN_OR_RETURN(YamlReader teacher, root.Child("teacher"));
   SD_RETURN_IF_ERROR(ReadTeacherOptions(teacher, &c->teacher));
@@ -199,6 +226,12 @@ void DefaultTrainingPool(unsigned cores, size_t devices, int* workers, int* thre
     if (devices > 0) *workers = std::min<int>(usable_cores, static_cast<int>(devices));
   }
   if (*threads_per_worker <= 0) *threads_per_worker = std::max(1, usable_cores / *workers);
+}
+
+std::string GroupOf(const ServerConfig& config, const std::string& device_id) {
+  for (const auto& [name, members] : config.groups)
+    if (std::find(members.begin(), members.end(), device_id) != members.end()) return name;
+  return "";
 }
 
 const UpdatePolicy& UpdatesFor(const ServerConfig& config, const std::string& device_id) {

@@ -48,6 +48,10 @@ struct ServerConfig {
   std::map<std::string, std::string> device_tokens;  // device id -> token (inline in server.yaml, fixed)
   std::string devices_file;         // devices enrolled at run time (server/devices_file.h); empty: none
   double devices_file_poll_s = 1;   // how often the file is checked for a change; 0: on SIGHUP only
+  // Shared students (CSBAD, docs/fleet.md): group name -> its member devices, each in at most
+  // one group. A group's members share one student, trained on all their frames and published
+  // to each of them; a device in no group has its own.
+  std::map<std::string, std::vector<std::string>> groups;
   RetentionBounds retention;                              // every device's, unless overridden
   std::map<std::string, RetentionBounds> device_retention;  // device id -> its own bounds
 
@@ -84,6 +88,9 @@ struct ServerConfig {
 // the main job ended 0.77 instead of 0.8 (fewer versions in 300 s). `workers` and
 // `threads_per_worker` keep values > 0.
 void DefaultTrainingPool(unsigned cores, size_t devices, int* workers, int* threads_per_worker);
+
+// The group `device_id` belongs to, or "" when it trains alone.
+std::string GroupOf(const ServerConfig& config, const std::string& device_id);
 
 // The policy of `device_id`: its own if configured, else the server-wide one.
 const UpdatePolicy& UpdatesFor(const ServerConfig& config, const std::string& device_id);

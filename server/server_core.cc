@@ -40,14 +40,23 @@ struct CachedImage {
 
 }  // namespace
 
-struct ServerCore::Device {
-  std::string id;
+// What trains as one: a device alone, or the devices of a group (one student for all).
+struct ServerCore::TrainingUnit {
+  std::string key;    // the scheduler's name for it: the device id, or "group:" + the group's
+  std::string label;  // for logs: "device cam1" or "group lobby"
+  std::vector<std::string> members;  // the devices whose frames it trains on and who get its versions
   // Only a training worker (or a test driving rounds) touches the trainer; train_mu keeps
-  // two rounds of one device from overlapping.
+  // two rounds of one unit from overlapping.
   std::mutex train_mu;
   std::unique_ptr<DeviceTrainer> trainer;
-  // Decoded stored frames by sequence, shrunk for the student (guarded by train_mu).
-  std::map<uint64_t, CachedImage> image_cache;
+  // Decoded stored frames by device and sequence, shrunk for the student (guarded by train_mu).
+  std::map<std::pair<std::string, uint64_t>, CachedImage> image_cache;
+  double resumed_map50 = -1;  // the held-out mAP50 stored with the version it resumed at
+};
+
+struct ServerCore::Device {
+  std::string id;
+  std::shared_ptr<TrainingUnit> unit;  // set at creation, never changed
 
   // Counted by every stream for every message: atomics, no lock.
   std::atomic<int64_t> bytes_in{0}, bytes_out{0};
@@ -80,7 +89,7 @@ void ServerCore::BeginShutdown() {
     stopping_ = true;
   }
   if (auto devices = Devices())
-    for (const auto& [id, enrolment] : *devices) enrolment.device->trainer->Cancel();
+    for (const auto& [id, enrolment] : *devices) enrolment.device->unit->trainer->Cancel();
   {
     std::lock_guard<std::mutex> lock(watch_mu_);
     watch_cv_.notify_all();
@@ -260,17 +269,25 @@ StatusOr<ServerCore::Device*> ServerCore::FindDevice(const std::string& device_i
   return it->second.device.get();
 }
 
-StatusOr<std::unique_ptr<ServerCore::Device>> ServerCore::CreateDevice(const std::string& device_id) {
-  auto device = std::make_unique<Device>();
-  device->id = device_id;
-  device->full_model_tokens = config_.limits.full_model_burst;
-  device->full_model_tokens_at_s = NowSeconds();
+StatusOr<std::shared_ptr<ServerCore::TrainingUnit>> ServerCore::UnitFor(const std::string& device_id) {
+  const std::string group = GroupOf(config_, device_id);
+  const std::string key = group.empty() ? device_id : "group:" + group;
+  std::lock_guard<std::mutex> lock(units_mu_);
+  if (auto it = units_.find(key); it != units_.end()) return it->second;
+  auto unit = std::make_shared<TrainingUnit>();
+  unit->key = key;
+  unit->label = group.empty() ? "device " + device_id : "group " + group;
+  unit->members = group.empty() ? std::vector<std::string>{device_id} : config_.groups.at(group);
+  // A group starts from its member with the newest stored version, so that no member's
+  // version number ever goes down.
+  std::optional<VersionRecord> newest;
+  for (const std::string& member : unit->members) {
+    auto latest = store_->LatestVersion(member);
+    if (latest.ok() && (!newest || latest->version > newest->version)) newest = *latest;
+  }
   std::string weights;
-  uint64_t version = 0;
-  auto latest = store_->LatestVersion(device_id);
-  if (latest.ok()) {
-    SD_ASSIGN_OR_RETURN(weights, store_->LoadCheckpoint(*latest));
-    version = latest->version;
+  if (newest) {
+    SD_ASSIGN_OR_RETURN(weights, store_->LoadCheckpoint(*newest));
   } else if (!config_.init_weights.empty()) {
     SD_ASSIGN_OR_RETURN(auto model, StudentModel::LoadFromFile(config_.init_weights));
     weights = model->SerializeWeights();
@@ -278,15 +295,32 @@ StatusOr<std::unique_ptr<ServerCore::Device>> ServerCore::CreateDevice(const std
     SD_ASSIGN_OR_RETURN(auto model, StudentModel::Create(config_.student, config_.model_seed));
     weights = model->SerializeWeights();
   }
-  const UpdatePolicy& policy = UpdatesFor(config_, device_id);
+  const UpdatePolicy& policy = UpdatesFor(config_, unit->members.front());
   RoundOptions round = config_.round;
   round.sparse_fraction = policy.encoding == "sparse" ? policy.sparse_fraction : 0;
-  SD_ASSIGN_OR_RETURN(device->trainer, DeviceTrainer::Create(device_id, config_.student, weights, version, round,
-                                                             MakeUpdateEncoder(policy, tensor_sizes_)));
+  SD_ASSIGN_OR_RETURN(unit->trainer,
+                      DeviceTrainer::Create(group.empty() ? device_id : group, config_.student, weights,
+                                            newest ? newest->version : 0, round, MakeUpdateEncoder(policy, tensor_sizes_)));
+  unit->resumed_map50 = newest ? newest->val_map50 : -1;
+  if (!group.empty())
+    spdlog::info("group {}: {} devices share one student, from version {}", group, unit->members.size(),
+                 unit->trainer->version());
+  units_[key] = unit;
+  return unit;
+}
+
+StatusOr<std::unique_ptr<ServerCore::Device>> ServerCore::CreateDevice(const std::string& device_id) {
+  auto device = std::make_unique<Device>();
+  device->id = device_id;
+  device->full_model_tokens = config_.limits.full_model_burst;
+  device->full_model_tokens_at_s = NowSeconds();
+  SD_ASSIGN_OR_RETURN(device->unit, UnitFor(device_id));
+  const DeviceTrainer& trainer = *device->unit->trainer;
+  const uint64_t version = trainer.version();
   if (version > 0) {
-    SD_ASSIGN_OR_RETURN(auto full, EncodeFull(device_id, version, device->trainer->flat_weights()));
+    SD_ASSIGN_OR_RETURN(auto full, EncodeFull(device_id, version, trainer.flat_weights()));
     auto mutable_update = std::make_shared<ModelUpdate>(*full);
-    if (latest.ok()) mutable_update->val_map50 = latest->val_map50;
+    mutable_update->val_map50 = device->unit->resumed_map50;
     device->latest_full = mutable_update;
     // A restart (or a device enrolled again) shows each device's state in the log at once.
     spdlog::info("device {}: resuming at version {} ({} training, {} validation frames stored)", device_id, version,
@@ -439,7 +473,7 @@ bool ServerCore::TrySubmitFrame(const std::string& device_id, const FrameRecord&
     }
     if (!outcome.duplicate && !record.validation) {
       std::lock_guard<std::mutex> lock(mu_);
-      scheduler_.OnNewFrame(device_id, NowSeconds(), meta.image_score);
+      scheduler_.OnNewFrame((*device)->unit->key, NowSeconds(), meta.image_score);
       work_cv_.notify_all();
     }
     done(outcome);
@@ -482,7 +516,7 @@ StatusOr<std::shared_ptr<const ModelUpdate>> ServerCore::LatestUpdate(const std:
   return device->latest_full;
 }
 
-StatusOr<RoundResult> ServerCore::RunScheduledRound() {
+StatusOr<std::optional<RoundResult>> ServerCore::RunScheduledRound() {
   std::optional<ScheduledRound> next;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -490,16 +524,21 @@ StatusOr<RoundResult> ServerCore::RunScheduledRound() {
     // Another device may be due as well: an idle worker looks now, not at its next timeout.
     if (next) work_cv_.notify_one();
   }
-  if (!next) return Status::NotFound("no device has new training data");
-  StatusOr<RoundResult> round =
-      RunRound(next->device, RoundIterations(config_.round.iterations, *next, config_.schedule));
-  auto device = FindDevice(next->device);
+  if (!next) return std::optional<RoundResult>();
+  std::shared_ptr<TrainingUnit> unit;
+  {
+    std::lock_guard<std::mutex> lock(units_mu_);
+    unit = units_.at(next->device);  // the scheduler knows only units' keys
+  }
+  spdlog::info("{}: round starts ({})", unit->label, next->why);
+  StatusOr<RoundResult> round = RunUnitRound(*unit, RoundIterations(config_.round.iterations, *next, config_.schedule));
   {
     std::lock_guard<std::mutex> lock(mu_);
-    scheduler_.RoundDone(next->device, device.ok() ? (*device)->trainer->published_map50() : -1);
-    work_cv_.notify_all();  // the device may have work again, for another worker
+    scheduler_.RoundDone(next->device, unit->trainer->published_map50(), NowSeconds());
+    work_cv_.notify_all();  // the unit may have work again, for another worker
   }
-  return round;
+  if (!round.ok()) return round.status().WithContext(unit->label + ": round");
+  return std::optional<RoundResult>(*std::move(round));
 }
 
 namespace {
@@ -508,16 +547,16 @@ namespace {
 // `scale` x the student input (ShrinkForStudent), its labels scaled to match each time.
 StatusOr<std::vector<LabelledFrame>> LoadFrames(const FrameStore& store, const std::vector<FrameRecord>& records,
                                                 const StudentArchitecture& arch, float scale,
-                                                std::map<uint64_t, CachedImage>* cache) {
+                                                std::map<std::pair<std::string, uint64_t>, CachedImage>* cache) {
   std::vector<LabelledFrame> frames;
   for (const FrameRecord& r : records) {
-    auto it = cache->find(r.sequence);
+    auto it = cache->find({r.device_id, r.sequence});
     if (it == cache->end()) {
       SD_ASSIGN_OR_RETURN(std::string jpeg, store.LoadImage(r));
       cv::Mat image = cv::imdecode(cv::Mat(1, jpeg.size(), CV_8UC1, jpeg.data()), cv::IMREAD_COLOR);
       if (image.empty()) return Status::DataLoss(r.image_path + ": stored image cannot be decoded");
       const cv::Mat shrunk = ShrinkForStudent({image, {}}, arch, scale).bgr;
-      it = cache->emplace(r.sequence, CachedImage{shrunk, static_cast<float>(shrunk.cols) / image.cols,
+      it = cache->emplace(std::make_pair(r.device_id, r.sequence), CachedImage{shrunk, static_cast<float>(shrunk.cols) / image.cols,
                                                   static_cast<float>(shrunk.rows) / image.rows})
                .first;
     }
@@ -532,44 +571,73 @@ StatusOr<std::vector<LabelledFrame>> LoadFrames(const FrameStore& store, const s
 
 StatusOr<RoundResult> ServerCore::RunRound(const std::string& device_id, int iterations) {
   SD_ASSIGN_OR_RETURN(Device * device, FindDevice(device_id));
-  std::lock_guard<std::mutex> train_lock(device->train_mu);
-  {
+  return RunUnitRound(*device->unit, iterations);
+}
+
+StatusOr<RoundResult> ServerCore::RunUnitRound(TrainingUnit& unit, int iterations) {
+  std::lock_guard<std::mutex> train_lock(unit.train_mu);
+  // The members enrolled now; a group member not enrolled yet has no frames either.
+  std::vector<Device*> members;
+  for (const std::string& id : unit.members)
+    if (auto device = FindDevice(id); device.ok()) members.push_back(*device);
+  for (Device* device : members) {
     std::lock_guard<std::mutex> lock(device->mu);
     device->counters.round_start_s = NowSeconds();
   }
   // Whatever way the round ends.
   struct MarkEnd {
-    Device* device;
+    const std::vector<Device*>& members;
     ~MarkEnd() {
-      std::lock_guard<std::mutex> lock(device->mu);
-      device->counters.round_end_s = NowSeconds();
+      for (Device* device : members) {
+        std::lock_guard<std::mutex> lock(device->mu);
+        device->counters.round_end_s = NowSeconds();
+      }
     }
-  } mark_end{device};
-  SD_ASSIGN_OR_RETURN(auto train_records, store_->Recent(device_id, false, config_.round.replay_frames));
-  SD_ASSIGN_OR_RETURN(auto val_records, store_->Recent(device_id, true, config_.validation_frames));
-  if (train_records.empty()) return Status::FailedPrecondition("device " + device_id + " has no training frames");
+  } mark_end{members};
+  // A group's replay window and held-out set are the configured sizes in all, shared evenly
+  // among its members, so a group's round costs what a lone device's does.
+  const int n = std::max<int>(1, members.size());
+  const int replay_each = (config_.round.replay_frames + n - 1) / n;
+  const int validation_each = (config_.validation_frames + n - 1) / n;
+  std::vector<FrameRecord> train_records, val_records;
+  for (Device* device : members) {
+    SD_ASSIGN_OR_RETURN(auto train, store_->Recent(device->id, false, replay_each));
+    SD_ASSIGN_OR_RETURN(auto val, store_->Recent(device->id, true, validation_each));
+    train_records.insert(train_records.end(), train.begin(), train.end());
+    val_records.insert(val_records.end(), val.begin(), val.end());
+  }
+  if (train_records.empty()) return Status::FailedPrecondition(unit.label + " has no training frames");
   // Training frames keep what augmentation can use, validation frames what inference does.
   SD_ASSIGN_OR_RETURN(auto train_frames, LoadFrames(*store_, train_records, config_.student,
-                                                    config_.round.trainer.max_scale, &device->image_cache));
-  SD_ASSIGN_OR_RETURN(auto val_frames,
-                      LoadFrames(*store_, val_records, config_.student, 1.0f, &device->image_cache));
+                                                    config_.round.trainer.max_scale, &unit.image_cache));
+  SD_ASSIGN_OR_RETURN(auto val_frames, LoadFrames(*store_, val_records, config_.student, 1.0f, &unit.image_cache));
   // Keep only what this round used: the replay horizon bounds the cache.
-  std::map<uint64_t, CachedImage> kept;
+  std::map<std::pair<std::string, uint64_t>, CachedImage> kept;
   for (const auto* records : {&train_records, &val_records})
-    for (const FrameRecord& r : *records) kept[r.sequence] = device->image_cache[r.sequence];
-  device->image_cache.swap(kept);
+    for (const FrameRecord& r : *records) {
+      const auto key = std::make_pair(r.device_id, r.sequence);
+      kept[key] = unit.image_cache[key];
+    }
+  unit.image_cache.swap(kept);
 
   SD_ASSIGN_OR_RETURN(RoundResult round,
-                      device->trainer->RunRound(ToTrainingSamples(train_frames), val_frames, iterations));
-  {
+                      unit.trainer->RunRound(ToTrainingSamples(train_frames), val_frames, iterations));
+  for (Device* device : members) {
     std::lock_guard<std::mutex> lock(device->mu);
     ++device->counters.rounds;
   }
-  spdlog::info("device {}: round of {} steps on {} frames ({} validation) in {:.1f}s: mAP50 {:.3f} -> {:.3f}, {}",
-               device_id, round.iterations, round.train_frames, round.val_frames, round.seconds, round.map50_before,
+  spdlog::info("{}: round of {} steps on {} frames ({} validation) in {:.1f}s: mAP50 {:.3f} -> {:.3f}, {}",
+               unit.label, round.iterations, round.train_frames, round.val_frames, round.seconds, round.map50_before,
                round.map50_after,
                round.published ? "published v" + std::to_string(round.version) : "discarded: " + round.reason);
-  if (round.published) SD_RETURN_IF_ERROR(Publish(*device, round));
+  if (!round.published) return round;
+  // Every member gets the version; one that fails to store it does not keep it from the others.
+  Status first_failure;
+  for (Device* device : members) {
+    Status published = Publish(*device, round);
+    if (!published.ok() && first_failure.ok()) first_failure = published;
+  }
+  SD_RETURN_IF_ERROR(first_failure);
   return round;
 }
 
@@ -585,7 +653,7 @@ Status ServerCore::Publish(Device& device, const RoundResult& round) {
   }
   // The round's update turns the previous version into this one; a full model of it serves
   // edges that join later or lost their place in the chain.
-  const std::vector<float> flat = device.trainer->flat_weights();
+  const std::vector<float> flat = device.unit->trainer->flat_weights();
   auto encoded_full = EncodeFull(device.id, round.version, flat);
   if (!encoded_full.ok())
     return encoded_full.status().WithContext("device " + device.id + ": encoding version " +
@@ -614,7 +682,7 @@ Status ServerCore::Publish(Device& device, const RoundResult& round) {
   record.weights_checksum = published->weights_checksum;
   record.val_map50 = round.map50_after;
   record.created_ms = WallMillis();
-  Status stored = store_->PutVersion(record, device.trainer->weights());
+  Status stored = store_->PutVersion(record, device.unit->trainer->weights());
   // Not sent either when this fails: an edge must never run a version the server could lose
   // in a crash.
   SD_RETURN_IF_ERROR(stored.WithContext("device " + device.id + ": storing version " + std::to_string(round.version)));
@@ -649,9 +717,8 @@ void ServerCore::TrainingLoop() {
   SetTorchThreads(config_.threads_per_worker);  // this thread's OpenMP team (docs/operations.md)
   while (!stopping_) {
     auto round = RunScheduledRound();
-    if (round.ok()) continue;
-    if (round.status().code() != Status::Code::kNotFound && !stopping_)
-      spdlog::warn("training round failed: {}", round.status().ToString());
+    if (round.ok() && round->has_value()) continue;
+    if (!round.ok() && !stopping_) spdlog::warn("training round failed: {}", round.status().ToString());
     std::unique_lock<std::mutex> lock(mu_);
     work_cv_.wait_for(lock, std::chrono::seconds(1));
   }

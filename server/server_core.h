@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <thread>
@@ -96,10 +97,10 @@ class ServerCore {
   // listeners get each version as published (a delta under a delta policy).
   StatusOr<std::shared_ptr<const ModelUpdate>> LatestUpdate(const std::string& device_id);
 
-  // One training round for the device the scheduler picks (if any), of RoundIterations steps.
-  // The training workers call this, several at once; with training.background false, tests
-  // call it by hand.
-  StatusOr<RoundResult> RunScheduledRound();
+  // One training round for the device the scheduler picks, of RoundIterations steps; nullopt
+  // when no device has work. The training workers call this, several at once; with
+  // training.background false, tests call it by hand.
+  StatusOr<std::optional<RoundResult>> RunScheduledRound();
   // A round of `iterations` steps (0: training.iterations) for the device, whatever the
   // scheduler says; a second caller for the same device waits for the first.
   StatusOr<RoundResult> RunRound(const std::string& device_id, int iterations = 0);
@@ -129,6 +130,7 @@ class ServerCore {
 
  private:
   struct Device;
+  struct TrainingUnit;
   // A device and who may connect as it. Snapshots of the whole set are immutable and
   // replaced as a whole by a reload.
   struct Enrolment {
@@ -145,6 +147,12 @@ class ServerCore {
   // Loads the device's newest checkpoint (or its initial weights) and builds its trainer;
   // only Init and ReloadDevices call it, so no stream thread ever waits for a model to load.
   StatusOr<std::unique_ptr<Device>> CreateDevice(const std::string& device_id);
+  // The device's training unit: its group's (made with the group's first enrolled member, from
+  // the newest version any member has stored) or its own.
+  StatusOr<std::shared_ptr<TrainingUnit>> UnitFor(const std::string& device_id);
+  // A round of the unit on the frames of its enrolled members; a published version goes to
+  // each of them.
+  StatusOr<RoundResult> RunUnitRound(TrainingUnit& unit, int iterations);
   // ReloadDevices' work, with reload_mu_ held. At start a missing file is no error (no device
   // enrolled yet).
   Status ApplyDevicesFile(bool at_start);
@@ -188,7 +196,7 @@ class ServerCore {
   FailureLog storage_log_{"storing frames"};  // store failures, logged on change, then rate-limited
 
   // Lock order (the one place it is written down): reload_mu_, then ServerCore::mu_, then
-  // Device::train_mu, then publish_mu_, then devices_mu_, then Device::mu; FrameStore, LabelerPool and the
+  // TrainingUnit::train_mu, then publish_mu_, then devices_mu_, then Device::mu; FrameStore, LabelerPool and the
   // streams' own mutexes are leaves taken with none of these held, and callbacks into a stream
   // (acks, updates, End) run with no core lock held.
   std::mutex reload_mu_;              // one ReloadDevices at a time, held through it
@@ -197,6 +205,8 @@ class ServerCore {
   std::mutex watch_mu_;               // pairs with watch_cv_, which BeginShutdown notifies
   std::condition_variable watch_cv_;
   std::thread watch_thread_;          // WatchDevicesFile, when a devices file is polled
+  std::mutex units_mu_;  // guards units_; a leaf but for FrameStore
+  std::map<std::string, std::shared_ptr<TrainingUnit>> units_;  // by TrainingUnit::key
   mutable std::mutex mu_;  // guards scheduler_ and pairs with work_cv_
   RoundScheduler scheduler_;
   std::condition_variable work_cv_;

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <map>
 #include <random>
+#include <set>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -323,7 +324,7 @@ TEST(DeviceTrainerTest, SparseRoundChangesOnlyItsFractionAndPublishesTheDelivere
 std::optional<std::string> NextDone(RoundScheduler& scheduler, double now_s, double map50 = -1) {
   std::optional<ScheduledRound> round = scheduler.Next(now_s);
   if (!round) return std::nullopt;
-  scheduler.RoundDone(round->device, map50);
+  scheduler.RoundDone(round->device, map50, now_s);
   return round->device;
 }
 
@@ -392,7 +393,7 @@ TEST_P(EitherPolicy, RunningDeviceIsNotHandedOutAgain) {
   ASSERT_TRUE(second.has_value());
   EXPECT_NE(second->device, first->device);
   EXPECT_EQ(scheduler.Next(1), std::nullopt);  // both running
-  scheduler.RoundDone(first->device, 0.5);
+  scheduler.RoundDone(first->device, 0.5, 1);
   EXPECT_EQ(NextDone(scheduler, 2), first->device);
 }
 
@@ -454,9 +455,9 @@ TEST(RoundSchedulerTest, BenefitPrefersTheDeviceThatGainsMost) {
     RoundScheduler s(Benefit(1, 30));
     for (const char* d : {"good", "poor", "unknown"}) due(s, d, 1, 0);
     for (const char* d : {"good", "poor", "unknown"}) EXPECT_EQ(NextDone(s, 0), d);  // first rounds, in turn
-    s.RoundDone("good", 0.9);  // (RoundDone again only updates the score)
-    s.RoundDone("poor", 0.3);
-    s.RoundDone("unknown", -1);
+    s.RoundDone("good", 0.9, 0);  // (RoundDone again only updates the score)
+    s.RoundDone("poor", 0.3, 0);
+    s.RoundDone("unknown", -1, 0);
     for (const char* d : {"good", "poor", "unknown"}) due(s, d, 1, 1);
     EXPECT_EQ(NextDone(s, 1, 0.2), "unknown");
     EXPECT_EQ(NextDone(s, 1, 0.3), "poor");
@@ -491,7 +492,7 @@ TEST(RoundSchedulerTest, BenefitNeverStarvesADeviceWithWork) {
     if (s.pending_frames("modest") > 0) {
       std::optional<ScheduledRound> next = s.Next(t);
       ASSERT_TRUE(next.has_value());
-      s.RoundDone(next->device, next->device == "modest" ? 0.95 : 0.1);
+      s.RoundDone(next->device, next->device == "modest" ? 0.95 : 0.1, t);
       if (next->device == "modest") {
         ++modest_rounds, skipped = 0;
       } else {
@@ -540,6 +541,27 @@ namespace {
 // The fleet's shape (issue 11): 8 cameras, each sending a frame every 3 s from its own start,
 // every 5th held out (not counted), 2 workers, rounds of 125-150 s. Every camera gets a round
 // before any camera gets its third.
+// Rounds much longer than max_wait_s (a loaded fleet server): a device whose round just ended
+// has not been waiting; every device with work gets its first round before any gets a second.
+// (With waiting counted from a round's start, the device just trained tied with one never
+// trained, and the fleet's first run left a camera without a round for 10 minutes.)
+TEST(RoundSchedulerTest, AfterALongRoundTheNeverTrainedComeFirst) {
+  RoundScheduler s(Benefit(1, 20));
+  for (const char* d : {"a", "b", "c"}) s.OnNewFrame(d, 0, 0.5);
+  auto a = s.Next(1);
+  ASSERT_TRUE(a.has_value());
+  for (int k = 0; k < 5; ++k) s.OnNewFrame(a->device, 100, 0.5);  // more new data than the others
+  s.RoundDone(a->device, -1, 400);  // no held-out frames yet: the score stays unknown
+  std::set<std::string> served = {a->device};
+  for (int k = 0; k < 2; ++k) {
+    auto next = s.Next(400 + 400 * k);
+    ASSERT_TRUE(next.has_value());
+    EXPECT_EQ(served.count(next->device), 0u) << next->device << " got a second round first";
+    served.insert(next->device);
+    s.RoundDone(next->device, -1, 800 + 400 * k);
+  }
+}
+
 TEST(RoundSchedulerTest, EightCamerasOnTwoWorkersAllGetARoundEarly) {
   RoundScheduler s(Benefit(10, 20));
   const std::vector<std::string> cameras = {"mirror", "right", "cool", "left", "bright", "dark", "warm", "full"};
@@ -563,7 +585,7 @@ TEST(RoundSchedulerTest, EightCamerasOnTwoWorkersAllGetARoundEarly) {
     }
     for (auto& w : workers) {
       if (w && t >= w->ends) {
-        s.RoundDone(w->device, map50(rng));
+        s.RoundDone(w->device, map50(rng), t);
         w.reset();
       }
       if (w) continue;

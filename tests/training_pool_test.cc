@@ -125,5 +125,51 @@ TEST(TrainingPoolTest, ShutdownDuringConcurrentRoundsPublishesNothing) {
   }
 }
 
+// A group (CSBAD's shared student): one round trains on the frames of both members, and the
+// version goes to each of them, stored for each, so that a restart resumes both at it.
+TEST(TrainingPoolTest, AGroupTrainsOneStudentOnItsMembersFramesForAllOfThem) {
+  const std::string dir = TempDir("pool_group");
+  const SyntheticScene scene = TestScene(21);
+  auto parsed = ParseServerConfig(ServerYaml(dir, "groups:\n  pair: [cam1, cam2]\n"), "group.yaml");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  ServerConfig config = *parsed;
+  config.train_in_background = false;
+  config.schedule.min_new_frames = 8;
+  config.schedule.max_wait_s = 1e6;
+  {
+    auto core = ServerCore::Create(config, Oracle(scene));
+    ASSERT_TRUE(core.ok()) << core.status().ToString();
+    SendFrames(**core, scene, kDevices, 10);  // 8 training and 2 held-out frames each
+    auto round = (*core)->RunScheduledRound();
+    ASSERT_TRUE(round.ok()) << round.status().ToString();
+    ASSERT_TRUE(round->has_value());
+    EXPECT_EQ((*round)->train_frames, 16);
+    EXPECT_EQ((*round)->val_frames, 4);
+    ASSERT_TRUE((*round)->published) << (*round)->reason;
+    auto again = (*core)->RunScheduledRound();  // both members' frames went into that round
+    ASSERT_TRUE(again.ok()) << again.status().ToString();
+    EXPECT_FALSE(again->has_value());
+    std::string checksum;
+    for (const std::string& device : kDevices) {
+      EXPECT_EQ((*core)->Counters(device).rounds, 1) << device;
+      auto stored = (*core)->store().LatestVersion(device);
+      ASSERT_TRUE(stored.ok()) << device << ": " << stored.status().ToString();
+      EXPECT_EQ(stored->version, 1u);
+      auto latest = (*core)->LatestUpdate(device);
+      ASSERT_TRUE(latest.ok() && *latest);
+      EXPECT_EQ((*latest)->new_version, 1u);
+      if (checksum.empty()) checksum = (*latest)->weights_checksum;
+      EXPECT_EQ((*latest)->weights_checksum, checksum) << device << " got other weights";
+    }
+  }
+  auto restarted = ServerCore::Create(config, Oracle(scene));
+  ASSERT_TRUE(restarted.ok()) << restarted.status().ToString();
+  for (const std::string& device : kDevices) {
+    auto latest = (*restarted)->LatestUpdate(device);
+    ASSERT_TRUE(latest.ok() && *latest) << device;
+    EXPECT_EQ((*latest)->new_version, 1u) << device;
+  }
+}
+
 }  // namespace
 }  // namespace sd
