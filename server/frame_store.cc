@@ -398,7 +398,8 @@ StatusOr<int64_t> StoredSize(sqlite3* db, sqlite3_stmt* stmt, const std::string&
 
 }  // namespace
 
-FrameStore::FrameStore(std::string dir, Env* env, int lock_fd) : dir_(std::move(dir)), env_(env), lock_fd_(lock_fd) {}
+FrameStore::FrameStore(std::string dir, Env* env, int lock_fd, bool read_only)
+    : dir_(std::move(dir)), env_(env), lock_fd_(lock_fd), read_only_(read_only) {}
 
 FrameStore::~FrameStore() {
   statements_.reset();  // statements must be finalized before the connection closes
@@ -422,7 +423,7 @@ StatusOr<std::unique_ptr<FrameStore>> FrameStore::Open(const std::string& dir, E
     }
     return Status::IOError(lock_path + ": cannot lock: " + Errno(err));
   }
-  std::unique_ptr<FrameStore> store(new FrameStore(dir, env, lock_fd));
+  std::unique_ptr<FrameStore> store(new FrameStore(dir, env, lock_fd, /*read_only=*/false));
   SD_RETURN_IF_ERROR(EnsureDir(env, dir + "/frames"));
   SD_RETURN_IF_ERROR(EnsureDir(env, dir + "/models"));
   SD_RETURN_IF_ERROR(store->OpenIndex());
@@ -430,23 +431,53 @@ StatusOr<std::unique_ptr<FrameStore>> FrameStore::Open(const std::string& dir, E
   return store;
 }
 
+StatusOr<std::unique_ptr<FrameStore>> FrameStore::OpenReadOnly(const std::string& dir, Env* env) {
+  if (env == nullptr) env = Env::Default();
+  if (!env->FileExists(dir + "/index.sqlite")) {
+    return Status::NotFound(dir + ": no frame store here (no index.sqlite)");
+  }
+  std::unique_ptr<FrameStore> store(new FrameStore(dir, env, /*lock_fd=*/-1, /*read_only=*/true));
+  SD_RETURN_IF_ERROR(store->OpenIndex());
+  return store;
+}
+
+Status FrameStore::CheckWritable(const std::string& what) const {
+  if (read_only_) return Status::FailedPrecondition(dir_ + ": " + what + ": the store is open read-only");
+  return Status::Ok();
+}
+
 Status FrameStore::OpenIndex() {
   const std::string path = dir_ + "/index.sqlite";
-  const int rc = sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  const int flags = read_only_ ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+  const int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr);
   if (rc != SQLITE_OK) return SqlError(db_, rc, path + ": cannot open");
   sqlite3_extended_result_codes(db_, 1);
-  // Only this process uses the file (LOCK), but a sqlite3 shell reading it may hold a lock briefly.
+  // A writer has the file to itself (LOCK), but a reader (a sqlite3 shell, an export) may hold
+  // a lock briefly, as may the writer's checkpoint for a reader.
   sqlite3_busy_timeout(db_, 5000);
-  SD_ASSIGN_OR_RETURN(std::string mode, QueryText(db_, "PRAGMA journal_mode=WAL", path + ": setting WAL mode"));
-  if (mode != "wal") return Status::FailedPrecondition(path + ": cannot use WAL journal (got '" + mode + "')");
-  // FULL: each commit fsyncs the WAL, so a row Put returned for survives power loss.
-  SD_RETURN_IF_ERROR(Exec(db_, "PRAGMA synchronous=FULL", path + ": setting synchronous=FULL"));
+  if (read_only_) {
+    // Only the server sets the journal mode. Under WAL a reader takes no lock that a writer
+    // waits for; under a rollback journal it would stall the server's commits.
+    SD_ASSIGN_OR_RETURN(std::string mode, QueryText(db_, "PRAGMA journal_mode", path + ": reading the journal mode"));
+    if (mode != "wal") return Status::FailedPrecondition(path + ": journal mode '" + mode + "', not WAL");
+  } else {
+    SD_ASSIGN_OR_RETURN(std::string mode, QueryText(db_, "PRAGMA journal_mode=WAL", path + ": setting WAL mode"));
+    if (mode != "wal") return Status::FailedPrecondition(path + ": cannot use WAL journal (got '" + mode + "')");
+    // FULL: each commit fsyncs the WAL, so a row Put returned for survives power loss.
+    SD_RETURN_IF_ERROR(Exec(db_, "PRAGMA synchronous=FULL", path + ": setting synchronous=FULL"));
+  }
   SD_ASSIGN_OR_RETURN(std::string version_text,
                       QueryText(db_, "PRAGMA user_version", path + ": reading schema version"));
   const int version = std::atoi(version_text.c_str());
   if (version > kSchemaVersion) {
     return Status::FailedPrecondition(path + ": schema version " + std::to_string(version) +
                                       " is newer than this server's " + std::to_string(kSchemaVersion));
+  }
+  if (read_only_) {
+    // A server sets the version with the tables, in one transaction.
+    if (version != kSchemaVersion) return Status::FailedPrecondition(path + ": not a frame store index (no tables)");
+    statements_ = std::make_unique<Statements>();
+    return statements_->Prepare(db_, path);
   }
   SD_RETURN_IF_ERROR(Exec(
       db_,
@@ -520,6 +551,7 @@ void FrameStore::Release(const std::string& key) {
 StatusOr<bool> FrameStore::Put(const FrameRecord& frame) {
   SD_RETURN_IF_ERROR(CheckDeviceId(frame.device_id));
   const std::string what = "frame " + frame.device_id + "/" + std::to_string(frame.sequence);
+  SD_RETURN_IF_ERROR(CheckWritable("storing " + what));
   if (frame.sequence == 0 || frame.sequence > kMaxSqlInteger) {
     return Status::InvalidArgument(what + ": sequence must be in [1, 2^63)");
   }
@@ -677,6 +709,7 @@ StatusOr<std::string> FrameStore::LoadImage(const FrameRecord& frame) const {
 Status FrameStore::PutVersion(const VersionRecord& version, const std::string& checkpoint_bytes) {
   SD_RETURN_IF_ERROR(CheckDeviceId(version.device_id));
   const std::string what = "model " + version.device_id + " v" + std::to_string(version.version);
+  SD_RETURN_IF_ERROR(CheckWritable("storing " + what));
   if (version.version == 0 || version.version > kMaxSqlInteger) {
     return Status::InvalidArgument(what + ": version must be in [1, 2^63)");
   }
@@ -851,6 +884,7 @@ PruneResult ChooseDoomed(std::vector<StoredFrame>& frames, const RetentionBounds
 StatusOr<PruneResult> FrameStore::Prune(const std::string& device_id, const RetentionBounds& bounds,
                                         const PruneKeep& keep) {
   SD_RETURN_IF_ERROR(CheckDeviceId(device_id));
+  SD_RETURN_IF_ERROR(CheckWritable("pruning frames of " + device_id));
   const std::string index_path = dir_ + "/index.sqlite";
   std::lock_guard<std::mutex> prune_lock(prune_mu_);
   std::vector<StoredFrame> frames;

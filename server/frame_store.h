@@ -101,6 +101,11 @@ class FrameStore {
   // have no row (left by a crash between file and row) and stray temp files.
   // FailedPrecondition when another process has the directory open.
   static StatusOr<std::unique_ptr<FrameStore>> Open(const std::string& dir, Env* env = Env::Default());
+  // Opens an existing store for reading only, beside the server that may have it open
+  // (streamdistill-export): no LOCK, no orphan sweep, nothing created; SQLite reads under
+  // WAL, so a running server's writes are never blocked and every query sees whole commits.
+  // Put, PutVersion and Prune return FailedPrecondition. NotFound when `dir` holds no index.
+  static StatusOr<std::unique_ptr<FrameStore>> OpenReadOnly(const std::string& dir, Env* env = Env::Default());
   ~FrameStore();
   FrameStore(const FrameStore&) = delete;
   FrameStore& operator=(const FrameStore&) = delete;
@@ -152,9 +157,10 @@ class FrameStore {
 
  private:
   struct Statements;
-  FrameStore(std::string dir, Env* env, int lock_fd);
+  FrameStore(std::string dir, Env* env, int lock_fd, bool read_only);
 
   Status OpenIndex();
+  Status CheckWritable(const std::string& what) const;
   Status RemoveOrphans();
   // Waits until no other thread is storing `key` ("f <device> <seq>" / "v <device> <ver>"),
   // then claims it; Release gives it back. Keeps two Puts of the same frame from racing on
@@ -164,7 +170,8 @@ class FrameStore {
 
   const std::string dir_;
   Env* const env_;     // image and checkpoint files (not SQLite's, not LOCK)
-  const int lock_fd_;  // holds flock(LOCK_EX) on <dir>/LOCK for the store's lifetime
+  const int lock_fd_;  // holds flock(LOCK_EX) on <dir>/LOCK for the store's lifetime; -1 read-only
+  const bool read_only_;
 
   std::mutex prune_mu_;  // one Prune at a time (taken before mu_)
 

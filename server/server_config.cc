@@ -191,7 +191,12 @@ Status Parse(const YamlReader& root, ServerConfig* c) {
   if (c->limits.max_embedding < 0) return limits.Error("max_embedding", "must be >= 0");
 
   SD_ASSIGN_OR_RETURN(YamlReader student, root.Child("student"));
+  SD_RETURN_IF_ERROR(student.Get("class_names", &c->class_names));
   SD_RETURN_IF_ERROR(ReadStudentArchitecture(student, &c->student));
+  if (!c->class_names.empty() && static_cast<int>(c->class_names.size()) != c->student.num_classes)
+    return student.Error("class_names", "must name each of the " + std::to_string(c->student.num_classes) + " classes");
+  for (const std::string& name : c->class_names)
+    if (name.empty()) return student.Error("class_names", "a name must not be empty");
 
   SD_ASSIGN_OR_RETURN(YamlReader training, root.Child("training"));
   SD_RETURN_IF_ERROR(training.Get("iterations", &c->round.iterations));

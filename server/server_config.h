@@ -3,6 +3,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "common/env.h"
 #include "common/image_header.h"
@@ -62,6 +63,9 @@ struct ServerConfig {
   ServerLimits limits;
 
   StudentArchitecture student;
+  // What each class id means (`student.class_names`), for dataset exports: one name per class
+  // or none ("class<i>" then). Server only: the edge works with ids.
+  std::vector<std::string> class_names;
   std::string init_weights;  // checkpoint every new device starts from; empty: random (model_seed)
   uint64_t model_seed = 1;
 

@@ -451,6 +451,67 @@ TEST(FrameStoreTest, SecondOpenOfTheSameDirectoryIsRefused) {
   EXPECT_TRUE(third.ok()) << third.status().ToString();
 }
 
+// streamdistill-export reads a store that a running server holds (LOCK) and writes to.
+TEST(FrameStoreTest, ReadOnlyOpenBesideTheServerSeesItsCommitsAndWritesNothing) {
+  TempDir tmp;
+  auto writer = OpenOrDie(tmp.path());
+  ASSERT_TRUE(writer);
+  for (uint64_t seq = 1; seq <= 3; ++seq) ASSERT_TRUE(writer->Put(MakeFrame("cam", seq, seq == 2)).ok());
+  ASSERT_TRUE(writer->PutVersion(MakeVersion("cam", 1), "weights").ok());
+
+  auto reader = FrameStore::OpenReadOnly(tmp.path());
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  auto frames = (*reader)->Since("cam", 0, 10);
+  ASSERT_TRUE(frames.ok()) << frames.status().ToString();
+  ASSERT_EQ(Sequences(*frames), (std::vector<uint64_t>{1, 2, 3}));
+  for (const FrameRecord& f : *frames) ExpectSameMetadata(MakeFrame("cam", f.sequence, f.sequence == 2), f);
+  auto image = (*reader)->LoadImage((*frames)[1]);
+  ASSERT_TRUE(image.ok()) << image.status().ToString();
+  EXPECT_EQ(*image, MakeFrame("cam", 2).jpeg);
+  auto version = (*reader)->LatestVersion("cam");
+  ASSERT_TRUE(version.ok());
+  EXPECT_EQ(version->version, 1u);
+  EXPECT_EQ((*reader)->Devices(), std::vector<std::string>{"cam"});
+
+  // The server is not blocked by the reader, and the reader sees what it commits next.
+  ASSERT_TRUE(writer->Put(MakeFrame("cam", 4)).ok());
+  EXPECT_EQ((*reader)->LastSequence("cam"), 4u);
+
+  EXPECT_EQ((*reader)->Put(MakeFrame("cam", 5)).status().code(), Status::Code::kFailedPrecondition);
+  EXPECT_EQ((*reader)->PutVersion(MakeVersion("cam", 2), "w").code(), Status::Code::kFailedPrecondition);
+  EXPECT_EQ((*reader)->Prune("cam", RetentionBounds{1, 0, 0}, PruneKeep{}).status().code(),
+            Status::Code::kFailedPrecondition);
+  EXPECT_EQ(writer->LastSequence("cam"), 4u);
+  EXPECT_EQ(writer->Count("cam", false), 3);
+
+  // With the server stopped the reader still opens, and leaves the index as it was.
+  reader = StatusOr<std::unique_ptr<FrameStore>>(Status::Aborted("closed"));
+  writer.reset();
+  std::ifstream before_file(tmp.path() + "/index.sqlite", std::ios::binary);
+  const std::string before((std::istreambuf_iterator<char>(before_file)), std::istreambuf_iterator<char>());
+  {
+    auto stopped = FrameStore::OpenReadOnly(tmp.path());
+    ASSERT_TRUE(stopped.ok()) << stopped.status().ToString();
+    EXPECT_EQ((*stopped)->LastSequence("cam"), 4u);
+  }
+  std::ifstream after_file(tmp.path() + "/index.sqlite", std::ios::binary);
+  const std::string after((std::istreambuf_iterator<char>(after_file)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(after, before);
+  auto reopened = FrameStore::Open(tmp.path());
+  EXPECT_TRUE(reopened.ok()) << "a reader must leave nothing behind that stops the server: "
+                             << reopened.status().ToString();
+}
+
+TEST(FrameStoreTest, ReadOnlyOpenReportsADirectoryWithoutAStore) {
+  TempDir tmp;
+  auto none = FrameStore::OpenReadOnly(tmp.path());
+  EXPECT_EQ(none.status().code(), Status::Code::kNotFound) << none.status().ToString();
+  EXPECT_FALSE(fs::exists(tmp.path() + "/index.sqlite")) << "a reader creates nothing";
+  std::ofstream(tmp.path() + "/index.sqlite") << "";  // SQLite takes an empty file for an empty database
+  auto empty = FrameStore::OpenReadOnly(tmp.path());
+  EXPECT_EQ(empty.status().code(), Status::Code::kFailedPrecondition) << empty.status().ToString();
+}
+
 TEST(FrameStoreTest, OpenReportsAnUnusableDirectory) {
   TempDir tmp;
   const std::string file = tmp.path() + "/plain-file";

@@ -1,4 +1,5 @@
-// Runs one of the project's built binaries the way a user would, for the CLI tests.
+// Runs one of the project's built binaries the way a user would (or another command, such as
+// python3 reading their output), for the CLI tests.
 #pragma once
 
 #include <sys/wait.h>
@@ -14,10 +15,10 @@ struct RunResult {
   std::string output;  // stdout and stderr together
 };
 
-// `timeout` bounds every run: a binary that starts serving instead of failing is killed.
-inline RunResult RunBinary(const std::string& binary, const std::string& args, int timeout_s = 20) {
-  const std::string command = "timeout -s KILL " + std::to_string(timeout_s) + " " + std::string(SD_BINARY_DIR) +
-                              "/" + binary + " " + args + " 2>&1";
+// Runs a shell command line. `timeout` bounds every run: a binary that starts serving
+// instead of failing is killed.
+inline RunResult RunCommand(const std::string& command_line, int timeout_s = 20) {
+  const std::string command = "timeout -s KILL " + std::to_string(timeout_s) + " " + command_line + " 2>&1";
   RunResult r;
   FILE* pipe = popen(command.c_str(), "r");
   if (!pipe) return r;
@@ -27,6 +28,11 @@ inline RunResult RunBinary(const std::string& binary, const std::string& args, i
   const int status = pclose(pipe);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+// One of the project's binaries in the build folder.
+inline RunResult RunBinary(const std::string& binary, const std::string& args, int timeout_s = 20) {
+  return RunCommand(std::string(SD_BINARY_DIR) + "/" + binary + " " + args, timeout_s);
 }
 
 }  // namespace sd::testing

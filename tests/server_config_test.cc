@@ -18,19 +18,38 @@ TEST(ServerConfigTest, ShippedConfigParses) {
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   EXPECT_EQ(config->device_tokens.count("cam1"), 1u);
   EXPECT_EQ(config->teacher.kind, "hog");
+  EXPECT_EQ(config->class_names, std::vector<std::string>{"person"});
+}
+
+// ServerYaml(dir) with the first `from` replaced by `to`.
+std::string ServerYamlWith(const std::string& dir, const std::string& from, const std::string& to) {
+  std::string yaml = ServerYaml(dir);
+  yaml.replace(yaml.find(from), from.size(), to);
+  return yaml;
+}
+
+// student.class_names (for dataset exports) names every class of the student or none.
+TEST(ServerConfigTest, ClassNamesNameEveryClass) {
+  const std::string dir = TempDir("server_config_names");
+  auto too_few = ParseServerConfig(ServerYamlWith(dir, "classes: 1", "classes: 2\n  class_names: [person]"), "s.yaml");
+  ASSERT_FALSE(too_few.ok());
+  EXPECT_NE(too_few.status().message().find("student.class_names"), std::string::npos) << too_few.status().message();
+  auto named =
+      ParseServerConfig(ServerYamlWith(dir, "classes: 1", "classes: 2\n  class_names: [person, car]"), "s.yaml");
+  ASSERT_TRUE(named.ok()) << named.status().ToString();
+  EXPECT_EQ(named->class_names, (std::vector<std::string>{"person", "car"}));
+  auto unnamed = ParseServerConfig(ServerYaml(dir), "s.yaml");
+  ASSERT_TRUE(unnamed.ok());
+  EXPECT_TRUE(unnamed->class_names.empty());
 }
 
 TEST(ServerConfigTest, BadDeviceIdAndRoundOptionsAreRejected) {
   const std::string dir = TempDir("server_config");
-  std::string yaml = ServerYaml(dir);
-  yaml.replace(yaml.find("cam2:"), 5, "../x:");
-  auto bad_id = ParseServerConfig(yaml, "s.yaml");
+  auto bad_id = ParseServerConfig(ServerYamlWith(dir, "cam2:", "../x:"), "s.yaml");
   ASSERT_FALSE(bad_id.ok());
   EXPECT_NE(bad_id.status().message().find("key 'devices.../x'"), std::string::npos) << bad_id.status().message();
 
-  yaml = ServerYaml(dir);
-  yaml.replace(yaml.find("max_map50_drop: 0.05"), 20, "max_map50_drop: -1.0");
-  auto bad_drop = ParseServerConfig(yaml, "s.yaml");
+  auto bad_drop = ParseServerConfig(ServerYamlWith(dir, "max_map50_drop: 0.05", "max_map50_drop: -1.0"), "s.yaml");
   ASSERT_FALSE(bad_drop.ok());
   EXPECT_NE(bad_drop.status().message().find("max_map50_drop"), std::string::npos) << bad_drop.status().message();
 }
