@@ -32,6 +32,7 @@ struct CommandLine {
   bool no_lone = false;
   bool shared = false;     // one group of every camera
   bool no_groups = false;  // the config's groups ignored
+  std::string server_config;  // replaces the config's server_config
   std::string server_binary;
 };
 
@@ -58,6 +59,7 @@ int Run(const CommandLine& cli) {
   if (!config.ok()) return Fail(config.status(), 2);
   if (cli.seconds > 0) config->seconds = cli.seconds;
   if (cli.time_scale > 0) config->time_scale = cli.time_scale;
+  if (!cli.server_config.empty()) config->server_config = cli.server_config;
   std::vector<CameraView> cameras =
       ReplicateCameras(config->cameras, cli.cameras > 0 ? cli.cameras : static_cast<int>(config->cameras.size()));
   if (cli.detect_every > 0)
@@ -144,6 +146,7 @@ int main(int argc, char** argv) {
   app.add_flag("--no-lone", cli.no_lone, "skip the lone camera's run after the fleet");
   app.add_flag("--shared", cli.shared, "every camera shares one student (one server group of all)");
   app.add_flag("--no-groups", cli.no_groups, "ignore the config's groups: a student per camera");
+  app.add_option("--server-config", cli.server_config, "base server YAML instead of the config's server_config");
   app.add_option("--server-binary", cli.server_binary, "streamdistill-server to start (default: next to this binary)");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error (the cameras' and the generator's logs)");
   if (auto exit_code = sd::ParseToolCommandLine(app, argc, argv)) return *exit_code;

@@ -97,6 +97,28 @@ TEST(ServerConfigTest, TrainingPoolAndSchedule) {
   EXPECT_EQ(defaults(1, 8, 5, 0), std::make_pair(5, 1));
 }
 
+// groups: a shared student among 2+ devices, each device in one group at most; a group is one
+// unit of the training pool (two cameras in one group on 2 cores: one worker on both cores).
+TEST(ServerConfigTest, GroupsShareAStudent) {
+  const std::string dir = TempDir("server_config_groups");
+  auto parse = [&](const std::string& groups) { return ParseServerConfig(ServerYaml(dir, groups), "s.yaml"); };
+  auto pair = parse("groups:\n  lobby: [cam1, cam2]\n");
+  ASSERT_TRUE(pair.ok()) << pair.status().ToString();
+  EXPECT_EQ(pair->groups.at("lobby"), (std::vector<std::string>{"cam1", "cam2"}));
+  EXPECT_EQ(GroupOf(*pair, "cam2"), "lobby");
+  EXPECT_EQ(GroupOf(*pair, "cam3"), "");
+  EXPECT_EQ(pair->training_workers, 1);  // one unit to train, whatever the cores
+  auto error_of = [&](const std::string& groups) {
+    auto parsed = parse(groups);
+    return parsed.ok() ? std::string("parsed") : parsed.status().message();
+  };
+  EXPECT_NE(error_of("groups:\n  solo: [cam1]\n").find("at least 2 devices"), std::string::npos);
+  EXPECT_NE(error_of("groups:\n  a: [cam1, cam2]\n  b: [cam2, cam3]\n").find("in group a already"),
+            std::string::npos);
+  EXPECT_NE(error_of("groups:\n  a: [cam1, ../x]\n").find("is not a device id"), std::string::npos);
+  EXPECT_NE(error_of("groups:\n  a: cam1\n").find("groups.a"), std::string::npos);
+}
+
 // update_encoding / update_fraction / update_zstd at the top are every device's; a device may
 // override them.
 TEST(ServerConfigTest, UpdatePoliciesPerDevice) {
