@@ -41,6 +41,7 @@ HttpEndpoint::~HttpEndpoint() { Stop(); }
 
 Status HttpEndpoint::Handle(const std::string& path, HttpHandler handler) {
   if (thread_.joinable()) return Status::FailedPrecondition("HTTP route " + path + " added after Start()");
+  paths_.push_back(path);
   server_->Get(path, [path, handler = std::move(handler)](const httplib::Request& req, httplib::Response& res) {
     HttpRequest request;
     request.path = path;
@@ -72,6 +73,8 @@ Status HttpEndpoint::Start() {
   if (port_ <= 0)
     return Status::Unavailable("cannot listen on " + address + " for HTTP (" + name_ +
                                "): address in use or invalid (http.bind, http.port)");
+  std::string routes;
+  for (const std::string& path : paths_) routes += (routes.empty() ? "" : " ") + path;
   thread_ = std::thread([this] {
     if (!server_->listen_after_bind()) spdlog::error("HTTP ({}): the listen loop failed", name_);
     loop_ended_ = true;
@@ -83,7 +86,8 @@ Status HttpEndpoint::Start() {
     thread_.join();
     return Status::Unavailable("HTTP (" + name_ + ") on " + address + ": the listen loop ended at once");
   }
-  spdlog::info("HTTP ({}) listening on {}:{}", name_, options_.bind, port_);
+  // Not "listening on": scripts wait for that line of the gRPC port.
+  spdlog::info("HTTP ({}) on {}:{} serves {}", name_, options_.bind, port_, routes);
   return Status::Ok();
 }
 

@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/status.h"
 
@@ -49,7 +50,7 @@ extern const char kPrometheusContentType[];
 
 class HttpEndpoint {
  public:
-  // `name` says whose port it is in errors and log lines ("streamdistill-edge metrics").
+  // `name` says whose port it is in errors and log lines ("streamdistill-edge").
   HttpEndpoint(HttpOptions options, std::string name);
   ~HttpEndpoint();  // Stop()
   HttpEndpoint(const HttpEndpoint&) = delete;
@@ -74,6 +75,7 @@ class HttpEndpoint {
   const HttpOptions options_;
   const std::string name_;
   std::unique_ptr<httplib::Server> server_;
+  std::vector<std::string> paths_;  // the routes, for the start's log line
   int port_ = 0;
   std::thread thread_;  // the listen loop, from Start() until Stop()
   std::atomic<bool> loop_ended_{false};

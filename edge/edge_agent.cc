@@ -94,7 +94,7 @@ Status EdgeAgent::Init() {
   RegisterMetrics();
   SD_RETURN_IF_ERROR(metrics_.status());
   if (config_.http.enabled) {
-    http_ = std::make_unique<HttpEndpoint>(config_.http, "streamdistill-edge metrics");
+    http_ = std::make_unique<HttpEndpoint>(config_.http, "streamdistill-edge");
     SD_RETURN_IF_ERROR(http_->ServeMetrics(&metrics_));
     SD_RETURN_IF_ERROR(http_->Start());
   }

@@ -14,7 +14,7 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config, Teac
   SD_ASSIGN_OR_RETURN(server->core_, ServerCore::Create(config, std::move(teachers)));
   server->service_ = std::make_unique<EdgeLinkService>(server->core_.get());
   if (config.http.enabled) {
-    server->http_ = std::make_unique<HttpEndpoint>(config.http, "streamdistill-server metrics");
+    server->http_ = std::make_unique<HttpEndpoint>(config.http, "streamdistill-server");
     SD_RETURN_IF_ERROR(server->http_->ServeMetrics(&server->core_->metrics().registry));
     SD_RETURN_IF_ERROR(server->http_->Start());
   }
