@@ -70,6 +70,16 @@ Status ReadTrainerOptions(const YamlReader& s, TrainerOptions* o) {
   return Status::Ok();
 }
 
+Status ReadHttpOptions(const YamlReader& root, HttpOptions* options) {
+  SD_ASSIGN_OR_RETURN(YamlReader http, root.Child("http"));
+  SD_RETURN_IF_ERROR(http.Get("enabled", &options->enabled));
+  SD_RETURN_IF_ERROR(http.Get("bind", &options->bind));
+  SD_RETURN_IF_ERROR(http.Get("port", &options->port));
+  if (options->bind.empty()) return http.Error("bind", "must be an address, e.g. 127.0.0.1 or 0.0.0.0");
+  if (options->port < 0 || options->port > 65535) return http.Error("port", "must be in [0, 65535] (0: a free port)");
+  return Status::Ok();
+}
+
 StatusOr<std::string> ReadFileAtKey(const YamlReader& section, const std::string& key) {
   std::string path;
   SD_RETURN_IF_ERROR(section.Get(key, &path));

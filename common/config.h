@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "common/http_endpoint.h"
 #include "common/status.h"
 #include "common/student.h"
 #include "common/student_trainer.h"
@@ -16,6 +17,9 @@ Status ReadStudentArchitecture(const YamlReader& section, StudentArchitecture* a
 Status ReadInferenceOptions(const YamlReader& section, InferenceOptions* options);
 Status ReadTeacherOptions(const YamlReader& section, TeacherOptions* options);
 Status ReadTrainerOptions(const YamlReader& section, TrainerOptions* options);
+
+// The `http` section of a daemon's config (enabled, bind, port) over `options`' defaults.
+Status ReadHttpOptions(const YamlReader& root, HttpOptions* options);
 
 // The contents of the file named at `key` (e.g. a PEM certificate); empty when the key is
 // absent or empty. An unreadable file is an error naming the key.

@@ -22,6 +22,7 @@ EdgeAgent::EdgeAgent(const EdgeConfig& config, Clock* clock, std::unique_ptr<Fra
     : config_(config), clock_(clock), frame_log_("processing frames", config.env), source_(std::move(source)) {}
 
 EdgeAgent::~EdgeAgent() {
+  if (http_) http_->Stop();
   Stop();
   if (uplink_) uplink_->Stop();
 }
@@ -90,7 +91,70 @@ Status EdgeAgent::Init() {
     sampler_->OnTeacherAgreement(teacher_agreement);
     if (ack_observer_) ack_observer_(sequence, code);
   });
+  RegisterMetrics();
+  SD_RETURN_IF_ERROR(metrics_.status());
+  if (config_.http.enabled) {
+    http_ = std::make_unique<HttpEndpoint>(config_.http, "streamdistill-edge");
+    SD_RETURN_IF_ERROR(http_->ServeMetrics(&metrics_));
+    SD_RETURN_IF_ERROR(http_->Start());
+  }
   return Status::Ok();
+}
+
+void EdgeAgent::RegisterMetrics() {
+  using Type = MetricsRegistry::Type;
+  using Emit = MetricsRegistry::Emit;
+  // Every series carries the device, so that queries can join an edge's numbers with the
+  // server's (which label by device too).
+  const std::string device = config_.uplink.device_id;
+  auto stat = [this, device](std::function<double(const EdgeStats&)> value) {
+    return [this, device, value = std::move(value)](const Emit& emit) { emit({device}, value(stats())); };
+  };
+  auto counter = [&](const char* name, const char* help, std::function<double(const EdgeStats&)> value) {
+    metrics_.AddCallback(Type::kCounter, name, help, {"device"}, stat(std::move(value)));
+  };
+  auto gauge = [&](const char* name, const char* help, std::function<double(const EdgeStats&)> value) {
+    metrics_.AddCallback(Type::kGauge, name, help, {"device"}, stat(std::move(value)));
+  };
+  counter("streamdistill_edge_frames_read_total", "Frames read from the source.",
+          [](const EdgeStats& s) { return s.frames; });
+  counter("streamdistill_edge_frames_detected_total", "Frames the student ran on (every detect_every-th).",
+          [](const EdgeStats& s) { return s.detected; });
+  counter("streamdistill_edge_frames_sampled_total", "Frames the sampler chose and the spool took for the server.",
+          [](const EdgeStats& s) { return s.queried; });
+  counter("streamdistill_edge_spool_failures_total", "Sampled frames lost because the spool could not store them.",
+          [](const EdgeStats& s) { return s.spool_failures; });
+  counter("streamdistill_edge_frames_acked_total", "Spooled frames the server acked as stored.",
+          [](const EdgeStats& s) { return s.uplink.frames_acked; });
+  counter("streamdistill_edge_frames_rejected_total", "Spooled frames the server refused for good (dropped).",
+          [](const EdgeStats& s) { return s.uplink.frames_rejected; });
+  counter("streamdistill_edge_sent_bytes_total", "Bytes of gRPC messages to the server, with their 5-byte framing.",
+          [](const EdgeStats& s) { return s.uplink.bytes_up; });
+  counter("streamdistill_edge_received_bytes_total",
+          "Bytes of gRPC messages from the server, with their 5-byte framing.",
+          [](const EdgeStats& s) { return s.uplink.bytes_down; });
+  counter("streamdistill_edge_link_connects_total", "Streams to the server that were established.",
+          [](const EdgeStats& s) { return s.uplink.connects; });
+  gauge("streamdistill_edge_model_version", "The model version serving (0: the start model).",
+        [](const EdgeStats& s) { return s.model_version; });
+  gauge("streamdistill_edge_link_up", "1 while the stream to the server is established, else 0.",
+        [](const EdgeStats& s) { return s.uplink.connected ? 1 : 0; });
+  metrics_.AddCallback(Type::kCounter, "streamdistill_edge_updates_total",
+                       "Model updates from the server by outcome: applied, or refused (the model kept serving).",
+                       {"device", "outcome"}, [this, device](const Emit& emit) {
+                         const UplinkStats s = uplink_->stats();
+                         emit({device, "applied"}, s.updates_applied);
+                         emit({device, "refused"}, s.updates_refused);
+                       });
+  metrics_.AddCallback(Type::kGauge, "streamdistill_edge_spool_frames", "Frames in the spool waiting for an ack.",
+                       {"device"}, [this, device](const Emit& emit) { emit({device}, spool_->pending_count()); });
+  metrics_.AddCallback(Type::kGauge, "streamdistill_edge_spool_bytes", "Bytes of the frames in the spool.", {"device"},
+                       [this, device](const Emit& emit) { emit({device}, spool_->pending_bytes()); });
+  inference_seconds_ = &metrics_
+                            .AddHistogram("streamdistill_edge_inference_seconds",
+                                          "The student's time per detected frame.", buckets::kInferenceSeconds,
+                                          {"device"})
+                            .With({device});
 }
 
 StatusOr<std::shared_ptr<const ServedModel>> EdgeAgent::BuildServed(uint64_t version, std::vector<float> flat) const {
@@ -206,6 +270,7 @@ Status EdgeAgent::ProcessFrame(const Frame& frame, double video_time_s) {
   const auto t0 = std::chrono::steady_clock::now();
   SD_ASSIGN_OR_RETURN(StudentOutput out, served->detector->Detect(frame.bgr));
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  inference_seconds_->Observe(ms / 1000);
   SD_RETURN_IF_ERROR(sink_->Write(frame.index, video_time_s, served->version, out.detections, &frame.bgr));
   FrameFeatures features;
   features.index = frame.index;

@@ -13,6 +13,8 @@
 
 #include "common/failure_log.h"
 #include "common/frame_source.h"
+#include "common/http_endpoint.h"
+#include "common/metrics.h"
 #include "common/status.h"
 #include "edge/edge_config.h"
 #include "edge/serving_model.h"
@@ -54,6 +56,7 @@ class EdgeAgent : public UpdateSink {
   using UpdateObserver = std::function<void(const ModelUpdate& update, const std::shared_ptr<const ServedModel>& served)>;
   void SetUpdateObserver(UpdateObserver observer) { update_observer_ = std::move(observer); }
   EdgeStats stats() const;
+  int http_port() const { return http_ ? http_->port() : 0; }  // /metrics; 0: HTTP is off
   std::shared_ptr<const ServedModel> serving() const { return serving_.Current(); }
   // The start model's weights (serialized), for comparing before and after.
   const std::string& initial_weights() const { return initial_weights_; }
@@ -66,6 +69,9 @@ class EdgeAgent : public UpdateSink {
  private:
   EdgeAgent(const EdgeConfig& config, Clock* clock, std::unique_ptr<FrameSource> source);
   Status Init();
+  // The metrics /metrics serves: the inference histogram, the rest read from stats() and the
+  // spool at scrape time.
+  void RegisterMetrics();
   Status ProcessFrame(const Frame& frame, double video_time_s);
   // The frame as the server receives it, less its sequence: that is given when it is spooled,
   // so that sequences follow spool order even for frames the sampler held first.
@@ -103,6 +109,10 @@ class EdgeAgent : public UpdateSink {
   mutable std::mutex mu_;  // guards stats_ and update_mu_-free reads of counters
   EdgeStats stats_;
   std::mutex update_mu_;  // one update applied at a time
+
+  MetricsRegistry metrics_;
+  Histogram* inference_seconds_ = nullptr;  // in metrics_: the student's time per frame
+  std::unique_ptr<HttpEndpoint> http_;      // last: its requests read everything above
 };
 
 }  // namespace sd

@@ -112,6 +112,7 @@ Status Parse(const YamlReader& root, EdgeConfig* c) {
   c->spool.max_bytes = static_cast<int64_t>(max_mb) << 20;
   SD_RETURN_IF_ERROR(root.Get("linger_s", &c->linger_s));
   SD_RETURN_IF_ERROR(root.Get("summary_path", &c->summary_path));
+  SD_RETURN_IF_ERROR(ReadHttpOptions(root, &c->http));
   return root.CheckAllKeysUsed();
 }
 

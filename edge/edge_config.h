@@ -5,6 +5,7 @@
 
 #include "common/env.h"
 #include "common/frame_source.h"
+#include "common/http_endpoint.h"
 #include "common/status.h"
 #include "common/student.h"
 #include "common/yaml_reader.h"
@@ -49,6 +50,9 @@ struct EdgeConfig {
   std::string state_dir = "state/edge";  // deployed model survives restarts here
   double linger_s = 0;       // after the source ends, keep the link up this long for updates
   std::string summary_path;  // write the run summary JSON here at exit (empty: don't)
+  // GET /metrics for Prometheus; off by default: a camera box opens no port unless its operator
+  // asks for one (docs/operations.md, "Metrics").
+  HttpOptions http{false, "127.0.0.1", 9465};
   Env* env = Env::Default();  // not from the config file: the spool's and state_dir's files go
                               // through it (tests inject disk faults); spool.env is replaced by it
 };

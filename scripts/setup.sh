@@ -10,6 +10,7 @@ PACKAGES=(
   libspdlog-dev libyaml-cpp-dev libgtest-dev libgmock-dev libcli11-dev
   libsqlite3-dev sqlite3 libzstd-dev nlohmann-json3-dev libssl-dev
   gnuplot-nox openssl
+  libcpp-httplib-dev prometheus   # the daemons' /metrics; prometheus_test scrapes them with the real Prometheus
   clang-14 libclang-rt-14-dev llvm-14   # sanitizer and libFuzzer builds (scripts/sanitize.sh, fuzz.sh)
 )
 

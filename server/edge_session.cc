@@ -54,11 +54,13 @@ EdgeSession::Next EdgeSession::OnMessage(const EdgeMessage& message) {
       HandleModelRequest(message.model_request());
       break;
     case EdgeMessage::kUpdateResult:
-      if (message.update_result().applied())
+      if (message.update_result().applied()) {
         spdlog::info("device {}: serving version {}", device_id_, message.update_result().version());
-      else
+        core_->metrics().served_version.With({device_id_}).Set(message.update_result().version());
+      } else {
         spdlog::warn("device {}: could not apply version {}: {}", device_id_, message.update_result().version(),
                      LogSafe(message.update_result().message(), 256));
+      }
       break;
     case EdgeMessage::kHello:
       Close(Status::FailedPrecondition("hello sent twice"));
@@ -120,6 +122,7 @@ EdgeSession::Next EdgeSession::HandleHello(const EdgeMessage& message) {
       [core = core_, id = device_id_](int64_t bytes) { core->CountBytes(id, 0, bytes + kGrpcFramingBytes); });
   spdlog::info("device {}: connected from {} serving version {}", device_id_, LogSafe(peer_, 128),
                hello.model_version());
+  core_->metrics().served_version.With({device_id_}).Set(hello.model_version());
 
   auto latest = core_->LatestUpdate(device_id_);
   ServerMessage welcome;
@@ -194,6 +197,7 @@ void EdgeSession::Reject(uint64_t sequence, const Status& status) {
 }
 
 EdgeSession::Next EdgeSession::HandleFrame(const streamdistill::v1::SampledFrame& frame) {
+  core_->metrics().frames_received.With({device_id_}).Inc();
   Status valid = ValidateFrame(frame);
   if (!valid.ok()) {
     core_->CountRejectedFrame(device_id_);

@@ -253,6 +253,7 @@ struct FrameStore::Statements {
   sqlite3_stmt* frame_bytes = nullptr;
   sqlite3_stmt* last_sequence = nullptr;
   sqlite3_stmt* count = nullptr;
+  sqlite3_stmt* usage = nullptr;
   sqlite3_stmt* recent = nullptr;
   sqlite3_stmt* since = nullptr;
   sqlite3_stmt* insert_version = nullptr;
@@ -265,7 +266,7 @@ struct FrameStore::Statements {
   ~Statements() {
     for (sqlite3_stmt* s :
          {txn.begin, txn.commit, txn.rollback, txn.insert_device, insert_frame, frame_bytes, last_sequence, count,
-          recent, since, insert_version, version_bytes, latest_version, devices, frame_sizes, delete_frame}) {
+          usage, recent, since, insert_version, version_bytes, latest_version, devices, frame_sizes, delete_frame}) {
       sqlite3_finalize(s);
     }
   }
@@ -283,6 +284,7 @@ struct FrameStore::Statements {
         {&frame_bytes, "SELECT image_bytes FROM frames WHERE device_id = ? AND sequence = ?"},
         {&last_sequence, "SELECT MAX(sequence) FROM frames WHERE device_id = ?"},
         {&count, "SELECT COUNT(*) FROM frames WHERE device_id = ? AND validation = ?"},
+        {&usage, "SELECT COUNT(*), COALESCE(SUM(image_bytes), 0) FROM frames WHERE device_id = ?"},
         {&recent, frame_select + "WHERE device_id = ? AND validation = ? ORDER BY sequence DESC LIMIT ?"},
         {&since, frame_select + "WHERE device_id = ? AND sequence > ? ORDER BY sequence LIMIT ?"},
         {&insert_version,
@@ -627,6 +629,19 @@ int64_t FrameStore::Count(const std::string& device_id, bool validation) const {
     return 0;
   }
   return sqlite3_column_int64(stmt, 0);
+}
+
+StoredUsage FrameStore::Usage(const std::string& device_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  sqlite3_stmt* stmt = statements_->usage;
+  StatementUse use(stmt);
+  BindText(stmt, 1, device_id);
+  const int rc = sqlite3_step(stmt);
+  if (rc != SQLITE_ROW) {
+    spdlog::error("{}", SqlError(db_, rc, dir_ + "/index.sqlite: summing the frames of " + device_id).ToString());
+    return {};
+  }
+  return {sqlite3_column_int64(stmt, 0), sqlite3_column_int64(stmt, 1)};
 }
 
 namespace {

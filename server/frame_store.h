@@ -88,6 +88,11 @@ struct PruneResult {
   int64_t frames_left = 0, bytes_left = 0;
 };
 
+// What a device's stored frames take: both kinds, their image files' bytes.
+struct StoredUsage {
+  int64_t frames = 0, bytes = 0;
+};
+
 // True when `id` is usable as a device id (and hence as a directory name).
 bool IsValidDeviceId(const std::string& id);
 
@@ -121,6 +126,9 @@ class FrameStore {
   uint64_t LastSequence(const std::string& device_id) const;
   // Stored frames of one kind (validation or training); 0 when none (or on a logged index error).
   int64_t Count(const std::string& device_id, bool validation) const;
+  // The device's stored frames and bytes; zeros when none (or on a logged index error). One
+  // query over the device's rows, for the metrics a scrape reads.
+  StoredUsage Usage(const std::string& device_id) const;
 
   // The newest `limit` frames of a kind, oldest first (labels, metadata, image_path; not the
   // jpeg bytes). limit <= 0 gives none.

@@ -13,6 +13,11 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config, Teac
   std::unique_ptr<Server> server(new Server());
   SD_ASSIGN_OR_RETURN(server->core_, ServerCore::Create(config, std::move(teachers)));
   server->service_ = std::make_unique<EdgeLinkService>(server->core_.get());
+  if (config.http.enabled) {
+    server->http_ = std::make_unique<HttpEndpoint>(config.http, "streamdistill-server");
+    SD_RETURN_IF_ERROR(server->http_->ServeMetrics(&server->core_->metrics().registry));
+    SD_RETURN_IF_ERROR(server->http_->Start());
+  }
 
   std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
   if (!config.tls.cert.empty()) {
@@ -52,6 +57,7 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config, Teac
 Server::~Server() { Shutdown(); }
 
 void Server::Shutdown() {
+  if (http_) http_->Stop();
   if (!server_) return;
   server_->GetHealthCheckService()->SetServingStatus(false);
   // First: a round that finishes while the streams wind down must not be published.

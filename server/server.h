@@ -1,10 +1,12 @@
 // streamdistill-server as an object: the gRPC server (TLS or plaintext, message limits,
-// the standard health service) around a ServerCore. Tests run it in-process on port 0.
+// the standard health service) around a ServerCore, and its HTTP port (/metrics). Tests run
+// it in-process on port 0.
 #pragma once
 
 #include <memory>
 #include <string>
 
+#include "common/http_endpoint.h"
 #include "common/status.h"
 #include "server/server_config.h"
 #include "server/server_core.h"
@@ -19,11 +21,13 @@ class EdgeLinkService;
 
 class Server {
  public:
-  // Binds config.listen ("host:0" picks a free port) and starts serving.
+  // Binds config.listen ("host:0" picks a free port) and config.http when enabled, and starts
+  // serving.
   static StatusOr<std::unique_ptr<Server>> Start(const ServerConfig& config, TeacherFactory teachers = {});
   ~Server();
 
   int port() const { return port_; }
+  int http_port() const { return http_ ? http_->port() : 0; }  // 0: HTTP is off
   ServerCore& core() { return *core_; }
   // Stops accepting, cancels open streams, waits for handlers; idempotent.
   void Shutdown();
@@ -35,6 +39,7 @@ class Server {
   std::unique_ptr<EdgeLinkService> service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
+  std::unique_ptr<HttpEndpoint> http_;  // reads core_: stopped before it goes
 };
 
 }  // namespace sd

@@ -140,6 +140,7 @@ Status ReadSchedulePolicy(const YamlReader& training, SchedulerOptions* schedule
 
 Status Parse(const YamlReader& root, ServerConfig* c) {
   SD_RETURN_IF_ERROR(root.Get("listen", &c->listen));
+  SD_RETURN_IF_ERROR(ReadHttpOptions(root, &c->http));
   SD_RETURN_IF_ERROR(root.Get("storage_dir", &c->storage_dir));
   SD_RETURN_IF_ERROR(root.Get("max_message_bytes", &c->max_message_bytes));
   SD_RETURN_IF_ERROR(root.Get("update_chunk_bytes", &c->update_chunk_bytes));

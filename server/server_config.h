@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/env.h"
+#include "common/http_endpoint.h"
 #include "common/image_header.h"
 #include "common/status.h"
 #include "common/student.h"
@@ -40,6 +41,8 @@ struct ServerLimits {
 
 struct ServerConfig {
   std::string listen = "0.0.0.0:50051";
+  // GET /metrics for Prometheus; on by default, on loopback (docs/operations.md, "Metrics").
+  HttpOptions http{true, "127.0.0.1", 9464};
   std::string storage_dir = "state/server";
   int max_message_bytes = 8 << 20;      // receive limit; larger messages get RESOURCE_EXHAUSTED
   int update_chunk_bytes = 256 << 10;   // model updates are sent in chunks of this size

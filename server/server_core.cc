@@ -135,6 +135,8 @@ Status ServerCore::Init(TeacherFactory teachers) {
     SD_ASSIGN_OR_RETURN(enrolment.token, HashToken(token));
   }
   devices_ = std::move(devices);
+  RegisterMetricCallbacks();
+  SD_RETURN_IF_ERROR(metrics_.registry.status());
   if (!config_.devices_file.empty()) {
     const FileStamp stamp = StampOf(config_.devices_file);  // before the read: a later change is seen
     {
@@ -408,9 +410,12 @@ bool ServerCore::TrySubmitFrame(const std::string& device_id, const FrameRecord&
   job.jpeg = jpeg;
   job.max_image_width = config_.stored_image_max_width;
   job.limits = config_.limits.image;
+  const double submitted_s = NowSeconds();
   // The callback keeps the metadata and the original bytes: they are stored as sent unless
   // the server shrank the image.
-  auto callback = [this, device_id, meta, jpeg = std::move(jpeg), done = std::move(done)](StatusOr<LabelResult> result) {
+  auto callback = [this, device_id, meta, submitted_s, jpeg = std::move(jpeg),
+                   done = std::move(done)](StatusOr<LabelResult> result) {
+    metrics_.label_seconds.Observe(NowSeconds() - submitted_s);
     FrameOutcome outcome;
     auto device = FindDevice(device_id);
     if (!device.ok()) {
@@ -421,6 +426,7 @@ bool ServerCore::TrySubmitFrame(const std::string& device_id, const FrameRecord&
     }
     if (!result.ok()) {
       outcome.status = result.status();
+      metrics_.frames_rejected.With({device_id, "label"}).Inc();
       {
         std::lock_guard<std::mutex> lock((*device)->mu);
         ++(*device)->counters.frames_rejected;
@@ -445,7 +451,9 @@ bool ServerCore::TrySubmitFrame(const std::string& device_id, const FrameRecord&
       // index): UNAVAILABLE, and the edge keeps the frame and sends it again after a back-off.
       if (inserted.status().code() == Status::Code::kInvalidArgument) {
         outcome.status = inserted.status();
+        metrics_.frames_rejected.With({device_id, "invalid"}).Inc();
       } else {
+        metrics_.frames_rejected.With({device_id, "storage"}).Inc();
         storage_log_.Failed(inserted.status());  // on change, then rate-limited: not once per frame
         outcome.status = Status::Unavailable("storage unavailable: " + inserted.status().message() + "; retry later");
       }
@@ -453,6 +461,7 @@ bool ServerCore::TrySubmitFrame(const std::string& device_id, const FrameRecord&
       return;
     }
     storage_log_.Succeeded();
+    metrics_.frames_acked.With({device_id}).Inc();
     outcome.duplicate = !*inserted;
     bool prune = false;
     {
@@ -630,6 +639,12 @@ StatusOr<RoundResult> ServerCore::RunUnitRound(TrainingUnit& unit, int iteration
                unit.label, round.iterations, round.train_frames, round.val_frames, round.seconds, round.map50_before,
                round.map50_after,
                round.published ? "published v" + std::to_string(round.version) : "discarded: " + round.reason);
+  metrics_.round_seconds.Observe(round.seconds);
+  const double heldout_map50 = round.published ? round.map50_after : round.map50_before;
+  for (Device* device : members) {
+    if (heldout_map50 >= 0) metrics_.heldout_map50.With({device->id}).Set(heldout_map50);
+    metrics_.rounds.With({device->id, round.published ? "published" : "discarded"}).Inc();
+  }
   if (!round.published) return round;
   // Every member gets the version; one that fails to store it does not keep it from the others.
   Status first_failure;
@@ -745,8 +760,48 @@ void ServerCore::CountBytes(const std::string& device_id, int64_t in, int64_t ou
 void ServerCore::CountRejectedFrame(const std::string& device_id) {
   auto device = FindDevice(device_id);
   if (!device.ok()) return;
+  metrics_.frames_rejected.With({device_id, "invalid"}).Inc();
   std::lock_guard<std::mutex> lock((*device)->mu);
   ++(*device)->counters.frames_rejected;
+}
+
+void ServerCore::RegisterMetricCallbacks() {
+  using Type = MetricsRegistry::Type;
+  MetricsRegistry& registry = metrics_.registry;
+  // One series per device of the current set (removed ones included: their numbers stay).
+  auto per_device = [this](std::function<double(Device&)> value) {
+    return [this, value = std::move(value)](const MetricsRegistry::Emit& emit) {
+      for (const auto& [id, enrolment] : *Devices()) emit({id}, value(*enrolment.device));
+    };
+  };
+  registry.AddCallback(Type::kCounter, "streamdistill_server_received_bytes_total",
+                       "Bytes of gRPC messages from the device, with their 5-byte framing.", {"device"},
+                       per_device([](Device& d) { return static_cast<double>(d.bytes_in); }));
+  registry.AddCallback(Type::kCounter, "streamdistill_server_sent_bytes_total",
+                       "Bytes of gRPC messages to the device (acks, model updates), with their 5-byte framing.",
+                       {"device"}, per_device([](Device& d) { return static_cast<double>(d.bytes_out); }));
+  registry.AddCallback(Type::kGauge, "streamdistill_server_device_version",
+                       "The device's newest published model version (0: none yet).", {"device"},
+                       per_device([](Device& d) { return static_cast<double>(d.unit->trainer->version()); }));
+  registry.AddCallback(Type::kGauge, "streamdistill_server_stream_connected",
+                       "1 while the device has an authenticated stream open, else 0.", {"device"},
+                       per_device([](Device& d) {
+                         std::lock_guard<std::mutex> lock(d.mu);
+                         return d.session.expired() ? 0.0 : 1.0;
+                       }));
+  registry.AddCallback(Type::kGauge, "streamdistill_server_stored_frames",
+                       "Frames the store holds for the device (training and held-out).", {"device"},
+                       per_device([this](Device& d) { return static_cast<double>(store_->Usage(d.id).frames); }));
+  registry.AddCallback(Type::kGauge, "streamdistill_server_stored_bytes",
+                       "Bytes of the device's stored frame images.", {"device"},
+                       per_device([this](Device& d) { return static_cast<double>(store_->Usage(d.id).bytes); }));
+  registry.AddCallback(Type::kGauge, "streamdistill_server_labeler_queue_depth",
+                       "Frames waiting for a labeller (not counting those being labelled).", {},
+                       [this](const MetricsRegistry::Emit& emit) { emit({}, labeler_->queued()); });
+  registry.AddGauge("streamdistill_server_labeler_queue_capacity",
+                    "Frames the labelling queue holds before streams stop being read (labeler.queue).")
+      .With({})
+      .Set(config_.labeler_queue);
 }
 
 DeviceCounters ServerCore::Counters(const std::string& device_id) const {

@@ -22,6 +22,7 @@
 #include "server/frame_store.h"
 #include "server/labeler.h"
 #include "server/server_config.h"
+#include "server/server_metrics.h"
 
 namespace sd {
 
@@ -127,6 +128,8 @@ class ServerCore {
   void CountBytes(const std::string& device_id, int64_t in, int64_t out);
   DeviceCounters Counters(const std::string& device_id) const;
   FrameStore& store() { return *store_; }
+  // What /metrics serves; streams count their events here too.
+  ServerMetrics& metrics() { return metrics_; }
 
  private:
   struct Device;
@@ -187,9 +190,11 @@ class ServerCore {
   Status Publish(Device& device, const RoundResult& round);
   StatusOr<std::shared_ptr<const ModelUpdate>> EncodeFull(const std::string& device_id, uint64_t version,
                                                             const std::vector<float>& flat) const;
-
+  // The metrics read at scrape time from the devices, the store and the labellers.
+  void RegisterMetricCallbacks();
 
   const ServerConfig config_;
+  ServerMetrics metrics_;  // declared before the store and labellers: it outlives their callbacks
   std::vector<size_t> tensor_sizes_;  // the student's tensors, for per-tensor update encodings
   std::unique_ptr<FrameStore> store_;
   std::unique_ptr<LabelerPool> labeler_;

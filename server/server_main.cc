@@ -35,9 +35,11 @@ int main(int argc, char** argv) {
   CLI::App app{"streamdistill-server: teacher labelling, per-device distillation and model streaming"};
   std::string config_path = "configs/server.yaml";
   std::string listen;
+  int http_port = -1;
   std::string log_level = "info";
   app.add_option("--config", config_path, "YAML config");
   app.add_option("--listen", listen, "override listen (host:port)");
+  app.add_option("--http-port", http_port, "override http.port (0: a free port, logged)")->check(CLI::Range(0, 65535));
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
   try {
     app.parse(argc, argv);
@@ -54,6 +56,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (!listen.empty()) config->listen = listen;
+  if (http_port >= 0) config->http.port = http_port;
   sem_init(&g_wake, 0, 0);
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);

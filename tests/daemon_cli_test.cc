@@ -5,13 +5,10 @@
 // --ack-log must list exactly the frames the server stored.
 #include <gtest/gtest.h>
 
+#include "tests/child_process.h"
 #include "tests/run_binary.h"
 
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <grpcpp/grpcpp.h>
@@ -38,6 +35,7 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 using Result = sd::testing::RunResult;
+using sd::testing::FreePort;
 using sd::testing::RunBinary;
 
 int Lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
@@ -53,6 +51,7 @@ fs::path UniqueDir(const std::string& what) {
 
 std::string ServerYaml(const fs::path& storage_dir) {
   return "listen: \"127.0.0.1:0\"\n"
+         "http: {port: 0}\n"
          "storage_dir: \"" + storage_dir.string() + "\"\n"
          "max_message_bytes: 1048576\n"
          "update_chunk_bytes: 65536\n"
@@ -134,6 +133,12 @@ TEST_F(DaemonCliTest, ServerUnreadableTlsFile) {
   ExpectConfigError("server", Write("server_tls.yaml", yaml), "key 'tls.cert'");
 }
 
+TEST_F(DaemonCliTest, ServerBadHttpPort) {
+  std::string yaml = ServerYaml(dir_ / "store");
+  yaml.replace(yaml.find("http: {port: 0}"), 15, "http: {port: 70000}");
+  ExpectConfigError("server", Write("server_http_port.yaml", yaml), "key 'http.port'");
+}
+
 TEST_F(DaemonCliTest, ServerInvalidYaml) {
   ExpectConfigError("server", Write("server_syntax.yaml", "listen: [127.0.0.1:0\nthreads: 1\n"), "invalid YAML");
 }
@@ -172,6 +177,13 @@ TEST_F(DaemonCliTest, EdgeMissingDeviceId) {
   ExpectConfigError("edge", Write("edge_no_device.yaml", yaml), "key 'device_id': missing required key");
 }
 
+TEST_F(DaemonCliTest, EdgeBadHttpSettings) {
+  ExpectConfigError("edge", Write("edge_http_port.yaml", EdgeYaml(dir_ / "edge") + "http: {enabled: true, port: -1}\n"),
+                    "key 'http.port'");
+  ExpectConfigError("edge", Write("edge_http_bind.yaml", EdgeYaml(dir_ / "edge") + "http: {bind: \"\"}\n"),
+                    "key 'http.bind'");
+}
+
 TEST_F(DaemonCliTest, EdgeInvalidYaml) {
   ExpectConfigError("edge", Write("edge_syntax.yaml", "device_id: cam1\nsource: {uri: x\n"), "invalid YAML");
 }
@@ -193,24 +205,6 @@ TEST_F(DaemonCliTest, EdgeMissingFile) {
 
 // ---- the real server binary ----------------------------------------------------------------
 
-// A free loopback port: bind port 0, read it back, close. (A tiny race with other processes
-// is possible; the server then fails to bind and the test says so.)
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return 0;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
-    port = ntohs(addr.sin_port);
-  close(fd);
-  return port;
-}
-
 std::string ReadFile(const fs::path& path) {
   std::ifstream in(path);
   std::stringstream ss;
@@ -218,54 +212,13 @@ std::string ReadFile(const fs::path& path) {
   return ss.str();
 }
 
-// The server binary as a child process with its output in a log file; killed (SIGKILL) and
-// reaped on destruction if it is still running.
-class ServerProcess {
+// The server binary as a child process on a given loopback port, its output in `log`.
+class ServerProcess : public sd::testing::ChildProcess {
  public:
-  ServerProcess(const std::string& config, int port, const fs::path& log) : log_(log) {
-    const std::string binary = std::string(SD_BINARY_DIR) + "/streamdistill-server";
-    const std::string listen = "127.0.0.1:" + std::to_string(port);
-    pid_ = fork();
-    if (pid_ == 0) {
-      const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-        close(fd);
-      }
-      execl(binary.c_str(), binary.c_str(), "--config", config.c_str(), "--listen", listen.c_str(),
-            static_cast<char*>(nullptr));
-      _exit(127);
-    }
-  }
-  ~ServerProcess() {
-    if (pid_ > 0 && !exited_) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  bool started() const { return pid_ > 0; }
-  void Signal(int sig) const { kill(pid_, sig); }
-  // Waits up to `limit` for the process to exit; its wait status, or nullopt if still running.
-  std::optional<int> WaitExit(std::chrono::milliseconds limit) {
-    const auto deadline = Clock::now() + limit;
-    while (true) {
-      int status = 0;
-      const pid_t r = waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) {
-        exited_ = true;
-        return status;
-      }
-      if (r < 0 || Clock::now() >= deadline) return std::nullopt;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  }
-  std::string Log() const { return ReadFile(log_); }
-
- private:
-  fs::path log_;
-  pid_t pid_ = -1;
-  bool exited_ = false;
+  ServerProcess(const std::string& config, int port, const fs::path& log)
+      : ChildProcess({std::string(SD_BINARY_DIR) + "/streamdistill-server", "--config", config, "--listen",
+                      "127.0.0.1:" + std::to_string(port)},
+                     log.string()) {}
 };
 
 // One EdgeLink stream with a deadline; sends a valid hello and expects the Welcome.
@@ -300,7 +253,7 @@ constexpr char kArchitecture[] = "centernet-v1 128x96 c1 8-8-16-16-32 separable"
 
 // Starts the binary and waits until it accepts connections.
 ::testing::AssertionResult StartAndConnect(ServerProcess& server, int port) {
-  if (!server.started()) return ::testing::AssertionFailure() << "fork failed";
+  if (!server.started()) return ::testing::AssertionFailure() << "the server binary could not be started";
   auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
   const auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(15);
   while (!channel->WaitForConnected(std::min(deadline, std::chrono::system_clock::now() + std::chrono::milliseconds(200)))) {

@@ -3,10 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,6 +16,7 @@
 
 #include "edge/edge_agent.h"
 #include "server/frame_store.h"
+#include "tests/child_process.h"
 #include "tests/daemon_test_util.h"
 
 extern char** environ;
@@ -26,18 +25,6 @@ namespace sd {
 namespace {
 
 using namespace sd::testing;
-
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 pid_t StartServer(const std::string& config, const std::string& log) {
   const std::string binary = std::string(SD_BINARY_DIR) + "/streamdistill-server";

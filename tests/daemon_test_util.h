@@ -117,6 +117,7 @@ class OneBoxTeacher : public Teacher {
 inline std::string ServerYaml(const std::string& storage_dir, const std::string& extra = "") {
   return std::string(R"(
 listen: 127.0.0.1:0
+http: {port: 0}  # a free port: tests run side by side and beside a running daemon
 storage_dir: )") + storage_dir + R"(
 update_encoding: full_fp16
 update_chunk_bytes: 16384

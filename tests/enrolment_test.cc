@@ -93,7 +93,7 @@ class EnrolmentTest : public ::testing::Test {
                                 ::testing::UnitTest::GetInstance()->current_test_info()->name());
     devices_file_ = dir_ + "/devices.yaml";
     std::ostringstream y;
-    y << "listen: \"127.0.0.1:0\"\nstorage_dir: \"" << dir_ << "/store\"\nthreads: 1\n"
+    y << "listen: \"127.0.0.1:0\"\nhttp: {port: 0}\nstorage_dir: \"" << dir_ << "/store\"\nthreads: 1\n"
       << "update_chunk_bytes: 16384\n"
       << "devices: {cam1: {token: secret-token-1}}\n"
       << "devices_file: \"" << devices_file_ << "\"\ndevices_file_poll_s: " << poll_s << "\n"

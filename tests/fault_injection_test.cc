@@ -276,7 +276,7 @@ class ServerDiskFaultTest : public ::testing::Test {
   void SetUp() override {
     dir_ = sd::testing::TempDir("fault_injection_" +
                                 std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
-    auto config = ParseServerConfig(std::string("listen: \"127.0.0.1:0\"\nstorage_dir: \"") + dir_ +
+    auto config = ParseServerConfig(std::string("listen: \"127.0.0.1:0\"\nhttp: {port: 0}\nstorage_dir: \"") + dir_ +
                                         "/store\"\nthreads: 1\ndevices:\n  cam1: {token: \"" + kToken +
                                         "\"}\nteacher:\n  kind: onnx\n  model: \"" SD_SOURCE_DIR
                                         "/tests/data/tiny_yolo.onnx\"\nlabeler: {workers: 1, queue: 4}\n"

@@ -43,6 +43,43 @@ TEST(ServerConfigTest, ClassNamesNameEveryClass) {
   EXPECT_TRUE(unnamed->class_names.empty());
 }
 
+TEST(ServerConfigTest, MetricsAreOnByDefaultOnLoopback) {
+  auto shipped = LoadServerConfig(std::string(SD_SOURCE_DIR) + "/configs/server.yaml");
+  ASSERT_TRUE(shipped.ok()) << shipped.status().ToString();
+  EXPECT_TRUE(shipped->http.enabled);
+  EXPECT_EQ(shipped->http.bind, "127.0.0.1");
+  EXPECT_EQ(shipped->http.port, 9464);
+
+  const std::string dir = TempDir("server_config_http");
+  std::string yaml = ServerYaml(dir);
+  yaml.replace(yaml.find("http: {port: 0}"), 15, "");
+  auto absent = ParseServerConfig(yaml, "s.yaml");  // no http section: the defaults
+  ASSERT_TRUE(absent.ok()) << absent.status().ToString();
+  EXPECT_TRUE(absent->http.enabled);
+  EXPECT_EQ(absent->http.bind, "127.0.0.1");
+  EXPECT_EQ(absent->http.port, 9464);
+}
+
+// A second server on the same metrics port does not start, and says which port and key.
+TEST(ServerConfigTest, MetricsPortInUseStopsTheStart) {
+  const std::string dir = TempDir("server_config_http_in_use");
+  auto config = ParseServerConfig(ServerYaml(dir + "/first"), "first.yaml");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  const TeacherFactory one_box = []() -> StatusOr<std::unique_ptr<Teacher>> {
+    return std::unique_ptr<Teacher>(std::make_unique<OneBoxTeacher>());
+  };
+  auto first = Server::Start(*config, one_box);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  config->storage_dir = dir + "/second";
+  config->http.port = (*first)->http_port();
+  auto second = Server::Start(*config, one_box);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), Status::Code::kUnavailable);
+  EXPECT_NE(second.status().message().find("127.0.0.1:" + std::to_string((*first)->http_port())), std::string::npos)
+      << second.status().message();
+  EXPECT_NE(second.status().message().find("http.port"), std::string::npos) << second.status().message();
+}
+
 TEST(ServerConfigTest, BadDeviceIdAndRoundOptionsAreRejected) {
   const std::string dir = TempDir("server_config");
   auto bad_id = ParseServerConfig(ServerYamlWith(dir, "cam2:", "../x:"), "s.yaml");

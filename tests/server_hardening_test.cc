@@ -52,6 +52,7 @@ fs::path UniqueDir(const std::string& what) { return sd::testing::TempDir("serve
 sd::ServerConfig MakeConfig(const fs::path& dir, const std::string& extra = "", const std::string& labeler = "") {
   std::ostringstream y;
   y << "listen: \"127.0.0.1:0\"\n"
+    << "http: {port: 0}\n"
     << "storage_dir: \"" << (dir / "store").string() << "\"\n"
     << "max_message_bytes: 1048576\n"
     << "update_chunk_bytes: 16384\n"

@@ -55,6 +55,7 @@ fs::path UniqueDir(const std::string& what) {
 std::string ServerYaml(const fs::path& storage_dir, int max_message_bytes) {
   std::ostringstream y;
   y << "listen: \"127.0.0.1:0\"\n"
+    << "http: {port: 0}\n"
     << "storage_dir: \"" << storage_dir.string() << "\"\n"
     << "max_message_bytes: " << max_message_bytes << "\n"
     << "update_chunk_bytes: 16384\n"

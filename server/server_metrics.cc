@@ -1,0 +1,36 @@
+#include "server/server_metrics.h"
+
+namespace sd {
+
+ServerMetrics::ServerMetrics()
+    : frames_received(registry.AddCounter("streamdistill_server_frames_received_total",
+                                          "Frames read from the device's stream, before any check.", {"device"})),
+      frames_acked(registry.AddCounter("streamdistill_server_frames_acked_total",
+                                       "Frames acked as stored (a re-sent frame stored before included).",
+                                       {"device"})),
+      frames_rejected(registry.AddCounter(
+          "streamdistill_server_frames_rejected_total",
+          "Frames not stored, by reason: invalid (refused before labelling), label (the labeller could not decode "
+          "it), storage (the disk or index failed; the edge sends it again).",
+          {"device", "reason"})),
+      served_version(registry.AddGauge("streamdistill_server_device_served_version",
+                                       "The model version the device last said it serves (hello, applied update).",
+                                       {"device"})),
+      heldout_map50(registry.AddGauge(
+          "streamdistill_server_device_heldout_map50",
+          "mAP50 of the device's published version on its newest held-out frames, as of its latest round.",
+          {"device"})),
+      rounds(registry.AddCounter("streamdistill_server_rounds_total",
+                                 "Training rounds by outcome: published, or discarded by the gate.",
+                                 {"device", "outcome"})),
+      label_seconds(registry
+                        .AddHistogram("streamdistill_server_label_seconds",
+                                      "From a frame's submission to its labels: queue wait plus the teacher.",
+                                      buckets::kLabelSeconds)
+                        .With({})),
+      round_seconds(registry
+                        .AddHistogram("streamdistill_server_round_seconds",
+                                      "Duration of a training round (published or discarded).", buckets::kRoundSeconds)
+                        .With({})) {}
+
+}  // namespace sd

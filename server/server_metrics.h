@@ -1,0 +1,24 @@
+// The server's metrics that its events update (docs/operations.md, "Metrics", has the list
+// with meanings). Those read from state the server keeps anyway (bytes, versions, streams,
+// stored frames, the labelling queue) are callback families that ServerCore registers.
+#pragma once
+
+#include "common/metrics.h"
+
+namespace sd {
+
+struct ServerMetrics {
+  ServerMetrics();
+
+  MetricsRegistry registry;  // first: the references below are into it
+  Family<Counter>& frames_received;  // device
+  Family<Counter>& frames_acked;     // device
+  Family<Counter>& frames_rejected;  // device, reason
+  Family<Gauge>& served_version;     // device
+  Family<Gauge>& heldout_map50;      // device
+  Family<Counter>& rounds;           // device, outcome
+  Histogram& label_seconds;
+  Histogram& round_seconds;
+};
+
+}  // namespace sd
