@@ -45,7 +45,9 @@ Status HttpEndpoint::Handle(const std::string& path, HttpHandler handler) {
   server_->Get(path, [path, handler = std::move(handler)](const httplib::Request& req, httplib::Response& res) {
     HttpRequest request;
     request.path = path;
+    for (size_t i = 1; i < req.matches.size(); ++i) request.captures.push_back(req.matches[i].str());
     for (const auto& [key, value] : req.params) request.params[key] = value;
+    request.authorization = req.get_header_value("Authorization");
     HttpResponse response = handler(request);
     res.status = response.status;
     res.set_content(std::move(response.body), response.content_type.c_str());

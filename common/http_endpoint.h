@@ -1,10 +1,10 @@
-// A daemon's HTTP port (cpp-httplib underneath): today GET /metrics for Prometheus; the routes
-// are registered by their owners, so later pages (a dashboard, JSON) are one Handle() call
-// each. httplib stays out of this header, which every daemon source includes.
+// A daemon's HTTP port (cpp-httplib underneath): GET /metrics for Prometheus, and on the server
+// the dashboard (server/dashboard.h); the routes are registered by their owners, one Handle()
+// call each. httplib stays out of this header, which every daemon source includes.
 //
 // Later, when the server's gRPC port has TLS, this port is meant to follow it: HttpOptions
-// then gains a certificate, key and admin token, Create() builds an httplib::SSLServer (the
-// Debian library is built with OpenSSL) and Handle() takes whether a route needs the token.
+// then gains a certificate and key, and Start() builds an httplib::SSLServer (the Debian
+// library is built with OpenSSL). The dashboard checks its admin token in its own handlers.
 #pragma once
 
 #include <atomic>
@@ -33,8 +33,10 @@ struct HttpOptions {
 };
 
 struct HttpRequest {
-  std::string path;
+  std::string path;                           // the route's pattern, as given to Handle()
+  std::vector<std::string> captures;          // the pattern's groups, matched in the request's path
   std::map<std::string, std::string> params;  // the query string's, decoded
+  std::string authorization;                  // the Authorization header ("" when absent)
 };
 
 struct HttpResponse {
@@ -56,8 +58,10 @@ class HttpEndpoint {
   HttpEndpoint(const HttpEndpoint&) = delete;
   HttpEndpoint& operator=(const HttpEndpoint&) = delete;
 
-  // Serves GET `path` with `handler`, which runs on one of the endpoint's threads (several
-  // requests may run at once). Only before Start(): httplib's routing table has no lock.
+  // Serves GET requests whose whole path matches `path`, an ECMAScript regular expression
+  // ("/metrics", "/api/devices/([^/]+)"), with `handler`, which runs on one of the endpoint's
+  // threads (several requests may run at once). Only before Start(): httplib's routing table
+  // has no lock.
   Status Handle(const std::string& path, HttpHandler handler);
   // GET /metrics: `registry` rendered (it must outlive the endpoint).
   Status ServeMetrics(const MetricsRegistry* registry);

@@ -11,6 +11,7 @@ PACKAGES=(
   libsqlite3-dev sqlite3 libzstd-dev nlohmann-json3-dev libssl-dev
   gnuplot-nox openssl
   libcpp-httplib-dev prometheus   # the daemons' /metrics; prometheus_test scrapes them with the real Prometheus
+  chromium                        # dashboard_test renders the server's dashboard headless
   clang-14 libclang-rt-14-dev llvm-14   # sanitizer and libFuzzer builds (scripts/sanitize.sh, fuzz.sh)
 )
 

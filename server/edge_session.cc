@@ -56,7 +56,7 @@ EdgeSession::Next EdgeSession::OnMessage(const EdgeMessage& message) {
     case EdgeMessage::kUpdateResult:
       if (message.update_result().applied()) {
         spdlog::info("device {}: serving version {}", device_id_, message.update_result().version());
-        core_->metrics().served_version.With({device_id_}).Set(message.update_result().version());
+        core_->SetServedVersion(device_id_, message.update_result().version());
       } else {
         spdlog::warn("device {}: could not apply version {}: {}", device_id_, message.update_result().version(),
                      LogSafe(message.update_result().message(), 256));
@@ -122,7 +122,7 @@ EdgeSession::Next EdgeSession::HandleHello(const EdgeMessage& message) {
       [core = core_, id = device_id_](int64_t bytes) { core->CountBytes(id, 0, bytes + kGrpcFramingBytes); });
   spdlog::info("device {}: connected from {} serving version {}", device_id_, LogSafe(peer_, 128),
                hello.model_version());
-  core_->metrics().served_version.With({device_id_}).Set(hello.model_version());
+  core_->SetServedVersion(device_id_, hello.model_version());
 
   auto latest = core_->LatestUpdate(device_id_);
   ServerMessage welcome;

@@ -259,6 +259,7 @@ struct FrameStore::Statements {
   sqlite3_stmt* insert_version = nullptr;
   sqlite3_stmt* version_bytes = nullptr;
   sqlite3_stmt* latest_version = nullptr;
+  sqlite3_stmt* versions = nullptr;
   sqlite3_stmt* devices = nullptr;
   sqlite3_stmt* frame_sizes = nullptr;
   sqlite3_stmt* delete_frame = nullptr;
@@ -266,7 +267,7 @@ struct FrameStore::Statements {
   ~Statements() {
     for (sqlite3_stmt* s :
          {txn.begin, txn.commit, txn.rollback, txn.insert_device, insert_frame, frame_bytes, last_sequence, count,
-          usage, recent, since, insert_version, version_bytes, latest_version, devices, frame_sizes, delete_frame}) {
+          usage, recent, since, insert_version, version_bytes, latest_version, versions, devices, frame_sizes, delete_frame}) {
       sqlite3_finalize(s);
     }
   }
@@ -293,6 +294,8 @@ struct FrameStore::Statements {
         {&version_bytes, "SELECT checkpoint_bytes FROM versions WHERE device_id = ? AND version = ?"},
         {&latest_version,
          std::string("SELECT ") + kVersionColumns + " FROM versions WHERE device_id = ? ORDER BY version DESC LIMIT 1"},
+        {&versions,
+         std::string("SELECT ") + kVersionColumns + " FROM versions WHERE device_id = ? ORDER BY version DESC LIMIT ?"},
         {&devices, "SELECT device_id FROM devices ORDER BY device_id"},
         {&frame_sizes,
          "SELECT sequence, validation, capture_time_s, image_bytes FROM frames WHERE device_id = ? ORDER BY sequence"},
@@ -767,6 +770,24 @@ Status FrameStore::PutVersion(const VersionRecord& version, const std::string& c
       version.device_id);
 }
 
+namespace {
+
+// A row of kVersionColumns at `stmt`'s current step.
+VersionRecord ReadVersionRow(sqlite3_stmt* stmt, const std::string& dir, const std::string& device_id) {
+  VersionRecord v;
+  v.device_id = device_id;
+  v.version = ColumnU64(stmt, 0);
+  v.base_version = ColumnU64(stmt, 1);
+  v.encoding = ColumnText(stmt, 2);
+  v.weights_checksum = ColumnText(stmt, 3);
+  v.val_map50 = ColumnDouble(stmt, 4);
+  v.created_ms = sqlite3_column_int64(stmt, 5);
+  v.checkpoint_path = dir + "/models/" + device_id + "/" + CheckpointFileName(v.version);
+  return v;
+}
+
+}  // namespace
+
 StatusOr<VersionRecord> FrameStore::LatestVersion(const std::string& device_id) const {
   SD_RETURN_IF_ERROR(CheckDeviceId(device_id));
   std::lock_guard<std::mutex> lock(mu_);
@@ -776,16 +797,23 @@ StatusOr<VersionRecord> FrameStore::LatestVersion(const std::string& device_id) 
   const int rc = sqlite3_step(stmt);
   if (rc == SQLITE_DONE) return Status::NotFound(dir_ + ": device " + device_id + " has no stored model version");
   if (rc != SQLITE_ROW) return SqlError(db_, rc, dir_ + "/index.sqlite: latest version of " + device_id);
-  VersionRecord v;
-  v.device_id = device_id;
-  v.version = ColumnU64(stmt, 0);
-  v.base_version = ColumnU64(stmt, 1);
-  v.encoding = ColumnText(stmt, 2);
-  v.weights_checksum = ColumnText(stmt, 3);
-  v.val_map50 = ColumnDouble(stmt, 4);
-  v.created_ms = sqlite3_column_int64(stmt, 5);
-  v.checkpoint_path = dir_ + "/models/" + device_id + "/" + CheckpointFileName(v.version);
-  return v;
+  return ReadVersionRow(stmt, dir_, device_id);
+}
+
+StatusOr<std::vector<VersionRecord>> FrameStore::Versions(const std::string& device_id, int limit) const {
+  SD_RETURN_IF_ERROR(CheckDeviceId(device_id));
+  std::vector<VersionRecord> versions;
+  if (limit <= 0) return versions;
+  std::lock_guard<std::mutex> lock(mu_);
+  sqlite3_stmt* stmt = statements_->versions;
+  StatementUse use(stmt);
+  BindText(stmt, 1, device_id);
+  sqlite3_bind_int(stmt, 2, limit);
+  int rc;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) versions.push_back(ReadVersionRow(stmt, dir_, device_id));
+  if (rc != SQLITE_DONE) return SqlError(db_, rc, dir_ + "/index.sqlite: versions of " + device_id);
+  std::reverse(versions.begin(), versions.end());
+  return versions;
 }
 
 StatusOr<std::string> FrameStore::LoadCheckpoint(const VersionRecord& version) const {

@@ -147,6 +147,8 @@ class FrameStore {
   Status PutVersion(const VersionRecord& version, const std::string& checkpoint_bytes);
   // The highest stored version of the device; NotFound when none.
   StatusOr<VersionRecord> LatestVersion(const std::string& device_id) const;
+  // The newest `limit` versions of the device, oldest first (none when limit <= 0).
+  StatusOr<std::vector<VersionRecord>> Versions(const std::string& device_id, int limit) const;
   // The checkpoint bytes of (version.device_id, version.version), checked like LoadImage.
   StatusOr<std::string> LoadCheckpoint(const VersionRecord& version) const;
 

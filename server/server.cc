@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "server/dashboard.h"
 #include "server/edge_link_service.h"
 
 namespace sd {
@@ -16,6 +17,8 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config, Teac
   if (config.http.enabled) {
     server->http_ = std::make_unique<HttpEndpoint>(config.http, "streamdistill-server");
     SD_RETURN_IF_ERROR(server->http_->ServeMetrics(&server->core_->metrics().registry));
+    if (!config.admin_token.empty())
+      SD_RETURN_IF_ERROR(ServeDashboard(server->core_.get(), config.admin_token, server->http_.get()));
     SD_RETURN_IF_ERROR(server->http_->Start());
   }
 

@@ -1,6 +1,6 @@
 // streamdistill-server as an object: the gRPC server (TLS or plaintext, message limits,
-// the standard health service) around a ServerCore, and its HTTP port (/metrics). Tests run
-// it in-process on port 0.
+// the standard health service) around a ServerCore, and its HTTP port (/metrics, and the
+// dashboard when http.admin_token is set). Tests run it in-process on port 0.
 #pragma once
 
 #include <memory>

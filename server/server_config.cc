@@ -11,6 +11,10 @@
 namespace sd {
 namespace {
 
+// The dashboard shows camera images to whoever has the token, over a port that may be
+// tunnelled or bound beyond loopback: long enough that guessing is hopeless.
+constexpr size_t kMinAdminTokenChars = 16;
+
 // The update keys of `section` (the file's root or one device), over `policy`'s values.
 Status ReadUpdatePolicy(const YamlReader& section, UpdatePolicy* policy) {
   SD_RETURN_IF_ERROR(section.Get("update_encoding", &policy->encoding));
@@ -141,6 +145,11 @@ Status ReadSchedulePolicy(const YamlReader& training, SchedulerOptions* schedule
 Status Parse(const YamlReader& root, ServerConfig* c) {
   SD_RETURN_IF_ERROR(root.Get("listen", &c->listen));
   SD_RETURN_IF_ERROR(ReadHttpOptions(root, &c->http));
+  SD_ASSIGN_OR_RETURN(YamlReader http, root.Child("http"));
+  SD_RETURN_IF_ERROR(http.Get("admin_token", &c->admin_token));
+  if (!c->admin_token.empty() && c->admin_token.size() < kMinAdminTokenChars)
+    return http.Error("admin_token", "must be at least " + std::to_string(kMinAdminTokenChars) +
+                                         " characters (empty: no dashboard)");
   SD_RETURN_IF_ERROR(root.Get("storage_dir", &c->storage_dir));
   SD_RETURN_IF_ERROR(root.Get("max_message_bytes", &c->max_message_bytes));
   SD_RETURN_IF_ERROR(root.Get("update_chunk_bytes", &c->update_chunk_bytes));

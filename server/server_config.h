@@ -43,6 +43,9 @@ struct ServerConfig {
   std::string listen = "0.0.0.0:50051";
   // GET /metrics for Prometheus; on by default, on loopback (docs/operations.md, "Metrics").
   HttpOptions http{true, "127.0.0.1", 9464};
+  // http.admin_token: the dashboard's token (server/dashboard.h); empty: no dashboard, only
+  // /metrics. It shows camera images, so it needs a secret even on loopback.
+  std::string admin_token;
   std::string storage_dir = "state/server";
   int max_message_bytes = 8 << 20;      // receive limit; larger messages get RESOURCE_EXHAUSTED
   int update_chunk_bytes = 256 << 10;   // model updates are sent in chunks of this size

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <deque>
 
 #include <opencv2/imgcodecs.hpp>
 #include <spdlog/spdlog.h>
@@ -71,6 +72,7 @@ struct ServerCore::Device {
   bool has_previous = false;
   int frames_since_prune = 0;
   DeviceCounters counters;  // all but the byte counts, which live in the atomics above
+  std::deque<RecentRound> rounds;  // the newest kRecentRounds
 };
 
 ServerCore::ServerCore(const ServerConfig& config) : config_(config), scheduler_(config.schedule) {}
@@ -631,9 +633,13 @@ StatusOr<RoundResult> ServerCore::RunUnitRound(TrainingUnit& unit, int iteration
 
   SD_ASSIGN_OR_RETURN(RoundResult round,
                       unit.trainer->RunRound(ToTrainingSamples(train_frames), val_frames, iterations));
+  RecentRound recent{WallMillis(), round};
+  recent.result.update = {};  // the payload can be megabytes; the dashboard lists the outcome
   for (Device* device : members) {
     std::lock_guard<std::mutex> lock(device->mu);
     ++device->counters.rounds;
+    device->rounds.push_back(recent);
+    if (device->rounds.size() > kRecentRounds) device->rounds.pop_front();
   }
   spdlog::info("{}: round of {} steps on {} frames ({} validation) in {:.1f}s: mAP50 {:.3f} -> {:.3f}, {}",
                unit.label, round.iterations, round.train_frames, round.val_frames, round.seconds, round.map50_before,
@@ -816,6 +822,36 @@ DeviceCounters ServerCore::Counters(const std::string& device_id) const {
   counters.bytes_out = (*device)->bytes_out;
   counters.first_contact_s = (*device)->first_contact_s;
   return counters;
+}
+
+void ServerCore::SetServedVersion(const std::string& device_id, uint64_t version) {
+  metrics_.served_version.With({device_id}).Set(version);
+  auto device = FindDevice(device_id);
+  if (!device.ok()) return;
+  std::lock_guard<std::mutex> lock((*device)->mu);
+  (*device)->counters.served_version = static_cast<int64_t>(version);
+}
+
+std::vector<std::string> ServerCore::DeviceIds() const {
+  std::vector<std::string> ids;
+  for (const auto& [id, enrolment] : *Devices()) ids.push_back(id);
+  return ids;
+}
+
+StatusOr<DeviceState> ServerCore::State(const std::string& device_id) const {
+  const std::shared_ptr<const DeviceMap> devices = Devices();
+  auto it = devices->find(device_id);
+  if (it == devices->end()) return Status::NotFound("unknown device '" + LogSafe(device_id) + "'");
+  Device& device = *it->second.device;
+  DeviceState state;
+  state.id = device_id;
+  state.enabled = it->second.enabled;
+  state.version = device.unit->trainer->version();
+  state.counters = Counters(device_id);
+  std::lock_guard<std::mutex> lock(device.mu);
+  state.connected = !device.session.expired();
+  state.rounds.assign(device.rounds.begin(), device.rounds.end());
+  return state;
 }
 
 }  // namespace sd

@@ -54,13 +54,34 @@ struct DeviceCounters {
   double first_contact_s = 0;           // steady clock, when the first byte was counted
   // Steady clock: when the device's latest round began and ended (start > end while it runs).
   double round_start_s = 0, round_end_s = 0;
+  int64_t served_version = -1;  // the version the device last said it runs (-1: not heard yet)
   // Mean kbit/s each way since the first contact (0 before any).
   double in_kbps(double now_s) const;
   double out_kbps(double now_s) const;
 };
 
+// A finished round as the dashboard lists it: its result (without the update's payload) and
+// when it ended (wall clock, ms since the epoch).
+struct RecentRound {
+  int64_t ended_ms = 0;
+  RoundResult result;
+};
+
+// A device as the dashboard shows it.
+struct DeviceState {
+  std::string id;
+  bool enabled = false;    // may connect now
+  bool connected = false;  // has an authenticated stream open
+  uint64_t version = 0;    // the newest published version (0: none yet)
+  DeviceCounters counters;
+  std::vector<RecentRound> rounds;  // the newest kRecentRounds, oldest first
+};
+
 class ServerCore {
  public:
+  // Rounds kept per device for the dashboard; nothing else stores discarded rounds.
+  static constexpr size_t kRecentRounds = 20;
+
   // `teachers` overrides config.teacher (tests pass an oracle for synthetic scenes).
   static StatusOr<std::unique_ptr<ServerCore>> Create(const ServerConfig& config, TeacherFactory teachers = {});
   ~ServerCore();  // stops the training workers
@@ -127,6 +148,12 @@ class ServerCore {
   // Lock-free: every stream counts every message.
   void CountBytes(const std::string& device_id, int64_t in, int64_t out);
   DeviceCounters Counters(const std::string& device_id) const;
+  // What the device's stream reported it runs (hello, applied update); also /metrics' gauge.
+  void SetServedVersion(const std::string& device_id, uint64_t version);
+  // Every device of the current set (removed ones included), sorted.
+  std::vector<std::string> DeviceIds() const;
+  // NotFound for an id not in the set.
+  StatusOr<DeviceState> State(const std::string& device_id) const;
   FrameStore& store() { return *store_; }
   // What /metrics serves; streams count their events here too.
   ServerMetrics& metrics() { return metrics_; }

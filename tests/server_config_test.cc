@@ -60,6 +60,23 @@ TEST(ServerConfigTest, MetricsAreOnByDefaultOnLoopback) {
   EXPECT_EQ(absent->http.port, 9464);
 }
 
+// The dashboard is off unless http.admin_token is set, and a short token is refused.
+TEST(ServerConfigTest, TheDashboardNeedsAnAdminTokenOfAtLeast16Characters) {
+  const std::string dir = TempDir("server_config_admin_token");
+  auto off = ParseServerConfig(ServerYaml(dir), "s.yaml");
+  ASSERT_TRUE(off.ok()) << off.status().ToString();
+  EXPECT_EQ(off->admin_token, "");
+  auto on = ParseServerConfig(
+      ServerYamlWith(dir, "http: {port: 0}", "http: {port: 0, admin_token: 0123456789abcdef}"), "s.yaml");
+  ASSERT_TRUE(on.ok()) << on.status().ToString();
+  EXPECT_EQ(on->admin_token, "0123456789abcdef");
+  auto short_token = ParseServerConfig(
+      ServerYamlWith(dir, "http: {port: 0}", "http: {port: 0, admin_token: 0123456789abcde}"), "s.yaml");
+  ASSERT_FALSE(short_token.ok());
+  EXPECT_NE(short_token.status().message().find("admin_token"), std::string::npos) << short_token.status().message();
+  EXPECT_NE(short_token.status().message().find("16"), std::string::npos) << short_token.status().message();
+}
+
 // A second server on the same metrics port does not start, and says which port and key.
 TEST(ServerConfigTest, MetricsPortInUseStopsTheStart) {
   const std::string dir = TempDir("server_config_http_in_use");

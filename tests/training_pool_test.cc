@@ -4,26 +4,16 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <condition_variable>
-#include <mutex>
 #include <thread>
-
-#include <opencv2/imgcodecs.hpp>
 
 #include "server/server_core.h"
 #include "tests/daemon_test_util.h"
+#include "tests/server_core_test_util.h"
 
 namespace sd {
 namespace {
 
 using namespace sd::testing;
-
-// Labels from the scene's ground truth: the oracle of the daemon tests on one scene.
-TeacherFactory Oracle(const SyntheticScene& scene) {
-  return [scene]() -> StatusOr<std::unique_ptr<Teacher>> {
-    return std::unique_ptr<Teacher>(std::make_unique<SyntheticOracleTeacher>(std::vector<SyntheticScene>{scene}, 20));
-  };
-}
 
 ServerConfig PoolConfig(const std::string& dir, int iterations) {
   auto config = ParseServerConfig(ServerYaml(dir), "pool.yaml");
@@ -34,33 +24,6 @@ ServerConfig PoolConfig(const std::string& dir, int iterations) {
   config->schedule.max_wait_s = 1e6;
   config->round.iterations = iterations;
   return *config;
-}
-
-// Sends frames 1..n of each device, alternating, and waits until all are stored: both devices
-// become due within a frame of each other.
-void SendFrames(ServerCore& core, const SyntheticScene& scene, const std::vector<std::string>& devices, int n) {
-  std::mutex mu;
-  std::condition_variable cv;
-  int stored = 0;
-  for (int sequence = 1; sequence <= n; ++sequence)
-    for (const std::string& device : devices) {
-      std::vector<uchar> jpeg;
-      cv::imencode(".jpg", scene.Render(sequence).bgr, jpeg);
-      FrameRecord meta;
-      meta.sequence = sequence;
-      meta.frame_index = sequence;
-      meta.image_score = 0.5f;
-      auto done = [&](FrameOutcome outcome) {
-        EXPECT_TRUE(outcome.status.ok()) << outcome.status.ToString();
-        std::lock_guard<std::mutex> lock(mu);
-        ++stored;
-        cv.notify_all();
-      };
-      while (!core.TrySubmitFrame(device, meta, std::string(jpeg.begin(), jpeg.end()), done))
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));  // the labelling queue is full
-    }
-  std::unique_lock<std::mutex> lock(mu);
-  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return stored == n * int(devices.size()); }));
 }
 
 // Polls the counters until `done` holds for every device (or the deadline passes).

@@ -1,0 +1,201 @@
+#include "server/dashboard.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <functional>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "common/token_hash.h"
+
+namespace sd {
+namespace {
+
+using nlohmann::json;
+
+// Versions and frames one response lists at most: a chart of 200 points and a page of frames
+// stay small on a phone.
+constexpr int kVersionsShown = 200;
+constexpr int kDefaultFrames = 8;
+constexpr int kMaxFrames = 50;
+
+double NowSeconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// NaN and infinities are not JSON; an unmeasured mAP50 (-1) reads as null too.
+json Map50(double value) { return value >= 0 && value <= 1 ? json(value) : json(nullptr); }
+
+HttpResponse Json(const json& body) {
+  HttpResponse response;
+  response.content_type = "application/json";
+  response.body = body.dump();
+  return response;
+}
+
+HttpResponse Error(int status, const std::string& message) {
+  HttpResponse response;
+  response.status = status;
+  response.body = message + "\n";
+  return response;
+}
+
+// The token from "Authorization: Bearer <token>", else from ?token=.
+std::string PresentedToken(const HttpRequest& request) {
+  const std::string bearer = "Bearer ";
+  if (request.authorization.rfind(bearer, 0) == 0) return request.authorization.substr(bearer.size());
+  auto it = request.params.find("token");
+  return it == request.params.end() ? "" : it->second;
+}
+
+json RoundJson(const RecentRound& round) {
+  const RoundResult& r = round.result;
+  return {{"ended_ms", round.ended_ms},   {"published", r.published},
+          {"version", r.version},         {"map50_before", Map50(r.map50_before)},
+          {"map50_after", Map50(r.map50_after)}, {"reason", r.reason},
+          {"seconds", r.seconds},         {"train_frames", r.train_frames},
+          {"val_frames", r.val_frames}};
+}
+
+// A fleet table row: the device's state, its newest two versions (mAP50 and its trend) and
+// its stored frames.
+json DeviceRow(ServerCore& core, const DeviceState& state) {
+  const DeviceCounters& c = state.counters;
+  auto versions = core.store().Versions(state.id, 2);
+  json map50 = nullptr, trend = nullptr;
+  if (versions.ok() && !versions->empty()) {
+    map50 = Map50(versions->back().val_map50);
+    if (versions->size() == 2 && versions->front().val_map50 >= 0 && versions->back().val_map50 >= 0)
+      trend = versions->back().val_map50 - versions->front().val_map50;
+  }
+  const double now = NowSeconds();
+  json row = {{"id", state.id},
+              {"enabled", state.enabled},
+              {"connected", state.connected},
+              {"group", GroupOf(core.config(), state.id)},
+              {"version", state.version},
+              {"served_version", c.served_version >= 0 ? json(c.served_version) : json(nullptr)},
+              {"map50", map50},
+              {"map50_trend", trend},
+              {"frames", core.store().Usage(state.id).frames},
+              {"rounds", c.rounds},
+              {"published", c.published},
+              {"round_running", c.round_start_s > c.round_end_s},
+              {"kbps_in", c.in_kbps(now)},
+              {"kbps_out", c.out_kbps(now)},
+              {"last_round", state.rounds.empty() ? json(nullptr) : RoundJson(state.rounds.back())}};
+  return row;
+}
+
+HttpResponse DeviceList(ServerCore& core) {
+  json devices = json::array();
+  for (const std::string& id : core.DeviceIds()) {
+    auto state = core.State(id);
+    if (state.ok()) devices.push_back(DeviceRow(core, *state));
+  }
+  return Json({{"devices", devices}});
+}
+
+HttpResponse DeviceDetail(ServerCore& core, const std::string& id) {
+  auto state = core.State(id);
+  if (!state.ok()) return Error(404, "unknown device");
+  auto versions = core.store().Versions(id, kVersionsShown);
+  if (!versions.ok()) return Error(500, versions.status().ToString());
+  json version_list = json::array();
+  for (const VersionRecord& v : *versions)
+    version_list.push_back({{"version", v.version}, {"val_map50", Map50(v.val_map50)}, {"created_ms", v.created_ms}});
+  json rounds = json::array();
+  for (const RecentRound& round : state->rounds) rounds.push_back(RoundJson(round));
+  json detail = DeviceRow(core, *state);
+  detail["versions"] = version_list;
+  detail["recent_rounds"] = rounds;
+  return Json(detail);
+}
+
+HttpResponse Frames(ServerCore& core, const std::string& id, const HttpRequest& request) {
+  if (!core.State(id).ok()) return Error(404, "unknown device");
+  int n = kDefaultFrames;
+  if (auto it = request.params.find("n"); it != request.params.end()) {
+    n = std::atoi(it->second.c_str());
+    if (n < 1 || n > kMaxFrames) return Error(400, "n must be in [1, " + std::to_string(kMaxFrames) + "]");
+  }
+  // The newest n of both kinds: n of each, merged, the newest n kept.
+  std::vector<FrameRecord> frames;
+  for (bool validation : {false, true}) {
+    auto recent = core.store().Recent(id, validation, n);
+    if (!recent.ok()) return Error(500, recent.status().ToString());
+    frames.insert(frames.end(), recent->begin(), recent->end());
+  }
+  std::sort(frames.begin(), frames.end(),
+            [](const FrameRecord& a, const FrameRecord& b) { return a.sequence > b.sequence; });
+  if (static_cast<int>(frames.size()) > n) frames.resize(n);
+  json list = json::array();
+  for (const FrameRecord& f : frames) {
+    json labels = json::array();
+    for (const Detection& d : f.labels)
+      labels.push_back({{"x1", d.box.x1}, {"y1", d.box.y1}, {"x2", d.box.x2}, {"y2", d.box.y2},
+                        {"score", d.score}, {"class_id", d.class_id}});
+    list.push_back({{"sequence", f.sequence},
+                    {"validation", f.validation},
+                    {"capture_time_s", f.capture_time_s},
+                    {"labels", labels},
+                    {"url", "/api/devices/" + id + "/frames/" + std::to_string(f.sequence) + ".jpg"}});
+  }
+  json class_names = core.config().class_names;
+  return Json({{"device", id}, {"class_names", class_names}, {"frames", list}});
+}
+
+HttpResponse Image(ServerCore& core, const std::string& id, const std::string& sequence) {
+  if (!core.State(id).ok()) return Error(404, "unknown device");
+  FrameRecord frame;
+  frame.device_id = id;
+  frame.sequence = std::strtoull(sequence.c_str(), nullptr, 10);
+  auto jpeg = core.store().LoadImage(frame);
+  // Not stored (never, or pruned since the list was read): LoadImage says NotFound or DataLoss.
+  if (!jpeg.ok()) return Error(404, "frame not stored");
+  HttpResponse response;
+  response.content_type = "image/jpeg";
+  response.body = *std::move(jpeg);
+  return response;
+}
+
+}  // namespace
+
+Status ServeDashboard(ServerCore* core, const std::string& admin_token, HttpEndpoint* http) {
+  if (admin_token.empty()) return Status::InvalidArgument("the dashboard needs an admin token (http.admin_token)");
+  // Compared as salted hashes: TokenMatches takes the same time whichever bytes differ.
+  SD_ASSIGN_OR_RETURN(TokenHash hash, HashToken(admin_token));
+  auto token_hash = std::make_shared<const TokenHash>(std::move(hash));
+  // Every route checks the token first and answers 401 with no data without it.
+  auto guarded = [token_hash](std::function<HttpResponse(const HttpRequest&)> handler) -> HttpHandler {
+    return [token_hash, handler = std::move(handler)](const HttpRequest& request) {
+      if (!TokenMatches(*token_hash, PresentedToken(request)))
+        return Error(401, "admin token required: Authorization: Bearer <token>, or ?token=<token> on /dashboard");
+      return handler(request);
+    };
+  };
+  SD_RETURN_IF_ERROR(http->Handle("/dashboard", guarded([](const HttpRequest&) {
+                                    HttpResponse response;
+                                    response.content_type = "text/html; charset=utf-8";
+                                    response.body = kDashboardPage;
+                                    return response;
+                                  })));
+  SD_RETURN_IF_ERROR(http->Handle("/api/devices", guarded([core](const HttpRequest&) { return DeviceList(*core); })));
+  // Device ids are [A-Za-z0-9_.-]{1,64} (server/frame_store.h), so a pattern of those
+  // characters cannot swallow the "/frames" that follows.
+  const std::string device = "/api/devices/([A-Za-z0-9_.-]{1,64})";
+  SD_RETURN_IF_ERROR(http->Handle(device, guarded([core](const HttpRequest& request) {
+                                    return DeviceDetail(*core, request.captures.at(0));
+                                  })));
+  SD_RETURN_IF_ERROR(http->Handle(device + "/frames", guarded([core](const HttpRequest& request) {
+                                    return Frames(*core, request.captures.at(0), request);
+                                  })));
+  SD_RETURN_IF_ERROR(http->Handle(device + "/frames/([0-9]{1,19})\\.jpg", guarded([core](const HttpRequest& request) {
+                                    return Image(*core, request.captures.at(0), request.captures.at(1));
+                                  })));
+  return Status::Ok();
+}
+
+}  // namespace sd
