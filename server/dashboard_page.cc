@@ -29,8 +29,10 @@ const char kDashboardPage[] = R"PAGE(<!doctype html>
   .on { color: #1b7f3b; font-weight: 600; } .off { color: #9e9e9e; }
   .up { color: #1b7f3b; } .down { color: #c62828; }
   .discarded { color: #c62828; }
-  .grid { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 0.8em; }
-  @media (max-width: 800px) { .grid { grid-template-columns: 1fr; } th, td { padding: 0.3em; } }
+  td.why { white-space: normal; min-width: 12em; }
+  /* minmax(0, ...): a wide table scrolls inside its column instead of widening the page */
+  .grid { display: grid; grid-template-columns: minmax(0, 2fr) minmax(0, 3fr); gap: 0.8em; }
+  @media (max-width: 800px) { .grid { grid-template-columns: minmax(0, 1fr); } th, td { padding: 0.3em; } }
   svg.chart { width: 100%; height: auto; }
   .chart .axis { stroke: #999; stroke-width: 1; }
   .chart .line { fill: none; stroke: #1565c0; stroke-width: 2; }
@@ -167,7 +169,7 @@ function renderRounds(rounds) {
     row.append(el("td", { class: r.published ? "" : "discarded" }, r.published ? "published v" + r.version : "discarded"));
     row.append(el("td", {}, fmt(r.map50_before, 3) + " → " + fmt(r.map50_after, 3)));
     row.append(el("td", {}, r.train_frames + " + " + r.val_frames + " held out"));
-    row.append(el("td", {}, r.reason));
+    row.append(el("td", { class: "why" }, r.reason));
     body.append(row);
   }
 }
@@ -195,7 +197,10 @@ async function renderFrames(data) {
       for (const b of f.labels) {
         overlay.append(svg("rect", { x: b.x1, y: b.y1, width: b.x2 - b.x1, height: b.y2 - b.y1 }));
         const name = data.class_names[b.class_id] || "class" + b.class_id;
-        overlay.append(svg("text", { x: b.x1 + 2, y: Math.max(14, b.y1 - 3) }, name + " " + b.score.toFixed(2)));
+        // Anchored on the side with room, so that a box at the right edge keeps its label.
+        const right = b.x1 > img.naturalWidth / 2;
+        overlay.append(svg("text", { x: right ? b.x2 : b.x1, y: Math.max(14, b.y1 - 3), "text-anchor": right ? "end" : "start" },
+                           name + " " + b.score.toFixed(2)));
       }
     });
     img.src = await imageUrl(f.url);

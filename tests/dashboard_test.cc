@@ -164,12 +164,12 @@ TEST_F(DashboardTest, FramesListTheTeachersBoxesAndServeTheStoredJpeg) {
   EXPECT_EQ(too_many->status, 400);
 }
 
-// Headless Chromium on the page: `extra` are its output flags (--dump-dom, --screenshot);
-// returns what it wrote to stdout and stderr.
-std::string RunChromium(const std::string& dir, int port, const std::vector<std::string>& extra) {
+// Headless Chromium on the page in a window of `size` ("1280,900"): `extra` are its output
+// flags (--dump-dom, --screenshot); returns what it wrote to stdout and stderr.
+std::string RunChromium(const std::string& dir, int port, const std::string& size, const std::vector<std::string>& extra) {
   std::vector<std::string> argv = {kChromium, "--headless=new", "--no-sandbox", "--disable-gpu",
                                    "--user-data-dir=" + dir + "/profile", "--virtual-time-budget=8000",
-                                   "--window-size=1280,900"};
+                                   "--window-size=" + size};
   argv.insert(argv.end(), extra.begin(), extra.end());
   argv.push_back("http://127.0.0.1:" + std::to_string(port) + "/dashboard?token=" + kAdminToken);
   const std::string log = dir + "/chromium.log";
@@ -191,7 +191,7 @@ TEST_F(DashboardTest, ChromiumRendersTheFleetChartsAndFramesWithoutScriptErrors)
   ASSERT_TRUE(std::filesystem::exists(kChromium))
       << kChromium << " is missing: scripts/setup.sh installs the chromium package this test needs";
   const std::string dir = TempDir("dashboard_browser");
-  const std::string dom = RunChromium(dir, server_->http_port(), {"--dump-dom"});
+  const std::string dom = RunChromium(dir, server_->http_port(), "1280,900", {"--dump-dom"});
   ASSERT_THAT(dom, HasSubstr("</html>")) << dom;
   EXPECT_THAT(dom, HasSubstr("data-device=\"cam1\""));
   EXPECT_THAT(dom, HasSubstr("data-device=\"cam2\""));
@@ -202,11 +202,15 @@ TEST_F(DashboardTest, ChromiumRendersTheFleetChartsAndFramesWithoutScriptErrors)
   EXPECT_EQ(Count(dom, "<figure data-sequence="), 8);  // the page asks for the default 8
   EXPECT_GT(Count(dom, "<rect "), 0) << "no teacher box drawn over a frame";
 
-  // The screenshot docs/operations.md shows (copied to docs/img/dashboard.png by hand).
-  const std::string png = dir + "/dashboard.png";
-  RunChromium(dir, server_->http_port(), {"--screenshot=" + png});
-  ASSERT_TRUE(std::filesystem::exists(png));
-  EXPECT_GT(std::filesystem::file_size(png), 10000u);
+  // The screenshot docs/operations.md shows (copied to docs/img/dashboard.png by hand), and
+  // one at a phone's size, to look at after a change of the page's layout.
+  for (const auto& [name, size] : {std::pair<std::string, std::string>{"dashboard.png", "1280,900"},
+                                   {"dashboard_phone.png", "390,844"}}) {
+    const std::string png = dir + "/" + name;
+    RunChromium(dir, server_->http_port(), size, {"--screenshot=" + png});
+    ASSERT_TRUE(std::filesystem::exists(png)) << png;
+    EXPECT_GT(std::filesystem::file_size(png), 10000u) << png;
+  }
 }
 
 }  // namespace
