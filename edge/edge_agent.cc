@@ -79,7 +79,7 @@ Status EdgeAgent::Init() {
     SD_ASSIGN_OR_RETURN(source_, OpenFrameSource(config_.source, clock_));
   }
   SD_ASSIGN_OR_RETURN(sink_, DetectionSink::Open(config_.sink));
-  SD_ASSIGN_OR_RETURN(sampler_, CreateSampler(config_.sampling));
+  SD_ASSIGN_OR_RETURN(sampler_, CreateSampler(ForDetectEvery(config_.sampling, config_.detect_every)));
   SpoolOptions spool_options = config_.spool;
   spool_options.env = env;
   SD_ASSIGN_OR_RETURN(spool_, Spool::Open(spool_options));

@@ -596,4 +596,12 @@ StatusOr<std::unique_ptr<Sampler>> CreateSampler(const SamplerOptions& options) 
   return std::unique_ptr<Sampler>(std::make_unique<StreamSampler>(options, std::move(policy), std::move(sent)));
 }
 
+SamplerOptions ForDetectEvery(SamplerOptions options, int detect_every) {
+  if (detect_every <= 1) return options;
+  options.uniform_probability = std::min(1.0, options.uniform_probability * detect_every);
+  if (options.uniform_every > 0) options.uniform_every = std::max(1, options.uniform_every / detect_every);
+  options.warmup_frames /= detect_every;
+  return options;
+}
+
 }  // namespace sd

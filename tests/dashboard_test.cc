@@ -5,6 +5,7 @@
 // carry no script error.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <httplib.h>
 
 #include <filesystem>
@@ -32,7 +33,9 @@ constexpr char kChromium[] = "/usr/bin/chromium";
 class DashboardTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    const std::string dir = TempDir("dashboard");
+    // ctest runs each test of the suite in its own process, several at once: one folder each.
+    dir_ = new std::string(TempDir("dashboard_" + std::to_string(::getpid())));
+    const std::string& dir = *dir_;
     auto config = ParseServerConfig(ServerYaml(dir + "/server"), "dashboard.yaml");
     ASSERT_TRUE(config.ok()) << config.status().ToString();
     config->admin_token = kAdminToken;  // http.admin_token: server_config_test reads it from YAML
@@ -52,6 +55,9 @@ class DashboardTest : public ::testing::Test {
   static void TearDownTestSuite() {
     delete server_;
     server_ = nullptr;
+    if (dir_) std::filesystem::remove_all(*dir_);
+    delete dir_;
+    dir_ = nullptr;
   }
 
   void SetUp() override { ASSERT_NE(server_, nullptr) << "the server did not start"; }
@@ -65,9 +71,11 @@ class DashboardTest : public ::testing::Test {
   }
 
   static Server* server_;
+  static std::string* dir_;
 };
 
 Server* DashboardTest::server_ = nullptr;
+std::string* DashboardTest::dir_ = nullptr;
 
 TEST_F(DashboardTest, EveryDashboardRouteRefusesAMissingOrWrongToken) {
   for (const std::string path : {"/dashboard", "/api/devices", "/api/devices/cam1", "/api/devices/cam1/frames",

@@ -956,4 +956,23 @@ TEST(SamplerTimingTest, PerFrameCostIsSmall) {
 }
 
 }  // namespace
+// A sampler behind detect_every k sees one frame in k: its shares and counts are of those.
+TEST(SamplerOptionsTest, ForDetectEveryKeepsTheRatePerFrameOfVideo) {
+  SamplerOptions o;
+  o.uniform_probability = 0.05;
+  o.uniform_every = 8;
+  o.warmup_frames = 50;
+  const SamplerOptions same = ForDetectEvery(o, 1);
+  EXPECT_EQ(same.uniform_probability, 0.05);
+  EXPECT_EQ(same.uniform_every, 8);
+  EXPECT_EQ(same.warmup_frames, 50);
+  const SamplerOptions every4 = ForDetectEvery(o, 4);
+  EXPECT_DOUBLE_EQ(every4.uniform_probability, 0.2);
+  EXPECT_EQ(every4.uniform_every, 2);
+  EXPECT_EQ(every4.warmup_frames, 12);
+  const SamplerOptions every40 = ForDetectEvery(o, 40);
+  EXPECT_EQ(every40.uniform_probability, 1.0);
+  EXPECT_EQ(every40.uniform_every, 1);
+}
+
 }  // namespace sd
