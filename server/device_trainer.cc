@@ -337,22 +337,22 @@ std::optional<size_t> RoundScheduler::PickRoundRobin(double now_s) {
   return std::nullopt;
 }
 
-std::optional<size_t> RoundScheduler::PickByBenefit(double now_s) {
+std::optional<size_t> RoundScheduler::PickByBenefit(double now_s) const {
   std::optional<size_t> best, most_skipped;
-  double best_benefit = 0;
+  double best_benefit = 0, most_skipped_benefit = 0;
   for (size_t i = 0; i < devices_.size(); ++i) {
     const DeviceState& d = devices_[i];
     if (!HasWork(d, now_s)) continue;
-    if (d.skipped >= options_.max_skips && (!most_skipped || d.skipped > devices_[*most_skipped].skipped))
-      most_skipped = i;
     const double benefit = BenefitOf(d, now_s);
+    // Among the devices passed over too often, the most passed over; of those the one that
+    // gains most (a device never trained before one that was).
+    if (d.skipped >= options_.max_skips &&
+        (!most_skipped || d.skipped > devices_[*most_skipped].skipped ||
+         (d.skipped == devices_[*most_skipped].skipped && benefit > most_skipped_benefit)))
+      most_skipped = i, most_skipped_benefit = benefit;
     if (!best || benefit > best_benefit) best = i, best_benefit = benefit;
   }
-  const std::optional<size_t> chosen = most_skipped ? most_skipped : best;
-  if (chosen)
-    for (size_t i = 0; i < devices_.size(); ++i)
-      if (i != *chosen && HasWork(devices_[i], now_s)) ++devices_[i].skipped;
-  return chosen;
+  return most_skipped ? most_skipped : best;
 }
 
 std::optional<ScheduledRound> RoundScheduler::Next(double now_s) {
@@ -370,12 +370,13 @@ std::optional<ScheduledRound> RoundScheduler::Next(double now_s) {
                 d.new_frames, BenefitOf(d, now_s), d.skipped);
   round.why = summary;
   for (size_t i = 0; i < devices_.size(); ++i) {
-    const DeviceState& other = devices_[i];
+    DeviceState& other = devices_[i];
     if (i == *chosen || !HasWork(other, now_s)) continue;
     ++round.others_waiting;
     std::snprintf(summary, sizeof summary, "%s %s %df %ds %.2f", round.others_waiting == 1 ? "; waiting:" : ",",
                   other.name.c_str(), other.new_frames, other.skipped, BenefitOf(other, now_s));
     round.why += summary;
+    if (options_.policy == SchedulePolicy::kBenefit) ++other.skipped;  // passed over with work
   }
   d.new_frames = 0;
   d.skipped = 0;

@@ -157,8 +157,9 @@ class DeviceTrainer {
 //                  waiting       seconds since the last round ended / max_wait_s
 //                summed with equal weights. The waiting term grows without bound, and a hard
 //                bound backs it: a device passed over max_skips times while it had work is
-//                served before anyone else (the most-skipped first), so with K devices that
-//                have work none waits more than max_skips + K - 1 rounds.
+//                served before anyone else (the most-skipped first, ties to the larger
+//                benefit), so with K devices that have work none waits more than
+//                max_skips + K - 1 rounds.
 // Time is passed in, so tests and the server's workers drive it. Thread-safe.
 enum class SchedulePolicy { kBenefit, kRoundRobin };
 
@@ -217,7 +218,7 @@ class RoundScheduler {
   bool HasWork(const DeviceState& d, double now_s) const;
   double BenefitOf(const DeviceState& d, double now_s) const;
   std::optional<size_t> PickRoundRobin(double now_s);
-  std::optional<size_t> PickByBenefit(double now_s);
+  std::optional<size_t> PickByBenefit(double now_s) const;
 
   const SchedulerOptions options_;
   mutable std::mutex mu_;

@@ -562,6 +562,24 @@ TEST(RoundSchedulerTest, AfterALongRoundTheNeverTrainedComeFirst) {
   }
 }
 
+// Devices passed over equally often: the one that gains most goes first, not the one seen
+// first. (The fleet's per-camera run gave a camera its second round before two were trained.)
+TEST(RoundSchedulerTest, AmongTheMostPassedOverTheLargestBenefitGoesFirst) {
+  SchedulerOptions o = Benefit(1, 1e6);
+  o.max_skips = 1;
+  RoundScheduler s(o);
+  s.OnNewFrame("trained", 0, 0.5);
+  s.OnNewFrame("busy", 0, 0.5);
+  ASSERT_EQ(NextDone(s, 1, 0.9), "trained");  // first seen; a good score: little left to gain
+  s.OnNewFrame("trained", 2, 0.5);
+  s.OnNewFrame("fresh", 2, 0.5);  // never trained
+  ASSERT_EQ(NextDone(s, 3), "busy");  // passed over once; "trained" and "fresh" now once each
+  s.OnNewFrame("busy", 3, 0.5);
+  auto next = s.Next(5);
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->device, "fresh") << "a trained device went before one never trained";
+}
+
 TEST(RoundSchedulerTest, EightCamerasOnTwoWorkersAllGetARoundEarly) {
   RoundScheduler s(Benefit(10, 20));
   const std::vector<std::string> cameras = {"mirror", "right", "cool", "left", "bright", "dark", "warm", "full"};
