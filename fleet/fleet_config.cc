@@ -14,6 +14,7 @@ bool Overlap(const FrameRange& a, const FrameRange& b) { return a.begin < b.end 
 Status ReadCamera(const YamlReader& cameras, const std::string& device, int detect_every, CameraView* view) {
   SD_ASSIGN_OR_RETURN(YamlReader c, cameras.Child(device));
   view->device = device;
+  view->configured = device;
   view->detect_every = detect_every;
   SD_RETURN_IF_ERROR(c.Require("uri", &view->uri));
   SD_RETURN_IF_ERROR(ReadFrameRange(c, "train_frames", &view->train_frames));
@@ -118,10 +119,7 @@ std::map<std::string, std::vector<std::string>> GroupsOf(const std::map<std::str
     std::vector<std::string> devices;
     for (const CameraView& view : cameras)
       for (const std::string& member : members)
-        // A repetition is "<member>-r<k>" (ReplicateCameras).
-        if (view.device == member || (view.device.rfind(member + "-r", 0) == 0 &&
-                                      view.device.find_first_not_of("0123456789", member.size() + 2) == std::string::npos))
-          devices.push_back(view.device);
+        if (view.configured == member) devices.push_back(view.device);  // repetitions too
     if (devices.size() >= 2) present[name] = devices;
   }
   return present;

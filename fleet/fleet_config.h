@@ -16,6 +16,7 @@ namespace sd {
 // What one simulated camera sees: a video file or a synthetic scene, through a view.
 struct CameraView {
   std::string device;                   // its device id: the key under `cameras`
+  std::string configured;               // that key, also for a repetition "<key>-r<k>"
   std::string uri;                      // a video file or "synthetic:key=value,..." (frame_source.h)
   FrameRange train_frames{0, 600};      // the camera loops over these
   FrameRange holdout_frames{600, 795};  // never sent: its student is scored on them
