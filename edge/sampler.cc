@@ -127,6 +127,32 @@ class SentEmbeddings {
   std::vector<std::vector<float>> ring_;
 };
 
+// The coverage floor (SamplerOptions::coverage_share): due when nothing was sent for gap_s of
+// capture time since the later of the last frame sent and the first frame seen.
+class CoverageFloor {
+ public:
+  explicit CoverageFloor(double gap_s) : gap_s_(gap_s) {}
+
+  bool Due(double time_s) {
+    if (!std::isfinite(gap_s_)) return false;
+    // No reference yet, or capture time going backwards (a looping source): start counting.
+    if (!has_reference_ || time_s < reference_s_) {
+      Sent(time_s);
+      return false;
+    }
+    return time_s - reference_s_ >= gap_s_ - 1e-9;
+  }
+  void Sent(double time_s) {
+    reference_s_ = time_s;
+    has_reference_ = true;
+  }
+
+ private:
+  double gap_s_;
+  double reference_s_ = 0;
+  bool has_reference_ = false;
+};
+
 bool HasEmbedding(const FrameFeatures& frame) { return frame.embedding != nullptr && !frame.embedding->empty(); }
 
 // A strategy's wish for one frame, before the budget. Called for every frame past cold start
@@ -335,17 +361,22 @@ class StreamSampler : public Sampler {
       : budget_(options),
         uniform_(options.uniform_probability, options.uniform_every),
         policy_(std::move(policy)),
-        sent_(std::move(sent)) {}
+        sent_(std::move(sent)),
+        coverage_(options.CoverageGapSeconds()) {}
 
   SampleDecision Offer(const FrameFeatures& frame) override {
     if (budget_.Exhausted()) return SampleDecision::kSkip;
     budget_.Advance(frame.time_s);
     // The scores of a model the server has not trained yet would steer the strategies wrong,
     // and they would also pollute their statistics: cold start bypasses them entirely.
-    Policy* policy = (frame.model_from_server && policy_ != nullptr) ? policy_.get() : &uniform_;
-    if (!policy->Wants(frame) || !budget_.TryTake()) return SampleDecision::kSkip;
+    const bool cold = !frame.model_from_server || policy_ == nullptr;
+    Policy* policy = cold ? &uniform_ : policy_.get();
+    // Asked first, so that the policy's statistics see every frame.
+    const bool wanted = policy->Wants(frame);
+    if (!(wanted || (!cold && coverage_.Due(frame.time_s))) || !budget_.TryTake()) return SampleDecision::kSkip;
     policy->Sent(frame);
-    if (sent_) sent_->Add(frame.embedding);  // cold-start frames were sent too
+    coverage_.Sent(frame.time_s);
+    if (sent_) sent_->Add(frame.embedding);  // cold-start and coverage frames were sent too
     return SampleDecision::kTake;
   }
 
@@ -359,6 +390,7 @@ class StreamSampler : public Sampler {
   UniformPolicy uniform_;
   std::unique_ptr<Policy> policy_;
   std::unique_ptr<SentEmbeddings> sent_;
+  CoverageFloor coverage_;
 };
 
 // D-SBAD: frames the top_confidence rule wants are held as candidates; when gamma x pool_budget
@@ -374,11 +406,12 @@ class PoolSampler : public Sampler {
         confident_(options, /*top=*/true),
         sent_(static_cast<size_t>(options.diversity_history)),
         pool_budget_(options.PoolBudget()),
-        capacity_(static_cast<size_t>(std::ceil(options.gamma * pool_budget_ - 1e-9))) {}
+        capacity_(static_cast<size_t>(std::ceil(options.gamma * pool_budget_ - 1e-9))),
+        coverage_(options.CoverageGapSeconds()) {}
 
   SampleDecision Offer(const FrameFeatures& frame) override {
     budget_.Advance(frame.time_s);
-    Release();
+    Release(frame.time_s);
     if (budget_.Exhausted()) {
       DropAll();
       return SampleDecision::kSkip;
@@ -386,7 +419,7 @@ class PoolSampler : public Sampler {
     const SampleDecision decision = Decide(frame);
     if (picks_.empty() && pool_.size() == capacity_) {
       Choose();
-      Release();
+      Release(frame.time_s);
     }
     return decision;
   }
@@ -405,13 +438,22 @@ class PoolSampler : public Sampler {
     if (!frame.model_from_server) {
       // Cold start, as in StreamSampler.
       if (!uniform_.Wants(frame) || !budget_.TryTake()) return SampleDecision::kSkip;
-      sent_.Add(frame.embedding);
+      Sent(frame.embedding, frame.time_s);
       return SampleDecision::kTake;
     }
     // Asked first, so the threshold learns from every frame, also while the pool is full.
-    if (!confident_.Wants(frame) || !HasEmbedding(frame) || pool_.size() == capacity_) return SampleDecision::kSkip;
-    pool_.push_back({frame.index, *frame.embedding});
-    return SampleDecision::kHold;
+    if (confident_.Wants(frame) && HasEmbedding(frame) && pool_.size() < capacity_) {
+      pool_.push_back({frame.index, *frame.embedding});
+      return SampleDecision::kHold;
+    }
+    if (!coverage_.Due(frame.time_s) || !budget_.TryTake()) return SampleDecision::kSkip;
+    Sent(frame.embedding, frame.time_s);
+    return SampleDecision::kTake;
+  }
+
+  void Sent(const std::vector<float>* embedding, double time_s) {
+    sent_.Add(embedding);
+    coverage_.Sent(time_s);
   }
 
   // k-center greedy: each pick is the candidate farthest from everything sent recently and
@@ -439,9 +481,9 @@ class PoolSampler : public Sampler {
     pool_.clear();
   }
 
-  void Release() {
+  void Release(double time_s) {
     while (!picks_.empty() && budget_.TryTake()) {
-      sent_.Add(&picks_.front().embedding);
+      Sent(&picks_.front().embedding, time_s);
       released_.push_back(picks_.front().index);
       picks_.pop_front();
     }
@@ -460,6 +502,7 @@ class PoolSampler : public Sampler {
   SentEmbeddings sent_;
   const int pool_budget_;
   const size_t capacity_;
+  CoverageFloor coverage_;
   std::vector<Candidate> pool_;
   std::deque<Candidate> picks_;
   std::vector<int64_t> released_, dropped_;
@@ -512,6 +555,13 @@ int SamplerOptions::PoolBudget() const {
   return static_cast<int>(std::floor(budget_per_minute * pool_window_s / 60.0 + 1e-9));
 }
 
+double SamplerOptions::CoverageGapSeconds() const {
+  const bool ranks_frames = strategy == "top_confidence" || strategy == "least_confidence" ||
+                            strategy == "diversity" || strategy == "top_confidence_diversity";
+  if (!ranks_frames || !(coverage_share > 0) || !(budget_per_minute > 0)) return std::numeric_limits<double>::infinity();
+  return 60.0 / (budget_per_minute * coverage_share);
+}
+
 Status SamplerOptions::Validate() const {
   auto bad = [](const std::string& what) { return Status::InvalidArgument("sampler: " + what); };
   auto str = [](double v) { return std::to_string(v); };
@@ -560,6 +610,9 @@ Status SamplerOptions::Validate() const {
   }
   if (!(ams_initial_rate >= ams_min_rate && ams_initial_rate <= ams_max_rate)) {
     return bad("ams_initial_rate must be in [ams_min_rate, ams_max_rate], got " + str(ams_initial_rate));
+  }
+  if (!(coverage_share >= 0 && coverage_share <= 1)) {
+    return bad("coverage_share must be in [0, 1] (0: off), got " + str(coverage_share));
   }
   if (ams_update_every < 1) return bad("ams_update_every must be >= 1, got " + std::to_string(ams_update_every));
   switch (aggregate) {

@@ -29,7 +29,15 @@
 //                   first) and drops the rest.
 //  ams_adaptive     AMS: evenly spaced at r frames per second of capture time; r follows the
 //                   server's teacher agreement (OnTeacherAgreement).
-// Frames without an embedding are never taken by the two diversity strategies.
+// Frames without an embedding are never taken by the two diversity strategies, except as
+// coverage frames.
+//
+// Coverage floor (coverage_share, for top_confidence, least_confidence, diversity and
+// top_confidence_diversity): a frame is also sent, whatever the strategy thinks of it, when
+// none was sent for 60 / (budget_per_minute x coverage_share) s of capture time. A strategy
+// that ranks frames by what the student sees can otherwise starve itself: after a change of
+// scene a student that finds nothing confident sends nothing more, so it is never trained on the
+// new scene (issue 13). coverage_share 0 is each strategy exactly as published.
 //
 // Cold start: until the edge runs a model from the server (model_from_server), the student's
 // scores and embeddings say little, so every strategy samples with `uniform` (the uniform_*
@@ -82,11 +90,16 @@ struct SamplerOptions {
   double ams_min_rate = 0.1;
   double ams_max_rate = 1.0;
   int ams_update_every = 5;
+  // Share of the rate budget that the coverage floor guarantees (see above); 0: off.
+  double coverage_share = 0.25;
 
   Status Validate() const;
   double EffectivePercentile() const;
   // top_confidence_diversity: frames sent per pool, as configured or derived (valid options).
   int PoolBudget() const;
+  // Seconds of capture time without a sent frame after which the coverage floor sends one;
+  // +inf when the floor is off (coverage_share 0, no rate budget, or a strategy without it).
+  double CoverageGapSeconds() const;
 };
 
 // What the sampler may look at for one frame. The pointers are borrowed for the call only.

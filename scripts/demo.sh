@@ -34,6 +34,11 @@ mkdir -p state out
 SERVER_PID=$!
 trap 'kill -INT $SERVER_PID 2>/dev/null || true' EXIT
 echo "server started (pid $SERVER_PID, log state/server.log); edge runs ${DURATION}s ${FAST:-at real time}"
+# The server makes its dashboard's token on its first start (http.admin_token_file).
+for _ in $(seq 50); do [ -s state/admin_token ] && break; sleep 0.2; done
+if [ -s state/admin_token ] && grep -q "admin_token_file: state/admin_token" "$SERVER_CONFIG"; then
+  echo "dashboard (the run live): http://127.0.0.1:9464/dashboard?token=$(cat state/admin_token)"
+fi
 
 ./build/streamdistill-edge --config "$EDGE_CONFIG" --duration "$DURATION" $FAST --log-level warn
 

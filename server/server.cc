@@ -4,11 +4,53 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "common/env.h"
+#include "common/token_hash.h"
 
 #include "server/dashboard.h"
 #include "server/edge_link_service.h"
 
 namespace sd {
+namespace {
+
+constexpr size_t kAdminTokenBytes = 16;  // 32 hex characters
+
+// The dashboard's token: http.admin_token, else the one in http.admin_token_file, which is made
+// with a random token when it does not exist yet; "" when neither is set (no dashboard).
+StatusOr<std::string> AdminToken(const ServerConfig& config) {
+  if (config.admin_token_file.empty()) return config.admin_token;
+  const std::string& path = config.admin_token_file;
+  Env* env = Env::Default();
+  auto stored = env->ReadFile(path, 4096);
+  if (stored.ok()) {
+    std::string token = *stored;
+    while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+    if (token.size() < kMinAdminTokenChars)
+      return Status::InvalidArgument("http.admin_token_file " + path + ": the token must be at least " +
+                                     std::to_string(kMinAdminTokenChars) + " characters");
+    return token;
+  }
+  if (stored.status().code() != Status::Code::kNotFound) return stored.status();
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  if (!dir.empty()) SD_RETURN_IF_ERROR(env->CreateDir(dir));
+  SD_ASSIGN_OR_RETURN(std::string random, RandomBytes(kAdminTokenBytes));
+  const std::string token = HexEncode(random);
+  SD_RETURN_IF_ERROR(WriteFileDurably(env, path, token + "\n"));
+  // Only the owner may read it: the token shows every camera's images.
+  if (::chmod(path.c_str(), S_IRUSR | S_IWUSR) != 0)
+    return Status::Internal("http.admin_token_file " + path + ": chmod 0600: " + std::strerror(errno));
+  spdlog::info("made a new admin token in {} (http.admin_token_file)", path);
+  return token;
+}
+
+}  // namespace
 
 StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config, TeacherFactory teachers) {
   std::unique_ptr<Server> server(new Server());
@@ -17,9 +59,13 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config, Teac
   if (config.http.enabled) {
     server->http_ = std::make_unique<HttpEndpoint>(config.http, "streamdistill-server");
     SD_RETURN_IF_ERROR(server->http_->ServeMetrics(&server->core_->metrics().registry));
-    if (!config.admin_token.empty())
-      SD_RETURN_IF_ERROR(ServeDashboard(server->core_.get(), config.admin_token, server->http_.get()));
+    SD_ASSIGN_OR_RETURN(const std::string admin_token, AdminToken(config));
+    if (!admin_token.empty())
+      SD_RETURN_IF_ERROR(ServeDashboard(server->core_.get(), admin_token, server->http_.get()));
     SD_RETURN_IF_ERROR(server->http_->Start());
+    if (!admin_token.empty())
+      spdlog::info("dashboard: http://{}:{}/dashboard?token=<admin token{}>", config.http.bind, server->http_->port(),
+                   config.admin_token_file.empty() ? "" : " in " + config.admin_token_file);
   }
 
   std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();

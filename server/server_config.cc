@@ -13,7 +13,6 @@ namespace {
 
 // The dashboard shows camera images to whoever has the token, over a port that may be
 // tunnelled or bound beyond loopback: long enough that guessing is hopeless.
-constexpr size_t kMinAdminTokenChars = 16;
 
 // The update keys of `section` (the file's root or one device), over `policy`'s values.
 Status ReadUpdatePolicy(const YamlReader& section, UpdatePolicy* policy) {
@@ -150,6 +149,9 @@ Status Parse(const YamlReader& root, ServerConfig* c) {
   if (!c->admin_token.empty() && c->admin_token.size() < kMinAdminTokenChars)
     return http.Error("admin_token", "must be at least " + std::to_string(kMinAdminTokenChars) +
                                          " characters (empty: no dashboard)");
+  SD_RETURN_IF_ERROR(http.Get("admin_token_file", &c->admin_token_file));
+  if (!c->admin_token.empty() && !c->admin_token_file.empty())
+    return http.Error("admin_token_file", "set admin_token or admin_token_file, not both");
   SD_RETURN_IF_ERROR(root.Get("storage_dir", &c->storage_dir));
   SD_RETURN_IF_ERROR(root.Get("max_message_bytes", &c->max_message_bytes));
   SD_RETURN_IF_ERROR(root.Get("update_chunk_bytes", &c->update_chunk_bytes));

@@ -39,6 +39,9 @@ struct ServerLimits {
   int max_embedding = 4096;                 // floats in a frame's embedding
 };
 
+// Shortest admin token accepted (config or file): guessing must not be practical.
+constexpr size_t kMinAdminTokenChars = 16;
+
 struct ServerConfig {
   std::string listen = "0.0.0.0:50051";
   // GET /metrics for Prometheus; on by default, on loopback (docs/operations.md, "Metrics").
@@ -46,6 +49,10 @@ struct ServerConfig {
   // http.admin_token: the dashboard's token (server/dashboard.h); empty: no dashboard, only
   // /metrics. It shows camera images, so it needs a secret even on loopback.
   std::string admin_token;
+  // http.admin_token_file, instead of admin_token: a file holding the token, which the server
+  // makes with a random one (mode 0600) when it does not exist, so that a fresh install has a
+  // dashboard without a secret in its config (server/server.cc, AdminToken).
+  std::string admin_token_file;
   std::string storage_dir = "state/server";
   int max_message_bytes = 8 << 20;      // receive limit; larger messages get RESOURCE_EXHAUSTED
   int update_chunk_bytes = 256 << 10;   // model updates are sent in chunks of this size

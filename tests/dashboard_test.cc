@@ -5,6 +5,7 @@
 // carry no script error.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <httplib.h>
 
@@ -13,6 +14,7 @@
 #include <regex>
 #include <string>
 
+#include "common/env.h"
 #include "server/server.h"
 #include "tests/child_process.h"
 #include "tests/daemon_test_util.h"
@@ -219,6 +221,65 @@ TEST_F(DashboardTest, ChromiumRendersTheFleetChartsAndFramesWithoutScriptErrors)
     ASSERT_TRUE(std::filesystem::exists(png)) << png;
     EXPECT_GT(std::filesystem::file_size(png), 10000u) << png;
   }
+}
+
+}  // namespace
+}  // namespace sd
+
+namespace sd {
+namespace {
+
+using namespace sd::testing;
+
+// http.admin_token_file: a fresh install gets a dashboard without a secret in its config. The
+// first start makes the token (random, mode 0600); later starts keep it, so bookmarks and
+// streamdistill-admin keep working across restarts.
+TEST(AdminTokenFileTest, TheFirstStartMakesATokenOnlyItsOwnerCanReadAndLaterStartsKeepIt) {
+  const std::string dir = TempDir("admin_token_file_" + std::to_string(::getpid()));
+  auto config = ParseServerConfig(ServerYaml(dir + "/server"), "admin_token_file.yaml");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  config->admin_token_file = dir + "/secrets/admin_token";
+  config->train_in_background = false;
+  std::string token;
+  for (int start = 0; start < 2; ++start) {
+    SCOPED_TRACE("start " + std::to_string(start));
+    auto server = Server::Start(*config, Oracle(TestScene(3)));
+    ASSERT_TRUE(server.ok()) << server.status().ToString();
+    struct stat st {};
+    ASSERT_EQ(::stat(config->admin_token_file.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+    auto stored = Env::Default()->ReadFile(config->admin_token_file);
+    ASSERT_TRUE(stored.ok());
+    ASSERT_TRUE(std::regex_match(*stored, std::regex("[0-9a-f]{32}\n"))) << *stored;
+    if (start == 0) token = stored->substr(0, 32);
+    EXPECT_EQ(stored->substr(0, 32), token) << "a restart must keep the token";
+    httplib::Client client("127.0.0.1", (*server)->http_port());
+    client.set_read_timeout(10);
+    auto with_token = client.Get("/api/devices", {{"Authorization", "Bearer " + token}});
+    ASSERT_TRUE(with_token);
+    EXPECT_EQ(with_token->status, 200);
+    auto with_other = client.Get("/api/devices", {{"Authorization", "Bearer 0123456789abcdef0123456789abcdef"}});
+    ASSERT_TRUE(with_other);
+    EXPECT_EQ(with_other->status, 401);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST(AdminTokenFileTest, AShortTokenInTheFileOrBothKeysSetAreRefused) {
+  const std::string dir = TempDir("admin_token_short_" + std::to_string(::getpid()));
+  auto config = ParseServerConfig(ServerYaml(dir + "/server"), "admin_token_file.yaml");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  config->admin_token_file = dir + "/admin_token";
+  config->train_in_background = false;
+  ASSERT_TRUE(WriteFileDurably(Env::Default(), config->admin_token_file, "short\n").ok());
+  auto server = Server::Start(*config, Oracle(TestScene(3)));
+  ASSERT_FALSE(server.ok());
+  EXPECT_THAT(server.status().message(), ::testing::HasSubstr("at least 16 characters"));
+
+  auto both = ParseServerConfig("http: {admin_token: 0123456789abcdef0123, admin_token_file: t}\n", "both.yaml");
+  ASSERT_FALSE(both.ok());
+  EXPECT_THAT(both.status().message(), ::testing::HasSubstr("not both"));
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -975,4 +975,62 @@ TEST(SamplerOptionsTest, ForDetectEveryKeepsTheRatePerFrameOfVideo) {
   EXPECT_EQ(every40.uniform_every, 1);
 }
 
+namespace {
+
+// Issue 13: after a change of scene a student that finds nothing confident made
+// top_confidence_diversity send nothing more, so the camera never learnt the new scene. The
+// coverage floor keeps a share of the budget flowing; coverage_share 0 is D-SBAD as published.
+TEST(CoverageFloorTest, AStudentThatSeesNothingStillSendsItsShareOfTheBudget) {
+  for (const std::string strategy : {"top_confidence", "least_confidence", "diversity", "top_confidence_diversity"}) {
+    for (const double share : {0.0, 0.25}) {
+      SCOPED_TRACE(strategy + " coverage_share " + std::to_string(share));
+      SamplerOptions o;
+      o.strategy = strategy;
+      o.budget_per_minute = 20;
+      o.warmup_frames = 30;
+      o.coverage_share = share;
+      std::unique_ptr<Sampler> s = Make(o);
+      Stream stream;
+      std::mt19937 rng(5);
+      // One minute of the old scene: detections and varied embeddings.
+      std::vector<std::vector<float>> old_scene;
+      for (int i = 0; i < 60 * kFps; ++i) old_scene.push_back(RandomEmbedding(&rng));
+      for (int i = 0; i < 60 * kFps; ++i) stream.Next(s.get(), 0.5f + 0.4f * (i % 7) / 7.0f, &old_scene[i]);
+      ASSERT_FALSE(stream.sent.empty());
+      // Five minutes of a new scene in which the student finds nothing and every frame looks
+      // alike to it (the same embedding as a frame it sent).
+      const std::vector<float> same = stream.sent.empty() ? old_scene[0] : old_scene[stream.sent.back()];
+      for (int i = 0; i < 300 * kFps; ++i) stream.Next(s.get(), std::nullopt, &same);
+      const auto new_scene_frames = std::count_if(stream.sent.begin(), stream.sent.end(),
+                                                  [](int64_t i) { return i >= 60 * kFps; });
+      const auto last_four_minutes = std::count_if(stream.sent.begin(), stream.sent.end(),
+                                                   [](int64_t i) { return i >= 120 * kFps; });
+      if (share == 0) {
+        EXPECT_EQ(new_scene_frames, 0) << "as published, no frame of the new scene is sent";
+      } else {
+        // 20 x 0.25 = 5 frames a minute, one every 12 s once the old scene's picks (D-SBAD
+        // sends a pool's picks over the next minute) have gone.
+        EXPECT_GE(last_four_minutes, 19);
+        EXPECT_LE(new_scene_frames, 26);
+      }
+    }
+  }
+}
+
+TEST(CoverageFloorTest, OnlyTheStrategiesThatRankFramesHaveIt) {
+  SamplerOptions o;
+  o.budget_per_minute = 20;
+  for (const std::string strategy : {"uniform", "random", "first_n", "ams_adaptive"}) {
+    o.strategy = strategy;
+    EXPECT_TRUE(std::isinf(o.CoverageGapSeconds())) << strategy;
+  }
+  o.strategy = "top_confidence_diversity";
+  EXPECT_DOUBLE_EQ(o.CoverageGapSeconds(), 12.0);
+  o.coverage_share = 0;
+  EXPECT_TRUE(std::isinf(o.CoverageGapSeconds()));
+  o.coverage_share = 1.5;
+  EXPECT_FALSE(o.Validate().ok());
+}
+
+}  // namespace
 }  // namespace sd
