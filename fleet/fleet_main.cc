@@ -32,6 +32,7 @@ struct CommandLine {
   bool no_lone = false;
   bool shared = false;     // one group of every camera
   bool no_groups = false;  // the config's groups ignored
+  bool auto_groups = false;  // the server groups the cameras itself (grouping.mode auto)
   std::string server_config;  // replaces the config's server_config
   std::string server_binary;
 };
@@ -90,7 +91,10 @@ int Run(const CommandLine& cli) {
   options.server_binary = cli.server_binary.empty() ? DefaultServerBinary() : cli.server_binary;
   options.server_config = config->server_config;
   options.edge_config = config->edge_config;
-  if (cli.shared) {
+  options.auto_groups = cli.auto_groups;
+  if (cli.auto_groups) {
+    std::fprintf(stderr, "fleet: the server groups the cameras itself (grouping.mode auto)\n");
+  } else if (cli.shared) {
     for (const CameraView& view : config->cameras) options.groups["fleet"].push_back(view.device);
     options.groups = GroupsOf(options.groups, cameras);
   } else if (!cli.no_groups) {
@@ -110,6 +114,7 @@ int Run(const CommandLine& cli) {
     options.cameras = {cameras[position]};
     options.holdouts = {holdouts[position]};
     options.groups.clear();
+    options.auto_groups = false;
     options.dir = cli.out_dir + "/lone_run";
     std::fprintf(stderr, "lone: camera %s alone on a fresh server for %.0f s\n", cameras[position].device.c_str(),
                  options.seconds);
@@ -146,6 +151,9 @@ int main(int argc, char** argv) {
   app.add_flag("--no-lone", cli.no_lone, "skip the lone camera's run after the fleet");
   app.add_flag("--shared", cli.shared, "every camera shares one student (one server group of all)");
   app.add_flag("--no-groups", cli.no_groups, "ignore the config's groups: a student per camera");
+  auto* auto_groups = app.add_flag("--auto-groups", cli.auto_groups,
+                                   "the server groups the cameras by how their students transfer (grouping.mode auto)");
+  auto_groups->excludes(app.get_option("--shared"))->excludes(app.get_option("--no-groups"));
   app.add_option("--server-config", cli.server_config, "base server YAML instead of the config's server_config");
   app.add_option("--server-binary", cli.server_binary, "streamdistill-server to start (default: next to this binary)");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error (the cameras' and the generator's logs)");

@@ -70,20 +70,21 @@ nlohmann::json FleetSummary(const FleetRun& fleet, const std::optional<FleetRun>
 
 Status WriteFleetTables(const std::string& out_dir, const FleetRun& fleet, const nlohmann::json& summary) {
   std::ostringstream csv;
-  csv << "device,first_update_s,updates,frames_sent,frames_acked,map50_initial,map50_final,uplink_kbps,downlink_kbps\n";
+  csv << "device,first_update_s,updates,frames_sent,frames_acked,map50_initial,map50_final,uplink_kbps,downlink_kbps,"
+         "group\n";
   std::ostringstream md;
   md << "# Fleet run\n\n"
      << "| device | first update (s) | updates | frames sent | frames acked | mAP50 initial | mAP50 final | "
-        "uplink kbit/s | downlink kbit/s |\n"
-     << "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+        "uplink kbit/s | downlink kbit/s | group |\n"
+     << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
   for (const CameraResult& c : fleet.cameras) {
     csv << c.device << "," << FirstUpdate(c) << "," << c.updates << "," << c.frames_sent << "," << c.frames_acked
         << "," << Fixed(c.map50_initial, 3) << "," << Fixed(c.map50_final, 3) << "," << Fixed(c.uplink_kbps, 1) << ","
-        << Fixed(c.downlink_kbps, 1) << "\n";
+        << Fixed(c.downlink_kbps, 1) << "," << c.group << "\n";
     md << "| " << c.device << " | " << (c.first_update_s < 0 ? "none" : FirstUpdate(c)) << " | " << c.updates
        << " | " << c.frames_sent << " | " << c.frames_acked << " | " << Fixed(c.map50_initial, 3) << " | "
        << Fixed(c.map50_final, 3) << " | " << Fixed(c.uplink_kbps, 1) << " | " << Fixed(c.downlink_kbps, 1)
-       << " |\n";
+       << " | " << (c.group.empty() ? "–" : c.group) << " |\n";
   }
   md << "\n## Summary\n\n| figure | value |\n|---|---|\n";
   for (const auto& [key, value] : summary.items()) md << "| " << key << " | " << value.dump() << " |\n";

@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include <yaml-cpp/yaml.h>
@@ -44,7 +45,7 @@ std::string Emit(const YAML::Node& node) {
 // The base server yaml with the fleet's devices (and only those), their groups and its own storage.
 StatusOr<std::string> FleetServerYaml(const std::string& base_path, const std::string& storage_dir,
                                       const std::map<std::string, std::string>& tokens,
-                                      const std::map<std::string, std::vector<std::string>>& groups) {
+                                      const std::map<std::string, std::vector<std::string>>& groups, bool auto_groups) {
   SD_ASSIGN_OR_RETURN(YAML::Node root, LoadYamlNode(base_path));
   root["storage_dir"] = storage_dir;
   YAML::Node devices(YAML::NodeType::Map);
@@ -53,6 +54,7 @@ StatusOr<std::string> FleetServerYaml(const std::string& base_path, const std::s
   root.remove("groups");
   for (const auto& [name, members] : groups)
     for (const std::string& member : members) root["groups"][name].push_back(member);
+  if (auto_groups) root["grouping"]["mode"] = "auto";
   const std::string text = Emit(root);
   // Checked here, so that a bad base config is one clear error rather than a server that exits.
   SD_RETURN_IF_ERROR(ParseServerConfig(text, base_path).status());
@@ -164,7 +166,8 @@ StatusOr<FleetRun> RunFleet(const FleetRunOptions& options, HoldoutScorer* score
   for (const CameraView& view : options.cameras) tokens[view.device] = NewToken(random);
   if (tokens.size() != options.cameras.size()) return Status::InvalidArgument("two cameras have the same device id");
   SD_ASSIGN_OR_RETURN(std::string server_yaml,
-                      FleetServerYaml(options.server_config, options.dir + "/storage", tokens, options.groups));
+                      FleetServerYaml(options.server_config, options.dir + "/storage", tokens, options.groups,
+                                                      options.auto_groups));
   const std::string server_yaml_path = options.dir + "/server.yaml";
   SD_RETURN_IF_ERROR(WriteFileDurably(Env::Default(), server_yaml_path, server_yaml));
   SD_ASSIGN_OR_RETURN(auto server, ServerProcess::Start(options.server_binary, server_yaml_path,
@@ -255,7 +258,35 @@ StatusOr<FleetRun> RunFleet(const FleetRunOptions& options, HoldoutScorer* score
     r.downlink_kbps = stats.downlink_kbps();
     if (first_update_wall[i] > 0) r.first_update_s = first_update_wall[i] - sources[i]->first_frame_time();
   }
+  std::map<std::string, std::string> group_of;
+  if (options.auto_groups) {
+    SD_ASSIGN_OR_RETURN(std::string log, Env::Default()->ReadFile(options.dir + "/server.log"));
+    group_of = GroupsFromServerLog(log);
+  } else {
+    for (const auto& [name, members] : options.groups)
+      for (const std::string& member : members) group_of[member] = name;
+  }
+  for (CameraResult& r : run.cameras)
+    if (auto it = group_of.find(r.device); it != group_of.end()) r.group = it->second;
   return run;
+}
+
+std::map<std::string, std::string> GroupsFromServerLog(const std::string& log_text) {
+  static const std::string kMarker = "grouping: units now: ";
+  std::map<std::string, std::string> group_of;
+  const size_t at = log_text.rfind(kMarker);
+  if (at == std::string::npos) return group_of;
+  const size_t begin = at + kMarker.size();
+  std::istringstream units(log_text.substr(begin, log_text.find('\n', begin) - begin));
+  std::string unit;
+  while (units >> unit) {  // "auto1=cam1+cam2", or a device alone
+    const size_t equals = unit.find('=');
+    if (equals == std::string::npos) continue;
+    std::istringstream members(unit.substr(equals + 1));
+    std::string member;
+    while (std::getline(members, member, '+')) group_of[member] = unit.substr(0, equals);
+  }
+  return group_of;
 }
 
 }  // namespace sd

@@ -27,6 +27,7 @@ struct FleetRunOptions {
   std::string server_config;  // the base yaml: its devices, storage_dir and listen are replaced
   std::string edge_config;    // the base yaml of every camera
   std::map<std::string, std::vector<std::string>> groups;  // the server's, replacing the base yaml's
+  bool auto_groups = false;  // the server groups the cameras itself (grouping.mode auto); no `groups` then
   // Emptied first, then holds server.yaml, server.log, storage/ and cameras/<device>/.
   std::string dir;
 };
@@ -38,6 +39,8 @@ struct CameraResult {
   int64_t frames_sent = 0, frames_acked = 0;
   double map50_initial = 0, map50_final = 0;
   double uplink_kbps = 0, downlink_kbps = 0;
+  // Its group at the end ("" alone): as configured, or the server's last automatic decision.
+  std::string group;
 };
 
 // A camera's deployed student scored on its held-out frames at `t_s` (seconds since the
@@ -62,6 +65,10 @@ struct FleetRun {
   std::vector<UsageSample> server_usage;
   double server_cpu_seconds = 0;  // during the run
 };
+
+// Device id -> group of the server log's last "grouping: units now: " line (the server's
+// automatic grouping, server/server_core.h); devices alone and logs without one: not listed.
+std::map<std::string, std::string> GroupsFromServerLog(const std::string& log_text);
 
 StatusOr<FleetRun> RunFleet(const FleetRunOptions& options, HoldoutScorer* scorer);
 

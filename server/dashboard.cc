@@ -74,7 +74,7 @@ json DeviceRow(ServerCore& core, const DeviceState& state) {
   json row = {{"id", state.id},
               {"enabled", state.enabled},
               {"connected", state.connected},
-              {"group", GroupOf(core.config(), state.id)},
+              {"group", state.group},
               {"version", state.version},
               {"served_version", c.served_version >= 0 ? json(c.served_version) : json(nullptr)},
               {"map50", map50},

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <set>
 #include <utility>
 
 namespace sd {
@@ -139,6 +140,15 @@ uint64_t DeviceTrainer::version() const { return Snapshot()->version; }
 std::string DeviceTrainer::weights() const { return Snapshot()->bytes; }
 std::vector<float> DeviceTrainer::flat_weights() const { return Snapshot()->model->FlatWeights(); }
 double DeviceTrainer::published_map50() const { return Snapshot()->map50; }
+
+StatusOr<EvalResult> DeviceTrainer::EvaluatePublished(const std::vector<LabelledFrame>& frames) const {
+  const std::shared_ptr<const Published> current = Snapshot();
+  StatusOr<EvalResult> result = EvaluateDetector(*current->detector, frames);
+  if (!result.ok())
+    return result.status().WithContext("device " + device_id_ + ": evaluating version " +
+                                       std::to_string(current->version));
+  return result;
+}
 
 StatusOr<RoundResult> DeviceTrainer::RunRound(const std::vector<TrainingSample>& train,
                                               const std::vector<LabelledFrame>& validation, int iterations) {
@@ -392,6 +402,36 @@ void RoundScheduler::RoundDone(const std::string& device, double published_map50
   if (d.running) d.last_round_s = now_s;
   d.running = false;
   d.map50 = published_map50;
+}
+
+void RoundScheduler::Regrouped(const std::map<std::string, std::vector<std::string>>& sources, double now_s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<DeviceState> made;
+  std::set<std::string> gone;
+  for (const auto& [into, from] : sources) {
+    DeviceState unit;
+    unit.name = into;
+    unit.last_round_s = now_s;
+    for (const std::string& old : from) {
+      gone.insert(old);
+      auto it = index_.find(old);
+      if (it == index_.end()) continue;
+      const DeviceState& d = devices_[it->second];
+      unit.new_frames += d.new_frames;
+      unit.map50 = std::max(unit.map50, d.map50);
+      if (unit.recent_score < 0) unit.recent_score = d.recent_score, unit.longrun_score = d.longrun_score;
+    }
+    gone.insert(into);  // a key used again (a device alone once more) starts afresh
+    made.push_back(unit);
+  }
+  std::vector<DeviceState> kept;
+  for (DeviceState& d : devices_)
+    if (!gone.count(d.name)) kept.push_back(std::move(d));
+  kept.insert(kept.end(), made.begin(), made.end());
+  devices_ = std::move(kept);
+  index_.clear();
+  for (size_t i = 0; i < devices_.size(); ++i) index_[devices_[i].name] = i;
+  cursor_ = devices_.empty() ? 0 : cursor_ % devices_.size();
 }
 
 int RoundScheduler::pending_frames(const std::string& device) const {

@@ -120,6 +120,10 @@ class DeviceTrainer {
   // Held-out mAP50 of the published version when it was published; -1 when unknown (the
   // initial weights, or a version published while bootstrapping without validation frames).
   double published_map50() const;
+  // The published version scored on `frames` (mAP50 against their labels) the way the gate
+  // scores it; safe while a round runs. Automatic grouping scores students on other devices'
+  // frames with it.
+  StatusOr<EvalResult> EvaluatePublished(const std::vector<LabelledFrame>& frames) const;
 
  private:
   struct Published;
@@ -199,6 +203,11 @@ class RoundScheduler {
   // is its trainer's held-out mAP50 after the round, -1 unknown. Its waiting counts from here:
   // a device whose long round just ended must not compete as if it had waited all along.
   void RoundDone(const std::string& device, double published_map50, double now_s);
+  // Automatic grouping replaced units: each key of `sources` is a new unit, made of the units
+  // its value lists; those are forgotten, and their new frames (and drift signal, mAP50) carry
+  // over to every unit they became, so no frame waits longer for a regroup. A forgotten unit's
+  // RoundDone is ignored.
+  void Regrouped(const std::map<std::string, std::vector<std::string>>& sources, double now_s);
   // New frames of `device` since its last round (0 for an unknown device).
   int pending_frames(const std::string& device) const;
   // The benefit of training `device` now (0 for an unknown device), for logs and tests.

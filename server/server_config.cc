@@ -92,6 +92,23 @@ Status ReadGroups(const YamlReader& root, ServerConfig* c) {
     }
     c->groups[name] = members;
   }
+  SD_ASSIGN_OR_RETURN(YamlReader grouping, root.Child("grouping"));
+  std::string mode = "config";
+  GroupingOptions& g = c->grouping;
+  SD_RETURN_IF_ERROR(grouping.Get("mode", &mode));
+  SD_RETURN_IF_ERROR(grouping.Get("every_s", &g.every_s));
+  SD_RETURN_IF_ERROR(grouping.Get("margin", &g.margin));
+  SD_RETURN_IF_ERROR(grouping.Get("min_heldout_frames", &g.min_heldout_frames));
+  SD_RETURN_IF_ERROR(grouping.Get("heldout_frames", &g.heldout_frames));
+  if (mode != "config" && mode != "auto") return grouping.Error("mode", "must be config or auto");
+  g.automatic = mode == "auto";
+  if (g.automatic && !c->groups.empty())
+    return grouping.Error("mode", "auto forms the groups itself: leave `groups` out (it is for mode config)");
+  if (!(g.every_s > 0)) return grouping.Error("every_s", "must be > 0");
+  if (!(g.margin >= 0 && g.margin < 1)) return grouping.Error("margin", "must be in [0, 1)");
+  if (g.min_heldout_frames < 1) return grouping.Error("min_heldout_frames", "must be >= 1");
+  if (g.heldout_frames < g.min_heldout_frames)
+    return grouping.Error("heldout_frames", "must be >= min_heldout_frames");
   return Status::Ok();
 }
 

@@ -42,6 +42,17 @@ struct ServerLimits {
 // Shortest admin token accepted (config or file): guessing must not be practical.
 constexpr size_t kMinAdminTokenChars = 16;
 
+// How devices come to share students (docs/operations.md, `grouping:`; docs/fleet.md).
+struct GroupingOptions {
+  // false (mode config): the `groups` map, fixed. true (mode auto, CSBAD): every device starts
+  // alone; groups form and split by how well the students transfer (server/grouping.h).
+  bool automatic = false;
+  double every_s = 120;         // auto: seconds between evaluations (looked at after each round)
+  double margin = 0.05;         // auto: mAP50 a device may lose on another's student and still be alike
+  int min_heldout_frames = 10;  // auto: a device takes part once it has this many held-out frames
+  int heldout_frames = 30;      // auto: each device's newest held-out frames, scored on every student
+};
+
 struct ServerConfig {
   std::string listen = "0.0.0.0:50051";
   // GET /metrics for Prometheus; on by default, on loopback (docs/operations.md, "Metrics").
@@ -66,6 +77,7 @@ struct ServerConfig {
   // one group. A group's members share one student, trained on all their frames and published
   // to each of them; a device in no group has its own.
   std::map<std::string, std::vector<std::string>> groups;
+  GroupingOptions grouping;  // auto mode forms the groups itself: `groups` stays empty then
   RetentionBounds retention;                              // every device's, unless overridden
   std::map<std::string, RetentionBounds> device_retention;  // device id -> its own bounds
 

@@ -4,14 +4,17 @@
 
 #include <chrono>
 #include <deque>
+#include <set>
 
 #include <opencv2/imgcodecs.hpp>
+#include <spdlog/fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "common/log_safe.h"
 #include "common/student_eval.h"
 #include "common/update_codec.h"
 #include "server/devices_file.h"
+#include "server/grouping.h"
 #include "server/update_encoder.h"
 
 namespace sd {
@@ -42,10 +45,17 @@ struct CachedImage {
 }  // namespace
 
 // What trains as one: a device alone, or the devices of a group (one student for all).
+// Its members never change: automatic grouping replaces a unit rather than changing it.
 struct ServerCore::TrainingUnit {
   std::string key;    // the scheduler's name for it: the device id, or "group:" + the group's
+  std::string group;  // "" for a device alone
   std::string label;  // for logs: "device cam1" or "group lobby"
   std::vector<std::string> members;  // the devices whose frames it trains on and who get its versions
+  // Automatic grouping: the student counts as the unit's own (and may merge with others) from
+  // this version on; a split-off device's copy of its group's student does not.
+  uint64_t comparable_from = 1;
+  // Set with train_mu held when automatic grouping replaced the unit: its rounds are refused.
+  std::atomic<bool> retired{false};
   // Only a training worker (or a test driving rounds) touches the trainer; train_mu keeps
   // two rounds of one unit from overlapping.
   std::mutex train_mu;
@@ -57,13 +67,13 @@ struct ServerCore::TrainingUnit {
 
 struct ServerCore::Device {
   std::string id;
-  std::shared_ptr<TrainingUnit> unit;  // set at creation, never changed
 
   // Counted by every stream for every message: atomics, no lock.
   std::atomic<int64_t> bytes_in{0}, bytes_out{0};
   std::atomic<double> first_contact_s{0};
 
   std::mutex mu;  // guards everything below
+  std::shared_ptr<TrainingUnit> unit;  // set at creation; automatic grouping replaces it
   std::shared_ptr<const ModelUpdate> latest_full;  // the newest version as a full model
   std::weak_ptr<DeviceSession> session;              // the one live stream, if any
   double full_model_tokens = 0;                      // token bucket of AllowFullModelSend
@@ -91,7 +101,7 @@ void ServerCore::BeginShutdown() {
     stopping_ = true;
   }
   if (auto devices = Devices())
-    for (const auto& [id, enrolment] : *devices) enrolment.device->unit->trainer->Cancel();
+    for (const auto& [id, enrolment] : *devices) UnitOf(*enrolment.device)->trainer->Cancel();
   {
     std::lock_guard<std::mutex> lock(watch_mu_);
     watch_cv_.notify_all();
@@ -147,6 +157,7 @@ Status ServerCore::Init(TeacherFactory teachers) {
     }
     if (config_.devices_file_poll_s > 0) watch_thread_ = std::thread([this, stamp] { WatchDevicesFile(stamp); });
   }
+  next_regroup_s_ = NowSeconds() + config_.grouping.every_s;
   if (config_.train_in_background)
     for (int i = 0; i < config_.training_workers; ++i) training_workers_.emplace_back([this] { TrainingLoop(); });
   return Status::Ok();
@@ -278,14 +289,11 @@ StatusOr<std::shared_ptr<ServerCore::TrainingUnit>> ServerCore::UnitFor(const st
   const std::string key = group.empty() ? device_id : "group:" + group;
   std::lock_guard<std::mutex> lock(units_mu_);
   if (auto it = units_.find(key); it != units_.end()) return it->second;
-  auto unit = std::make_shared<TrainingUnit>();
-  unit->key = key;
-  unit->label = group.empty() ? "device " + device_id : "group " + group;
-  unit->members = group.empty() ? std::vector<std::string>{device_id} : config_.groups.at(group);
+  const std::vector<std::string> members = group.empty() ? std::vector<std::string>{device_id} : config_.groups.at(group);
   // A group starts from its member with the newest stored version, so that no member's
   // version number ever goes down.
   std::optional<VersionRecord> newest;
-  for (const std::string& member : unit->members) {
+  for (const std::string& member : members) {
     auto latest = store_->LatestVersion(member);
     if (latest.ok() && (!newest || latest->version > newest->version)) newest = *latest;
   }
@@ -299,18 +307,38 @@ StatusOr<std::shared_ptr<ServerCore::TrainingUnit>> ServerCore::UnitFor(const st
     SD_ASSIGN_OR_RETURN(auto model, StudentModel::Create(config_.student, config_.model_seed));
     weights = model->SerializeWeights();
   }
-  const UpdatePolicy& policy = UpdatesFor(config_, unit->members.front());
-  RoundOptions round = config_.round;
-  round.sparse_fraction = policy.encoding == "sparse" ? policy.sparse_fraction : 0;
-  SD_ASSIGN_OR_RETURN(unit->trainer,
-                      DeviceTrainer::Create(group.empty() ? device_id : group, config_.student, weights,
-                                            newest ? newest->version : 0, round, MakeUpdateEncoder(policy, tensor_sizes_)));
+  const uint64_t version = newest ? newest->version : 0;
+  SD_ASSIGN_OR_RETURN(auto unit, NewUnit(group, members, weights, version));
   unit->resumed_map50 = newest ? newest->val_map50 : -1;
+  unit->comparable_from = std::max<uint64_t>(1, version);  // a stored version is the device's own
   if (!group.empty())
     spdlog::info("group {}: {} devices share one student, from version {}", group, unit->members.size(),
                  unit->trainer->version());
   units_[key] = unit;
   return unit;
+}
+
+StatusOr<std::shared_ptr<ServerCore::TrainingUnit>> ServerCore::NewUnit(const std::string& group,
+                                                                        std::vector<std::string> members,
+                                                                        const std::string& weights,
+                                                                        uint64_t version) const {
+  auto unit = std::make_shared<TrainingUnit>();
+  const std::string name = group.empty() ? members.front() : group;
+  unit->key = group.empty() ? name : "group:" + group;
+  unit->group = group;
+  unit->label = (group.empty() ? "device " : "group ") + name;
+  unit->members = std::move(members);
+  const UpdatePolicy& policy = UpdatesFor(config_, unit->members.front());
+  RoundOptions round = config_.round;
+  round.sparse_fraction = policy.encoding == "sparse" ? policy.sparse_fraction : 0;
+  SD_ASSIGN_OR_RETURN(unit->trainer, DeviceTrainer::Create(name, config_.student, weights, version, round,
+                                                           MakeUpdateEncoder(policy, tensor_sizes_)));
+  return unit;
+}
+
+std::shared_ptr<ServerCore::TrainingUnit> ServerCore::UnitOf(Device& device) {
+  std::lock_guard<std::mutex> lock(device.mu);
+  return device.unit;
 }
 
 StatusOr<std::unique_ptr<ServerCore::Device>> ServerCore::CreateDevice(const std::string& device_id) {
@@ -483,8 +511,9 @@ bool ServerCore::TrySubmitFrame(const std::string& device_id, const FrameRecord&
       }
     }
     if (!outcome.duplicate && !record.validation) {
+      const std::string unit = UnitOf(**device)->key;
       std::lock_guard<std::mutex> lock(mu_);
-      scheduler_.OnNewFrame((*device)->unit->key, NowSeconds(), meta.image_score);
+      scheduler_.OnNewFrame(unit, NowSeconds(), meta.image_score);
       work_cv_.notify_all();
     }
     done(outcome);
@@ -539,15 +568,22 @@ StatusOr<std::optional<RoundResult>> ServerCore::RunScheduledRound() {
   std::shared_ptr<TrainingUnit> unit;
   {
     std::lock_guard<std::mutex> lock(units_mu_);
-    unit = units_.at(next->device);  // the scheduler knows only units' keys
+    if (auto it = units_.find(next->device); it != units_.end()) unit = it->second;  // the scheduler knows only keys
   }
-  spdlog::info("{}: round starts ({})", unit->label, next->why);
-  StatusOr<RoundResult> round = RunUnitRound(*unit, RoundIterations(config_.round.iterations, *next, config_.schedule));
+  StatusOr<RoundResult> round = Status::Aborted(next->device + ": regrouped before its round began");
+  if (unit) {
+    spdlog::info("{}: round starts ({})", unit->label, next->why);
+    round = RunUnitRound(*unit, RoundIterations(config_.round.iterations, *next, config_.schedule));
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    scheduler_.RoundDone(next->device, unit->trainer->published_map50(), NowSeconds());
+    scheduler_.RoundDone(next->device, unit ? unit->trainer->published_map50() : -1, NowSeconds());
     work_cv_.notify_all();  // the unit may have work again, for another worker
   }
+  if (config_.grouping.automatic) RegroupWhenDue();
+  // A unit regrouped between the pick and the round: its frames went to the unit that replaced
+  // it, so there was nothing to do.
+  if (!round.ok() && (!unit || unit->retired)) return std::optional<RoundResult>();
   if (!round.ok()) return round.status().WithContext(unit->label + ": round");
   return std::optional<RoundResult>(*std::move(round));
 }
@@ -582,11 +618,16 @@ StatusOr<std::vector<LabelledFrame>> LoadFrames(const FrameStore& store, const s
 
 StatusOr<RoundResult> ServerCore::RunRound(const std::string& device_id, int iterations) {
   SD_ASSIGN_OR_RETURN(Device * device, FindDevice(device_id));
-  return RunUnitRound(*device->unit, iterations);
+  for (;;) {  // again with the device's new unit when a regroup replaced the one it had
+    std::shared_ptr<TrainingUnit> unit = UnitOf(*device);
+    StatusOr<RoundResult> round = RunUnitRound(*unit, iterations);
+    if (round.ok() || !unit->retired) return round;
+  }
 }
 
 StatusOr<RoundResult> ServerCore::RunUnitRound(TrainingUnit& unit, int iterations) {
   std::lock_guard<std::mutex> train_lock(unit.train_mu);
+  if (unit.retired) return Status::Aborted(unit.label + ": regrouped before its round began");
   // The members enrolled now; a group member not enrolled yet has no frames either.
   std::vector<Device*> members;
   for (const std::string& id : unit.members)
@@ -655,14 +696,14 @@ StatusOr<RoundResult> ServerCore::RunUnitRound(TrainingUnit& unit, int iteration
   // Every member gets the version; one that fails to store it does not keep it from the others.
   Status first_failure;
   for (Device* device : members) {
-    Status published = Publish(*device, round);
+    Status published = Publish(*device, unit, round);
     if (!published.ok() && first_failure.ok()) first_failure = published;
   }
   SD_RETURN_IF_ERROR(first_failure);
   return round;
 }
 
-Status ServerCore::Publish(Device& device, const RoundResult& round) {
+Status ServerCore::Publish(Device& device, const TrainingUnit& unit, const RoundResult& round) {
   // Shared with the other workers' publishing; BeginShutdown waits for it and then no version
   // is stored any more. A round that ended after the shutdown began is dropped here: its
   // version exists only in the trainer's memory; the store and the edges never see it, as
@@ -674,7 +715,7 @@ Status ServerCore::Publish(Device& device, const RoundResult& round) {
   }
   // The round's update turns the previous version into this one; a full model of it serves
   // edges that join later or lost their place in the chain.
-  const std::vector<float> flat = device.unit->trainer->flat_weights();
+  const std::vector<float> flat = unit.trainer->flat_weights();
   auto encoded_full = EncodeFull(device.id, round.version, flat);
   if (!encoded_full.ok())
     return encoded_full.status().WithContext("device " + device.id + ": encoding version " +
@@ -703,7 +744,7 @@ Status ServerCore::Publish(Device& device, const RoundResult& round) {
   record.weights_checksum = published->weights_checksum;
   record.val_map50 = round.map50_after;
   record.created_ms = WallMillis();
-  Status stored = store_->PutVersion(record, device.unit->trainer->weights());
+  Status stored = store_->PutVersion(record, unit.trainer->weights());
   // Not sent either when this fails: an edge must never run a version the server could lose
   // in a crash.
   SD_RETURN_IF_ERROR(stored.WithContext("device " + device.id + ": storing version " + std::to_string(round.version)));
@@ -788,7 +829,7 @@ void ServerCore::RegisterMetricCallbacks() {
                        {"device"}, per_device([](Device& d) { return static_cast<double>(d.bytes_out); }));
   registry.AddCallback(Type::kGauge, "streamdistill_server_device_version",
                        "The device's newest published model version (0: none yet).", {"device"},
-                       per_device([](Device& d) { return static_cast<double>(d.unit->trainer->version()); }));
+                       per_device([](Device& d) { return static_cast<double>(UnitOf(d)->trainer->version()); }));
   registry.AddCallback(Type::kGauge, "streamdistill_server_stream_connected",
                        "1 while the device has an authenticated stream open, else 0.", {"device"},
                        per_device([](Device& d) {
@@ -846,12 +887,162 @@ StatusOr<DeviceState> ServerCore::State(const std::string& device_id) const {
   DeviceState state;
   state.id = device_id;
   state.enabled = it->second.enabled;
-  state.version = device.unit->trainer->version();
   state.counters = Counters(device_id);
   std::lock_guard<std::mutex> lock(device.mu);
+  state.version = device.unit->trainer->version();
+  state.group = device.unit->group;
   state.connected = !device.session.expired();
   state.rounds.assign(device.rounds.begin(), device.rounds.end());
   return state;
+}
+
+Status ServerCore::Regroup() {
+  if (!config_.grouping.automatic) return Status::FailedPrecondition("grouping.mode is config: the groups are fixed");
+  std::lock_guard<std::mutex> lock(regroup_mu_);
+  return RegroupLocked();
+}
+
+void ServerCore::RegroupWhenDue() {
+  std::unique_lock<std::mutex> lock(regroup_mu_, std::try_to_lock);
+  if (!lock.owns_lock() || NowSeconds() < next_regroup_s_ || stopping_) return;
+  Status regrouped = RegroupLocked();
+  // From the end of this one: an evaluation's own time does not count against the interval.
+  next_regroup_s_ = NowSeconds() + config_.grouping.every_s;
+  if (!regrouped.ok() && !stopping_) spdlog::warn("grouping: not evaluated: {}", regrouped.ToString());
+}
+
+Status ServerCore::RegroupLocked() {
+  const GroupingOptions& options = config_.grouping;
+  // Who takes part: the units all of whose members have enough held-out frames (a unit is
+  // judged whole or not at all).
+  std::map<std::string, std::vector<LabelledFrame>> heldout;  // device -> its newest held-out frames
+  std::map<std::string, std::shared_ptr<TrainingUnit>> current;  // by key
+  std::map<std::string, TrainingUnit*> unit_of;                  // device -> its unit
+  std::map<std::pair<std::string, uint64_t>, CachedImage> images;
+  for (const auto& [id, enrolment] : *Devices()) {
+    std::shared_ptr<TrainingUnit> unit = UnitOf(*enrolment.device);
+    current[unit->key] = unit;
+    unit_of[id] = unit.get();
+    SD_ASSIGN_OR_RETURN(auto records, store_->Recent(id, true, options.heldout_frames));
+    if (static_cast<int>(records.size()) < options.min_heldout_frames) continue;
+    SD_ASSIGN_OR_RETURN(heldout[id], LoadFrames(*store_, records, config_.student, 1.0f, &images));
+  }
+  std::vector<std::shared_ptr<TrainingUnit>> taking_part;
+  for (const auto& [key, unit] : current) {
+    bool all = true;
+    for (const std::string& member : unit->members) all = all && heldout.count(member) && unit_of[member] == unit.get();
+    if (all) taking_part.push_back(unit);
+  }
+  if (taking_part.size() < 2 && (taking_part.empty() || taking_part.front()->members.size() < 2)) {
+    spdlog::debug("grouping: nothing to decide ({} units with {} held-out frames per member)", taking_part.size(),
+                  options.min_heldout_frames);
+    return Status::Ok();
+  }
+  std::vector<UnitScores> scores;
+  for (const auto& unit : taking_part) {
+    UnitScores row;
+    row.members = unit->members;
+    row.comparable = unit->trainer->version() >= unit->comparable_from;
+    for (const auto& other : taking_part)
+      for (const std::string& device : other->members) {
+        SD_ASSIGN_OR_RETURN(EvalResult result, unit->trainer->EvaluatePublished(heldout[device]));
+        row.map50[device] = result.map50;
+      }
+    scores.push_back(std::move(row));
+  }
+  const GroupingDecision decision = DecideGroups(scores, options.margin);
+  spdlog::info("grouping: transfer matrix (a unit's student: mAP50 on each device's newest {} held-out frames): {}",
+               options.heldout_frames, TransferMatrix(scores));
+  for (const std::string& reason : decision.reasons) spdlog::info("grouping: {}", reason);
+
+  // The decided units that differ from the current ones, and the current units they replace.
+  std::vector<const std::vector<std::string>*> changed;
+  std::map<std::string, std::shared_ptr<TrainingUnit>> replaced;  // by key: the order their locks are taken in
+  for (const std::vector<std::string>& group : decision.groups) {
+    TrainingUnit* first = unit_of.at(group.front());
+    bool same = group.size() == first->members.size();
+    for (const std::string& member : group) same = same && unit_of.at(member) == first;
+    if (same) continue;
+    changed.push_back(&group);
+    for (const std::string& member : group) replaced[unit_of.at(member)->key] = current.at(unit_of.at(member)->key);
+  }
+  if (changed.empty()) {
+    spdlog::info("grouping: no change; units now: {}", UnitsNow());
+    return Status::Ok();
+  }
+  // A unit in a round is waited for, not torn down: its round ends and publishes to its members
+  // first. No unit's round can begin meanwhile.
+  std::vector<std::unique_lock<std::mutex>> training;
+  for (auto& [key, unit] : replaced) training.emplace_back(unit->train_mu);
+  if (stopping_) return Status::Aborted("shutting down");
+  // Everything that can fail comes first, so that a failure changes nothing.
+  std::vector<std::shared_ptr<TrainingUnit>> made;
+  std::map<std::string, std::vector<std::string>> sources;  // new unit key -> the keys of the units it is made of
+  std::vector<std::string> changes;
+  for (const std::vector<std::string>* group : changed) {
+    // The newest version among the units it is made of, so that no member's version goes down.
+    std::set<TrainingUnit*> from_units;
+    TrainingUnit* from = nullptr;
+    for (const std::string& member : *group) {
+      TrainingUnit* unit = unit_of.at(member);
+      from_units.insert(unit);
+      if (!from || unit->trainer->version() > from->trainer->version()) from = unit;
+    }
+    const bool split = group->size() == 1 && from->members.size() > 1;
+    const std::string name = group->size() > 1 ? "auto" + std::to_string(++auto_groups_made_) : "";
+    const uint64_t version = from->trainer->version();
+    SD_ASSIGN_OR_RETURN(auto unit, NewUnit(name, *group, from->trainer->weights(), version));
+    unit->resumed_map50 = from->trainer->published_map50();
+    unit->comparable_from = split ? version + 1 : std::max<uint64_t>(1, version);
+    for (TrainingUnit* old : from_units) sources[unit->key].push_back(old->key);
+    changes.push_back(fmt::format("{} ({}) from version {} of {}", unit->label,
+                                  group->size() > 1 ? "members " + fmt::format("{}", fmt::join(*group, "+")) : "alone",
+                                  version, from->label));
+    made.push_back(std::move(unit));
+  }
+  std::vector<std::pair<Device*, std::shared_ptr<TrainingUnit>>> moves;
+  for (const auto& unit : made)
+    for (const std::string& member : unit->members) {
+      SD_ASSIGN_OR_RETURN(Device * device, FindDevice(member));
+      moves.emplace_back(device, unit);
+    }
+  for (auto& [key, unit] : replaced) unit->retired = true;
+  for (auto& [device, unit] : moves) {
+    std::lock_guard<std::mutex> lock(device->mu);
+    device->unit = unit;
+  }
+  {
+    std::lock_guard<std::mutex> lock(units_mu_);
+    for (const auto& [key, unit] : replaced)
+      if (auto it = units_.find(key); it != units_.end() && it->second == unit) units_.erase(it);
+    for (const auto& unit : made) units_[unit->key] = unit;
+  }
+  training.clear();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    scheduler_.Regrouped(sources, NowSeconds());
+    work_cv_.notify_all();
+  }
+  if (stopping_)  // BeginShutdown may have cancelled the units before these replaced them
+    for (const auto& unit : made) unit->trainer->Cancel();
+  for (const std::string& change : changes) spdlog::info("grouping: now {}", change);
+  spdlog::info("grouping: units now: {}", UnitsNow());
+  return Status::Ok();
+}
+
+std::string ServerCore::UnitsNow() const {
+  std::map<std::string, std::vector<std::string>> members;  // group name ("" for none) -> devices
+  std::string text;
+  for (const auto& [id, enrolment] : *Devices()) {
+    const std::string group = UnitOf(*enrolment.device)->group;
+    if (group.empty()) {
+      text += (text.empty() ? "" : " ") + id;
+    } else {
+      members[group].push_back(id);
+    }
+  }
+  for (const auto& [group, ids] : members) text += fmt::format("{}{}={}", text.empty() ? "" : " ", group, fmt::join(ids, "+"));
+  return text;
 }
 
 }  // namespace sd

@@ -72,6 +72,7 @@ struct DeviceState {
   std::string id;
   bool enabled = false;    // may connect now
   bool connected = false;  // has an authenticated stream open
+  std::string group;       // the group whose student it shares (configured or automatic); "" alone
   uint64_t version = 0;    // the newest published version (0: none yet)
   DeviceCounters counters;
   std::vector<RecentRound> rounds;  // the newest kRecentRounds, oldest first
@@ -127,6 +128,15 @@ class ServerCore {
   // scheduler says; a second caller for the same device waits for the first.
   StatusOr<RoundResult> RunRound(const std::string& device_id, int iterations = 0);
 
+  // Automatic grouping (grouping.mode auto, CSBAD; docs/fleet.md): scores every unit's student
+  // on the newest held-out frames of every device that has grouping.min_heldout_frames, decides
+  // splits and merges (server/grouping.h), logs the transfer matrix and each change, and
+  // replaces the units that change: a unit in a round is waited for, never torn down, and a
+  // new unit starts from the newest version among the units it is made of. The training
+  // workers call it every grouping.every_s; tests call it by hand. FailedPrecondition in mode
+  // config.
+  Status Regroup();
+
   // Reads config.devices_file and applies it all-or-nothing (server/devices_file.h): new
   // devices are created (their checkpoints loaded on this thread, never a stream's), changed
   // ones take effect, and the open stream of a device that was disabled, removed or given a
@@ -180,6 +190,18 @@ class ServerCore {
   // The device's training unit: its group's (made with the group's first enrolled member, from
   // the newest version any member has stored) or its own.
   StatusOr<std::shared_ptr<TrainingUnit>> UnitFor(const std::string& device_id);
+  // A unit of `members` (`group` "": one device alone) whose student starts from `weights` as
+  // `version`.
+  StatusOr<std::shared_ptr<TrainingUnit>> NewUnit(const std::string& group, std::vector<std::string> members,
+                                                  const std::string& weights, uint64_t version) const;
+  // The device's current unit (automatic grouping may replace it between two calls).
+  static std::shared_ptr<TrainingUnit> UnitOf(Device& device);
+  // Regroup's work, with regroup_mu_ held; RegroupWhenDue runs it on a training worker once
+  // grouping.every_s has passed, unless another worker is at it.
+  Status RegroupLocked();
+  void RegroupWhenDue();
+  // Every current unit for the log: "auto1=cam1+cam2 cam3" (a device alone by its id).
+  std::string UnitsNow() const;
   // A round of the unit on the frames of its enrolled members; a published version goes to
   // each of them.
   StatusOr<RoundResult> RunUnitRound(TrainingUnit& unit, int iterations);
@@ -214,7 +236,7 @@ class ServerCore {
   void TrainingLoop();
   // Stores the round's version and sends it to the device's stream; Aborted (nothing stored)
   // once the shutdown has begun.
-  Status Publish(Device& device, const RoundResult& round);
+  Status Publish(Device& device, const TrainingUnit& unit, const RoundResult& round);
   StatusOr<std::shared_ptr<const ModelUpdate>> EncodeFull(const std::string& device_id, uint64_t version,
                                                             const std::vector<float>& flat) const;
   // The metrics read at scrape time from the devices, the store and the labellers.
@@ -227,17 +249,22 @@ class ServerCore {
   std::unique_ptr<LabelerPool> labeler_;
   FailureLog storage_log_{"storing frames"};  // store failures, logged on change, then rate-limited
 
-  // Lock order (the one place it is written down): reload_mu_, then ServerCore::mu_, then
-  // TrainingUnit::train_mu, then publish_mu_, then devices_mu_, then Device::mu; FrameStore, LabelerPool and the
+  // Lock order (the one place it is written down): reload_mu_ or regroup_mu_ (never both), then
+  // ServerCore::mu_, then TrainingUnit::train_mu (Regroup alone holds several, taken in the
+  // order of their keys), then publish_mu_, then devices_mu_, then Device::mu, then units_mu_;
+  // FrameStore, LabelerPool and the
   // streams' own mutexes are leaves taken with none of these held, and callbacks into a stream
   // (acks, updates, End) run with no core lock held.
   std::mutex reload_mu_;              // one ReloadDevices at a time, held through it
+  std::mutex regroup_mu_;             // one Regroup at a time, held through it; guards the next two
+  double next_regroup_s_ = 0;         // steady clock: when RegroupWhenDue runs next
+  int auto_groups_made_ = 0;          // names automatic groups: auto1, auto2, ...
   mutable std::mutex devices_mu_;     // guards the pointer devices_ (not what it points to)
   std::shared_ptr<const DeviceMap> devices_;
   std::mutex watch_mu_;               // pairs with watch_cv_, which BeginShutdown notifies
   std::condition_variable watch_cv_;
   std::thread watch_thread_;          // WatchDevicesFile, when a devices file is polled
-  std::mutex units_mu_;  // guards units_; a leaf but for FrameStore
+  mutable std::mutex units_mu_;  // guards units_; a leaf but for FrameStore
   std::map<std::string, std::shared_ptr<TrainingUnit>> units_;  // by TrainingUnit::key
   mutable std::mutex mu_;  // guards scheduler_ and pairs with work_cv_
   RoundScheduler scheduler_;

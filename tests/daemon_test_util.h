@@ -45,8 +45,9 @@ inline std::string SyntheticUri(int seed) {
   return "synthetic:seed=" + std::to_string(seed) + ",frames=300,classes=1,width=256,height=192,fps=25,objects=4";
 }
 
-// The scene SyntheticUri(seed) shows, for an oracle teacher or frames sent by hand.
-inline SyntheticScene TestScene(int seed) {
+// The scene SyntheticUri(seed) shows, for an oracle teacher or frames sent by hand; with
+// `drift_at_frame` >= 0 its background and lighting change from that frame on.
+inline SyntheticScene TestScene(int seed, int64_t drift_at_frame = -1) {
   SyntheticSceneOptions o;
   o.seed = seed;
   o.width = 256;
@@ -55,6 +56,7 @@ inline SyntheticScene TestScene(int seed) {
   o.max_objects = 4;
   o.num_frames = 300;
   o.fps = 25;
+  o.drift_at_frame = drift_at_frame;
   auto scene = SyntheticScene::Create(o);
   return std::move(scene).value();  // the options are valid: Create cannot fail
 }

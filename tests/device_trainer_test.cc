@@ -440,6 +440,22 @@ TEST(RoundSchedulerTest, RoundRobinDevicesWithWorkTakeTurns) {
   EXPECT_EQ(order, (std::vector<std::string>{"a", "b", "c", "a", "b", "c", "a", "b", "c", "a", "b", "c"}));
 }
 
+// Automatic grouping replaced units: the new one has their new frames, the old ones are gone
+// (their late RoundDone changes nothing), and the others keep theirs.
+TEST(RoundSchedulerTest, RegroupedUnitsCarryTheirNewFramesOver) {
+  RoundScheduler scheduler(RoundRobin(5, 1e6));
+  for (int i = 0; i < 3; ++i) scheduler.OnNewFrame("a", 0), scheduler.OnNewFrame("b", 0), scheduler.OnNewFrame("c", 0);
+  scheduler.Regrouped({{"group:auto1", {"a", "b"}}}, 1);
+  EXPECT_EQ(scheduler.pending_frames("group:auto1"), 6);
+  EXPECT_EQ(scheduler.pending_frames("a"), 0);
+  EXPECT_EQ(scheduler.pending_frames("c"), 3);
+  scheduler.RoundDone("a", 0.5, 2);
+  auto next = scheduler.Next(2);
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->device, "group:auto1");  // 6 new frames: due; c with 3 is not
+  EXPECT_FALSE(scheduler.Next(2));
+}
+
 // Each signal on its own decides between two devices that are alike in everything else.
 TEST(RoundSchedulerTest, BenefitPrefersTheDeviceThatGainsMost) {
   auto due = [](RoundScheduler& s, const std::string& device, int frames, double t, double score = 0.5) {

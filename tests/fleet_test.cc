@@ -14,6 +14,7 @@
 #include "daemon_test_util.h"
 #include "fleet/camera_view.h"
 #include "fleet/fleet_config.h"
+#include "fleet/fleet_run.h"
 
 namespace sd {
 namespace {
@@ -87,6 +88,17 @@ TEST(CameraViewTest, CropMirrorAndShiftMoveThePixels) {
   EXPECT_FALSE(ApplyView(view, frame).ok());
 }
 
+TEST(FleetRunTest, TheGroupsOfTheServerLogAreItsLastDecision) {
+  const std::string log =
+      "[info] grouping: units now: a b c\n"
+      "[info] grouping: now group auto1 (members a+b) from version 3 of device a\n"
+      "[info] grouping: units now: c auto1=a+b\n"
+      "[info] device a: version 4\n";
+  const std::map<std::string, std::string> groups = GroupsFromServerLog(log);
+  EXPECT_EQ(groups, (std::map<std::string, std::string>{{"a", "auto1"}, {"b", "auto1"}}));
+  EXPECT_TRUE(GroupsFromServerLog("no grouping here\n").empty());
+}
+
 // The smoke config for a few seconds, with its lone run: every output file, the summary line,
 // and frames acked by the real server.
 TEST(FleetBinaryTest, SmokeRunWritesEveryReportAndItsFramesAreAcked) {
@@ -120,10 +132,12 @@ TEST(FleetBinaryTest, SmokeRunWritesEveryReportAndItsFramesAreAcked) {
   const std::vector<std::string> csv = ReadLines(out + "/fleet.csv");
   ASSERT_EQ(csv.size(), 3u);
   EXPECT_EQ(csv[0],
-            "device,first_update_s,updates,frames_sent,frames_acked,map50_initial,map50_final,uplink_kbps,downlink_kbps");
+            "device,first_update_s,updates,frames_sent,frames_acked,map50_initial,map50_final,uplink_kbps,downlink_kbps,"
+            "group");
   for (size_t row = 1; row < csv.size(); ++row) {
     const std::vector<std::string> fields = SplitCsv(csv[row]);
-    ASSERT_EQ(fields.size(), 9u) << csv[row];
+    ASSERT_EQ(fields.size(), 10u) << csv[row];
+    EXPECT_EQ(fields[9], "") << csv[row];  // the smoke config groups no camera
     EXPECT_EQ(fields[0], row == 1 ? "street" : "drift");
     EXPECT_GT(std::stoi(fields[3]), 0) << csv[row];  // frames sent
     EXPECT_GT(std::stoi(fields[4]), 0) << csv[row];  // frames acked

@@ -173,6 +173,33 @@ TEST(ServerConfigTest, GroupsShareAStudent) {
   EXPECT_NE(error_of("groups:\n  a: cam1\n").find("groups.a"), std::string::npos);
 }
 
+// grouping: config (the `groups` map) by default; auto forms the groups itself, so `groups`
+// with it is an error.
+TEST(ServerConfigTest, AutomaticGroupingIsChosenWithItsParameters) {
+  const std::string dir = TempDir("server_config_grouping");
+  auto parse = [&](const std::string& extra) { return ParseServerConfig(ServerYaml(dir, extra), "s.yaml"); };
+  auto defaults = parse("");
+  ASSERT_TRUE(defaults.ok()) << defaults.status().ToString();
+  EXPECT_FALSE(defaults->grouping.automatic);
+  auto automatic = parse("grouping: {mode: auto, every_s: 60, margin: 0.1, min_heldout_frames: 4, heldout_frames: 12}\n");
+  ASSERT_TRUE(automatic.ok()) << automatic.status().ToString();
+  EXPECT_TRUE(automatic->grouping.automatic);
+  EXPECT_EQ(automatic->grouping.every_s, 60);
+  EXPECT_EQ(automatic->grouping.margin, 0.1);
+  EXPECT_EQ(automatic->grouping.min_heldout_frames, 4);
+  EXPECT_EQ(automatic->grouping.heldout_frames, 12);
+  auto error_of = [&](const std::string& extra) {
+    auto parsed = parse(extra);
+    return parsed.ok() ? std::string("parsed") : parsed.status().message();
+  };
+  EXPECT_NE(error_of("grouping: {mode: auto}\ngroups:\n  a: [cam1, cam2]\n").find("leave `groups` out"),
+            std::string::npos);
+  EXPECT_NE(error_of("grouping: {mode: clusters}\n").find("config or auto"), std::string::npos);
+  EXPECT_NE(error_of("grouping: {mode: auto, margin: 1.5}\n").find("margin"), std::string::npos);
+  EXPECT_NE(error_of("grouping: {mode: auto, min_heldout_frames: 20, heldout_frames: 10}\n").find("heldout_frames"),
+            std::string::npos);
+}
+
 // update_encoding / update_fraction / update_zstd at the top are every device's; a device may
 // override them.
 TEST(ServerConfigTest, UpdatePoliciesPerDevice) {

@@ -25,13 +25,15 @@ inline TeacherFactory Oracle(const SyntheticScene& scene) {
   };
 }
 
-// Sends frames 1..n of each device, alternating, and waits until all are stored: both devices
-// become due within a frame of each other.
-inline void SendFrames(ServerCore& core, const SyntheticScene& scene, const std::vector<std::string>& devices, int n) {
+// Sends frames first..first+n-1 of each device (the scene's frames of those numbers),
+// alternating, and waits until all are stored: both devices become due within a frame of each
+// other.
+inline void SendFrames(ServerCore& core, const SyntheticScene& scene, const std::vector<std::string>& devices, int n,
+                       int first = 1) {
   std::mutex mu;
   std::condition_variable cv;
   int stored = 0;
-  for (int sequence = 1; sequence <= n; ++sequence)
+  for (int sequence = first; sequence < first + n; ++sequence)
     for (const std::string& device : devices) {
       std::vector<uchar> jpeg;
       cv::imencode(".jpg", scene.Render(sequence).bgr, jpeg);

@@ -1,0 +1,170 @@
+// Automatic grouping (CSBAD's shared students, grouping.mode auto): the decision on given
+// transfer scores, and a real ServerCore (labeller, SQLite store, trainers) whose cameras see
+// synthetic scenes, grouped and split by how well their students transfer.
+#include <gtest/gtest.h>
+
+#include "server/grouping.h"
+#include "server/server_core.h"
+#include "tests/daemon_test_util.h"
+#include "tests/server_core_test_util.h"
+
+namespace sd {
+namespace {
+
+using namespace sd::testing;
+
+using Groups = std::vector<std::vector<std::string>>;
+
+UnitScores Unit(std::vector<std::string> members, std::map<std::string, double> map50, bool comparable = true) {
+  return UnitScores{std::move(members), std::move(map50), comparable};
+}
+
+TEST(DecideGroupsTest, DevicesWhoseStudentsTransferWithinTheMarginMerge) {
+  // a and b serve each other within 0.05; c is served badly by both and serves them badly.
+  const std::vector<UnitScores> units = {Unit({"a"}, {{"a", 0.80}, {"b", 0.76}, {"c", 0.20}}),
+                                         Unit({"b"}, {{"a", 0.78}, {"b", 0.79}, {"c", 0.25}}),
+                                         Unit({"c"}, {{"a", 0.30}, {"b", 0.35}, {"c", 0.70}})};
+  const GroupingDecision decision = DecideGroups(units, 0.05);
+  EXPECT_EQ(decision.groups, (Groups{{"a", "b"}, {"c"}}));
+  EXPECT_TRUE(decision.split_off.empty());
+  ASSERT_EQ(decision.reasons.size(), 1u);
+}
+
+TEST(DecideGroupsTest, CompleteLinkageKeepsOutADeviceAlikeToOnlyOneMember) {
+  // b is like a and like c, but a and c are not alike: b joins one of them, never both.
+  const std::vector<UnitScores> units = {Unit({"a"}, {{"a", 0.80}, {"b", 0.78}, {"c", 0.40}}),
+                                         Unit({"b"}, {{"a", 0.79}, {"b", 0.80}, {"c", 0.79}}),
+                                         Unit({"c"}, {{"a", 0.40}, {"b", 0.77}, {"c", 0.80}})};
+  const GroupingDecision decision = DecideGroups(units, 0.05);
+  ASSERT_EQ(decision.groups.size(), 2u);
+  for (const auto& group : decision.groups)
+    EXPECT_FALSE(std::count(group.begin(), group.end(), "a") && std::count(group.begin(), group.end(), "c"));
+}
+
+TEST(DecideGroupsTest, AStudentNotYetItsOwnDoesNotMerge) {
+  const std::vector<UnitScores> units = {Unit({"a"}, {{"a", 0.0}, {"b", 0.0}}, /*comparable=*/false),
+                                         Unit({"b"}, {{"a", 0.0}, {"b", 0.0}}, /*comparable=*/false)};
+  EXPECT_EQ(DecideGroups(units, 0.05).groups, (Groups{{"a"}, {"b"}}));
+}
+
+TEST(DecideGroupsTest, StudentsThatLearntNothingDoNotMerge) {
+  // Trained, but no better than the margin on their own frames: alike only in scoring nothing.
+  const std::vector<UnitScores> units = {Unit({"a"}, {{"a", 0.02}, {"b", 0.0}}), Unit({"b"}, {{"a", 0.0}, {"b", 0.03}})};
+  EXPECT_EQ(DecideGroups(units, 0.05).groups, (Groups{{"a"}, {"b"}}));
+}
+
+TEST(DecideGroupsTest, AMemberFarBelowTheOthersIsSplitOff) {
+  const std::vector<UnitScores> units = {Unit({"a", "b", "c"}, {{"a", 0.80}, {"b", 0.78}, {"c", 0.30}})};
+  const GroupingDecision decision = DecideGroups(units, 0.1);
+  EXPECT_EQ(decision.groups, (Groups{{"a", "b"}, {"c"}}));
+  EXPECT_EQ(decision.split_off, std::vector<std::string>{"c"});
+  ASSERT_FALSE(decision.reasons.empty());
+  EXPECT_NE(decision.reasons.front().find("0.300"), std::string::npos) << decision.reasons.front();
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real core.
+
+constexpr int kFramesPerScene = 120;  // the oracle knows this many frames of each scene
+
+struct Scenes {
+  SyntheticScene street = TestScene(21);
+  SyntheticScene other = TestScene(77, /*drift_at_frame=*/0);  // another background and lighting throughout
+  TeacherFactory Oracle() const {
+    return [scenes = std::vector<SyntheticScene>{street, other}]() -> StatusOr<std::unique_ptr<Teacher>> {
+      return std::unique_ptr<Teacher>(std::make_unique<SyntheticOracleTeacher>(scenes, kFramesPerScene));
+    };
+  }
+};
+
+ServerConfig AutoConfig(const std::string& dir) {
+  auto config = ParseServerConfig(
+      ServerYaml(dir, "grouping: {mode: auto, every_s: 1000000, margin: 0.1, min_heldout_frames: 5, heldout_frames: 8}\n"),
+      "auto.yaml");
+  EXPECT_TRUE(config.ok()) << config.status().ToString();
+  config->device_tokens["cam3"] = "secret-token-3";
+  config->device_updates.clear();  // one encoding for all: a group's members share its updates
+  config->train_in_background = false;
+  config->threads_per_worker = 1;  // an OpenMP team of 2 spins at its barriers on cores shared with other work
+  // Small batches at a high rate: students that tell the scenes apart within a few dozen steps.
+  config->round.trainer.batch_size = 4;
+  config->round.trainer.learning_rate = 0.01f;
+  return *config;
+}
+
+// Steps of a round that makes a device's first student its own: enough to tell the scenes
+// apart (measured: 0.84 on its scene, under 0.06 on the other after 2 rounds of 60), short
+// enough for 2 cores shared with other work.
+constexpr int kFirstRoundSteps = 40;
+constexpr int kShortRoundSteps = 3;  // a round that only has to run
+
+// A round of each device's unit, one after another.
+void Train(ServerCore& core, const std::vector<std::string>& devices) {
+  for (const std::string& device : devices) {
+    auto round = core.RunRound(device, kFirstRoundSteps);
+    ASSERT_TRUE(round.ok()) << device << ": " << round.status().ToString();
+    ASSERT_TRUE(round->published) << device << ": " << round->reason;
+  }
+}
+
+std::string GroupOf(const ServerCore& core, const std::string& device) {
+  auto state = core.State(device);
+  EXPECT_TRUE(state.ok()) << state.status().ToString();
+  return state.ok() ? state->group : "?";
+}
+
+TEST(AutoGroupingTest, TwoCamerasOfOneSceneShareAStudentAndTheThirdTrainsAlone) {
+  const Scenes scenes;
+  auto core = ServerCore::Create(AutoConfig(TempDir("auto_group_three")), scenes.Oracle());
+  ASSERT_TRUE(core.ok()) << core.status().ToString();
+  SendFrames(**core, scenes.street, {"cam1", "cam2"}, 40);  // 30 training, 10 held-out frames each
+  SendFrames(**core, scenes.other, {"cam3"}, 40);
+  // Before any student is a device's own, nothing merges: everyone starts alone.
+  ASSERT_TRUE((*core)->Regroup().ok());
+  for (const std::string device : {"cam1", "cam2", "cam3"}) EXPECT_EQ(GroupOf(**core, device), "") << device;
+
+  Train(**core, {"cam1", "cam2", "cam3"});
+  ASSERT_TRUE((*core)->Regroup().ok());
+  const std::string group = GroupOf(**core, "cam1");
+  EXPECT_NE(group, "");
+  EXPECT_EQ(GroupOf(**core, "cam2"), group);
+  EXPECT_EQ(GroupOf(**core, "cam3"), "");
+
+  // The group trains one student on both cameras' frames and publishes it to both.
+  auto round = (*core)->RunRound("cam1", kShortRoundSteps);
+  ASSERT_TRUE(round.ok()) << round.status().ToString();
+  EXPECT_EQ(round->train_frames, 60);
+  if (round->published) {
+    auto a = (*core)->LatestUpdate("cam1"), b = (*core)->LatestUpdate("cam2");
+    ASSERT_TRUE(a.ok() && *a && b.ok() && *b);
+    EXPECT_EQ((*a)->new_version, (*b)->new_version);
+    EXPECT_EQ((*a)->weights_checksum, (*b)->weights_checksum);
+  }
+}
+
+TEST(AutoGroupingTest, ACameraWhoseSceneChangesIsSplitOffItsGroup) {
+  const Scenes scenes;
+  auto core = ServerCore::Create(AutoConfig(TempDir("auto_group_split")), scenes.Oracle());
+  ASSERT_TRUE(core.ok()) << core.status().ToString();
+  SendFrames(**core, scenes.street, {"cam1", "cam2"}, 40);
+  Train(**core, {"cam1", "cam2"});
+  ASSERT_TRUE((*core)->Regroup().ok());
+  const std::string group = GroupOf(**core, "cam1");
+  ASSERT_NE(group, "");
+  ASSERT_EQ(GroupOf(**core, "cam2"), group);
+  const uint64_t group_version = (*core)->State("cam2")->version;
+
+  // cam2 now looks at another scene: its newest held-out frames (8 of the 10 below) are of it.
+  SendFrames(**core, scenes.other, {"cam2"}, 40, /*first=*/41);
+  ASSERT_TRUE((*core)->Regroup().ok());
+  EXPECT_EQ(GroupOf(**core, "cam2"), "");
+  EXPECT_NE(GroupOf(**core, "cam2"), group);
+  // It continues from the group's student, and trains on its own frames from there.
+  EXPECT_EQ((*core)->State("cam2")->version, group_version);
+  auto round = (*core)->RunRound("cam2", kShortRoundSteps);
+  ASSERT_TRUE(round.ok()) << round.status().ToString();
+  EXPECT_EQ(round->train_frames, 60);
+}
+
+}  // namespace
+}  // namespace sd
