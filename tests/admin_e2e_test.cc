@@ -64,17 +64,6 @@ class AdminEndToEndTest : public ::testing::Test {
     return row.is_null() || row["served_version"].is_null() ? -1 : row["served_version"].get<int64_t>();
   }
 
-  template <typename Pred>
-  bool WaitFor(Pred pred, int seconds) {
-    const auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::seconds(static_cast<int>(seconds * TimeScale()));
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (pred()) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(250));
-    }
-    return pred();
-  }
-
   // streamdistill-admin with `args` against the server; its exit code, its output in `output`.
   int Admin(const std::vector<std::string>& args, std::string* output = nullptr) {
     std::vector<std::string> argv = {std::string(SD_BINARY_DIR) + "/streamdistill-admin"};
