@@ -152,8 +152,8 @@ EdgeSession::Next EdgeSession::HandleHello(const EdgeMessage& message) {
 
 void EdgeSession::HandleModelRequest(const streamdistill::v1::ModelRequest& request) {
   auto latest = core_->LatestUpdate(device_id_);
-  // Only a newer version helps: re-sending one the edge refused as not newer (its state
-  // outlived a wiped server) would loop.
+  // Only a newer version helps (a pinned one: any other): re-sending one the edge refused as
+  // not newer (its state outlived a wiped server) would loop.
   if (!latest.ok() || !*latest) return;
   const uint64_t version = (*latest)->new_version;
   if ((*latest)->pinned ? version == request.have_version() : version <= request.have_version()) return;

@@ -982,9 +982,9 @@ Status ServerCore::Unpin(const std::string& device_id, const std::string& who) {
       std::lock_guard<std::mutex> device_lock(device->mu);
       newest = device->latest_full;
     }
-    // The device runs the pinned version: only a newer one is worth sending (the edge refuses
-    // one that is not newer).
-    if (!newest || newest->new_version <= was_pinned) newest = nullptr;
+    // A pinned device runs the pinned version: only a newer one is worth sending (the edge
+    // refuses one that is not newer); an unpinned one has the newest already.
+    if (!newest || was_pinned == 0 || newest->new_version <= was_pinned) newest = nullptr;
     return Status::Ok();
   }();
   LogAdminAction(who, "unpin device " + LogSafe(device_id), outcome);

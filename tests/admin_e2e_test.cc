@@ -121,6 +121,16 @@ TEST_F(AdminEndToEndTest, PinnedEdgeServesVersionOneThroughRoundsAndUnpinnedGets
   EXPECT_THAT(output, HasSubstr("cam1  serves v"));
   EXPECT_THAT(output, ::testing::Not(HasSubstr("pinned")));
   EXPECT_THAT(server.Log(), HasSubstr("admin action by admin via HTTP: pin device cam1 to version 1: done"));
+
+  // The token from a file instead of the environment; without either, a clear error.
+  ::unsetenv("STREAMDISTILL_ADMIN_TOKEN");
+  EXPECT_EQ(Admin({"list"}, &output), 1);
+  EXPECT_THAT(output, HasSubstr("no admin token"));
+  std::ofstream(dir_ + "/admin_token") << kAdminToken << "\n";
+  EXPECT_EQ(Admin({"list", "--admin-token-file", dir_ + "/admin_token"}, &output), 0) << output;
+  std::ofstream(dir_ + "/wrong_token") << "admin-e2e-test-admin-tokeX\n";
+  EXPECT_EQ(Admin({"list", "--admin-token-file", dir_ + "/wrong_token"}, &output), 1);
+  EXPECT_THAT(output, HasSubstr("HTTP 401"));
 }
 
 }  // namespace
