@@ -48,6 +48,7 @@ streamdistill::v1::ModelUpdateChunk MakeUpdateChunk(const ModelUpdate& update, u
   chunk.set_val_map50(static_cast<float>(update.val_map50));
   chunk.set_val_map50_previous(static_cast<float>(update.val_map50_previous));
   chunk.set_val_frames(update.val_frames);
+  chunk.set_pinned(update.pinned);
   return chunk;
 }
 
@@ -66,6 +67,7 @@ StatusOr<std::optional<ModelUpdate>> ModelUpdateAssembler::Add(const streamdisti
     header_.val_map50 = chunk.val_map50();
     header_.val_map50_previous = chunk.val_map50_previous();
     header_.val_frames = static_cast<int>(chunk.val_frames());
+    header_.pinned = chunk.pinned();
   } else if (payload_.in_progress() &&
              (chunk.base_version() != header_.base_version || chunk.encoding() != UpdateEncodingName(header_.encoding) ||
               chunk.weights_checksum() != header_.weights_checksum)) {

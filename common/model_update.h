@@ -36,6 +36,8 @@ struct ModelUpdate {
   // The server's held-out validation of the new version and of the one before (-1: unknown).
   double val_map50 = -1, val_map50_previous = -1;
   int val_frames = 0;
+  // An operator's pin (a full model): installed even when not newer than the served version.
+  bool pinned = false;
 };
 
 // How many chunks of at most `chunk_bytes` payload bytes carry `update` (at least one).

@@ -213,7 +213,10 @@ Status EdgeAgent::ApplyUpdate(const ModelUpdate& update) {
   if (update.base_version != 0 && update.base_version != current->version)
     return Status::FailedPrecondition("update is for base version " + std::to_string(update.base_version) +
                                       ", serving " + std::to_string(current->version));
-  if (update.new_version <= current->version && current->version != 0)
+  // A pin (a full model) may go back to an older version; anything else only forward.
+  if (update.pinned && !IsFullEncoding(update.encoding))
+    return Status::InvalidArgument("a pinned version must be a full model");
+  if (!update.pinned && update.new_version <= current->version && current->version != 0)
     return Status::FailedPrecondition("update to version " + std::to_string(update.new_version) +
                                       " is not newer than the served " + std::to_string(current->version));
   SD_ASSIGN_OR_RETURN(std::vector<float> flat,

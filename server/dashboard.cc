@@ -42,6 +42,20 @@ HttpResponse Error(int status, const std::string& message) {
   return response;
 }
 
+// The one place a Status becomes an HTTP status: the admin actions' errors.
+HttpResponse ErrorFor(const Status& status) {
+  switch (status.code()) {
+    case Status::Code::kNotFound: return Error(404, status.message());
+    case Status::Code::kInvalidArgument: return Error(400, status.message());
+    case Status::Code::kFailedPrecondition: return Error(409, status.message());
+    case Status::Code::kUnauthenticated: return Error(401, status.message());
+    default: return Error(500, status.ToString());
+  }
+}
+
+// Who the admin actions' log lines name.
+constexpr char kHttpAdmin[] = "admin via HTTP";
+
 // The token from "Authorization: Bearer <token>", else from ?token=.
 std::string PresentedToken(const HttpRequest& request) {
   const std::string bearer = "Bearer ";
@@ -76,6 +90,8 @@ json DeviceRow(ServerCore& core, const DeviceState& state) {
               {"connected", state.connected},
               {"group", state.group},
               {"version", state.version},
+              {"pinned_version", state.admin.pinned_version > 0 ? json(state.admin.pinned_version) : json(nullptr)},
+              {"paused", state.admin.paused},
               {"served_version", c.served_version >= 0 ? json(c.served_version) : json(nullptr)},
               {"map50", map50},
               {"map50_trend", trend},
@@ -161,6 +177,36 @@ HttpResponse Image(ServerCore& core, const std::string& id, const std::string& s
   return response;
 }
 
+// The version of a pin's body, {"version": N} with N >= 1.
+StatusOr<uint64_t> PinnedVersion(const std::string& body) {
+  const json parsed = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (!parsed.is_object() || !parsed.contains("version") || !parsed["version"].is_number_unsigned() ||
+      parsed["version"].get<uint64_t>() == 0)
+    return Status::InvalidArgument("the body must be {\"version\": N} with a version N >= 1");
+  return parsed["version"].get<uint64_t>();
+}
+
+// POST /api/devices/<id>/<action>: the action's error, or the device's row after it.
+HttpResponse AdminAction(ServerCore& core, const std::string& id, const std::string& action, const HttpRequest& request) {
+  Status done;
+  if (action == "pin") {
+    auto version = PinnedVersion(request.body);
+    done = version.ok() ? core.Pin(id, *version, kHttpAdmin) : version.status();
+  } else if (action == "rollback") {
+    done = core.Rollback(id, kHttpAdmin).status();
+  } else if (action == "unpin") {
+    done = core.Unpin(id, kHttpAdmin);
+  } else if (action == "train") {
+    done = core.RequestRound(id, kHttpAdmin);
+  } else {  // the route's pattern admits pause and resume only besides
+    done = core.SetPaused(id, action == "pause", kHttpAdmin);
+  }
+  if (!done.ok()) return ErrorFor(done);
+  auto state = core.State(id);
+  if (!state.ok()) return ErrorFor(state.status());
+  return Json(DeviceRow(core, *state));
+}
+
 }  // namespace
 
 Status ServeDashboard(ServerCore* core, const std::string& admin_token, HttpEndpoint* http) {
@@ -195,6 +241,11 @@ Status ServeDashboard(ServerCore* core, const std::string& admin_token, HttpEndp
   SD_RETURN_IF_ERROR(http->Handle(device + "/frames/([0-9]{1,19})\\.jpg", guarded([core](const HttpRequest& request) {
                                     return Image(*core, request.captures.at(0), request.captures.at(1));
                                   })));
+  SD_RETURN_IF_ERROR(http->Handle(device + "/(pin|rollback|unpin|train|pause|resume)",
+                                  guarded([core](const HttpRequest& request) {
+                                    return AdminAction(*core, request.captures.at(0), request.captures.at(1), request);
+                                  }),
+                                  HttpMethod::kPost));
   return Status::Ok();
 }
 

@@ -9,6 +9,19 @@
 //   GET /api/devices/<id>                       versions (mAP50 over time) and recent rounds
 //   GET /api/devices/<id>/frames?n=<count>      the newest labelled frames with the teacher's boxes
 //   GET /api/devices/<id>/frames/<seq>.jpg      a stored frame's JPEG
+//
+// and the admin actions (ServerCore::Pin and the rest), each answering the device's row:
+//
+//   POST /api/devices/<id>/pin        {"version": N}: deploy stored version N and keep it
+//   POST /api/devices/<id>/rollback   pin to the version before the one it serves
+//   POST /api/devices/<id>/unpin      back to the newest version, and every later one
+//   POST /api/devices/<id>/train      its round next, below its thresholds
+//   POST /api/devices/<id>/pause      its training unit is not scheduled
+//   POST /api/devices/<id>/resume
+//
+// Errors: 401 without the token, 404 an unknown device or version, 400 a bad body, 409 an
+// action the device's state refuses (train while paused or without frames, nothing to roll
+// back to).
 #pragma once
 
 #include <string>

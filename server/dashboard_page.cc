@@ -1,7 +1,8 @@
 // The dashboard's page (server/dashboard.h): one HTML file with its CSS and JavaScript, in the
 // binary so that the server needs no install path. Charts are plain SVG, so nothing is loaded
 // from elsewhere and there is no build step. Script errors are collected into
-// window.__errors and shown in #errors, where tests/dashboard_browser_test.cc reads them.
+// window.__errors and shown in #errors, where tests/dashboard_test.cc reads them. The admin
+// panel acts on the selected device through the POST routes, with the token the page holds.
 #include "server/dashboard.h"
 
 namespace sd {
@@ -48,6 +49,10 @@ const char kDashboardPage[] = R"PAGE(<!doctype html>
   #status { font-size: 0.85em; opacity: 0.85; }
   #errors:empty { display: none; }
   #errors { color: #c62828; white-space: pre-wrap; }
+  .admin { display: flex; flex-wrap: wrap; gap: 0.4em; align-items: center; }
+  .admin input { width: 5em; }
+  .pinned { color: #6a1b9a; font-weight: 600; } .paused { color: #e65100; font-weight: 600; }
+  #action-result.failed { color: #c62828; }
 </style>
 </head>
 <body>
@@ -58,11 +63,17 @@ const char kDashboardPage[] = R"PAGE(<!doctype html>
     <h2>Fleet</h2>
     <div class="scroll"><table id="fleet">
       <thead><tr><th>Device</th><th>Connected</th><th>Served / published</th><th>Held-out mAP50</th>
-        <th>Frames</th><th>Last round</th><th>kbit/s in / out</th><th>Group</th></tr></thead>
+        <th>Frames</th><th>Last round</th><th>kbit/s in / out</th><th>Group</th><th>Admin</th></tr></thead>
       <tbody></tbody>
     </table></div>
   </section>
   <div id="detail" hidden>
+    <section><h2 id="admin-title">Admin</h2><div class="admin">
+      <label>version <input id="pin-version" type="number" min="1" step="1"></label>
+      <button data-action="pin">Pin</button><button data-action="rollback">Roll back</button>
+      <button data-action="unpin">Unpin</button><button data-action="train">Train now</button>
+      <button data-action="pause">Pause</button><button data-action="resume">Resume</button>
+      <span id="action-result"></span></div></section>
     <div class="grid">
       <section><h2 id="chart-title">mAP50 by version</h2><svg id="chart" class="chart" viewBox="0 0 600 220"></svg></section>
       <section><h2>Recent rounds</h2><div class="scroll"><table id="rounds">
@@ -129,6 +140,11 @@ function renderFleet(devices) {
                   d.round_running ? "running" : (r ? when(r.ended_ms) + " " + (r.published ? "published v" + r.version : "discarded") : "–")));
     row.append(el("td", {}, fmt(d.kbps_in, 1) + " / " + fmt(d.kbps_out, 1)));
     row.append(el("td", {}, d.group || "–"));
+    const admin = el("td", { class: "admin-state" });
+    if (d.pinned_version !== null) admin.append(el("span", { class: "pinned" }, "pinned v" + d.pinned_version + " "));
+    if (d.paused) admin.append(el("span", { class: "paused" }, "paused"));
+    if (d.pinned_version === null && !d.paused) admin.textContent = "–";
+    row.append(admin);
     row.addEventListener("click", () => { selected = d.id; refresh(); });
     body.append(row);
   }
@@ -214,6 +230,29 @@ async function renderFrames(data) {
   box.replaceChildren(...figures);
 }
 
+// An admin action on the selected device; its answer (the device's row, or the server's
+// message) shows beside the buttons, and the table refreshes at once.
+async function act(action) {
+  const result = document.getElementById("action-result");
+  if (selected === null) return;
+  const init = { method: "POST", headers: headers };
+  if (action === "pin") init.body = JSON.stringify({ version: Number(document.getElementById("pin-version").value) });
+  result.className = "";
+  result.textContent = action + "…";
+  try {
+    const response = await fetch("/api/devices/" + encodeURIComponent(selected) + "/" + action, init);
+    const text = await response.text();
+    result.className = response.ok ? "" : "failed";
+    result.textContent = response.ok ? action + ": done" : action + ": HTTP " + response.status + " " + text;
+  } catch (e) {
+    result.className = "failed";
+    result.textContent = action + ": " + (e.message || e);
+  }
+  await refresh();
+}
+for (const button of document.querySelectorAll("button[data-action]"))
+  button.addEventListener("click", () => act(button.dataset.action));
+
 async function refresh() {
   try {
     const fleet = await getJson("/api/devices");
@@ -224,6 +263,7 @@ async function refresh() {
       const [detail, frames] = await Promise.all([getJson("/api/devices/" + id), getJson("/api/devices/" + id + "/frames")]);
       document.getElementById("detail").hidden = false;
       document.getElementById("chart-title").textContent = selected + ": held-out mAP50 by version";
+      document.getElementById("admin-title").textContent = "Admin: " + selected;
       renderChart(detail.versions);
       renderRounds(detail.recent_rounds);
       await renderFrames(frames);

@@ -304,8 +304,7 @@ int RoundIterations(int iterations, const ScheduledRound& round, const Scheduler
 
 RoundScheduler::RoundScheduler(SchedulerOptions o) : options_(o) {}
 
-void RoundScheduler::OnNewFrame(const std::string& device, double now_s, double image_score) {
-  std::lock_guard<std::mutex> lock(mu_);
+RoundScheduler::DeviceState& RoundScheduler::Entry(const std::string& device, double now_s) {
   auto it = index_.find(device);
   if (it == index_.end()) {
     it = index_.emplace(device, devices_.size()).first;
@@ -315,7 +314,24 @@ void RoundScheduler::OnNewFrame(const std::string& device, double now_s, double 
     fresh.last_round_s = now_s;
     devices_.push_back(fresh);
   }
-  DeviceState& d = devices_[it->second];
+  return devices_[it->second];
+}
+
+void RoundScheduler::SetPaused(const std::string& device, bool paused, double now_s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  DeviceState& d = Entry(device, now_s);
+  d.paused = paused;
+  if (paused) d.requested = false;
+}
+
+void RoundScheduler::RequestRound(const std::string& device, double now_s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Entry(device, now_s).requested = true;
+}
+
+void RoundScheduler::OnNewFrame(const std::string& device, double now_s, double image_score) {
+  std::lock_guard<std::mutex> lock(mu_);
+  DeviceState& d = Entry(device, now_s);
   ++d.new_frames;
   if (std::isfinite(image_score)) {
     d.recent_score = Mix(d.recent_score, image_score, kRecentScoreWeight);
@@ -324,7 +340,8 @@ void RoundScheduler::OnNewFrame(const std::string& device, double now_s, double 
 }
 
 bool RoundScheduler::HasWork(const DeviceState& d, double now_s) const {
-  return !d.running && (d.new_frames >= options_.min_new_frames ||
+  return !d.running && !d.paused &&
+         (d.requested || d.new_frames >= options_.min_new_frames ||
                         (d.new_frames >= 1 && now_s - d.last_round_s >= options_.max_wait_s));
 }
 
@@ -367,14 +384,19 @@ std::optional<size_t> RoundScheduler::PickByBenefit(double now_s) const {
 
 std::optional<ScheduledRound> RoundScheduler::Next(double now_s) {
   std::lock_guard<std::mutex> lock(mu_);
-  const std::optional<size_t> chosen =
-      options_.policy == SchedulePolicy::kRoundRobin ? PickRoundRobin(now_s) : PickByBenefit(now_s);
+  // An operator's request goes before the policy's pick.
+  std::optional<size_t> chosen;
+  for (size_t i = 0; i < devices_.size() && !chosen; ++i)
+    if (devices_[i].requested && HasWork(devices_[i], now_s)) chosen = i;
+  const bool requested = chosen.has_value();
+  if (!chosen) chosen = options_.policy == SchedulePolicy::kRoundRobin ? PickRoundRobin(now_s) : PickByBenefit(now_s);
   if (!chosen) return std::nullopt;
   DeviceState& d = devices_[*chosen];
   ScheduledRound round{d.name, d.new_frames, 0, ""};
   char summary[160];
   std::snprintf(summary, sizeof summary, "%s, %d new frames, benefit %.2f, passed over %d times",
-                options_.policy == SchedulePolicy::kRoundRobin ? "round robin"
+                requested                                   ? "requested by an admin"
+                : options_.policy == SchedulePolicy::kRoundRobin ? "round robin"
                 : d.skipped >= options_.max_skips           ? "passed over most"
                                                             : "largest benefit",
                 d.new_frames, BenefitOf(d, now_s), d.skipped);
@@ -390,6 +412,7 @@ std::optional<ScheduledRound> RoundScheduler::Next(double now_s) {
   }
   d.new_frames = 0;
   d.skipped = 0;
+  d.requested = false;
   d.running = true;
   return round;
 }

@@ -196,6 +196,12 @@ class RoundScheduler {
   explicit RoundScheduler(SchedulerOptions o);
   // A new training frame; `image_score` is the edge student's score of it (the drift signal).
   void OnNewFrame(const std::string& device, double now_s, double image_score = 0);
+  // An operator's pause (docs/operations.md, "Admin actions"): a paused device is never handed
+  // out, whatever its frames; its new frames still count for when it is resumed.
+  void SetPaused(const std::string& device, bool paused, double now_s);
+  // An operator's "train now": the device is handed out before any other, once, even below
+  // its thresholds (the caller checks that it has frames at all). Not while paused.
+  void RequestRound(const std::string& device, double now_s);
   // The next device to train, or nullopt; marks its round running (no second round of it is
   // handed out until RoundDone) and resets its new frames.
   std::optional<ScheduledRound> Next(double now_s);
@@ -219,11 +225,15 @@ class RoundScheduler {
     int new_frames = 0;
     double last_round_s = 0;  // when its last round ended, or its first frame before its first round
     bool running = false;
+    bool paused = false;
+    bool requested = false;     // RequestRound since its last round began
     int skipped = 0;            // times passed over since its last round while it had work
     double map50 = -1;          // published held-out mAP50, -1 unknown
     double recent_score = -1;   // fast and slow means of the image scores (-1: none yet)
     double longrun_score = -1;
   };
+  // The device's state, made on first mention (its wait counting from `now_s`).
+  DeviceState& Entry(const std::string& device, double now_s);
   bool HasWork(const DeviceState& d, double now_s) const;
   double BenefitOf(const DeviceState& d, double now_s) const;
   std::optional<size_t> PickRoundRobin(double now_s);

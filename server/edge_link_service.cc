@@ -116,6 +116,13 @@ void Outbox::Send(ServerMessage message) {
 void Outbox::SendUpdate(std::shared_ptr<const ModelUpdate> update, std::shared_ptr<const ModelUpdate> full) {
   std::lock_guard<std::mutex> lock(mu_);
   if (finished_ || broken_) return;
+  // An admin's pin is never stale, however old: it replaces whatever waits (it is a full
+  // model), after the one on its way.
+  if (update->pinned) {
+    pending_updates_.assign(1, std::move(update));
+    MaybeWriteLocked();
+    return;
+  }
   // One already being sent is finished first, so the edge never sees two updates interleaved.
   if (!pending_updates_.empty() && pending_updates_.back()->new_version >= update->new_version) return;  // stale
   if (sending_ && sending_->new_version >= update->new_version && sending_->base_version == 0) return;  // on its way

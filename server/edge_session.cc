@@ -133,7 +133,8 @@ EdgeSession::Next EdgeSession::HandleHello(const EdgeMessage& message) {
   output_->Send(std::move(welcome));
   if (latest.ok() && *latest) {
     const ModelUpdate& l = **latest;
-    if (l.new_version > hello.model_version() ||
+    // A pinned version goes to a device that runs any other, older or newer.
+    if (l.new_version > hello.model_version() || (l.pinned && l.new_version != hello.model_version()) ||
         (l.new_version == hello.model_version() && l.weights_checksum != hello.weights_checksum())) {
       if (core_->AllowFullModelSend(device_id_))
         output_->SendUpdate(*latest, *latest);
@@ -151,9 +152,11 @@ EdgeSession::Next EdgeSession::HandleHello(const EdgeMessage& message) {
 
 void EdgeSession::HandleModelRequest(const streamdistill::v1::ModelRequest& request) {
   auto latest = core_->LatestUpdate(device_id_);
-  // Only a newer version helps: re-sending one the edge refused as not newer (its state
-  // outlived a wiped server) would loop.
-  if (!latest.ok() || !*latest || (*latest)->new_version <= request.have_version()) return;
+  // Only a newer version helps (a pinned one: any other): re-sending one the edge refused as
+  // not newer (its state outlived a wiped server) would loop.
+  if (!latest.ok() || !*latest) return;
+  const uint64_t version = (*latest)->new_version;
+  if ((*latest)->pinned ? version == request.have_version() : version <= request.have_version()) return;
   if (!core_->AllowFullModelSend(device_id_)) {
     if (IsPowerOfTen(++full_model_refusals_))
       spdlog::warn("device {}: full-model requests over the limit ({} refused on this stream)", device_id_,

@@ -57,7 +57,9 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config, Teac
   SD_ASSIGN_OR_RETURN(server->core_, ServerCore::Create(config, std::move(teachers)));
   server->service_ = std::make_unique<EdgeLinkService>(server->core_.get());
   if (config.http.enabled) {
-    server->http_ = std::make_unique<HttpEndpoint>(config.http, "streamdistill-server");
+    // The HTTP port follows the gRPC port: HTTPS with its certificate when it has TLS.
+    server->http_ = std::make_unique<HttpEndpoint>(config.http, "streamdistill-server",
+                                                   HttpsCertificate{config.tls.cert, config.tls.key});
     SD_RETURN_IF_ERROR(server->http_->ServeMetrics(&server->core_->metrics().registry));
     SD_ASSIGN_OR_RETURN(const std::string admin_token, AdminToken(config));
     if (!admin_token.empty())

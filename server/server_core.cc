@@ -3,8 +3,11 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <climits>
 #include <deque>
 #include <set>
+
+#include <nlohmann/json.hpp>
 
 #include <opencv2/imgcodecs.hpp>
 #include <spdlog/fmt/ranges.h>
@@ -27,6 +30,17 @@ double NowSeconds() {
 int64_t WallMillis() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+// The admin actions' state in storage_dir (ServerCore::SaveAdminStates).
+constexpr char kAdminStateFile[] = "admin_state.json";
+
+void LogAdminAction(const std::string& who, const std::string& what, const Status& outcome) {
+  if (outcome.ok()) {
+    spdlog::info("admin action by {}: {}: done", who, what);
+  } else {
+    spdlog::warn("admin action by {}: {}: failed: {}", who, what, outcome.ToString());
+  }
 }
 
 // Stored frames of a device between two prunes: the prune reads all of the device's rows, so
@@ -72,9 +86,14 @@ struct ServerCore::Device {
   std::atomic<int64_t> bytes_in{0}, bytes_out{0};
   std::atomic<double> first_contact_s{0};
 
+  // Orders the updates sent to the device's stream by a publish, a pin and an unpin, so that
+  // a round published as an admin pins cannot reach the edge after the pinned version. Taken
+  // with no core lock held but admin_mu_; mu and the stream's own mutexes nest inside it.
+  std::mutex send_mu;
   std::mutex mu;  // guards everything below
   std::shared_ptr<TrainingUnit> unit;  // set at creation; automatic grouping replaces it
   std::shared_ptr<const ModelUpdate> latest_full;  // the newest version as a full model
+  std::shared_ptr<const ModelUpdate> pinned_full;  // while pinned: the pinned version (ModelUpdate::pinned)
   std::weak_ptr<DeviceSession> session;              // the one live stream, if any
   double full_model_tokens = 0;                      // token bucket of AllowFullModelSend
   double full_model_tokens_at_s = 0;
@@ -135,6 +154,8 @@ Status ServerCore::Init(TeacherFactory teachers) {
       return Status::InvalidArgument(config_.init_weights + ": weights are for '" + init->architecture().Fingerprint() +
                                      "', the server trains '" + config_.student.Fingerprint() + "'");
   }
+  // Before any device is made: a pinned or paused device starts so.
+  SD_RETURN_IF_ERROR(LoadAdminStates());
   // Bounds hold after a restart too, and before any stream adds to them.
   for (const std::string& id : store_->Devices()) PruneFrames(id, /*at_start=*/true);
   // Every configured device is made now, its checkpoint read and its trainer built, so no
@@ -358,6 +379,20 @@ StatusOr<std::unique_ptr<ServerCore::Device>> ServerCore::CreateDevice(const std
     spdlog::info("device {}: resuming at version {} ({} training, {} validation frames stored)", device_id, version,
                  store_->Count(device_id, false), store_->Count(device_id, true));
   }
+  const AdminState admin = AdminStateOf(device_id);
+  if (admin.pinned_version > 0) {
+    auto pinned = PinnedUpdate(device_id, admin.pinned_version);
+    if (!pinned.ok())
+      return pinned.status().WithContext("device " + LogSafe(device_id) + ": its pinned version (" +
+                                         config_.storage_dir + "/" + kAdminStateFile + ")");
+    device->pinned_full = *pinned;
+    spdlog::info("device {}: pinned to version {} by an admin", device_id, admin.pinned_version);
+  }
+  if (admin.paused) {
+    std::lock_guard<std::mutex> lock(mu_);
+    scheduler_.SetPaused(device->unit->key, true, NowSeconds());
+    spdlog::info("device {}: training paused by an admin ({})", device_id, device->unit->label);
+  }
   return device;
 }
 
@@ -553,7 +588,7 @@ uint64_t ServerCore::LastStoredSequence(const std::string& device_id) const {
 StatusOr<std::shared_ptr<const ModelUpdate>> ServerCore::LatestUpdate(const std::string& device_id) {
   SD_ASSIGN_OR_RETURN(Device * device, FindDevice(device_id));
   std::lock_guard<std::mutex> lock(device->mu);
-  return device->latest_full;
+  return device->pinned_full ? device->pinned_full : device->latest_full;
 }
 
 StatusOr<std::optional<RoundResult>> ServerCore::RunScheduledRound() {
@@ -748,15 +783,26 @@ Status ServerCore::Publish(Device& device, const TrainingUnit& unit, const Round
   // Not sent either when this fails: an edge must never run a version the server could lose
   // in a crash.
   SD_RETURN_IF_ERROR(stored.WithContext("device " + device.id + ": storing version " + std::to_string(round.version)));
-  std::shared_ptr<DeviceSession> session;
   {
     std::lock_guard<std::mutex> lock(device.mu);
     device.latest_full = full;
     ++device.counters.published;
-    session = device.session.lock();
   }
   publishing.unlock();
-  if (session) session->OnUpdate(published, full);  // no lock held: it writes to the stream
+  std::lock_guard<std::mutex> sending(device.send_mu);
+  std::shared_ptr<DeviceSession> session;
+  {
+    std::lock_guard<std::mutex> lock(device.mu);
+    // Stored all the same: the unit's version numbers stay one sequence (a group's other
+    // members get it), and an unpin has the newest to send.
+    if (device.pinned_full) {
+      spdlog::info("device {}: pinned to version {}: version {} stored, not sent", device.id,
+                   device.pinned_full->new_version, round.version);
+    } else {
+      session = device.session.lock();
+    }
+  }
+  if (session) session->OnUpdate(published, full);  // no core lock held but send_mu: it writes to the stream
   return Status::Ok();
 }
 
@@ -830,6 +876,12 @@ void ServerCore::RegisterMetricCallbacks() {
   registry.AddCallback(Type::kGauge, "streamdistill_server_device_version",
                        "The device's newest published model version (0: none yet).", {"device"},
                        per_device([](Device& d) { return static_cast<double>(UnitOf(d)->trainer->version()); }));
+  registry.AddCallback(Type::kGauge, "streamdistill_server_device_pinned_version",
+                       "The version an admin pinned the device to (0: not pinned).", {"device"},
+                       per_device([this](Device& d) { return static_cast<double>(AdminStateOf(d.id).pinned_version); }));
+  registry.AddCallback(Type::kGauge, "streamdistill_server_device_paused",
+                       "1 while an admin has paused the device's training, else 0.", {"device"},
+                       per_device([this](Device& d) { return AdminStateOf(d.id).paused ? 1.0 : 0.0; }));
   registry.AddCallback(Type::kGauge, "streamdistill_server_stream_connected",
                        "1 while the device has an authenticated stream open, else 0.", {"device"},
                        per_device([](Device& d) {
@@ -849,6 +901,182 @@ void ServerCore::RegisterMetricCallbacks() {
                     "Frames the labelling queue holds before streams stop being read (labeler.queue).")
       .With({})
       .Set(config_.labeler_queue);
+}
+
+Status ServerCore::LoadAdminStates() {
+  const std::string path = config_.storage_dir + "/" + kAdminStateFile;
+  auto text = config_.env->ReadFile(path);
+  if (!text.ok() && text.status().code() == Status::Code::kNotFound) return Status::Ok();  // no action yet
+  if (!text.ok()) return text.status().WithContext("reading " + path);
+  const nlohmann::json parsed = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (!parsed.is_object() || !parsed.contains("devices") || !parsed["devices"].is_object())
+    return Status::DataLoss(path + ": not an admin state file (a \"devices\" object expected)");
+  for (const auto& [id, entry] : parsed["devices"].items()) {
+    if (!entry.is_object() || !entry.contains("pinned_version") || !entry["pinned_version"].is_number_unsigned() ||
+        !entry.contains("paused") || !entry["paused"].is_boolean())
+      return Status::DataLoss(path + ": device " + LogSafe(id) + ": pinned_version and paused expected");
+    admin_states_[id] = AdminState{entry["pinned_version"].get<uint64_t>(), entry["paused"].get<bool>()};
+  }
+  return Status::Ok();
+}
+
+Status ServerCore::SaveAdminStates() {
+  nlohmann::json devices = nlohmann::json::object();
+  for (const auto& [id, state] : admin_states_)
+    if (state.pinned_version > 0 || state.paused)
+      devices[id] = {{"pinned_version", state.pinned_version}, {"paused", state.paused}};
+  const std::string path = config_.storage_dir + "/" + kAdminStateFile;
+  return WriteFileDurably(config_.env, path, nlohmann::json{{"devices", devices}}.dump(2) + "\n")
+      .WithContext("saving the admin state to " + path);
+}
+
+AdminState ServerCore::AdminStateOf(const std::string& device_id) const {
+  std::lock_guard<std::mutex> lock(admin_mu_);
+  auto it = admin_states_.find(device_id);
+  return it == admin_states_.end() ? AdminState() : it->second;
+}
+
+bool ServerCore::UnitPausedLocked(const TrainingUnit& unit) const {
+  for (const std::string& member : unit.members)
+    if (auto it = admin_states_.find(member); it != admin_states_.end() && it->second.paused) return true;
+  return false;
+}
+
+StatusOr<std::shared_ptr<const ModelUpdate>> ServerCore::PinnedUpdate(const std::string& device_id, uint64_t version) {
+  SD_ASSIGN_OR_RETURN(auto versions, store_->Versions(device_id, INT_MAX));
+  auto record = std::find_if(versions.begin(), versions.end(),
+                             [version](const VersionRecord& v) { return v.version == version; });
+  if (record == versions.end())
+    return Status::NotFound("device " + LogSafe(device_id) + " has no stored version " + std::to_string(version));
+  SD_ASSIGN_OR_RETURN(std::string checkpoint, store_->LoadCheckpoint(*record));
+  SD_ASSIGN_OR_RETURN(auto model, StudentModel::FromBytes(checkpoint));
+  SD_ASSIGN_OR_RETURN(auto full, EncodeFull(device_id, version, model->FlatWeights()));
+  auto pinned = std::make_shared<ModelUpdate>(*full);
+  pinned->val_map50 = record->val_map50;
+  pinned->pinned = true;
+  return std::shared_ptr<const ModelUpdate>(pinned);
+}
+
+std::shared_ptr<DeviceSession> ServerCore::SetPinned(Device& device, std::shared_ptr<const ModelUpdate> pinned) {
+  std::lock_guard<std::mutex> lock(device.mu);
+  device.pinned_full = std::move(pinned);
+  return device.session.lock();
+}
+
+Status ServerCore::ChangeAdminState(const std::string& device_id, const std::function<void(AdminState&)>& change) {
+  AdminState& state = admin_states_[device_id];
+  const AdminState before = state;
+  change(state);
+  Status saved = SaveAdminStates();
+  if (!saved.ok()) state = before;  // nothing changed, in memory as on disk
+  return saved;
+}
+
+Status ServerCore::Pin(const std::string& device_id, uint64_t version, const std::string& who) {
+  std::shared_ptr<DeviceSession> session;
+  std::shared_ptr<const ModelUpdate> pinned;
+  std::unique_lock<std::mutex> sending;  // held until the pinned version is queued on the stream
+  Status outcome = [&]() -> Status {
+    std::lock_guard<std::mutex> lock(admin_mu_);
+    SD_ASSIGN_OR_RETURN(Device * device, FindDevice(device_id));
+    SD_ASSIGN_OR_RETURN(pinned, PinnedUpdate(device_id, version));
+    sending = std::unique_lock<std::mutex>(device->send_mu);
+    SD_RETURN_IF_ERROR(ChangeAdminState(device_id, [version](AdminState& s) { s.pinned_version = version; }));
+    session = SetPinned(*device, pinned);
+    return Status::Ok();
+  }();
+  LogAdminAction(who, "pin device " + LogSafe(device_id) + " to version " + std::to_string(version), outcome);
+  if (session) session->OnUpdate(pinned, pinned);  // no core lock held but send_mu: it writes to the stream
+  return outcome;
+}
+
+StatusOr<uint64_t> ServerCore::Rollback(const std::string& device_id, const std::string& who) {
+  StatusOr<uint64_t> target = [&]() -> StatusOr<uint64_t> {
+    SD_RETURN_IF_ERROR(FindDevice(device_id).status());
+    uint64_t from = 0;
+    if (const int64_t served = Counters(device_id).served_version; served > 0) {
+      from = static_cast<uint64_t>(served);
+    } else {
+      SD_ASSIGN_OR_RETURN(VersionRecord newest, store_->LatestVersion(device_id));
+      from = newest.version;
+    }
+    SD_ASSIGN_OR_RETURN(auto versions, store_->Versions(device_id, INT_MAX));
+    uint64_t before = 0;
+    for (const VersionRecord& v : versions)
+      if (v.version < from) before = std::max(before, v.version);
+    if (before == 0)
+      return Status::FailedPrecondition("device " + LogSafe(device_id) + " serves version " + std::to_string(from) +
+                                        "; no earlier version is stored");
+    return before;
+  }();
+  if (!target.ok()) {
+    LogAdminAction(who, "roll back device " + LogSafe(device_id), target.status());
+    return target.status();
+  }
+  SD_RETURN_IF_ERROR(Pin(device_id, *target, who));
+  return *target;
+}
+
+Status ServerCore::Unpin(const std::string& device_id, const std::string& who) {
+  std::shared_ptr<DeviceSession> session;
+  std::shared_ptr<const ModelUpdate> newest;
+  std::unique_lock<std::mutex> sending;  // held until the newest version is queued on the stream
+  Status outcome = [&]() -> Status {
+    std::lock_guard<std::mutex> lock(admin_mu_);
+    SD_ASSIGN_OR_RETURN(Device * device, FindDevice(device_id));
+    sending = std::unique_lock<std::mutex>(device->send_mu);
+    uint64_t was_pinned = 0;
+    SD_RETURN_IF_ERROR(ChangeAdminState(device_id, [&was_pinned](AdminState& s) {
+      was_pinned = s.pinned_version;
+      s.pinned_version = 0;
+    }));
+    session = SetPinned(*device, nullptr);
+    {
+      std::lock_guard<std::mutex> device_lock(device->mu);
+      newest = device->latest_full;
+    }
+    // A pinned device runs the pinned version: only a newer one is worth sending (the edge
+    // refuses one that is not newer); an unpinned one has the newest already.
+    if (!newest || was_pinned == 0 || newest->new_version <= was_pinned) newest = nullptr;
+    return Status::Ok();
+  }();
+  LogAdminAction(who, "unpin device " + LogSafe(device_id), outcome);
+  if (session && newest) session->OnUpdate(newest, newest);
+  return outcome;
+}
+
+Status ServerCore::SetPaused(const std::string& device_id, bool paused, const std::string& who) {
+  Status outcome = [&]() -> Status {
+    std::lock_guard<std::mutex> lock(admin_mu_);
+    SD_ASSIGN_OR_RETURN(Device * device, FindDevice(device_id));
+    SD_RETURN_IF_ERROR(ChangeAdminState(device_id, [paused](AdminState& s) { s.paused = paused; }));
+    const bool unit_paused = UnitPausedLocked(*device->unit);
+    std::lock_guard<std::mutex> scheduler_lock(mu_);
+    scheduler_.SetPaused(device->unit->key, unit_paused, NowSeconds());
+    work_cv_.notify_all();
+    return Status::Ok();
+  }();
+  LogAdminAction(who, (paused ? "pause training of device " : "resume training of device ") + LogSafe(device_id),
+                 outcome);
+  return outcome;
+}
+
+Status ServerCore::RequestRound(const std::string& device_id, const std::string& who) {
+  Status outcome = [&]() -> Status {
+    std::lock_guard<std::mutex> lock(admin_mu_);
+    SD_ASSIGN_OR_RETURN(Device * device, FindDevice(device_id));
+    const TrainingUnit& unit = *device->unit;
+    if (UnitPausedLocked(unit)) return Status::FailedPrecondition(unit.label + " is paused; resume it first");
+    int64_t frames = 0;
+    for (const std::string& member : unit.members) frames += store_->Count(member, false);
+    if (frames == 0) return Status::FailedPrecondition(unit.label + " has no training frames yet");
+    std::lock_guard<std::mutex> scheduler_lock(mu_);
+    scheduler_.RequestRound(unit.key, NowSeconds());
+    work_cv_.notify_all();
+    return Status::Ok();
+  }();
+  LogAdminAction(who, "train device " + LogSafe(device_id) + " now", outcome);
+  return outcome;
 }
 
 DeviceCounters ServerCore::Counters(const std::string& device_id) const {
@@ -888,6 +1116,7 @@ StatusOr<DeviceState> ServerCore::State(const std::string& device_id) const {
   state.id = device_id;
   state.enabled = it->second.enabled;
   state.counters = Counters(device_id);
+  state.admin = AdminStateOf(device_id);
   std::lock_guard<std::mutex> lock(device.mu);
   state.version = device.unit->trainer->version();
   state.group = device.unit->group;
@@ -1019,8 +1248,11 @@ Status ServerCore::RegroupLocked() {
   }
   training.clear();
   {
+    // A new unit is paused while any of its members is (an admin's pause follows the device).
+    std::lock_guard<std::mutex> admin_lock(admin_mu_);
     std::lock_guard<std::mutex> lock(mu_);
     scheduler_.Regrouped(sources, NowSeconds());
+    for (const auto& unit : made) scheduler_.SetPaused(unit->key, UnitPausedLocked(*unit), NowSeconds());
     work_cv_.notify_all();
   }
   if (stopping_)  // BeginShutdown may have cancelled the units before these replaced them

@@ -67,6 +67,13 @@ struct RecentRound {
   RoundResult result;
 };
 
+// An operator's overrides of a device (docs/operations.md, "Admin actions"), kept in
+// storage_dir/admin_state.json so that they survive a restart.
+struct AdminState {
+  uint64_t pinned_version = 0;  // 0: not pinned; the device gets every published version
+  bool paused = false;          // its training unit (its group's, in a group) is not scheduled
+};
+
 // A device as the dashboard shows it.
 struct DeviceState {
   std::string id;
@@ -74,6 +81,7 @@ struct DeviceState {
   bool connected = false;  // has an authenticated stream open
   std::string group;       // the group whose student it shares (configured or automatic); "" alone
   uint64_t version = 0;    // the newest published version (0: none yet)
+  AdminState admin;
   DeviceCounters counters;
   std::vector<RecentRound> rounds;  // the newest kRecentRounds, oldest first
 };
@@ -116,8 +124,9 @@ class ServerCore {
   bool WaitForLabelQueueSpace(std::function<void()> fn);
 
   uint64_t LastStoredSequence(const std::string& device_id) const;
-  // The device's newest published version as a full model, or null when it has none. Live
-  // listeners get each version as published (a delta under a delta policy).
+  // The version the device is to run as a full model: its pinned one (ModelUpdate::pinned)
+  // while pinned, else its newest published one; null when it has none. Live listeners get
+  // each version as published (a delta under a delta policy).
   StatusOr<std::shared_ptr<const ModelUpdate>> LatestUpdate(const std::string& device_id);
 
   // One training round for the device the scheduler picks, of RoundIterations steps; nullopt
@@ -147,6 +156,28 @@ class ServerCore {
   // continues from its latest version when it comes back. The server calls this on SIGHUP
   // and when the file changes; tests call it directly.
   Status ReloadDevices();
+
+  // Admin actions (docs/operations.md, "Admin actions"), each logged with `who` and its
+  // outcome. NotFound for an unknown device or version; the state is saved durably before
+  // the call returns, and an action whose state cannot be saved fails and changes nothing.
+  //
+  // Pins the device to a stored version: it goes to the device's stream now, as a full model,
+  // and is the one the device is sent on every reconnect. Rounds of its unit go on and their
+  // versions are stored, but none is sent to it while pinned (a group's other members get
+  // them as before).
+  Status Pin(const std::string& device_id, uint64_t version, const std::string& who);
+  // Pins the device to the newest stored version before the one it serves (before its newest
+  // published one when it has not said); returns that version. FailedPrecondition when there
+  // is none.
+  StatusOr<uint64_t> Rollback(const std::string& device_id, const std::string& who);
+  // Ends a pin: the newest published version goes to the device's stream as a full model.
+  Status Unpin(const std::string& device_id, const std::string& who);
+  // A paused device's training unit is not scheduled (a group pauses while any member is);
+  // its frames are still received and stored.
+  Status SetPaused(const std::string& device_id, bool paused, const std::string& who);
+  // The device's unit runs a round next, below its thresholds. FailedPrecondition when it is
+  // paused or its unit has no training frames.
+  Status RequestRound(const std::string& device_id, const std::string& who);
 
   // Stops training for good: every running round is cancelled and whatever any round produced
   // is discarded, never stored nor sent. The server calls it first thing on shutdown.
@@ -241,6 +272,20 @@ class ServerCore {
                                                             const std::vector<float>& flat) const;
   // The metrics read at scrape time from the devices, the store and the labellers.
   void RegisterMetricCallbacks();
+  // admin_states_ from storage_dir (Init; none when the file does not exist), and the file
+  // rewritten whole with admin_mu_ held.
+  Status LoadAdminStates();
+  Status SaveAdminStates();
+  AdminState AdminStateOf(const std::string& device_id) const;
+  // Applies `change` to the device's state and saves all; on a failed save the state stays as
+  // it was. admin_mu_ held.
+  Status ChangeAdminState(const std::string& device_id, const std::function<void(AdminState&)>& change);
+  // Whether any member of `unit` is paused; admin_mu_ held.
+  bool UnitPausedLocked(const TrainingUnit& unit) const;
+  // The stored `version` of the device as a full model marked pinned; NotFound when not stored.
+  StatusOr<std::shared_ptr<const ModelUpdate>> PinnedUpdate(const std::string& device_id, uint64_t version);
+  // Makes `pinned` (null: none) the device's pinned model; returns its live stream, if any.
+  std::shared_ptr<DeviceSession> SetPinned(Device& device, std::shared_ptr<const ModelUpdate> pinned);
 
   const ServerConfig config_;
   ServerMetrics metrics_;  // declared before the store and labellers: it outlives their callbacks
@@ -250,15 +295,19 @@ class ServerCore {
   FailureLog storage_log_{"storing frames"};  // store failures, logged on change, then rate-limited
 
   // Lock order (the one place it is written down): reload_mu_ or regroup_mu_ (never both), then
-  // ServerCore::mu_, then TrainingUnit::train_mu (Regroup alone holds several, taken in the
-  // order of their keys), then publish_mu_, then devices_mu_, then Device::mu, then units_mu_;
-  // FrameStore, LabelerPool and the
+  // admin_mu_, then ServerCore::mu_, then TrainingUnit::train_mu (Regroup alone holds several,
+  // taken in the order of their keys), then publish_mu_, then devices_mu_, then Device::mu, then
+  // units_mu_. Device::send_mu (server_core.cc) comes after admin_mu_ and train_mu and is taken
+  // with none of the others held; Device::mu and a stream's own mutexes nest inside it, and an
+  // update goes to a stream with send_mu held. Otherwise FrameStore, LabelerPool and the
   // streams' own mutexes are leaves taken with none of these held, and callbacks into a stream
-  // (acks, updates, End) run with no core lock held.
+  // (acks, End) run with no core lock held.
   std::mutex reload_mu_;              // one ReloadDevices at a time, held through it
   std::mutex regroup_mu_;             // one Regroup at a time, held through it; guards the next two
   double next_regroup_s_ = 0;         // steady clock: when RegroupWhenDue runs next
   int auto_groups_made_ = 0;          // names automatic groups: auto1, auto2, ...
+  mutable std::mutex admin_mu_;  // one admin action at a time, held through it; guards admin_states_
+  std::map<std::string, AdminState> admin_states_;  // by device id; devices never acted on are absent
   mutable std::mutex devices_mu_;     // guards the pointer devices_ (not what it points to)
   std::shared_ptr<const DeviceMap> devices_;
   std::mutex watch_mu_;               // pairs with watch_cv_, which BeginShutdown notifies

@@ -1,6 +1,6 @@
 // For tests that run programs as child processes (our binaries, Prometheus): a free loopback
-// port, and a child with its output in a log file that is killed and reaped if the test ends
-// while it still runs.
+// port, a child with its output in a log file that is killed and reaped if the test ends
+// while it still runs, and a wait for what the child does.
 #pragma once
 
 #include <fcntl.h>
@@ -18,6 +18,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "tests/daemon_test_util.h"
 
 extern char** environ;
 
@@ -39,6 +41,18 @@ inline int FreePort() {
     port = ntohs(addr.sin_port);
   close(fd);
   return port;
+}
+
+// Polls `pred` until it holds or `seconds` (times TimeScale()) have passed; its last value.
+template <typename Pred>
+bool WaitFor(Pred pred, int seconds) {
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(static_cast<int>(seconds * TimeScale()));
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return pred();
 }
 
 class ChildProcess {

@@ -42,17 +42,6 @@ pid_t StartServer(const std::string& config, const std::string& log) {
   return pid;
 }
 
-template <typename Pred>
-bool WaitFor(Pred pred, int seconds) {
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::seconds(static_cast<int>(seconds * TimeScale()));
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-  return pred();
-}
-
 std::set<uint64_t> StoredSequences(const std::string& storage_dir) {
   auto store = FrameStore::Open(storage_dir);
   EXPECT_TRUE(store.ok()) << store.status().ToString();

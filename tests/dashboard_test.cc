@@ -64,6 +64,12 @@ class DashboardTest : public ::testing::Test {
 
   void SetUp() override { ASSERT_NE(server_, nullptr) << "the server did not start"; }
 
+  httplib::Result Post(const std::string& path, const std::string& body = "") {
+    httplib::Client client("127.0.0.1", server_->http_port());
+    client.set_read_timeout(10);
+    return client.Post(path, {{"Authorization", std::string("Bearer ") + kAdminToken}}, body, "application/json");
+  }
+
   httplib::Result Get(const std::string& path, bool with_token = true) {
     httplib::Client client("127.0.0.1", server_->http_port());
     client.set_read_timeout(10);
@@ -201,7 +207,15 @@ TEST_F(DashboardTest, ChromiumRendersTheFleetChartsAndFramesWithoutScriptErrors)
   ASSERT_TRUE(std::filesystem::exists(kChromium))
       << kChromium << " is missing: scripts/setup.sh installs the chromium package this test needs";
   const std::string dir = TempDir("dashboard_browser");
+  // The table shows an admin's overrides (restored below, for the tests after this one).
+  ASSERT_EQ(Post("/api/devices/cam1/pin", R"({"version": 1})")->status, 200);
+  ASSERT_EQ(Post("/api/devices/cam2/pause")->status, 200);
   const std::string dom = RunChromium(dir, server_->http_port(), "1280,900", {"--dump-dom"});
+  ASSERT_EQ(Post("/api/devices/cam1/unpin")->status, 200);
+  ASSERT_EQ(Post("/api/devices/cam2/resume")->status, 200);
+  EXPECT_THAT(dom, HasSubstr("<span class=\"pinned\">pinned v1 </span>")) << dom;
+  EXPECT_THAT(dom, HasSubstr("<span class=\"paused\">paused</span>")) << dom;
+  EXPECT_THAT(dom, HasSubstr("<button data-action=\"pause\">"));
   ASSERT_THAT(dom, HasSubstr("</html>")) << dom;
   EXPECT_THAT(dom, HasSubstr("data-device=\"cam1\""));
   EXPECT_THAT(dom, HasSubstr("data-device=\"cam2\""));

@@ -456,6 +456,29 @@ TEST(RoundSchedulerTest, RegroupedUnitsCarryTheirNewFramesOver) {
   EXPECT_FALSE(scheduler.Next(2));
 }
 
+// An admin's pause keeps a device with work out; a request puts one below its thresholds first.
+TEST(RoundSchedulerTest, APausedDeviceWaitsAndARequestedOneGoesFirst) {
+  for (const SchedulerOptions& options : {RoundRobin(5, 30), Benefit(5, 30)}) {
+    RoundScheduler s(options);
+    for (int i = 0; i < 10; ++i) s.OnNewFrame("busy", 0), s.OnNewFrame("paused", 0);
+    s.SetPaused("paused", true, 0);
+    EXPECT_EQ(NextDone(s, 1), "busy");
+    EXPECT_EQ(NextDone(s, 100), std::nullopt) << "a paused device is never handed out";
+    EXPECT_EQ(s.pending_frames("paused"), 10) << "its frames still count";
+    s.SetPaused("paused", false, 100);
+    EXPECT_EQ(NextDone(s, 100), "paused");
+
+    s.OnNewFrame("quiet", 100);  // 1 new frame, below 5, before max_wait
+    for (int i = 0; i < 10; ++i) s.OnNewFrame("busy", 100);
+    s.RequestRound("quiet", 100);
+    EXPECT_EQ(NextDone(s, 100), "quiet");
+    EXPECT_EQ(NextDone(s, 100), "busy");
+    EXPECT_EQ(NextDone(s, 100), std::nullopt) << "a request is for one round";
+    s.RequestRound("unseen", 100);  // a unit with stored frames but none new since the start
+    EXPECT_EQ(NextDone(s, 100), "unseen");
+  }
+}
+
 // Each signal on its own decides between two devices that are alike in everything else.
 TEST(RoundSchedulerTest, BenefitPrefersTheDeviceThatGainsMost) {
   auto due = [](RoundScheduler& s, const std::string& device, int frames, double t, double score = 0.5) {

@@ -86,5 +86,25 @@ TEST_F(EdgeUpdateTest, CorruptTruncatedMismatchedAndStaleUpdatesAreRefused) {
   ExpectUnchanged(v2);
 }
 
+// An admin's pin may go back to an older version, as a full model only.
+TEST_F(EdgeUpdateTest, APinnedFullModelMayBeOlderThanTheServedOne) {
+  ASSERT_TRUE(agent_->ApplyUpdate(Full(3)).ok());
+  auto v3 = agent_->serving();
+  ModelUpdate pinned_delta = Full(1);
+  pinned_delta.pinned = true;
+  pinned_delta.encoding = UpdateEncoding::kInt8;
+  pinned_delta.base_version = 3;
+  EXPECT_EQ(agent_->ApplyUpdate(pinned_delta).code(), Status::Code::kInvalidArgument);
+  ExpectUnchanged(v3);
+
+  ModelUpdate pinned = Full(1);
+  pinned.pinned = true;
+  ASSERT_TRUE(agent_->ApplyUpdate(pinned).ok());
+  EXPECT_EQ(agent_->ServingVersion(), 1u);
+  // Unpinned, the newest comes as usual.
+  ASSERT_TRUE(agent_->ApplyUpdate(Full(4)).ok());
+  EXPECT_EQ(agent_->ServingVersion(), 4u);
+}
+
 }  // namespace
 }  // namespace sd

@@ -6,6 +6,7 @@
 
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
+#include <httplib.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -475,6 +476,30 @@ TEST_F(TlsTest, MutualTlsRequiresAClientCertificate) {
   ASSERT_TRUE(ExpectWelcome(s));
   grpc::Status status = s.Close();
   EXPECT_TRUE(status.ok()) << status.error_code() << " " << status.error_message();
+}
+
+// The HTTP port follows the gRPC port: HTTPS with the same certificate, and no plain HTTP.
+TEST_F(TlsTest, HttpPortServesHttpsWithTheSameCertificate) {
+  auto server = StartTls("https_server", /*mutual=*/false);
+  ASSERT_NE(server, nullptr);
+  ASSERT_GT(server->http_port(), 0);
+  httplib::SSLClient https("127.0.0.1", server->http_port());
+  https.set_ca_cert_path((*dir_ / "ca.pem").c_str());
+  https.enable_server_certificate_verification(true);
+  auto metrics = https.Get("/metrics");
+  ASSERT_TRUE(metrics) << httplib::to_string(metrics.error());
+  EXPECT_EQ(metrics->status, 200);
+  EXPECT_NE(metrics->body.find("streamdistill_server_labeler_queue_capacity"), std::string::npos);
+
+  httplib::SSLClient untrusted("127.0.0.1", server->http_port());
+  untrusted.set_ca_cert_path((*dir_ / "other_ca.pem").c_str());
+  untrusted.enable_server_certificate_verification(true);
+  EXPECT_FALSE(untrusted.Get("/metrics")) << "a certificate of another CA was accepted";
+
+  httplib::Client plain("127.0.0.1", server->http_port());
+  plain.set_read_timeout(5);
+  auto refused = plain.Get("/metrics");
+  EXPECT_TRUE(!refused || refused->status != 200) << "plain HTTP was served";
 }
 
 }  // namespace

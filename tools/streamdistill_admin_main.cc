@@ -3,9 +3,17 @@
 // the token once (only its salted hash is stored); `enrol --rotate` gives an enrolled device a
 // new one; `disable` / `enable` flip a device; `hash-token` hashes a token read from stdin for
 // a file kept by other means. One admin at a time: each command rewrites the whole file.
+//
+// `list`, `pin`, `rollback`, `unpin`, `train`, `pause` and `resume` talk to a running server's
+// HTTP port instead (server/dashboard.h) with its admin token, read from --admin-token-file or
+// STREAMDISTILL_ADMIN_TOKEN, never from the command line, where `ps` would show it.
 #include <CLI/CLI.hpp>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
 
+#include <cctype>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 
@@ -67,6 +75,76 @@ int SetEnabled(const std::string& path, const std::string& id, bool enabled) {
   return 0;
 }
 
+// The server's HTTP port, as --server, --admin-token-file and --ca-cert give it.
+struct ServerAddress {
+  std::string url = "http://127.0.0.1:9464";
+  std::string token_file;
+  std::string ca_cert;
+};
+
+StatusOr<std::string> AdminToken(const std::string& token_file) {
+  std::string token;
+  if (!token_file.empty()) {
+    SD_ASSIGN_OR_RETURN(token, Env::Default()->ReadFile(token_file, 4096));
+  } else if (const char* from_env = std::getenv("STREAMDISTILL_ADMIN_TOKEN")) {
+    token = from_env;
+  }
+  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+  if (token.empty())
+    return Status::InvalidArgument("no admin token: --admin-token-file FILE or STREAMDISTILL_ADMIN_TOKEN");
+  return token;
+}
+
+// GET (an empty `action`) /api/devices, or POST /api/devices/<device>/<action> with `body`:
+// the response's JSON, or the server's message as the error.
+StatusOr<nlohmann::json> CallServer(const ServerAddress& server, const std::string& device, const std::string& action,
+                                    const std::string& body = "") {
+  SD_ASSIGN_OR_RETURN(const std::string token, AdminToken(server.token_file));
+  httplib::Client client(server.url);
+  if (!client.is_valid()) return Status::InvalidArgument("--server " + server.url + ": not http(s)://host:port");
+  if (!server.ca_cert.empty()) client.set_ca_cert_path(server.ca_cert.c_str());
+  client.set_connection_timeout(5);
+  client.set_read_timeout(30);
+  const httplib::Headers headers = {{"Authorization", "Bearer " + token}};
+  const std::string path = action.empty() ? "/api/devices" : "/api/devices/" + device + "/" + action;
+  httplib::Result result = action.empty() ? client.Get(path, headers) : client.Post(path, headers, body, "application/json");
+  if (!result)
+    return Status::Unavailable(server.url + path + ": " + httplib::to_string(result.error()) +
+                               (server.url.rfind("https", 0) == 0 ? " (--ca-cert FILE for the server's CA)" : ""));
+  if (result->status != 200) {
+    std::string message = result->body;
+    while (!message.empty() && message.back() == '\n') message.pop_back();
+    return Status::Unavailable(path + ": HTTP " + std::to_string(result->status) + ": " + message);
+  }
+  nlohmann::json parsed = nlohmann::json::parse(result->body, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded()) return Status::DataLoss(path + ": the answer is not JSON");
+  return parsed;
+}
+
+std::string VersionText(const nlohmann::json& version) { return version.is_null() ? "-" : "v" + version.dump(); }
+
+// One device as a line: what it serves, what is published, and the admins' overrides.
+std::string DeviceLine(const nlohmann::json& row) {
+  return row.value("id", "?") + "  serves " + VersionText(row["served_version"]) + ", newest v" +
+         row["version"].dump() + (row["pinned_version"].is_null() ? "" : ", pinned to " + VersionText(row["pinned_version"])) +
+         (row.value("paused", false) ? ", training paused" : "") + (row.value("connected", false) ? ", connected" : "") +
+         ", " + row["frames"].dump() + " frames";
+}
+
+int List(const ServerAddress& server) {
+  auto devices = CallServer(server, "", "");
+  if (!devices.ok()) return Fail(devices.status());
+  for (const auto& row : (*devices)["devices"]) std::printf("%s\n", DeviceLine(row).c_str());
+  return 0;
+}
+
+int Act(const ServerAddress& server, const std::string& device, const std::string& action, const std::string& body = "") {
+  auto row = CallServer(server, device, action, body);
+  if (!row.ok()) return Fail(row.status());
+  std::printf("%s: done; %s\n", action.c_str(), DeviceLine(*row).c_str());
+  return 0;
+}
+
 int HashStdin() {
   std::string token;
   std::getline(std::cin, token);
@@ -81,7 +159,8 @@ int HashStdin() {
 }  // namespace sd
 
 int main(int argc, char** argv) {
-  CLI::App app{"streamdistill-admin: enrol, disable and re-key devices in the server's devices file"};
+  CLI::App app{"streamdistill-admin: enrol, disable and re-key devices in the server's devices file; pin, roll "
+               "back, train and pause devices on a running server"};
   app.require_subcommand(1);
   std::string devices_file, device;
   bool rotate = false, disabled = false;
@@ -95,7 +174,29 @@ int main(int argc, char** argv) {
   }
   enrol->add_flag("--rotate", rotate, "give an enrolled device a new token (the old one stops working)");
   enrol->add_flag("--disabled", disabled, "enrol it disabled");
+
+  sd::ServerAddress server;
+  uint64_t version = 0;
+  CLI::App* list = app.add_subcommand("list", "a running server's devices: versions, pins, pauses");
+  CLI::App* pin = app.add_subcommand("pin", "deploy a stored version to a device and keep it there");
+  CLI::App* rollback = app.add_subcommand("rollback", "pin a device to the version before the one it serves");
+  CLI::App* unpin = app.add_subcommand("unpin", "end a pin: the device gets the newest version again");
+  CLI::App* train = app.add_subcommand("train", "run the device's training round next");
+  CLI::App* pause = app.add_subcommand("pause", "stop scheduling the device's training (frames are still stored)");
+  CLI::App* resume = app.add_subcommand("resume", "schedule the device's training again");
+  for (CLI::App* command : {list, pin, rollback, unpin, train, pause, resume}) {
+    command->add_option("--server", server.url, "the server's HTTP port, http(s)://host:port")->capture_default_str();
+    command->add_option("--admin-token-file", server.token_file,
+                        "file holding http.admin_token (else the env var STREAMDISTILL_ADMIN_TOKEN)");
+    command->add_option("--ca-cert", server.ca_cert, "CA certificate (PEM) to check an https server with");
+    if (command != list) command->add_option("DEVICE", device, "device id")->required();
+  }
+  pin->add_option("VERSION", version, "a stored version of the device")->required()->check(CLI::PositiveNumber);
   if (auto exit_code = sd::ParseToolCommandLine(app, argc, argv)) return *exit_code;
+  if (list->parsed()) return sd::List(server);
+  if (pin->parsed()) return sd::Act(server, device, "pin", nlohmann::json{{"version", version}}.dump());
+  for (CLI::App* command : {rollback, unpin, train, pause, resume})
+    if (command->parsed()) return sd::Act(server, device, command->get_name());
   if (enrol->parsed()) return sd::Enrol(devices_file, device, rotate, disabled);
   if (disable->parsed()) return sd::SetEnabled(devices_file, device, false);
   if (enable->parsed()) return sd::SetEnabled(devices_file, device, true);
