@@ -25,21 +25,24 @@ struct GroupingDecision {
   // The devices of each unit after the decision (each sorted, in first-member order). A unit
   // equal to one before is unchanged.
   std::vector<std::vector<std::string>> groups;
+  // Per group: the member whose unit's student it starts from, when it took others this time
+  // (that student serves them all); "" otherwise (then the newest version among its units).
+  std::vector<std::string> seeds;
   std::vector<std::string> split_off;  // devices split off their group this time
   std::vector<std::string> reasons;    // one line per split and merge, with its figures
 };
 
-// Splits, then merges, with `margin` the mAP50 a device may lose and still count as alike:
+// Splits, then merges, with `margin` the mAP50 a device may lose and still be served:
 //  - split: a member of a group whose score on the group's student falls more than `margin`
-//    below the mean of the other members' scores leaves it (the worst first, one at a time,
-//    the mean taken again after each);
-//  - merge: complete linkage over the devices of comparable units not split this time whose
-//    student scores its own members above `margin` on average (one that does not has learnt
-//    nothing a comparison could tell apart: untrained students would all look alike). Devices
-//    a and b of different units are `margin`-alike when a's student scores b's frames within
-//    margin of b's own student and the other way round; the distance of two clusters is the
-//    largest loss over all their pairs, and the closest two merge while it is <= margin. So
-//    every pair in a merged group is alike. Devices of one unit are at distance 0.
+//    below the median of the group's scores leaves it (the worst first, one at a time, the
+//    median taken again after each); it is taken by others again, but takes no one until its
+//    own rounds have made its student its own;
+//  - merge, one way: a unit whose student is its own (comparable) and scores its members above
+//    `margin` on average may take another unit all of whose devices its student serves: scores
+//    their frames above `margin` and within `margin` of their own student. The pair that loses
+//    least merges first, again and again; a unit that took others is not taken. A device loses at most the margin by joining, however weak its
+//    own student (a symmetric test would wait until every student is good: CSBAD's cameras
+//    share a student exactly so that they need not each train one first).
 GroupingDecision DecideGroups(const std::vector<UnitScores>& units, double margin);
 
 // The transfer matrix for the log, one unit per row: "[cam1+cam2] cam1 .81 cam2 .79 cam3 .12".

@@ -100,6 +100,10 @@ Status ReadGroups(const YamlReader& root, ServerConfig* c) {
   SD_RETURN_IF_ERROR(grouping.Get("margin", &g.margin));
   SD_RETURN_IF_ERROR(grouping.Get("min_heldout_frames", &g.min_heldout_frames));
   SD_RETURN_IF_ERROR(grouping.Get("heldout_frames", &g.heldout_frames));
+  std::string start = g.start_together ? "together" : "alone";
+  SD_RETURN_IF_ERROR(grouping.Get("start", &start));
+  if (start != "together" && start != "alone") return grouping.Error("start", "must be together or alone");
+  g.start_together = start == "together";
   if (mode != "config" && mode != "auto") return grouping.Error("mode", "must be config or auto");
   g.automatic = mode == "auto";
   if (g.automatic && !c->groups.empty())

@@ -44,9 +44,14 @@ constexpr size_t kMinAdminTokenChars = 16;
 
 // How devices come to share students (docs/operations.md, `grouping:`; docs/fleet.md).
 struct GroupingOptions {
-  // false (mode config): the `groups` map, fixed. true (mode auto, CSBAD): every device starts
-  // alone; groups form and split by how well the students transfer (server/grouping.h).
+  // false (mode config): the `groups` map, fixed. true (mode auto, CSBAD): groups split and
+  // form by how well the students transfer (server/grouping.h).
   bool automatic = false;
+  // auto, `start: together` (default): the devices of server.yaml start as one group, which
+  // splits (one shared student is current soonest; a split costs nothing but the split-off
+  // device's own rounds). `start: alone`: each starts alone and joins a group whose student
+  // serves it. Devices of the devices file start alone either way.
+  bool start_together = true;
   double every_s = 120;         // auto: seconds between evaluations (looked at after each round)
   double margin = 0.05;         // auto: mAP50 a device may lose on another's student and still be alike
   int min_heldout_frames = 10;  // auto: a device takes part once it has this many held-out frames

@@ -104,7 +104,20 @@ struct ServerCore::Device {
   std::deque<RecentRound> rounds;  // the newest kRecentRounds
 };
 
-ServerCore::ServerCore(const ServerConfig& config) : config_(config), scheduler_(config.schedule) {}
+namespace {
+
+// grouping.start together: the devices of server.yaml as one group ("all") to split from.
+ServerConfig WithStartGroup(ServerConfig config) {
+  const GroupingOptions& g = config.grouping;
+  if (!g.automatic || !g.start_together || !config.groups.empty() || config.device_tokens.size() < 2) return config;
+  std::vector<std::string>& all = config.groups["all"];
+  for (const auto& [id, token] : config.device_tokens) all.push_back(id);
+  return config;
+}
+
+}  // namespace
+
+ServerCore::ServerCore(const ServerConfig& config) : config_(WithStartGroup(config)), scheduler_(config.schedule) {}
 
 ServerCore::~ServerCore() {
   BeginShutdown();
@@ -1187,12 +1200,15 @@ Status ServerCore::RegroupLocked() {
   // The decided units that differ from the current ones, and the current units they replace.
   std::vector<const std::vector<std::string>*> changed;
   std::map<std::string, std::shared_ptr<TrainingUnit>> replaced;  // by key: the order their locks are taken in
-  for (const std::vector<std::string>& group : decision.groups) {
+  std::map<const std::vector<std::string>*, std::string> seed_of;  // changed group -> its seed ("" none)
+  for (size_t g = 0; g < decision.groups.size(); ++g) {
+    const std::vector<std::string>& group = decision.groups[g];
     TrainingUnit* first = unit_of.at(group.front());
     bool same = group.size() == first->members.size();
     for (const std::string& member : group) same = same && unit_of.at(member) == first;
     if (same) continue;
     changed.push_back(&group);
+    seed_of[&group] = decision.seeds[g];
     for (const std::string& member : group) replaced[unit_of.at(member)->key] = current.at(unit_of.at(member)->key);
   }
   if (changed.empty()) {
@@ -1209,24 +1225,28 @@ Status ServerCore::RegroupLocked() {
   std::map<std::string, std::vector<std::string>> sources;  // new unit key -> the keys of the units it is made of
   std::vector<std::string> changes;
   for (const std::vector<std::string>* group : changed) {
-    // The newest version among the units it is made of, so that no member's version goes down.
+    // The student of the unit that took the others (it serves them all), else the newest
+    // version among the units it is made of; numbered after the newest of them, so that no
+    // member's version goes down.
     std::set<TrainingUnit*> from_units;
-    TrainingUnit* from = nullptr;
+    TrainingUnit* newest = nullptr;
     for (const std::string& member : *group) {
       TrainingUnit* unit = unit_of.at(member);
       from_units.insert(unit);
-      if (!from || unit->trainer->version() > from->trainer->version()) from = unit;
+      if (!newest || unit->trainer->version() > newest->trainer->version()) newest = unit;
     }
+    const std::string& seed = seed_of.at(group);
+    TrainingUnit* from = seed.empty() ? newest : unit_of.at(seed);
     const bool split = group->size() == 1 && from->members.size() > 1;
     const std::string name = group->size() > 1 ? "auto" + std::to_string(++auto_groups_made_) : "";
-    const uint64_t version = from->trainer->version();
+    const uint64_t version = newest->trainer->version();
     SD_ASSIGN_OR_RETURN(auto unit, NewUnit(name, *group, from->trainer->weights(), version));
     unit->resumed_map50 = from->trainer->published_map50();
     unit->comparable_from = split ? version + 1 : std::max<uint64_t>(1, version);
     for (TrainingUnit* old : from_units) sources[unit->key].push_back(old->key);
-    changes.push_back(fmt::format("{} ({}) from version {} of {}", unit->label,
+    changes.push_back(fmt::format("{} ({}) from the student of {}, as version {}", unit->label,
                                   group->size() > 1 ? "members " + fmt::format("{}", fmt::join(*group, "+")) : "alone",
-                                  version, from->label));
+                                  from->label, version));
     made.push_back(std::move(unit));
   }
   std::vector<std::pair<Device*, std::shared_ptr<TrainingUnit>>> moves;

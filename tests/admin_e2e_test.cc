@@ -133,5 +133,38 @@ TEST_F(AdminEndToEndTest, PinnedEdgeServesVersionOneThroughRoundsAndUnpinnedGets
   EXPECT_THAT(output, HasSubstr("HTTP 401"));
 }
 
+TEST_F(AdminEndToEndTest, APausedEdgeGetsNoRoundWhileItsFramesArriveAndResumeTrainsItAgain) {
+  ChildProcess server({std::string(SD_BINARY_DIR) + "/streamdistill-server", "--config", dir_ + "/server.yaml"},
+                      dir_ + "/server.log");
+  ChildProcess edge({std::string(SD_BINARY_DIR) + "/streamdistill-edge", "--config", dir_ + "/edge.yaml"},
+                    dir_ + "/edge.log");
+  ASSERT_TRUE(server.started() && edge.started());
+  ASSERT_TRUE(WaitFor([&] { return Served(Cam1()) >= 1; }, 90)) << "the edge never served version 1\n"
+                                                                 << server.Log();
+  std::string output;
+  ASSERT_EQ(Admin({"pause", "cam1"}, &output), 0) << output;
+  // A round that had begun before the pause may still publish; none begins after it.
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  ASSERT_TRUE(WaitFor([&] { return Cam1()["round_running"].is_null() || !Cam1()["round_running"].get<bool>(); }, 60));
+  const nlohmann::json paused = Cam1();
+  ASSERT_TRUE(paused["paused"].get<bool>());
+  const int64_t version = paused["version"].get<int64_t>();
+  const int64_t frames = paused["frames"].get<int64_t>();
+  ASSERT_TRUE(WaitFor([&] { return Cam1()["frames"].get<int64_t>() >= frames + 10; }, 60))
+      << "the paused device's frames stopped arriving\n" << server.Log();
+  EXPECT_EQ(Cam1()["version"].get<int64_t>(), version) << "a paused device was trained\n" << server.Log();
+  // Train now is refused while paused, with the reason.
+  EXPECT_EQ(Admin({"train", "cam1"}, &output), 1);
+  EXPECT_THAT(output, HasSubstr("paused"));
+
+  ASSERT_EQ(Admin({"resume", "cam1"}, &output), 0) << output;
+  ASSERT_EQ(Admin({"train", "cam1"}, &output), 0) << output;
+  ASSERT_TRUE(WaitFor([&] { return Cam1()["version"].get<int64_t>() > version; }, 90))
+      << "no round after resume\n" << server.Log();
+  EXPECT_FALSE(Cam1()["paused"].get<bool>());
+  EXPECT_THAT(server.Log(), HasSubstr("admin action by admin via HTTP: pause training of device cam1: done"));
+  EXPECT_THAT(server.Log(), HasSubstr("admin action by admin via HTTP: resume training of device cam1: done"));
+}
+
 }  // namespace
 }  // namespace sd

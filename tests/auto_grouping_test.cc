@@ -30,20 +30,33 @@ TEST(DecideGroupsTest, DevicesWhoseStudentsTransferWithinTheMarginMerge) {
   ASSERT_EQ(decision.reasons.size(), 1u);
 }
 
-TEST(DecideGroupsTest, CompleteLinkageKeepsOutADeviceAlikeToOnlyOneMember) {
-  // b is like a and like c, but a and c are not alike: b joins one of them, never both.
-  const std::vector<UnitScores> units = {Unit({"a"}, {{"a", 0.80}, {"b", 0.78}, {"c", 0.40}}),
-                                         Unit({"b"}, {{"a", 0.79}, {"b", 0.80}, {"c", 0.79}}),
-                                         Unit({"c"}, {{"a", 0.40}, {"b", 0.77}, {"c", 0.80}})};
+TEST(DecideGroupsTest, TheStudentThatServesTheMostTakesThemAndNoOneItServesBadly) {
+  // b's student serves a and c within 0.05 of their own; a's serves only b. d is served by no
+  // one: b's student finds little there.
+  const std::vector<UnitScores> units = {
+      Unit({"a"}, {{"a", 0.80}, {"b", 0.78}, {"c", 0.40}, {"d", 0.10}}),
+      Unit({"b"}, {{"a", 0.79}, {"b", 0.80}, {"c", 0.79}, {"d", 0.20}}),
+      Unit({"c"}, {{"a", 0.40}, {"b", 0.77}, {"c", 0.80}, {"d", 0.10}}),
+      Unit({"d"}, {{"a", 0.10}, {"b", 0.10}, {"c", 0.10}, {"d", 0.60}})};
   const GroupingDecision decision = DecideGroups(units, 0.05);
-  ASSERT_EQ(decision.groups.size(), 2u);
-  for (const auto& group : decision.groups)
-    EXPECT_FALSE(std::count(group.begin(), group.end(), "a") && std::count(group.begin(), group.end(), "c"));
+  EXPECT_EQ(decision.groups, (Groups{{"a", "b", "c"}, {"d"}}));
+  EXPECT_EQ(decision.seeds, (std::vector<std::string>{"b", ""})) << "the group starts from b's student";
 }
 
-TEST(DecideGroupsTest, AStudentNotYetItsOwnDoesNotMerge) {
-  const std::vector<UnitScores> units = {Unit({"a"}, {{"a", 0.0}, {"b", 0.0}}, /*comparable=*/false),
-                                         Unit({"b"}, {{"a", 0.0}, {"b", 0.0}}, /*comparable=*/false)};
+TEST(DecideGroupsTest, AWeakCameraJoinsAStudentThatServesItButNotOneThatFindsNothingThere) {
+  // a's student is good; b's (0.10) and c's (0.04) are weak. a's student scores 0.60 on b's
+  // frames: b gains by joining. On c's frames it finds 0.02: no better than c's own, but nothing,
+  // so c stays alone.
+  const std::vector<UnitScores> units = {Unit({"a"}, {{"a", 0.80}, {"b", 0.60}, {"c", 0.02}}),
+                                         Unit({"b"}, {{"a", 0.10}, {"b", 0.10}, {"c", 0.00}}),
+                                         Unit({"c"}, {{"a", 0.00}, {"b", 0.00}, {"c", 0.04}})};
+  EXPECT_EQ(DecideGroups(units, 0.05).groups, (Groups{{"a", "b"}, {"c"}}));
+}
+
+TEST(DecideGroupsTest, AStudentNotYetItsOwnTakesNoOne) {
+  // b's student is a copy (a split's, or untrained): however well it scores, it takes no one.
+  const std::vector<UnitScores> units = {Unit({"a"}, {{"a", 0.5}, {"b", 0.0}}, /*comparable=*/false),
+                                         Unit({"b"}, {{"a", 0.8}, {"b", 0.8}}, /*comparable=*/false)};
   EXPECT_EQ(DecideGroups(units, 0.05).groups, (Groups{{"a"}, {"b"}}));
 }
 
@@ -77,9 +90,10 @@ struct Scenes {
   }
 };
 
-ServerConfig AutoConfig(const std::string& dir) {
+ServerConfig AutoConfig(const std::string& dir, const std::string& start = "alone") {
   auto config = ParseServerConfig(
-      ServerYaml(dir, "grouping: {mode: auto, every_s: 1000000, margin: 0.1, min_heldout_frames: 5, heldout_frames: 8}\n"),
+      ServerYaml(dir, "grouping: {mode: auto, start: " + start +
+                          ", every_s: 1000000, margin: 0.1, min_heldout_frames: 5, heldout_frames: 8}\n"),
       "auto.yaml");
   EXPECT_TRUE(config.ok()) << config.status().ToString();
   config->device_tokens["cam3"] = "secret-token-3";
@@ -164,6 +178,31 @@ TEST(AutoGroupingTest, ACameraWhoseSceneChangesIsSplitOffItsGroup) {
   auto round = (*core)->RunRound("cam2", kShortRoundSteps);
   ASSERT_TRUE(round.ok()) << round.status().ToString();
   EXPECT_EQ(round->train_frames, 60);
+}
+
+// grouping.start together (the default): the cameras of server.yaml start as one group, so the
+// first version reaches them all at once, trained on all their frames.
+TEST(AutoGroupingTest, CamerasStartTogetherAndShareTheFirstRound) {
+  const Scenes scenes;
+  auto core = ServerCore::Create(AutoConfig(TempDir("auto_group_together"), "together"), scenes.Oracle());
+  ASSERT_TRUE(core.ok()) << core.status().ToString();
+  for (const std::string device : {"cam1", "cam2", "cam3"}) EXPECT_EQ(GroupOf(**core, device), "all") << device;
+  SendFrames(**core, scenes.street, {"cam1", "cam2"}, 40);
+  SendFrames(**core, scenes.other, {"cam3"}, 40);
+  auto round = (*core)->RunRound("cam1", kFirstRoundSteps);
+  ASSERT_TRUE(round.ok()) << round.status().ToString();
+  EXPECT_EQ(round->train_frames, 90) << "one student on the three cameras' frames";
+  ASSERT_TRUE(round->published) << round->reason;
+  for (const std::string device : {"cam1", "cam2", "cam3"}) {
+    auto update = (*core)->LatestUpdate(device);
+    ASSERT_TRUE(update.ok() && *update) << device;
+    EXPECT_EQ((*update)->new_version, 1u) << device;
+  }
+  // The two cameras of one scene score alike on the shared student: a regroup keeps them together.
+  ASSERT_TRUE((*core)->Regroup().ok());
+  const std::string group = GroupOf(**core, "cam1");
+  EXPECT_NE(group, "");
+  EXPECT_EQ(GroupOf(**core, "cam2"), group);
 }
 
 }  // namespace

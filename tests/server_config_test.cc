@@ -188,6 +188,10 @@ TEST(ServerConfigTest, AutomaticGroupingIsChosenWithItsParameters) {
   EXPECT_EQ(automatic->grouping.margin, 0.1);
   EXPECT_EQ(automatic->grouping.min_heldout_frames, 4);
   EXPECT_EQ(automatic->grouping.heldout_frames, 12);
+  EXPECT_TRUE(automatic->grouping.start_together);
+  auto alone = parse("grouping: {mode: auto, start: alone}\n");
+  ASSERT_TRUE(alone.ok()) << alone.status().ToString();
+  EXPECT_FALSE(alone->grouping.start_together);
   auto error_of = [&](const std::string& extra) {
     auto parsed = parse(extra);
     return parsed.ok() ? std::string("parsed") : parsed.status().message();
@@ -195,6 +199,7 @@ TEST(ServerConfigTest, AutomaticGroupingIsChosenWithItsParameters) {
   EXPECT_NE(error_of("grouping: {mode: auto}\ngroups:\n  a: [cam1, cam2]\n").find("leave `groups` out"),
             std::string::npos);
   EXPECT_NE(error_of("grouping: {mode: clusters}\n").find("config or auto"), std::string::npos);
+  EXPECT_NE(error_of("grouping: {mode: auto, start: apart}\n").find("together or alone"), std::string::npos);
   EXPECT_NE(error_of("grouping: {mode: auto, margin: 1.5}\n").find("margin"), std::string::npos);
   EXPECT_NE(error_of("grouping: {mode: auto, min_heldout_frames: 20, heldout_frames: 10}\n").find("heldout_frames"),
             std::string::npos);
