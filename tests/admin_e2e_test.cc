@@ -6,6 +6,7 @@
 // applying an update).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <httplib.h>
 #include <stdlib.h>
 
@@ -32,7 +33,9 @@ constexpr char kAdminToken[] = "admin-e2e-test-admin-token";
 class AdminEndToEndTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = TempDir("admin_e2e");
+    // ctest runs each test in its own process, at once: one folder each (the logs, the ports).
+    dir_ = TempDir(std::string("admin_e2e_") + ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" +
+                   std::to_string(::getpid()));
     grpc_port_ = FreePort();
     http_port_ = FreePort();
     std::string yaml = ServerYaml(dir_ + "/server");
