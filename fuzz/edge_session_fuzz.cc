@@ -81,8 +81,16 @@ sd::ServerCore* Core() {
     });
     if (!core.ok()) std::fprintf(stderr, "%s\n", core.status().ToString().c_str());
     SD_FUZZ_CHECK(core.ok());
-    return core->release();  // lives for the whole fuzzing process
+    return core->release();
   }();
+  // Lives for the whole fuzzing process, but is shut down before the process's static
+  // destructors run: a labeller thread still decoding a JPEG when OpenCV's codec registry is
+  // destroyed at exit crashed the target after its last input (CI, 2026-12-01).
+  static const bool shutdown_registered = [] {
+    std::atexit([] { delete core; });
+    return true;
+  }();
+  (void)shutdown_registered;
   return core;
 }
 
