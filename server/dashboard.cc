@@ -70,7 +70,10 @@ json RoundJson(const RecentRound& round) {
           {"version", r.version},         {"map50_before", Map50(r.map50_before)},
           {"map50_after", Map50(r.map50_after)}, {"reason", r.reason},
           {"seconds", r.seconds},         {"train_frames", r.train_frames},
-          {"val_frames", r.val_frames}};
+          {"val_frames", r.val_frames},   {"memory_frames", r.memory_frames},
+          {"longterm_map50_before", Map50(r.longterm_map50_before)},
+          {"longterm_map50_after", Map50(r.longterm_map50_after)},
+          {"longterm_val_frames", r.longterm_val_frames}};
 }
 
 // A fleet table row: the device's state, its newest two versions (mAP50 and its trend) and

@@ -183,8 +183,12 @@ function renderRounds(rounds) {
     const row = el("tr");
     row.append(el("td", {}, when(r.ended_ms)));
     row.append(el("td", { class: r.published ? "" : "discarded" }, r.published ? "published v" + r.version : "discarded"));
-    row.append(el("td", {}, fmt(r.map50_before, 3) + " → " + fmt(r.map50_after, 3)));
-    row.append(el("td", {}, r.train_frames + " + " + r.val_frames + " held out"));
+    const longterm = r.longterm_val_frames > 0
+      ? "; long-term " + fmt(r.longterm_map50_before, 3) + " → " + fmt(r.longterm_map50_after, 3) : "";
+    row.append(el("td", {}, fmt(r.map50_before, 3) + " → " + fmt(r.map50_after, 3) + longterm));
+    row.append(el("td", {}, r.train_frames + (r.memory_frames > 0 ? " + " + r.memory_frames + " long-term" : "") +
+                            ", " + r.val_frames + (r.longterm_val_frames > 0 ? " + " + r.longterm_val_frames : "") +
+                            " held out"));
     row.append(el("td", { class: "why" }, r.reason));
     body.append(row);
   }

@@ -59,12 +59,47 @@ Status RoundOptions::Validate() const {
   if (iterations < 1) return Status::InvalidArgument("round iterations must be >= 1");
   if (replay_frames < 1) return Status::InvalidArgument("round replay_frames must be >= 1");
   if (!(max_map50_drop >= 0)) return Status::InvalidArgument("round max_map50_drop must be >= 0");
+  if (!(max_forgetting >= 0)) return Status::InvalidArgument("round max_forgetting must be >= 0");
   if (min_validation_frames < 0) return Status::InvalidArgument("round min_validation_frames must be >= 0");
   if (!(sparse_fraction >= 0 && sparse_fraction < 1))
     return Status::InvalidArgument("round sparse_fraction must be in [0, 1) (0: dense rounds)");
   if (!(eval_score_threshold >= 0 && eval_score_threshold < 1))
     return Status::InvalidArgument("round eval_score_threshold must be in [0, 1)");
   return trainer.Validate();
+}
+
+GateDecision DecideGate(const GateScores& scores, const RoundOptions& options) {
+  constexpr double kEps = 1e-12;
+  GateDecision d;
+  if (!std::isfinite(scores.final_loss)) {
+    d.reason = "training diverged (loss " + std::to_string(scores.final_loss) + ")";
+    return d;
+  }
+  const std::string recent = "held-out mAP50 " + Fixed3(scores.recent_before) + " -> " + Fixed3(scores.recent_after);
+  const bool check_longterm = scores.longterm_frames >= options.min_validation_frames && scores.longterm_labelled;
+  const std::string longterm = "long-term held-out mAP50 " + Fixed3(scores.longterm_before) + " -> " +
+                               Fixed3(scores.longterm_after) + " (" + std::to_string(scores.longterm_frames) +
+                               " frames)";
+  if (check_longterm && scores.longterm_after < scores.longterm_before - options.max_forgetting - kEps) {
+    d.reason = longterm + " forgets more than " + Fixed3(options.max_forgetting) + " (" + recent + ")";
+    return d;
+  }
+  const std::string longterm_note = check_longterm ? "; " + longterm + " within " + Fixed3(options.max_forgetting) : "";
+  if (scores.recent_frames < options.min_validation_frames) {
+    d.publish = true;
+    d.reason = "bootstrapping: " + std::to_string(scores.recent_frames) + " validation frames < " +
+               std::to_string(options.min_validation_frames) + ", gate checks training only" + longterm_note;
+  } else if (!scores.recent_labelled) {
+    // No reference box anywhere: mAP cannot tell the two apart, so this set cannot object.
+    d.publish = true;
+    d.reason = "validation frames hold no labels, gate checks training only" + longterm_note;
+  } else if (scores.recent_after >= scores.recent_before - options.max_map50_drop - kEps) {
+    d.publish = true;
+    d.reason = recent + " within the allowed drop " + Fixed3(options.max_map50_drop) + longterm_note;
+  } else {
+    d.reason = recent + " drops more than " + Fixed3(options.max_map50_drop) + longterm_note;
+  }
+  return d;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -151,7 +186,8 @@ StatusOr<EvalResult> DeviceTrainer::EvaluatePublished(const std::vector<Labelled
 }
 
 StatusOr<RoundResult> DeviceTrainer::RunRound(const std::vector<TrainingSample>& train,
-                                              const std::vector<LabelledFrame>& validation, int iterations) {
+                                              const std::vector<LabelledFrame>& validation, int iterations,
+                                              const LongTermMemory& memory) {
   std::lock_guard<std::mutex> round_lock(round_mu_);
   const auto round_start = std::chrono::steady_clock::now();
   const std::shared_ptr<const Published> current = Snapshot();
@@ -162,13 +198,21 @@ StatusOr<RoundResult> DeviceTrainer::RunRound(const std::vector<TrainingSample>&
   if (train.empty()) return Status::FailedPrecondition(what + ": no training frames");
   // The replay horizon: only the newest frames, so the student follows the scene as it is now.
   const size_t first = train.size() > static_cast<size_t>(options_.replay_frames) ? train.size() - options_.replay_frames : 0;
-  const std::vector<TrainingSample> replay(train.begin() + first, train.end());
+  std::vector<TrainingSample> replay(train.begin() + first, train.end());
   for (size_t i = 0; i < replay.size(); ++i)
     if (replay[i].bgr.empty() || replay[i].bgr.type() != CV_8UC3)
       return Status::InvalidArgument(what + ": training frame " + std::to_string(first + i) +
                                      " is not an 8-bit BGR image");
+  for (size_t i = 0; i < memory.replay.size(); ++i)
+    if (memory.replay[i].bgr.empty() || memory.replay[i].bgr.type() != CV_8UC3)
+      return Status::InvalidArgument(what + ": long-term training frame " + std::to_string(i) +
+                                     " is not an 8-bit BGR image");
   result.train_frames = static_cast<int>(replay.size());
   result.val_frames = static_cast<int>(validation.size());
+  result.memory_frames = static_cast<int>(memory.replay.size());
+  result.longterm_val_frames = static_cast<int>(memory.validation.size());
+  // Batches draw from both alike, so the memory's share of each batch is its share of frames.
+  replay.insert(replay.end(), memory.replay.begin(), memory.replay.end());
 
   // The candidate is a copy: the published model is shared with readers and must not move
   // until the gate has passed.
@@ -229,36 +273,36 @@ StatusOr<RoundResult> DeviceTrainer::RunRound(const std::vector<TrainingSample>&
   const InferenceOptions inference = EvalInference(options_);
   StatusOr<std::shared_ptr<const StudentDetector>> candidate_detector = candidate->MakeDetector(inference);
   if (!candidate_detector.ok()) return candidate_detector.status().WithContext(what + ": candidate");
-  bool labelled = false;
-  if (!validation.empty()) {
-    StatusOr<EvalResult> before = EvaluateDetector(*current->detector, validation);
-    if (!before.ok()) return before.status().WithContext(what + ": evaluating the published weights");
-    StatusOr<EvalResult> after = EvaluateDetector(**candidate_detector, validation);
-    if (!after.ok()) return after.status().WithContext(what + ": evaluating the candidate");
-    result.map50_before = before->map50;
-    result.map50_after = after->map50;
-    labelled = before->valid();
-  }
+  // Published and candidate on one held-out set: (before, after, the set holds a label).
+  auto score_both = [&](const std::vector<LabelledFrame>& frames, const std::string& set,
+                        double* before_map50, double* after_map50, bool* labelled) -> Status {
+    if (frames.empty()) return Status::Ok();
+    StatusOr<EvalResult> before = EvaluateDetector(*current->detector, frames);
+    if (!before.ok()) return before.status().WithContext(what + ": evaluating the published weights on " + set);
+    StatusOr<EvalResult> after = EvaluateDetector(**candidate_detector, frames);
+    if (!after.ok()) return after.status().WithContext(what + ": evaluating the candidate on " + set);
+    *before_map50 = before->map50;
+    *after_map50 = after->map50;
+    *labelled = before->valid();
+    return Status::Ok();
+  };
+  GateScores scores;
+  scores.final_loss = result.final_loss;
+  scores.recent_frames = result.val_frames;
+  scores.longterm_frames = result.longterm_val_frames;
+  SD_RETURN_IF_ERROR(score_both(validation, "the recent held-out frames", &result.map50_before, &result.map50_after,
+                                &scores.recent_labelled));
+  SD_RETURN_IF_ERROR(score_both(memory.validation, "the long-term held-out frames", &result.longterm_map50_before,
+                                &result.longterm_map50_after, &scores.longterm_labelled));
+  scores.recent_before = result.map50_before;
+  scores.recent_after = result.map50_after;
+  scores.longterm_before = result.longterm_map50_before;
+  scores.longterm_after = result.longterm_map50_after;
+  const bool labelled = scores.recent_labelled;
 
-  // The gate.
-  bool pass = false;
-  const std::string change = "held-out mAP50 " + Fixed3(result.map50_before) + " -> " + Fixed3(result.map50_after);
-  if (!std::isfinite(result.final_loss)) {
-    result.reason = "training diverged (loss " + std::to_string(result.final_loss) + ")";
-  } else if (result.val_frames < options_.min_validation_frames) {
-    pass = true;
-    result.reason = "bootstrapping: " + std::to_string(result.val_frames) + " validation frames < " +
-                    std::to_string(options_.min_validation_frames) + ", gate checks training only";
-  } else if (!labelled) {
-    // No reference box anywhere: mAP cannot tell the two apart, so the gate cannot object.
-    pass = true;
-    result.reason = "validation frames hold no labels, gate checks training only";
-  } else if (result.map50_after >= result.map50_before - options_.max_map50_drop - 1e-12) {
-    pass = true;
-    result.reason = change + " within the allowed drop " + Fixed3(options_.max_map50_drop);
-  } else {
-    result.reason = change + " drops more than " + Fixed3(options_.max_map50_drop);
-  }
+  const GateDecision gate = DecideGate(scores, options_);
+  const bool pass = gate.publish;
+  result.reason = gate.reason;
 
   if (pass) {
     auto next = std::make_shared<Published>();

@@ -32,6 +32,9 @@ struct RoundOptions {
   int iterations = 100;           // Adam steps per round (K)
   int replay_frames = 300;        // train on the most recent N training frames (replay horizon)
   double max_map50_drop = 0.02;   // publish only if held-out mAP50 did not fall by more than this
+  // ... and only if mAP50 on the long-term held-out set (LongTermMemory::validation) did not
+  // fall by more than this: what a round may forget of earlier conditions to learn the new one.
+  double max_forgetting = 0.03;
   int min_validation_frames = 5;  // below this the gate only checks that training ran (bootstrapping)
   // Batch size, learning rate, augmentation and seed. Per round, total_steps is replaced by
   // `iterations` and warmup_steps is capped at it, so each round runs a short warm-up and one
@@ -67,12 +70,24 @@ struct DeliveredUpdate {
 using UpdateEncoder = std::function<StatusOr<DeliveredUpdate>(
     uint64_t base_version, const std::vector<float>& base, const std::vector<float>& candidate)>;
 
+// A round's long-term memory (docs/architecture.md, "Memory against forgetting"): frames of
+// what the camera saw before its recent windows, chosen to cover every look (k-center). The
+// round trains on `replay` beside its recent frames, and the gate checks on `validation` that
+// the candidate did not forget those looks. Both may be empty (a new camera has no past).
+struct LongTermMemory {
+  std::vector<TrainingSample> replay;
+  std::vector<LabelledFrame> validation;
+};
+
 struct RoundResult {
   bool published = false;
   uint64_t version = 0;  // the published version after the round (unchanged when discarded)
-  // On the validation frames; -1 when not measured (no validation frames).
+  // On the (recent) validation frames; -1 when not measured (no validation frames).
   double map50_before = -1, map50_after = -1;
-  int train_frames = 0, val_frames = 0;
+  // On the long-term validation frames; -1 when not measured (none).
+  double longterm_map50_before = -1, longterm_map50_after = -1;
+  int train_frames = 0, val_frames = 0;     // recent training frames (replay window), recent validation frames
+  int memory_frames = 0, longterm_val_frames = 0;  // long-term training and validation frames
   int iterations = 0;        // Adam steps run
   double seconds = 0;        // the whole round
   double train_seconds = 0;  // of which the Adam steps
@@ -81,6 +96,28 @@ struct RoundResult {
   int changed_weights = 0;   // weights whose value differs from the start of the round
   DeliveredUpdate update;    // with an encoder, the published version's update (else empty)
 };
+
+// What the gate saw of a round: mAP50 before and after on each held-out set, whether the set
+// holds any label at all (else mAP cannot tell two students apart), and the training loss.
+struct GateScores {
+  double final_loss = 0;
+  int recent_frames = 0;
+  bool recent_labelled = false;
+  double recent_before = -1, recent_after = -1;
+  int longterm_frames = 0;
+  bool longterm_labelled = false;
+  double longterm_before = -1, longterm_after = -1;
+};
+struct GateDecision {
+  bool publish = false;
+  std::string reason;  // one line, with the figures
+};
+// The gate: a finite loss; then, with at least min_validation_frames recent held-out frames
+// that hold labels, recent mAP50 may fall by max_map50_drop at most (fewer frames: the round
+// passes, bootstrapping); and with at least min_validation_frames labelled long-term frames,
+// long-term mAP50 may fall by max_forgetting at most. So a round that gains on the scene as it
+// is now is discarded for an earlier condition's sake only when it forgets beyond that margin.
+GateDecision DecideGate(const GateScores& scores, const RoundOptions& options);
 
 // AMS's selection: every index `always` marks, plus the ceil(fraction x n) of the other n
 // indices of largest |magnitude| (ties: lower index first; NaN counts as 0).
@@ -105,8 +142,10 @@ class DeviceTrainer {
   // leave the published weights unchanged too. Rounds of one trainer run one at a time (a
   // second caller waits); the accessors below stay available while a round runs. `iterations`
   // > 0 replaces options.iterations for this round (the scheduler's RoundIterations).
+  // `memory` adds long-term frames to the training set (beside the replay window) and a
+  // long-term held-out set to the gate (DecideGate).
   StatusOr<RoundResult> RunRound(const std::vector<TrainingSample>& train, const std::vector<LabelledFrame>& validation,
-                                 int iterations = 0);
+                                 int iterations = 0, const LongTermMemory& memory = {});
 
   // Makes a running round (and any later one) stop at its next step with Aborted, leaving
   // the published weights as they are: a shutdown must not wait for a round to end.

@@ -26,7 +26,7 @@ namespace {
 namespace fs = std::filesystem;
 
 // Bumped when the tables change incompatibly; a newer store is refused, not misread.
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;  // 2: frames.embedding
 
 constexpr char kSchema[] = R"sql(
 CREATE TABLE IF NOT EXISTS frames(
@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS frames(
   validation INTEGER NOT NULL,
   labels TEXT NOT NULL,           -- EncodeLabels
   image_bytes INTEGER NOT NULL,   -- size of the image file, checked on load
+  embedding BLOB,                 -- AppearanceEmbedding as float32s; NULL before version 2
   PRIMARY KEY(device_id, sequence)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS frames_by_kind ON frames(device_id, validation, sequence);
 CREATE TABLE IF NOT EXISTS versions(
@@ -57,7 +58,7 @@ CREATE TABLE IF NOT EXISTS devices(device_id TEXT PRIMARY KEY NOT NULL) WITHOUT 
 )sql";
 
 constexpr char kFrameColumns[] =
-    "sequence, frame_index, capture_time_s, source_width, source_height, image_score, validation, labels";
+    "sequence, frame_index, capture_time_s, source_width, source_height, image_score, validation, labels, embedding";
 constexpr char kVersionColumns[] = "version, base_version, encoding, weights_checksum, val_map50, created_ms";
 
 constexpr uint64_t kMaxSqlInteger = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
@@ -254,8 +255,8 @@ struct FrameStore::Statements {
   sqlite3_stmt* last_sequence = nullptr;
   sqlite3_stmt* count = nullptr;
   sqlite3_stmt* usage = nullptr;
-  sqlite3_stmt* recent = nullptr;
   sqlite3_stmt* since = nullptr;
+  sqlite3_stmt* newest_of_kind = nullptr;
   sqlite3_stmt* insert_version = nullptr;
   sqlite3_stmt* version_bytes = nullptr;
   sqlite3_stmt* latest_version = nullptr;
@@ -267,7 +268,7 @@ struct FrameStore::Statements {
   ~Statements() {
     for (sqlite3_stmt* s :
          {txn.begin, txn.commit, txn.rollback, txn.insert_device, insert_frame, frame_bytes, last_sequence, count,
-          usage, recent, since, insert_version, version_bytes, latest_version, versions, devices, frame_sizes, delete_frame}) {
+          usage, newest_of_kind, since, insert_version, version_bytes, latest_version, versions, devices, frame_sizes, delete_frame}) {
       sqlite3_finalize(s);
     }
   }
@@ -280,14 +281,15 @@ struct FrameStore::Statements {
         {&txn.rollback, "ROLLBACK"},
         {&insert_frame,
          "INSERT OR IGNORE INTO frames(device_id, sequence, frame_index, capture_time_s, source_width, "
-         "source_height, image_score, validation, labels, image_bytes) VALUES(?,?,?,?,?,?,?,?,?,?)"},
+         "source_height, image_score, validation, labels, image_bytes, embedding) VALUES(?,?,?,?,?,?,?,?,?,?,?)"},
         {&txn.insert_device, "INSERT OR IGNORE INTO devices(device_id) VALUES(?)"},
         {&frame_bytes, "SELECT image_bytes FROM frames WHERE device_id = ? AND sequence = ?"},
         {&last_sequence, "SELECT MAX(sequence) FROM frames WHERE device_id = ?"},
         {&count, "SELECT COUNT(*) FROM frames WHERE device_id = ? AND validation = ?"},
         {&usage, "SELECT COUNT(*), COALESCE(SUM(image_bytes), 0) FROM frames WHERE device_id = ?"},
-        {&recent, frame_select + "WHERE device_id = ? AND validation = ? ORDER BY sequence DESC LIMIT ?"},
         {&since, frame_select + "WHERE device_id = ? AND sequence > ? ORDER BY sequence LIMIT ?"},
+        {&newest_of_kind,
+         frame_select + "WHERE device_id = ? AND validation = ? AND sequence <= ? ORDER BY sequence DESC LIMIT ?"},
         {&insert_version,
          "INSERT OR IGNORE INTO versions(device_id, version, base_version, encoding, weights_checksum, val_map50, "
          "created_ms, checkpoint_bytes) VALUES(?,?,?,?,?,?,?,?)"},
@@ -355,6 +357,12 @@ FrameRecord ReadFrameRow(sqlite3_stmt* s, const std::string& device_id) {
   r.source_height = sqlite3_column_int(s, 4);
   r.image_score = static_cast<float>(ColumnDouble(s, 5));
   r.validation = sqlite3_column_int(s, 6) != 0;
+  // A blob whose size is not whole floats is not trusted: the frame simply has no embedding.
+  const int embedding_bytes = sqlite3_column_bytes(s, 8);
+  if (embedding_bytes > 0 && embedding_bytes % sizeof(float) == 0) {
+    r.embedding.resize(embedding_bytes / sizeof(float));
+    std::memcpy(r.embedding.data(), sqlite3_column_blob(s, 8), embedding_bytes);
+  }
   return r;  // labels (column 7) and image_path are the caller's: they can fail / need the dir
 }
 
@@ -480,9 +488,18 @@ Status FrameStore::OpenIndex() {
   }
   if (read_only_) {
     // A server sets the version with the tables, in one transaction.
-    if (version != kSchemaVersion) return Status::FailedPrecondition(path + ": not a frame store index (no tables)");
+    if (version == 0) return Status::FailedPrecondition(path + ": not a frame store index (no tables)");
+    if (version != kSchemaVersion)
+      return Status::FailedPrecondition(path + ": schema version " + std::to_string(version) +
+                                        "; start the server on it once to upgrade it to " +
+                                        std::to_string(kSchemaVersion));
     statements_ = std::make_unique<Statements>();
     return statements_->Prepare(db_, path);
+  }
+  if (version == 1) {  // frames stored before then keep a NULL embedding
+    SD_RETURN_IF_ERROR(Exec(db_, "BEGIN IMMEDIATE;ALTER TABLE frames ADD COLUMN embedding BLOB;PRAGMA user_version=2;COMMIT;",
+                            path + ": upgrading the schema from version 1 to 2"));
+    spdlog::info("{}: schema upgraded from version 1 to 2 (frame embeddings)", path);
   }
   SD_RETURN_IF_ERROR(Exec(
       db_,
@@ -601,6 +618,12 @@ StatusOr<bool> FrameStore::Put(const FrameRecord& frame) {
         sqlite3_bind_int(s.insert_frame, 8, frame.validation ? 1 : 0);
         BindText(s.insert_frame, 9, EncodeLabels(frame.labels));
         sqlite3_bind_int64(s.insert_frame, 10, static_cast<sqlite3_int64>(frame.jpeg.size()));
+        if (frame.embedding.empty()) {
+          sqlite3_bind_null(s.insert_frame, 11);
+        } else {
+          sqlite3_bind_blob(s.insert_frame, 11, frame.embedding.data(),
+                            static_cast<int>(frame.embedding.size() * sizeof(float)), SQLITE_TRANSIENT);
+        }
         return sqlite3_step(s.insert_frame);
       },
       frame.device_id));
@@ -670,21 +693,34 @@ StatusOr<std::vector<FrameRecord>> ReadFrames(sqlite3* db, sqlite3_stmt* stmt, c
 
 }  // namespace
 
-StatusOr<std::vector<FrameRecord>> FrameStore::Recent(const std::string& device_id, bool validation, int limit) const {
+StatusOr<std::vector<FrameRecord>> FrameStore::NewestOfKind(const std::string& device_id, bool validation,
+                                                            uint64_t max_sequence, int limit) const {
   SD_RETURN_IF_ERROR(CheckDeviceId(device_id));
   if (limit <= 0) return std::vector<FrameRecord>();
   std::vector<FrameRecord> out;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    sqlite3_stmt* stmt = statements_->recent;
+    sqlite3_stmt* stmt = statements_->newest_of_kind;
     StatementUse use(stmt);
     BindText(stmt, 1, device_id);
     sqlite3_bind_int(stmt, 2, validation ? 1 : 0);
-    sqlite3_bind_int(stmt, 3, limit);
-    SD_ASSIGN_OR_RETURN(out, ReadFrames(db_, stmt, dir_, device_id, "recent frames of " + device_id));
+    BindU64(stmt, 3, std::min(max_sequence, kMaxSqlInteger));
+    sqlite3_bind_int(stmt, 4, limit);
+    SD_ASSIGN_OR_RETURN(out, ReadFrames(db_, stmt, dir_, device_id,
+                                        "newest frames of " + device_id + " up to " + std::to_string(max_sequence)));
   }
   std::reverse(out.begin(), out.end());  // the query takes the newest; callers want oldest first
   return out;
+}
+
+StatusOr<std::vector<FrameRecord>> FrameStore::Recent(const std::string& device_id, bool validation, int limit) const {
+  return NewestOfKind(device_id, validation, kMaxSqlInteger, limit);
+}
+
+StatusOr<std::vector<FrameRecord>> FrameStore::Older(const std::string& device_id, bool validation,
+                                                     uint64_t before_sequence, int limit) const {
+  if (before_sequence == 0) return std::vector<FrameRecord>();
+  return NewestOfKind(device_id, validation, before_sequence - 1, limit);
 }
 
 StatusOr<std::vector<FrameRecord>> FrameStore::Since(const std::string& device_id, uint64_t after_sequence,

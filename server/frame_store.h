@@ -53,6 +53,7 @@ struct FrameRecord {  // what the server stores per received frame
   float image_score = 0;
   bool validation = false;  // held-out validation frame (every k-th) vs training frame
   Detections labels;        // teacher labels in the stored image's pixel coordinates
+  std::vector<float> embedding;  // AppearanceEmbedding of the stored image; empty if stored before it existed
   std::string jpeg;         // on Put: the bytes to store; on reads: filled only by LoadImage
   std::string image_path;   // filled on reads
 };
@@ -133,6 +134,10 @@ class FrameStore {
   // The newest `limit` frames of a kind, oldest first (labels, metadata, image_path; not the
   // jpeg bytes). limit <= 0 gives none.
   StatusOr<std::vector<FrameRecord>> Recent(const std::string& device_id, bool validation, int limit) const;
+  // The newest `limit` frames of a kind with sequence < before_sequence, oldest first: the
+  // history behind a round's recent windows, from which the long-term memory is chosen.
+  StatusOr<std::vector<FrameRecord>> Older(const std::string& device_id, bool validation, uint64_t before_sequence,
+                                           int limit) const;
   // Frames of both kinds with sequence > after_sequence (for "new data since the last
   // round"), oldest first, at most `limit` (<= 0 gives none).
   StatusOr<std::vector<FrameRecord>> Since(const std::string& device_id, uint64_t after_sequence, int limit) const;
@@ -169,6 +174,9 @@ class FrameStore {
   struct Statements;
   FrameStore(std::string dir, Env* env, int lock_fd, bool read_only);
 
+  // The newest `limit` frames of a kind with sequence <= max_sequence, oldest first.
+  StatusOr<std::vector<FrameRecord>> NewestOfKind(const std::string& device_id, bool validation, uint64_t max_sequence,
+                                                  int limit) const;
   Status OpenIndex();
   Status CheckWritable(const std::string& what) const;
   Status RemoveOrphans();

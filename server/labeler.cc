@@ -7,6 +7,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "common/appearance.h"
 #include "common/map_eval.h"
 
 namespace sd {
@@ -118,6 +119,7 @@ StatusOr<LabelResult> LabelerPool::Process(Teacher* teacher, const LabelJob& job
   } catch (const cv::Exception& e) {
     return Status::InvalidArgument(what + ": JPEG does not decode: " + e.what());
   }
+  result.embedding = AppearanceEmbedding(result.image);
   const auto start = std::chrono::steady_clock::now();
   StatusOr<Detections> labels = teacher->Label(result.image);
   result.teacher_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();

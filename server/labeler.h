@@ -37,6 +37,7 @@ struct LabelJob {
 struct LabelResult {
   cv::Mat image;      // the decoded (and possibly shrunk) BGR frame: the image to store
   Detections labels;  // the teacher's boxes, in `image`'s pixels
+  std::vector<float> embedding;  // AppearanceEmbedding(image): the long-term memory's measure of looks
   double teacher_ms = 0;  // time spent in Teacher::Label alone
 };
 

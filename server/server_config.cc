@@ -238,6 +238,10 @@ Status Parse(const YamlReader& root, ServerConfig* c) {
   SD_RETURN_IF_ERROR(training.Get("min_validation_frames", &c->round.min_validation_frames));
   SD_RETURN_IF_ERROR(training.Get("validation_every", &c->validation_every));
   SD_RETURN_IF_ERROR(training.Get("validation_frames", &c->validation_frames));
+  SD_RETURN_IF_ERROR(training.Get("memory_frames", &c->memory_frames));
+  SD_RETURN_IF_ERROR(training.Get("longterm_validation_frames", &c->longterm_validation_frames));
+  SD_RETURN_IF_ERROR(training.Get("memory_history", &c->memory_history));
+  SD_RETURN_IF_ERROR(training.Get("max_forgetting", &c->round.max_forgetting));
   SD_RETURN_IF_ERROR(training.Get("trigger_frames", &c->schedule.min_new_frames));
   SD_RETURN_IF_ERROR(training.Get("trigger_seconds", &c->schedule.max_wait_s));
   SD_RETURN_IF_ERROR(training.Get("background", &c->train_in_background));
@@ -246,6 +250,11 @@ Status Parse(const YamlReader& root, ServerConfig* c) {
   if (c->round.iterations < 1) return training.Error("iterations", "must be >= 1");
   if (c->round.replay_frames < 1) return training.Error("replay_frames", "must be >= 1");
   if (c->validation_every < 2) return training.Error("validation_every", "must be >= 2");
+  if (c->validation_frames < 1) return training.Error("validation_frames", "must be >= 1");
+  if (c->memory_frames < 0) return training.Error("memory_frames", "must be >= 0 (0: no long-term replay)");
+  if (c->longterm_validation_frames < 0)
+    return training.Error("longterm_validation_frames", "must be >= 0 (0: no forgetting check)");
+  if (c->memory_history < 1) return training.Error("memory_history", "must be >= 1");
   SD_ASSIGN_OR_RETURN(YamlReader optimizer, training.Child("optimizer"));
   c->round.trainer.total_steps = c->round.iterations;
   c->round.trainer.warmup_steps = 10;

@@ -104,7 +104,15 @@ struct ServerConfig {
   int training_workers = 1;
   int threads_per_worker = 2;
   int validation_every = 5;    // every k-th frame of a device (by sequence) is held out for validation
-  int validation_frames = 60;  // validate on the most recent N held-out frames
+  int validation_frames = 30;  // the gate's recent held-out set: the most recent N held-out frames
+  // Long-term memory (docs/architecture.md, "Memory against forgetting"): from the newest
+  // `memory_history` frames of each kind older than the recent windows, k-center over their
+  // looks chooses `memory_frames` to train on beside the replay window and
+  // `longterm_validation_frames` for the gate's forgetting check (round.max_forgetting).
+  // 0 turns either off.
+  int memory_frames = 60;
+  int longterm_validation_frames = 60;
+  int memory_history = 3000;
   RoundOptions round;
   SchedulerOptions schedule;
   bool train_in_background = true;  // false: tests drive rounds by hand

@@ -18,6 +18,7 @@
 #include "common/update_codec.h"
 #include "server/devices_file.h"
 #include "server/grouping.h"
+#include "server/long_term_memory.h"
 #include "server/update_encoder.h"
 
 namespace sd {
@@ -515,6 +516,7 @@ bool ServerCore::TrySubmitFrame(const std::string& device_id, const FrameRecord&
     FrameRecord record = meta;
     record.device_id = device_id;
     record.labels = result->labels;
+    record.embedding = result->embedding;
     record.validation = meta.sequence % config_.validation_every == 0;
     record.jpeg = jpeg;
     if (config_.stored_image_max_width > 0) {  // the labels refer to the shrunk image: store that
@@ -697,23 +699,40 @@ StatusOr<RoundResult> ServerCore::RunUnitRound(TrainingUnit& unit, int iteration
   // A group's replay window and held-out set are the configured sizes in all, shared evenly
   // among its members, so a group's round costs what a lone device's does.
   const int n = std::max<int>(1, members.size());
-  const int replay_each = (config_.round.replay_frames + n - 1) / n;
-  const int validation_each = (config_.validation_frames + n - 1) / n;
-  std::vector<FrameRecord> train_records, val_records;
+  auto each = [n](int total) { return (total + n - 1) / n; };
+  std::vector<FrameRecord> train_records, val_records, memory_records, longterm_records;
   for (Device* device : members) {
-    SD_ASSIGN_OR_RETURN(auto train, store_->Recent(device->id, false, replay_each));
-    SD_ASSIGN_OR_RETURN(auto val, store_->Recent(device->id, true, validation_each));
+    SD_ASSIGN_OR_RETURN(auto train, store_->Recent(device->id, false, each(config_.round.replay_frames)));
+    SD_ASSIGN_OR_RETURN(auto val, store_->Recent(device->id, true, each(config_.validation_frames)));
+    // The long-term memory comes from before the recent windows, chosen to cover the looks
+    // the recent frames do not.
+    if (!train.empty() && config_.memory_frames > 0) {
+      SD_ASSIGN_OR_RETURN(auto older, store_->Older(device->id, false, train.front().sequence, config_.memory_history));
+      auto chosen = ChooseLongTermFrames(older, train, each(config_.memory_frames));
+      memory_records.insert(memory_records.end(), chosen.begin(), chosen.end());
+    }
+    if (!val.empty() && config_.longterm_validation_frames > 0) {
+      SD_ASSIGN_OR_RETURN(auto older, store_->Older(device->id, true, val.front().sequence, config_.memory_history));
+      auto chosen = ChooseLongTermFrames(older, val, each(config_.longterm_validation_frames));
+      longterm_records.insert(longterm_records.end(), chosen.begin(), chosen.end());
+    }
     train_records.insert(train_records.end(), train.begin(), train.end());
     val_records.insert(val_records.end(), val.begin(), val.end());
   }
   if (train_records.empty()) return Status::FailedPrecondition(unit.label + " has no training frames");
   // Training frames keep what augmentation can use, validation frames what inference does.
-  SD_ASSIGN_OR_RETURN(auto train_frames, LoadFrames(*store_, train_records, config_.student,
-                                                    config_.round.trainer.max_scale, &unit.image_cache));
+  const float train_scale = config_.round.trainer.max_scale;
+  SD_ASSIGN_OR_RETURN(auto train_frames, LoadFrames(*store_, train_records, config_.student, train_scale, &unit.image_cache));
   SD_ASSIGN_OR_RETURN(auto val_frames, LoadFrames(*store_, val_records, config_.student, 1.0f, &unit.image_cache));
-  // Keep only what this round used: the replay horizon bounds the cache.
+  LongTermMemory memory;
+  SD_ASSIGN_OR_RETURN(auto memory_frames,
+                      LoadFrames(*store_, memory_records, config_.student, train_scale, &unit.image_cache));
+  memory.replay = ToTrainingSamples(memory_frames);
+  SD_ASSIGN_OR_RETURN(memory.validation,
+                      LoadFrames(*store_, longterm_records, config_.student, 1.0f, &unit.image_cache));
+  // Keep only what this round used: the replay horizon and the memory bound the cache.
   std::map<std::pair<std::string, uint64_t>, CachedImage> kept;
-  for (const auto* records : {&train_records, &val_records})
+  for (const auto* records : {&train_records, &val_records, &memory_records, &longterm_records})
     for (const FrameRecord& r : *records) {
       const auto key = std::make_pair(r.device_id, r.sequence);
       kept[key] = unit.image_cache[key];
@@ -721,7 +740,7 @@ StatusOr<RoundResult> ServerCore::RunUnitRound(TrainingUnit& unit, int iteration
   unit.image_cache.swap(kept);
 
   SD_ASSIGN_OR_RETURN(RoundResult round,
-                      unit.trainer->RunRound(ToTrainingSamples(train_frames), val_frames, iterations));
+                      unit.trainer->RunRound(ToTrainingSamples(train_frames), val_frames, iterations, memory));
   RecentRound recent{WallMillis(), round};
   recent.result.update = {};  // the payload can be megabytes; the dashboard lists the outcome
   for (Device* device : members) {
@@ -730,14 +749,17 @@ StatusOr<RoundResult> ServerCore::RunUnitRound(TrainingUnit& unit, int iteration
     device->rounds.push_back(recent);
     if (device->rounds.size() > kRecentRounds) device->rounds.pop_front();
   }
-  spdlog::info("{}: round of {} steps on {} frames ({} validation) in {:.1f}s: mAP50 {:.3f} -> {:.3f}, {}",
-               unit.label, round.iterations, round.train_frames, round.val_frames, round.seconds, round.map50_before,
-               round.map50_after,
-               round.published ? "published v" + std::to_string(round.version) : "discarded: " + round.reason);
+  spdlog::info("{}: round of {} steps on {} + {} long-term frames ({} + {} validation) in {:.1f}s: mAP50 {:.3f} -> "
+               "{:.3f}, {}: {}",
+               unit.label, round.iterations, round.train_frames, round.memory_frames, round.val_frames,
+               round.longterm_val_frames, round.seconds, round.map50_before, round.map50_after,
+               round.published ? "published v" + std::to_string(round.version) : "discarded", round.reason);
   metrics_.round_seconds.Observe(round.seconds);
   const double heldout_map50 = round.published ? round.map50_after : round.map50_before;
   for (Device* device : members) {
     if (heldout_map50 >= 0) metrics_.heldout_map50.With({device->id}).Set(heldout_map50);
+    const double longterm_map50 = round.published ? round.longterm_map50_after : round.longterm_map50_before;
+    if (longterm_map50 >= 0) metrics_.longterm_map50.With({device->id}).Set(longterm_map50);
     metrics_.rounds.With({device->id, round.published ? "published" : "discarded"}).Inc();
   }
   if (!round.published) return round;

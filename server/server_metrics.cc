@@ -20,6 +20,11 @@ ServerMetrics::ServerMetrics()
           "streamdistill_server_device_heldout_map50",
           "mAP50 of the device's published version on its newest held-out frames, as of its latest round.",
           {"device"})),
+      longterm_map50(registry.AddGauge(
+          "streamdistill_server_device_longterm_map50",
+          "mAP50 of the device's published version on its long-term held-out frames (earlier looks), as of its "
+          "latest round that had them.",
+          {"device"})),
       rounds(registry.AddCounter("streamdistill_server_rounds_total",
                                  "Training rounds by outcome: published, or discarded by the gate.",
                                  {"device", "outcome"})),

@@ -16,6 +16,7 @@ struct ServerMetrics {
   Family<Counter>& frames_rejected;  // device, reason
   Family<Gauge>& served_version;     // device
   Family<Gauge>& heldout_map50;      // device
+  Family<Gauge>& longterm_map50;     // device
   Family<Counter>& rounds;           // device, outcome
   Histogram& label_seconds;
   Histogram& round_seconds;

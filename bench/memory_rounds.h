@@ -1,0 +1,55 @@
+// The memory axis of streamdistill-bench (--memory): the server's rounds replayed on a stream
+// whose conditions change and come back, with the server's own round assembly (recent windows
+// plus a long-term memory chosen by k-center, server/long_term_memory.h) and gate, against the
+// newest-frames window alone. After every round the published student is scored on each
+// condition's held-out frames, so forgetting is measured, not inferred.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "common/student_eval.h"
+#include "common/student_trainer.h"
+
+namespace sd {
+
+struct MemoryRunOptions {
+  int round_every = 20;     // a round after every N newly received frames
+  int iterations = 40;      // Adam steps per round
+  int replay_frames = 60;   // the recent training window
+  int validation_every = 5;
+  int validation_frames = 10;           // the gate's recent held-out set
+  int memory_frames = 0;                // long-term training frames; 0: the newest window only
+  int longterm_validation_frames = 0;   // long-term held-out frames; 0: no forgetting check
+  double max_map50_drop = 0.02;
+  double max_forgetting = 0.03;
+  int min_validation_frames = 5;
+  TrainerOptions trainer;   // batch, learning rate, augmentation, seed
+};
+
+// One frame as the server receives it: the sample (image and teacher labels) and its look.
+struct ReceivedFrame {
+  TrainingSample sample;
+  std::vector<float> embedding;  // AppearanceEmbedding of the frame
+  std::string condition;         // for the report only
+};
+
+struct MemoryRoundRecord {
+  int round = 0;
+  int received = 0;                     // frames received when the round ran
+  std::string condition;                // of the newest received frame
+  bool published = false;
+  std::string reason;
+  std::map<std::string, double> map50;  // eval set -> mAP50 of the published student after the round
+};
+
+// Frames arrive in order (every validation_every-th by sequence is held out); after every
+// `round_every` a round runs as ServerCore::RunUnitRound assembles it, gated by DecideGate.
+StatusOr<std::vector<MemoryRoundRecord>> ReplayWithMemory(const std::string& start_weights,
+                                                          const std::vector<ReceivedFrame>& received,
+                                                          const MemoryRunOptions& options,
+                                                          const std::map<std::string, std::vector<LabelledFrame>>& eval);
+
+}  // namespace sd
