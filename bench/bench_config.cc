@@ -15,13 +15,14 @@ const std::set<std::string>& KnownStrategies() {
   return names;
 }
 
-Status ReadGrid(const YamlReader& section, BenchGrid* grid) {
+Status ReadGrid(const YamlReader& section, const std::map<std::string, SamplerOptions>& variants, BenchGrid* grid) {
   SD_RETURN_IF_ERROR(section.Get("strategies", &grid->strategies));
   SD_RETURN_IF_ERROR(section.Get("budgets", &grid->budgets));
   SD_RETURN_IF_ERROR(section.Get("seeds", &grid->seeds));
   SD_RETURN_IF_ERROR(section.Get("all_frames_baseline", &grid->all_frames_baseline));
   for (const std::string& s : grid->strategies)
-    if (!KnownStrategies().count(s)) return section.Error("strategies", "unknown strategy '" + s + "'");
+    if (!KnownStrategies().count(s) && !variants.count(s))
+      return section.Error("strategies", "unknown strategy or variant '" + s + "'");
   for (int b : grid->budgets)
     if (b < 1) return section.Error("budgets", "every budget must be >= 1 frame");
   if (grid->seeds < 1 || grid->seeds > 100) return section.Error("seeds", "must be in 1..100");
@@ -53,8 +54,46 @@ Status ReadUpdateGrid(const YamlReader& section, UpdateGrid* u) {
   return Status::Ok();
 }
 
+Status ReadVariants(const YamlReader& root, BenchConfig* c) {
+  SD_ASSIGN_OR_RETURN(YamlReader variants, root.Child("variants"));
+  for (const std::string& name : variants.Keys()) {
+    if (KnownStrategies().count(name) || name == "all_frames")
+      return variants.Error(name, "a variant needs a name of its own, not a strategy's");
+    SD_ASSIGN_OR_RETURN(YamlReader v, variants.Child(name));
+    if (!v.Has("strategy")) return v.Error("strategy", "missing required key");
+    SamplerOptions options = c->sampling;
+    SD_RETURN_IF_ERROR(ReadSamplerOptions(v, &options));
+    if (!KnownStrategies().count(options.strategy))
+      return v.Error("strategy", "unknown strategy '" + options.strategy + "'");
+    c->variants[name] = options;
+  }
+  return Status::Ok();
+}
+
+// `stream`: the video, the stream, the eval sets and (when the section has a pretrain block)
+// the start student's range come from the made file's layout, so the job's keys for them
+// must not be there as well.
+Status ReadStream(const YamlReader& root, BenchConfig* c) {
+  if (!root.Has("stream")) {
+    if (!root.Has("video")) return root.Error("video", "missing required key (or a stream section)");
+    return Status::Ok();
+  }
+  for (const char* key : {"video", "train_frames", "eval_frames"})
+    if (root.Has(key)) return root.Error(key, "comes from the stream section; remove it");
+  SD_ASSIGN_OR_RETURN(YamlReader stream, root.Child("stream"));
+  SD_RETURN_IF_ERROR(ReadConditionStreamSpec(stream, &c->stream));
+  c->made_stream = true;
+  c->stream_layout = LayOutConditionStream(c->stream, c->job.cache_dir);
+  c->job.video = c->stream_layout.video;
+  c->job.train_frames = c->stream_layout.train_frames;
+  for (const auto& set : c->stream_layout.eval_sets) c->eval_sets.push_back({set.name, set.frames});
+  c->job.eval_frames = {c->eval_sets.front().frames.begin, c->eval_sets.back().frames.end};
+  return Status::Ok();
+}
+
 Status Parse(const YamlReader& root, BenchConfig* c) {
   SD_RETURN_IF_ERROR(ReadTrainJobFields(root, &c->job));
+  SD_RETURN_IF_ERROR(ReadStream(root, c));
   SD_RETURN_IF_ERROR(root.Get("name", &c->name));
   std::string labels = "teacher";
   SD_RETURN_IF_ERROR(root.Get("labels", &labels));
@@ -67,6 +106,10 @@ Status Parse(const YamlReader& root, BenchConfig* c) {
   SD_ASSIGN_OR_RETURN(YamlReader pretrain, root.Child("pretrain"));
   SD_RETURN_IF_ERROR(pretrain.Get("frames", &c->pretrain.frames));
   c->pretrain.range = c->job.train_frames;
+  if (c->made_stream && c->stream_layout.pretrain_frames.size() > 0) {
+    if (pretrain.Has("range")) return pretrain.Error("range", "comes from stream.pretrain; remove one of them");
+    c->pretrain.range = c->stream_layout.pretrain_frames;
+  }
   if (pretrain.Has("range")) SD_RETURN_IF_ERROR(ReadFrameRange(pretrain, "range", &c->pretrain.range));
   SD_ASSIGN_OR_RETURN(YamlReader pretrain_training, pretrain.Child("training"));
   SD_RETURN_IF_ERROR(ReadTrainerOptions(pretrain_training, &c->pretrain.training));
@@ -75,6 +118,7 @@ Status Parse(const YamlReader& root, BenchConfig* c) {
 
   SD_ASSIGN_OR_RETURN(YamlReader sampling, root.Child("sampling"));
   SD_RETURN_IF_ERROR(ReadSamplerOptions(sampling, &c->sampling));
+  SD_RETURN_IF_ERROR(ReadVariants(root, c));
 
   SD_ASSIGN_OR_RETURN(YamlReader upload, root.Child("upload"));
   SD_RETURN_IF_ERROR(upload.Get("jpeg_quality", &c->upload.jpeg_quality));
@@ -86,12 +130,12 @@ Status Parse(const YamlReader& root, BenchConfig* c) {
   c->grid.strategies.assign(KnownStrategies().begin(), KnownStrategies().end());
   c->grid.budgets = {25, 50, 100, 200};
   SD_ASSIGN_OR_RETURN(YamlReader grid, root.Child("grid"));
-  SD_RETURN_IF_ERROR(ReadGrid(grid, &c->grid));
+  SD_RETURN_IF_ERROR(ReadGrid(grid, c->variants, &c->grid));
   c->quick = c->grid;
   c->quick.budgets = {25, 100};
   c->quick.seeds = 1;
   SD_ASSIGN_OR_RETURN(YamlReader quick, root.Child("quick"));
-  SD_RETURN_IF_ERROR(ReadGrid(quick, &c->quick));
+  SD_RETURN_IF_ERROR(ReadGrid(quick, c->variants, &c->quick));
   SD_RETURN_IF_ERROR(quick.Get("steps", &c->quick_steps));
   if (c->quick_steps < 1) return quick.Error("steps", "must be >= 1");
   SD_ASSIGN_OR_RETURN(YamlReader updates, root.Child("updates"));
@@ -107,6 +151,14 @@ StatusOr<BenchConfig> LoadBenchConfig(const std::string& path) {
   SD_RETURN_IF_ERROR(Parse(root, &config));
   if (config.name.empty()) config.name = std::filesystem::path(path).stem().string();
   return config;
+}
+
+SamplerOptions GridEntryOptions(const BenchConfig& config, const std::string& entry) {
+  auto variant = config.variants.find(entry);
+  if (variant != config.variants.end()) return variant->second;
+  SamplerOptions options = config.sampling;
+  options.strategy = entry;
+  return options;
 }
 
 }  // namespace sd

@@ -3,9 +3,11 @@
 // Every key is documented in docs/results.md.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
+#include "bench/condition_stream.h"
 #include "common/config.h"
 #include "common/status.h"
 #include "common/student_trainer.h"
@@ -22,7 +24,7 @@ struct PretrainOptions {
 };
 
 struct BenchGrid {
-  std::vector<std::string> strategies;
+  std::vector<std::string> strategies;  // strategies and variants (BenchConfig::variants)
   std::vector<int> budgets;  // frames queried over the whole stream
   int seeds = 3;             // seeds 1..seeds: sampler (random), training order and augmentation
   bool all_frames_baseline = true;
@@ -42,14 +44,30 @@ struct UpdateGrid {
   int chunk_bytes = 256 << 10;
 };
 
+// A held-out set scored on its own (the stream section's eval conditions).
+struct EvalSet {
+  std::string name;
+  FrameRange frames;
+};
+
 struct BenchConfig {
   std::string name;  // the stream's name in tables and plots (default: the config's file stem)
+  // `stream`: the video is made from a real one under conditions (condition_stream.h); the
+  // job's video, train_frames and pretrain.range then come from its layout.
+  bool made_stream = false;
+  ConditionStreamSpec stream;
+  ConditionStreamLayout stream_layout;
+  // Scored one by one, each run's mAP the mean over them; empty: the job's eval_frames alone.
+  std::vector<EvalSet> eval_sets;
   // The stream the edge sees is the job's train_frames; evaluation on its eval_frames. The
   // job's `training` section is every fine-tuning run's, from the start checkpoint.
   TrainJobConfig job;
   bool ground_truth_labels = false;  // labels: ground_truth (synthetic sources) instead of the teacher
   PretrainOptions pretrain;
   SamplerOptions sampling;           // base options; strategy, budget and seed set per run
+  // Named sampling settings over `sampling` (a strategy with its own coverage_share, ...) that
+  // the grids run beside the plain strategies, from the same start checkpoint: paired runs.
+  std::map<std::string, SamplerOptions> variants;
   FrameEncodingOptions upload;       // for the uplink bytes of the queried frames
   BenchGrid grid;
   BenchGrid quick;                   // --quick
@@ -58,5 +76,8 @@ struct BenchConfig {
 };
 
 StatusOr<BenchConfig> LoadBenchConfig(const std::string& path);
+
+// The sampler options of a grid entry: a variant's, or `sampling` with the strategy named.
+SamplerOptions GridEntryOptions(const BenchConfig& config, const std::string& entry);
 
 }  // namespace sd

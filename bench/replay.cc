@@ -122,9 +122,11 @@ StatusOr<Sampled> SampleStream(const Stream& stream, const SamplerOptions& optio
   return out;
 }
 
-StatusOr<EvalResult> FineTuneAndEvaluate(const std::string& start_weights, const std::vector<TrainingSample>& samples,
-                                         const TrainerOptions& training, const InferenceOptions& inference,
-                                         const std::vector<LabelledFrame>& eval) {
+StatusOr<std::vector<EvalResult>> FineTuneAndEvaluateEach(const std::string& start_weights,
+                                                          const std::vector<TrainingSample>& samples,
+                                                          const TrainerOptions& training,
+                                                          const InferenceOptions& inference,
+                                                          const std::vector<std::vector<LabelledFrame>>& evals) {
   SD_ASSIGN_OR_RETURN(auto model, StudentModel::FromBytes(start_weights));
   if (!samples.empty()) {
     SD_ASSIGN_OR_RETURN(auto trainer, StudentTrainer::Create(model.get(), training));
@@ -133,7 +135,19 @@ StatusOr<EvalResult> FineTuneAndEvaluate(const std::string& start_weights, const
   InferenceOptions options = inference;
   options.score_threshold = 0.01f;
   SD_ASSIGN_OR_RETURN(auto detector, model->MakeDetector(options));
-  return EvaluateDetector(*detector, eval);
+  std::vector<EvalResult> results;
+  for (const auto& eval : evals) {
+    SD_ASSIGN_OR_RETURN(EvalResult result, EvaluateDetector(*detector, eval));
+    results.push_back(result);
+  }
+  return results;
+}
+
+StatusOr<EvalResult> FineTuneAndEvaluate(const std::string& start_weights, const std::vector<TrainingSample>& samples,
+                                         const TrainerOptions& training, const InferenceOptions& inference,
+                                         const std::vector<LabelledFrame>& eval) {
+  SD_ASSIGN_OR_RETURN(auto results, FineTuneAndEvaluateEach(start_weights, samples, training, inference, {eval}));
+  return results.front();
 }
 
 }  // namespace sd

@@ -69,5 +69,11 @@ StatusOr<Sampled> SampleStream(const Stream& stream, const SamplerOptions& optio
 StatusOr<EvalResult> FineTuneAndEvaluate(const std::string& start_weights, const std::vector<TrainingSample>& samples,
                                          const TrainerOptions& training, const InferenceOptions& inference,
                                          const std::vector<LabelledFrame>& eval);
+// The same, scored on each of several held-out sets (one result per set, in order).
+StatusOr<std::vector<EvalResult>> FineTuneAndEvaluateEach(const std::string& start_weights,
+                                                          const std::vector<TrainingSample>& samples,
+                                                          const TrainerOptions& training,
+                                                          const InferenceOptions& inference,
+                                                          const std::vector<std::vector<LabelledFrame>>& evals);
 
 }  // namespace sd

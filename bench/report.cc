@@ -57,12 +57,46 @@ Status RunGnuplot(const std::string& script_path) {
 
 const char kStrategiesCsvHeader[] = "strategy,budget,seed,map50,map50_95,queried,uplink_bytes";
 
+std::string StrategiesCsvHeader(const std::vector<std::string>& eval_sets) {
+  std::string header = kStrategiesCsvHeader;
+  for (const std::string& name : eval_sets) header += ",map50_" + name;
+  return header;
+}
+
 std::string CsvLine(const RunRow& r) {
   char buffer[256];
   std::snprintf(buffer, sizeof(buffer), "%s,%d,%llu,%.4f,%.4f,%lld,%lld", r.strategy.c_str(), r.budget,
                 static_cast<unsigned long long>(r.seed), r.map50, r.map50_95, static_cast<long long>(r.queried),
                 static_cast<long long>(r.uplink_bytes));
-  return buffer;
+  std::string line = buffer;
+  for (double m : r.set_map50) line += Format(",%.4f", m);
+  return line;
+}
+
+std::optional<RunRow> ParseCsvLine(const std::string& line, size_t eval_sets) {
+  RunRow r;
+  char strategy[64];
+  unsigned long long seed;
+  long long queried, bytes;
+  int consumed = 0;
+  if (std::sscanf(line.c_str(), "%63[^,],%d,%llu,%lf,%lf,%lld,%lld%n", strategy, &r.budget, &seed, &r.map50,
+                  &r.map50_95, &queried, &bytes, &consumed) != 7)
+    return std::nullopt;
+  r.strategy = strategy;
+  r.seed = seed;
+  r.queried = queried;
+  r.uplink_bytes = bytes;
+  std::istringstream rest(line.substr(consumed));
+  std::string field;
+  std::getline(rest, field, ',');  // empty: the text before the first extra comma
+  while (std::getline(rest, field, ',')) {
+    char* end = nullptr;
+    const double value = std::strtod(field.c_str(), &end);
+    if (end == field.c_str()) return std::nullopt;
+    r.set_map50.push_back(value);
+  }
+  if (r.set_map50.size() != eval_sets) return std::nullopt;
+  return r;
 }
 
 Spread SpreadOf(const std::vector<double>& values) {
@@ -140,6 +174,87 @@ std::string StrategiesMarkdown(const std::string& title, const std::vector<RunRo
     }
     const Spread cost = SpreadOfField(all, [](const RunRow& r) { return r.sampler_us_per_frame; });
     md << " " << Format("%.2f", cost.mean) << " |\n";
+  }
+  return md.str();
+}
+
+std::string EvalSetsMarkdown(const std::vector<RunRow>& rows, const std::vector<std::string>& eval_sets) {
+  const Grouped g = Group(rows);
+  std::ostringstream md;
+  for (size_t set = 0; set < eval_sets.size(); ++set) {
+    md << "\nmAP50 on `" << eval_sets[set] << "`, mean ± standard deviation over seeds:\n\n| strategy |";
+    for (int b : g.budgets) md << " " << b << " frames |";
+    md << "\n|---|";
+    for (size_t i = 0; i < g.budgets.size(); ++i) md << "---|";
+    md << "\n";
+    for (const std::string& s : g.strategies) {
+      md << "| " << s << " |";
+      for (int b : g.budgets) {
+        // The baseline's one budget (the whole stream) goes in every column.
+        const auto& by_budget = g.by_strategy.at(s);
+        auto it = s == kBaseline ? by_budget.begin() : by_budget.find(b);
+        if (it == by_budget.end()) {
+          md << " |";
+          continue;
+        }
+        std::vector<double> values;
+        for (const RunRow* r : it->second)
+          if (set < r->set_map50.size()) values.push_back(r->set_map50[set]);
+        const Spread m = SpreadOf(values);
+        md << " " << Format("%.3f ± %.3f", m.mean, m.stddev) << " |";
+      }
+      md << "\n";
+    }
+  }
+  return md.str();
+}
+
+double TCritical5Percent(int df) {
+  static const double kTable[] = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+                                  2.201,  2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+                                  2.080,  2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042};
+  if (df < 1) return INFINITY;
+  return df <= 30 ? kTable[df - 1] : 2.0;
+}
+
+std::string PairedDifferencesMarkdown(const std::vector<RunRow>& rows, const std::string& reference) {
+  const Grouped g = Group(rows);
+  if (!g.by_strategy.count(reference)) return "";
+  std::ostringstream md;
+  md << "\nmAP50 minus `" << reference << "`'s at the same budget and seed: mean ± standard deviation of the "
+     << "differences over the n seeds both ran; **bold** where a paired t-test at 5% (two-sided) finds the mean "
+     << "non-zero, i.e. |mean| > t(n-1) · std / √n:\n\n| strategy |";
+  for (int b : g.budgets) md << " " << b << " frames |";
+  md << "\n|---|";
+  for (size_t i = 0; i < g.budgets.size(); ++i) md << "---|";
+  md << "\n";
+  const auto& reference_rows = g.by_strategy.at(reference);
+  for (const std::string& s : g.strategies) {
+    if (s == reference || s == kBaseline) continue;
+    md << "| " << s << " |";
+    for (int b : g.budgets) {
+      auto mine = g.by_strategy.at(s).find(b);
+      auto theirs = reference_rows.find(b);
+      if (mine == g.by_strategy.at(s).end() || theirs == reference_rows.end()) {
+        md << " |";
+        continue;
+      }
+      std::map<uint64_t, double> reference_by_seed;
+      for (const RunRow* r : theirs->second) reference_by_seed[r->seed] = r->map50;
+      std::vector<double> differences;
+      for (const RunRow* r : mine->second)
+        if (reference_by_seed.count(r->seed)) differences.push_back(r->map50 - reference_by_seed[r->seed]);
+      const Spread d = SpreadOf(differences);
+      if (d.n < 2) {
+        md << " " << Format("%+.3f", d.mean) << " (n " << d.n << ") |";
+        continue;
+      }
+      const double t = d.stddev > 0 ? d.mean / (d.stddev / std::sqrt(double(d.n))) : (d.mean != 0 ? INFINITY : 0);
+      const bool significant = std::abs(t) > TCritical5Percent(d.n - 1);
+      const std::string cell = Format("%+.3f ± %.3f", d.mean, d.stddev);
+      md << " " << (significant ? "**" + cell + "**" : cell) << " (t " << Format("%.1f", t) << ") |";
+    }
+    md << "\n";
   }
   return md.str();
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,10 +18,18 @@ struct RunRow {
   double map50 = 0, map50_95 = 0;
   int64_t queried = 0, uplink_bytes = 0;
   double sampler_us_per_frame = 0;  // not in the CSV: the table reports it per strategy
+  // mAP50 on each named eval set, in the config's order (map50 and map50_95 are then the means
+  // over the sets); empty with a single unnamed held-out set.
+  std::vector<double> set_map50;
 };
 
 extern const char kStrategiesCsvHeader[];  // "strategy,budget,seed,map50,map50_95,queried,uplink_bytes"
+// kStrategiesCsvHeader, then a map50_<name> column per named eval set.
+std::string StrategiesCsvHeader(const std::vector<std::string>& eval_sets);
 std::string CsvLine(const RunRow& row);
+// A line written by CsvLine with `eval_sets` columns after the first seven; nullopt when it
+// does not parse or has another number of columns.
+std::optional<RunRow> ParseCsvLine(const std::string& line, size_t eval_sets);
 
 struct Spread {
   double mean = 0, stddev = 0;  // sample standard deviation (0 for one value)
@@ -33,6 +42,20 @@ Spread SpreadOf(const std::vector<double>& values);
 // sampler's cost per frame.
 std::string StrategiesMarkdown(const std::string& title, const std::vector<RunRow>& rows, double stream_seconds,
                                double student_ms);
+
+// One table per named eval set: its mAP50, mean ± standard deviation over seeds, per strategy and
+// budget.
+std::string EvalSetsMarkdown(const std::vector<RunRow>& rows, const std::vector<std::string>& eval_sets);
+
+// Each strategy or variant against `reference` at each budget, paired by seed (the same seed:
+// the same training order and augmentation): the mean of the per-seed mAP50 differences, their
+// standard deviation, and whether a paired t-test finds the mean non-zero at 5% (two-sided).
+// Seeds that either side lacks are left out. Empty when no row is `reference`'s.
+std::string PairedDifferencesMarkdown(const std::vector<RunRow>& rows, const std::string& reference);
+
+// Two-sided 5% critical value of Student's t with `df` degrees of freedom (df >= 1); above 30
+// degrees, 2.0 (a little stricter than the exact value, which falls to 1.96).
+double TCritical5Percent(int df);
 
 // DIR/<stem>.dat and DIR/<stem>.gp, then gnuplot renders DIR/<stem>.png (mAP50 mean with
 // standard-deviation bars against budget, one line per strategy, the baseline as a flat

@@ -120,26 +120,16 @@ StatusOr<std::string> StartWeights(const BenchConfig& c, const std::vector<Detec
   return model->SerializeWeights();
 }
 
-// Rows of an earlier run's CSV, so that --resume does only what is missing.
-std::vector<RunRow> ReadRows(const std::string& path) {
+// Rows of an earlier run's CSV, so that --resume does only what is missing. Rows of another
+// header (other eval sets) are not this grid's: none are kept.
+std::vector<RunRow> ReadRows(const std::string& path, const std::vector<std::string>& eval_sets) {
   std::vector<RunRow> rows;
   std::ifstream in(path);
   std::string line;
-  std::getline(in, line);  // header
-  while (std::getline(in, line)) {
-    RunRow r;
-    char strategy[64];
-    unsigned long long seed;
-    long long queried, bytes;
-    if (std::sscanf(line.c_str(), "%63[^,],%d,%llu,%lf,%lf,%lld,%lld", strategy, &r.budget, &seed, &r.map50,
-                    &r.map50_95, &queried, &bytes) != 7)
-      continue;
-    r.strategy = strategy;
-    r.seed = seed;
-    r.queried = queried;
-    r.uplink_bytes = bytes;
-    rows.push_back(r);
-  }
+  std::getline(in, line);
+  if (line != StrategiesCsvHeader(eval_sets)) return rows;
+  while (std::getline(in, line))
+    if (auto row = ParseCsvLine(line, eval_sets.size())) rows.push_back(*row);
   return rows;
 }
 
@@ -162,10 +152,26 @@ struct Prepared {
   TrainerOptions training;
   std::vector<Detections> labels;
   std::string start;
-  std::vector<LabelledFrame> eval;
+  std::vector<LabelledFrame> eval;  // every held-out frame (the update grid scores on all of them)
+  // The named eval sets, each scored on its own (config.eval_sets); else just `eval`.
+  std::vector<std::string> eval_names;
+  std::vector<std::vector<LabelledFrame>> eval_sets;
   Stream stream;
-  EvalResult start_eval;
+  EvalResult start_eval;  // over the eval sets: the mean of theirs
+  std::vector<EvalResult> start_set_evals;
 };
+
+// mAP50 and mAP50-95 of a run: its one set's, or the mean over the named sets (each set
+// counts the same, whatever its number of boxes), with each set's mAP50.
+void ScoreRow(const std::vector<EvalResult>& results, bool named_sets, RunRow* row) {
+  row->map50 = row->map50_95 = 0;
+  row->set_map50.clear();
+  for (const EvalResult& r : results) {
+    row->map50 += r.map50 / results.size();
+    row->map50_95 += r.map50_95 / results.size();
+    if (named_sets) row->set_map50.push_back(r.map50);
+  }
+}
 
 int Prepare(const Flags& flags, Prepared* p) {
   auto config_or = LoadBenchConfig(flags.config);
@@ -187,16 +193,33 @@ int Prepare(const Flags& flags, Prepared* p) {
   std::error_code ec;
   std::filesystem::create_directories(flags.out, ec);
   if (ec) return Fail(Status::IOError(flags.out + ": cannot create: " + ec.message()), kUsageError);
+  if (config.made_stream) {
+    const bool existed = std::filesystem::exists(config.job.video);
+    if (!existed) std::printf("making    %s (%lld frames)\n", config.job.video.c_str(),
+                              static_cast<long long>(config.stream_layout.frames));
+    Status made = WriteConditionStream(config.stream, config.stream_layout);
+    if (!made.ok()) return Fail(made, kUsageError);
+    if (existed) std::printf("stream    %s (reused)\n", config.job.video.c_str());
+    // Not fatal: the previews are for a person's look, the grid does not need them.
+    Status previews = WriteConditionPreviews(config.stream, flags.out + "/conditions");
+    if (!previews.ok()) std::fprintf(stderr, "streamdistill-bench: warning: %s\n", previews.message().c_str());
+  }
 
   auto labels = ReferenceLabels(config);
   if (!labels.ok()) return Fail(labels.status(), kUsageError);
   auto start = StartWeights(config, *labels, flags.out);
   if (!start.ok()) return Fail(start.status());
-  auto eval = LoadLabelledFrames(config.job.video, config.job.eval_frames.begin, config.job.eval_frames.end, *labels);
-  if (!eval.ok()) return Fail(eval.status(), kUsageError);
+  std::vector<EvalSet> sets = config.eval_sets;
+  if (sets.empty()) sets.push_back({"", config.job.eval_frames});
+  for (const EvalSet& set : sets) {
+    auto eval = LoadLabelledFrames(config.job.video, set.frames.begin, set.frames.end, *labels);
+    if (!eval.ok()) return Fail(eval.status(), kUsageError);
+    if (!config.eval_sets.empty()) p->eval_names.push_back(set.name);
+    p->eval.insert(p->eval.end(), eval->begin(), eval->end());
+    p->eval_sets.push_back(std::move(*eval));
+  }
   p->labels = std::move(*labels);
   p->start = std::move(*start);
-  p->eval = std::move(*eval);
 
   auto start_model = StudentModel::FromBytes(p->start);
   if (!start_model.ok()) return Fail(start_model.status());
@@ -217,10 +240,17 @@ int Prepare(const Flags& flags, Prepared* p) {
               config.name.c_str(), static_cast<long long>(config.job.train_frames.begin),
               static_cast<long long>(config.job.train_frames.end), static_cast<long long>(n), p->stream.duration_s(),
               p->stream.fps, p->stream.student_ms);
-  auto start_eval = FineTuneAndEvaluate(p->start, {}, training, config.job.inference, p->eval);
-  if (!start_eval.ok()) return Fail(start_eval.status());
-  p->start_eval = *start_eval;
-  std::printf("start     held-out mAP50 %.3f, mAP50-95 %.3f\n", start_eval->map50, start_eval->map50_95);
+  auto start_evals = FineTuneAndEvaluateEach(p->start, {}, training, config.job.inference, p->eval_sets);
+  if (!start_evals.ok()) return Fail(start_evals.status());
+  p->start_set_evals = *start_evals;
+  RunRow start_row;
+  ScoreRow(*start_evals, !p->eval_names.empty(), &start_row);
+  p->start_eval.map50 = start_row.map50;
+  p->start_eval.map50_95 = start_row.map50_95;
+  std::printf("start     held-out mAP50 %.3f, mAP50-95 %.3f", p->start_eval.map50, p->start_eval.map50_95);
+  for (size_t i = 0; i < p->eval_names.size(); ++i)
+    std::printf("%s %s %.3f", i == 0 ? ";" : ",", p->eval_names[i].c_str(), start_row.set_map50[i]);
+  std::printf("\n");
   return 0;
 }
 
@@ -238,12 +268,12 @@ int RunStrategyGrid(const Flags& flags, const Prepared& p) {
         runs.push_back({strategy, budget, static_cast<uint64_t>(seed)});
   }
   const std::string csv_path = flags.out + "/strategies.csv";
-  std::vector<RunRow> rows = flags.resume ? ReadRows(csv_path) : std::vector<RunRow>{};
+  std::vector<RunRow> rows = flags.resume ? ReadRows(csv_path, p.eval_names) : std::vector<RunRow>{};
   std::set<std::tuple<std::string, int, uint64_t>> done;
   for (const RunRow& r : rows) done.insert({r.strategy, r.budget, r.seed});
   {
     std::ofstream csv(csv_path, std::ios::trunc);
-    csv << kStrategiesCsvHeader << "\n";
+    csv << StrategiesCsvHeader(p.eval_names) << "\n";
     for (const RunRow& r : rows) csv << CsvLine(r) << "\n";
   }
   std::ofstream csv(csv_path, std::ios::app);
@@ -264,7 +294,8 @@ int RunStrategyGrid(const Flags& flags, const Prepared& p) {
         sampled.uplink_bytes += p.stream.frames[i].uplink_bytes;
       }
     } else {
-      auto s = SampleStream(p.stream, RunSamplerOptions(config.sampling, run.strategy, run.budget, run.seed, n,
+      const SamplerOptions entry = GridEntryOptions(config, run.strategy);
+      auto s = SampleStream(p.stream, RunSamplerOptions(entry, entry.strategy, run.budget, run.seed, n,
                                                        p.stream.duration_s()));
       if (!s.ok()) return Fail(s.status());
       sampled = std::move(*s);
@@ -273,10 +304,9 @@ int RunStrategyGrid(const Flags& flags, const Prepared& p) {
     for (size_t position : sampled.positions) samples.push_back(p.stream.frames[position].sample);
     TrainerOptions run_training = training;
     run_training.seed = run.seed;
-    auto result = FineTuneAndEvaluate(p.start, samples, run_training, config.job.inference, p.eval);
-    if (!result.ok()) return Fail(result.status());
-    row.map50 = result->map50;
-    row.map50_95 = result->map50_95;
+    auto results = FineTuneAndEvaluateEach(p.start, samples, run_training, config.job.inference, p.eval_sets);
+    if (!results.ok()) return Fail(results.status());
+    ScoreRow(*results, !p.eval_names.empty(), &row);
     row.queried = sampled.positions.size();
     row.uplink_bytes = sampled.uplink_bytes;
     row.sampler_us_per_frame = sampled.sampler_us_per_frame;
@@ -292,10 +322,22 @@ int RunStrategyGrid(const Flags& flags, const Prepared& p) {
   const std::string title = config.name + ": " + std::to_string(n) + "-frame stream, " +
                             std::to_string(training.total_steps) + " steps per run";
   std::string markdown = StrategiesMarkdown(title, rows, p.stream.duration_s(), p.stream.student_ms);
+  if (!p.eval_names.empty()) {
+    markdown += "\nThe first table's mAP is the mean over the " + std::to_string(p.eval_names.size()) +
+                " eval sets; each set's mAP50:\n" + EvalSetsMarkdown(rows, p.eval_names);
+  }
+  markdown += PairedDifferencesMarkdown(rows, "uniform");
   char start_line[160];
-  std::snprintf(start_line, sizeof(start_line), "\nStart student (before any queried frame): mAP50 %.3f, mAP50-95 %.3f.\n",
+  std::snprintf(start_line, sizeof(start_line), "\nStart student (before any queried frame): mAP50 %.3f, mAP50-95 %.3f",
                 p.start_eval.map50, p.start_eval.map50_95);
   markdown += start_line;
+  for (size_t i = 0; i < p.eval_names.size(); ++i) {
+    char set_line[96];
+    std::snprintf(set_line, sizeof(set_line), "%s %s %.3f", i == 0 ? "; mAP50 on" : ",", p.eval_names[i].c_str(),
+                  p.start_set_evals[i].map50);
+    markdown += set_line;
+  }
+  markdown += ".\n";
   std::ofstream(flags.out + "/strategies.md") << markdown;
   std::printf("\n%s\n", markdown.c_str());
   Status plotted = PlotStrategies(flags.out, "strategies", title, rows);

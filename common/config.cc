@@ -103,7 +103,7 @@ Status ReadFrameRange(const YamlReader& s, const std::string& key, FrameRange* r
 
 Status ReadTrainJobFields(const YamlReader& root, TrainJobConfig* config) {
   TrainJobConfig& c = *config;
-  SD_RETURN_IF_ERROR(root.Require("video", &c.video));
+  SD_RETURN_IF_ERROR(root.Get("video", &c.video));
   SD_RETURN_IF_ERROR(root.Get("cache_dir", &c.cache_dir));
   SD_RETURN_IF_ERROR(root.Get("output_weights", &c.output_weights));
   SD_RETURN_IF_ERROR(root.Get("init_weights", &c.init_weights));
@@ -129,6 +129,7 @@ Status ReadTrainJobFields(const YamlReader& root, TrainJobConfig* config) {
 StatusOr<TrainJobConfig> LoadTrainJobConfig(const std::string& path) {
   SD_ASSIGN_OR_RETURN(YamlReader root, YamlReader::FromFile(path));
   TrainJobConfig c;
+  if (!root.Has("video")) return root.Error("video", "missing required key");
   SD_RETURN_IF_ERROR(ReadTrainJobFields(root, &c));
   SD_RETURN_IF_ERROR(root.CheckAllKeysUsed());
   return c;

@@ -60,7 +60,7 @@ struct TrainJobConfig {
 };
 StatusOr<TrainJobConfig> LoadTrainJobConfig(const std::string& path);
 // The job's keys of `root`, for configs that extend the job (the benchmark's); the caller
-// checks for unknown keys.
+// checks for unknown keys, and that `video` is there (the benchmark can make its video).
 Status ReadTrainJobFields(const YamlReader& root, TrainJobConfig* config);
 
 }  // namespace sd

@@ -129,6 +129,22 @@ StatusOr<YamlReader> YamlReader::Child(const std::string& key) const {
   return YamlReader(shared_, node, Path(key));
 }
 
+StatusOr<std::vector<YamlReader>> YamlReader::Items(const std::string& key) const {
+  YAML::Node node = Lookup(key);
+  std::vector<YamlReader> items;
+  if (!node.IsDefined() || node.IsNull()) return items;
+  if (!node.IsSequence()) return Error(key, "expected a list of maps, got " + Describe(node));
+  for (size_t i = 0; i < node.size(); ++i) {
+    const std::string path = Path(key) + "[" + std::to_string(i) + "]";
+    if (!node[i].IsMap())
+      return Status::InvalidArgument(shared_->file + ": key '" + path + "'" + LineOf(node[i]) +
+                                     ": expected a map of keys, got " + Describe(node[i]));
+    shared_->used.insert(path);
+    items.push_back(YamlReader(shared_, node[i], path));
+  }
+  return items;
+}
+
 Status YamlReader::FindUnused(const YAML::Node& node, const std::string& prefix) const {
   for (const auto& entry : node) {
     const std::string key = entry.first.as<std::string>();
@@ -137,6 +153,10 @@ Status YamlReader::FindUnused(const YAML::Node& node, const std::string& prefix)
       return Status::InvalidArgument(shared_->file + ": unknown key '" + path + "'" + LineOf(entry.first));
     }
     if (entry.second.IsMap()) SD_RETURN_IF_ERROR(FindUnused(entry.second, path));
+    if (entry.second.IsSequence())  // lists of maps (Items): their keys are checked too
+      for (size_t i = 0; i < entry.second.size(); ++i)
+        if (entry.second[i].IsMap())
+          SD_RETURN_IF_ERROR(FindUnused(entry.second[i], path + "[" + std::to_string(i) + "]"));
   }
   return Status::Ok();
 }

@@ -44,6 +44,9 @@ class YamlReader {
   std::vector<std::string> Keys() const;
   // A reader for the map under `key`; an absent key gives an empty map (all defaults).
   StatusOr<YamlReader> Child(const std::string& key) const;
+  // Readers for the maps of the list under `key` (named key[0], key[1], ... in errors); an
+  // absent key gives none. An item that is not a map is an error.
+  StatusOr<std::vector<YamlReader>> Items(const std::string& key) const;
   // Error naming a key, for semantic checks done by the caller ("must be positive").
   Status Error(const std::string& key, const std::string& problem) const;
   // Fails on the first key in the whole document that no Get/Require/Child asked for.

@@ -121,6 +121,50 @@ TEST(BenchReportTest, SpreadCsvAndMarkdown) {
   EXPECT_NE(md.find("25 fr, 15 kbit/s"), std::string::npos) << md;  // 111728 bytes * 8 / 60 s
 }
 
+TEST(BenchReportTest, EvalSetColumnsRoundTripAndTablesPerSet) {
+  RunRow row{"uniform", 25, 2, 0.6, 0.3, 25, 1000};
+  row.set_map50 = {0.5, 0.7};
+  EXPECT_EQ(StrategiesCsvHeader({"day", "dusk"}), std::string(kStrategiesCsvHeader) + ",map50_day,map50_dusk");
+  EXPECT_EQ(StrategiesCsvHeader({}), kStrategiesCsvHeader);
+  EXPECT_EQ(CsvLine(row), "uniform,25,2,0.6000,0.3000,25,1000,0.5000,0.7000");
+  auto parsed = ParseCsvLine(CsvLine(row), 2);
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_EQ(parsed->strategy, "uniform");
+  EXPECT_EQ(parsed->seed, 2u);
+  EXPECT_EQ(parsed->set_map50, std::vector<double>({0.5, 0.7}));
+  EXPECT_FALSE(ParseCsvLine(CsvLine(row), 3).has_value());
+  EXPECT_TRUE(ParseCsvLine("uniform,25,2,0.6000,0.3000,25,1000", 0).has_value());
+  RunRow other = row;
+  other.seed = 3;
+  other.set_map50 = {0.3, 0.9};
+  const std::string md = EvalSetsMarkdown({row, other}, {"day", "dusk"});
+  EXPECT_NE(md.find("mAP50 on `dusk`"), std::string::npos) << md;
+  EXPECT_NE(md.find("| uniform | 0.400 ± 0.141 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| uniform | 0.800 ± 0.141 |"), std::string::npos) << md;
+}
+
+// Paired by seed: a steady small gain is significant, a large noisy one is not.
+TEST(BenchReportTest, PairedDifferencesAgainstUniform) {
+  EXPECT_NEAR(TCritical5Percent(4), 2.776, 1e-9);
+  EXPECT_NEAR(TCritical5Percent(100), 2.0, 1e-9);
+  std::vector<RunRow> rows;
+  const double steady[] = {0.011, 0.009, 0.010, 0.012, 0.008};
+  const double noisy[] = {0.2, -0.15, 0.1, -0.05, 0.12};
+  for (int seed = 1; seed <= 5; ++seed) {
+    const double base = 0.5 + 0.05 * seed;  // seeds differ far more than the gain
+    rows.push_back({"uniform", 50, uint64_t(seed), base, 0, 50, 0});
+    rows.push_back({"steady", 50, uint64_t(seed), base + steady[seed - 1], 0, 50, 0});
+    rows.push_back({"noisy", 50, uint64_t(seed), base + noisy[seed - 1], 0, 50, 0});
+  }
+  rows.push_back({"lonely", 50, 1, 0.9, 0, 50, 0});
+  const std::string md = PairedDifferencesMarkdown(rows, "uniform");
+  EXPECT_NE(md.find("| steady | **+0.010 ± 0.002** (t 14.1) |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| noisy | +0.044 ± 0.141 (t 0.7) |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| lonely | +0.350 (n 1) |"), std::string::npos) << md;
+  EXPECT_EQ(md.find("| uniform |"), std::string::npos) << md;
+  EXPECT_EQ(PairedDifferencesMarkdown(rows, "random"), "");
+}
+
 // The binary on a tiny synthetic stream: every file it promises, and --resume adds nothing.
 TEST(BenchCliTest, TinySyntheticGridWritesCsvTableAndResumes) {
   testing::ScopedTempDir dir("sd_bench");
