@@ -54,6 +54,32 @@ Status ReadUpdateGrid(const YamlReader& section, UpdateGrid* u) {
   return Status::Ok();
 }
 
+Status ReadMemoryGrid(const YamlReader& section, MemoryGrid* m) {
+  SD_RETURN_IF_ERROR(section.Get("stride", &m->stride));
+  SD_RETURN_IF_ERROR(section.Get("round_every", &m->round_every));
+  SD_RETURN_IF_ERROR(section.Get("iterations", &m->iterations));
+  SD_RETURN_IF_ERROR(section.Get("replay_frames", &m->replay_frames));
+  SD_RETURN_IF_ERROR(section.Get("validation_every", &m->validation_every));
+  SD_RETURN_IF_ERROR(section.Get("validation_frames", &m->validation_frames));
+  SD_RETURN_IF_ERROR(section.Get("memory_frames", &m->memory_frames));
+  SD_RETURN_IF_ERROR(section.Get("longterm_validation_frames", &m->longterm_validation_frames));
+  SD_RETURN_IF_ERROR(section.Get("max_map50_drop", &m->max_map50_drop));
+  SD_RETURN_IF_ERROR(section.Get("max_forgetting", &m->max_forgetting));
+  SD_RETURN_IF_ERROR(section.Get("seeds", &m->seeds));
+  if (m->stride < 1) return section.Error("stride", "must be >= 1");
+  if (m->round_every < 1) return section.Error("round_every", "must be >= 1");
+  if (m->iterations < 1) return section.Error("iterations", "must be >= 1");
+  if (m->replay_frames < 1) return section.Error("replay_frames", "must be >= 1");
+  if (m->validation_every < 2) return section.Error("validation_every", "must be >= 2");
+  if (m->validation_frames < 1) return section.Error("validation_frames", "must be >= 1");
+  if (m->memory_frames < 0) return section.Error("memory_frames", "must be >= 0");
+  if (m->longterm_validation_frames < 0) return section.Error("longterm_validation_frames", "must be >= 0");
+  if (!(m->max_map50_drop >= 0)) return section.Error("max_map50_drop", "must be >= 0");
+  if (!(m->max_forgetting >= 0)) return section.Error("max_forgetting", "must be >= 0");
+  if (m->seeds < 1 || m->seeds > 100) return section.Error("seeds", "must be in 1..100");
+  return Status::Ok();
+}
+
 Status ReadVariants(const YamlReader& root, BenchConfig* c) {
   SD_ASSIGN_OR_RETURN(YamlReader variants, root.Child("variants"));
   for (const std::string& name : variants.Keys()) {
@@ -140,6 +166,8 @@ Status Parse(const YamlReader& root, BenchConfig* c) {
   if (c->quick_steps < 1) return quick.Error("steps", "must be >= 1");
   SD_ASSIGN_OR_RETURN(YamlReader updates, root.Child("updates"));
   SD_RETURN_IF_ERROR(ReadUpdateGrid(updates, &c->updates));
+  SD_ASSIGN_OR_RETURN(YamlReader memory, root.Child("memory"));
+  SD_RETURN_IF_ERROR(ReadMemoryGrid(memory, &c->memory));
   return root.CheckAllKeysUsed();
 }
 

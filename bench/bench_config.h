@@ -44,6 +44,23 @@ struct UpdateGrid {
   int chunk_bytes = 256 << 10;
 };
 
+// --memory: the server's rounds on a stream whose conditions change and come back, with the
+// newest-frames window alone (mode `window`) and with the long-term memory (mode `memory`),
+// each round's student scored on every eval set (bench/memory_rounds.h).
+struct MemoryGrid {
+  int stride = 1;        // every k-th frame of the stream reaches the server
+  int round_every = 30;  // a round after every N received frames
+  int iterations = 40;   // Adam steps per round
+  int replay_frames = 60;
+  int validation_every = 5;
+  int validation_frames = 10;
+  int memory_frames = 30;               // mode memory; mode window has none
+  int longterm_validation_frames = 20;  // mode memory; mode window has none
+  double max_map50_drop = 0.02;
+  double max_forgetting = 0.03;
+  int seeds = 3;
+};
+
 // A held-out set scored on its own (the stream section's eval conditions).
 struct EvalSet {
   std::string name;
@@ -73,6 +90,7 @@ struct BenchConfig {
   BenchGrid quick;                   // --quick
   int quick_steps = 40;              // --quick: fine-tuning steps per run
   UpdateGrid updates;
+  MemoryGrid memory;
 };
 
 StatusOr<BenchConfig> LoadBenchConfig(const std::string& path);

@@ -34,12 +34,14 @@ struct ReceivedFrame {
   TrainingSample sample;
   std::vector<float> embedding;  // AppearanceEmbedding of the frame
   std::string condition;         // for the report only
+  int segment = 0;               // which segment of the stream (a condition may come back)
 };
 
 struct MemoryRoundRecord {
   int round = 0;
   int received = 0;                     // frames received when the round ran
   std::string condition;                // of the newest received frame
+  int segment = 0;                      // of the newest received frame
   bool published = false;
   std::string reason;
   std::map<std::string, double> map50;  // eval set -> mAP50 of the published student after the round
@@ -51,5 +53,19 @@ StatusOr<std::vector<MemoryRoundRecord>> ReplayWithMemory(const std::string& sta
                                                           const std::vector<ReceivedFrame>& received,
                                                           const MemoryRunOptions& options,
                                                           const std::map<std::string, std::vector<LabelledFrame>>& eval);
+
+// The runs of one mode (window or memory) x seed, for the report.
+struct MemoryRun {
+  std::string mode;
+  uint64_t seed = 0;
+  std::vector<MemoryRoundRecord> rounds;
+};
+
+// memory.md: each eval set's final mAP50 per mode (mean ± std over seeds); forgetting: for each
+// segment of a scored condition that a change ends, that condition's mAP50 at the segment's
+// last round and at the last round before the condition comes back (or the stream ends), per
+// mode, with the paired difference; rounds published and discarded.
+std::string MemoryMarkdown(const std::string& title, const std::vector<MemoryRun>& runs,
+                           const std::vector<std::string>& eval_sets);
 
 }  // namespace sd

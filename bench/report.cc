@@ -217,6 +217,15 @@ double TCritical5Percent(int df) {
   return df <= 30 ? kTable[df - 1] : 2.0;
 }
 
+std::string PairedDifferenceCell(const std::vector<double>& differences) {
+  const Spread d = SpreadOf(differences);
+  if (d.n < 2) return Format("%+.3f", d.mean) + " (n " + std::to_string(d.n) + ")";
+  const double t = d.stddev > 0 ? d.mean / (d.stddev / std::sqrt(double(d.n))) : (d.mean != 0 ? INFINITY : 0);
+  const bool significant = std::abs(t) > TCritical5Percent(d.n - 1);
+  const std::string cell = Format("%+.3f ± %.3f", d.mean, d.stddev);
+  return (significant ? "**" + cell + "**" : cell) + " (t " + Format("%.1f", t) + ")";
+}
+
 std::string PairedDifferencesMarkdown(const std::vector<RunRow>& rows, const std::string& reference) {
   const Grouped g = Group(rows);
   if (!g.by_strategy.count(reference)) return "";
@@ -244,15 +253,7 @@ std::string PairedDifferencesMarkdown(const std::vector<RunRow>& rows, const std
       std::vector<double> differences;
       for (const RunRow* r : mine->second)
         if (reference_by_seed.count(r->seed)) differences.push_back(r->map50 - reference_by_seed[r->seed]);
-      const Spread d = SpreadOf(differences);
-      if (d.n < 2) {
-        md << " " << Format("%+.3f", d.mean) << " (n " << d.n << ") |";
-        continue;
-      }
-      const double t = d.stddev > 0 ? d.mean / (d.stddev / std::sqrt(double(d.n))) : (d.mean != 0 ? INFINITY : 0);
-      const bool significant = std::abs(t) > TCritical5Percent(d.n - 1);
-      const std::string cell = Format("%+.3f ± %.3f", d.mean, d.stddev);
-      md << " " << (significant ? "**" + cell + "**" : cell) << " (t " << Format("%.1f", t) << ") |";
+      md << " " << PairedDifferenceCell(differences) << " |";
     }
     md << "\n";
   }

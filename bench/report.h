@@ -56,6 +56,9 @@ std::string PairedDifferencesMarkdown(const std::vector<RunRow>& rows, const std
 // Two-sided 5% critical value of Student's t with `df` degrees of freedom (df >= 1); above 30
 // degrees, 2.0 (a little stricter than the exact value, which falls to 1.96).
 double TCritical5Percent(int df);
+// "mean ± std (t value)" of paired differences, in bold when the paired t-test at 5% finds the
+// mean non-zero; "mean (n 1)" for fewer than two.
+std::string PairedDifferenceCell(const std::vector<double>& differences);
 
 // DIR/<stem>.dat and DIR/<stem>.gp, then gnuplot renders DIR/<stem>.png (mAP50 mean with
 // standard-deviation bars against budget, one line per strategy, the baseline as a flat

@@ -15,11 +15,13 @@
 #include <sstream>
 
 #include "bench/bench_config.h"
+#include "bench/memory_rounds.h"
 #include "bench/replay.h"
 #include "bench/report.h"
 #include "bench/speed.h"
 #include "bench/uplink_encodings.h"
 #include "bench/update_replay.h"
+#include "common/appearance.h"
 #include "common/frame_source.h"
 #include "common/progress.h"
 #include "tools/job_labels.h"
@@ -36,6 +38,7 @@ struct Flags {
   bool quick = false;
   bool resume = false;
   bool updates = false;  // the update-encoding grid instead of the strategy grid
+  bool memory = false;   // the long-term memory grid instead of the strategy grid
   std::vector<std::string> strategies;  // overrides the config's grid
   std::vector<int> budgets;
   int seeds = 0;
@@ -485,11 +488,89 @@ int RunUplink(const Flags& flags) {
   return 0;
 }
 
+// The segment (and its condition) of each frame of a made stream, by its index in the video.
+std::vector<std::pair<int, std::string>> SegmentsByFrame(const ConditionStreamSpec& stream) {
+  std::vector<std::pair<int, std::string>> out;
+  for (size_t k = 0; k < stream.segments.size(); ++k)
+    for (int64_t i = 0; i < stream.segments[k].frames.size(); ++i)
+      out.push_back({static_cast<int>(k), stream.segments[k].condition});
+  return out;
+}
+
+int RunMemoryGrid(const Flags& flags, const Prepared& p) {
+  const BenchConfig& config = p.config;
+  if (!config.made_stream || p.eval_names.empty())
+    return Fail(Status::InvalidArgument(flags.config + ": --memory needs a `stream` section with eval conditions"),
+                kUsageError);
+  const MemoryGrid& grid = config.memory;
+  const int seeds = flags.seeds > 0 ? flags.seeds : (flags.quick ? 1 : grid.seeds);
+  const auto segments = SegmentsByFrame(config.stream);
+  std::vector<ReceivedFrame> received;
+  for (size_t i = 0; i < p.stream.frames.size(); i += grid.stride) {
+    const StreamFrame& frame = p.stream.frames[i];
+    const size_t at = static_cast<size_t>(frame.index - config.job.train_frames.begin);
+    if (at >= segments.size()) return Fail(Status::Internal("stream frame " + std::to_string(frame.index) + " is in no segment"));
+    received.push_back({frame.sample, AppearanceEmbedding(frame.sample.bgr), segments[at].second, segments[at].first});
+  }
+  std::map<std::string, std::vector<LabelledFrame>> eval;
+  for (size_t i = 0; i < p.eval_names.size(); ++i) eval[p.eval_names[i]] = p.eval_sets[i];
+  const int iterations = flags.quick ? std::max(1, grid.iterations / 4) : grid.iterations;
+  std::printf("memory    %zu frames received, a round of %d steps after every %d; 2 modes x %d seeds\n",
+              received.size(), iterations, grid.round_every, seeds);
+
+  const std::string csv_path = flags.out + "/memory.csv";
+  std::ofstream csv(csv_path, std::ios::trunc);
+  csv << "mode,seed,round,received,condition,published";
+  for (const std::string& set : p.eval_names) csv << ",map50_" << set;
+  csv << "\n";
+  std::vector<MemoryRun> runs;
+  ProgressLine progress("runs", 2 * seeds, stdout);
+  for (int seed = 1; seed <= seeds; ++seed)
+    for (const std::string mode : {"window", "memory"}) {
+      MemoryRunOptions options;
+      options.round_every = grid.round_every;
+      options.iterations = iterations;
+      options.replay_frames = grid.replay_frames;
+      options.validation_every = grid.validation_every;
+      options.validation_frames = grid.validation_frames;
+      options.memory_frames = mode == "memory" ? grid.memory_frames : 0;
+      options.longterm_validation_frames = mode == "memory" ? grid.longterm_validation_frames : 0;
+      options.max_map50_drop = grid.max_map50_drop;
+      options.max_forgetting = grid.max_forgetting;
+      options.trainer = config.job.training;
+      options.trainer.seed = seed;
+      auto rounds = ReplayWithMemory(p.start, received, options, eval);
+      if (!rounds.ok()) return Fail(rounds.status());
+      for (const MemoryRoundRecord& r : *rounds) {
+        csv << mode << "," << seed << "," << r.round << "," << r.received << "," << r.condition << ","
+            << (r.published ? 1 : 0);
+        for (const std::string& set : p.eval_names) csv << "," << r.map50.at(set);
+        csv << "\n";
+      }
+      csv.flush();
+      runs.push_back({mode, static_cast<uint64_t>(seed), std::move(*rounds)});
+      std::string detail = std::string(mode) + " seed " + std::to_string(seed) + ":";
+      for (const std::string& set : p.eval_names) detail += " " + set + " " + std::to_string(runs.back().rounds.back().map50.at(set)).substr(0, 5);
+      progress.Update(runs.size(), detail);
+    }
+  progress.Finish();
+  const std::string title = config.name + ": " + std::to_string(received.size()) + " frames received, a round of " +
+                            std::to_string(iterations) + " steps per " + std::to_string(grid.round_every) +
+                            " frames on the newest " + std::to_string(grid.replay_frames) +
+                            " (memory: + " + std::to_string(grid.memory_frames) + " long-term, " +
+                            std::to_string(grid.longterm_validation_frames) + " long-term held out)";
+  const std::string markdown = MemoryMarkdown(title, runs, p.eval_names);
+  std::ofstream(flags.out + "/memory.md") << markdown;
+  std::printf("\n%s\n", markdown.c_str());
+  return 0;
+}
+
 int Run(const Flags& flags) {
   if (flags.speed) return RunSpeed(flags);
   if (flags.uplink) return RunUplink(flags);
   Prepared prepared;
   if (int code = Prepare(flags, &prepared); code != 0) return code;
+  if (flags.memory) return RunMemoryGrid(flags, prepared);
   return flags.updates ? RunUpdateGrid(flags, prepared) : RunStrategyGrid(flags, prepared);
 }
 
@@ -522,6 +603,8 @@ int main(int argc, char** argv) {
   app.add_flag("--quick", flags.quick, "the config's quick grid: a smoke test in minutes");
   app.add_flag("--updates", flags.updates,
                "the update-encoding grid (OUT/updates.csv, .md, .png) instead of the strategy grid");
+  app.add_flag("--memory", flags.memory,
+               "the server's rounds with and without the long-term memory on a made stream (OUT/memory.csv, .md)");
   app.add_flag("--resume", flags.resume, "keep the runs already in OUT/strategies.csv and do the rest");
   app.add_option("--strategies", flags.strategies, "override the grid's strategies")->delimiter(',');
   app.add_option("--budgets", flags.budgets, "override the grid's budgets")->delimiter(',');
