@@ -58,6 +58,7 @@ Status ReadTrainerOptions(const YamlReader& s, TrainerOptions* o) {
   SD_RETURN_IF_ERROR(s.Get("weight_decay", &o->weight_decay));
   SD_RETURN_IF_ERROR(s.Get("size_loss_weight", &o->size_loss_weight));
   SD_RETURN_IF_ERROR(s.Get("offset_loss_weight", &o->offset_loss_weight));
+  SD_RETURN_IF_ERROR(s.Get("soft_target_score", &o->soft_target_score));
   SD_RETURN_IF_ERROR(s.Get("flip", &o->flip));
   SD_RETURN_IF_ERROR(s.Get("min_scale", &o->min_scale));
   SD_RETURN_IF_ERROR(s.Get("max_scale", &o->max_scale));

@@ -23,17 +23,19 @@ float GaussianRadius(float height, float width, float min_overlap = 0.7f) {
   return std::min({r1, r2, r3});
 }
 
-void DrawGaussian(float* heat, int h, int w, int cx, int cy, int radius) {
+// A Gaussian of height `peak` at (cx, cy), kept where it is above what `heat` holds.
+void DrawGaussian(float* heat, int h, int w, int cx, int cy, int radius, float peak) {
   const float sigma = (2 * radius + 1) / 6.0f;
   for (int y = std::max(0, cy - radius); y <= std::min(h - 1, cy + radius); ++y)
     for (int x = std::max(0, cx - radius); x <= std::min(w - 1, cx + radius); ++x) {
-      const float g = std::exp(-((x - cx) * (x - cx) + (y - cy) * (y - cy)) / (2 * sigma * sigma));
+      const float g = peak * std::exp(-((x - cx) * (x - cx) + (y - cy) * (y - cy)) / (2 * sigma * sigma));
       heat[y * w + x] = std::max(heat[y * w + x], g);
     }
 }
 
 struct Targets {
   torch::Tensor heatmap;  // [B, C, h, w]
+  torch::Tensor centre;   // [B, C, h, w]: a box's confidence at its centre cell (1 with hard targets), else 0
   torch::Tensor index;    // [B, K] flat positions (int64)
   torch::Tensor size;     // [B, K, 2] log(width), log(height) in cells
   torch::Tensor offset;   // [B, K, 2]
@@ -62,6 +64,15 @@ struct StudentTrainer::Impl {
   }
 
   float Uniform(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(rng); }
+
+  // A box's target at its centre: 1 with hard targets, else how sure the teacher was (a
+  // non-finite or non-positive score counts as barely sure, never as no box).
+  float Confidence(const Detection& d) const {
+    if (options.soft_target_score <= 0) return 1.0f;
+    constexpr float kLeast = 0.05f;
+    if (!std::isfinite(d.score)) return kLeast;
+    return std::clamp(d.score / options.soft_target_score, kLeast, 1.0f);
+  }
 
   // Scales the frame to the network input with jitter, crops or pads, flips, and changes
   // brightness and contrast; boxes follow the geometry and are clipped.
@@ -103,11 +114,13 @@ struct StudentTrainer::Impl {
     const int h = arch.input_height / stride, w = arch.input_width / stride, b = batch.size();
     Targets t;
     t.heatmap = torch::zeros({b, arch.num_classes, h, w});
+    t.centre = torch::zeros({b, arch.num_classes, h, w});
     t.index = torch::zeros({b, kMaxObjects}, torch::kInt64);
     t.size = torch::zeros({b, kMaxObjects, 2});
     t.offset = torch::zeros({b, kMaxObjects, 2});
     t.mask = torch::zeros({b, kMaxObjects});
     float* heat = t.heatmap.data_ptr<float>();
+    float* centre = t.centre.data_ptr<float>();
     int64_t* index = t.index.data_ptr<int64_t>();
     float* size = t.size.data_ptr<float>();
     float* offset = t.offset.data_ptr<float>();
@@ -120,7 +133,10 @@ struct StudentTrainer::Impl {
         const float cx = (d.box.x1 + d.box.x2) / (2.0f * stride), cy = (d.box.y1 + d.box.y2) / (2.0f * stride);
         const int ix = std::clamp(static_cast<int>(cx), 0, w - 1), iy = std::clamp(static_cast<int>(cy), 0, h - 1);
         const int radius = std::max(0, static_cast<int>(GaussianRadius(std::ceil(bh), std::ceil(bw))));
-        DrawGaussian(heat + (i * arch.num_classes + d.class_id) * h * w, h, w, ix, iy, radius);
+        const float confidence = Confidence(d);
+        const int plane = (i * arch.num_classes + d.class_id) * h * w;
+        DrawGaussian(heat + plane, h, w, ix, iy, radius, confidence);
+        centre[plane + iy * w + ix] = std::max(centre[plane + iy * w + ix], confidence);
         const int slot = i * kMaxObjects + k;
         index[slot] = iy * w + ix;
         size[2 * slot] = std::log(std::max(bw, 0.05f));
@@ -141,6 +157,8 @@ Status TrainerOptions::Validate() const {
   if (warmup_steps < 1 || total_steps < 1) return Status::InvalidArgument("training warmup_steps and steps must be >= 1");
   if (!(min_scale > 0) || min_scale > max_scale) return Status::InvalidArgument("training scale range is invalid");
   if (device != "cpu" && device != "cuda") return Status::InvalidArgument("training device must be 'cpu' or 'cuda'");
+  if (!(soft_target_score >= 0))
+    return Status::InvalidArgument("training soft_target_score must be >= 0 (0: hard targets)");
   return Status::Ok();
 }
 
@@ -209,9 +227,14 @@ StatusOr<StepStats> StudentTrainer::Step(const std::vector<TrainingSample>& data
     const int c = arch.num_classes;
     torch::Tensor heat = torch::sigmoid(head.slice(1, 0, c)).clamp(1e-4, 1 - 1e-4);
     torch::Tensor gt = t.heatmap.to(s.device);
-    torch::Tensor pos = gt.eq(1).to(torch::kFloat);
+    // CenterNet's focal loss. At a box's centre the target is its confidence c (1 with hard
+    // targets): the positive term weighs c and a soft centre is also pulled down by 1 - c, so
+    // the student learns to be as sure as the teacher was; elsewhere the penalty fades near boxes.
+    torch::Tensor centre = t.centre.to(s.device);
+    torch::Tensor pos = centre.gt(0).to(torch::kFloat);
     torch::Tensor neg_weight = torch::pow(1 - gt, 4);
-    torch::Tensor pos_loss = (torch::log(heat) * torch::pow(1 - heat, 2) * pos).sum();
+    torch::Tensor pos_loss = ((centre * torch::log(heat) * torch::pow(1 - heat, 2) +
+                               (1 - centre) * torch::log(1 - heat) * torch::pow(heat, 2)) * pos).sum();
     torch::Tensor neg_loss = (torch::log(1 - heat) * torch::pow(heat, 2) * neg_weight * (1 - pos)).sum();
     torch::Tensor num_pos = pos.sum().clamp_min(1);
     torch::Tensor heat_loss = -(pos_loss + neg_loss) / num_pos;

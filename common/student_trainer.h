@@ -19,7 +19,7 @@ namespace sd {
 
 struct TrainingSample {
   cv::Mat bgr;       // any size; keep it modest (about 1.25x the student input) to save memory
-  Detections boxes;  // in bgr's pixel coordinates; scores are ignored
+  Detections boxes;  // in bgr's pixel coordinates; scores count only with soft targets
 };
 
 // `sample` scaled down (INTER_AREA, boxes with it) so that it is no larger than `scale` x the
@@ -39,6 +39,12 @@ struct TrainerOptions {
   float weight_decay = 0.0f;
   float size_loss_weight = 1.0f;  // L1 on log size
   float offset_loss_weight = 1.0f;
+  // Distillation targets. 0: hard targets, every teacher box a heatmap peak of 1. > 0: soft
+  // targets weighted by the teacher's confidence: a box's peak (and the positive term of the
+  // focal loss at its centre) is min(1, its score / soft_target_score), so a box the teacher
+  // was unsure of teaches the student less than a sure one. Set it to the score a teacher gives
+  // a box it is sure of (a probability teacher: 1; HOG's SVM weights: about 2).
+  float soft_target_score = 0.0f;
   bool flip = true;
   float min_scale = 0.85f, max_scale = 1.15f;
   float brightness = 0.12f;  // +- fraction of the 0..255 range
