@@ -34,7 +34,7 @@ struct RoundOptions {
   double max_map50_drop = 0.02;   // publish only if held-out mAP50 did not fall by more than this
   // ... and only if mAP50 on the long-term held-out set (LongTermMemory::validation) did not
   // fall by more than this: what a round may forget of earlier conditions to learn the new one.
-  double max_forgetting = 0.03;
+  double max_forgetting = 0.1;
   int min_validation_frames = 5;  // below this the gate only checks that training ran (bootstrapping)
   // Batch size, learning rate, augmentation and seed. Per round, total_steps is replaced by
   // `iterations` and warmup_steps is capped at it, so each round runs a short warm-up and one
