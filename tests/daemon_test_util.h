@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
 #include <opencv2/imgproc.hpp>
 
 #include "common/synthetic_scene.h"
@@ -25,8 +26,18 @@ inline double TimeScale() {
   return scale >= 1.0 ? scale : 1.0;
 }
 
+// A fresh directory for one test. ctest runs every test (each value of a parameterized one,
+// too) as its own process, two at a time, so the directory is named after the running test as
+// well: two tests that ask for the same name must not delete each other's files.
 inline std::string TempDir(const std::string& name) {
-  const auto dir = std::filesystem::path(SD_BINARY_DIR) / "test_tmp" / name;
+  std::string test_name;
+  if (const auto* info = ::testing::UnitTest::GetInstance()->current_test_info()) {
+    test_name = std::string(info->test_suite_name()) + "." + info->name();
+    for (char& c : test_name) {
+      if (c == '/') c = '_';
+    }
+  }
+  const auto dir = std::filesystem::path(SD_BINARY_DIR) / "test_tmp" / test_name / name;
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir.string();
