@@ -1,19 +1,12 @@
 #include "bench/bench_config.h"
 
 #include <filesystem>
-#include <set>
 
 #include "edge/edge_config.h"
+#include "edge/sampler.h"
 
 namespace sd {
 namespace {
-
-const std::set<std::string>& KnownStrategies() {
-  static const std::set<std::string> names = {"uniform",          "random",    "first_n",
-                                              "top_confidence",   "least_confidence", "diversity",
-                                              "top_confidence_diversity", "ams_adaptive"};
-  return names;
-}
 
 Status ReadGrid(const YamlReader& section, const std::map<std::string, SamplerOptions>& variants, BenchGrid* grid) {
   SD_RETURN_IF_ERROR(section.Get("strategies", &grid->strategies));
@@ -21,7 +14,7 @@ Status ReadGrid(const YamlReader& section, const std::map<std::string, SamplerOp
   SD_RETURN_IF_ERROR(section.Get("seeds", &grid->seeds));
   SD_RETURN_IF_ERROR(section.Get("all_frames_baseline", &grid->all_frames_baseline));
   for (const std::string& s : grid->strategies)
-    if (!KnownStrategies().count(s) && !variants.count(s))
+    if (!IsSamplerStrategy(s) && !variants.count(s))
       return section.Error("strategies", "unknown strategy or variant '" + s + "'");
   for (int b : grid->budgets)
     if (b < 1) return section.Error("budgets", "every budget must be >= 1 frame");
@@ -40,7 +33,7 @@ Status ReadUpdateGrid(const YamlReader& section, UpdateGrid* u) {
   SD_RETURN_IF_ERROR(section.Get("seeds", &u->seeds));
   SD_RETURN_IF_ERROR(section.Get("zstd", &u->zstd));
   SD_RETURN_IF_ERROR(section.Get("chunk_bytes", &u->chunk_bytes));
-  if (!KnownStrategies().count(u->strategy)) return section.Error("strategy", "unknown strategy '" + u->strategy + "'");
+  if (!IsSamplerStrategy(u->strategy)) return section.Error("strategy", "unknown strategy '" + u->strategy + "'");
   for (const std::string& e : u->encodings)
     if (!IsKnownUpdateEncoding(e)) return section.Error("encodings", "unknown encoding '" + e + "'");
   for (double f : u->fractions)
@@ -83,13 +76,13 @@ Status ReadMemoryGrid(const YamlReader& section, MemoryGrid* m) {
 Status ReadVariants(const YamlReader& root, BenchConfig* c) {
   SD_ASSIGN_OR_RETURN(YamlReader variants, root.Child("variants"));
   for (const std::string& name : variants.Keys()) {
-    if (KnownStrategies().count(name) || name == "all_frames")
+    if (IsSamplerStrategy(name) || name == "all_frames")
       return variants.Error(name, "a variant needs a name of its own, not a strategy's");
     SD_ASSIGN_OR_RETURN(YamlReader v, variants.Child(name));
     if (!v.Has("strategy")) return v.Error("strategy", "missing required key");
     SamplerOptions options = c->sampling;
     SD_RETURN_IF_ERROR(ReadSamplerOptions(v, &options));
-    if (!KnownStrategies().count(options.strategy))
+    if (!IsSamplerStrategy(options.strategy))
       return v.Error("strategy", "unknown strategy '" + options.strategy + "'");
     c->variants[name] = options;
   }
@@ -153,7 +146,7 @@ Status Parse(const YamlReader& root, BenchConfig* c) {
     return upload.Error("jpeg_quality", "must be in 10..100");
   c->upload.aggregate = c->sampling.aggregate;
 
-  c->grid.strategies.assign(KnownStrategies().begin(), KnownStrategies().end());
+  c->grid.strategies = SamplerStrategies();
   c->grid.budgets = {25, 50, 100, 200};
   SD_ASSIGN_OR_RETURN(YamlReader grid, root.Child("grid"));
   SD_RETURN_IF_ERROR(ReadGrid(grid, c->variants, &c->grid));

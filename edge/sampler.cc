@@ -13,9 +13,6 @@
 namespace sd {
 namespace {
 
-constexpr const char* kStrategies[] = {
-    "uniform", "random", "first_n", "top_confidence", "least_confidence", "diversity", "top_confidence_diversity",
-    "ams_adaptive"};
 // Held candidates are encoded frames in the edge's memory: keep a typo from holding gigabytes.
 constexpr int kMaxPoolCandidates = 1000;
 
@@ -393,12 +390,23 @@ class StreamSampler : public Sampler {
   CoverageFloor coverage_;
 };
 
+// The samplers that hold frames for a later choice: what they release and drop is collected
+// here until the caller takes it.
+class HoldingSampler : public Sampler {
+ public:
+  std::vector<int64_t> TakeReleased() override { return std::exchange(released_, {}); }
+  std::vector<int64_t> TakeDropped() override { return std::exchange(dropped_, {}); }
+
+ protected:
+  std::vector<int64_t> released_, dropped_;
+};
+
 // D-SBAD: frames the top_confidence rule wants are held as candidates; when gamma x pool_budget
 // are held, k-center greedy (farthest-first, seeded with the recently sent embeddings) picks
 // pool_budget of them and the rest are dropped. The picks go as the rate budget allows, most
 // diverse first; until they have all gone the full pool waits and new candidates are skipped,
 // so at most candidates + pool_budget frames are held.
-class PoolSampler : public Sampler {
+class PoolSampler : public HoldingSampler {
  public:
   explicit PoolSampler(const SamplerOptions& options)
       : budget_(options),
@@ -424,8 +432,6 @@ class PoolSampler : public Sampler {
     return decision;
   }
 
-  std::vector<int64_t> TakeReleased() override { return std::exchange(released_, {}); }
-  std::vector<int64_t> TakeDropped() override { return std::exchange(dropped_, {}); }
   int64_t taken() const override { return budget_.taken(); }
 
  private:
@@ -505,7 +511,114 @@ class PoolSampler : public Sampler {
   CoverageFloor coverage_;
   std::vector<Candidate> pool_;
   std::deque<Candidate> picks_;
-  std::vector<int64_t> released_, dropped_;
+};
+
+// paced_confidence_diversity: capture time is cut into slots of one frame's worth of the rate
+// budget (60 / budget_per_minute s), and each slot sends exactly one frame, its best by
+// score + diversity_weight x novelty (below). The pace is uniform's, so every stretch of the
+// stream, and every condition in proportion to its length, gets its share whatever the student
+// thinks of it (no starvation, the whole budget spent); the choice inside a slot is D-SBAD's
+// (confident, unlike what was sent). Only the slot's best so far is held.
+class PacedSampler : public HoldingSampler {
+ public:
+  explicit PacedSampler(const SamplerOptions& options)
+      : budget_(options),
+        uniform_(options.uniform_probability, options.uniform_every),
+        aggregate_(options.aggregate),
+        diversity_weight_(options.diversity_weight),
+        slot_s_(60.0 / options.budget_per_minute),
+        sent_(static_cast<size_t>(options.diversity_history)) {}
+
+  SampleDecision Offer(const FrameFeatures& frame) override {
+    budget_.Advance(frame.time_s);
+    if (budget_.Exhausted()) {
+      DropBest();
+      return SampleDecision::kSkip;
+    }
+    if (!frame.model_from_server) {
+      // Cold start, as in StreamSampler.
+      if (!uniform_.Wants(frame) || !budget_.TryTake()) return SampleDecision::kSkip;
+      sent_.Add(frame.embedding);
+      return SampleDecision::kTake;
+    }
+    // A new slot at the first frame, and when capture time goes backwards (a looping source).
+    if (!in_slot_ || frame.time_s < slot_start_s_) StartSlot(frame.time_s);
+    SampleDecision decision = SampleDecision::kSkip;
+    const double value = Value(frame);
+    if (!best_ || value > best_->value) {
+      DropBest();
+      best_ = Held{frame.index, value, HasEmbedding(frame) ? *frame.embedding : std::vector<float>{}};
+      decision = SampleDecision::kHold;
+    }
+    // The slot closes on its last frame (the next one, a frame interval later, would be past
+    // its end), so the stream's last slot is decided too.
+    const double interval = has_previous_ && frame.time_s > previous_s_ ? frame.time_s - previous_s_ : 0;
+    previous_s_ = frame.time_s;
+    has_previous_ = true;
+    if (frame.time_s + interval - slot_start_s_ >= slot_s_ - 1e-9) {
+      CloseSlot();
+      in_slot_ = false;
+    }
+    return decision;
+  }
+
+  int64_t taken() const override { return budget_.taken(); }
+
+ private:
+  struct Held {
+    int64_t index;
+    double value;
+    std::vector<float> embedding;
+  };
+
+  // The student's image score (0 with no detection), plus diversity_weight x the distance to
+  // the nearest recently sent embedding over its largest possible value (2 between unit
+  // vectors), so both terms are in [0, 1]; nothing sent yet counts as entirely new.
+  double Value(const FrameFeatures& frame) const {
+    double score = 0;
+    if (frame.detections != nullptr) {
+      const std::optional<float> s = ImageScore(*frame.detections, aggregate_);
+      if (s && std::isfinite(*s)) score = *s;
+    }
+    if (!(diversity_weight_ > 0) || !HasEmbedding(frame)) return score;
+    const float nearest = sent_.NearestSquared(*frame.embedding);
+    const double novelty = std::isfinite(nearest) ? std::min(1.0, std::sqrt(static_cast<double>(nearest)) / 2.0) : 1.0;
+    return score + diversity_weight_ * novelty;
+  }
+
+  void StartSlot(double time_s) {
+    DropBest();
+    slot_start_s_ = time_s;
+    in_slot_ = true;
+  }
+
+  void CloseSlot() {
+    if (!best_) return;
+    if (budget_.TryTake()) {
+      sent_.Add(&best_->embedding);
+      released_.push_back(best_->index);
+      best_.reset();
+    } else {
+      DropBest();
+    }
+  }
+
+  void DropBest() {
+    if (best_) dropped_.push_back(best_->index);
+    best_.reset();
+  }
+
+  Budget budget_;
+  UniformPolicy uniform_;
+  const ScoreAggregate aggregate_;
+  const double diversity_weight_;
+  const double slot_s_;
+  SentEmbeddings sent_;
+  bool in_slot_ = false;
+  double slot_start_s_ = 0;
+  bool has_previous_ = false;
+  double previous_s_ = 0;
+  std::optional<Held> best_;
 };
 
 }  // namespace
@@ -565,9 +678,9 @@ double SamplerOptions::CoverageGapSeconds() const {
 Status SamplerOptions::Validate() const {
   auto bad = [](const std::string& what) { return Status::InvalidArgument("sampler: " + what); };
   auto str = [](double v) { return std::to_string(v); };
-  if (std::find(std::begin(kStrategies), std::end(kStrategies), strategy) == std::end(kStrategies)) {
+  if (!IsSamplerStrategy(strategy)) {
     std::string names;
-    for (const char* name : kStrategies) names += (names.empty() ? "" : " | ") + std::string(name);
+    for (const std::string& name : SamplerStrategies()) names += (names.empty() ? "" : " | ") + name;
     return bad("strategy '" + strategy + "' unknown (" + names + ")");
   }
   if (!std::isfinite(budget_per_minute) || budget_per_minute < 0) {
@@ -611,6 +724,12 @@ Status SamplerOptions::Validate() const {
   if (!(ams_initial_rate >= ams_min_rate && ams_initial_rate <= ams_max_rate)) {
     return bad("ams_initial_rate must be in [ams_min_rate, ams_max_rate], got " + str(ams_initial_rate));
   }
+  if (strategy == "paced_confidence_diversity" && !(budget_per_minute > 0)) {
+    return bad("paced_confidence_diversity sends one frame per 60 / budget_per_minute s: set budget_per_minute > 0");
+  }
+  if (!(diversity_weight >= 0) || !std::isfinite(diversity_weight)) {
+    return bad("diversity_weight must be >= 0, got " + str(diversity_weight));
+  }
   if (!(coverage_share >= 0 && coverage_share <= 1)) {
     return bad("coverage_share must be in [0, 1] (0: off), got " + str(coverage_share));
   }
@@ -625,6 +744,18 @@ Status SamplerOptions::Validate() const {
   return bad("aggregate out of range");
 }
 
+const std::vector<std::string>& SamplerStrategies() {
+  static const std::vector<std::string> names = {
+      "uniform", "random", "first_n", "top_confidence", "least_confidence", "diversity", "top_confidence_diversity",
+      "ams_adaptive", "paced_confidence_diversity"};
+  return names;
+}
+
+bool IsSamplerStrategy(const std::string& name) {
+  const auto& names = SamplerStrategies();
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
 Sampler::~Sampler() = default;
 std::vector<int64_t> Sampler::TakeReleased() { return {}; }
 std::vector<int64_t> Sampler::TakeDropped() { return {}; }
@@ -634,6 +765,7 @@ StatusOr<std::unique_ptr<Sampler>> CreateSampler(const SamplerOptions& options) 
   SD_RETURN_IF_ERROR(options.Validate());
   const std::string& s = options.strategy;
   if (s == "top_confidence_diversity") return std::unique_ptr<Sampler>(std::make_unique<PoolSampler>(options));
+  if (s == "paced_confidence_diversity") return std::unique_ptr<Sampler>(std::make_unique<PacedSampler>(options));
   std::unique_ptr<Policy> policy;
   std::unique_ptr<SentEmbeddings> sent;
   if (s == "random") policy = std::make_unique<RandomPolicy>(options.uniform_probability, options.seed);

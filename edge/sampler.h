@@ -29,6 +29,13 @@
 //                   first) and drops the rest.
 //  ams_adaptive     AMS: evenly spaced at r frames per second of capture time; r follows the
 //                   server's teacher agreement (OnTeacherAgreement).
+//  paced_confidence_diversity
+//                   one frame per slot of 60 / budget_per_minute s of capture time, the slot's
+//                   best by image score (0 without detections) + diversity_weight x its
+//                   distance to the nearest of the last diversity_history sent embeddings
+//                   (halved: in [0, 1]). Uniform's pace, D-SBAD's choice within it: a slot
+//                   always sends, so no scene is starved. The slot's best is held (kHold) until
+//                   the slot's last frame.
 // Frames without an embedding are never taken by the two diversity strategies, except as
 // coverage frames.
 //
@@ -90,6 +97,8 @@ struct SamplerOptions {
   double ams_min_rate = 0.1;
   double ams_max_rate = 1.0;
   int ams_update_every = 5;
+  // paced_confidence_diversity: weight of a frame's novelty against its confidence.
+  double diversity_weight = 0.5;
   // Share of the rate budget that the coverage floor guarantees (see above); 0: off.
   double coverage_share = 0.25;
 
@@ -134,6 +143,10 @@ class Sampler {
   // Frames sent so far (kTake plus released).
   virtual int64_t taken() const = 0;
 };
+
+// The strategies listed above, and whether `name` is one of them.
+const std::vector<std::string>& SamplerStrategies();
+bool IsSamplerStrategy(const std::string& name);
 
 // InvalidArgument for bad options or an unknown strategy.
 StatusOr<std::unique_ptr<Sampler>> CreateSampler(const SamplerOptions& options);

@@ -32,9 +32,8 @@ constexpr bool kSanitizerBuild = false;
 constexpr double kFps = 30;
 constexpr size_t kDims = 256;
 
-const std::vector<std::string> kAllStrategies = {"uniform",        "random",           "first_n",
-                                                 "top_confidence", "least_confidence", "diversity",
-                                                 "top_confidence_diversity", "ams_adaptive"};
+const std::vector<std::string>& kAllStrategies = SamplerStrategies();
+constexpr char kPaced[] = "paced_confidence_diversity";
 
 Detections WithScores(std::initializer_list<float> scores) {
   Detections out;
@@ -273,7 +272,7 @@ TEST(SamplerOptionsTest, EveryStrategyIsSelectableByName) {
   for (const std::string& name : kAllStrategies) {
     SamplerOptions o;
     o.strategy = name;
-    o.budget_per_minute = 0;
+    o.budget_per_minute = name == kPaced ? 60 : 0;  // paced needs a rate: its slots are the rate's
     o.budget_total = 40;
     o.warmup_frames = 20;
     o.pool_size = 4;
@@ -568,7 +567,7 @@ TEST(SamplerColdStartTest, EveryStrategySamplesUniformlyUntilTheServersModel) {
   for (const std::string& name : kAllStrategies) {
     SamplerOptions o;
     o.strategy = name;
-    o.budget_per_minute = 0;
+    o.budget_per_minute = name == kPaced ? 60 * kFps : 0;  // paced needs a rate: one a frame
     o.budget_total = 1000;
     o.uniform_every = 7;
     o.warmup_frames = 0;
@@ -1030,6 +1029,89 @@ TEST(CoverageFloorTest, OnlyTheStrategiesThatRankFramesHaveIt) {
   EXPECT_TRUE(std::isinf(o.CoverageGapSeconds()));
   o.coverage_share = 1.5;
   EXPECT_FALSE(o.Validate().ok());
+}
+
+// paced_confidence_diversity: one frame per slot of the rate budget, the slot's best.
+SamplerOptions Paced(double per_minute, double diversity_weight) {
+  SamplerOptions o;
+  o.strategy = kPaced;
+  o.budget_per_minute = per_minute;
+  o.diversity_weight = diversity_weight;
+  return o;
+}
+
+TEST(PacedSamplerTest, EachSlotSendsItsMostConfidentFrame) {
+  // 20 a minute at 30 fps: slots of 3 s, 90 frames. Scores rise and fall with a period that
+  // is not the slot's, so each slot has its own best frame.
+  std::unique_ptr<Sampler> s = Make(Paced(20, 0));
+  Stream stream;
+  auto score = [](int i) { return 0.5f + 0.4f * std::sin(static_cast<float>(i) * 0.05f + 0.3f * (i % 11)); };
+  std::mt19937 rng(3);
+  std::vector<std::vector<float>> embeddings;
+  for (int i = 0; i < 60 * kFps; ++i) embeddings.push_back(RandomEmbedding(&rng));
+  for (int i = 0; i < 60 * kFps; ++i) stream.Next(s.get(), score(i), &embeddings[static_cast<size_t>(i)]);
+  ASSERT_EQ(stream.sent.size(), 20u) << "one a slot, the stream's last slot included";
+  EXPECT_TRUE(stream.holding.empty());
+  for (int slot = 0; slot < 20; ++slot) {
+    int best = slot * 90;
+    for (int i = slot * 90; i < (slot + 1) * 90; ++i) {
+      if (score(i) > score(best)) best = i;
+    }
+    EXPECT_EQ(stream.sent[static_cast<size_t>(slot)], best) << "slot " << slot;
+  }
+  EXPECT_EQ(s->taken(), 20);
+}
+
+// Issue 13: a student that finds nothing in a new scene must not stop its camera's learning.
+TEST(PacedSamplerTest, AStudentThatSeesNothingStillSendsTheWholeBudget) {
+  std::unique_ptr<Sampler> s = Make(Paced(20, 0.5));
+  Stream stream;
+  std::mt19937 rng(4);
+  const std::vector<float> same = RandomEmbedding(&rng);
+  for (int i = 0; i < 60 * kFps; ++i) stream.Next(s.get(), 0.9f, &same);
+  for (int i = 0; i < 300 * kFps; ++i) stream.Next(s.get(), std::nullopt, &same);
+  EXPECT_EQ(stream.sent.size(), 120u);
+  const auto new_scene = std::count_if(stream.sent.begin(), stream.sent.end(), [](int64_t i) { return i >= 60 * kFps; });
+  EXPECT_EQ(new_scene, 100);
+}
+
+TEST(PacedSamplerTest, DiversityWeightPrefersTheFrameUnlikeWhatWasSent) {
+  // Two clusters; the first cluster's frames are a little more confident. Weighted by
+  // confidence alone every slot sends from cluster 0; with the novelty term measured against
+  // the last frame sent (diversity_history 1), the slots alternate.
+  std::mt19937 rng(6);
+  for (const double weight : {0.0, 1.0}) {
+    SCOPED_TRACE("diversity_weight " + std::to_string(weight));
+    SamplerOptions o = Paced(20, weight);
+    o.diversity_history = 1;
+    std::unique_ptr<Sampler> s = Make(o);
+    Stream stream;
+    std::vector<std::vector<float>> embeddings;
+    std::vector<int> cluster;
+    for (int i = 0; i < 30 * kFps; ++i) {
+      cluster.push_back(i % 2);
+      embeddings.push_back(NearAxis(static_cast<size_t>(i % 2), 0.01f, &rng));
+    }
+    for (int i = 0; i < 30 * kFps; ++i) {
+      stream.Next(s.get(), cluster[static_cast<size_t>(i)] == 0 ? 0.8f : 0.7f, &embeddings[static_cast<size_t>(i)]);
+    }
+    ASSERT_EQ(stream.sent.size(), 10u);
+    int from_second = 0;
+    for (int64_t i : stream.sent) from_second += cluster[static_cast<size_t>(i)];
+    if (weight == 0) {
+      EXPECT_EQ(from_second, 0);
+    } else {
+      EXPECT_GE(from_second, 4);
+      EXPECT_LE(from_second, 6);
+    }
+  }
+}
+
+TEST(PacedSamplerTest, NeedsARateAndANonNegativeWeight) {
+  EXPECT_TRUE(Paced(20, 0.5).Validate().ok());
+  EXPECT_FALSE(Paced(0, 0.5).Validate().ok());
+  EXPECT_FALSE(Paced(20, -1).Validate().ok());
+  EXPECT_FALSE(Paced(20, std::nan("")).Validate().ok());
 }
 
 }  // namespace
