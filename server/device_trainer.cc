@@ -20,6 +20,15 @@ std::string Fixed3(double v) {
   return buf;
 }
 
+// Training needs 8-bit BGR: anything else (an empty or grey frame from a broken decode) is
+// named by its position, `offset` + its index, after `what`.
+Status CheckBgrFrames(const std::vector<TrainingSample>& frames, size_t offset, const std::string& what) {
+  for (size_t i = 0; i < frames.size(); ++i)
+    if (frames[i].bgr.empty() || frames[i].bgr.type() != CV_8UC3)
+      return Status::InvalidArgument(what + std::to_string(offset + i) + " is not an 8-bit BGR image");
+  return Status::Ok();
+}
+
 }  // namespace
 
 std::vector<bool> SparseSelection(const std::vector<float>& magnitude, const std::vector<bool>& always,
@@ -199,14 +208,8 @@ StatusOr<RoundResult> DeviceTrainer::RunRound(const std::vector<TrainingSample>&
   // The replay horizon: only the newest frames, so the student follows the scene as it is now.
   const size_t first = train.size() > static_cast<size_t>(options_.replay_frames) ? train.size() - options_.replay_frames : 0;
   std::vector<TrainingSample> replay(train.begin() + first, train.end());
-  for (size_t i = 0; i < replay.size(); ++i)
-    if (replay[i].bgr.empty() || replay[i].bgr.type() != CV_8UC3)
-      return Status::InvalidArgument(what + ": training frame " + std::to_string(first + i) +
-                                     " is not an 8-bit BGR image");
-  for (size_t i = 0; i < memory.replay.size(); ++i)
-    if (memory.replay[i].bgr.empty() || memory.replay[i].bgr.type() != CV_8UC3)
-      return Status::InvalidArgument(what + ": long-term training frame " + std::to_string(i) +
-                                     " is not an 8-bit BGR image");
+  SD_RETURN_IF_ERROR(CheckBgrFrames(replay, first, what + ": training frame "));
+  SD_RETURN_IF_ERROR(CheckBgrFrames(memory.replay, 0, what + ": long-term training frame "));
   result.train_frames = static_cast<int>(replay.size());
   result.val_frames = static_cast<int>(validation.size());
   result.memory_frames = static_cast<int>(memory.replay.size());
