@@ -8,7 +8,8 @@
 //    max(1, budget_per_minute / 6) saved up (a burst of ten seconds' worth);
 //  - an optional total count.
 // A frame is sent when it arrives, held by the strategy for a later choice
-// (top_confidence_diversity only), or never: a frame the budget refuses is not kept back.
+// (top_confidence_diversity, paced_confidence_diversity), or never: a frame the budget refuses
+// is not kept back.
 //
 // Strategies (SamplerOptions::strategy):
 //  uniform          evenly spaced: every uniform_every-th frame, or a uniform_probability share
