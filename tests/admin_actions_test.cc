@@ -39,10 +39,7 @@ class AdminActionsTest : public ::testing::Test {
   }
 
   void Start() {
-    std::string yaml = ServerYaml(dir_ + "/server");
-    // Every round publishes: the tests need versions, not good ones.
-    yaml.replace(yaml.find("max_map50_drop: 0.05"), 20, "max_map50_drop: 1.0");
-    auto config = ParseServerConfig(yaml, "admin_actions.yaml");
+    auto config = ParseServerConfig(QuickOpenRounds(ServerYaml(dir_ + "/server")), "admin_actions.yaml");
     ASSERT_TRUE(config.ok()) << config.status().ToString();
     config->admin_token = kAdminToken;
     config->train_in_background = false;

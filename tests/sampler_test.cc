@@ -13,21 +13,10 @@
 #include <gtest/gtest.h>
 
 #include "edge/edge_config.h"
+#include "tests/sanitizer_build.h"
 
 namespace sd {
 namespace {
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitizerBuild = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool kSanitizerBuild = true;
-#else
-constexpr bool kSanitizerBuild = false;
-#endif
-#else
-constexpr bool kSanitizerBuild = false;
-#endif
 
 constexpr double kFps = 30;
 constexpr size_t kDims = 256;

@@ -27,6 +27,7 @@
 #include "server/server_config.h"
 #include "tests/daemon_test_util.h"
 #include "tests/protocol_client.h"
+#include "tests/sanitizer_build.h"
 
 namespace {
 
@@ -113,17 +114,7 @@ int64_t ResidentMb() {
 // The bound on the growth of the server's resident memory under an attack.
 // AddressSanitizer keeps freed memory in quarantine (256 MB by default), so its builds get
 // that much more room; the product build is held to 150 MB.
-#if defined(__SANITIZE_ADDRESS__)
-constexpr int64_t kFloodRssMb = 150 + 256;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr int64_t kFloodRssMb = 150 + 256;
-#else
-constexpr int64_t kFloodRssMb = 150;
-#endif
-#else
-constexpr int64_t kFloodRssMb = 150;
-#endif
+constexpr int64_t kFloodRssMb = sd::kAddressSanitizerBuild ? 150 + 256 : 150;
 
 // A connected, welcomed stream of one device.
 std::unique_ptr<Stream> Connect(sd::Server& server, const std::string& device = "cam1",

@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 #include <opencv2/core.hpp>
 
+#include "tests/sanitizer_build.h"
+
 namespace sd {
 namespace {
 
@@ -299,8 +301,9 @@ TEST(SyntheticSceneTest, RendersAboutAFrameAMillisecond) {
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() /
       kFrames;
   RecordProperty("ms_per_frame", std::to_string(ms));
-  // Generous: the machine may be shared, and debug builds are slower.
-  EXPECT_LT(ms, 5.0);
+  // Generous: the machine may be shared. A sanitizer build is slower by design (CI's clang ASan
+  // build took 5.5 ms), so there the figure is only recorded.
+  if (!kSanitizerBuild) EXPECT_LT(ms, 5.0);
 }
 
 }  // namespace
