@@ -289,7 +289,10 @@ int RunStrategyGrid(const Flags& flags, const Prepared& p) {
   for (const RunSpec& run : runs) {
     ++finished;
     if (done.count({run.strategy, run.budget, run.seed})) continue;
-    RunRow row{run.strategy, run.budget, run.seed};
+    RunRow row;
+    row.strategy = run.strategy;
+    row.budget = run.budget;
+    row.seed = run.seed;
     Sampled sampled;
     if (run.strategy == "all_frames") {
       for (int64_t i = 0; i < n; ++i) {

@@ -74,8 +74,9 @@ TEST(BenchSampleStreamTest, EveryStrategyStaysWithinItsBudgetAndCountsItsBytes) 
       ASSERT_TRUE(sampled.ok()) << s << ": " << sampled.status().message();
       EXPECT_LE(sampled->positions.size(), static_cast<size_t>(budget)) << s;
       // AMS lowers its rate while consecutive teacher labels agree, as they all do here.
-      if (std::string(s) != "ams_adaptive")
+      if (std::string(s) != "ams_adaptive") {
         EXPECT_GE(sampled->positions.size(), static_cast<size_t>(budget / 2)) << s << " " << budget;
+      }
       std::set<size_t> unique(sampled->positions.begin(), sampled->positions.end());
       EXPECT_EQ(unique.size(), sampled->positions.size()) << s << ": a frame sent twice";
       int64_t bytes = 0;
@@ -111,10 +112,10 @@ TEST(BenchReportTest, SpreadCsvAndMarkdown) {
   EXPECT_NEAR(s.mean, 0.7, 1e-12);
   EXPECT_NEAR(s.stddev, 0.2, 1e-12);
   EXPECT_EQ(SpreadOf({0.4}).stddev, 0);
-  RunRow row{"uniform", 25, 2, 0.61234, 0.3, 25, 123456};
+  RunRow row{"uniform", 25, 2, 0.61234, 0.3, 25, 123456, 0, {}};
   EXPECT_EQ(CsvLine(row), "uniform,25,2,0.6123,0.3000,25,123456");
   EXPECT_EQ(std::string(kStrategiesCsvHeader), "strategy,budget,seed,map50,map50_95,queried,uplink_bytes");
-  std::vector<RunRow> rows = {row, {"uniform", 25, 1, 0.4, 0.2, 25, 100000}, {"all_frames", 600, 1, 0.9, 0.5, 600, 1}};
+  std::vector<RunRow> rows = {row, {"uniform", 25, 1, 0.4, 0.2, 25, 100000, 0, {}}, {"all_frames", 600, 1, 0.9, 0.5, 600, 1, 0, {}}};
   const std::string md = StrategiesMarkdown("t", rows, 60, 6.0);
   EXPECT_NE(md.find("| uniform | 0.506 ± 0.150"), std::string::npos) << md;
   EXPECT_NE(md.find("All 600 frames (baseline): mAP50 0.900"), std::string::npos) << md;
@@ -122,7 +123,7 @@ TEST(BenchReportTest, SpreadCsvAndMarkdown) {
 }
 
 TEST(BenchReportTest, EvalSetColumnsRoundTripAndTablesPerSet) {
-  RunRow row{"uniform", 25, 2, 0.6, 0.3, 25, 1000};
+  RunRow row{"uniform", 25, 2, 0.6, 0.3, 25, 1000, 0, {}};
   row.set_map50 = {0.5, 0.7};
   EXPECT_EQ(StrategiesCsvHeader({"day", "dusk"}), std::string(kStrategiesCsvHeader) + ",map50_day,map50_dusk");
   EXPECT_EQ(StrategiesCsvHeader({}), kStrategiesCsvHeader);
@@ -152,11 +153,11 @@ TEST(BenchReportTest, PairedDifferencesAgainstUniform) {
   const double noisy[] = {0.2, -0.15, 0.1, -0.05, 0.12};
   for (int seed = 1; seed <= 5; ++seed) {
     const double base = 0.5 + 0.05 * seed;  // seeds differ far more than the gain
-    rows.push_back({"uniform", 50, uint64_t(seed), base, 0, 50, 0});
-    rows.push_back({"steady", 50, uint64_t(seed), base + steady[seed - 1], 0, 50, 0});
-    rows.push_back({"noisy", 50, uint64_t(seed), base + noisy[seed - 1], 0, 50, 0});
+    rows.push_back({"uniform", 50, uint64_t(seed), base, 0, 50, 0, 0, {}});
+    rows.push_back({"steady", 50, uint64_t(seed), base + steady[seed - 1], 0, 50, 0, 0, {}});
+    rows.push_back({"noisy", 50, uint64_t(seed), base + noisy[seed - 1], 0, 50, 0, 0, {}});
   }
-  rows.push_back({"lonely", 50, 1, 0.9, 0, 50, 0});
+  rows.push_back({"lonely", 50, 1, 0.9, 0, 50, 0, 0, {}});
   const std::string md = PairedDifferencesMarkdown(rows, "uniform");
   EXPECT_NE(md.find("| steady | **+0.010 ± 0.002** (t 14.1) |"), std::string::npos) << md;
   EXPECT_NE(md.find("| noisy | +0.044 ± 0.141 (t 0.7) |"), std::string::npos) << md;

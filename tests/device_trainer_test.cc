@@ -546,7 +546,7 @@ TEST(RoundSchedulerTest, BenefitNeverStarvesADeviceWithWork) {
 
 TEST(RoundSchedulerTest, FewNewFramesMakeAShorterRoundWhileOthersWait) {
   SchedulerOptions o = Benefit(10, 30);
-  auto round = [](int new_frames, int others_waiting) { return ScheduledRound{"cam", new_frames, others_waiting}; };
+  auto round = [](int new_frames, int others_waiting) { return ScheduledRound{"cam", new_frames, others_waiting, {}}; };
   EXPECT_EQ(RoundIterations(60, round(10, 1), o), 60);
   EXPECT_EQ(RoundIterations(60, round(25, 1), o), 60);  // the configured iterations are the cap
   EXPECT_EQ(RoundIterations(60, round(5, 1), o), 30);

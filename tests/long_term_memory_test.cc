@@ -313,12 +313,16 @@ TEST(LongTermMemoryCoreTest, AfterAChangeOfSceneRoundsAreJudgedOnTheNewSceneAndO
     // new scene is discarded only when the old scene's mAP50 falls beyond max_forgetting.
     const bool holds_now = round->map50_after >= round->map50_before - gate.max_map50_drop - 1e-12;
     const bool forgets = round->longterm_map50_after < round->longterm_map50_before - gate.max_forgetting - 1e-12;
-    if (holds_now && !forgets) EXPECT_TRUE(round->published);
+    if (holds_now && !forgets) {
+      EXPECT_TRUE(round->published);
+    }
     if (forgets) {
       EXPECT_FALSE(round->published);
       EXPECT_NE(round->reason.find("forgets"), std::string::npos);
     }
-    if (!holds_now) EXPECT_FALSE(round->published);
+    if (!holds_now) {
+      EXPECT_FALSE(round->published);
+    }
   }
 
   // The long-term frames are the day's: k-center from the dusk frames that are recent.
@@ -362,7 +366,9 @@ TEST(LongTermMemoryCoreTest, RoundsAfterADriftKeepTheOldSceneWithinTheMargin) {
     const bool forgets =
         round->longterm_map50_after < round->longterm_map50_before - config->round.max_forgetting - 1e-12;
     EXPECT_EQ(round->published, holds_now && !forgets);
-    if (holds_now && forgets) EXPECT_NE(round->reason.find("forgets"), std::string::npos);
+    if (holds_now && forgets) {
+      EXPECT_NE(round->reason.find("forgets"), std::string::npos);
+    }
     published += round->published;
   }
   EXPECT_GE(published, 1) << "the student follows the new scene";
