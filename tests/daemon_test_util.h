@@ -162,9 +162,15 @@ training:
 // rising) and a round is 10 steps, not 40. A sanitizer build trains several times slower, and
 // these tests wait for several rounds (CI's ASan run: 117 s a round of 40 steps).
 inline std::string QuickOpenRounds(std::string yaml) {
+  // A key ServerYaml no longer writes would leave the gate closed or the rounds long, and the
+  // tests would fail far from the cause: say so here instead.
   const auto replace = [&yaml](const std::string& from, const std::string& to) {
     const size_t at = yaml.find(from);
-    if (at != std::string::npos) yaml.replace(at, from.size(), to);
+    if (at == std::string::npos) {
+      ADD_FAILURE() << "QuickOpenRounds: no '" << from << "' in the server config";
+      return;
+    }
+    yaml.replace(at, from.size(), to);
   };
   replace("max_map50_drop: 0.05", "max_map50_drop: 1.0");
   replace("iterations: 40", "iterations: 10");
