@@ -252,15 +252,26 @@ struct EdgeStream {
 constexpr char kArchitecture[] = "centernet-v1 128x96 c1 8-8-16-16-32 separable";
 
 // Starts the binary and waits until it accepts connections.
+// Waits for the server binary to accept connections. A sanitizer build on a loaded CI machine can
+// take many seconds to start (CI once saw the server listen about 10 s after launch), so the wait is
+// generous, and the probe channel retries every 100-250 ms: gRPC's default reconnect backoff grows
+// to 16 s after five refused attempts and would miss a server that came up in between.
 ::testing::AssertionResult StartAndConnect(ServerProcess& server, int port) {
+  constexpr int kStartSeconds = 60;
   if (!server.started()) return ::testing::AssertionFailure() << "the server binary could not be started";
-  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
-  const auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(15);
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 250);
+  auto channel =
+      grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials(), args);
+  const auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(kStartSeconds);
   while (!channel->WaitForConnected(std::min(deadline, std::chrono::system_clock::now() + std::chrono::milliseconds(200)))) {
     if (server.WaitExit(std::chrono::milliseconds(0)))
       return ::testing::AssertionFailure() << "the server exited early:\n" << server.Log();
     if (std::chrono::system_clock::now() >= deadline)
-      return ::testing::AssertionFailure() << "the server did not accept connections within 15 s:\n" << server.Log();
+      return ::testing::AssertionFailure() << "the server did not accept connections within " << kStartSeconds
+                                           << " s:\n" << server.Log();
   }
   return ::testing::AssertionSuccess();
 }
