@@ -280,6 +280,12 @@ int RunStrategyGrid(const Flags& flags, const Prepared& p) {
     for (const RunRow& r : rows) csv << CsvLine(r) << "\n";
   }
   std::ofstream csv(csv_path, std::ios::app);
+  // Which frames each run sent (stream positions, in sending order): what a table of scores
+  // cannot show, e.g. where in a drift a strategy spent its budget.
+  const std::string sent_path = flags.out + "/sent.csv";
+  const bool sent_exists = flags.resume && std::filesystem::exists(sent_path);
+  std::ofstream sent_csv(sent_path, sent_exists ? std::ios::app : std::ios::trunc);
+  if (!sent_exists) sent_csv << "strategy,budget,seed,positions\n";
 
   std::printf("runs      %zu (%zu done before), %d fine-tuning steps of batch %d each\n", runs.size(), done.size(),
               training.total_steps, training.batch_size);
@@ -318,6 +324,9 @@ int RunStrategyGrid(const Flags& flags, const Prepared& p) {
     row.sampler_us_per_frame = sampled.sampler_us_per_frame;
     rows.push_back(row);
     csv << CsvLine(row) << std::endl;
+    sent_csv << row.strategy << "," << row.budget << "," << row.seed << ",";
+    for (size_t i = 0; i < sampled.positions.size(); ++i) sent_csv << (i ? " " : "") << sampled.positions[i];
+    sent_csv << std::endl;
     char detail[128];
     std::snprintf(detail, sizeof(detail), "%s %d seed %llu: %lld sent, mAP50 %.3f", run.strategy.c_str(), run.budget,
                   static_cast<unsigned long long>(run.seed), static_cast<long long>(row.queried), row.map50);

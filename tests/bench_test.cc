@@ -9,6 +9,7 @@
 #include <sstream>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "bench/replay.h"
 #include "bench/report.h"
@@ -191,8 +192,43 @@ grid: {strategies: [uniform, top_confidence_diversity], budgets: [10], seeds: 2}
   std::getline(csv, line);
   EXPECT_EQ(line, kStrategiesCsvHeader);
   int rows = 0;
-  while (std::getline(csv, line)) ++rows;
+  std::map<std::string, int> queried;  // "strategy,budget,seed" -> frames sent
+  while (std::getline(csv, line)) {
+    ++rows;
+    std::vector<std::string> fields;
+    std::stringstream fields_in(line);
+    for (std::string field; std::getline(fields_in, field, ',');) fields.push_back(field);
+    ASSERT_GE(fields.size(), 6u) << line;
+    queried[fields[0] + "," + fields[1] + "," + fields[2]] = std::stoi(fields[5]);
+  }
   EXPECT_EQ(rows, 6);  // (baseline + 2 strategies) x 2 seeds
+  // sent.csv: the positions of every run, as many as it queried, each inside the stream.
+  auto sent_rows = [&out] {
+    std::map<std::string, std::vector<int>> sent;
+    std::ifstream in(out + "/sent.csv");
+    std::string row;
+    std::getline(in, row);
+    EXPECT_EQ(row, "strategy,budget,seed,positions");
+    while (std::getline(in, row)) {
+      const size_t last_comma = row.rfind(',');
+      std::istringstream positions(row.substr(last_comma + 1));
+      std::vector<int>& p = sent[row.substr(0, last_comma)];
+      EXPECT_TRUE(p.empty()) << "a run listed twice: " << row;
+      for (int position; positions >> position;) p.push_back(position);
+    }
+    return sent;
+  };
+  const std::map<std::string, std::vector<int>> sent = sent_rows();
+  ASSERT_EQ(sent.size(), queried.size());
+  for (const auto& [run, positions] : sent) {
+    ASSERT_TRUE(queried.count(run)) << run;
+    EXPECT_EQ(static_cast<int>(positions.size()), queried[run]) << run;
+    for (int position : positions) {
+      EXPECT_GE(position, 0) << run;
+      EXPECT_LT(position, 120) << run;
+    }
+  }
+  EXPECT_EQ(sent.at("uniform,10,1"), (std::vector<int>{0, 12, 24, 36, 48, 60, 72, 84, 96, 108}));
   EXPECT_TRUE(std::filesystem::exists(out + "/strategies.md"));
   EXPECT_TRUE(std::filesystem::exists(out + "/start.sdw"));
   EXPECT_NE(run.output.find("\"runs\":6"), std::string::npos) << run.output;
@@ -201,6 +237,7 @@ grid: {strategies: [uniform, top_confidence_diversity], budgets: [10], seeds: 2}
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_NE(resumed.output.find("6 done before"), std::string::npos) << resumed.output;
   EXPECT_NE(resumed.output.find("(reused)"), std::string::npos) << resumed.output;
+  EXPECT_EQ(sent_rows(), sent);  // nothing re-run, nothing lost
 }
 
 // --speed: every figure the docs quote is there, measured (not zero), from the real edge too.
