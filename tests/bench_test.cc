@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <set>
 #include <string>
@@ -195,11 +196,9 @@ grid: {strategies: [uniform, top_confidence_diversity], budgets: [10], seeds: 2}
   std::map<std::string, int> queried;  // "strategy,budget,seed" -> frames sent
   while (std::getline(csv, line)) {
     ++rows;
-    std::vector<std::string> fields;
-    std::stringstream fields_in(line);
-    for (std::string field; std::getline(fields_in, field, ',');) fields.push_back(field);
-    ASSERT_GE(fields.size(), 6u) << line;
-    queried[fields[0] + "," + fields[1] + "," + fields[2]] = std::stoi(fields[5]);
+    const std::optional<RunRow> row = ParseCsvLine(line, 0);
+    ASSERT_TRUE(row.has_value()) << line;
+    queried[row->strategy + "," + std::to_string(row->budget) + "," + std::to_string(row->seed)] = row->queried;
   }
   EXPECT_EQ(rows, 6);  // (baseline + 2 strategies) x 2 seeds
   // sent.csv: the positions of every run, as many as it queried, each inside the stream.

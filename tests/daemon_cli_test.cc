@@ -251,7 +251,6 @@ struct EdgeStream {
 
 constexpr char kArchitecture[] = "centernet-v1 128x96 c1 8-8-16-16-32 separable";
 
-// Starts the binary and waits until it accepts connections.
 // Waits for the server binary to accept connections. A sanitizer build on a loaded CI machine can
 // take many seconds to start (CI once saw the server listen about 10 s after launch), so the wait is
 // generous, and the probe channel retries every 100-250 ms: gRPC's default reconnect backoff grows
