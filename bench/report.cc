@@ -260,6 +260,106 @@ std::string PairedDifferencesMarkdown(const std::vector<RunRow>& rows, const std
   return md.str();
 }
 
+StatusOr<std::vector<RunRow>> ReadStrategiesCsv(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Status::NotFound(path + ": cannot open");
+  std::string header;
+  std::getline(in, header);
+  const std::string base = kStrategiesCsvHeader;
+  if (header.compare(0, base.size(), base) != 0)
+    return Status::InvalidArgument(path + ": not a strategies.csv header: '" + header + "'");
+  const auto eval_sets = static_cast<size_t>(std::count(header.begin() + base.size(), header.end(), ','));
+  std::vector<RunRow> rows;
+  std::string line;
+  for (int number = 2; std::getline(in, line); ++number) {
+    if (line.empty()) continue;
+    auto row = ParseCsvLine(line, eval_sets);
+    if (!row) return Status::InvalidArgument(path + ":" + std::to_string(number) + ": not a run: '" + line + "'");
+    rows.push_back(std::move(*row));
+  }
+  return rows;
+}
+
+namespace {
+
+const std::vector<const RunRow*>* RunsOf(const Grouped& g, const std::string& strategy, int budget) {
+  auto by_budget = g.by_strategy.find(strategy);
+  if (by_budget == g.by_strategy.end()) return nullptr;
+  auto runs = by_budget->second.find(budget);
+  return runs == by_budget->second.end() ? nullptr : &runs->second;
+}
+
+// One stream's mean of the seed-paired mAP50 differences of `strategy` from `reference`, and
+// the strategy's mean frames sent in those seeds; nullopt when no seed has both.
+struct StreamDifference {
+  double map50 = 0, sent = 0;
+};
+std::optional<StreamDifference> DifferenceInStream(const Grouped& g, const std::string& strategy,
+                                                   const std::string& reference, int budget) {
+  const auto* mine = RunsOf(g, strategy, budget);
+  const auto* theirs = RunsOf(g, reference, budget);
+  if (!mine || !theirs) return std::nullopt;
+  std::vector<double> differences, sent;
+  for (const RunRow* m : *mine)
+    for (const RunRow* t : *theirs)
+      if (m->seed == t->seed) {
+        differences.push_back(m->map50 - t->map50);
+        sent.push_back(static_cast<double>(m->queried));
+      }
+  if (differences.empty()) return std::nullopt;
+  return StreamDifference{SpreadOf(differences).mean, SpreadOf(sent).mean};
+}
+
+}  // namespace
+
+std::string AcrossStreamsMarkdown(const std::vector<StreamRuns>& streams, const std::string& reference) {
+  std::vector<Grouped> grouped;
+  for (const StreamRuns& stream : streams) grouped.push_back(Group(stream.rows));
+  // Strategies in first-seen order over the streams; budgets ascending.
+  std::vector<std::string> strategies;
+  std::map<int, bool> budgets;
+  for (const Grouped& g : grouped) {
+    for (const std::string& s : g.strategies)
+      if (s != reference && s != kBaseline && std::find(strategies.begin(), strategies.end(), s) == strategies.end())
+        strategies.push_back(s);
+    for (int b : g.budgets) budgets[b] = true;
+  }
+  std::ostringstream md;
+  md << "mAP50 of `" << reference << "` per stream (mean over seeds), then each strategy minus `" << reference
+     << "`, paired by seed and averaged within each stream; the mean ± std over streams is **bold** where a t-test "
+     << "with the streams as replicates finds it non-zero at 5%:\n\n| strategy | budget |";
+  for (const StreamRuns& stream : streams) md << " " << stream.name << " |";
+  md << " mean ± std over streams (t) | streams | sent |\n|---|---|";
+  for (size_t i = 0; i < streams.size() + 3; ++i) md << "---|";
+  md << "\n";
+  for (const auto& [budget, unused] : budgets) {
+    md << "| " << reference << " | " << budget << " |";
+    for (const Grouped& g : grouped) {
+      const auto* runs = RunsOf(g, reference, budget);
+      md << " " << (runs ? Format("%.3f", SpreadOfField(*runs, [](const RunRow& r) { return r.map50; }).mean) : "-")
+         << " |";
+    }
+    md << " | | |\n";
+  }
+  for (const auto& [budget, unused] : budgets) {
+    for (const std::string& s : strategies) {
+      std::vector<double> per_stream, sent;
+      std::string cells;
+      for (const Grouped& g : grouped) {
+        const auto d = DifferenceInStream(g, s, reference, budget);
+        cells += d ? " " + Format("%+.3f", d->map50) + " |" : " - |";
+        if (!d) continue;
+        per_stream.push_back(d->map50);
+        sent.push_back(d->sent);
+      }
+      if (per_stream.empty()) continue;
+      md << "| " << s << " | " << budget << " |" << cells << " " << PairedDifferenceCell(per_stream) << " | "
+         << per_stream.size() << " | " << Format("%.0f", SpreadOf(sent).mean) << " |\n";
+    }
+  }
+  return md.str();
+}
+
 Status PlotStrategies(const std::string& dir, const std::string& stem, const std::string& title,
                       const std::vector<RunRow>& rows) {
   const Grouped g = Group(rows);

@@ -60,6 +60,23 @@ double TCritical5Percent(int df);
 // mean non-zero; "mean (n 1)" for fewer than two.
 std::string PairedDifferenceCell(const std::vector<double>& differences);
 
+// The runs of one stream: a bench output folder's strategies.csv, named by the folder.
+struct StreamRuns {
+  std::string name;
+  std::vector<RunRow> rows;
+};
+// DIR/strategies.csv, whatever eval-set columns its header names; an error when the file is
+// missing, its header is not a strategies.csv header, or a row does not parse.
+StatusOr<std::vector<RunRow>> ReadStrategiesCsv(const std::string& path);
+
+// Each strategy and variant against `reference` across streams. A deterministic strategy sends
+// the same frames in every seed of one stream, so its seeds replicate only the training; a
+// stream replicates its choice of frames. Per stream: the mean over the seeds both ran of the
+// paired mAP50 differences; then their mean ± std over streams, t-tested with the streams as
+// the replicates (PairedDifferenceCell), and the mean frames sent. `reference`'s own mAP50 per
+// stream heads the table.
+std::string AcrossStreamsMarkdown(const std::vector<StreamRuns>& streams, const std::string& reference);
+
 // DIR/<stem>.dat and DIR/<stem>.gp, then gnuplot renders DIR/<stem>.png (mAP50 mean with
 // standard-deviation bars against budget, one line per strategy, the baseline as a flat
 // line). An error when gnuplot is missing or fails; the data and script stay for a later run.

@@ -46,6 +46,7 @@ struct Flags {
   bool speed = false;  // the edge speed benchmark instead of a grid
   SpeedOptions speed_options;
   bool uplink = false;  // the uplink encodings instead of a grid
+  std::vector<std::string> compare_streams;  // bench output folders: the across-streams table instead of a grid
   std::string uplink_encodings = "768x75,768x50,640x60,512x75,384x75,384x85,384x95";
 };
 
@@ -577,7 +578,25 @@ int RunMemoryGrid(const Flags& flags, const Prepared& p) {
   return 0;
 }
 
+// The across-streams table of the folders' strategies.csv files, on stdout; each folder's last
+// path component names its stream.
+int CompareStreams(const std::vector<std::string>& folders) {
+  std::vector<StreamRuns> streams;
+  for (std::string folder : folders) {
+    while (folder.size() > 1 && folder.back() == '/') folder.pop_back();
+    auto rows = ReadStrategiesCsv(folder + "/strategies.csv");
+    if (!rows.ok()) {
+      std::fprintf(stderr, "streamdistill-bench: error: %s\n", rows.status().message().c_str());
+      return 1;
+    }
+    streams.push_back({folder.substr(folder.find_last_of('/') + 1), std::move(*rows)});
+  }
+  std::printf("%s\n%zu streams.\n", AcrossStreamsMarkdown(streams, "uniform").c_str(), streams.size());
+  return 0;
+}
+
 int Run(const Flags& flags) {
+  if (!flags.compare_streams.empty()) return CompareStreams(flags.compare_streams);
   if (flags.speed) return RunSpeed(flags);
   if (flags.uplink) return RunUplink(flags);
   Prepared prepared;
@@ -622,9 +641,13 @@ int main(int argc, char** argv) {
   app.add_option("--budgets", flags.budgets, "override the grid's budgets")->delimiter(',');
   app.add_option("--seeds", flags.seeds, "override the grid's seed count");
   app.add_option("--steps", flags.steps, "override the fine-tuning steps per run");
+  auto* compare = app.add_option("--compare-streams", flags.compare_streams,
+                                 "bench output folders, one stream each: every strategy against uniform across the "
+                                 "streams (markdown on stdout) instead of a grid");
+  compare->excludes(config)->excludes(speed)->excludes(uplink);
   if (auto exit_code = sd::ParseToolCommandLine(app, argc, argv)) return *exit_code;
-  if (!flags.speed && !flags.uplink && flags.config.empty()) {
-    std::fprintf(stderr, "streamdistill-bench: error: --config is required (or --speed, --uplink)\n");
+  if (!flags.speed && !flags.uplink && flags.compare_streams.empty() && flags.config.empty()) {
+    std::fprintf(stderr, "streamdistill-bench: error: --config is required (or --speed, --uplink, --compare-streams)\n");
     return 2;
   }
   if (flags.speed && flags.out == "out/bench") flags.out = "out/speed";

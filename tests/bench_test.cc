@@ -168,6 +168,61 @@ TEST(BenchReportTest, PairedDifferencesAgainstUniform) {
   EXPECT_EQ(PairedDifferencesMarkdown(rows, "random"), "");
 }
 
+// Across streams a stream counts once: its seeds are averaged first, and the t-test runs over
+// the streams. A strategy some streams lack is tested over the others; a seed without its
+// uniform pair is left out.
+TEST(BenchReportTest, AcrossStreamsAveragesSeedsWithinEachStreamAndTestsOverStreams) {
+  auto row = [](const char* strategy, int seed, double map50) {
+    return RunRow{strategy, 50, uint64_t(seed), map50, 0, 50, 0, 0, {}};
+  };
+  std::vector<StreamRuns> streams = {
+      {"a", {row("uniform", 1, 0.40), row("uniform", 2, 0.50), row("steady", 1, 0.42), row("steady", 2, 0.52),
+             row("partial", 1, 0.50), row("partial", 2, 0.60), row("lonely", 3, 0.9)}},
+      {"b", {row("uniform", 1, 0.30), row("uniform", 2, 0.35), row("steady", 1, 0.33), row("steady", 2, 0.38),
+             row("partial", 1, 0.25), row("partial", 2, 0.30)}},
+      {"c", {row("uniform", 1, 0.60), row("uniform", 2, 0.62), row("steady", 1, 0.625), row("steady", 2, 0.645)}},
+  };
+  const std::string md = AcrossStreamsMarkdown(streams, "uniform");
+  EXPECT_NE(md.find("| strategy | budget | a | b | c | mean ± std over streams (t) | streams | sent |"),
+            std::string::npos) << md;
+  EXPECT_NE(md.find("| uniform | 50 | 0.450 | 0.325 | 0.610 | | | |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| steady | 50 | +0.020 | +0.030 | +0.025 | **+0.025 ± 0.005** (t 8.7) | 3 | 50 |"),
+            std::string::npos) << md;
+  EXPECT_NE(md.find("| partial | 50 | +0.100 | -0.050 | - | +0.025 ± 0.106 (t 0.3) | 2 | 50 |"), std::string::npos)
+      << md;
+  EXPECT_EQ(md.find("| lonely |"), std::string::npos) << md;
+}
+
+// --compare-streams reads each folder's strategies.csv, eval-set columns or not, and names a
+// folder it cannot read.
+TEST(BenchCliTest, CompareStreamsReadsEveryFolderAndNamesAMissingOne) {
+  testing::ScopedTempDir dir("sd_bench_streams");
+  std::filesystem::create_directories(dir.File("s1"));
+  std::filesystem::create_directories(dir.File("s2"));
+  std::ofstream(dir.File("s1/strategies.csv")) << kStrategiesCsvHeader << "\n"
+                                               << "uniform,25,1,0.5000,0.2,25,1000\n"
+                                               << "paced,25,1,0.5400,0.2,25,1000\n";
+  std::ofstream(dir.File("s2/strategies.csv")) << StrategiesCsvHeader({"day", "dusk"}) << "\n"
+                                               << "uniform,25,1,0.6000,0.2,25,1000,0.7,0.5\n"
+                                               << "paced,25,1,0.6200,0.2,25,1000,0.7,0.54\n";
+  auto run = testing::RunBinary("streamdistill-bench",
+                                "--compare-streams " + dir.File("s1") + " " + dir.File("s2") + "/", 30);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_NE(run.output.find("| paced | 25 | +0.040 | +0.020 | +0.030 ± 0.014 (t 3.0) | 2 | 25 |"), std::string::npos)
+      << run.output;
+  EXPECT_NE(run.output.find("2 streams."), std::string::npos) << run.output;
+
+  auto missing = testing::RunBinary("streamdistill-bench",
+                                    "--compare-streams " + dir.File("s1") + " " + dir.File("nowhere"), 30);
+  EXPECT_EQ(missing.exit_code, 1) << missing.output;
+  EXPECT_NE(missing.output.find(dir.File("nowhere") + "/strategies.csv"), std::string::npos) << missing.output;
+  std::ofstream(dir.File("s2/strategies.csv"), std::ios::app) << "paced,25,2,not a number\n";
+  auto broken = testing::RunBinary("streamdistill-bench",
+                                   "--compare-streams " + dir.File("s1") + " " + dir.File("s2"), 30);
+  EXPECT_EQ(broken.exit_code, 1) << broken.output;
+  EXPECT_NE(broken.output.find("strategies.csv:4: not a run"), std::string::npos) << broken.output;
+}
+
 // The binary on a tiny synthetic stream: every file it promises, and --resume adds nothing.
 TEST(BenchCliTest, TinySyntheticGridWritesCsvTableAndResumes) {
   testing::ScopedTempDir dir("sd_bench");
