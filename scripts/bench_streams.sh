@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs streamdistill-bench on one synthetic stream layout under several scene seeds, then
-# compares each strategy with `uniform` across the streams (scripts/paired_streams.py).
+# compares each strategy with `uniform` across the streams (streamdistill-bench --compare-streams).
 #
 # Why: a strategy like `diversity` picks the same frames on a given stream whatever the run's
 # seed, so the seeds of one stream replicate only the training's randomness. Whether a strategy
@@ -29,4 +29,4 @@ for seed in $seeds; do
   "$bench" --config "$out/config.yaml" --out "$out" --resume "$@"
   dirs+=("$out")
 done
-/usr/bin/python3 "$here/scripts/paired_streams.py" "${dirs[@]}" | tee "$prefix/streams.md"
+"$bench" --compare-streams "${dirs[@]}" | tee "$prefix/streams.md"
