@@ -73,6 +73,16 @@ Status ReadMemoryGrid(const YamlReader& section, MemoryGrid* m) {
   return Status::Ok();
 }
 
+Status ReadClosedLoop(const YamlReader& section, ClosedLoopOptions* loop) {
+  SD_RETURN_IF_ERROR(section.Get("round_every", &loop->round_every));
+  SD_RETURN_IF_ERROR(section.Get("steps", &loop->steps));
+  SD_RETURN_IF_ERROR(section.Get("replay_frames", &loop->replay_frames));
+  SD_RETURN_IF_ERROR(section.Get("score_from", &loop->score_from));
+  Status valid = loop->Validate();
+  if (!valid.ok()) return Status::InvalidArgument(section.file() + ": closed_loop: " + valid.message());
+  return Status::Ok();
+}
+
 Status ReadVariants(const YamlReader& root, BenchConfig* c) {
   SD_ASSIGN_OR_RETURN(YamlReader variants, root.Child("variants"));
   for (const std::string& name : variants.Keys()) {
@@ -161,6 +171,8 @@ Status Parse(const YamlReader& root, BenchConfig* c) {
   SD_RETURN_IF_ERROR(ReadUpdateGrid(updates, &c->updates));
   SD_ASSIGN_OR_RETURN(YamlReader memory, root.Child("memory"));
   SD_RETURN_IF_ERROR(ReadMemoryGrid(memory, &c->memory));
+  SD_ASSIGN_OR_RETURN(YamlReader loop, root.Child("closed_loop"));
+  SD_RETURN_IF_ERROR(ReadClosedLoop(loop, &c->closed_loop));
   return root.CheckAllKeysUsed();
 }
 

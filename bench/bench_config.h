@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/closed_loop.h"
 #include "bench/condition_stream.h"
 #include "common/config.h"
 #include "common/status.h"
@@ -91,6 +92,7 @@ struct BenchConfig {
   int quick_steps = 40;              // --quick: fine-tuning steps per run
   UpdateGrid updates;
   MemoryGrid memory;
+  ClosedLoopOptions closed_loop;     // --closed-loop: the strategy grid with rounds in the loop
 };
 
 StatusOr<BenchConfig> LoadBenchConfig(const std::string& path);

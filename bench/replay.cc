@@ -88,38 +88,48 @@ SamplerOptions RunSamplerOptions(const SamplerOptions& base, const std::string& 
   return o;
 }
 
-StatusOr<Sampled> SampleStream(const Stream& stream, const SamplerOptions& options) {
+StatusOr<SamplingPass> SamplingPass::Create(const Stream& stream, const SamplerOptions& options) {
   SD_ASSIGN_OR_RETURN(std::unique_ptr<Sampler> sampler, CreateSampler(options));
-  Sampled out;
-  const Detections* previous_labels = nullptr;
-  auto send = [&](size_t position) {
-    out.positions.push_back(position);
-    out.uplink_bytes += stream.frames[position].uplink_bytes;
-    const Detections& labels = stream.frames[position].sample.boxes;
-    if (previous_labels) sampler->OnTeacherAgreement(LabelAgreement(*previous_labels, labels));
-    previous_labels = &labels;
-  };
-  const int64_t first_index = stream.frames.empty() ? 0 : stream.frames.front().index;
-  std::chrono::steady_clock::duration sampling{};
-  for (size_t i = 0; i < stream.frames.size(); ++i) {
-    const StreamFrame& f = stream.frames[i];
-    FrameFeatures features;
-    features.index = f.index;
-    features.time_s = f.time_s;
-    features.detections = &f.student.detections;
-    features.embedding = &f.student.embedding;
-    features.model_from_server = true;
-    const auto t0 = std::chrono::steady_clock::now();
-    const SampleDecision decision = sampler->Offer(features);
-    std::vector<int64_t> released = sampler->TakeReleased();
-    sampler->TakeDropped();
-    sampling += std::chrono::steady_clock::now() - t0;
-    if (decision == SampleDecision::kTake) send(i);
-    for (int64_t index : released) send(static_cast<size_t>(index - first_index));
-  }
-  out.sampler_us_per_frame =
-      std::chrono::duration<double, std::micro>(sampling).count() / std::max<size_t>(1, stream.frames.size());
-  return out;
+  return SamplingPass(stream, std::move(sampler));
+}
+
+void SamplingPass::Send(size_t position) {
+  out_.positions.push_back(position);
+  out_.uplink_bytes += stream_->frames[position].uplink_bytes;
+  const Detections& labels = stream_->frames[position].sample.boxes;
+  if (previous_labels_) sampler_->OnTeacherAgreement(LabelAgreement(*previous_labels_, labels));
+  previous_labels_ = &labels;
+}
+
+void SamplingPass::Offer(size_t position, const StudentOutput& student) {
+  const StreamFrame& f = stream_->frames[position];
+  FrameFeatures features;
+  features.index = f.index;
+  features.time_s = f.time_s;
+  features.detections = &student.detections;
+  features.embedding = &student.embedding;
+  features.model_from_server = true;
+  const auto t0 = std::chrono::steady_clock::now();
+  const SampleDecision decision = sampler_->Offer(features);
+  std::vector<int64_t> released = sampler_->TakeReleased();
+  sampler_->TakeDropped();
+  sampling_ += std::chrono::steady_clock::now() - t0;
+  ++offered_;
+  if (decision == SampleDecision::kTake) Send(position);
+  const int64_t first_index = stream_->frames.front().index;
+  for (int64_t index : released) Send(static_cast<size_t>(index - first_index));
+}
+
+Sampled SamplingPass::Finish() {
+  out_.sampler_us_per_frame =
+      std::chrono::duration<double, std::micro>(sampling_).count() / std::max<size_t>(1, offered_);
+  return out_;
+}
+
+StatusOr<Sampled> SampleStream(const Stream& stream, const SamplerOptions& options) {
+  SD_ASSIGN_OR_RETURN(SamplingPass pass, SamplingPass::Create(stream, options));
+  for (size_t i = 0; i < stream.frames.size(); ++i) pass.Offer(i, stream.frames[i].student);
+  return pass.Finish();
 }
 
 StatusOr<std::vector<EvalResult>> FineTuneAndEvaluateEach(const std::string& start_weights,

@@ -4,7 +4,9 @@
 // queried frames with the server's trainer and scores it on held-out frames.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <memory>
 #include <functional>
 #include <string>
 #include <vector>
@@ -59,9 +61,32 @@ struct Sampled {
   double sampler_us_per_frame = 0;  // Offer and collection, per frame of the stream
 };
 
-// Runs the stream through a Sampler made from `options`, as the edge does: every frame
-// scored by the start student (no cold start: it is a trained model). AMS's agreement is fed
-// as the server computes it: the teacher labels of each sent frame against the previous one's.
+// One pass of a Sampler made from `options` over a stream, a frame at a time, as the edge runs
+// it: every frame offered with a student's output on it (no cold start: it is a trained
+// model), taken and released frames sent in order. AMS's agreement is fed as the server
+// computes it: the teacher labels of each sent frame against the previous one's.
+class SamplingPass {
+ public:
+  static StatusOr<SamplingPass> Create(const Stream& stream, const SamplerOptions& options);
+  // Stream positions go in order; `student` is the output of whichever student the edge runs.
+  void Offer(size_t position, const StudentOutput& student);
+  const Sampled& sampled() const { return out_; }
+  // Sampled::sampler_us_per_frame over the frames offered so far.
+  Sampled Finish();
+
+ private:
+  SamplingPass(const Stream& stream, std::unique_ptr<Sampler> sampler) : stream_(&stream), sampler_(std::move(sampler)) {}
+  void Send(size_t position);
+
+  const Stream* stream_;
+  std::unique_ptr<Sampler> sampler_;
+  Sampled out_;
+  const Detections* previous_labels_ = nullptr;
+  size_t offered_ = 0;
+  std::chrono::steady_clock::duration sampling_{};
+};
+
+// A SamplingPass with the start student's outputs recorded in the stream.
 StatusOr<Sampled> SampleStream(const Stream& stream, const SamplerOptions& options);
 
 // Copies `start`, trains it `training.total_steps` steps on the samples and scores it on `eval`

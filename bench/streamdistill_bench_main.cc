@@ -39,6 +39,7 @@ struct Flags {
   bool resume = false;
   bool updates = false;  // the update-encoding grid instead of the strategy grid
   bool memory = false;   // the long-term memory grid instead of the strategy grid
+  bool closed_loop = false;  // the strategy grid with the server's rounds in the loop (config closed_loop)
   std::vector<std::string> strategies;  // overrides the config's grid
   std::vector<int> budgets;
   int seeds = 0;
@@ -266,7 +267,8 @@ int RunStrategyGrid(const Flags& flags, const Prepared& p) {
   const int64_t n = p.stream.frames.size();
   std::vector<RunSpec> runs;
   for (int seed = 1; seed <= grid.seeds; ++seed) {
-    if (grid.all_frames_baseline) runs.push_back({"all_frames", static_cast<int>(n), static_cast<uint64_t>(seed)});
+    // The baseline trains once on every frame: there is no sampler to put in the loop.
+    if (grid.all_frames_baseline && !flags.closed_loop) runs.push_back({"all_frames", static_cast<int>(n), static_cast<uint64_t>(seed)});
     for (int budget : grid.budgets)
       for (const std::string& strategy : grid.strategies)
         runs.push_back({strategy, budget, static_cast<uint64_t>(seed)});
@@ -287,6 +289,15 @@ int RunStrategyGrid(const Flags& flags, const Prepared& p) {
   const bool sent_exists = flags.resume && std::filesystem::exists(sent_path);
   std::ofstream sent_csv(sent_path, sent_exists ? std::ios::app : std::ios::trunc);
   if (!sent_exists) sent_csv << "strategy,budget,seed,positions\n";
+  // --closed-loop: every round's mAP50 (the mean over the eval sets), the curve behind a run's
+  // figure.
+  const std::string rounds_path = flags.out + "/rounds.csv";
+  std::ofstream rounds_csv;
+  if (flags.closed_loop) {
+    const bool rounds_exist = flags.resume && std::filesystem::exists(rounds_path);
+    rounds_csv.open(rounds_path, rounds_exist ? std::ios::app : std::ios::trunc);
+    if (!rounds_exist) rounds_csv << "strategy,budget,seed,round,position,sent,map50\n";
+  }
 
   std::printf("runs      %zu (%zu done before), %d fine-tuning steps of batch %d each\n", runs.size(), done.size(),
               training.total_steps, training.batch_size);
@@ -300,26 +311,45 @@ int RunStrategyGrid(const Flags& flags, const Prepared& p) {
     row.strategy = run.strategy;
     row.budget = run.budget;
     row.seed = run.seed;
-    Sampled sampled;
-    if (run.strategy == "all_frames") {
-      for (int64_t i = 0; i < n; ++i) {
-        sampled.positions.push_back(i);
-        sampled.uplink_bytes += p.stream.frames[i].uplink_bytes;
-      }
-    } else {
-      const SamplerOptions entry = GridEntryOptions(config, run.strategy);
-      auto s = SampleStream(p.stream, RunSamplerOptions(entry, entry.strategy, run.budget, run.seed, n,
-                                                       p.stream.duration_s()));
-      if (!s.ok()) return Fail(s.status());
-      sampled = std::move(*s);
-    }
-    std::vector<TrainingSample> samples;
-    for (size_t position : sampled.positions) samples.push_back(p.stream.frames[position].sample);
     TrainerOptions run_training = training;
     run_training.seed = run.seed;
-    auto results = FineTuneAndEvaluateEach(p.start, samples, run_training, config.job.inference, p.eval_sets);
-    if (!results.ok()) return Fail(results.status());
-    ScoreRow(*results, !p.eval_names.empty(), &row);
+    Sampled sampled;
+    std::vector<EvalResult> results;
+    if (flags.closed_loop) {
+      const SamplerOptions entry = GridEntryOptions(config, run.strategy);
+      auto loop = ReplayClosedLoop(p.start, p.stream,
+                                   RunSamplerOptions(entry, entry.strategy, run.budget, run.seed, n, p.stream.duration_s()),
+                                   config.closed_loop, run_training, config.job.inference, p.eval_sets);
+      if (!loop.ok()) return Fail(loop.status());
+      for (size_t r = 0; r < loop->rounds.size(); ++r) {
+        const ClosedLoopRound& round = loop->rounds[r];
+        RunRow scored;
+        ScoreRow(round.evals, false, &scored);
+        rounds_csv << run.strategy << "," << run.budget << "," << run.seed << "," << r + 1 << "," << round.position
+                   << "," << round.sent << "," << scored.map50 << std::endl;
+      }
+      sampled = std::move(loop->sampled);
+      results = std::move(loop->scored);
+    } else {
+      if (run.strategy == "all_frames") {
+        for (int64_t i = 0; i < n; ++i) {
+          sampled.positions.push_back(i);
+          sampled.uplink_bytes += p.stream.frames[i].uplink_bytes;
+        }
+      } else {
+        const SamplerOptions entry = GridEntryOptions(config, run.strategy);
+        auto s = SampleStream(p.stream, RunSamplerOptions(entry, entry.strategy, run.budget, run.seed, n,
+                                                         p.stream.duration_s()));
+        if (!s.ok()) return Fail(s.status());
+        sampled = std::move(*s);
+      }
+      std::vector<TrainingSample> samples;
+      for (size_t position : sampled.positions) samples.push_back(p.stream.frames[position].sample);
+      auto trained = FineTuneAndEvaluateEach(p.start, samples, run_training, config.job.inference, p.eval_sets);
+      if (!trained.ok()) return Fail(trained.status());
+      results = std::move(*trained);
+    }
+    ScoreRow(results, !p.eval_names.empty(), &row);
     row.queried = sampled.positions.size();
     row.uplink_bytes = sampled.uplink_bytes;
     row.sampler_us_per_frame = sampled.sampler_us_per_frame;
@@ -335,8 +365,15 @@ int RunStrategyGrid(const Flags& flags, const Prepared& p) {
   }
   progress.Finish();
 
-  const std::string title = config.name + ": " + std::to_string(n) + "-frame stream, " +
-                            std::to_string(training.total_steps) + " steps per run";
+  const ClosedLoopOptions& loop = config.closed_loop;
+  const std::string title =
+      flags.closed_loop
+          ? config.name + ": " + std::to_string(n) + "-frame stream, closed loop: a round of " +
+                std::to_string(loop.steps) + " steps on the newest " + std::to_string(loop.replay_frames) +
+                " frames sent every " + std::to_string(loop.round_every) + " frames; mAP50 is the mean over the " +
+                "rounds that end after frame " + std::to_string(loop.score_from)
+          : config.name + ": " + std::to_string(n) + "-frame stream, " + std::to_string(training.total_steps) +
+                " steps per run";
   std::string markdown = StrategiesMarkdown(title, rows, p.stream.duration_s(), p.stream.student_ms);
   if (!p.eval_names.empty()) {
     markdown += "\nThe first table's mAP is the mean over the " + std::to_string(p.eval_names.size()) +
@@ -636,11 +673,15 @@ int main(int argc, char** argv) {
                "the update-encoding grid (OUT/updates.csv, .md, .png) instead of the strategy grid");
   app.add_flag("--memory", flags.memory,
                "the server's rounds with and without the long-term memory on a made stream (OUT/memory.csv, .md)");
+  auto* closed_loop = app.add_flag("--closed-loop", flags.closed_loop,
+               "the strategy grid with the server's rounds in the loop (config closed_loop): each run's mAP50 is the "
+               "mean over its rounds after closed_loop.score_from; OUT/rounds.csv holds every round");
   app.add_flag("--resume", flags.resume, "keep the runs already in OUT/strategies.csv and do the rest");
   app.add_option("--strategies", flags.strategies, "override the grid's strategies")->delimiter(',');
   app.add_option("--budgets", flags.budgets, "override the grid's budgets")->delimiter(',');
   app.add_option("--seeds", flags.seeds, "override the grid's seed count");
   app.add_option("--steps", flags.steps, "override the fine-tuning steps per run");
+  closed_loop->excludes("--memory")->excludes("--updates");
   auto* compare = app.add_option("--compare-streams", flags.compare_streams,
                                  "bench output folders, one stream each: every strategy against uniform across the "
                                  "streams (markdown on stdout) instead of a grid");

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -292,6 +293,74 @@ grid: {strategies: [uniform, top_confidence_diversity], budgets: [10], seeds: 2}
   EXPECT_NE(resumed.output.find("6 done before"), std::string::npos) << resumed.output;
   EXPECT_NE(resumed.output.find("(reused)"), std::string::npos) << resumed.output;
   EXPECT_EQ(sent_rows(), sent);  // nothing re-run, nothing lost
+}
+
+// --closed-loop: a round every round_every frames (and one at the stream's end) in every run,
+// each run's mAP50 the mean of its rounds that end after score_from, as rounds.csv lists them.
+TEST(BenchCliTest, ClosedLoopRunsARoundEveryPeriodAndScoresTheRoundsAfterTheChange) {
+  testing::ScopedTempDir dir("sd_bench_loop");
+  const std::string config = dir.File("tiny.yaml");
+  std::ofstream(config) << R"(name: tiny
+video: "synthetic:seed=3,frames=150,classes=1,drift_at=50,width=128,height=96"
+train_frames: [0, 110]
+eval_frames: [110, 150]
+threads: 1
+labels: ground_truth
+student: {input_width: 128, input_height: 96, classes: 1, channels: [8, 8, 16, 16, 32]}
+inference: {score_threshold: 0.3}
+training: {steps: 3, batch_size: 2, warmup_steps: 1}
+pretrain: {frames: 2, range: [0, 50], training: {steps: 3, batch_size: 2, warmup_steps: 1}}
+sampling: {warmup_frames: 5, window_frames: 50}
+grid: {strategies: [uniform, paced_confidence_diversity], budgets: [12], seeds: 1}
+closed_loop: {round_every: 25, steps: 2, replay_frames: 4, score_from: 50}
+)";
+  const std::string out = dir.File("out");
+  auto run = testing::RunBinary("streamdistill-bench", "--config " + config + " --out " + out + " --closed-loop", 180);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_NE(run.output.find("closed loop: a round of 2 steps on the newest 4 frames sent every 25 frames"),
+            std::string::npos) << run.output;
+
+  std::map<std::string, double> map50;  // strategy -> the run's figure
+  std::map<std::string, int> queried;
+  std::ifstream csv(out + "/strategies.csv");
+  std::string line;
+  std::getline(csv, line);
+  while (std::getline(csv, line)) {
+    const std::optional<RunRow> row = ParseCsvLine(line, 0);
+    ASSERT_TRUE(row.has_value()) << line;
+    map50[row->strategy] = row->map50;
+    queried[row->strategy] = static_cast<int>(row->queried);
+  }
+  ASSERT_EQ(map50.size(), 2u);  // no all-frames baseline in the loop
+
+  std::map<std::string, std::vector<int>> positions, sent;
+  std::map<std::string, std::vector<double>> after_change;
+  std::ifstream rounds(out + "/rounds.csv");
+  std::getline(rounds, line);
+  EXPECT_EQ(line, "strategy,budget,seed,round,position,sent,map50");
+  while (std::getline(rounds, line)) {
+    std::vector<std::string> f;
+    std::istringstream fields(line);
+    for (std::string field; std::getline(fields, field, ',');) f.push_back(field);
+    ASSERT_EQ(f.size(), 7u) << line;
+    const int position = std::stoi(f[4]);
+    positions[f[0]].push_back(position);
+    sent[f[0]].push_back(std::stoi(f[5]));
+    if (position > 50) after_change[f[0]].push_back(std::stod(f[6]));
+  }
+  for (const auto& [strategy, figure] : map50) {
+    EXPECT_EQ(positions[strategy], (std::vector<int>{25, 50, 75, 100, 110})) << strategy;
+    // Frames arrive as the stream goes: more by every round, all of the run's by the last.
+    ASSERT_EQ(sent[strategy].size(), 5u) << strategy;
+    EXPECT_GE(sent[strategy].front(), 1) << strategy;
+    EXPECT_TRUE(std::is_sorted(sent[strategy].begin(), sent[strategy].end())) << strategy;
+    EXPECT_LT(sent[strategy][1], sent[strategy].back()) << strategy;
+    EXPECT_EQ(sent[strategy].back(), queried[strategy]) << strategy;
+    EXPECT_GE(queried[strategy], 10) << strategy;
+    ASSERT_EQ(after_change[strategy].size(), 3u) << strategy;
+    const double mean = (after_change[strategy][0] + after_change[strategy][1] + after_change[strategy][2]) / 3;
+    EXPECT_NEAR(figure, mean, 1e-3) << strategy;
+  }
 }
 
 // --speed: every figure the docs quote is there, measured (not zero), from the real edge too.
