@@ -299,8 +299,12 @@ int RunStrategyGrid(const Flags& flags, const Prepared& p) {
     if (!rounds_exist) rounds_csv << "strategy,budget,seed,round,position,sent,map50\n";
   }
 
-  std::printf("runs      %zu (%zu done before), %d fine-tuning steps of batch %d each\n", runs.size(), done.size(),
-              training.total_steps, training.batch_size);
+  if (flags.closed_loop)
+    std::printf("runs      %zu (%zu done before), closed loop: a round of %d steps of batch %d every %d frames\n",
+                runs.size(), done.size(), config.closed_loop.steps, training.batch_size, config.closed_loop.round_every);
+  else
+    std::printf("runs      %zu (%zu done before), %d fine-tuning steps of batch %d each\n", runs.size(), done.size(),
+                training.total_steps, training.batch_size);
 
   ProgressLine progress("runs", runs.size(), stdout);
   int64_t finished = 0;
