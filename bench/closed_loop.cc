@@ -27,15 +27,9 @@ StatusOr<ClosedLoopRound> RunRound(StudentModel* model, const Stream& stream, co
   training.seed += static_cast<uint64_t>(round);
   SD_ASSIGN_OR_RETURN(auto trainer, StudentTrainer::Create(model, training));
   for (int step = 0; step < loop.steps; ++step) SD_RETURN_IF_ERROR(trainer->Step(samples).status());
-  InferenceOptions scoring = inference;
-  scoring.score_threshold = 0.01f;  // the whole precision-recall curve counts
-  SD_ASSIGN_OR_RETURN(auto detector, model->MakeDetector(scoring));
   ClosedLoopRound out;
   out.sent = static_cast<int>(sent.positions.size());
-  for (const auto& eval : evals) {
-    SD_ASSIGN_OR_RETURN(EvalResult result, EvaluateDetector(*detector, eval));
-    out.evals.push_back(result);
-  }
+  SD_ASSIGN_OR_RETURN(out.evals, EvaluateEach(*model, inference, evals));
   return out;
 }
 

@@ -132,6 +132,19 @@ StatusOr<Sampled> SampleStream(const Stream& stream, const SamplerOptions& optio
   return pass.Finish();
 }
 
+StatusOr<std::vector<EvalResult>> EvaluateEach(const StudentModel& model, const InferenceOptions& inference,
+                                               const std::vector<std::vector<LabelledFrame>>& evals) {
+  InferenceOptions options = inference;
+  options.score_threshold = 0.01f;
+  SD_ASSIGN_OR_RETURN(auto detector, model.MakeDetector(options));
+  std::vector<EvalResult> results;
+  for (const auto& eval : evals) {
+    SD_ASSIGN_OR_RETURN(EvalResult result, EvaluateDetector(*detector, eval));
+    results.push_back(result);
+  }
+  return results;
+}
+
 StatusOr<std::vector<EvalResult>> FineTuneAndEvaluateEach(const std::string& start_weights,
                                                           const std::vector<TrainingSample>& samples,
                                                           const TrainerOptions& training,
@@ -142,15 +155,7 @@ StatusOr<std::vector<EvalResult>> FineTuneAndEvaluateEach(const std::string& sta
     SD_ASSIGN_OR_RETURN(auto trainer, StudentTrainer::Create(model.get(), training));
     for (int i = 0; i < training.total_steps; ++i) SD_RETURN_IF_ERROR(trainer->Step(samples).status());
   }
-  InferenceOptions options = inference;
-  options.score_threshold = 0.01f;
-  SD_ASSIGN_OR_RETURN(auto detector, model->MakeDetector(options));
-  std::vector<EvalResult> results;
-  for (const auto& eval : evals) {
-    SD_ASSIGN_OR_RETURN(EvalResult result, EvaluateDetector(*detector, eval));
-    results.push_back(result);
-  }
-  return results;
+  return EvaluateEach(*model, inference, evals);
 }
 
 StatusOr<EvalResult> FineTuneAndEvaluate(const std::string& start_weights, const std::vector<TrainingSample>& samples,

@@ -6,8 +6,8 @@
 
 #include <chrono>
 #include <cstdint>
-#include <memory>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -88,6 +88,11 @@ class SamplingPass {
 
 // A SamplingPass with the start student's outputs recorded in the stream.
 StatusOr<Sampled> SampleStream(const Stream& stream, const SamplerOptions& options);
+
+// `model` scored on each held-out set (one result per set, in order), its score threshold
+// lowered to 0.01 so the whole precision-recall curve counts.
+StatusOr<std::vector<EvalResult>> EvaluateEach(const StudentModel& model, const InferenceOptions& inference,
+                                               const std::vector<std::vector<LabelledFrame>>& evals);
 
 // Copies `start`, trains it `training.total_steps` steps on the samples and scores it on `eval`
 // (score threshold lowered to 0.01 so the whole precision-recall curve counts).

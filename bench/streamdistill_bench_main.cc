@@ -317,13 +317,15 @@ int RunStrategyGrid(const Flags& flags, const Prepared& p) {
     row.seed = run.seed;
     TrainerOptions run_training = training;
     run_training.seed = run.seed;
+    auto sampler_options = [&] {
+      const SamplerOptions entry = GridEntryOptions(config, run.strategy);
+      return RunSamplerOptions(entry, entry.strategy, run.budget, run.seed, n, p.stream.duration_s());
+    };
     Sampled sampled;
     std::vector<EvalResult> results;
     if (flags.closed_loop) {
-      const SamplerOptions entry = GridEntryOptions(config, run.strategy);
-      auto loop = ReplayClosedLoop(p.start, p.stream,
-                                   RunSamplerOptions(entry, entry.strategy, run.budget, run.seed, n, p.stream.duration_s()),
-                                   config.closed_loop, run_training, config.job.inference, p.eval_sets);
+      auto loop = ReplayClosedLoop(p.start, p.stream, sampler_options(), config.closed_loop, run_training,
+                                   config.job.inference, p.eval_sets);
       if (!loop.ok()) return Fail(loop.status());
       for (size_t r = 0; r < loop->rounds.size(); ++r) {
         const ClosedLoopRound& round = loop->rounds[r];
@@ -341,9 +343,7 @@ int RunStrategyGrid(const Flags& flags, const Prepared& p) {
           sampled.uplink_bytes += p.stream.frames[i].uplink_bytes;
         }
       } else {
-        const SamplerOptions entry = GridEntryOptions(config, run.strategy);
-        auto s = SampleStream(p.stream, RunSamplerOptions(entry, entry.strategy, run.budget, run.seed, n,
-                                                         p.stream.duration_s()));
+        auto s = SampleStream(p.stream, sampler_options());
         if (!s.ok()) return Fail(s.status());
         sampled = std::move(*s);
       }

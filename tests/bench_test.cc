@@ -322,15 +322,13 @@ closed_loop: {round_every: 25, steps: 2, replay_frames: 4, score_from: 50}
 
   std::map<std::string, double> map50;  // strategy -> the run's figure
   std::map<std::string, int> queried;
-  std::ifstream csv(out + "/strategies.csv");
-  std::string line;
-  std::getline(csv, line);
-  while (std::getline(csv, line)) {
-    const std::optional<RunRow> row = ParseCsvLine(line, 0);
-    ASSERT_TRUE(row.has_value()) << line;
-    map50[row->strategy] = row->map50;
-    queried[row->strategy] = static_cast<int>(row->queried);
+  auto rows = ReadStrategiesCsv(out + "/strategies.csv");
+  ASSERT_TRUE(rows.ok()) << rows.status().message();
+  for (const RunRow& row : *rows) {
+    map50[row.strategy] = row.map50;
+    queried[row.strategy] = static_cast<int>(row.queried);
   }
+  std::string line;
   ASSERT_EQ(map50.size(), 2u);  // no all-frames baseline in the loop
 
   std::map<std::string, std::vector<int>> positions, sent;
