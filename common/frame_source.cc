@@ -348,6 +348,7 @@ Status ParseSyntheticSetting(const std::string& key, const std::string& value,
   else if (key == "objects") ok = ParseInt(value, &o->max_objects);
   else if (key == "fps") ok = ParseDouble(value, &o->fps);
   else if (key == "lighting") ok = ParseDouble(value, &o->lighting_drift);
+  else if (key == "activity") ok = ParseDouble(value, &o->activity);
   else if (key == "occluder") {
     ok = value == "0" || value == "1";
     o->occluder = value == "1";

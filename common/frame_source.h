@@ -29,7 +29,7 @@ struct FrameSourceOptions {
   // A video file path, an image folder path, "camera:N" (V4L2 index), an rtsp:// http://
   // https:// URL, or "synthetic:" with optional settings, e.g.
   // "synthetic:seed=3,frames=500,classes=2,drift_at=250" (also width, height, fps, objects,
-  // lighting, occluder=0|1).
+  // activity, lighting, occluder=0|1).
   std::string uri;
   bool loop = false;        // restart at the end (files, folders, synthetic)
   bool realtime = false;    // pace frames at the source's fps (files/folders/synthetic)

@@ -110,7 +110,7 @@ bool PlaceInEpisode(const SyntheticSceneOptions& o, int slot, int64_t episode, d
   HashRng rng(Key(o.seed, kEpisodeStream, static_cast<uint64_t>(slot),
                   static_cast<uint64_t>(episode)));
   const Slot s = MakeSlot(o, slot);
-  if (rng.Uniform(0, 1) > 0.85) return false;  // some episodes stay empty
+  if (rng.Uniform(0, 1) > o.activity) return false;  // some episodes stay empty
   p->class_id = rng.Below(o.num_classes);
   p->direction = rng.Below(2) ? 1 : -1;
   const double h = o.height;
@@ -378,6 +378,9 @@ Status Validate(const SyntheticSceneOptions& o) {
   if (o.max_objects < 0 || o.max_objects > kMaxObjects) {
     return invalid("max_objects must be in 0.." + std::to_string(kMaxObjects) + ", got " +
                    std::to_string(o.max_objects));
+  }
+  if (!(o.activity >= 0 && o.activity <= 1)) {
+    return invalid("activity must be in [0, 1], got " + std::to_string(o.activity));
   }
   if (o.lighting_drift < 0 || o.lighting_drift > 0.5) {
     return invalid("lighting_drift must be in [0, 0.5], got " + std::to_string(o.lighting_drift));

@@ -28,6 +28,9 @@ struct SyntheticSceneOptions {
   int64_t num_frames = 1000;  // length used by frame sources; Render accepts any index >= 0
   int num_classes = 3;        // 1..3: classes [0, num_classes) appear
   int max_objects = 6;        // objects on screen at once, at most; 0 renders background only
+  // Share of each object slot's episodes (9-16 s) in which an object crosses: lower is a quiet
+  // camera (a corridor, a car park at night) whose frames are mostly empty.
+  double activity = 0.85;
   uint64_t seed = 1;
   double lighting_drift = 0.15;  // amplitude of the slow relative brightness/contrast change
   bool occluder = true;          // a static foreground pillar objects pass behind

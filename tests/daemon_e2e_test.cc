@@ -57,9 +57,15 @@ TEST(DaemonEndToEndTest, TwoEdgesGetRisingVersionsAndLearnTheirScenes) {
   std::vector<std::unique_ptr<EdgeAgent>> edges;
   for (int i = 0; i < 2; ++i) {
     const std::string device = "cam" + std::to_string(i + 1);
-    auto edge_config = ParseEdgeConfig(EdgeYaml(device, "secret-token-" + std::to_string(i + 1), port,
-                                                dir + "/" + device, SyntheticUri(seeds[i])),
-                                       device + ".yaml");
+    std::string yaml = EdgeYaml(device, "secret-token-" + std::to_string(i + 1), port, dir + "/" + device,
+                                SyntheticUri(seeds[i]));
+    if (i == 1) {
+      // cam2 paces its frames and bursts on a change of look: the edge then computes every
+      // frame's appearance for its sampler.
+      const std::string uniform = "strategy: uniform, uniform_probability: 1.0,";
+      yaml.replace(yaml.find(uniform), uniform.size(), "strategy: paced_confidence_diversity, change_burst: 3,");
+    }
+    auto edge_config = ParseEdgeConfig(yaml, device + ".yaml");
     ASSERT_TRUE(edge_config.ok()) << edge_config.status().ToString();
     auto agent = EdgeAgent::Create(*edge_config);
     ASSERT_TRUE(agent.ok()) << agent.status().ToString();

@@ -64,6 +64,30 @@ TEST(SyntheticSceneTest, RejectsBadOptions) {
   options = SyntheticSceneOptions();
   options.max_objects = -1;
   EXPECT_EQ(SyntheticScene::Create(options).status().code(), Status::Code::kInvalidArgument);
+  options = SyntheticSceneOptions();
+  options.activity = 1.5;
+  EXPECT_EQ(SyntheticScene::Create(options).status().code(), Status::Code::kInvalidArgument);
+}
+
+TEST(SyntheticSceneTest, ActivityIsTheShareOfEpisodesWithAnObject) {
+  // One object slot, 2000 frames (about 160 episodes): a quiet camera's frames are mostly
+  // empty, and at the default the scene is the same as before the option existed.
+  SyntheticSceneOptions options;
+  options.max_objects = 1;
+  options.width = 64;
+  options.height = 48;
+  auto share_with_objects = [&](double activity) {
+    options.activity = activity;
+    const SyntheticScene scene = MakeScene(options);
+    int with = 0;
+    for (int64_t i = 0; i < 2000; ++i) with += scene.Render(i).objects.empty() ? 0 : 1;
+    return with / 2000.0;
+  };
+  const double busy = share_with_objects(0.85), quiet = share_with_objects(0.2), empty = share_with_objects(0);
+  EXPECT_GT(busy, 0.5);
+  EXPECT_GT(quiet, 0.05);
+  EXPECT_LT(quiet, busy / 2.5);
+  EXPECT_EQ(empty, 0);
 }
 
 TEST(SyntheticSceneTest, RendersTheRequestedSize) {
