@@ -6,7 +6,6 @@
 
 #include <opencv2/imgproc.hpp>
 
-#include "common/appearance.h"
 #include "common/frame_source.h"
 #include "common/grpc_status.h"
 #include "server/labeler.h"
@@ -91,7 +90,7 @@ SamplerOptions RunSamplerOptions(const SamplerOptions& base, const std::string& 
 
 StatusOr<SamplingPass> SamplingPass::Create(const Stream& stream, const SamplerOptions& options) {
   SD_ASSIGN_OR_RETURN(std::unique_ptr<Sampler> sampler, CreateSampler(options));
-  return SamplingPass(stream, std::move(sampler), options.NeedsAppearance());
+  return SamplingPass(stream, std::move(sampler));
 }
 
 void SamplingPass::Send(size_t position) {
@@ -111,11 +110,6 @@ void SamplingPass::Offer(size_t position, const StudentOutput& student) {
   features.embedding = &student.embedding;
   features.model_from_server = true;
   const auto t0 = std::chrono::steady_clock::now();
-  std::vector<float> appearance;  // counted as sampling: the edge computes it for the sampler
-  if (needs_appearance_) {
-    appearance = AppearanceEmbedding(f.sample.bgr);
-    features.appearance = &appearance;
-  }
   const SampleDecision decision = sampler_->Offer(features);
   std::vector<int64_t> released = sampler_->TakeReleased();
   sampler_->TakeDropped();

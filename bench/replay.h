@@ -75,13 +75,11 @@ class SamplingPass {
   Sampled Finish();
 
  private:
-  SamplingPass(const Stream& stream, std::unique_ptr<Sampler> sampler, bool needs_appearance)
-      : stream_(&stream), sampler_(std::move(sampler)), needs_appearance_(needs_appearance) {}
+  SamplingPass(const Stream& stream, std::unique_ptr<Sampler> sampler) : stream_(&stream), sampler_(std::move(sampler)) {}
   void Send(size_t position);
 
   const Stream* stream_;
   std::unique_ptr<Sampler> sampler_;
-  bool needs_appearance_;
   Sampled out_;
   const Detections* previous_labels_ = nullptr;
   size_t offered_ = 0;

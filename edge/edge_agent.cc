@@ -7,7 +7,6 @@
 #include <opencv2/core.hpp>
 #include <spdlog/spdlog.h>
 
-#include "common/appearance.h"
 #include "common/update_codec.h"
 #include "edge/frame_encoding.h"
 #include "streamdistill.pb.h"
@@ -282,11 +281,6 @@ Status EdgeAgent::ProcessFrame(const Frame& frame, double video_time_s) {
   features.detections = &out.detections;
   features.embedding = &out.embedding;
   features.model_from_server = served->version > 0;
-  std::vector<float> appearance;
-  if (config_.sampling.NeedsAppearance()) {
-    appearance = AppearanceEmbedding(frame.bgr);
-    features.appearance = &appearance;
-  }
   const SampleDecision decision = sampler_->Offer(features);
   {
     std::lock_guard<std::mutex> lock(mu_);

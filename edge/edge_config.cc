@@ -73,9 +73,6 @@ Status ReadSamplerOptions(const YamlReader& s, SamplerOptions* o) {
   SD_RETURN_IF_ERROR(s.Get("ams_update_every", &o->ams_update_every));
   SD_RETURN_IF_ERROR(s.Get("coverage_share", &o->coverage_share));
   SD_RETURN_IF_ERROR(s.Get("diversity_weight", &o->diversity_weight));
-  SD_RETURN_IF_ERROR(s.Get("change_burst", &o->change_burst));
-  SD_RETURN_IF_ERROR(s.Get("change_ratio", &o->change_ratio));
-  SD_RETURN_IF_ERROR(s.Get("burst_s", &o->burst_s));
   Status valid = o->Validate();
   if (!valid.ok()) return Status::InvalidArgument(s.file() + ": " + valid.message());
   return Status::Ok();

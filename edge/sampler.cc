@@ -19,10 +19,10 @@ constexpr int kMaxPoolCandidates = 1000;
 // Token bucket over capture time. Starts full, so the first frames after start-up can go.
 class TokenBucket {
  public:
-  TokenBucket(double per_minute, double burst_s)
+  explicit TokenBucket(double per_minute)
       : unlimited_(per_minute <= 0),
         rate_per_s_(per_minute / 60.0),
-        burst_(std::max(1.0, per_minute * burst_s / 60.0)),
+        burst_(std::max(1.0, per_minute / 6.0)),
         tokens_(burst_) {}
 
   // Refills for the capture time elapsed since the previous frame. Time going backwards (a
@@ -42,10 +42,6 @@ class TokenBucket {
     return true;
   }
 
-  bool HasToken() const { return unlimited_ || tokens_ >= 1.0 - 1e-9; }
-  // Saved up to the burst but for the one token a sender at the rate has just spent.
-  bool SavedUp() const { return unlimited_ || tokens_ >= burst_ - 1.0 - 1e-9; }
-
  private:
   bool unlimited_;
   double rate_per_s_;
@@ -58,8 +54,7 @@ class TokenBucket {
 // What may be sent: the rate bucket and the total.
 class Budget {
  public:
-  explicit Budget(const SamplerOptions& options)
-      : total_(options.budget_total), bucket_(options.budget_per_minute, options.burst_s) {}
+  explicit Budget(const SamplerOptions& options) : total_(options.budget_total), bucket_(options.budget_per_minute) {}
 
   void Advance(double time_s) { bucket_.Advance(time_s); }
   bool Exhausted() const { return total_ > 0 && taken_ >= total_; }
@@ -70,8 +65,6 @@ class Budget {
     return true;
   }
   int64_t taken() const { return taken_; }
-  bool SavedUp() const { return bucket_.SavedUp(); }
-  bool HasToken() const { return !Exhausted() && bucket_.HasToken(); }
 
  private:
   int64_t total_;
@@ -520,82 +513,6 @@ class PoolSampler : public HoldingSampler {
   std::deque<Candidate> picks_;
 };
 
-// A change of scene in the frames' appearance (paced_confidence_diversity's change_burst): the
-// mean appearance of the last kRecentFrames frames against the mean of the kReferenceFrames
-// before them. The scene is changing while that distance is above change_ratio x its median
-// over the last window_frames frames (after warmup_frames of them): the test is scale-free, it
-// needs kRecentFrames frames of the new scene, and it ends when the reference has caught up.
-// Appearance, not the student's embedding: that one moves with every model update, and a new
-// scene is exactly what the student has not learnt to describe.
-class SceneChangeDetector {
- public:
-  static constexpr size_t kRecentFrames = 10;
-  static constexpr size_t kReferenceFrames = 50;
-
-  SceneChangeDetector(double ratio, int warmup_frames, int window_frames)
-      : ratio_(ratio),
-        warmup_(static_cast<size_t>(warmup_frames)),
-        window_(static_cast<size_t>(window_frames)),
-        shifts_(window_) {}
-
-  // Feeds one frame; true while the scene is changing. A frame without appearance says nothing.
-  bool Changing(const FrameFeatures& frame) {
-    if (frame.appearance == nullptr || frame.appearance->empty()) return changing_;
-    if (frame.appearance->size() != recent_sum_.size()) Restart(frame.appearance->size());
-    Push(*frame.appearance);
-    if (history_.size() < kRecentFrames + kReferenceFrames) return changing_ = false;
-    double squared = 0;
-    for (size_t i = 0; i < recent_sum_.size(); ++i) {
-      const double d = recent_sum_[i] / kRecentFrames - reference_sum_[i] / kReferenceFrames;
-      squared += d * d;
-    }
-    const auto shift = static_cast<float>(std::sqrt(squared));
-    if (!std::isfinite(shift)) return changing_;
-    changing_ = seen_ >= warmup_ && seen_ > 0 && shift > ratio_ * shifts_.Percentile(50);
-    shifts_.Add(shift);
-    ++seen_;
-    return changing_;
-  }
-
- private:
-  void Restart(size_t size) {
-    history_.clear();
-    recent_sum_.assign(size, 0.0);
-    reference_sum_.assign(size, 0.0);
-    shifts_ = ValueWindow(window_);
-    seen_ = 0;
-    changing_ = false;
-  }
-
-  // history_ holds the reference frames then the recent ones, oldest first.
-  void Push(const std::vector<float>& embedding) {
-    history_.push_back(embedding);
-    Accumulate(&recent_sum_, embedding, 1);
-    if (history_.size() > kRecentFrames) {
-      const std::vector<float>& leaving_recent = history_[history_.size() - 1 - kRecentFrames];
-      Accumulate(&recent_sum_, leaving_recent, -1);
-      Accumulate(&reference_sum_, leaving_recent, 1);
-    }
-    if (history_.size() > kRecentFrames + kReferenceFrames) {
-      Accumulate(&reference_sum_, history_.front(), -1);
-      history_.pop_front();
-    }
-  }
-
-  static void Accumulate(std::vector<double>* sum, const std::vector<float>& v, double sign) {
-    for (size_t i = 0; i < sum->size(); ++i) (*sum)[i] += sign * v[i];
-  }
-
-  const double ratio_;
-  const size_t warmup_;
-  const size_t window_;
-  ValueWindow shifts_;
-  std::deque<std::vector<float>> history_;
-  std::vector<double> recent_sum_, reference_sum_;
-  size_t seen_ = 0;
-  bool changing_ = false;
-};
-
 // paced_confidence_diversity: capture time is cut into slots of one frame's worth of the rate
 // budget (60 / budget_per_minute s), and each slot sends exactly one frame, its best by
 // score + diversity_weight x novelty (below). The pace is uniform's, so every stretch of the
@@ -610,10 +527,7 @@ class PacedSampler : public HoldingSampler {
         aggregate_(options.aggregate),
         diversity_weight_(options.diversity_weight),
         slot_s_(60.0 / options.budget_per_minute),
-        change_burst_(options.change_burst),
-        sent_(static_cast<size_t>(options.diversity_history)) {
-    if (change_burst_ > 1) change_.emplace(options.change_ratio, options.warmup_frames, options.window_frames);
-  }
+        sent_(static_cast<size_t>(options.diversity_history)) {}
 
   SampleDecision Offer(const FrameFeatures& frame) override {
     budget_.Advance(frame.time_s);
@@ -627,8 +541,6 @@ class PacedSampler : public HoldingSampler {
       sent_.Add(frame.embedding);
       return SampleDecision::kTake;
     }
-    if (change_) NoteChange(change_->Changing(frame));
-    const double slot_s = SlotSeconds();
     // A new slot at the first frame, and when capture time goes backwards (a looping source).
     if (!in_slot_ || frame.time_s < slot_start_s_) StartSlot(frame.time_s);
     SampleDecision decision = SampleDecision::kSkip;
@@ -643,7 +555,7 @@ class PacedSampler : public HoldingSampler {
     const double interval = has_previous_ && frame.time_s > previous_s_ ? frame.time_s - previous_s_ : 0;
     previous_s_ = frame.time_s;
     has_previous_ = true;
-    if (frame.time_s + interval - slot_start_s_ >= slot_s - 1e-9) {
+    if (frame.time_s + interval - slot_start_s_ >= slot_s_ - 1e-9) {
       CloseSlot();
       in_slot_ = false;
     }
@@ -658,21 +570,6 @@ class PacedSampler : public HoldingSampler {
     double value;
     std::vector<float> embedding;
   };
-
-  // change_burst: a change of scene starts a burst of slots change_burst times shorter, until
-  // the rate budget's saved-up burst is spent, so the server gets the new scene's frames at once
-  // rather than at the pace of the old one; afterwards slots are kRepayStretch times longer until
-  // the burst is saved up again, so the rate holds over the long run.
-  void NoteChange(bool scene_changing) {
-    if (scene_changing && !scene_was_changing_) bursting_ = true;
-    scene_was_changing_ = scene_changing;
-  }
-
-  double SlotSeconds() const {
-    if (!change_) return slot_s_;
-    if (bursting_) return slot_s_ / change_burst_;
-    return budget_.SavedUp() ? slot_s_ : slot_s_ * kRepayStretch;
-  }
 
   // The student's image score (0 with no detection), plus diversity_weight x the distance to
   // the nearest recently sent embedding over its largest possible value (2 between unit
@@ -704,7 +601,6 @@ class PacedSampler : public HoldingSampler {
     } else {
       DropBest();
     }
-    if (!budget_.HasToken()) bursting_ = false;
   }
 
   void DropBest() {
@@ -716,13 +612,7 @@ class PacedSampler : public HoldingSampler {
   UniformPolicy uniform_;
   const ScoreAggregate aggregate_;
   const double diversity_weight_;
-  static constexpr double kRepayStretch = 1.25;  // the burst back in four times its length
-
   const double slot_s_;
-  const double change_burst_;
-  std::optional<SceneChangeDetector> change_;
-  bool scene_was_changing_ = false;
-  bool bursting_ = false;
   SentEmbeddings sent_;
   bool in_slot_ = false;
   double slot_start_s_ = 0;
@@ -785,10 +675,6 @@ double SamplerOptions::CoverageGapSeconds() const {
   return 60.0 / (budget_per_minute * coverage_share);
 }
 
-bool SamplerOptions::NeedsAppearance() const {
-  return strategy == "paced_confidence_diversity" && change_burst > 1;
-}
-
 Status SamplerOptions::Validate() const {
   auto bad = [](const std::string& what) { return Status::InvalidArgument("sampler: " + what); };
   auto str = [](double v) { return std::to_string(v); };
@@ -844,13 +730,6 @@ Status SamplerOptions::Validate() const {
   if (!(diversity_weight >= 0) || !std::isfinite(diversity_weight)) {
     return bad("diversity_weight must be >= 0, got " + str(diversity_weight));
   }
-  if (!(change_burst >= 1) || !std::isfinite(change_burst)) {
-    return bad("change_burst must be >= 1 (1: off), got " + str(change_burst));
-  }
-  if (!(change_ratio > 1) || !std::isfinite(change_ratio)) {
-    return bad("change_ratio must be > 1 (a shift that many times its median), got " + str(change_ratio));
-  }
-  if (!(burst_s > 0) || !std::isfinite(burst_s)) return bad("burst_s must be > 0, got " + str(burst_s));
   if (!(coverage_share >= 0 && coverage_share <= 1)) {
     return bad("coverage_share must be in [0, 1] (0: off), got " + str(coverage_share));
   }

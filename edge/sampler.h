@@ -5,7 +5,7 @@
 // Every decision is a strategy's wish gated by a budget:
 //  - a token bucket over capture time (frame.time_s, never the wall clock, so replays and
 //    tests are deterministic): budget_per_minute tokens a minute, at most
-//    max(1, budget_per_minute x burst_s / 60) saved up (burst_s seconds' worth, default 10);
+//    max(1, budget_per_minute / 6) saved up (a burst of ten seconds' worth);
 //  - an optional total count.
 // A frame is sent when it arrives, held by the strategy for a later choice
 // (top_confidence_diversity, paced_confidence_diversity), or never: a frame the budget refuses
@@ -37,14 +37,6 @@
 //                   (halved: in [0, 1]). Uniform's pace, D-SBAD's choice within it: a slot
 //                   always sends, so no scene is starved. The slot's best is held (kHold) until
 //                   the slot's last frame.
-//                   change_burst > 1: while the student's embeddings show a change of scene
-//                   (below), slots are change_burst times shorter, as far as the saved-up burst
-//                   allows, then 1.25x longer until it is saved up again: the new scene reaches
-//                   the server at once, and the rate holds over the long run.
-//
-// Change of scene (change_burst): the distance between the mean appearance
-// (FrameFeatures::appearance) of the last 10 frames and that of the 50 before them is above
-// change_ratio x its median over the last window_frames frames (after warmup_frames).
 // Frames without an embedding are never taken by the two diversity strategies, except as
 // coverage frames.
 //
@@ -108,12 +100,6 @@ struct SamplerOptions {
   int ams_update_every = 5;
   // paced_confidence_diversity: weight of a frame's novelty against its confidence.
   double diversity_weight = 0.5;
-  // paced_confidence_diversity: pace multiplier while the scene changes (1: off), and how many
-  // times its median the embedding shift must be to count as a change.
-  double change_burst = 1;
-  double change_ratio = 3;
-  // Seconds of the rate budget the token bucket saves up.
-  double burst_s = 10;
   // Share of the rate budget that the coverage floor guarantees (see above); 0: off.
   double coverage_share = 0.25;
 
@@ -124,8 +110,6 @@ struct SamplerOptions {
   // Seconds of capture time without a sent frame after which the coverage floor sends one;
   // +inf when the floor is off (coverage_share 0, no rate budget, or a strategy without it).
   double CoverageGapSeconds() const;
-  // Whether Offer reads FrameFeatures::appearance.
-  bool NeedsAppearance() const;
 };
 
 // What the sampler may look at for one frame. The pointers are borrowed for the call only.
@@ -135,9 +119,6 @@ struct FrameFeatures {
   const Detections* detections = nullptr;         // the student's; nullptr = none
   const std::vector<float>* embedding = nullptr;  // the student's L2-normalised image embedding, if any
   bool model_from_server = false;                 // false: cold start
-  // What the frame looks like (AppearanceEmbedding), whatever the student sees; only
-  // paced_confidence_diversity with change_burst > 1 reads it (NeedsAppearance).
-  const std::vector<float>* appearance = nullptr;
 };
 
 enum class SampleDecision {

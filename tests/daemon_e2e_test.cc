@@ -60,10 +60,10 @@ TEST(DaemonEndToEndTest, TwoEdgesGetRisingVersionsAndLearnTheirScenes) {
     std::string yaml = EdgeYaml(device, "secret-token-" + std::to_string(i + 1), port, dir + "/" + device,
                                 SyntheticUri(seeds[i]));
     if (i == 1) {
-      // cam2 paces its frames and bursts on a change of look: the edge then computes every
-      // frame's appearance for its sampler.
+      // cam2 sends the confident and novel frame of each slot: the held frames go through the
+      // daemon too.
       const std::string uniform = "strategy: uniform, uniform_probability: 1.0,";
-      yaml.replace(yaml.find(uniform), uniform.size(), "strategy: paced_confidence_diversity, change_burst: 3,");
+      yaml.replace(yaml.find(uniform), uniform.size(), "strategy: paced_confidence_diversity,");
     }
     auto edge_config = ParseEdgeConfig(yaml, device + ".yaml");
     ASSERT_TRUE(edge_config.ok()) << edge_config.status().ToString();

@@ -73,7 +73,6 @@ struct Stream {
     f.detections = &dets;
     f.embedding = embedding;
     f.model_from_server = from_server;
-    f.appearance = appearance;
     ++index;
     const SampleDecision decision = sampler->Offer(f);
     if (decision == SampleDecision::kTake) sent.push_back(f.index);
@@ -94,7 +93,6 @@ struct Stream {
   int64_t index = 0;
   double offset_s = 0;
   bool from_server;
-  const std::vector<float>* appearance = nullptr;  // the next frames' look
   Detections dets;
   std::vector<int64_t> sent;      // taken or released, in the order they went
   std::vector<int64_t> released;  // the held ones among them
@@ -156,11 +154,6 @@ TEST(SamplerOptionsTest, Validation) {
   invalid([](SamplerOptions& o) { o.ams_max_rate = 0.05; });
   invalid([](SamplerOptions& o) { o.ams_initial_rate = 2; });
   invalid([](SamplerOptions& o) { o.ams_update_every = 0; });
-  invalid([](SamplerOptions& o) { o.change_burst = 0.5; });
-  invalid([](SamplerOptions& o) { o.change_burst = NAN; });
-  invalid([](SamplerOptions& o) { o.change_ratio = 1; });
-  invalid([](SamplerOptions& o) { o.burst_s = 0; });
-  invalid([](SamplerOptions& o) { o.burst_s = INFINITY; });
   // top_confidence_diversity needs a pool budget: configured, or from the rate budget.
   EXPECT_NE(invalid([](SamplerOptions& o) {
               o.strategy = "top_confidence_diversity";
@@ -240,16 +233,6 @@ TEST(SamplerOptionsTest, ConfigKeysAreReadAndChecked) {
   EXPECT_EQ(o.ams_max_rate, 2);
   EXPECT_EQ(o.ams_update_every, 7);
   // Errors name the file and the problem.
-  config = with(kPaced, {{"diversity_weight", "2"}, {"change_burst", "4"}, {"change_ratio", "2.5"}, {"burst_s", "30"}});
-  ASSERT_TRUE(config.ok()) << config.status().ToString();
-  EXPECT_EQ(config->sampling.diversity_weight, 2);
-  EXPECT_EQ(config->sampling.change_burst, 4);
-  EXPECT_EQ(config->sampling.change_ratio, 2.5);
-  EXPECT_EQ(config->sampling.burst_s, 30);
-  EXPECT_TRUE(config->sampling.NeedsAppearance());
-  config = with(kPaced, {{"change_burst", "0"}});
-  ASSERT_FALSE(config.ok());
-  EXPECT_NE(config.status().message().find("change_burst must be >= 1"), std::string::npos) << config.status().ToString();
   config = with("top_confidence_diversity", {{"gamma", "0.5"}});
   ASSERT_FALSE(config.ok());
   EXPECT_NE(config.status().message().find("edge.yaml"), std::string::npos) << config.status().ToString();
@@ -349,14 +332,6 @@ TEST(SamplerBudgetTest, BurstIsLimitedAfterAQuietSpell) {
   slow.offset_s = -1000;
   for (int i = 0; i < 5 * kFps; ++i) taken += slow.Next(s.get(), 0.5f);
   EXPECT_LE(taken, 3);
-  // burst_s: how much of the budget may be saved up.
-  o.budget_per_minute = 60;
-  o.burst_s = 30;
-  s = Make(o);
-  Stream saved;
-  int at_once = 0;
-  for (int i = 0; i < kFps; ++i) at_once += saved.Next(s.get(), 0.5f);
-  EXPECT_EQ(at_once, 30);
 }
 
 TEST(SamplerBudgetTest, TotalBudgetAndNoRateLimit) {
@@ -1121,74 +1096,6 @@ TEST(PacedSamplerTest, DiversityWeightPrefersTheFrameUnlikeWhatWasSent) {
       EXPECT_LE(from_second, 6);
     }
   }
-}
-
-// Issue 13: after a change of scene the server should get the new scene's frames at once, not at
-// the pace of the old one, and the rate must still hold.
-TEST(PacedSamplerTest, AChangeOfSceneBurstsFromTheSavedUpBudgetThenPaysItBack) {
-  // 20 a minute at 30 fps: slots of 3 s. 30 s of budget saved up: 10 frames. The look changes at
-  // 120 s and back at 330 s; in between it varies a little from frame to frame.
-  SamplerOptions o = Paced(20, 0.5);
-  o.burst_s = 30;
-  o.warmup_frames = 300;
-  o.change_ratio = 3;
-  std::mt19937 rng(8);
-  const int frames = 480 * static_cast<int>(kFps);
-  std::vector<std::vector<float>> looks, embeddings;
-  for (int i = 0; i < frames; ++i) {
-    const bool second_scene = i >= 120 * kFps && i < 330 * kFps;
-    looks.push_back(NearAxis(second_scene ? 1 : 0, 0.003f, &rng));
-    embeddings.push_back(RandomEmbedding(&rng));
-  }
-  auto run = [&](double change_burst) {
-    o.change_burst = change_burst;
-    std::unique_ptr<Sampler> s = Make(o);
-    Stream stream;
-    for (int i = 0; i < frames; ++i) {
-      stream.appearance = &looks[static_cast<size_t>(i)];
-      stream.Next(s.get(), 0.5f, &embeddings[static_cast<size_t>(i)]);
-    }
-    return stream.sent;
-  };
-  const std::vector<int64_t> paced = run(1);
-  const std::vector<int64_t> bursting = run(3);
-  auto sent_between = [](const std::vector<int64_t>& sent, double from_s, double to_s) {
-    return std::count_if(sent.begin(), sent.end(), [&](int64_t i) { return i >= from_s * kFps && i < to_s * kFps; });
-  };
-  // No burst before the change: the same frames as without change_burst.
-  EXPECT_EQ(sent_between(bursting, 0, 120), 40);
-  EXPECT_EQ(std::vector<int64_t>(bursting.begin(), bursting.begin() + 40),
-            std::vector<int64_t>(paced.begin(), paced.begin() + 40));
-  // The 15 s after each change: 5 frames at the pace; one a second in the burst while the
-  // saved-up 9-10 frames and the third of a frame earned each second last (about 13 s).
-  EXPECT_EQ(sent_between(paced, 120, 135), 5);
-  EXPECT_GE(sent_between(bursting, 120, 135), 13);
-  // Paid back at 1.25x slots before the change back (210 s later: 10 frames at 4 a minute take
-  // 150 s), so the second change bursts as well.
-  EXPECT_GE(sent_between(bursting, 330, 345), 13);
-  // The rate holds: never more than the budget plus the saved-up burst, and over the whole
-  // run within a burst of the paced count.
-  for (double to_s = 30; to_s <= 480; to_s += 30) {
-    EXPECT_LE(sent_between(bursting, 0, to_s), 10 + 20 * to_s / 60) << to_s;
-  }
-  EXPECT_GE(static_cast<double>(bursting.size()), static_cast<double>(paced.size()) - 10);
-}
-
-TEST(PacedSamplerTest, ChangeBurstWithoutAppearanceIsPacedAsBefore) {
-  // The edge gives appearance only when NeedsAppearance(); without it the pace is the plain one.
-  SamplerOptions o = Paced(20, 0.5);
-  EXPECT_FALSE(o.NeedsAppearance());
-  o.change_burst = 3;
-  EXPECT_TRUE(o.NeedsAppearance());
-  std::mt19937 rng(9);
-  const std::vector<float> same = RandomEmbedding(&rng);
-  std::unique_ptr<Sampler> s = Make(o);
-  Stream stream;
-  for (int i = 0; i < 60 * kFps; ++i) stream.Next(s.get(), 0.5f, &same);
-  EXPECT_EQ(stream.sent.size(), 20u);
-  SamplerOptions uniform;
-  uniform.change_burst = 3;
-  EXPECT_FALSE(uniform.NeedsAppearance()) << "only the paced sampler bursts";
 }
 
 TEST(PacedSamplerTest, NeedsARateAndANonNegativeWeight) {
