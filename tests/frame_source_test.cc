@@ -334,7 +334,8 @@ TEST(FrameSourceTest, SyntheticSourceCarriesGroundTruth) {
 
 TEST(FrameSourceTest, RejectsBadUrisAndOptions) {
   for (const std::string uri : {"synthetic:bogus=1", "synthetic:classes=x", "synthetic:seed",
-                                "synthetic:classes=5", "camera:abc", ""}) {
+                                "synthetic:classes=5", "synthetic:activity=x", "synthetic:activity=1.5",
+                                "camera:abc", ""}) {
     EXPECT_EQ(OpenFrameSource(Uri(uri)).status().code(), Status::Code::kInvalidArgument) << uri;
   }
   FrameSourceOptions options = Uri("synthetic:");

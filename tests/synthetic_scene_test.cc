@@ -71,7 +71,8 @@ TEST(SyntheticSceneTest, RejectsBadOptions) {
 
 TEST(SyntheticSceneTest, ActivityIsTheShareOfEpisodesWithAnObject) {
   // One object slot, 2000 frames (about 160 episodes): a quiet camera's frames are mostly
-  // empty, and at the default the scene is the same as before the option existed.
+  // empty. (The default, 0.85, keeps the scenes made before the option: the same random draw
+  // decides.)
   SyntheticSceneOptions options;
   options.max_objects = 1;
   options.width = 64;
