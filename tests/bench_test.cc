@@ -328,12 +328,12 @@ closed_loop: {round_every: 25, steps: 2, replay_frames: 4, score_from: 50}
     map50[row.strategy] = row.map50;
     queried[row.strategy] = static_cast<int>(row.queried);
   }
-  std::string line;
   ASSERT_EQ(map50.size(), 2u);  // no all-frames baseline in the loop
 
   std::map<std::string, std::vector<int>> positions, sent;
   std::map<std::string, std::vector<double>> after_change;
   std::ifstream rounds(out + "/rounds.csv");
+  std::string line;
   std::getline(rounds, line);
   EXPECT_EQ(line, "strategy,budget,seed,round,position,sent,map50");
   while (std::getline(rounds, line)) {
