@@ -95,6 +95,8 @@ struct BenchConfig {
   ClosedLoopOptions closed_loop;     // --closed-loop: the strategy grid with rounds in the loop
 };
 
+// `base: other.yaml` (a path relative to the file) reads that config first and lays this one's
+// keys over it: maps merge key by key, a list or a scalar replaces the base's. Bases may chain.
 StatusOr<BenchConfig> LoadBenchConfig(const std::string& path);
 
 // The sampler options of a grid entry: a variant's, or `sampling` with the strategy named.

@@ -1,5 +1,6 @@
 #include "bench/condition_stream.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -37,6 +38,8 @@ Status ReadCondition(const YamlReader& c, const std::string& name, Condition* ou
   SD_RETURN_IF_ERROR(c.Get("haze", &out->haze));
   SD_RETURN_IF_ERROR(c.Get("streaks", &out->streaks));
   SD_RETURN_IF_ERROR(c.Get("noise", &out->noise));
+  SD_RETURN_IF_ERROR(c.Get("empty_share", &out->empty_share));
+  SD_RETURN_IF_ERROR(c.Get("empty_period", &out->empty_period));
   if (!(out->zoom >= 0.5 && out->zoom <= 4)) return c.Error("zoom", "must be in [0.5, 4]");
   if (std::abs(out->shift_x) > 1000 || std::abs(out->shift_y) > 1000) return c.Error("shift", "must be within 1000 pixels");
   if (!(out->blur >= 0 && out->blur <= 50)) return c.Error("blur", "must be in [0, 50] pixels");
@@ -45,6 +48,8 @@ Status ReadCondition(const YamlReader& c, const std::string& name, Condition* ou
   if (!(out->haze >= 0 && out->haze <= 1)) return c.Error("haze", "must be in [0, 1]");
   if (!(out->streaks >= 0 && out->streaks <= 1)) return c.Error("streaks", "must be in [0, 1]");
   if (!(out->noise >= 0 && out->noise <= 100)) return c.Error("noise", "must be in [0, 100] grey levels");
+  if (!(out->empty_share >= 0 && out->empty_share < 1)) return c.Error("empty_share", "must be in [0, 1)");
+  if (out->empty_period < 2 || out->empty_period > 100000) return c.Error("empty_period", "must be in [2, 100000] frames");
   return Status::Ok();
 }
 
@@ -78,7 +83,13 @@ std::string Condition::Describe() const {
   std::snprintf(text, sizeof(text), "mirror=%d zoom=%.6g shift=%d,%d blur=%.6g gamma=%.6g gain=%.6g haze=%.6g "
                 "streaks=%.6g noise=%.6g", mirror ? 1 : 0, zoom, shift_x, shift_y, blur, gamma, gain, haze, streaks,
                 noise);
-  return text;
+  std::string described = text;
+  // Only where set, so that the streams made before these keys keep their files and labels.
+  if (empty_share > 0) {
+    std::snprintf(text, sizeof(text), " empty_share=%.6g empty_period=%d", empty_share, empty_period);
+    described += text;
+  }
+  return described;
 }
 
 const Condition* ConditionStreamSpec::Find(const std::string& name) const {
@@ -197,6 +208,45 @@ cv::Mat ApplyCondition(const cv::Mat& bgr, const Condition& c, uint64_t noise_se
   return out;
 }
 
+bool ShowsEmptyScene(const Condition& c, uint64_t seed, int64_t position) {
+  if (c.empty_share <= 0 || position < 0) return false;
+  const int64_t period = c.empty_period;
+  const int64_t busy = std::max<int64_t>(1, std::llround(period * (1 - c.empty_share)));
+  const int64_t cycle = position / period;
+  const int64_t start = static_cast<int64_t>(Fnv1a64("busy " + std::to_string(cycle), Fnv1a64(std::to_string(seed))) %
+                                             static_cast<uint64_t>(period - busy + 1));
+  const int64_t offset = position % period;
+  return offset < start || offset >= start + busy;
+}
+
+StatusOr<cv::Mat> SceneBackground(const std::string& source, int step) {
+  FrameSourceOptions options;
+  options.uri = source;
+  SD_ASSIGN_OR_RETURN(auto frames, OpenFrameSource(options));
+  std::vector<cv::Mat> sampled;
+  Frame frame;
+  for (int64_t i = 0;; ++i) {
+    SD_ASSIGN_OR_RETURN(bool got, frames->Next(&frame));
+    if (!got) break;
+    if (i % std::max(1, step) == 0) sampled.push_back(frame.bgr.clone());
+  }
+  if (sampled.empty()) return Status::InvalidArgument(source + ": no frames for the scene's background");
+  const cv::Mat& first = sampled.front();
+  for (const cv::Mat& m : sampled)
+    if (m.size() != first.size() || m.type() != CV_8UC3)
+      return Status::InvalidArgument(source + ": frames change size; no background for the empty scene");
+  cv::Mat median(first.size(), CV_8UC3);
+  std::vector<uint8_t> values(sampled.size());
+  const size_t mid = values.size() / 2;
+  for (int y = 0; y < first.rows; ++y)
+    for (int x = 0; x < first.cols * 3; ++x) {
+      for (size_t i = 0; i < sampled.size(); ++i) values[i] = sampled[i].ptr<uint8_t>(y)[x];
+      std::nth_element(values.begin(), values.begin() + mid, values.end());
+      median.ptr<uint8_t>(y)[x] = values[mid];
+    }
+  return median;
+}
+
 ConditionStreamLayout LayOutConditionStream(const ConditionStreamSpec& spec, const std::string& cache_dir) {
   ConditionStreamLayout layout;
   layout.video = (std::filesystem::path(cache_dir) / ("conditions." + Hex64(Fnv1a64(spec.Key())) + ".avi")).string();
@@ -227,6 +277,11 @@ Status WriteConditionStream(const ConditionStreamSpec& spec, const ConditionStre
   // Written under a temporary name (FFmpeg picks the container by the extension) and renamed
   // when complete, so an interrupted run never leaves a short file that a later run would trust.
   const std::string partial = layout.video.substr(0, layout.video.size() - 4) + ".partial.avi";
+  cv::Mat background;
+  for (const ConditionBlock& block : Blocks(spec))
+    if (spec.Find(block.condition)->empty_share > 0 && background.empty()) {
+      SD_ASSIGN_OR_RETURN(background, SceneBackground(spec.source));
+    }
   cv::VideoWriter writer;
   double fps = 10;
   int64_t position = 0;
@@ -249,7 +304,8 @@ Status WriteConditionStream(const ConditionStreamSpec& spec, const ConditionStre
         if (!writer.open(partial, cv::CAP_FFMPEG, cv::VideoWriter::fourcc('F', 'F', 'V', '1'), fps, frame.bgr.size()))
           return Status::Unavailable(partial + ": OpenCV cannot write FFV1 video (its FFmpeg backend is needed)");
       }
-      writer.write(ApplyCondition(frame.bgr, condition, FrameSeed(spec.seed, position)));
+      const bool empty = ShowsEmptyScene(condition, spec.seed, position) && background.size() == frame.bgr.size();
+      writer.write(ApplyCondition(empty ? background : frame.bgr, condition, FrameSeed(spec.seed, position)));
       ++position;
       ++read;
     }

@@ -33,6 +33,12 @@ struct Condition {
   double haze = 0;        // in [0, 1]: blend towards light grey (fog, a wet window)
   double streaks = 0;     // in [0, 1]: density of bright slanted rain streaks, new each frame
   double noise = 0;       // standard deviation of Gaussian sensor noise, grey levels, new each frame
+  // A quiet camera: in each `empty_period` frames of the made file, a share `empty_share` shows
+  // the scene with nobody in it (the source's background, under the same transforms) and one
+  // stretch the source's frames. Where the stretch lies in each period is drawn from the spec's
+  // seed, so that seeds give different streams. 0: every frame is the source's.
+  double empty_share = 0;  // in [0, 1)
+  int empty_period = 50;   // frames, >= 2
 
   std::string Describe() const;  // every key with its value, for the stream's hash
 };
@@ -75,6 +81,14 @@ Status ReadConditionStreamSpec(const YamlReader& section, ConditionStreamSpec* s
 
 // `bgr` under `condition`; `noise_seed` draws this frame's noise and streaks.
 cv::Mat ApplyCondition(const cv::Mat& bgr, const Condition& condition, uint64_t noise_seed);
+
+// Whether the frame at `position` of the made file shows the empty scene under `condition`
+// (its empty_share), for the spec's `seed`.
+bool ShowsEmptyScene(const Condition& condition, uint64_t seed, int64_t position);
+
+// The scene with nobody in it: the per-pixel median of every `step`-th frame of `source`
+// (people who pass are in few of them).
+StatusOr<cv::Mat> SceneBackground(const std::string& source, int step = 8);
 
 // Where `spec`'s parts lie in its video, <cache_dir>/conditions.<16 hex digits of Key()'s
 // hash>.avi (a changed spec gives a new file, an unchanged one reuses it). Writes nothing.

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_config.h"
 #include "bench/replay.h"
 #include "bench/report.h"
 #include "bench/update_replay.h"
@@ -511,6 +512,86 @@ TEST(BenchCliTest, BrokenConfigNamesTheKeyAndExitsTwo) {
   auto run = testing::RunBinary("streamdistill-bench", "--config " + config + " --out " + dir.File("o"));
   EXPECT_EQ(run.exit_code, 2) << run.output;
   EXPECT_NE(run.output.find("psychic"), std::string::npos) << run.output;
+}
+
+// `base:` lays a config over another: maps merge key by key, lists and scalars replace, bases
+// chain relative to the file that names them, and a broken chain is an error naming `base`.
+TEST(BenchConfigBaseTest, KeysOverrideTheBaseMapsMergeListsReplace) {
+  testing::ScopedTempDir dir("sd_bench");
+  std::filesystem::create_directories(dir.File("streams/more"));
+  std::ofstream(dir.File("streams/drift.yaml"))
+      << "name: drift\nvideo: \"synthetic:seed=7,frames=100\"\nlabels: ground_truth\ntrain_frames: [0, 60]\n"
+         "eval_frames: [60, 100]\nstudent: {classes: 2}\ntraining: {steps: 100, batch_size: 4}\n"
+         "grid: {strategies: [uniform, diversity], budgets: [25, 50]}\n";
+  std::ofstream(dir.File("streams/more/quiet.yaml"))
+      << "base: ../drift.yaml\nname: quiet\nvideo: \"synthetic:seed=7,frames=100,activity=0.4\"\n"
+         "training: {steps: 40}\ngrid: {budgets: [10]}\n";
+  std::ofstream(dir.File("over_quiet.yaml")) << "base: streams/more/quiet.yaml\neval_frames: [80, 100]\n";
+
+  auto quiet = LoadBenchConfig(dir.File("streams/more/quiet.yaml"));
+  ASSERT_TRUE(quiet.ok()) << quiet.status().message();
+  EXPECT_EQ(quiet->name, "quiet");
+  EXPECT_EQ(quiet->job.video, "synthetic:seed=7,frames=100,activity=0.4");
+  EXPECT_EQ(quiet->job.training.total_steps, 40);
+  EXPECT_EQ(quiet->job.training.batch_size, 4);  // the base's, in a merged map
+  EXPECT_EQ(quiet->grid.budgets, std::vector<int>{10});  // a list replaces
+  EXPECT_EQ(quiet->grid.strategies, (std::vector<std::string>{"uniform", "diversity"}));
+  EXPECT_EQ(quiet->job.eval_frames.begin, 60);
+
+  auto chained = LoadBenchConfig(dir.File("over_quiet.yaml"));
+  ASSERT_TRUE(chained.ok()) << chained.status().message();
+  EXPECT_EQ(chained->name, "quiet");
+  EXPECT_EQ(chained->job.eval_frames.begin, 80);
+  EXPECT_EQ(chained->job.training.total_steps, 40);
+
+  std::ofstream(dir.File("typo.yaml")) << "base: streams/drift.yaml\ntraning: {steps: 1}\n";
+  auto typo = LoadBenchConfig(dir.File("typo.yaml"));
+  ASSERT_FALSE(typo.ok());
+  EXPECT_NE(typo.status().message().find("traning"), std::string::npos) << typo.status().message();
+
+  std::ofstream(dir.File("missing.yaml")) << "base: nowhere.yaml\nname: x\n";
+  auto missing = LoadBenchConfig(dir.File("missing.yaml"));
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("'base'"), std::string::npos) << missing.status().message();
+  EXPECT_NE(missing.status().message().find("nowhere.yaml"), std::string::npos) << missing.status().message();
+
+  std::ofstream(dir.File("loop_a.yaml")) << "base: loop_b.yaml\n";
+  std::ofstream(dir.File("loop_b.yaml")) << "base: loop_a.yaml\n";
+  auto loop = LoadBenchConfig(dir.File("loop_a.yaml"));
+  ASSERT_FALSE(loop.ok());
+  EXPECT_NE(loop.status().message().find("deep"), std::string::npos) << loop.status().message();
+}
+
+// The shipped configs that are laid over another differ from it only where they say.
+TEST(BenchConfigBaseTest, ShippedOverlaysKeepTheirBasesStream) {
+  const std::string configs = std::string(SD_SOURCE_DIR) + "/configs/";
+  auto drift = LoadBenchConfig(configs + "bench_drift.yaml");
+  auto quiet = LoadBenchConfig(configs + "bench_quiet_drift.yaml");
+  auto after = LoadBenchConfig(configs + "bench_drift_after.yaml");
+  ASSERT_TRUE(drift.ok() && quiet.ok() && after.ok());
+  EXPECT_EQ(quiet->job.video,
+            "synthetic:seed=7,frames=1000,classes=2,drift_at=300,objects=4,activity=0.4,width=256,height=192,fps=10");
+  EXPECT_EQ(quiet->job.eval_frames.begin, 600);
+  EXPECT_EQ(quiet->job.eval_frames.end, 1000);
+  EXPECT_EQ(after->job.train_frames.begin, 300);
+  for (const BenchConfig* c : {&*quiet, &*after}) {
+    EXPECT_EQ(c->job.training.total_steps, drift->job.training.total_steps);
+    EXPECT_EQ(c->pretrain.range.begin, 0);
+    EXPECT_EQ(c->pretrain.range.end, 300);
+    EXPECT_EQ(c->closed_loop.score_from, drift->closed_loop.score_from);
+  }
+
+  auto conditions = LoadBenchConfig(configs + "bench_conditions.yaml");
+  auto quiet_conditions = LoadBenchConfig(configs + "bench_quiet_conditions.yaml");
+  ASSERT_TRUE(conditions.ok() && quiet_conditions.ok());
+  EXPECT_EQ(quiet_conditions->eval_sets.size(), conditions->eval_sets.size());
+  EXPECT_EQ(quiet_conditions->stream.pretrain.condition, "overcast");
+  ASSERT_EQ(quiet_conditions->stream.segments.size(), conditions->stream.segments.size());
+  for (size_t i = 0; i < conditions->stream.segments.size(); ++i)
+    EXPECT_EQ(quiet_conditions->stream.segments[i].condition, conditions->stream.segments[i].condition + "_quiet");
+  EXPECT_DOUBLE_EQ(quiet_conditions->stream.Find("dusk_quiet")->gamma, conditions->stream.Find("dusk")->gamma);
+  EXPECT_DOUBLE_EQ(quiet_conditions->stream.Find("dusk_quiet")->empty_share, 0.7);
+  EXPECT_EQ(quiet_conditions->job.training.total_steps, conditions->job.training.total_steps);
 }
 
 }  // namespace

@@ -250,6 +250,8 @@ TEST(ConditionStreamTest, ErrorsNameTheKey) {
            {"conditions: [dusk, day]", "conditions: [dusk, fog]", "stream.eval.conditions"},
            {"frames: [20, 30]", "frames: [15, 30]", "stream.eval.frames"},
            {"noise: 5}", "noise: 5, snow: 1}", "stream.conditions.dusk.snow"},
+           {"day: {}", "day: {empty_share: 1}", "stream.conditions.day.empty_share"},
+           {"day: {}", "day: {empty_share: 0.5, empty_period: 1}", "stream.conditions.day.empty_period"},
        }) {
     std::string text = good;
     ASSERT_NE(text.find(c.from), std::string::npos) << c.from;
@@ -258,6 +260,73 @@ TEST(ConditionStreamTest, ErrorsNameTheKey) {
     ASSERT_FALSE(spec.ok()) << c.to;
     EXPECT_NE(spec.status().message().find("'" + c.key + "'"), std::string::npos) << spec.status().message();
   }
+}
+
+// A 30-frame source in which a "person" (a bright square) crosses an empty street, 5 pixels a
+// frame: each pixel sees it in at most 2 frames, so the median of all frames is the street.
+std::string WriteCrossingSource(const std::string& dir, cv::Mat* street) {
+  *street = Scene(0);
+  cv::rectangle(*street, cv::Rect(20, 15, 20, 20), cv::Scalar::all(0), cv::FILLED);
+  const std::string path = dir + "/crossing.avi";
+  cv::VideoWriter writer(path, cv::CAP_FFMPEG, cv::VideoWriter::fourcc('F', 'F', 'V', '1'), 10, cv::Size(160, 120));
+  for (int i = 0; i < 30; ++i) {
+    cv::Mat frame = street->clone();
+    cv::rectangle(frame, cv::Rect(5 * i, 60, 10, 30), cv::Scalar(250, 240, 230), cv::FILLED);
+    writer.write(frame);
+  }
+  return path;
+}
+
+TEST(ConditionStreamTest, AQuietConditionShowsTheEmptyStreetForItsShareOfEachPeriod) {
+  testing::ScopedTempDir dir("sd_conditions");
+  cv::Mat street;
+  const std::string source = WriteCrossingSource(dir.path(), &street);
+  auto background = SceneBackground(source, 1);
+  ASSERT_TRUE(background.ok()) << background.status().message();
+  EXPECT_TRUE(SameImage(*background, street));
+
+  const std::string text = std::string("stream:\n  source: ") + source + R"(
+  seed: 5
+  conditions:
+    day: {}
+    quiet: {empty_share: 0.6, empty_period: 10}
+  segments:
+    - {frames: [0, 20], condition: quiet}
+    - {frames: [0, 10], condition: day}
+  eval: {frames: [20, 30], conditions: [day]}
+)";
+  auto spec = ReadSpec(text);
+  ASSERT_TRUE(spec.ok()) << spec.status().message();
+  const ConditionStreamLayout layout = LayOutConditionStream(*spec, dir.File("cache"));
+  ASSERT_TRUE(WriteConditionStream(*spec, layout).ok());
+  const std::vector<cv::Mat> made = ReadAll(layout.video);
+  ASSERT_EQ(made.size(), 40u);
+  FrameSourceOptions options;
+  options.uri = source;
+  auto frames = ReadFrames(options, 30);
+  ASSERT_TRUE(frames.ok());
+  const Condition& quiet = *spec->Find("quiet");
+  for (int period = 0; period < 2; ++period) {
+    int empty = 0, busy_run_starts = 0;
+    for (int i = 10 * period; i < 10 * period + 10; ++i) {
+      const bool shows_empty = ShowsEmptyScene(quiet, 5, i);
+      EXPECT_TRUE(SameImage(made[i], shows_empty ? street : (*frames)[i])) << "frame " << i;
+      empty += shows_empty;
+      busy_run_starts += !shows_empty && (i == 10 * period || ShowsEmptyScene(quiet, 5, i - 1));
+    }
+    EXPECT_EQ(empty, 6) << "period " << period;
+    EXPECT_EQ(busy_run_starts, 1) << "one busy stretch in period " << period;
+  }
+  // The plain condition keeps every source frame; no condition is quiet at share 0.
+  for (int i = 20; i < 40; ++i) EXPECT_TRUE(SameImage(made[i], (*frames)[i < 30 ? i - 20 : i - 10])) << "frame " << i;
+  // Other seeds place the busy stretches elsewhere: they are other streams.
+  bool moved = false;
+  for (uint64_t seed = 6; seed < 16 && !moved; ++seed)
+    for (int i = 0; i < 100; ++i) moved |= ShowsEmptyScene(quiet, seed, i) != ShowsEmptyScene(quiet, 5, i);
+  EXPECT_TRUE(moved);
+  // A stream made before these keys keeps its file name: an unset share adds nothing to the key.
+  EXPECT_EQ(spec->Find("day")->Describe().find("empty"), std::string::npos);
+  EXPECT_NE(quiet.Describe().find("empty_share=0.6"), std::string::npos);
 }
 
 // A bench config with a stream: the job's video, stream, eval sets and pretrain range are the
