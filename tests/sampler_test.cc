@@ -201,14 +201,14 @@ TEST(SamplerOptionsTest, ConfigKeysAreReadAndChecked) {
   const std::string shipped = text.str();
   StatusOr<EdgeConfig> config = ParseEdgeConfig(shipped, "edge.yaml");
   ASSERT_TRUE(config.ok()) << config.status().ToString();
-  EXPECT_EQ(config->sampling.strategy, "uniform");
+  EXPECT_EQ(config->sampling.strategy, "paced_confidence_diversity");
   EXPECT_EQ(config->sampling.uniform_probability, 0.05);
   EXPECT_EQ(config->sampling.EffectivePercentile(), 70);
   // The shipped file's commented keys, switched on with other values.
   auto with = [&](const std::string& strategy, std::vector<std::pair<std::string, std::string>> keys) {
     std::string yaml = shipped;
-    const std::string shipped_strategy = "strategy: uniform ";
-    yaml.replace(yaml.find(shipped_strategy), shipped_strategy.size(), "strategy: " + strategy + " ");
+    const std::string shipped_strategy = "strategy: paced_confidence_diversity\n";
+    yaml.replace(yaml.find(shipped_strategy), shipped_strategy.size(), "strategy: " + strategy + "\n");
     for (const auto& [key, value] : keys) {
       const size_t at = yaml.find("  # " + key + ":");
       EXPECT_NE(at, std::string::npos) << key << " is not in configs/edge.yaml";
