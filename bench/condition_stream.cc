@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -222,15 +223,8 @@ bool ShowsEmptyScene(const Condition& c, uint64_t seed, int64_t position) {
 StatusOr<cv::Mat> SceneBackground(const std::string& source, int step) {
   FrameSourceOptions options;
   options.uri = source;
-  SD_ASSIGN_OR_RETURN(auto frames, OpenFrameSource(options));
-  std::vector<cv::Mat> sampled;
-  Frame frame;
-  for (int64_t i = 0;; ++i) {
-    SD_ASSIGN_OR_RETURN(bool got, frames->Next(&frame));
-    if (!got) break;
-    if (i % std::max(1, step) == 0) sampled.push_back(frame.bgr.clone());
-  }
-  if (sampled.empty()) return Status::InvalidArgument(source + ": no frames for the scene's background");
+  options.stride = std::max(1, step);  // the frames between are skipped, not decoded
+  SD_ASSIGN_OR_RETURN(std::vector<cv::Mat> sampled, ReadFrames(options, std::numeric_limits<int>::max()));
   const cv::Mat& first = sampled.front();
   for (const cv::Mat& m : sampled)
     if (m.size() != first.size() || m.type() != CV_8UC3)
@@ -304,7 +298,13 @@ Status WriteConditionStream(const ConditionStreamSpec& spec, const ConditionStre
         if (!writer.open(partial, cv::CAP_FFMPEG, cv::VideoWriter::fourcc('F', 'F', 'V', '1'), fps, frame.bgr.size()))
           return Status::Unavailable(partial + ": OpenCV cannot write FFV1 video (its FFmpeg backend is needed)");
       }
-      const bool empty = ShowsEmptyScene(condition, spec.seed, position) && background.size() == frame.bgr.size();
+      const bool empty = ShowsEmptyScene(condition, spec.seed, position);
+      if (empty && background.size() != frame.bgr.size()) {
+        writer.release();
+        std::filesystem::remove(partial, ec);
+        return Status::InvalidArgument("stream.source: " + spec.source + ": frame " + std::to_string(read) + " of " +
+                                       RangeText(block.frames) + " differs in size from the scene's background");
+      }
       writer.write(ApplyCondition(empty ? background : frame.bgr, condition, FrameSeed(spec.seed, position)));
       ++position;
       ++read;
