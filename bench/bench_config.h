@@ -9,10 +9,10 @@
 
 #include "bench/closed_loop.h"
 #include "bench/condition_stream.h"
-#include "common/config.h"
-#include "common/status.h"
-#include "common/student_trainer.h"
-#include "common/update_codec.h"
+#include "tools/train_job_config.h"
+#include "common/base/status.h"
+#include "common/student/student_trainer.h"
+#include "common/link/update_codec.h"
 #include "edge/frame_encoding.h"
 #include "edge/sampler.h"
 

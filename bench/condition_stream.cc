@@ -12,8 +12,8 @@
 #include <opencv2/imgproc.hpp>
 #include <opencv2/videoio.hpp>
 
-#include "common/checksum.h"
-#include "common/frame_source.h"
+#include "common/base/checksum.h"
+#include "common/video/frame_source.h"
 
 namespace sd {
 namespace {

@@ -13,9 +13,9 @@
 
 #include <opencv2/core.hpp>
 
-#include "common/config.h"
-#include "common/status.h"
-#include "common/yaml_reader.h"
+#include "common/config/config.h"
+#include "common/base/status.h"
+#include "common/config/yaml_reader.h"
 
 namespace sd {
 

@@ -5,7 +5,7 @@
 #include <sstream>
 
 #include "bench/report.h"
-#include "common/student.h"
+#include "common/student/student.h"
 #include "server/device_trainer.h"
 #include "server/frame_store.h"
 #include "server/long_term_memory.h"

@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "common/status.h"
-#include "common/student_eval.h"
-#include "common/student_trainer.h"
+#include "common/base/status.h"
+#include "common/eval/student_eval.h"
+#include "common/student/student_trainer.h"
 
 namespace sd {
 

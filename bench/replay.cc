@@ -6,8 +6,8 @@
 
 #include <opencv2/imgproc.hpp>
 
-#include "common/frame_source.h"
-#include "common/grpc_status.h"
+#include "common/video/frame_source.h"
+#include "common/link/grpc_status.h"
 #include "server/labeler.h"
 
 namespace sd {

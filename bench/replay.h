@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "common/student.h"
-#include "common/student_eval.h"
-#include "common/student_trainer.h"
+#include "common/student/student.h"
+#include "common/eval/student_eval.h"
+#include "common/student/student_trainer.h"
 #include "edge/frame_encoding.h"
 #include "edge/sampler.h"
 

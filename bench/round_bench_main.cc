@@ -18,8 +18,8 @@
 #include <ctime>
 #include <thread>
 
-#include "common/label_cache.h"
-#include "common/student_eval.h"
+#include "common/teacher/label_cache.h"
+#include "common/eval/student_eval.h"
 #include "server/server_config.h"
 #include "tools/tool_cli.h"
 

@@ -18,11 +18,11 @@
 #include <fstream>
 #include <sstream>
 
-#include "common/detector_timing.h"
-#include "common/env.h"
-#include "common/frame_source.h"
-#include "common/student.h"
-#include "common/teacher.h"
+#include "common/eval/detector_timing.h"
+#include "common/base/env.h"
+#include "common/video/frame_source.h"
+#include "common/student/student.h"
+#include "common/teacher/teacher.h"
 #include "edge/edge_agent.h"
 #include "edge/edge_config.h"
 #include "server/server_config.h"

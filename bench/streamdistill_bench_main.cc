@@ -21,9 +21,9 @@
 #include "bench/speed.h"
 #include "bench/uplink_encodings.h"
 #include "bench/update_replay.h"
-#include "common/appearance.h"
-#include "common/frame_source.h"
-#include "common/progress.h"
+#include "common/vision/appearance.h"
+#include "common/video/frame_source.h"
+#include "common/base/progress.h"
 #include "tools/job_labels.h"
 #include "tools/tool_cli.h"
 

@@ -1,7 +1,7 @@
 #include "bench/update_replay.h"
 
-#include "common/grpc_status.h"
-#include "common/update_codec.h"
+#include "common/link/grpc_status.h"
+#include "common/link/update_codec.h"
 #include "server/device_trainer.h"
 #include "server/update_encoder.h"
 #include "streamdistill.pb.h"

@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "common/model_update.h"
-#include "common/student_eval.h"
-#include "common/student_trainer.h"
+#include "common/link/model_update.h"
+#include "common/eval/student_eval.h"
+#include "common/student/student_trainer.h"
 #include "server/server_config.h"
 
 namespace sd {

@@ -6,9 +6,9 @@
 #include <cstdio>
 #include <sstream>
 
-#include "common/frame_source.h"
-#include "common/map_eval.h"
-#include "common/teacher.h"
+#include "common/video/frame_source.h"
+#include "common/eval/map_eval.h"
+#include "common/teacher/teacher.h"
 #include "edge/edge_config.h"
 #include "edge/frame_encoding.h"
 #include "server/server_config.h"

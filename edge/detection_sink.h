@@ -14,8 +14,8 @@
 
 #include <opencv2/core.hpp>
 
-#include "common/detection.h"
-#include "common/status.h"
+#include "common/vision/detection.h"
+#include "common/base/status.h"
 
 namespace sd {
 

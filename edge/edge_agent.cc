@@ -7,7 +7,7 @@
 #include <opencv2/core.hpp>
 #include <spdlog/spdlog.h>
 
-#include "common/update_codec.h"
+#include "common/link/update_codec.h"
 #include "edge/frame_encoding.h"
 #include "streamdistill.pb.h"
 

@@ -11,11 +11,11 @@
 #include <mutex>
 #include <string>
 
-#include "common/failure_log.h"
-#include "common/frame_source.h"
-#include "common/http_endpoint.h"
-#include "common/metrics.h"
-#include "common/status.h"
+#include "common/base/failure_log.h"
+#include "common/video/frame_source.h"
+#include "common/obs/http_endpoint.h"
+#include "common/obs/metrics.h"
+#include "common/base/status.h"
 #include "edge/edge_config.h"
 #include "edge/serving_model.h"
 #include "edge/uplink.h"

@@ -1,7 +1,7 @@
 #include "edge/edge_config.h"
 
-#include "common/config.h"
-#include "common/yaml_reader.h"
+#include "common/config/config.h"
+#include "common/config/yaml_reader.h"
 
 namespace sd {
 namespace {

@@ -3,12 +3,12 @@
 
 #include <string>
 
-#include "common/env.h"
-#include "common/frame_source.h"
-#include "common/http_endpoint.h"
-#include "common/status.h"
-#include "common/student.h"
-#include "common/yaml_reader.h"
+#include "common/base/env.h"
+#include "common/video/frame_source.h"
+#include "common/obs/http_endpoint.h"
+#include "common/base/status.h"
+#include "common/student/student.h"
+#include "common/config/yaml_reader.h"
 #include "edge/detection_sink.h"
 #include "edge/sampler.h"
 #include "edge/spool.h"

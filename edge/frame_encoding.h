@@ -8,8 +8,8 @@
 
 #include <opencv2/core.hpp>
 
-#include "common/status.h"
-#include "common/student.h"
+#include "common/base/status.h"
+#include "common/student/student.h"
 #include "edge/sampler.h"
 
 namespace sd {

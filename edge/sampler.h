@@ -58,8 +58,8 @@
 #include <string>
 #include <vector>
 
-#include "common/detection.h"
-#include "common/status.h"
+#include "common/vision/detection.h"
+#include "common/base/status.h"
 
 namespace sd {
 

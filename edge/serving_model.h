@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "common/student.h"
+#include "common/student/student.h"
 
 namespace sd {
 

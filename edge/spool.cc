@@ -6,7 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "common/checksum.h"
+#include "common/base/checksum.h"
 
 namespace sd {
 namespace {

@@ -8,7 +8,7 @@
 //   sequence                   "<limit>\n": every sequence handed out so far is below it, so a
 //                              restart continues from there even with an empty spool
 //   *.tmp-*                    a write in progress; leftovers of a crash are deleted at Open
-// Every file is written with WriteFileDurably (common/env.h: temp file, fsync, rename,
+// Every file is written with WriteFileDurably (common/base/env.h: temp file, fsync, rename,
 // directory fsync), so a crash or a full disk leaves either the old or the new version,
 // never half a file. All file access goes through SpoolOptions::env.
 //
@@ -24,9 +24,9 @@
 #include <string>
 #include <vector>
 
-#include "common/env.h"
-#include "common/failure_log.h"
-#include "common/status.h"
+#include "common/base/env.h"
+#include "common/base/failure_log.h"
+#include "common/base/status.h"
 
 namespace sd {
 

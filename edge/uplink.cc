@@ -11,8 +11,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include "common/grpc_status.h"
-#include "common/update_codec.h"
+#include "common/link/grpc_status.h"
+#include "common/link/update_codec.h"
 #include "streamdistill.grpc.pb.h"
 
 namespace sd {

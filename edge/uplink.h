@@ -19,9 +19,9 @@
 #include <string>
 #include <thread>
 
-#include "common/failure_log.h"
-#include "common/model_update.h"
-#include "common/status.h"
+#include "common/base/failure_log.h"
+#include "common/link/model_update.h"
+#include "common/base/status.h"
 #include "edge/edge_config.h"
 #include "edge/spool.h"
 

@@ -9,8 +9,8 @@
 
 #include <opencv2/core.hpp>
 
-#include "common/frame_source.h"
-#include "common/status.h"
+#include "common/video/frame_source.h"
+#include "common/base/status.h"
 #include "fleet/fleet_config.h"
 
 namespace sd {

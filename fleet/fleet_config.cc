@@ -4,7 +4,7 @@
 
 #include <cstdio>
 
-#include "common/yaml_reader.h"
+#include "common/config/yaml_reader.h"
 
 namespace sd {
 namespace {

@@ -8,8 +8,8 @@
 
 #include <opencv2/core.hpp>
 
-#include "common/config.h"
-#include "common/status.h"
+#include "common/config/config.h"
+#include "common/base/status.h"
 
 namespace sd {
 

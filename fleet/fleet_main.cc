@@ -10,7 +10,7 @@
 #include <filesystem>
 #include <optional>
 
-#include "common/env.h"
+#include "common/base/env.h"
 #include "edge/edge_config.h"
 #include "fleet/fleet_config.h"
 #include "fleet/fleet_report.h"

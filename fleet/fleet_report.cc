@@ -7,7 +7,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "common/env.h"
+#include "common/base/env.h"
 
 namespace sd {
 

@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/status.h"
+#include "common/base/status.h"
 #include "fleet/fleet_run.h"
 
 namespace sd {

@@ -14,7 +14,7 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include "common/env.h"
+#include "common/base/env.h"
 #include "edge/edge_agent.h"
 #include "fleet/camera_view.h"
 #include "fleet/server_process.h"

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "common/status.h"
+#include "common/base/status.h"
 #include "edge/edge_config.h"
 #include "fleet/fleet_config.h"
 #include "fleet/holdout.h"

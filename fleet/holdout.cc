@@ -2,9 +2,9 @@
 
 #include <opencv2/imgproc.hpp>
 
-#include "common/frame_source.h"
-#include "common/label_cache.h"
-#include "common/progress.h"
+#include "common/video/frame_source.h"
+#include "common/teacher/label_cache.h"
+#include "common/base/progress.h"
 #include "fleet/camera_view.h"
 
 namespace sd {

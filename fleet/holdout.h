@@ -10,10 +10,10 @@
 #include <string>
 #include <vector>
 
-#include "common/status.h"
-#include "common/student.h"
-#include "common/student_eval.h"
-#include "common/teacher.h"
+#include "common/base/status.h"
+#include "common/student/student.h"
+#include "common/eval/student_eval.h"
+#include "common/teacher/teacher.h"
 #include "fleet/fleet_config.h"
 
 namespace sd {

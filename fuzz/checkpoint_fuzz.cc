@@ -1,4 +1,4 @@
-// Student weights files (common/student.h: StudentModel::FromBytes / LoadWeights; the
+// Student weights files (common/student/student.h: StudentModel::FromBytes / LoadWeights; the
 // server's version checkpoints models/<device>/v<ver>.sdw use the same format).
 //
 // The input is a weights file. It is loaded as it is (mostly stopped by the trailing FNV-1a

@@ -11,7 +11,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "common/student.h"
+#include "common/student/student.h"
 
 namespace sd::fuzz {
 

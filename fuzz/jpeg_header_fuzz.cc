@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "common/image_header.h"
+#include "common/vision/image_header.h"
 #include "fuzz/fuzz_util.h"
 
 // Properties: a size read is 1..65535 each way, and one that passed the check fits its limits.

@@ -1,10 +1,10 @@
-// The label cache file (common/label_cache.h): the input is written as a .labels file and
+// The label cache file (common/teacher/label_cache.h): the input is written as a .labels file and
 // loaded with the key the seeds carry (kLabelKey).
 // Property: labels that load save and load again to the same values (NaN stays NaN).
 #include <cmath>
 #include <string>
 
-#include "common/label_cache.h"
+#include "common/teacher/label_cache.h"
 #include "fuzz/fuzz_util.h"
 #include "tests/scoped_temp_dir.h"
 

@@ -12,9 +12,9 @@
 
 #include <opencv2/imgcodecs.hpp>
 
-#include "common/label_cache.h"
-#include "common/model_update.h"
-#include "common/update_codec.h"
+#include "common/teacher/label_cache.h"
+#include "common/link/model_update.h"
+#include "common/link/update_codec.h"
 #include "edge/spool.h"
 #include "fuzz/fuzz_util.h"
 #include "streamdistill.pb.h"

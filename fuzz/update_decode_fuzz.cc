@@ -1,5 +1,5 @@
-// Model updates as an edge receives them: ModelUpdateAssembler (common/model_update.h, the one
-// the edge's uplink uses) fed a sequence of chunks, and DecodeUpdate (common/update_codec.h) of
+// Model updates as an edge receives them: ModelUpdateAssembler (common/link/model_update.h, the one
+// the edge's uplink uses) fed a sequence of chunks, and DecodeUpdate (common/link/update_codec.h) of
 // every encoding against a small base.
 //
 // Input: [u8 mode][u8 n][rest]
@@ -15,8 +15,8 @@
 #include <optional>
 #include <string>
 
-#include "common/model_update.h"
-#include "common/update_codec.h"
+#include "common/link/model_update.h"
+#include "common/link/update_codec.h"
 #include "fuzz/fuzz_util.h"
 
 namespace {

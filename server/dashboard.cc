@@ -8,7 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/token_hash.h"
+#include "common/base/token_hash.h"
 
 namespace sd {
 namespace {

@@ -26,8 +26,8 @@
 
 #include <string>
 
-#include "common/http_endpoint.h"
-#include "common/status.h"
+#include "common/obs/http_endpoint.h"
+#include "common/base/status.h"
 #include "server/server_core.h"
 
 namespace sd {

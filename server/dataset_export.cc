@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>
 
-#include "common/image_header.h"
+#include "common/vision/image_header.h"
 
 namespace sd {
 namespace {

@@ -30,8 +30,8 @@
 #include <string>
 #include <vector>
 
-#include "common/env.h"
-#include "common/status.h"
+#include "common/base/env.h"
+#include "common/base/status.h"
 #include "server/frame_store.h"
 
 namespace sd {

@@ -20,11 +20,11 @@
 #include <string>
 #include <vector>
 
-#include "common/model_update.h"
-#include "common/status.h"
-#include "common/student.h"
-#include "common/student_eval.h"
-#include "common/student_trainer.h"
+#include "common/link/model_update.h"
+#include "common/base/status.h"
+#include "common/student/student.h"
+#include "common/eval/student_eval.h"
+#include "common/student/student_trainer.h"
 
 namespace sd {
 

@@ -1,6 +1,6 @@
 #include "server/devices_file.h"
 
-#include "common/yaml_reader.h"
+#include "common/config/yaml_reader.h"
 #include "server/frame_store.h"
 
 namespace sd {

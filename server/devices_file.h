@@ -13,9 +13,9 @@
 #include <map>
 #include <string>
 
-#include "common/env.h"
-#include "common/status.h"
-#include "common/token_hash.h"
+#include "common/base/env.h"
+#include "common/base/status.h"
+#include "common/base/token_hash.h"
 
 namespace sd {
 

@@ -6,7 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "common/grpc_status.h"
+#include "common/link/grpc_status.h"
 #include "server/edge_session.h"
 
 namespace sd {

@@ -5,9 +5,9 @@
 
 #include <spdlog/spdlog.h>
 
-#include "common/grpc_status.h"
-#include "common/image_header.h"
-#include "common/log_safe.h"
+#include "common/link/grpc_status.h"
+#include "common/vision/image_header.h"
+#include "common/base/log_safe.h"
 
 namespace sd {
 namespace {

@@ -18,7 +18,7 @@
 
 #include "streamdistill.pb.h"
 
-#include "common/status.h"
+#include "common/base/status.h"
 #include "server/server_core.h"
 
 namespace sd {

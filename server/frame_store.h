@@ -11,7 +11,7 @@
 // in between leaves only files without rows, which the next Open removes, never a row without
 // its file (that would fail every round that reads it with DataLoss).
 //
-// Crash safety: a file is always made durable (WriteFileDurably in common/env.h: temp file,
+// Crash safety: a file is always made durable (WriteFileDurably in common/base/env.h: temp file,
 // fsync, rename, directory fsync) before the row that refers to it is committed, so every
 // committed row has its complete file. A crash between the two leaves only a file without a row, which the next Open removes. A
 // caller that got `true` from Put (or Ok from PutVersion) can rely on the data after a crash
@@ -36,9 +36,9 @@
 #include <string>
 #include <vector>
 
-#include "common/detection.h"
-#include "common/env.h"
-#include "common/status.h"
+#include "common/vision/detection.h"
+#include "common/base/env.h"
+#include "common/base/status.h"
 
 struct sqlite3;
 

@@ -7,8 +7,8 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "common/appearance.h"
-#include "common/map_eval.h"
+#include "common/vision/appearance.h"
+#include "common/eval/map_eval.h"
 
 namespace sd {
 

@@ -19,10 +19,10 @@
 
 #include <opencv2/core.hpp>
 
-#include "common/detection.h"
-#include "common/image_header.h"
-#include "common/status.h"
-#include "common/teacher.h"
+#include "common/vision/detection.h"
+#include "common/vision/image_header.h"
+#include "common/base/status.h"
+#include "common/teacher/teacher.h"
 
 namespace sd {
 

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "common/appearance.h"
+#include "common/vision/appearance.h"
 
 namespace sd {
 

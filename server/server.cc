@@ -11,8 +11,8 @@
 #include <cstring>
 #include <filesystem>
 
-#include "common/env.h"
-#include "common/token_hash.h"
+#include "common/base/env.h"
+#include "common/base/token_hash.h"
 
 #include "server/dashboard.h"
 #include "server/edge_link_service.h"

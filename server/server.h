@@ -6,8 +6,8 @@
 #include <memory>
 #include <string>
 
-#include "common/http_endpoint.h"
-#include "common/status.h"
+#include "common/obs/http_endpoint.h"
+#include "common/base/status.h"
 #include "server/server_config.h"
 #include "server/server_core.h"
 

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <thread>
 
-#include "common/config.h"
-#include "common/update_codec.h"
-#include "common/yaml_reader.h"
+#include "common/config/config.h"
+#include "common/link/update_codec.h"
+#include "common/config/yaml_reader.h"
 #include "server/frame_store.h"
 
 namespace sd {

@@ -5,12 +5,12 @@
 #include <string>
 #include <vector>
 
-#include "common/env.h"
-#include "common/http_endpoint.h"
-#include "common/image_header.h"
-#include "common/status.h"
-#include "common/student.h"
-#include "common/teacher.h"
+#include "common/base/env.h"
+#include "common/obs/http_endpoint.h"
+#include "common/vision/image_header.h"
+#include "common/base/status.h"
+#include "common/student/student.h"
+#include "common/teacher/teacher.h"
 #include "server/device_trainer.h"
 #include "server/frame_store.h"
 
@@ -22,7 +22,7 @@ struct TlsServerOptions {
   std::string client_ca;  // PEM CA: when set, edges must present a client certificate signed by it
 };
 
-// How a device's new versions travel (AMS): see common/update_codec.h for the encodings.
+// How a device's new versions travel (AMS): see common/link/update_codec.h for the encodings.
 struct UpdatePolicy {
   std::string encoding = "full_fp16";  // full_fp32 | full_fp16 | sparse | int8
   double sparse_fraction = 0.05;       // sparse: share of parameters a round trains and sends

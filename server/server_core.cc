@@ -13,9 +13,9 @@
 #include <spdlog/fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
-#include "common/log_safe.h"
-#include "common/student_eval.h"
-#include "common/update_codec.h"
+#include "common/base/log_safe.h"
+#include "common/eval/student_eval.h"
+#include "common/link/update_codec.h"
 #include "server/devices_file.h"
 #include "server/grouping.h"
 #include "server/long_term_memory.h"

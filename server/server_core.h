@@ -14,10 +14,10 @@
 #include <thread>
 #include <vector>
 
-#include "common/failure_log.h"
-#include "common/model_update.h"
-#include "common/status.h"
-#include "common/token_hash.h"
+#include "common/base/failure_log.h"
+#include "common/link/model_update.h"
+#include "common/base/status.h"
+#include "common/base/token_hash.h"
 #include "server/device_trainer.h"
 #include "server/frame_store.h"
 #include "server/labeler.h"

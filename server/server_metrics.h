@@ -3,7 +3,7 @@
 // stored frames, the labelling queue) are callback families that ServerCore registers.
 #pragma once
 
-#include "common/metrics.h"
+#include "common/obs/metrics.h"
 
 namespace sd {
 

@@ -2,8 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include "common/model_update.h"
-#include "common/update_codec.h"
+#include "common/link/model_update.h"
+#include "common/link/update_codec.h"
 
 namespace sd {
 

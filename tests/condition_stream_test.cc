@@ -13,7 +13,7 @@
 
 #include "bench/bench_config.h"
 #include "bench/condition_stream.h"
-#include "common/frame_source.h"
+#include "common/video/frame_source.h"
 #include "tests/scoped_temp_dir.h"
 
 namespace sd {

@@ -7,8 +7,8 @@
 #include <chrono>
 #include <thread>
 
-#include "common/map_eval.h"
-#include "common/student_eval.h"
+#include "common/eval/map_eval.h"
+#include "common/eval/student_eval.h"
 #include "edge/edge_agent.h"
 #include "server/server.h"
 #include "tests/daemon_test_util.h"

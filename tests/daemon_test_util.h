@@ -10,8 +10,8 @@
 #include <gtest/gtest.h>
 #include <opencv2/imgproc.hpp>
 
-#include "common/synthetic_scene.h"
-#include "common/teacher.h"
+#include "common/video/synthetic_scene.h"
+#include "common/teacher/teacher.h"
 #include "edge/edge_config.h"
 #include "server/server_config.h"
 

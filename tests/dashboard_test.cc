@@ -14,7 +14,7 @@
 #include <regex>
 #include <string>
 
-#include "common/env.h"
+#include "common/base/env.h"
 #include "server/server.h"
 #include "tests/child_process.h"
 #include "tests/daemon_test_util.h"

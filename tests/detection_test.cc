@@ -1,4 +1,4 @@
-#include "common/detection.h"
+#include "common/vision/detection.h"
 
 #include <gtest/gtest.h>
 

@@ -9,7 +9,7 @@
 
 #include <gtest/gtest.h>
 
-#include "common/synthetic_scene.h"
+#include "common/video/synthetic_scene.h"
 
 namespace sd {
 namespace {

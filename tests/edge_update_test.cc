@@ -2,7 +2,7 @@
 // update is refused and the serving model stays exactly as it was; a good one swaps in.
 #include <gtest/gtest.h>
 
-#include "common/update_codec.h"
+#include "common/link/update_codec.h"
 #include "edge/edge_agent.h"
 #include "tests/daemon_test_util.h"
 

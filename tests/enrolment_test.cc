@@ -9,7 +9,7 @@
 #include <sstream>
 #include <thread>
 
-#include "common/token_hash.h"
+#include "common/base/token_hash.h"
 #include "server/devices_file.h"
 #include "server/server.h"
 #include "server/server_config.h"

@@ -22,8 +22,8 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 
-#include "common/fault_env.h"
-#include "common/image_header.h"
+#include "tests/fault_env.h"
+#include "common/vision/image_header.h"
 #include "server/frame_store.h"
 #include "tests/run_binary.h"
 #include "tests/scoped_temp_dir.h"

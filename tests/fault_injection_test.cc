@@ -1,4 +1,4 @@
-// Disk faults, injected with FaultEnv (common/fault_env.h) into otherwise real parts: real
+// Disk faults, injected with FaultEnv (tests/fault_env.h) into otherwise real parts: real
 // files, real SQLite, a real server and a real edge uplink over gRPC on loopback. A failed
 // write, fsync or rename, or a full disk, must never leave half a file or lose a frame that
 // was acked; the server refuses to ack while its disk fails (code 14) and the edge keeps those
@@ -18,10 +18,10 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "common/env.h"
-#include "common/fault_env.h"
-#include "common/label_cache.h"
-#include "common/update_codec.h"
+#include "common/base/env.h"
+#include "tests/fault_env.h"
+#include "common/teacher/label_cache.h"
+#include "common/link/update_codec.h"
 #include "edge/edge_agent.h"
 #include "edge/spool.h"
 #include "edge/uplink.h"

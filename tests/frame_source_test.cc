@@ -1,4 +1,4 @@
-#include "common/frame_source.h"
+#include "common/video/frame_source.h"
 
 #include <unistd.h>
 
@@ -11,7 +11,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/videoio.hpp>
 
-#include "common/synthetic_scene.h"
+#include "common/video/synthetic_scene.h"
 
 namespace sd {
 namespace {

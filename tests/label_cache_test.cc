@@ -1,4 +1,4 @@
-#include "common/label_cache.h"
+#include "common/teacher/label_cache.h"
 
 #include <cstdlib>
 #include <filesystem>

@@ -10,7 +10,7 @@
 #include <gtest/gtest.h>
 #include <opencv2/imgcodecs.hpp>
 
-#include "common/synthetic_scene.h"
+#include "common/video/synthetic_scene.h"
 
 namespace sd {
 namespace {

@@ -16,8 +16,8 @@
 #include <opencv2/imgproc.hpp>
 #include <opencv2/videoio.hpp>
 
-#include "common/appearance.h"
-#include "common/teacher.h"
+#include "common/vision/appearance.h"
+#include "common/teacher/teacher.h"
 #include "server/device_trainer.h"
 #include "server/frame_store.h"
 #include "server/long_term_memory.h"

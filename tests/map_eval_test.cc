@@ -1,4 +1,4 @@
-#include "common/map_eval.h"
+#include "common/eval/map_eval.h"
 
 #include <gtest/gtest.h>
 

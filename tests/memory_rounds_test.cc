@@ -4,8 +4,8 @@
 
 #include <gtest/gtest.h>
 
-#include "common/appearance.h"
-#include "common/student.h"
+#include "common/vision/appearance.h"
+#include "common/student/student.h"
 #include "tests/daemon_test_util.h"
 
 namespace sd {

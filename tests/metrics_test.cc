@@ -7,8 +7,8 @@
 #include <thread>
 #include <vector>
 
-#include "common/http_endpoint.h"
-#include "common/metrics.h"
+#include "common/obs/http_endpoint.h"
+#include "common/obs/metrics.h"
 
 namespace sd {
 namespace {

@@ -15,7 +15,7 @@
 #include <string>
 #include <thread>
 
-#include "common/http_endpoint.h"
+#include "common/obs/http_endpoint.h"
 #include "edge/edge_agent.h"
 #include "server/server.h"
 #include "tests/child_process.h"

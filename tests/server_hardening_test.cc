@@ -22,7 +22,7 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
-#include "common/student.h"
+#include "common/student/student.h"
 #include "server/server.h"
 #include "server/server_config.h"
 #include "tests/daemon_test_util.h"

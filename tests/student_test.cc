@@ -1,4 +1,4 @@
-#include "common/student.h"
+#include "common/student/student.h"
 
 #include <gtest/gtest.h>
 
@@ -7,8 +7,8 @@
 
 #include <opencv2/imgproc.hpp>
 
-#include "common/student_net.h"
-#include "common/student_trainer.h"
+#include "common/student/student_net.h"
+#include "common/student/student_trainer.h"
 
 namespace sd {
 namespace {

@@ -1,4 +1,4 @@
-#include "common/synthetic_scene.h"
+#include "common/video/synthetic_scene.h"
 
 #include <chrono>
 #include <cmath>

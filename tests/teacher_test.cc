@@ -1,4 +1,4 @@
-#include "common/teacher.h"
+#include "common/teacher/teacher.h"
 
 #include <chrono>
 #include <cstdlib>
@@ -13,8 +13,8 @@
 #include <opencv2/videoio.hpp>
 #include <torch/script.h>
 
-#include "common/map_eval.h"
-#include "common/yolo_decode.h"
+#include "common/eval/map_eval.h"
+#include "common/teacher/yolo_decode.h"
 
 namespace sd {
 namespace {

@@ -1,4 +1,4 @@
-#include "common/update_codec.h"
+#include "common/link/update_codec.h"
 
 #include <algorithm>
 #include <cmath>
@@ -10,10 +10,10 @@
 
 #include <gtest/gtest.h>
 
-#include "common/model_update.h"
+#include "common/link/model_update.h"
 #include <zstd.h>
 
-#include "common/student.h"
+#include "common/student/student.h"
 
 namespace sd {
 namespace {

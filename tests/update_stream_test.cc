@@ -11,7 +11,7 @@
 #include <random>
 #include <thread>
 
-#include "common/update_codec.h"
+#include "common/link/update_codec.h"
 #include "edge/edge_agent.h"
 #include "streamdistill.grpc.pb.h"
 #include "tests/daemon_test_util.h"

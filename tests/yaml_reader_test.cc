@@ -1,4 +1,4 @@
-#include "common/yaml_reader.h"
+#include "common/config/yaml_reader.h"
 
 #include <gtest/gtest.h>
 

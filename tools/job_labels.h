@@ -5,10 +5,10 @@
 #include <memory>
 #include <vector>
 
-#include "common/config.h"
-#include "common/label_cache.h"
-#include "common/progress.h"
-#include "common/teacher.h"
+#include "tools/train_job_config.h"
+#include "common/teacher/label_cache.h"
+#include "common/base/progress.h"
+#include "common/teacher/teacher.h"
 
 namespace sd {
 

@@ -17,8 +17,8 @@
 #include <iostream>
 #include <string>
 
-#include "common/env.h"
-#include "common/token_hash.h"
+#include "common/base/env.h"
+#include "common/base/token_hash.h"
 #include "server/devices_file.h"
 #include "server/frame_store.h"
 #include "tools/tool_cli.h"

@@ -9,10 +9,10 @@
 #include <cstdio>
 #include <fstream>
 
-#include "common/config.h"
-#include "common/student.h"
-#include "common/student_eval.h"
-#include "common/teacher.h"
+#include "tools/train_job_config.h"
+#include "common/student/student.h"
+#include "common/eval/student_eval.h"
+#include "common/teacher/teacher.h"
 #include "tools/job_labels.h"
 #include "tools/tool_cli.h"
 

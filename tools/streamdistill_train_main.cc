@@ -11,13 +11,13 @@
 #include <filesystem>
 #include <memory>
 
-#include "common/config.h"
-#include "common/progress.h"
-#include "common/student.h"
-#include "common/student_eval.h"
-#include "common/student_trainer.h"
-#include "common/teacher.h"
-#include "common/detector_timing.h"
+#include "tools/train_job_config.h"
+#include "common/base/progress.h"
+#include "common/student/student.h"
+#include "common/eval/student_eval.h"
+#include "common/student/student_trainer.h"
+#include "common/teacher/teacher.h"
+#include "common/eval/detector_timing.h"
 #include "tools/job_labels.h"
 #include "tools/tool_cli.h"
 

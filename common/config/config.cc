@@ -1,0 +1,105 @@
+#include "common/config/config.h"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+namespace sd {
+
+Status ReadStudentArchitecture(const YamlReader& s, StudentArchitecture* arch) {
+  SD_RETURN_IF_ERROR(s.Get("input_width", &arch->input_width));
+  SD_RETURN_IF_ERROR(s.Get("input_height", &arch->input_height));
+  SD_RETURN_IF_ERROR(s.Get("classes", &arch->num_classes));
+  SD_RETURN_IF_ERROR(s.Get("channels", &arch->channels));
+  SD_RETURN_IF_ERROR(s.Get("block", &arch->block));
+  Status valid = arch->Validate();
+  if (!valid.ok()) return Status::InvalidArgument(s.file() + ": student: " + valid.message());
+  return Status::Ok();
+}
+
+Status ReadInferenceOptions(const YamlReader& s, InferenceOptions* options) {
+  SD_RETURN_IF_ERROR(s.Get("score_threshold", &options->score_threshold));
+  SD_RETURN_IF_ERROR(s.Get("nms_iou", &options->nms_iou));
+  SD_RETURN_IF_ERROR(s.Get("max_detections", &options->max_detections));
+  SD_RETURN_IF_ERROR(s.Get("device", &options->device));
+  if (options->score_threshold < 0 || options->score_threshold >= 1)
+    return s.Error("score_threshold", "must be in [0, 1)");
+  if (options->device != "cpu" && options->device != "cuda") return s.Error("device", "must be cpu or cuda");
+  return Status::Ok();
+}
+
+Status ReadTeacherOptions(const YamlReader& s, TeacherOptions* options) {
+  SD_RETURN_IF_ERROR(s.Get("kind", &options->kind));
+  SD_RETURN_IF_ERROR(s.Get("model", &options->model_path));
+  SD_RETURN_IF_ERROR(s.Get("score_threshold", &options->score_threshold));
+  SD_RETURN_IF_ERROR(s.Get("nms_iou", &options->nms_iou));
+  SD_RETURN_IF_ERROR(s.Get("hog_scale", &options->hog_scale));
+  SD_RETURN_IF_ERROR(s.Get("hog_win_stride", &options->hog_win_stride));
+  SD_RETURN_IF_ERROR(s.Get("min_width", &options->min_width));
+  SD_RETURN_IF_ERROR(s.Get("input_width", &options->input_width));
+  SD_RETURN_IF_ERROR(s.Get("input_height", &options->input_height));
+  SD_RETURN_IF_ERROR(s.Get("class_map", &options->class_map));
+  SD_RETURN_IF_ERROR(s.Get("threads", &options->threads));
+  const auto& kinds = TeacherKinds();
+  if (std::find(kinds.begin(), kinds.end(), options->kind) == kinds.end()) {
+    std::string list;
+    for (const auto& k : kinds) list += (list.empty() ? "" : ", ") + k;
+    return s.Error("kind", "unknown teacher '" + options->kind + "' (valid: " + list + ")");
+  }
+  return Status::Ok();
+}
+
+Status ReadTrainerOptions(const YamlReader& s, TrainerOptions* o) {
+  SD_RETURN_IF_ERROR(s.Get("batch_size", &o->batch_size));
+  SD_RETURN_IF_ERROR(s.Get("learning_rate", &o->learning_rate));
+  SD_RETURN_IF_ERROR(s.Get("warmup_steps", &o->warmup_steps));
+  SD_RETURN_IF_ERROR(s.Get("steps", &o->total_steps));
+  SD_RETURN_IF_ERROR(s.Get("final_lr_fraction", &o->final_lr_fraction));
+  SD_RETURN_IF_ERROR(s.Get("weight_decay", &o->weight_decay));
+  SD_RETURN_IF_ERROR(s.Get("size_loss_weight", &o->size_loss_weight));
+  SD_RETURN_IF_ERROR(s.Get("offset_loss_weight", &o->offset_loss_weight));
+  SD_RETURN_IF_ERROR(s.Get("soft_target_score", &o->soft_target_score));
+  SD_RETURN_IF_ERROR(s.Get("flip", &o->flip));
+  SD_RETURN_IF_ERROR(s.Get("min_scale", &o->min_scale));
+  SD_RETURN_IF_ERROR(s.Get("max_scale", &o->max_scale));
+  SD_RETURN_IF_ERROR(s.Get("brightness", &o->brightness));
+  SD_RETURN_IF_ERROR(s.Get("contrast", &o->contrast));
+  SD_RETURN_IF_ERROR(s.Get("seed", &o->seed));
+  SD_RETURN_IF_ERROR(s.Get("device", &o->device));
+  Status valid = o->Validate();
+  if (!valid.ok()) return Status::InvalidArgument(s.file() + ": " + valid.message());
+  return Status::Ok();
+}
+
+Status ReadHttpOptions(const YamlReader& root, HttpOptions* options) {
+  SD_ASSIGN_OR_RETURN(YamlReader http, root.Child("http"));
+  SD_RETURN_IF_ERROR(http.Get("enabled", &options->enabled));
+  SD_RETURN_IF_ERROR(http.Get("bind", &options->bind));
+  SD_RETURN_IF_ERROR(http.Get("port", &options->port));
+  if (options->bind.empty()) return http.Error("bind", "must be an address, e.g. 127.0.0.1 or 0.0.0.0");
+  if (options->port < 0 || options->port > 65535) return http.Error("port", "must be in [0, 65535] (0: a free port)");
+  return Status::Ok();
+}
+
+StatusOr<std::string> ReadFileAtKey(const YamlReader& section, const std::string& key) {
+  std::string path;
+  SD_RETURN_IF_ERROR(section.Get(key, &path));
+  if (path.empty()) return std::string();
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return section.Error(key, "cannot read '" + path + "'");
+  std::stringstream contents;
+  contents << in.rdbuf();
+  return contents.str();
+}
+
+Status ReadFrameRange(const YamlReader& s, const std::string& key, FrameRange* range) {
+  std::vector<int> pair{static_cast<int>(range->begin), static_cast<int>(range->end)};
+  SD_RETURN_IF_ERROR(s.Get(key, &pair));
+  if (pair.size() != 2 || pair[0] < 0 || pair[1] <= pair[0])
+    return s.Error(key, "expected [first, end) as two integers with 0 <= first < end");
+  range->begin = pair[0];
+  range->end = pair[1];
+  return Status::Ok();
+}
+
+}  // namespace sd
