@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "bench/arrival_history.h"
+
 namespace sd {
 
 Status ClosedLoopOptions::Validate() const {
@@ -19,10 +21,15 @@ StatusOr<ClosedLoopRound> RunRound(StudentModel* model, const Stream& stream, co
                                    const ClosedLoopOptions& loop, TrainerOptions training,
                                    const InferenceOptions& inference,
                                    const std::vector<std::vector<LabelledFrame>>& evals) {
-  const size_t window = std::min<size_t>(sent.positions.size(), static_cast<size_t>(loop.replay_frames));
+  // The newest replay window of what was sent, chosen as the server chooses it (nothing held out).
+  RoundWindowSizes windows;
+  windows.replay_frames = loop.replay_frames;
+  windows.validation_frames = 0;
+  SD_ASSIGN_OR_RETURN(RoundRecords chosen,
+                      SelectRoundRecords(ArrivalHistory(sent.positions.size(), 0, [](size_t) { return std::vector<float>(); }),
+                                         {"bench"}, windows));
   std::vector<TrainingSample> samples;
-  for (size_t i = sent.positions.size() - window; i < sent.positions.size(); ++i)
-    samples.push_back(stream.frames[sent.positions[i]].sample);
+  for (const FrameRecord& r : chosen.train) samples.push_back(stream.frames[sent.positions[r.sequence - 1]].sample);
   training.total_steps = loop.steps;
   training.seed += static_cast<uint64_t>(round);
   SD_ASSIGN_OR_RETURN(auto trainer, StudentTrainer::Create(model, training));

@@ -12,21 +12,22 @@
 #include "common/base/status.h"
 #include "common/eval/student_eval.h"
 #include "common/student/student_trainer.h"
+#include "server/device_trainer.h"
+#include "server/round_inputs.h"
 
 namespace sd {
 
 struct MemoryRunOptions {
-  int round_every = 20;     // a round after every N newly received frames
-  int iterations = 40;      // Adam steps per round
-  int replay_frames = 60;   // the recent training window
-  int validation_every = 5;
-  int validation_frames = 10;           // the gate's recent held-out set
-  int memory_frames = 0;                // long-term training frames; 0: the newest window only
-  int longterm_validation_frames = 0;   // long-term held-out frames; 0: no forgetting check
-  double max_map50_drop = 0.02;
-  double max_forgetting = 0.03;
-  int min_validation_frames = 5;
-  TrainerOptions trainer;   // batch, learning rate, augmentation, seed
+  int round_every = 20;      // a round after every N newly received frames
+  int validation_every = 5;  // every N-th received frame is held out, as the server's validation_every
+  // The server's round (steps, gate, trainer; its replay_frames is windows.replay_frames) and
+  // its windows (server/round_inputs.h): the same code chooses the frames here as there. The
+  // long-term choice looks at every older frame (memory_history unbounded).
+  RoundOptions round = DefaultRound();
+  RoundWindowSizes windows = DefaultWindows();  // memory_frames 0: the newest window only
+
+  static RoundOptions DefaultRound();
+  static RoundWindowSizes DefaultWindows();
 };
 
 // One frame as the server receives it: the sample (image and teacher labels) and its look.
@@ -48,7 +49,8 @@ struct MemoryRoundRecord {
 };
 
 // Frames arrive in order (every validation_every-th by sequence is held out); after every
-// `round_every` a round runs as ServerCore::RunUnitRound assembles it, gated by DecideGate.
+// `round_every` a round runs on the frames SelectRoundRecords chooses, as the server's training
+// pool does, gated by DecideGate.
 StatusOr<std::vector<MemoryRoundRecord>> ReplayWithMemory(const std::string& start_weights,
                                                           const std::vector<ReceivedFrame>& received,
                                                           const MemoryRunOptions& options,

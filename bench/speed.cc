@@ -48,9 +48,24 @@ std::string EnvOr(const char* name, const char* fallback) {
   return v ? v : fallback;
 }
 
+// The processor as lscpu names it ("Model name", from /proc/cpuinfo's "model name"): the
+// student/teacher ratio moves with it (HOG and the student gain differently from a newer core),
+// so a figure without it cannot be compared.
+std::string CpuModel() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(cpuinfo, line))
+    if (line.rfind("model name", 0) == 0) {
+      const size_t colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(line.find_first_not_of(" \t", colon + 1));
+    }
+  return "unknown";
+}
+
 // What decides how the libraries run: printed so that two runs can be told apart.
 nlohmann::json ThreadSettings() {
-  return {{"torch_intra_op_threads", at::get_num_threads()},
+  return {{"cpu_model", CpuModel()},
+          {"torch_intra_op_threads", at::get_num_threads()},
           {"torch_inter_op_threads", at::get_num_interop_threads()},
           {"opencv_threads", cv::getNumThreads()},
           {"hardware_threads", std::thread::hardware_concurrency()},
@@ -233,6 +248,7 @@ std::string SpeedMarkdown(const nlohmann::json& r) {
   md << "- student: " << r["student"].get<std::string>() << ", weights " << r["weights"].get<std::string>() << "\n";
   md << "- teacher: " << r["teacher"].get<std::string>() << "\n";
   const nlohmann::json& s = one["settings"];
+  md << "- processor: " << s["cpu_model"].get<std::string>() << "\n";
   md << "- threads: torch intra-op " << s["torch_intra_op_threads"] << ", inter-op " << s["torch_inter_op_threads"]
      << ", OpenCV " << s["opencv_threads"] << ", hardware " << s["hardware_threads"]
      << "; OMP_NUM_THREADS=" << s["OMP_NUM_THREADS"].get<std::string>()

@@ -583,16 +583,16 @@ int RunMemoryGrid(const Flags& flags, const Prepared& p) {
     for (const std::string mode : {"window", "memory"}) {
       MemoryRunOptions options;
       options.round_every = grid.round_every;
-      options.iterations = iterations;
-      options.replay_frames = grid.replay_frames;
       options.validation_every = grid.validation_every;
-      options.validation_frames = grid.validation_frames;
-      options.memory_frames = mode == "memory" ? grid.memory_frames : 0;
-      options.longterm_validation_frames = mode == "memory" ? grid.longterm_validation_frames : 0;
-      options.max_map50_drop = grid.max_map50_drop;
-      options.max_forgetting = grid.max_forgetting;
-      options.trainer = config.job.training;
-      options.trainer.seed = seed;
+      options.round.iterations = iterations;
+      options.round.max_map50_drop = grid.max_map50_drop;
+      options.round.max_forgetting = grid.max_forgetting;
+      options.round.trainer = config.job.training;
+      options.round.trainer.seed = seed;
+      options.windows.replay_frames = grid.replay_frames;
+      options.windows.validation_frames = grid.validation_frames;
+      options.windows.memory_frames = mode == "memory" ? grid.memory_frames : 0;
+      options.windows.longterm_validation_frames = mode == "memory" ? grid.longterm_validation_frames : 0;
       auto rounds = ReplayWithMemory(p.start, received, options, eval);
       if (!rounds.ok()) return Fail(rounds.status());
       for (const MemoryRoundRecord& r : *rounds) {

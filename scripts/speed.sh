@@ -32,6 +32,10 @@ for i in $(seq 1 "$RUNS"); do
     "$(field edge_max_rss_mb "$summary")" | tee -a out/speed/runs.md
   speedups+=("$(field speedup_median "$summary")")
 done
+# The ratio moves with the processor (HOG and the student gain differently from a newer core):
+# the table says which one it comes from.
+cpu=$(sed -n 's/.*"cpu_model": "\(.*\)".*/\1/p' out/speed/run-1/speed.json | head -1)
+printf '\nprocessor: %s (lscpu model name); the ratio varies between machines\n' "${cpu:-unknown}" | tee -a out/speed/runs.md
 # The spread: the largest speed-up over the smallest, as a percentage above the smallest.
 printf '%s\n' "${speedups[@]}" | sort -g | awk '
   NR == 1 { min = $1 } { max = $1 }

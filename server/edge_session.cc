@@ -219,7 +219,7 @@ EdgeSession::Next EdgeSession::HandleFrame(const streamdistill::v1::SampledFrame
   held_meta_.source_width = frame.source_width();
   held_meta_.source_height = frame.source_height();
   held_meta_.image_score = frame.image_score();
-  held_jpeg_ = frame.jpeg();
+  held_jpeg_ = std::make_shared<const std::string>(frame.jpeg());
   return SubmitHeldFrame();
 }
 
@@ -250,7 +250,7 @@ EdgeSession::Next EdgeSession::SubmitHeldFrame() {
         }))
       return Next::kPaused;
   }
-  held_jpeg_.clear();
+  held_jpeg_.reset();
   return ReadIfOutputDrained();
 }
 

@@ -101,20 +101,21 @@ StatusOr<LabelResult> LabelerPool::Process(Teacher* teacher, const LabelJob& job
   const std::string what = "device " + job.device_id + " frame " + std::to_string(job.sequence);
   LabelResult result;
   try {
-    if (job.jpeg.empty()) return Status::InvalidArgument(what + ": empty JPEG");
+    if (!job.jpeg || job.jpeg->empty()) return Status::InvalidArgument(what + ": empty JPEG");
     // From the header, before decoding: a few hundred bytes can claim gigapixels.
-    auto size = CheckJpegSize(job.jpeg, job.limits);
+    auto size = CheckJpegSize(*job.jpeg, job.limits);
     if (!size.ok()) return size.status().WithContext(what);
-    const cv::Mat bytes(1, static_cast<int>(job.jpeg.size()), CV_8UC1, const_cast<char*>(job.jpeg.data()));
+    const cv::Mat bytes(1, static_cast<int>(job.jpeg->size()), CV_8UC1, const_cast<char*>(job.jpeg->data()));
     result.image = cv::imdecode(bytes, cv::IMREAD_COLOR);
     if (result.image.empty())
-      return Status::InvalidArgument(what + ": JPEG does not decode (" + std::to_string(job.jpeg.size()) + " bytes)");
+      return Status::InvalidArgument(what + ": JPEG does not decode (" + std::to_string(job.jpeg->size()) + " bytes)");
     if (job.max_image_width > 0 && result.image.cols > job.max_image_width) {
       const double scale = static_cast<double>(job.max_image_width) / result.image.cols;
       const int height = std::max(1, static_cast<int>(result.image.rows * scale + 0.5));
       cv::Mat shrunk;
       cv::resize(result.image, shrunk, cv::Size(job.max_image_width, height), 0, 0, cv::INTER_AREA);
       result.image = shrunk;
+      result.shrunk = true;
     }
   } catch (const cv::Exception& e) {
     return Status::InvalidArgument(what + ": JPEG does not decode: " + e.what());

@@ -29,13 +29,15 @@ namespace sd {
 struct LabelJob {
   std::string device_id;
   uint64_t sequence = 0;
-  std::string jpeg;
+  // Shared with the submitter's callback, which stores these same bytes: not copied per stage.
+  std::shared_ptr<const std::string> jpeg;
   int max_image_width = 0;  // wider frames are shrunk to this width (aspect kept); 0: keep
   ImageLimits limits;       // larger JPEGs (by their header) are refused before decoding
 };
 
 struct LabelResult {
   cv::Mat image;      // the decoded (and possibly shrunk) BGR frame: the image to store
+  bool shrunk = false;  // `image` is smaller than the JPEG: store it re-encoded, else the JPEG as sent
   Detections labels;  // the teacher's boxes, in `image`'s pixels
   std::vector<float> embedding;  // AppearanceEmbedding(image): the long-term memory's measure of looks
   double teacher_ms = 0;  // time spent in Teacher::Label alone

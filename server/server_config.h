@@ -12,6 +12,7 @@
 #include "common/student/student.h"
 #include "common/teacher/teacher.h"
 #include "server/device_trainer.h"
+#include "server/round_scheduler.h"
 #include "server/frame_store.h"
 
 namespace sd {

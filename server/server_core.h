@@ -1,78 +1,35 @@
 // Everything the server does besides gRPC plumbing: authenticating devices, labelling and
 // storing their frames, training rounds, and publishing model updates to listeners.
+// The server besides gRPC plumbing, as one facade over the parts that own its state
+// (docs/architecture.md, "Code map"): the device registry (who may connect, live streams), the
+// frame intake (labelling and storing frames), the training pool (units, rounds, regrouping),
+// the publisher (versions out) and the admin store (pins and pauses). The facade wires them,
+// runs the admin actions that span several, and serves the metrics and the dashboard.
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <functional>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
-#include <shared_mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include "common/base/failure_log.h"
-#include "common/link/model_update.h"
+#include "common/base/mutex.h"
 #include "common/base/status.h"
-#include "common/base/token_hash.h"
+#include "common/link/model_update.h"
+#include "server/admin_store.h"
+#include "server/device.h"
+#include "server/device_registry.h"
 #include "server/device_trainer.h"
+#include "server/frame_intake.h"
 #include "server/frame_store.h"
 #include "server/labeler.h"
+#include "server/publisher.h"
 #include "server/server_config.h"
 #include "server/server_metrics.h"
+#include "server/training_pool.h"
 
 namespace sd {
-
-
-// A device's live stream as the core sees it (implemented by server/edge_session.h). A device
-// has at most one: a stream that authenticates as a device replaces the one before it.
-class DeviceSession {
- public:
-  virtual ~DeviceSession() = default;
-  // A new version: `update` as published (a delta under a delta policy), `full` the same
-  // version as a full model, for a stream too far behind to apply deltas in a row.
-  virtual void OnUpdate(std::shared_ptr<const ModelUpdate> update, std::shared_ptr<const ModelUpdate> full) = 0;
-  // The core ends this stream with `why`: a newer stream of the device replaced it (ABORTED),
-  // or the device was disabled, removed or given a new token (UNAUTHENTICATED).
-  virtual void End(const Status& why) = 0;
-};
-
-struct FrameOutcome {
-  Status status;                  // InvalidArgument for a frame that cannot be decoded
-  bool duplicate = false;         // stored earlier
-  double teacher_agreement = -1;  // with the device's previous frame
-};
-
-// A snapshot of a device's counters.
-struct DeviceCounters {
-  int64_t frames_stored = 0, frames_rejected = 0, duplicates = 0;
-  int64_t rounds = 0, published = 0;
-  int64_t bytes_in = 0, bytes_out = 0;  // gRPC messages with their 5-byte framing
-  double first_contact_s = 0;           // steady clock, when the first byte was counted
-  // Steady clock: when the device's latest round began and ended (start > end while it runs).
-  double round_start_s = 0, round_end_s = 0;
-  int64_t served_version = -1;  // the version the device last said it runs (-1: not heard yet)
-  // Mean kbit/s each way since the first contact (0 before any).
-  double in_kbps(double now_s) const;
-  double out_kbps(double now_s) const;
-};
-
-// A finished round as the dashboard lists it: its result (without the update's payload) and
-// when it ended (wall clock, ms since the epoch).
-struct RecentRound {
-  int64_t ended_ms = 0;
-  RoundResult result;
-};
-
-// An operator's overrides of a device (docs/operations.md, "Admin actions"), kept in
-// storage_dir/admin_state.json so that they survive a restart.
-struct AdminState {
-  uint64_t pinned_version = 0;  // 0: not pinned; the device gets every published version
-  bool paused = false;          // its training unit (its group's, in a group) is not scheduled
-};
 
 // A device as the dashboard shows it.
 struct DeviceState {
@@ -83,14 +40,11 @@ struct DeviceState {
   uint64_t version = 0;    // the newest published version (0: none yet)
   AdminState admin;
   DeviceCounters counters;
-  std::vector<RecentRound> rounds;  // the newest kRecentRounds, oldest first
+  std::vector<RecentRound> rounds;  // the newest Device::kRecentRounds, oldest first
 };
 
 class ServerCore {
  public:
-  // Rounds kept per device for the dashboard; nothing else stores discarded rounds.
-  static constexpr size_t kRecentRounds = 20;
-
   // `teachers` overrides config.teacher (tests pass an oracle for synthetic scenes).
   static StatusOr<std::unique_ptr<ServerCore>> Create(const ServerConfig& config, TeacherFactory teachers = {});
   ~ServerCore();  // stops the training workers
@@ -116,7 +70,7 @@ class ServerCore {
   // Labels and stores one frame asynchronously; `done` runs on a labeller thread once the
   // frame is durable (or rejected). False: the labelling queue is full; call `on_space`
   // to learn when to try again (flow control: the stream stops reading meanwhile).
-  bool TrySubmitFrame(const std::string& device_id, const FrameRecord& meta, std::string jpeg,
+  bool TrySubmitFrame(const std::string& device_id, const FrameRecord& meta, std::shared_ptr<const std::string> jpeg,
                       std::function<void(FrameOutcome)> done);
   // After a refused TrySubmitFrame: keeps `fn` and returns true when the queue is still full
   // (fn then runs on a labeller thread once there is room); false, dropping fn, when there is
@@ -137,13 +91,9 @@ class ServerCore {
   // scheduler says; a second caller for the same device waits for the first.
   StatusOr<RoundResult> RunRound(const std::string& device_id, int iterations = 0);
 
-  // Automatic grouping (grouping.mode auto, CSBAD; docs/fleet.md): scores every unit's student
-  // on the newest held-out frames of every device that has grouping.min_heldout_frames, decides
-  // splits and merges (server/grouping.h), logs the transfer matrix and each change, and
-  // replaces the units that change: a unit in a round is waited for, never torn down, and a
-  // new unit starts from the newest version among the units it is made of. The training
-  // workers call it every grouping.every_s; tests call it by hand. FailedPrecondition in mode
-  // config.
+  // Automatic grouping (grouping.mode auto, CSBAD; docs/fleet.md, server/regroup.cc). The
+  // training workers call it every grouping.every_s; tests call it by hand. FailedPrecondition
+  // in mode config.
   Status Regroup();
 
   // Reads config.devices_file and applies it all-or-nothing (server/devices_file.h): new
@@ -200,130 +150,32 @@ class ServerCore {
   ServerMetrics& metrics() { return metrics_; }
 
  private:
-  struct Device;
-  struct TrainingUnit;
-  // A device and who may connect as it. Snapshots of the whole set are immutable and
-  // replaced as a whole by a reload.
-  struct Enrolment {
-    std::shared_ptr<Device> device;
-    TokenHash token;
-    bool enabled = true;   // may connect: listed, and enabled in its file entry
-    bool from_file = false;  // from the devices file (else inline in server.yaml: never reloaded)
-    bool listed = true;      // still in the devices file (a removed device stays, disabled)
-  };
-  using DeviceMap = std::map<std::string, Enrolment>;
-
   explicit ServerCore(const ServerConfig& config);
   Status Init(TeacherFactory teachers);
-  // Loads the device's newest checkpoint (or its initial weights) and builds its trainer;
-  // only Init and ReloadDevices call it, so no stream thread ever waits for a model to load.
+  // Loads the device's newest checkpoint (or its initial weights), joins it to its training
+  // unit and applies its admin state; only the registry calls it, from Init or a reload, so no
+  // stream thread ever waits for a model to load.
   StatusOr<std::unique_ptr<Device>> CreateDevice(const std::string& device_id);
-  // The device's training unit: its group's (made with the group's first enrolled member, from
-  // the newest version any member has stored) or its own.
-  StatusOr<std::shared_ptr<TrainingUnit>> UnitFor(const std::string& device_id);
-  // A unit of `members` (`group` "": one device alone) whose student starts from `weights` as
-  // `version`.
-  StatusOr<std::shared_ptr<TrainingUnit>> NewUnit(const std::string& group, std::vector<std::string> members,
-                                                  const std::string& weights, uint64_t version) const;
-  // The device's current unit (automatic grouping may replace it between two calls).
-  static std::shared_ptr<TrainingUnit> UnitOf(Device& device);
-  // Regroup's work, with regroup_mu_ held; RegroupWhenDue runs it on a training worker once
-  // grouping.every_s has passed, unless another worker is at it.
-  Status RegroupLocked();
-  void RegroupWhenDue();
-  // Every current unit for the log: "auto1=cam1+cam2 cam3" (a device alone by its id).
-  std::string UnitsNow() const;
-  // A round of the unit on the frames of its enrolled members; a published version goes to
-  // each of them.
-  StatusOr<RoundResult> RunUnitRound(TrainingUnit& unit, int iterations);
-  // ReloadDevices' work, with reload_mu_ held. At start a missing file is no error (no device
-  // enrolled yet).
-  Status ApplyDevicesFile(bool at_start);
-  // What tells a changed devices file apart without reading it: a rename (atomic replace)
-  // changes the inode, an edit in place the size or the mtime.
-  struct FileStamp {
-    bool exists = false;
-    uint64_t inode = 0;
-    int64_t size = 0;
-    int64_t mtime_ns = 0;
-    bool operator==(const FileStamp& o) const {
-      return exists == o.exists && inode == o.inode && size == o.size && mtime_ns == o.mtime_ns;
-    }
-  };
-  // Through stat() directly: Env has no mtime, and only change detection depends on it.
-  static FileStamp StampOf(const std::string& path);
-  // Polls StampOf(devices_file) every devices_file_poll_s and reloads the file when it
-  // differs from `seen` (taken before the last read, so a change during a read is not missed).
-  void WatchDevicesFile(FileStamp seen);
-  // The current device set: one pointer copy under devices_mu_.
-  std::shared_ptr<const DeviceMap> Devices() const;
-  // The device (enabled or not), or NotFound. Devices are never destroyed while the core
-  // lives, so the pointer stays valid after the snapshot it came from is replaced.
-  StatusOr<Device*> FindDevice(const std::string& device_id) const;
-  // Deletes the device's stored frames beyond its retention bounds (FrameStore::Prune), keeping
-  // the replay window and the gate's held-out frames as long as the bounds allow; logs.
-  void PruneFrames(const std::string& device_id, bool at_start);
-  // One training worker: its own libtorch threads, then rounds until the shutdown.
-  void TrainingLoop();
-  // Stores the round's version and sends it to the device's stream; Aborted (nothing stored)
-  // once the shutdown has begun.
-  Status Publish(Device& device, const TrainingUnit& unit, const RoundResult& round);
-  StatusOr<std::shared_ptr<const ModelUpdate>> EncodeFull(const std::string& device_id, uint64_t version,
-                                                            const std::vector<float>& flat) const;
   // The metrics read at scrape time from the devices, the store and the labellers.
   void RegisterMetricCallbacks();
-  // admin_states_ from storage_dir (Init; none when the file does not exist), and the file
-  // rewritten whole with admin_mu_ held.
-  Status LoadAdminStates();
-  Status SaveAdminStates();
-  AdminState AdminStateOf(const std::string& device_id) const;
-  // Applies `change` to the device's state and saves all; on a failed save the state stays as
-  // it was. admin_mu_ held.
-  Status ChangeAdminState(const std::string& device_id, const std::function<void(AdminState&)>& change);
-  // Whether any member of `unit` is paused; admin_mu_ held.
-  bool UnitPausedLocked(const TrainingUnit& unit) const;
-  // The stored `version` of the device as a full model marked pinned; NotFound when not stored.
-  StatusOr<std::shared_ptr<const ModelUpdate>> PinnedUpdate(const std::string& device_id, uint64_t version);
-  // Makes `pinned` (null: none) the device's pinned model; returns its live stream, if any.
-  std::shared_ptr<DeviceSession> SetPinned(Device& device, std::shared_ptr<const ModelUpdate> pinned);
+  // Pin's and Unpin's work, under admin_mu_ and the device's send_mu.
+  Status PinAndSend(const std::string& device_id, uint64_t version) EXCLUDES(admin_mu_);
+  Status UnpinAndSend(const std::string& device_id) EXCLUDES(admin_mu_);
 
   const ServerConfig config_;
-  ServerMetrics metrics_;  // declared before the store and labellers: it outlives their callbacks
-  std::vector<size_t> tensor_sizes_;  // the student's tensors, for per-tensor update encodings
+  ServerMetrics metrics_;  // declared before the parts: it outlives their callbacks
+  // Leaves: the store, the admin store and the labellers take no lock of the others.
   std::unique_ptr<FrameStore> store_;
+  std::unique_ptr<AdminStore> admin_;
   std::unique_ptr<LabelerPool> labeler_;
-  FailureLog storage_log_{"storing frames"};  // store failures, logged on change, then rate-limited
-
-  // Lock order (the one place it is written down): reload_mu_ or regroup_mu_ (never both), then
-  // admin_mu_, then ServerCore::mu_, then TrainingUnit::train_mu (Regroup alone holds several,
-  // taken in the order of their keys), then publish_mu_, then devices_mu_, then Device::mu, then
-  // units_mu_. Device::send_mu (server_core.cc) comes after admin_mu_ and train_mu and is taken
-  // with none of the others held; Device::mu and a stream's own mutexes nest inside it, and an
-  // update goes to a stream with send_mu held. Otherwise FrameStore, LabelerPool and the
-  // streams' own mutexes are leaves taken with none of these held, and callbacks into a stream
-  // (acks, End) run with no core lock held.
-  std::mutex reload_mu_;              // one ReloadDevices at a time, held through it
-  std::mutex regroup_mu_;             // one Regroup at a time, held through it; guards the next two
-  double next_regroup_s_ = 0;         // steady clock: when RegroupWhenDue runs next
-  int auto_groups_made_ = 0;          // names automatic groups: auto1, auto2, ...
-  mutable std::mutex admin_mu_;  // one admin action at a time, held through it; guards admin_states_
-  std::map<std::string, AdminState> admin_states_;  // by device id; devices never acted on are absent
-  mutable std::mutex devices_mu_;     // guards the pointer devices_ (not what it points to)
-  std::shared_ptr<const DeviceMap> devices_;
-  std::mutex watch_mu_;               // pairs with watch_cv_, which BeginShutdown notifies
-  std::condition_variable watch_cv_;
-  std::thread watch_thread_;          // WatchDevicesFile, when a devices file is polled
-  mutable std::mutex units_mu_;  // guards units_; a leaf but for FrameStore
-  std::map<std::string, std::shared_ptr<TrainingUnit>> units_;  // by TrainingUnit::key
-  mutable std::mutex mu_;  // guards scheduler_ and pairs with work_cv_
-  RoundScheduler scheduler_;
-  std::condition_variable work_cv_;
-
-  // Shared while a version is stored, exclusive to begin the shutdown: once BeginShutdown has
-  // it, no round of any worker stores or sends a version.
-  std::shared_mutex publish_mu_;
+  std::unique_ptr<Publisher> publisher_;
+  std::unique_ptr<TrainingPool> pool_;
+  std::unique_ptr<DeviceRegistry> registry_;
+  std::unique_ptr<FrameIntake> intake_;
+  // One admin action at a time, held through it; taken before any lock of the parts (a
+  // device's send_mu to order a pin against a publish, then the parts' own).
+  Mutex admin_mu_;
   std::atomic<bool> stopping_{false};
-  std::vector<std::thread> training_workers_;
 };
 
 }  // namespace sd

@@ -1,4 +1,5 @@
 #include "server/device_trainer.h"
+#include "server/round_scheduler.h"
 
 #include <atomic>
 #include <cmath>

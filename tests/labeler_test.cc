@@ -85,7 +85,7 @@ LabelJob Job(const std::string& jpeg, uint64_t sequence, const std::string& devi
   LabelJob job;
   job.device_id = device;
   job.sequence = sequence;
-  job.jpeg = jpeg;
+  job.jpeg = std::make_shared<const std::string>(jpeg);
   return job;
 }
 

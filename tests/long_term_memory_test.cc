@@ -258,7 +258,7 @@ void Submit(ServerCore& core, const std::vector<cv::Mat>& images, uint64_t first
       ++stored;
       cv.notify_all();
     };
-    while (!core.TrySubmitFrame("cam1", meta, std::string(jpeg.begin(), jpeg.end()), done))
+    while (!core.TrySubmitFrame("cam1", meta, std::make_shared<const std::string>(jpeg.begin(), jpeg.end()), done))
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   std::unique_lock<std::mutex> lock(mu);

@@ -52,17 +52,17 @@ TEST(MemoryRoundsTest, EveryRoundIsScoredOnEveryConditionWithAndWithoutTheMemory
 
   MemoryRunOptions options;
   options.round_every = 30;
-  options.iterations = 6;
-  options.replay_frames = 20;
-  options.validation_frames = 4;
-  options.min_validation_frames = 3;
-  options.trainer.batch_size = 4;
-  options.trainer.total_steps = 6;
-  options.trainer.warmup_steps = 1;
+  options.round.iterations = 6;
+  options.round.min_validation_frames = 3;
+  options.round.trainer.batch_size = 4;
+  options.round.trainer.total_steps = 6;
+  options.round.trainer.warmup_steps = 1;
+  options.windows.replay_frames = 20;
+  options.windows.validation_frames = 4;
   for (const int memory : {0, 8}) {
     SCOPED_TRACE("memory_frames " + std::to_string(memory));
-    options.memory_frames = memory;
-    options.longterm_validation_frames = memory;
+    options.windows.memory_frames = memory;
+    options.windows.longterm_validation_frames = memory;
     auto rounds = ReplayWithMemory(start, received, options, eval);
     ASSERT_TRUE(rounds.ok()) << rounds.status().ToString();
     ASSERT_EQ(rounds->size(), 4u);  // after 30, 60, 90, 120 frames

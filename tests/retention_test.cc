@@ -180,7 +180,7 @@ TEST(RetentionTest, TheServerPrunesAfterStoresAndAtStartUp) {
       meta.sequence = sequence;
       meta.capture_time_s = (sequence - 1) * kSecondsPerFrame;
       std::promise<FrameOutcome> stored;
-      ASSERT_TRUE((*core)->TrySubmitFrame("cam1", meta, jpeg, [&](FrameOutcome o) { stored.set_value(o); }));
+      ASSERT_TRUE((*core)->TrySubmitFrame("cam1", meta, std::make_shared<const std::string>(jpeg), [&](FrameOutcome o) { stored.set_value(o); }));
       ASSERT_TRUE(stored.get_future().get().status.ok());
     }
     ExpectWithinBounds((*core)->store(), "cam1", {/*max_frames=*/41, 0, 0}, keep, kFrames);

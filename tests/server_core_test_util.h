@@ -47,7 +47,7 @@ inline void SendFrames(ServerCore& core, const SyntheticScene& scene, const std:
         ++stored;
         cv.notify_all();
       };
-      while (!core.TrySubmitFrame(device, meta, std::string(jpeg.begin(), jpeg.end()), done))
+      while (!core.TrySubmitFrame(device, meta, std::make_shared<const std::string>(jpeg.begin(), jpeg.end()), done))
         std::this_thread::sleep_for(std::chrono::milliseconds(5));  // the labelling queue is full
     }
   std::unique_lock<std::mutex> lock(mu);

@@ -1,0 +1,155 @@
+#include "server/publisher.h"
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <map>
+
+#include <spdlog/spdlog.h>
+
+#include "common/base/log_safe.h"
+#include "common/link/update_codec.h"
+
+namespace sd {
+namespace {
+
+double NowSeconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+int64_t WallMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+StatusOr<std::shared_ptr<const ModelUpdate>> Publisher::EncodeFull(const std::string& device_id, uint64_t version,
+                                                                   const std::vector<float>& flat) const {
+  const UpdatePolicy& policy = UpdatesFor(config_, device_id);
+  auto update = std::make_shared<ModelUpdate>();
+  update->new_version = version;
+  update->encoding = policy.encoding == "full_fp16" ? UpdateEncoding::kFullFp16 : UpdateEncoding::kFullFp32;
+  const char* name = UpdateEncodingName(update->encoding);
+  SD_ASSIGN_OR_RETURN(update->payload, EncodeUpdate(name, {}, flat, {}, policy.zstd));
+  SD_ASSIGN_OR_RETURN(std::vector<float> received, DecodeUpdate(name, {}, update->payload, flat.size()));
+  update->weights_checksum = WeightsChecksum(received);
+  return std::shared_ptr<const ModelUpdate>(update);
+}
+
+StatusOr<std::shared_ptr<const ModelUpdate>> Publisher::PinnedUpdate(const std::string& device_id,
+                                                                     uint64_t version) const {
+  SD_ASSIGN_OR_RETURN(auto versions, store_->Versions(device_id, INT_MAX));
+  auto record = std::find_if(versions.begin(), versions.end(),
+                             [version](const VersionRecord& v) { return v.version == version; });
+  if (record == versions.end())
+    return Status::NotFound("device " + LogSafe(device_id) + " has no stored version " + std::to_string(version));
+  SD_ASSIGN_OR_RETURN(std::string checkpoint, store_->LoadCheckpoint(*record));
+  SD_ASSIGN_OR_RETURN(auto model, StudentModel::FromBytes(checkpoint));
+  SD_ASSIGN_OR_RETURN(auto full, EncodeFull(device_id, version, model->FlatWeights()));
+  auto pinned = std::make_shared<ModelUpdate>(*full);
+  pinned->val_map50 = record->val_map50;
+  pinned->pinned = true;
+  return std::shared_ptr<const ModelUpdate>(pinned);
+}
+
+void Publisher::BeginShutdown() {
+  WriterLock publishing(&publish_mu_);
+  stopping_ = true;
+}
+
+Status Publisher::PublishRound(const std::vector<Device*>& members, const DeviceTrainer& trainer,
+                               const RoundResult& round) {
+  // Shared with the other workers' publishing; BeginShutdown waits for it and then no version
+  // is stored any more. A round that ended after the shutdown began is dropped here: its
+  // version exists only in the trainer's memory; the store and the edges never see it, as
+  // docs/architecture.md promises.
+  ReaderLock publishing(&publish_mu_);
+  if (stopping_) {
+    spdlog::info("{}: round finished during shutdown: version {} discarded", trainer.device_id(), round.version);
+    return Status::Aborted(trainer.device_id() + ": shutting down; the round's version was discarded");
+  }
+  // The round's update turns the previous version into this one; a full model of it serves
+  // edges that join later or lost their place in the chain. Once per encoding, not per member.
+  const std::vector<float> flat = trainer.flat_weights();
+  const std::string checkpoint = trainer.weights();
+  // Keyed by what a full model's bytes depend on: the policy's full encoding and compression.
+  std::map<std::pair<bool, bool>, std::pair<std::shared_ptr<const ModelUpdate>, std::shared_ptr<const ModelUpdate>>>
+      encoded;  // (fp16, zstd) -> (live update, full model)
+  struct Outgoing {
+    Device* device;
+    std::shared_ptr<const ModelUpdate> live, full;
+  };
+  std::vector<Outgoing> outgoing;
+  Status first_failure;
+  for (Device* device : members) {
+    const UpdatePolicy& policy = UpdatesFor(config_, device->id);
+    auto& [live, full] = encoded[{policy.encoding == "full_fp16", policy.zstd}];
+    if (!full) {
+      auto encoded_full = EncodeFull(device->id, round.version, flat);
+      if (!encoded_full.ok()) {
+        if (first_failure.ok())
+          first_failure = encoded_full.status().WithContext("device " + device->id + ": encoding version " +
+                                                            std::to_string(round.version));
+        continue;
+      }
+      auto full_model = std::make_shared<ModelUpdate>(**encoded_full);
+      full_model->val_map50 = round.map50_after;
+      full_model->val_map50_previous = round.map50_before;
+      full_model->val_frames = round.val_frames;
+      auto live_update = std::make_shared<ModelUpdate>(*full_model);
+      if (!round.update.payload.empty()) {  // the round's own update: the smallest way there
+        live_update->base_version = IsFullEncoding(round.update.encoding) ? 0 : round.version - 1;
+        live_update->encoding = round.update.encoding;
+        live_update->payload = round.update.payload;
+      }
+      full = full_model;
+      live = live_update;
+    }
+    const DeviceCounters counters = device->Counters();
+    spdlog::info("device {}: version {} as {} of {} bytes ({} weights changed; full model {} bytes); link in {:.1f} "
+                 "kbit/s, out {:.1f} kbit/s", device->id, round.version, UpdateEncodingName(live->encoding),
+                 live->payload.size(), round.changed_weights, full->payload.size(), counters.in_kbps(NowSeconds()),
+                 counters.out_kbps(NowSeconds()));
+    VersionRecord record;
+    record.device_id = device->id;
+    record.version = round.version;
+    record.encoding = UpdateEncodingName(live->encoding);
+    record.weights_checksum = live->weights_checksum;
+    record.val_map50 = round.map50_after;
+    record.created_ms = WallMillis();
+    // Not sent either when this fails: an edge must never run a version the server could lose
+    // in a crash.
+    Status stored = store_->PutVersion(record, checkpoint);
+    if (!stored.ok()) {
+      if (first_failure.ok())
+        first_failure = stored.WithContext("device " + device->id + ": storing version " + std::to_string(round.version));
+      continue;
+    }
+    {
+      MutexLock lock(&device->mu);
+      device->latest_full = full;
+      ++device->counters.published;
+    }
+    outgoing.push_back({device, live, full});
+  }
+  publishing.Unlock();
+  for (const Outgoing& out : outgoing) {
+    Device& device = *out.device;
+    MutexLock sending(&device.send_mu);
+    std::shared_ptr<DeviceSession> session;
+    {
+      MutexLock lock(&device.mu);
+      if (device.pinned_full) {
+        spdlog::info("device {}: pinned to version {}: version {} stored, not sent", device.id,
+                     device.pinned_full->new_version, round.version);
+      } else {
+        session = device.session.lock();
+      }
+    }
+    if (session) session->OnUpdate(out.live, out.full);  // no lock held but send_mu: it writes to the stream
+  }
+  return first_failure;
+}
+
+}  // namespace sd

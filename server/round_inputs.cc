@@ -1,0 +1,96 @@
+#include "server/round_inputs.h"
+
+#include <algorithm>
+
+#include <opencv2/imgcodecs.hpp>
+
+#include "common/eval/student_eval.h"
+#include "server/long_term_memory.h"
+
+namespace sd {
+
+FrameHistory HistoryOf(const FrameStore& store) {
+  FrameHistory history;
+  history.recent = [&store](const std::string& device, bool validation, int n) {
+    return store.Recent(device, validation, n);
+  };
+  history.older = [&store](const std::string& device, bool validation, uint64_t before, int n) {
+    return store.Older(device, validation, before, n);
+  };
+  return history;
+}
+
+StatusOr<RoundRecords> SelectRoundRecords(const FrameHistory& history, const std::vector<std::string>& members,
+                                          const RoundWindowSizes& sizes) {
+  const int n = std::max<int>(1, members.size());
+  auto each = [n](int total) { return (total + n - 1) / n; };
+  RoundRecords records;
+  for (const std::string& member : members) {
+    SD_ASSIGN_OR_RETURN(auto train, history.recent(member, false, each(sizes.replay_frames)));
+    SD_ASSIGN_OR_RETURN(auto val, history.recent(member, true, each(sizes.validation_frames)));
+    // The long-term memory comes from before the recent windows, chosen to cover the looks
+    // the recent frames do not.
+    if (!train.empty() && sizes.memory_frames > 0) {
+      SD_ASSIGN_OR_RETURN(auto older, history.older(member, false, train.front().sequence, sizes.memory_history));
+      auto chosen = ChooseLongTermFrames(older, train, each(sizes.memory_frames));
+      records.memory.insert(records.memory.end(), chosen.begin(), chosen.end());
+    }
+    if (!val.empty() && sizes.longterm_validation_frames > 0) {
+      SD_ASSIGN_OR_RETURN(auto older, history.older(member, true, val.front().sequence, sizes.memory_history));
+      auto chosen = ChooseLongTermFrames(older, val, each(sizes.longterm_validation_frames));
+      records.longterm_validation.insert(records.longterm_validation.end(), chosen.begin(), chosen.end());
+    }
+    records.train.insert(records.train.end(), train.begin(), train.end());
+    records.validation.insert(records.validation.end(), val.begin(), val.end());
+  }
+  return records;
+}
+
+StatusOr<std::vector<LabelledFrame>> DecodedFrameCache::Load(const FrameStore& store,
+                                                             const std::vector<FrameRecord>& records,
+                                                             const StudentArchitecture& arch, float scale) {
+  std::vector<LabelledFrame> frames;
+  for (const FrameRecord& r : records) {
+    auto it = images_.find({r.device_id, r.sequence});
+    if (it == images_.end()) {
+      SD_ASSIGN_OR_RETURN(std::string jpeg, store.LoadImage(r));
+      cv::Mat image = cv::imdecode(cv::Mat(1, jpeg.size(), CV_8UC1, jpeg.data()), cv::IMREAD_COLOR);
+      if (image.empty()) return Status::DataLoss(r.image_path + ": stored image cannot be decoded");
+      const cv::Mat shrunk = ShrinkForStudent({image, {}}, arch, scale).bgr;
+      const Image decoded{shrunk, static_cast<float>(shrunk.cols) / image.cols,
+                          static_cast<float>(shrunk.rows) / image.rows};
+      it = images_.emplace(std::make_pair(r.device_id, r.sequence), decoded).first;
+    }
+    LabelledFrame frame{r.frame_index, it->second.bgr, r.labels};
+    ScaleDetections(&frame.labels, it->second.scale_x, it->second.scale_y);
+    frames.push_back(std::move(frame));
+  }
+  return frames;
+}
+
+void DecodedFrameCache::KeepOnly(const RoundRecords& records) {
+  std::map<std::pair<std::string, uint64_t>, Image> kept;
+  for (const auto* window : {&records.train, &records.validation, &records.memory, &records.longterm_validation})
+    for (const FrameRecord& r : *window) {
+      const auto key = std::make_pair(r.device_id, r.sequence);
+      if (auto it = images_.find(key); it != images_.end()) kept[key] = it->second;
+    }
+  images_.swap(kept);
+}
+
+StatusOr<RoundInputs> LoadRoundInputs(const FrameStore& store, const RoundRecords& records,
+                                      const StudentArchitecture& arch, float train_scale, DecodedFrameCache* cache) {
+  // Training frames keep what augmentation can use, validation frames what inference does.
+  RoundInputs inputs;
+  SD_ASSIGN_OR_RETURN(auto train, cache->Load(store, records.train, arch, train_scale));
+  inputs.train = ToTrainingSamples(train);
+  SD_ASSIGN_OR_RETURN(inputs.validation, cache->Load(store, records.validation, arch, 1.0f));
+  SD_ASSIGN_OR_RETURN(auto memory, cache->Load(store, records.memory, arch, train_scale));
+  inputs.memory.replay = ToTrainingSamples(memory);
+  SD_ASSIGN_OR_RETURN(inputs.memory.validation, cache->Load(store, records.longterm_validation, arch, 1.0f));
+  // Keep only what this round used: the replay horizon and the memory bound the cache.
+  cache->KeepOnly(records);
+  return inputs;
+}
+
+}  // namespace sd

@@ -1,0 +1,78 @@
+// The frames one training round sees, chosen the one way the server and the benchmarks share
+// (docs/architecture.md, "Training rounds"): per member, its newest training frames (the replay
+// window) and newest held-out frames (the gate's), and from before those windows a long-term
+// memory of training and held-out frames that covers the looks the recent frames do not
+// (k-center, server/long_term_memory.h). A group's windows are the configured sizes in all,
+// shared evenly among its members, so a group's round costs what a lone device's does.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <opencv2/core.hpp>
+
+#include "common/base/status.h"
+#include "common/student/student.h"
+#include "common/student/student_trainer.h"
+#include "server/device_trainer.h"
+#include "server/frame_store.h"
+
+namespace sd {
+
+struct RoundWindowSizes {
+  int replay_frames = 300;             // newest training frames
+  int validation_frames = 60;          // newest held-out frames
+  int memory_frames = 0;               // long-term training frames (0: none)
+  int longterm_validation_frames = 0;  // long-term held-out frames (0: none)
+  int memory_history = 0;              // older frames the long-term choice looks at
+};
+
+// Where the windows come from: a device's stored frames, newest last.
+struct FrameHistory {
+  // The newest `n` training (validation false) or held-out frames of `device`, oldest first.
+  std::function<StatusOr<std::vector<FrameRecord>>(const std::string& device, bool validation, int n)> recent;
+  // Up to `n` of those before sequence `before`, oldest first.
+  std::function<StatusOr<std::vector<FrameRecord>>(const std::string& device, bool validation, uint64_t before,
+                                                   int n)>
+      older;
+};
+FrameHistory HistoryOf(const FrameStore& store);
+
+struct RoundRecords {
+  std::vector<FrameRecord> train, validation, memory, longterm_validation;
+};
+StatusOr<RoundRecords> SelectRoundRecords(const FrameHistory& history, const std::vector<std::string>& members,
+                                          const RoundWindowSizes& sizes);
+
+// Stored frames decoded and shrunk for the student (ShrinkForStudent), kept between a unit's
+// rounds so that each frame is decoded once while it stays in the windows.
+class DecodedFrameCache {
+ public:
+  // The records' frames, labels scaled to the shrunk images; `scale` x the student input.
+  StatusOr<std::vector<LabelledFrame>> Load(const FrameStore& store, const std::vector<FrameRecord>& records,
+                                            const StudentArchitecture& arch, float scale);
+  // Forgets every frame but those of `records`: the windows bound the cache.
+  void KeepOnly(const RoundRecords& records);
+
+ private:
+  struct Image {
+    cv::Mat bgr;
+    float scale_x = 1, scale_y = 1;
+  };
+  std::map<std::pair<std::string, uint64_t>, Image> images_;
+};
+
+// A round's training set, held-out set and long-term memory, decoded through `cache`.
+struct RoundInputs {
+  std::vector<TrainingSample> train;
+  std::vector<LabelledFrame> validation;
+  LongTermMemory memory;
+};
+StatusOr<RoundInputs> LoadRoundInputs(const FrameStore& store, const RoundRecords& records,
+                                      const StudentArchitecture& arch, float train_scale, DecodedFrameCache* cache);
+
+}  // namespace sd

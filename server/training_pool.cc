@@ -1,0 +1,278 @@
+#include "server/training_pool.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include <spdlog/spdlog.h>
+
+#include "common/base/log_safe.h"
+#include "server/update_encoder.h"
+
+namespace sd {
+namespace {
+
+double NowSeconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+int64_t WallMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+TrainingPool::TrainingPool(Deps deps, std::vector<size_t> tensor_sizes)
+    : deps_(std::move(deps)),
+      config_(*deps_.config),
+      tensor_sizes_(std::move(tensor_sizes)),
+      scheduler_(config_.schedule) {
+  MutexLock lock(&regroup_mu_);
+  next_regroup_s_ = NowSeconds() + config_.grouping.every_s;
+}
+
+TrainingPool::~TrainingPool() { JoinWorkers(); }
+
+void TrainingPool::JoinWorkers() {
+  BeginShutdown();
+  for (std::thread& worker : workers_)
+    if (worker.joinable()) worker.join();
+}
+
+void TrainingPool::StartWorkers() {
+  if (!config_.train_in_background) return;
+  for (int i = 0; i < config_.training_workers; ++i) workers_.emplace_back([this] { TrainingLoop(); });
+}
+
+void TrainingPool::BeginShutdown() {
+  stopping_ = true;
+  MutexLock lock(&mu_);
+  for (const auto& [key, unit] : units_) unit->trainer->Cancel();
+  work_cv_.SignalAll();
+}
+
+StatusOr<std::shared_ptr<TrainingUnit>> TrainingPool::Join(const std::string& device_id) {
+  const std::string group = GroupOf(config_, device_id);
+  const std::string key = group.empty() ? device_id : "group:" + group;
+  {
+    MutexLock lock(&mu_);
+    if (auto it = units_.find(key); it != units_.end()) {
+      unit_of_[device_id] = it->second;
+      return it->second;
+    }
+  }
+  // Made outside the lock (a checkpoint is read, a student built); devices join from the one
+  // thread that makes or reloads the registry, so no second caller makes the same unit.
+  const std::vector<std::string> members = group.empty() ? std::vector<std::string>{device_id} : config_.groups.at(group);
+  // A group starts from its member with the newest stored version, so that no member's
+  // version number ever goes down.
+  std::optional<VersionRecord> newest;
+  for (const std::string& member : members) {
+    auto latest = deps_.store->LatestVersion(member);
+    if (latest.ok() && (!newest || latest->version > newest->version)) newest = *latest;
+  }
+  std::string weights;
+  if (newest) {
+    SD_ASSIGN_OR_RETURN(weights, deps_.store->LoadCheckpoint(*newest));
+  } else if (!config_.init_weights.empty()) {
+    SD_ASSIGN_OR_RETURN(auto model, StudentModel::LoadFromFile(config_.init_weights));
+    weights = model->SerializeWeights();
+  } else {
+    SD_ASSIGN_OR_RETURN(auto model, StudentModel::Create(config_.student, config_.model_seed));
+    weights = model->SerializeWeights();
+  }
+  const uint64_t version = newest ? newest->version : 0;
+  SD_ASSIGN_OR_RETURN(auto unit, NewUnit(group, members, weights, version));
+  unit->resumed_map50 = newest ? newest->val_map50 : -1;
+  unit->comparable_from = std::max<uint64_t>(1, version);  // a stored version is the device's own
+  if (!group.empty())
+    spdlog::info("group {}: {} devices share one student, from version {}", group, unit->members.size(),
+                 unit->trainer->version());
+  MutexLock lock(&mu_);
+  units_[key] = unit;
+  unit_of_[device_id] = unit;
+  return unit;
+}
+
+StatusOr<std::shared_ptr<TrainingUnit>> TrainingPool::NewUnit(const std::string& group,
+                                                              std::vector<std::string> members,
+                                                              const std::string& weights, uint64_t version) const {
+  auto unit = std::make_shared<TrainingUnit>();
+  const std::string name = group.empty() ? members.front() : group;
+  unit->key = group.empty() ? name : "group:" + group;
+  unit->group = group;
+  unit->label = (group.empty() ? "device " : "group ") + name;
+  unit->members = std::move(members);
+  const UpdatePolicy& policy = UpdatesFor(config_, unit->members.front());
+  RoundOptions round = config_.round;
+  round.sparse_fraction = policy.encoding == "sparse" ? policy.sparse_fraction : 0;
+  SD_ASSIGN_OR_RETURN(unit->trainer, DeviceTrainer::Create(name, config_.student, weights, version, round,
+                                                           MakeUpdateEncoder(policy, tensor_sizes_)));
+  return unit;
+}
+
+std::shared_ptr<TrainingUnit> TrainingPool::UnitOf(const std::string& device_id) const {
+  MutexLock lock(&mu_);
+  auto it = unit_of_.find(device_id);
+  return it == unit_of_.end() ? nullptr : it->second;
+}
+
+void TrainingPool::OnNewFrame(const std::string& device_id, double image_score) {
+  MutexLock lock(&mu_);
+  auto it = unit_of_.find(device_id);
+  if (it == unit_of_.end()) return;
+  scheduler_.OnNewFrame(it->second->key, NowSeconds(), image_score);
+  work_cv_.SignalAll();
+}
+
+bool TrainingPool::AnyMemberPaused(const TrainingUnit& unit) const {
+  for (const std::string& member : unit.members)
+    if (deps_.admin->Get(member).paused) return true;
+  return false;
+}
+
+void TrainingPool::RefreshPaused(const std::string& device_id) {
+  // Under mu_ with the device's current unit: a regroup that moves the device applies the
+  // admin store's pauses to the new unit under mu_ too, so whichever comes last reads the
+  // newest state.
+  MutexLock lock(&mu_);
+  auto it = unit_of_.find(device_id);
+  if (it == unit_of_.end()) return;
+  const TrainingUnit& unit = *it->second;
+  const bool paused = AnyMemberPaused(unit);
+  scheduler_.SetPaused(unit.key, paused, NowSeconds());
+  if (paused && !unit.group.empty() && deps_.admin->Get(device_id).paused)
+    spdlog::debug("{}: paused while {} is", unit.label, LogSafe(device_id));
+  work_cv_.SignalAll();
+}
+
+Status TrainingPool::RequestRound(const std::string& device_id) {
+  std::shared_ptr<TrainingUnit> unit = UnitOf(device_id);
+  if (!unit) return Status::NotFound("unknown device '" + LogSafe(device_id) + "'");
+  if (AnyMemberPaused(*unit)) return Status::FailedPrecondition(unit->label + " is paused; resume it first");
+  int64_t frames = 0;  // read with no lock held: the store is slow
+  for (const std::string& member : unit->members) frames += deps_.store->Count(member, false);
+  if (frames == 0) return Status::FailedPrecondition(unit->label + " has no training frames yet");
+  MutexLock lock(&mu_);
+  // A regroup may have moved the device meanwhile: the request goes to its unit now, which
+  // holds the frames counted above.
+  const std::string& key = unit_of_.at(device_id)->key;
+  scheduler_.RequestRound(key, NowSeconds());
+  work_cv_.SignalAll();
+  return Status::Ok();
+}
+
+StatusOr<std::optional<RoundResult>> TrainingPool::RunScheduledRound() {
+  std::optional<ScheduledRound> next;
+  std::shared_ptr<TrainingUnit> unit;
+  {
+    MutexLock lock(&mu_);
+    next = scheduler_.Next(NowSeconds());
+    if (!next) return std::optional<RoundResult>();
+    // Another unit may be due as well: an idle worker looks now, not at its next timeout.
+    work_cv_.Signal();
+    if (auto it = units_.find(next->device); it != units_.end()) unit = it->second;  // the scheduler knows only keys
+  }
+  StatusOr<RoundResult> round = Status::Aborted(next->device + ": regrouped before its round began");
+  if (unit) {
+    spdlog::info("{}: round starts ({})", unit->label, next->why);
+    round = RunUnitRound(*unit, RoundIterations(config_.round.iterations, *next, config_.schedule));
+  }
+  {
+    MutexLock lock(&mu_);
+    scheduler_.RoundDone(next->device, unit ? unit->trainer->published_map50() : -1, NowSeconds());
+    work_cv_.SignalAll();  // the unit may have work again, for another worker
+  }
+  if (config_.grouping.automatic) RegroupWhenDue();
+  // A unit regrouped between the pick and the round: its frames went to the unit that replaced
+  // it, so there was nothing to do.
+  if (!round.ok() && (!unit || unit->retired)) return std::optional<RoundResult>();
+  if (!round.ok()) return round.status().WithContext(unit->label + ": round");
+  return std::optional<RoundResult>(*std::move(round));
+}
+
+StatusOr<RoundResult> TrainingPool::RunRound(const std::string& device_id, int iterations) {
+  for (;;) {  // again with the device's new unit when a regroup replaced the one it had
+    std::shared_ptr<TrainingUnit> unit = UnitOf(device_id);
+    if (!unit) return Status::NotFound("unknown device '" + LogSafe(device_id) + "'");
+    StatusOr<RoundResult> round = RunUnitRound(*unit, iterations);
+    if (round.ok() || !unit->retired) return round;
+  }
+}
+
+StatusOr<RoundResult> TrainingPool::RunUnitRound(TrainingUnit& unit, int iterations) {
+  MutexLock train_lock(&unit.train_mu);
+  if (unit.retired) return Status::Aborted(unit.label + ": regrouped before its round began");
+  // The members enrolled now; a group member not enrolled yet has no frames either.
+  std::vector<Device*> members;
+  std::vector<std::string> member_ids;
+  for (const std::string& id : unit.members)
+    if (auto device = deps_.find_device(id); device.ok()) {
+      members.push_back(*device);
+      member_ids.push_back(id);
+    }
+  for (Device* device : members) {
+    MutexLock lock(&device->mu);
+    device->counters.round_start_s = NowSeconds();
+  }
+  // Whatever way the round ends.
+  struct MarkEnd {
+    const std::vector<Device*>& members;
+    ~MarkEnd() {
+      for (Device* device : members) {
+        MutexLock lock(&device->mu);
+        device->counters.round_end_s = NowSeconds();
+      }
+    }
+  } mark_end{members};
+  RoundWindowSizes sizes;
+  sizes.replay_frames = config_.round.replay_frames;
+  sizes.validation_frames = config_.validation_frames;
+  sizes.memory_frames = config_.memory_frames;
+  sizes.longterm_validation_frames = config_.longterm_validation_frames;
+  sizes.memory_history = config_.memory_history;
+  SD_ASSIGN_OR_RETURN(RoundRecords records, SelectRoundRecords(HistoryOf(*deps_.store), member_ids, sizes));
+  if (records.train.empty()) return Status::FailedPrecondition(unit.label + " has no training frames");
+  SD_ASSIGN_OR_RETURN(RoundInputs inputs, LoadRoundInputs(*deps_.store, records, config_.student,
+                                                          config_.round.trainer.max_scale, &unit.images));
+  SD_ASSIGN_OR_RETURN(RoundResult round,
+                      unit.trainer->RunRound(inputs.train, inputs.validation, iterations, inputs.memory));
+  RecentRound recent{WallMillis(), round};
+  recent.result.update = {};  // the payload can be megabytes; the dashboard lists the outcome
+  for (Device* device : members) {
+    MutexLock lock(&device->mu);
+    ++device->counters.rounds;
+    device->rounds.push_back(recent);
+    if (device->rounds.size() > Device::kRecentRounds) device->rounds.pop_front();
+  }
+  spdlog::info("{}: round of {} steps on {} + {} long-term frames ({} + {} validation) in {:.1f}s: mAP50 {:.3f} -> "
+               "{:.3f}, {}: {}",
+               unit.label, round.iterations, round.train_frames, round.memory_frames, round.val_frames,
+               round.longterm_val_frames, round.seconds, round.map50_before, round.map50_after,
+               round.published ? "published v" + std::to_string(round.version) : "discarded", round.reason);
+  ServerMetrics& metrics = *deps_.metrics;
+  metrics.round_seconds.Observe(round.seconds);
+  const double heldout_map50 = round.published ? round.map50_after : round.map50_before;
+  const double longterm_map50 = round.published ? round.longterm_map50_after : round.longterm_map50_before;
+  for (Device* device : members) {
+    if (heldout_map50 >= 0) metrics.heldout_map50.With({device->id}).Set(heldout_map50);
+    if (longterm_map50 >= 0) metrics.longterm_map50.With({device->id}).Set(longterm_map50);
+    metrics.rounds.With({device->id, round.published ? "published" : "discarded"}).Inc();
+  }
+  if (!round.published) return round;
+  SD_RETURN_IF_ERROR(deps_.publisher->PublishRound(members, *unit.trainer, round));
+  return round;
+}
+
+void TrainingPool::TrainingLoop() {
+  SetTorchThreads(config_.threads_per_worker);  // this thread's OpenMP team (docs/operations.md)
+  while (!stopping_) {
+    auto round = RunScheduledRound();
+    if (round.ok() && round->has_value()) continue;
+    if (!round.ok() && !stopping_) spdlog::warn("training round failed: {}", round.status().ToString());
+    MutexLock lock(&mu_);
+    if (!stopping_) work_cv_.WaitFor(std::chrono::seconds(1));
+  }
+}
+
+}  // namespace sd

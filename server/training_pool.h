@@ -1,0 +1,133 @@
+// The training side of the server: training units (a device alone, or the devices of a group
+// sharing one student), which device trains in which unit, the round scheduler, the training
+// workers and automatic regrouping (CSBAD). The pool is the only owner of the device-to-unit
+// mapping: every reader goes through it, under its lock, so a regroup that moves a device is
+// seen whole or not at all.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/base/mutex.h"
+#include "common/base/status.h"
+#include "server/admin_store.h"
+#include "server/device.h"
+#include "server/device_trainer.h"
+#include "server/frame_store.h"
+#include "server/publisher.h"
+#include "server/round_inputs.h"
+#include "server/round_scheduler.h"
+#include "server/server_config.h"
+#include "server/server_metrics.h"
+
+namespace sd {
+
+// What trains as one: a device alone, or the devices of a group (one student for all). Its
+// members never change: automatic grouping replaces a unit rather than changing it.
+struct TrainingUnit {
+  std::string key;    // the scheduler's name for it: the device id, or "group:" + the group's
+  std::string group;  // "" for a device alone
+  std::string label;  // for logs: "device cam1" or "group lobby"
+  std::vector<std::string> members;  // the devices whose frames it trains on and who get its versions
+  // Automatic grouping: the student counts as the unit's own (and may merge with others) from
+  // this version on; a split-off device's copy of its group's student does not.
+  uint64_t comparable_from = 1;
+  double resumed_map50 = -1;  // the held-out mAP50 stored with the version it resumed at
+  // Set with train_mu held when automatic grouping replaced the unit: its rounds are refused.
+  std::atomic<bool> retired{false};
+  // Keeps two rounds of one unit from overlapping, and a regroup from replacing a unit in a round.
+  Mutex train_mu;
+  // Only a training worker (or a test driving rounds) trains it; its accessors are safe anytime.
+  std::unique_ptr<DeviceTrainer> trainer;
+  DecodedFrameCache images GUARDED_BY(train_mu);
+};
+
+class TrainingPool {
+ public:
+  struct Deps {
+    const ServerConfig* config = nullptr;
+    FrameStore* store = nullptr;
+    Publisher* publisher = nullptr;
+    const AdminStore* admin = nullptr;  // who is paused
+    ServerMetrics* metrics = nullptr;
+    // The devices of the current set (set once the registry exists).
+    std::function<StatusOr<Device*>(const std::string& device_id)> find_device;
+    std::function<std::vector<std::string>()> device_ids;
+  };
+  // `tensor_sizes`: the student's tensors, for per-tensor update encodings.
+  TrainingPool(Deps deps, std::vector<size_t> tensor_sizes);
+  ~TrainingPool();  // stops and joins the workers
+
+  // Starts config.training_workers workers when config.train_in_background.
+  void StartWorkers();
+  // Stops training for good: running rounds are cancelled, no worker starts another.
+  void BeginShutdown() EXCLUDES(mu_);
+  // BeginShutdown, then waits for the workers to end.
+  void JoinWorkers() EXCLUDES(mu_);
+
+  // The device's training unit, made on its first call: its group's (from the newest version
+  // any member has stored) or its own (from its newest version, the initial weights or fresh
+  // ones). The device is a member from then on.
+  StatusOr<std::shared_ptr<TrainingUnit>> Join(const std::string& device_id) EXCLUDES(mu_);
+  // The device's current unit; null for a device that has not joined.
+  std::shared_ptr<TrainingUnit> UnitOf(const std::string& device_id) const EXCLUDES(mu_);
+
+  // A new training frame of the device (`image_score`: the edge student's, the drift signal).
+  void OnNewFrame(const std::string& device_id, double image_score) EXCLUDES(mu_);
+  // Applies the admin store's pauses to the device's unit: paused while any member is.
+  void RefreshPaused(const std::string& device_id) EXCLUDES(mu_);
+  // The device's unit runs a round next, below its thresholds. FailedPrecondition when it is
+  // paused or has no training frames.
+  Status RequestRound(const std::string& device_id) EXCLUDES(mu_);
+
+  // One training round for the unit the scheduler picks; nullopt when none has work.
+  StatusOr<std::optional<RoundResult>> RunScheduledRound() EXCLUDES(mu_, regroup_mu_);
+  // A round of `iterations` steps (0: the configured) of the device's unit, whatever the
+  // scheduler says; a second caller for the same unit waits for the first.
+  StatusOr<RoundResult> RunRound(const std::string& device_id, int iterations) EXCLUDES(mu_);
+  // Automatic grouping (ServerCore::Regroup). FailedPrecondition in mode config.
+  Status Regroup() EXCLUDES(regroup_mu_);
+
+ private:
+  // A unit of `members` (`group` "": one device alone) whose student starts from `weights` as
+  // `version`.
+  StatusOr<std::shared_ptr<TrainingUnit>> NewUnit(const std::string& group, std::vector<std::string> members,
+                                                  const std::string& weights, uint64_t version) const;
+  StatusOr<RoundResult> RunUnitRound(TrainingUnit& unit, int iterations) EXCLUDES(mu_);
+  // Regroup's work; RegroupWhenDue runs it on a worker once grouping.every_s has passed,
+  // unless another worker is at it.
+  Status RegroupLocked() REQUIRES(regroup_mu_) EXCLUDES(mu_);
+  void RegroupWhenDue() EXCLUDES(regroup_mu_);
+  // Whether any member of `unit` is paused by an admin.
+  bool AnyMemberPaused(const TrainingUnit& unit) const;
+  // Every current unit for the log: "auto1=cam1+cam2 cam3" (a device alone by its id).
+  std::string UnitsNow() const EXCLUDES(mu_);
+  // One training worker: its own libtorch threads, then rounds until the shutdown.
+  void TrainingLoop() EXCLUDES(mu_);
+
+  const Deps deps_;
+  const ServerConfig& config_;
+  const std::vector<size_t> tensor_sizes_;
+  std::atomic<bool> stopping_{false};
+
+  // Lock order: regroup_mu_, then the units' train_mu (a regroup takes several, in the order
+  // of their keys), then mu_. Publishing, the store, the admin store and the devices' own
+  // mutexes are taken with mu_ not held.
+  Mutex regroup_mu_ ACQUIRED_BEFORE(mu_);  // one Regroup at a time, held through it
+  double next_regroup_s_ GUARDED_BY(regroup_mu_) = 0;  // steady clock: when RegroupWhenDue runs next
+  int auto_groups_made_ GUARDED_BY(regroup_mu_) = 0;   // names automatic groups: auto1, auto2, ...
+  mutable Mutex mu_;
+  std::map<std::string, std::shared_ptr<TrainingUnit>> units_ GUARDED_BY(mu_);  // by TrainingUnit::key
+  std::map<std::string, std::shared_ptr<TrainingUnit>> unit_of_ GUARDED_BY(mu_);  // by device id
+  RoundScheduler scheduler_ GUARDED_BY(mu_);
+  CondVar work_cv_{&mu_};  // a unit may have work, or the shutdown began
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace sd
