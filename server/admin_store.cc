@@ -29,9 +29,9 @@ Status FileAdminStore::Load() {
   return Status::Ok();
 }
 
-Status FileAdminStore::Save() {
+Status FileAdminStore::Save(const std::map<std::string, AdminState>& states) const {
   nlohmann::json devices = nlohmann::json::object();
-  for (const auto& [id, state] : states_)
+  for (const auto& [id, state] : states)
     if (state.pinned_version > 0 || state.paused)
       devices[id] = {{"pinned_version", state.pinned_version}, {"paused", state.paused}};
   return WriteFileDurably(env_, path_, nlohmann::json{{"devices", devices}}.dump(2) + "\n")
@@ -45,13 +45,17 @@ AdminState FileAdminStore::Get(const std::string& device_id) const {
 }
 
 Status FileAdminStore::Update(const std::string& device_id, const std::function<void(AdminState&)>& change) {
+  MutexLock saving(&save_mu_);
+  std::map<std::string, AdminState> next;
+  {
+    MutexLock lock(&mu_);
+    next = states_;
+  }
+  change(next[device_id]);
+  SD_RETURN_IF_ERROR(Save(next));  // on a failed save nothing changed, in memory as on disk
   MutexLock lock(&mu_);
-  AdminState& state = states_[device_id];
-  const AdminState before = state;
-  change(state);
-  Status saved = Save();
-  if (!saved.ok()) state = before;  // nothing changed, in memory as on disk
-  return saved;
+  states_ = std::move(next);
+  return Status::Ok();
 }
 
 }  // namespace sd

@@ -37,19 +37,23 @@ class FileAdminStore : public AdminStore {
   // Where the state lives, for error messages.
   const std::string& path() const { return path_; }
 
-  AdminState Get(const std::string& device_id) const override EXCLUDES(mu_);
-  Status Update(const std::string& device_id, const std::function<void(AdminState&)>& change) override EXCLUDES(mu_);
+  AdminState Get(const std::string& device_id) const override SD_EXCLUDES(mu_);
+  Status Update(const std::string& device_id, const std::function<void(AdminState&)>& change) override
+      SD_EXCLUDES(save_mu_, mu_);
 
  private:
   FileAdminStore(Env* env, std::string path) : env_(env), path_(std::move(path)) {}
-  Status Load() EXCLUDES(mu_);
-  // The file rewritten whole.
-  Status Save() REQUIRES(mu_);
+  Status Load() SD_EXCLUDES(mu_);
+  // `states` written as the whole file, durably.
+  Status Save(const std::map<std::string, AdminState>& states) const;
 
   Env* const env_;
   const std::string path_;
+  // One Update at a time, held through its save: a reader (Get) never waits for the disk, so
+  // callers may read under their own locks.
+  Mutex save_mu_ SD_ACQUIRED_BEFORE(mu_);
   mutable Mutex mu_;  // a leaf: nothing else is taken while it is held
-  std::map<std::string, AdminState> states_ GUARDED_BY(mu_);  // by device id; devices never acted on are absent
+  std::map<std::string, AdminState> states_ SD_GUARDED_BY(mu_);  // by device id; devices never acted on are absent
 };
 
 }  // namespace sd

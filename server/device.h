@@ -67,25 +67,25 @@ struct Device {
   // Orders the updates sent to the device's stream by a publish, a pin and an unpin, so that
   // a round published as an admin pins cannot reach the edge after the pinned version. `mu`
   // and the stream's own mutexes nest inside it; an update goes to the stream with it held.
-  Mutex send_mu ACQUIRED_BEFORE(mu);
+  Mutex send_mu SD_ACQUIRED_BEFORE(mu);
   mutable Mutex mu;
-  std::shared_ptr<const ModelUpdate> latest_full GUARDED_BY(mu);  // the newest version as a full model
-  std::shared_ptr<const ModelUpdate> pinned_full GUARDED_BY(mu);  // while pinned: the pinned version
-  std::weak_ptr<DeviceSession> session GUARDED_BY(mu);            // the one live stream, if any
-  double full_model_tokens GUARDED_BY(mu) = 0;  // token bucket of ServerCore::AllowFullModelSend
-  double full_model_tokens_at_s GUARDED_BY(mu) = 0;
-  Detections previous_labels GUARDED_BY(mu);
-  bool has_previous GUARDED_BY(mu) = false;
-  int frames_since_prune GUARDED_BY(mu) = 0;
-  DeviceCounters counters GUARDED_BY(mu);  // all but the byte counts, which live in the atomics above
-  std::deque<RecentRound> rounds GUARDED_BY(mu);  // the newest kRecentRounds
+  std::shared_ptr<const ModelUpdate> latest_full SD_GUARDED_BY(mu);  // the newest version as a full model
+  std::shared_ptr<const ModelUpdate> pinned_full SD_GUARDED_BY(mu);  // while pinned: the pinned version
+  std::weak_ptr<DeviceSession> session SD_GUARDED_BY(mu);            // the one live stream, if any
+  double full_model_tokens SD_GUARDED_BY(mu) = 0;  // token bucket of ServerCore::AllowFullModelSend
+  double full_model_tokens_at_s SD_GUARDED_BY(mu) = 0;
+  Detections previous_labels SD_GUARDED_BY(mu);
+  bool has_previous SD_GUARDED_BY(mu) = false;
+  int frames_since_prune SD_GUARDED_BY(mu) = 0;
+  DeviceCounters counters SD_GUARDED_BY(mu);  // all but the byte counts, which live in the atomics above
+  std::deque<RecentRound> rounds SD_GUARDED_BY(mu);  // the newest kRecentRounds
 
   // The counters with the byte counts.
-  DeviceCounters Counters() const EXCLUDES(mu);
+  DeviceCounters Counters() const SD_EXCLUDES(mu);
   // The pinned version while pinned, else the newest published one; null when neither.
-  std::shared_ptr<const ModelUpdate> CurrentModel() const EXCLUDES(mu);
+  std::shared_ptr<const ModelUpdate> CurrentModel() const SD_EXCLUDES(mu);
   // The live stream, if any.
-  std::shared_ptr<DeviceSession> Session() const EXCLUDES(mu);
+  std::shared_ptr<DeviceSession> Session() const SD_EXCLUDES(mu);
   void CountBytes(int64_t in, int64_t out);
 };
 

@@ -78,13 +78,15 @@ StatusOr<std::unique_ptr<DeviceRegistry>> DeviceRegistry::Create(Options options
     registry->devices_ = std::move(devices);
   }
   if (registry->source_) {
-    {
-      MutexLock lock(&registry->reload_mu_);
-      SD_RETURN_IF_ERROR(registry->Apply(/*at_start=*/true));
-    }
-    if (registry->poll_s_ > 0) registry->watch_thread_ = std::thread([r = registry.get()] { r->Watch(); });
+    std::vector<std::shared_ptr<DeviceSession>> revoked;  // none at start: no stream is attached yet
+    MutexLock lock(&registry->reload_mu_);
+    SD_RETURN_IF_ERROR(registry->Apply(/*at_start=*/true, &revoked));
   }
   return registry;
+}
+
+void DeviceRegistry::StartWatching() {
+  if (source_ && poll_s_ > 0 && !watch_thread_.joinable()) watch_thread_ = std::thread([this] { Watch(); });
 }
 
 DeviceRegistry::~DeviceRegistry() { JoinWatcher(); }
@@ -101,15 +103,23 @@ void DeviceRegistry::BeginShutdown() {
 }
 
 Status DeviceRegistry::Reload() {
-  MutexLock lock(&reload_mu_);
-  const Status applied = source_ ? Apply(/*at_start=*/false)
-                                 : Status::FailedPrecondition("server.yaml configures no devices_file");
+  std::vector<std::shared_ptr<DeviceSession>> revoked;
+  Status applied = Status::FailedPrecondition("server.yaml configures no devices_file");
+  if (source_) {
+    MutexLock lock(&reload_mu_);
+    applied = Apply(/*at_start=*/false, &revoked);
+  }
   if (!applied.ok())
     spdlog::error("devices file not applied, the devices stay as they were: {}", applied.ToString());
+  EndRevoked(revoked);
   return applied;
 }
 
-Status DeviceRegistry::Apply(bool at_start) {
+void DeviceRegistry::EndRevoked(const std::vector<std::shared_ptr<DeviceSession>>& sessions) {
+  for (const auto& session : sessions) session->End(Status::Unauthenticated("unknown device or wrong token"));
+}
+
+Status DeviceRegistry::Apply(bool at_start, std::vector<std::shared_ptr<DeviceSession>>* revoked_sessions) {
   const std::string& path = source_->name();
   auto read = source_->Read();
   if (!read.ok() && !(at_start && read.status().code() == Status::Code::kNotFound)) return read.status();
@@ -167,7 +177,8 @@ Status DeviceRegistry::Apply(bool at_start) {
   }
   for (const std::string& change : changes) spdlog::info("devices file {}: {}", path, change);
   if (!at_start && changes.empty()) spdlog::info("devices file {}: reloaded, nothing changed", path);
-  // A stream attached before the publish is ended here; one after it was refused.
+  // A stream attached before the publish is ended (by the caller, outside reload_mu_); one after
+  // it was refused.
   for (const std::string& id : revoked) {
     Device& device = *(*next)[id].device;
     std::shared_ptr<DeviceSession> session;
@@ -178,7 +189,7 @@ Status DeviceRegistry::Apply(bool at_start) {
     }
     if (!session) continue;
     spdlog::info("device {}: its open stream is closed (access revoked)", LogSafe(id));
-    session->End(Status::Unauthenticated("unknown device or wrong token"));
+    revoked_sessions->push_back(std::move(session));
   }
   return Status::Ok();
 }

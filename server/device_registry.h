@@ -49,6 +49,9 @@ class DeviceRegistry {
   // Makes every inline device and every device the source lists. A source that has nothing yet
   // is no error.
   static StatusOr<std::unique_ptr<DeviceRegistry>> Create(Options options, DeviceMaker make_device);
+  // Starts the thread that polls the source every poll_s (none without a source or poll_s):
+  // once the owner is ready for reloads from it.
+  void StartWatching();
   ~DeviceRegistry();  // stops the watcher
 
   // Authenticates a hello and makes `session` the device's one live stream; a stream that had
@@ -58,28 +61,28 @@ class DeviceRegistry {
   // the caller to refuse. One step, so that a reload that revokes the device either refuses
   // the stream here or finds it attached and ends it.
   Status Attach(const std::string& device_id, const std::string& token, bool accept,
-                std::shared_ptr<DeviceSession> session) EXCLUDES(mu_);
+                std::shared_ptr<DeviceSession> session) SD_EXCLUDES(mu_);
   // Forgets `session` if it is still the device's live stream.
-  void Detach(const std::string& device_id, const DeviceSession* session) EXCLUDES(mu_);
+  void Detach(const std::string& device_id, const DeviceSession* session) SD_EXCLUDES(mu_);
 
   // Reads the source and applies it all-or-nothing: new devices are made, changed ones take
   // effect, the open stream of a device disabled, removed or given a new token is ended with
   // UNAUTHENTICATED; every change is logged. On any error the devices stay as they were.
   // Devices are never destroyed: a removed one stays, refused, and continues where it was when
   // it comes back. FailedPrecondition without a source.
-  Status Reload() EXCLUDES(reload_mu_);
+  Status Reload() SD_EXCLUDES(reload_mu_);
   // Stops the watcher; JoinWatcher (or the destructor) waits for it.
-  void BeginShutdown() EXCLUDES(watch_mu_);
-  void JoinWatcher() EXCLUDES(watch_mu_);
+  void BeginShutdown() SD_EXCLUDES(watch_mu_);
+  void JoinWatcher() SD_EXCLUDES(watch_mu_);
 
   // The device, enabled or not; NotFound for an id not in the set.
-  StatusOr<Device*> Find(const std::string& device_id) const EXCLUDES(mu_);
+  StatusOr<Device*> Find(const std::string& device_id) const SD_EXCLUDES(mu_);
   // Every device of the current set (removed ones included), sorted.
-  std::vector<std::string> Ids() const EXCLUDES(mu_);
+  std::vector<std::string> Ids() const SD_EXCLUDES(mu_);
   // Every device of the current set, sorted by id.
-  std::vector<Device*> All() const EXCLUDES(mu_);
+  std::vector<Device*> All() const SD_EXCLUDES(mu_);
   // May connect now; false for an unknown id.
-  bool Enabled(const std::string& device_id) const EXCLUDES(mu_);
+  bool Enabled(const std::string& device_id) const SD_EXCLUDES(mu_);
 
  private:
   // A device and who may connect as it. Snapshots of the whole set are immutable and replaced
@@ -94,25 +97,28 @@ class DeviceRegistry {
   using DeviceMap = std::map<std::string, Enrolment>;
 
   DeviceRegistry(Options options, DeviceMaker make_device);
-  std::shared_ptr<const DeviceMap> Snapshot() const EXCLUDES(mu_);
-  // Reload's work. At start a source with nothing yet is no error.
-  Status Apply(bool at_start) REQUIRES(reload_mu_);
+  std::shared_ptr<const DeviceMap> Snapshot() const SD_EXCLUDES(mu_);
+  // Reload's work. At start a source with nothing yet is no error. The streams of devices it
+  // revoked go to `revoked`, for the caller to end once reload_mu_ is released.
+  Status Apply(bool at_start, std::vector<std::shared_ptr<DeviceSession>>* revoked) SD_REQUIRES(reload_mu_);
+  // Ends revoked streams (outside every lock of the registry).
+  static void EndRevoked(const std::vector<std::shared_ptr<DeviceSession>>& sessions);
   // Polls the source every poll_s and reloads it when it may have changed.
-  void Watch() EXCLUDES(watch_mu_);
+  void Watch() SD_EXCLUDES(watch_mu_);
 
   const std::map<std::string, std::string> inline_tokens_;
   const std::unique_ptr<EnrolmentSource> source_;
   const double poll_s_;
   const DeviceMaker make_device_;
 
-  Mutex reload_mu_ ACQUIRED_BEFORE(mu_);  // one reload at a time, held through it
+  Mutex reload_mu_ SD_ACQUIRED_BEFORE(mu_);  // one reload at a time, held through it
   // Guards the pointer devices_ (not what it points to). Held by Attach until the session is
   // attached, and by a reload while it publishes a new set: see Attach.
   mutable Mutex mu_;
-  std::shared_ptr<const DeviceMap> devices_ GUARDED_BY(mu_);
+  std::shared_ptr<const DeviceMap> devices_ SD_GUARDED_BY(mu_);
   Mutex watch_mu_;  // pairs with watch_cv_, which BeginShutdown signals
   CondVar watch_cv_{&watch_mu_};
-  bool stopping_ GUARDED_BY(watch_mu_) = false;
+  bool stopping_ SD_GUARDED_BY(watch_mu_) = false;
   std::thread watch_thread_;
 };
 

@@ -66,11 +66,15 @@ Status Publisher::PublishRound(const std::vector<Device*>& members, const Device
   // docs/architecture.md promises.
   ReaderLock publishing(&publish_mu_);
   if (stopping_) {
-    spdlog::info("{}: round finished during shutdown: version {} discarded", trainer.device_id(), round.version);
-    return Status::Aborted(trainer.device_id() + ": shutting down; the round's version was discarded");
+    for (const Device* device : members)
+      spdlog::info("device {}: round finished during shutdown: version {} discarded", device->id, round.version);
+    return Status::Aborted((members.empty() ? trainer.device_id() : "device " + members.front()->id) +
+                           ": shutting down; the round's version was discarded");
   }
   // The round's update turns the previous version into this one; a full model of it serves
   // edges that join later or lost their place in the chain. Once per encoding, not per member.
+  // Every member's version is stored before any is sent, all under the shutdown gate: a
+  // shutdown finds a round's version stored for all members or for none that any edge saw.
   const std::vector<float> flat = trainer.flat_weights();
   const std::string checkpoint = trainer.weights();
   // Keyed by what a full model's bytes depend on: the policy's full encoding and compression.

@@ -36,10 +36,10 @@ class Publisher {
   // does not keep it from the others; the first failure is returned. Aborted, nothing stored,
   // once the shutdown has begun.
   Status PublishRound(const std::vector<Device*>& members, const DeviceTrainer& trainer, const RoundResult& round)
-      EXCLUDES(publish_mu_);
+      SD_EXCLUDES(publish_mu_);
 
   // Waits out a version being stored; every later one is dropped.
-  void BeginShutdown() EXCLUDES(publish_mu_);
+  void BeginShutdown() SD_EXCLUDES(publish_mu_);
   bool stopping() const { return stopping_; }
 
  private:

@@ -21,10 +21,10 @@ double NowSeconds() {
 
 // The train locks of the units a regroup replaces, in the order given (their keys' order). A
 // set of locks that the analysis cannot follow, so these two say what they do instead.
-void LockAll(const std::vector<Mutex*>& mutexes) NO_THREAD_SAFETY_ANALYSIS {
+void LockAll(const std::vector<Mutex*>& mutexes) SD_NO_THREAD_SAFETY_ANALYSIS {
   for (Mutex* mu : mutexes) mu->Lock();
 }
-void UnlockAll(const std::vector<Mutex*>& mutexes) NO_THREAD_SAFETY_ANALYSIS {
+void UnlockAll(const std::vector<Mutex*>& mutexes) SD_NO_THREAD_SAFETY_ANALYSIS {
   for (auto it = mutexes.rbegin(); it != mutexes.rend(); ++it) (*it)->Unlock();
 }
 
@@ -178,14 +178,18 @@ Status TrainingPool::RegroupLocked() {
 }
 
 std::string TrainingPool::UnitsNow() const {
+  // The devices of the current set (a device whose enrolment failed after it joined is not).
+  const std::vector<std::string> ids = deps_.device_ids();
   std::map<std::string, std::vector<std::string>> members;  // group name ("" for none) -> devices
   std::string text;
   MutexLock lock(&mu_);
-  for (const auto& [id, unit] : unit_of_) {
-    if (unit->group.empty()) {
+  for (const std::string& id : ids) {
+    auto it = unit_of_.find(id);
+    if (it == unit_of_.end()) continue;
+    if (it->second->group.empty()) {
       text += (text.empty() ? "" : " ") + id;
     } else {
-      members[unit->group].push_back(id);
+      members[it->second->group].push_back(id);
     }
   }
   for (const auto& [group, ids] : members) text += fmt::format("{}{}={}", text.empty() ? "" : " ", group, fmt::join(ids, "+"));

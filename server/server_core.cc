@@ -47,8 +47,8 @@ ServerCore::~ServerCore() {
 
 void ServerCore::BeginShutdown() {
   stopping_ = true;
+  if (pool_) pool_->BeginShutdown();            // workers see the shutdown before the gate drops a round
   if (publisher_) publisher_->BeginShutdown();  // waits out a version being stored
-  if (pool_) pool_->BeginShutdown();
   if (registry_) registry_->BeginShutdown();
 }
 
@@ -109,6 +109,7 @@ Status ServerCore::Init(TeacherFactory teachers) {
                       }));
   RegisterMetricCallbacks();
   SD_RETURN_IF_ERROR(metrics_.registry.status());
+  registry_->StartWatching();
   pool_->StartWorkers();
   return Status::Ok();
 }
@@ -214,27 +215,30 @@ Status ServerCore::Regroup() { return pool_->Regroup(); }
 Status ServerCore::ReloadDevices() { return registry_->Reload(); }
 
 Status ServerCore::Pin(const std::string& device_id, uint64_t version, const std::string& who) {
-  const Status outcome = PinAndSend(device_id, version);
-  LogAdminAction(who, "pin device " + LogSafe(device_id) + " to version " + std::to_string(version), outcome);
-  return outcome;
-}
-
-Status ServerCore::PinAndSend(const std::string& device_id, uint64_t version) {
+  const std::string what = "pin device " + LogSafe(device_id) + " to version " + std::to_string(version);
   MutexLock admin(&admin_mu_);
-  SD_ASSIGN_OR_RETURN(Device * device, registry_->Find(device_id));
-  SD_ASSIGN_OR_RETURN(std::shared_ptr<const ModelUpdate> pinned, publisher_->PinnedUpdate(device_id, version));
+  auto device = registry_->Find(device_id);
+  StatusOr<std::shared_ptr<const ModelUpdate>> pinned =
+      device.ok() ? publisher_->PinnedUpdate(device_id, version) : device.status();
+  if (!pinned.ok()) {
+    admin.Unlock();
+    LogAdminAction(who, what, pinned.status());
+    return pinned.status();
+  }
   // Held until the pinned version is queued on the stream: a round published meanwhile reaches
   // the stream before it, never after.
-  MutexLock sending(&device->send_mu);
-  SD_RETURN_IF_ERROR(admin_->Update(device_id, [version](AdminState& s) { s.pinned_version = version; }));
+  MutexLock sending(&(*device)->send_mu);
+  const Status saved = admin_->Update(device_id, [version](AdminState& s) { s.pinned_version = version; });
   std::shared_ptr<DeviceSession> session;
-  {
-    MutexLock lock(&device->mu);
-    device->pinned_full = pinned;
-    session = device->session.lock();
+  if (saved.ok()) {
+    MutexLock lock(&(*device)->mu);
+    (*device)->pinned_full = *pinned;
+    session = (*device)->session.lock();
   }
-  if (session) session->OnUpdate(pinned, pinned);
-  return Status::Ok();
+  admin.Unlock();
+  LogAdminAction(who, what, saved);
+  if (session) session->OnUpdate(*pinned, *pinned);  // no lock held but send_mu: it writes to the stream
+  return saved;
 }
 
 StatusOr<uint64_t> ServerCore::Rollback(const std::string& device_id, const std::string& who) {
@@ -265,32 +269,34 @@ StatusOr<uint64_t> ServerCore::Rollback(const std::string& device_id, const std:
 }
 
 Status ServerCore::Unpin(const std::string& device_id, const std::string& who) {
-  const Status outcome = UnpinAndSend(device_id);
-  LogAdminAction(who, "unpin device " + LogSafe(device_id), outcome);
-  return outcome;
-}
-
-Status ServerCore::UnpinAndSend(const std::string& device_id) {
+  const std::string what = "unpin device " + LogSafe(device_id);
   MutexLock admin(&admin_mu_);
-  SD_ASSIGN_OR_RETURN(Device * device, registry_->Find(device_id));
-  MutexLock sending(&device->send_mu);  // held until the newest version is queued on the stream
+  auto device = registry_->Find(device_id);
+  if (!device.ok()) {
+    admin.Unlock();
+    LogAdminAction(who, what, device.status());
+    return device.status();
+  }
+  MutexLock sending(&(*device)->send_mu);  // held until the newest version is queued on the stream
   uint64_t was_pinned = 0;
-  SD_RETURN_IF_ERROR(admin_->Update(device_id, [&was_pinned](AdminState& s) {
+  const Status saved = admin_->Update(device_id, [&was_pinned](AdminState& s) {
     was_pinned = s.pinned_version;
     s.pinned_version = 0;
-  }));
+  });
   std::shared_ptr<DeviceSession> session;
   std::shared_ptr<const ModelUpdate> newest;
-  {
-    MutexLock lock(&device->mu);
-    device->pinned_full = nullptr;
-    session = device->session.lock();
-    newest = device->latest_full;
+  if (saved.ok()) {
+    MutexLock lock(&(*device)->mu);
+    (*device)->pinned_full = nullptr;
+    session = (*device)->session.lock();
+    newest = (*device)->latest_full;
   }
+  admin.Unlock();
+  LogAdminAction(who, what, saved);
   // A pinned device runs the pinned version: only a newer one is worth sending (the edge
   // refuses one that is not newer); an unpinned one has the newest already.
   if (session && newest && was_pinned > 0 && newest->new_version > was_pinned) session->OnUpdate(newest, newest);
-  return Status::Ok();
+  return saved;
 }
 
 Status ServerCore::SetPaused(const std::string& device_id, bool paused, const std::string& who) {

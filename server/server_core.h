@@ -158,9 +158,6 @@ class ServerCore {
   StatusOr<std::unique_ptr<Device>> CreateDevice(const std::string& device_id);
   // The metrics read at scrape time from the devices, the store and the labellers.
   void RegisterMetricCallbacks();
-  // Pin's and Unpin's work, under admin_mu_ and the device's send_mu.
-  Status PinAndSend(const std::string& device_id, uint64_t version) EXCLUDES(admin_mu_);
-  Status UnpinAndSend(const std::string& device_id) EXCLUDES(admin_mu_);
 
   const ServerConfig config_;
   ServerMetrics metrics_;  // declared before the parts: it outlives their callbacks
@@ -172,8 +169,9 @@ class ServerCore {
   std::unique_ptr<TrainingPool> pool_;
   std::unique_ptr<DeviceRegistry> registry_;
   std::unique_ptr<FrameIntake> intake_;
-  // One admin action at a time, held through it; taken before any lock of the parts (a
-  // device's send_mu to order a pin against a publish, then the parts' own).
+  // One admin action at a time, held through it but for the write to a stream; taken before
+  // any lock of the parts (a device's send_mu to order a pin against a publish, then the
+  // parts' own).
   Mutex admin_mu_;
   std::atomic<bool> stopping_{false};
 };

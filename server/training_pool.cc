@@ -155,9 +155,10 @@ Status TrainingPool::RequestRound(const std::string& device_id) {
   if (frames == 0) return Status::FailedPrecondition(unit->label + " has no training frames yet");
   MutexLock lock(&mu_);
   // A regroup may have moved the device meanwhile: the request goes to its unit now, which
-  // holds the frames counted above.
-  const std::string& key = unit_of_.at(device_id)->key;
-  scheduler_.RequestRound(key, NowSeconds());
+  // holds the frames counted above, unless that unit is paused.
+  const std::shared_ptr<TrainingUnit>& now = unit_of_.at(device_id);
+  if (now != unit && AnyMemberPaused(*now)) return Status::FailedPrecondition(now->label + " is paused; resume it first");
+  scheduler_.RequestRound(now->key, NowSeconds());
   work_cv_.SignalAll();
   return Status::Ok();
 }

@@ -45,7 +45,7 @@ struct TrainingUnit {
   Mutex train_mu;
   // Only a training worker (or a test driving rounds) trains it; its accessors are safe anytime.
   std::unique_ptr<DeviceTrainer> trainer;
-  DecodedFrameCache images GUARDED_BY(train_mu);
+  DecodedFrameCache images SD_GUARDED_BY(train_mu);
 };
 
 class TrainingPool {
@@ -67,49 +67,49 @@ class TrainingPool {
   // Starts config.training_workers workers when config.train_in_background.
   void StartWorkers();
   // Stops training for good: running rounds are cancelled, no worker starts another.
-  void BeginShutdown() EXCLUDES(mu_);
+  void BeginShutdown() SD_EXCLUDES(mu_);
   // BeginShutdown, then waits for the workers to end.
-  void JoinWorkers() EXCLUDES(mu_);
+  void JoinWorkers() SD_EXCLUDES(mu_);
 
   // The device's training unit, made on its first call: its group's (from the newest version
   // any member has stored) or its own (from its newest version, the initial weights or fresh
   // ones). The device is a member from then on.
-  StatusOr<std::shared_ptr<TrainingUnit>> Join(const std::string& device_id) EXCLUDES(mu_);
+  StatusOr<std::shared_ptr<TrainingUnit>> Join(const std::string& device_id) SD_EXCLUDES(mu_);
   // The device's current unit; null for a device that has not joined.
-  std::shared_ptr<TrainingUnit> UnitOf(const std::string& device_id) const EXCLUDES(mu_);
+  std::shared_ptr<TrainingUnit> UnitOf(const std::string& device_id) const SD_EXCLUDES(mu_);
 
   // A new training frame of the device (`image_score`: the edge student's, the drift signal).
-  void OnNewFrame(const std::string& device_id, double image_score) EXCLUDES(mu_);
+  void OnNewFrame(const std::string& device_id, double image_score) SD_EXCLUDES(mu_);
   // Applies the admin store's pauses to the device's unit: paused while any member is.
-  void RefreshPaused(const std::string& device_id) EXCLUDES(mu_);
+  void RefreshPaused(const std::string& device_id) SD_EXCLUDES(mu_);
   // The device's unit runs a round next, below its thresholds. FailedPrecondition when it is
   // paused or has no training frames.
-  Status RequestRound(const std::string& device_id) EXCLUDES(mu_);
+  Status RequestRound(const std::string& device_id) SD_EXCLUDES(mu_);
 
   // One training round for the unit the scheduler picks; nullopt when none has work.
-  StatusOr<std::optional<RoundResult>> RunScheduledRound() EXCLUDES(mu_, regroup_mu_);
+  StatusOr<std::optional<RoundResult>> RunScheduledRound() SD_EXCLUDES(mu_, regroup_mu_);
   // A round of `iterations` steps (0: the configured) of the device's unit, whatever the
   // scheduler says; a second caller for the same unit waits for the first.
-  StatusOr<RoundResult> RunRound(const std::string& device_id, int iterations) EXCLUDES(mu_);
+  StatusOr<RoundResult> RunRound(const std::string& device_id, int iterations) SD_EXCLUDES(mu_);
   // Automatic grouping (ServerCore::Regroup). FailedPrecondition in mode config.
-  Status Regroup() EXCLUDES(regroup_mu_);
+  Status Regroup() SD_EXCLUDES(regroup_mu_);
 
  private:
   // A unit of `members` (`group` "": one device alone) whose student starts from `weights` as
   // `version`.
   StatusOr<std::shared_ptr<TrainingUnit>> NewUnit(const std::string& group, std::vector<std::string> members,
                                                   const std::string& weights, uint64_t version) const;
-  StatusOr<RoundResult> RunUnitRound(TrainingUnit& unit, int iterations) EXCLUDES(mu_);
+  StatusOr<RoundResult> RunUnitRound(TrainingUnit& unit, int iterations) SD_EXCLUDES(mu_);
   // Regroup's work; RegroupWhenDue runs it on a worker once grouping.every_s has passed,
   // unless another worker is at it.
-  Status RegroupLocked() REQUIRES(regroup_mu_) EXCLUDES(mu_);
-  void RegroupWhenDue() EXCLUDES(regroup_mu_);
+  Status RegroupLocked() SD_REQUIRES(regroup_mu_) SD_EXCLUDES(mu_);
+  void RegroupWhenDue() SD_EXCLUDES(regroup_mu_);
   // Whether any member of `unit` is paused by an admin.
   bool AnyMemberPaused(const TrainingUnit& unit) const;
   // Every current unit for the log: "auto1=cam1+cam2 cam3" (a device alone by its id).
-  std::string UnitsNow() const EXCLUDES(mu_);
+  std::string UnitsNow() const SD_EXCLUDES(mu_);
   // One training worker: its own libtorch threads, then rounds until the shutdown.
-  void TrainingLoop() EXCLUDES(mu_);
+  void TrainingLoop() SD_EXCLUDES(mu_);
 
   const Deps deps_;
   const ServerConfig& config_;
@@ -117,15 +117,15 @@ class TrainingPool {
   std::atomic<bool> stopping_{false};
 
   // Lock order: regroup_mu_, then the units' train_mu (a regroup takes several, in the order
-  // of their keys), then mu_. Publishing, the store, the admin store and the devices' own
-  // mutexes are taken with mu_ not held.
-  Mutex regroup_mu_ ACQUIRED_BEFORE(mu_);  // one Regroup at a time, held through it
-  double next_regroup_s_ GUARDED_BY(regroup_mu_) = 0;  // steady clock: when RegroupWhenDue runs next
-  int auto_groups_made_ GUARDED_BY(regroup_mu_) = 0;   // names automatic groups: auto1, auto2, ...
+  // of their keys), then mu_. Publishing, the store and the devices' own mutexes are taken with
+  // mu_ not held; the admin store is read under it (its reads never wait for a save).
+  Mutex regroup_mu_ SD_ACQUIRED_BEFORE(mu_);  // one Regroup at a time, held through it
+  double next_regroup_s_ SD_GUARDED_BY(regroup_mu_) = 0;  // steady clock: when RegroupWhenDue runs next
+  int auto_groups_made_ SD_GUARDED_BY(regroup_mu_) = 0;   // names automatic groups: auto1, auto2, ...
   mutable Mutex mu_;
-  std::map<std::string, std::shared_ptr<TrainingUnit>> units_ GUARDED_BY(mu_);  // by TrainingUnit::key
-  std::map<std::string, std::shared_ptr<TrainingUnit>> unit_of_ GUARDED_BY(mu_);  // by device id
-  RoundScheduler scheduler_ GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<TrainingUnit>> units_ SD_GUARDED_BY(mu_);  // by TrainingUnit::key
+  std::map<std::string, std::shared_ptr<TrainingUnit>> unit_of_ SD_GUARDED_BY(mu_);  // by device id
+  RoundScheduler scheduler_ SD_GUARDED_BY(mu_);
   CondVar work_cv_{&mu_};  // a unit may have work, or the shutdown began
   std::vector<std::thread> workers_;
 };

@@ -26,16 +26,16 @@ TEST(RegroupRaceTest, AdminActionsDuringARegroupThatMovesTheDeviceSeeOneUnitAndS
   Train(server, {"cam1", "cam2"});
   ASSERT_EQ(GroupOf(server, "cam1"), "") << "alone before the regroup";
 
-  // An operator pauses, resumes and asks for a round of cam1 over and over while the regroup
-  // runs; the regroup is started once the operator has begun.
+  // An operator resumes, asks for a round of and pauses cam1 over and over while the regroup
+  // runs (so that the loop ends paused); the regroup is started once the operator has begun.
   std::atomic<bool> regrouped{false};
   std::atomic<int> actions{0}, failures{0};
   std::thread admin([&] {
     while (!regrouped) {
-      const Status paused = server.SetPaused("cam1", true, "race-test");
       const Status resumed = server.SetPaused("cam1", false, "race-test");
-      // FailedPrecondition is a valid answer (a unit without frames yet); anything else is not.
+      // FailedPrecondition is a valid answer (a paused unit); anything else is not.
       const Status requested = server.RequestRound("cam1", "race-test");
+      const Status paused = server.SetPaused("cam1", true, "race-test");
       if (!paused.ok() || !resumed.ok() ||
           (!requested.ok() && requested.code() != Status::Code::kFailedPrecondition))
         ++failures;
@@ -53,17 +53,17 @@ TEST(RegroupRaceTest, AdminActionsDuringARegroupThatMovesTheDeviceSeeOneUnitAndS
   ASSERT_NE(group, "") << "the regroup moved cam1 into a group";
   EXPECT_EQ(GroupOf(server, "cam2"), group);
 
-  // The admin state follows the device to its new unit: a pause now stops the group's rounds,
-  // and a resume lets them run again.
-  ASSERT_TRUE(server.SetPaused("cam1", true, "race-test").ok());
+  // The pause followed cam1 into its new unit, in the scheduler itself: the group has 60 new
+  // frames, so only a pause keeps its round from being handed out.
   EXPECT_TRUE(server.State("cam1")->admin.paused);
-  EXPECT_EQ(server.RequestRound("cam2", "race-test").code(), Status::Code::kFailedPrecondition)
-      << "a group pauses while any member is";
+  auto none = server.RunScheduledRound();
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_FALSE(none->has_value()) << "the group pauses while any member is";
+  EXPECT_EQ(server.RequestRound("cam2", "race-test").code(), Status::Code::kFailedPrecondition);
   ASSERT_TRUE(server.SetPaused("cam1", false, "race-test").ok());
-  EXPECT_TRUE(server.RequestRound("cam2", "race-test").ok());
   auto round = server.RunScheduledRound();
   ASSERT_TRUE(round.ok()) << round.status().ToString();
-  ASSERT_TRUE(round->has_value()) << "the requested round of the group runs";
+  ASSERT_TRUE(round->has_value()) << "resumed, the group's round runs";
   EXPECT_EQ((*round)->train_frames, 60) << "on both members' frames";
 }
 

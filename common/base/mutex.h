@@ -1,5 +1,5 @@
 // Mutexes that clang's thread-safety analysis understands (common/base/thread_annotations.h):
-// libstdc++'s std::mutex carries no annotations, so GUARDED_BY(a std::mutex) checks nothing.
+// libstdc++'s std::mutex carries no annotations, so SD_GUARDED_BY(a std::mutex) checks nothing.
 // Thin wrappers, as leveldb's port::Mutex: no behaviour of their own.
 #pragma once
 
@@ -12,17 +12,17 @@
 
 namespace sd {
 
-class CAPABILITY("mutex") Mutex {
+class SD_CAPABILITY("mutex") Mutex {
  public:
   Mutex() = default;
   Mutex(const Mutex&) = delete;
   Mutex& operator=(const Mutex&) = delete;
 
-  void Lock() ACQUIRE() { mu_.lock(); }
-  void Unlock() RELEASE() { mu_.unlock(); }
-  bool TryLock() TRY_ACQUIRE(true) { return mu_.try_lock(); }
+  void Lock() SD_ACQUIRE() { mu_.lock(); }
+  void Unlock() SD_RELEASE() { mu_.unlock(); }
+  bool TryLock() SD_TRY_ACQUIRE(true) { return mu_.try_lock(); }
   // Tells the analysis that the caller holds it where it cannot see so (a lambda run in place).
-  void AssertHeld() ASSERT_CAPABILITY(this) {}
+  void AssertHeld() SD_ASSERT_CAPABILITY(this) {}
 
  private:
   friend class CondVar;
@@ -30,15 +30,15 @@ class CAPABILITY("mutex") Mutex {
 };
 
 // Holds a Mutex for its scope; Unlock() ends that early.
-class SCOPED_CAPABILITY MutexLock {
+class SD_SCOPED_CAPABILITY MutexLock {
  public:
-  explicit MutexLock(Mutex* mu) ACQUIRE(mu) : mu_(mu) { mu_->Lock(); }
-  ~MutexLock() RELEASE() {
+  explicit MutexLock(Mutex* mu) SD_ACQUIRE(mu) : mu_(mu) { mu_->Lock(); }
+  ~MutexLock() SD_RELEASE() {
     if (held_) mu_->Unlock();
   }
   MutexLock(const MutexLock&) = delete;
   MutexLock& operator=(const MutexLock&) = delete;
-  void Unlock() RELEASE() {
+  void Unlock() SD_RELEASE() {
     mu_->Unlock();
     held_ = false;
   }
@@ -70,21 +70,21 @@ class CondVar {
 };
 
 // Readers share it, a writer has it alone.
-class CAPABILITY("shared mutex") SharedMutex {
+class SD_CAPABILITY("shared mutex") SharedMutex {
  public:
-  void Lock() ACQUIRE() { mu_.lock(); }
-  void Unlock() RELEASE() { mu_.unlock(); }
-  void LockShared() ACQUIRE_SHARED() { mu_.lock_shared(); }
-  void UnlockShared() RELEASE_SHARED() { mu_.unlock_shared(); }
+  void Lock() SD_ACQUIRE() { mu_.lock(); }
+  void Unlock() SD_RELEASE() { mu_.unlock(); }
+  void LockShared() SD_ACQUIRE_SHARED() { mu_.lock_shared(); }
+  void UnlockShared() SD_RELEASE_SHARED() { mu_.unlock_shared(); }
 
  private:
   std::shared_mutex mu_;
 };
 
-class SCOPED_CAPABILITY WriterLock {
+class SD_SCOPED_CAPABILITY WriterLock {
  public:
-  explicit WriterLock(SharedMutex* mu) ACQUIRE(mu) : mu_(mu) { mu_->Lock(); }
-  ~WriterLock() RELEASE() { mu_->Unlock(); }
+  explicit WriterLock(SharedMutex* mu) SD_ACQUIRE(mu) : mu_(mu) { mu_->Lock(); }
+  ~WriterLock() SD_RELEASE() { mu_->Unlock(); }
   WriterLock(const WriterLock&) = delete;
   WriterLock& operator=(const WriterLock&) = delete;
 
@@ -93,15 +93,15 @@ class SCOPED_CAPABILITY WriterLock {
 };
 
 // Shares a SharedMutex for its scope; Unlock() ends that early.
-class SCOPED_CAPABILITY ReaderLock {
+class SD_SCOPED_CAPABILITY ReaderLock {
  public:
-  explicit ReaderLock(SharedMutex* mu) ACQUIRE_SHARED(mu) : mu_(mu) { mu_->LockShared(); }
-  ~ReaderLock() RELEASE() {
+  explicit ReaderLock(SharedMutex* mu) SD_ACQUIRE_SHARED(mu) : mu_(mu) { mu_->LockShared(); }
+  ~ReaderLock() SD_RELEASE() {
     if (held_) mu_->UnlockShared();
   }
   ReaderLock(const ReaderLock&) = delete;
   ReaderLock& operator=(const ReaderLock&) = delete;
-  void Unlock() RELEASE() {
+  void Unlock() SD_RELEASE() {
     mu_->UnlockShared();
     held_ = false;
   }
