@@ -51,7 +51,7 @@ StatusOr<Stream> ReplayStream(const StreamSpec& spec, const StudentDetector& sta
 // many frames go: every strategy then sends about the same number and is compared at equal cost.
 // first_n has no rate limit (it takes the stream's first frames); ams_adaptive starts at the
 // budget's rate and may go below it (AMS saves bandwidth while the teacher's labels agree).
-SamplerOptions RunSamplerOptions(const SamplerOptions& base, const std::string& strategy, int budget, uint64_t seed,
+SamplerOptions RunSamplerOptions(const SamplerOptions& base, SamplerStrategy strategy, int budget, uint64_t seed,
                                  int64_t stream_frames, double stream_seconds);
 constexpr double kWishSlack = 1.5;
 
