@@ -122,14 +122,12 @@ void SamplingPass::Offer(size_t position, const StudentOutput& student) {
   features.embedding = &student.embedding;
   features.model_from_server = true;
   const auto t0 = std::chrono::steady_clock::now();
-  const SampleDecision decision = sampler_->Offer(features);
-  std::vector<int64_t> released = sampler_->TakeReleased();
-  sampler_->TakeDropped();
+  std::vector<size_t> send;  // stream positions
+  // The payload of a frame is its position: the stream keeps every frame, so nothing fails.
+  feeder_.Offer(features, [position]() -> StatusOr<size_t> { return position; }, &send).ok();
   sampling_ += std::chrono::steady_clock::now() - t0;
   ++offered_;
-  if (decision == SampleDecision::kTake) Send(position);
-  const int64_t first_index = stream_->frames.front().index;
-  for (int64_t index : released) Send(static_cast<size_t>(index - first_index));
+  for (size_t p : send) Send(p);
 }
 
 Sampled SamplingPass::Finish() {

@@ -15,6 +15,7 @@
 #include "common/eval/student_eval.h"
 #include "common/student/student_trainer.h"
 #include "edge/frame_encoding.h"
+#include "edge/sample_feeder.h"
 #include "edge/sampler.h"
 
 namespace sd {
@@ -75,11 +76,13 @@ class SamplingPass {
   Sampled Finish();
 
  private:
-  SamplingPass(const Stream& stream, std::unique_ptr<Sampler> sampler) : stream_(&stream), sampler_(std::move(sampler)) {}
+  SamplingPass(const Stream& stream, std::unique_ptr<Sampler> sampler)
+      : stream_(&stream), sampler_(std::move(sampler)), feeder_(sampler_.get()) {}
   void Send(size_t position);
 
   const Stream* stream_;
   std::unique_ptr<Sampler> sampler_;
+  SampleFeeder<size_t> feeder_;  // drives sampler_ (the object, not the pointer, moves with the pass)
   Sampled out_;
   const Detections* previous_labels_ = nullptr;
   size_t offered_ = 0;
