@@ -9,7 +9,7 @@
 
 #include "common/link/update_codec.h"
 #include "edge/frame_encoding.h"
-#include "streamdistill.pb.h"
+#include "edge/frame_sequence.h"
 
 namespace sd {
 
@@ -246,12 +246,11 @@ StatusOr<std::string> EdgeAgent::EncodeFrame(const Frame& frame, double video_ti
   return EncodeSampledFrame(frame.bgr, frame.index, video_time_s, out, version, options);
 }
 
-Status EdgeAgent::SpoolFrame(const std::string& encoded) {
-  streamdistill::v1::SampledFrame message;
-  if (!message.ParseFromString(encoded)) return Status::Internal("an encoded frame does not parse");
+Status EdgeAgent::SpoolFrame(std::string encoded) {
+  // Serialized once, by EncodeFrame: the sequence is appended to those bytes, not parsed in.
   const uint64_t sequence = spool_->NextSequence();
-  message.set_sequence(sequence);
-  const Status pushed = spool_->Push(sequence, message.SerializeAsString());
+  SetFrameSequence(sequence, &encoded);
+  const Status pushed = spool_->Push(sequence, encoded);
   if (!pushed.ok()) {
     if (pushed.code() == Status::Code::kInvalidArgument || pushed.code() == Status::Code::kAlreadyExists)
       return pushed;  // this frame's fault
@@ -292,7 +291,7 @@ Status EdgeAgent::ProcessFrame(const Frame& frame, double video_time_s) {
   Status result = feeder_->Offer(
       features, [&] { return EncodeFrame(frame, video_time_s, out, served->version); }, &send);
   for (std::string& encoded : send) {
-    Status spooled = SpoolFrame(encoded);
+    Status spooled = SpoolFrame(std::move(encoded));
     if (!spooled.ok() && result.ok()) result = spooled;
   }
   return result;

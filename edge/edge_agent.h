@@ -77,7 +77,8 @@ class EdgeAgent : public UpdateSink {
   // so that sequences follow spool order even for frames the sampler held first.
   StatusOr<std::string> EncodeFrame(const Frame& frame, double video_time_s, const StudentOutput& out,
                                     uint64_t version) const;
-  Status SpoolFrame(const std::string& encoded);
+  // Gives the encoded frame the spool's next sequence and stores it for the uplink.
+  Status SpoolFrame(std::string encoded);
   StatusOr<std::shared_ptr<const ServedModel>> BuildServed(uint64_t version, std::vector<float> flat) const;
   // state_dir/deployed.sdw: one file with the weights, their version and checksum
   // (EncodeDeployedWeights), rewritten durably per applied update; earlier releases' bare

@@ -26,7 +26,6 @@ class HoldingSampler : public Sampler {
   std::vector<int64_t> released_, dropped_;
 };
 
-
 // D-SBAD: frames the top_confidence rule wants are held as candidates; when gamma x pool_budget
 // are held, k-center greedy (farthest-first, seeded with the recently sent embeddings) picks
 // pool_budget of them and the rest are dropped. The picks go as the rate budget allows, most
@@ -131,7 +130,6 @@ class PoolSampler : public HoldingSampler {
   std::vector<Candidate> pool_;
   std::deque<Candidate> picks_;
 };
-
 
 // paced_confidence_diversity: capture time is cut into slots of one frame's worth of the rate
 // budget (60 / budget_per_minute s), and each slot sends exactly one frame, its best by
@@ -240,7 +238,6 @@ class PacedSampler : public HoldingSampler {
   double previous_s_ = 0;
   std::optional<Held> best_;
 };
-
 
 }  // namespace
 

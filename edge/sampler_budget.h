@@ -68,5 +68,4 @@ class CoverageFloor {
   bool has_reference_ = false;
 };
 
-
 }  // namespace sd

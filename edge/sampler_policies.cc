@@ -90,13 +90,11 @@ class RandomPolicy : public Policy {
   std::mt19937_64 rng_;
 };
 
-
 // first_n: everything; the total budget ends it.
 class EveryFramePolicy : public Policy {
  public:
   bool Wants(const FrameFeatures&) override { return true; }
 };
-
 
 // Farthest-first on the stream: a frame goes when it is farther from every recently sent frame
 // than most recent frames were (the percentile of their nearest-sent distances), so the bar
@@ -128,7 +126,6 @@ class DiversityPolicy : public Policy {
   int64_t observed_ = 0;
   ValueWindow window_;
 };
-
 
 // AMS's adaptive sampling rate: frames evenly spaced at r per second of capture time. After
 // every `update_every` agreement reports, r <- clip(r - 0.2 tanh(20 (phi - 0.6))), phi their
@@ -177,7 +174,6 @@ class AmsPolicy : public Policy {
   int reports_ = 0;
 };
 
-
 // The strategies that decide each frame as it arrives.
 class StreamSampler : public Sampler {
  public:
@@ -218,7 +214,6 @@ class StreamSampler : public Sampler {
   std::unique_ptr<SentEmbeddings> sent_;
   CoverageFloor coverage_;
 };
-
 
 }  // namespace
 

@@ -30,7 +30,7 @@ class SentEmbeddings {
   // Squared distance (SquaredDistance, common/vision/appearance.h) to the nearest one of the
   // same length; +inf when none is comparable (none yet, or a NaN).
   float NearestSquared(const std::vector<float>& embedding) const;
-  // All of them, oldest slot first once full (k-center greedy's covered points).
+  // All of them, in slot order (k-center greedy's covered points: only their nearest counts).
   std::vector<const std::vector<float>*> All() const;
   bool empty() const { return ring_.empty(); }
 
@@ -51,7 +51,6 @@ class Policy {
   virtual void OnTeacherAgreement(double) {}
 };
 
-
 // Evenly spaced: every `every`-th frame, or a `share` of the frames with gaps as even as whole
 // frames allow (frame n goes when ceil((n + 1) x share) steps up).
 class UniformPolicy : public Policy {
@@ -71,7 +70,6 @@ class UniformPolicy : public Policy {
   int64_t every_;
   int64_t considered_ = 0;
 };
-
 
 // The last `capacity` values in arrival order and in sorted order. Adding costs a binary search
 // and a memmove of at most `capacity` floats (~1 µs for 600); a percentile is one lookup.
@@ -110,7 +108,6 @@ class ConfidencePolicy : public Policy {
   int64_t scored_ = 0;
   ValueWindow window_;
 };
-
 
 // The sampler of the per-frame strategies (all but top_confidence_diversity and
 // paced_confidence_diversity), for valid `options`.
