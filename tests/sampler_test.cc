@@ -9,11 +9,13 @@
 #include <random>
 #include <set>
 #include <thread>
+#include <utility>
 
 #include <gtest/gtest.h>
 
 #include "common/base/token_bucket.h"
 #include "edge/edge_config.h"
+#include "edge/sample_feeder.h"
 #include "tests/sanitizer_build.h"
 
 namespace sd {
@@ -1154,6 +1156,55 @@ TEST(TokenBucketTest, RefillPeriodAndNoLimit) {
     EXPECT_TRUE(unlimited.unlimited());
     for (int i = 0; i < 100; ++i) EXPECT_TRUE(unlimited.TryTake(1));
   }
+}
+
+// A sampler that holds every frame and, at every third, releases the held frames with even
+// indices and drops the others.
+class HoldThenChoose : public Sampler {
+ public:
+  SampleDecision Offer(const FrameFeatures& frame) override {
+    held_.push_back(frame.index);
+    if (frame.index % 3 != 2) return SampleDecision::kHold;
+    for (int64_t index : held_) (index % 2 == 0 ? released_ : dropped_).push_back(index);
+    held_.clear();
+    return SampleDecision::kHold;
+  }
+  std::vector<int64_t> TakeReleased() override { return std::exchange(released_, {}); }
+  std::vector<int64_t> TakeDropped() override { return std::exchange(dropped_, {}); }
+  int64_t taken() const override { return 0; }
+
+ private:
+  std::vector<int64_t> held_, released_, dropped_;
+};
+
+TEST(SampleFeederTest, SendsTakenAndReleasedPayloadsInOrderAndForgetsDropped) {
+  HoldThenChoose sampler;
+  SampleFeeder<std::string> feeder(&sampler);
+  std::vector<std::string> sent;
+  for (int64_t i = 0; i < 6; ++i) {
+    FrameFeatures frame;
+    frame.index = i;
+    // Frame 4's payload cannot be made: the error is returned, and it is skipped at release.
+    Status offered = feeder.Offer(
+        frame,
+        [i]() -> StatusOr<std::string> {
+          if (i == 4) return Status::Internal("no payload");
+          return "frame " + std::to_string(i);
+        },
+        &sent);
+    EXPECT_EQ(offered.ok(), i != 4) << i;
+  }
+  EXPECT_EQ(sent, (std::vector<std::string>{"frame 0", "frame 2"}));
+  EXPECT_EQ(feeder.held(), 0u);  // released and dropped frames are not kept
+  // A taken frame goes at once, before frames released by the same offer.
+  SamplerOptions o = TakeEverything();
+  std::unique_ptr<Sampler> every = Make(o);
+  SampleFeeder<int64_t> direct(every.get());
+  std::vector<int64_t> positions;
+  FrameFeatures frame;
+  frame.index = 7;
+  ASSERT_TRUE(direct.Offer(frame, [] { return StatusOr<int64_t>(70); }, &positions).ok());
+  EXPECT_EQ(positions, (std::vector<int64_t>{70}));
 }
 
 }  // namespace
