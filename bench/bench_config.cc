@@ -25,7 +25,11 @@ Status ReadGrid(const YamlReader& section, const std::map<std::string, SamplerOp
 }
 
 Status ReadUpdateGrid(const YamlReader& section, UpdateGrid* u) {
-  SD_RETURN_IF_ERROR(section.Get("strategy", &u->strategy));
+  std::string strategy = SamplerStrategyName(u->strategy);
+  SD_RETURN_IF_ERROR(section.Get("strategy", &strategy));
+  StatusOr<SamplerStrategy> parsed = ParseSamplerStrategy(strategy);
+  if (!parsed.ok()) return section.Error("strategy", parsed.status().message());
+  u->strategy = *parsed;
   SD_RETURN_IF_ERROR(section.Get("budget", &u->budget));
   SD_RETURN_IF_ERROR(section.Get("round_every", &u->round_every));
   SD_RETURN_IF_ERROR(section.Get("iterations", &u->iterations));
@@ -35,7 +39,6 @@ Status ReadUpdateGrid(const YamlReader& section, UpdateGrid* u) {
   SD_RETURN_IF_ERROR(section.Get("seeds", &u->seeds));
   SD_RETURN_IF_ERROR(section.Get("zstd", &u->zstd));
   SD_RETURN_IF_ERROR(section.Get("chunk_bytes", &u->chunk_bytes));
-  if (!IsSamplerStrategy(u->strategy)) return section.Error("strategy", "unknown strategy '" + u->strategy + "'");
   for (const std::string& e : u->encodings)
     if (!IsKnownUpdateEncoding(e)) return section.Error("encodings", "unknown encoding '" + e + "'");
   for (double f : u->fractions)
@@ -93,9 +96,7 @@ Status ReadVariants(const YamlReader& root, BenchConfig* c) {
     SD_ASSIGN_OR_RETURN(YamlReader v, variants.Child(name));
     if (!v.Has("strategy")) return v.Error("strategy", "missing required key");
     SamplerOptions options = c->sampling;
-    SD_RETURN_IF_ERROR(ReadSamplerOptions(v, &options));
-    if (!IsSamplerStrategy(options.strategy))
-      return v.Error("strategy", "unknown strategy '" + options.strategy + "'");
+    SD_RETURN_IF_ERROR(ReadSamplerOptions(v, &options));  // parses and checks the strategy
     c->variants[name] = options;
   }
   return Status::Ok();
@@ -232,7 +233,8 @@ SamplerOptions GridEntryOptions(const BenchConfig& config, const std::string& en
   auto variant = config.variants.find(entry);
   if (variant != config.variants.end()) return variant->second;
   SamplerOptions options = config.sampling;
-  options.strategy = entry;
+  StatusOr<SamplerStrategy> strategy = ParseSamplerStrategy(entry);  // ReadGrid checked every entry
+  if (strategy.ok()) options.strategy = *strategy;
   return options;
 }
 

@@ -33,8 +33,8 @@ struct BenchGrid {
 
 // --updates: the server's rounds on the frames one strategy sent, per update encoding.
 struct UpdateGrid {
-  std::string strategy = "top_confidence_diversity";  // which frames the edge sends
-  int budget = 100;                                    // of them over the stream
+  SamplerStrategy strategy = SamplerStrategy::kTopConfidenceDiversity;  // which frames the edge sends
+  int budget = 100;                                                      // of them over the stream
   int round_every = 20;   // a round after every N new frames
   int iterations = 40;    // Adam steps per round
   int replay_frames = 300;

@@ -58,7 +58,7 @@ StatusOr<Stream> ReplayStream(const StreamSpec& spec, const StudentDetector& sta
   return stream;
 }
 
-SamplerOptions RunSamplerOptions(const SamplerOptions& base, const std::string& strategy, int budget, uint64_t seed,
+SamplerOptions RunSamplerOptions(const SamplerOptions& base, SamplerStrategy strategy, int budget, uint64_t seed,
                                  int64_t stream_frames, double stream_seconds) {
   SamplerOptions o = base;
   o.strategy = strategy;
@@ -67,23 +67,35 @@ SamplerOptions RunSamplerOptions(const SamplerOptions& base, const std::string& 
   o.budget_per_minute = budget * 60.0 / stream_seconds;
   const double share = std::min(1.0, static_cast<double>(budget) / stream_frames);
   const double wish = std::min(1.0, kWishSlack * share);
-  if (strategy == "first_n") {
-    o.budget_per_minute = 0;  // the head of the stream, as fast as it comes
-  } else if (strategy == "uniform") {
-    o.uniform_every = std::max<int64_t>(1, stream_frames / budget);
-  } else if (strategy == "random") {
-    o.uniform_probability = wish;
-  } else if (strategy == "top_confidence" || strategy == "diversity") {
-    o.percentile = 100.0 * (1.0 - wish);
-  } else if (strategy == "least_confidence") {
-    o.percentile = 100.0 * wish;
-  } else if (strategy == "top_confidence_diversity") {
-    o.percentile = 100.0 * (1.0 - std::min(1.0, base.gamma * wish));
-  } else if (strategy == "ams_adaptive") {
-    const double rate = budget / stream_seconds;
-    o.ams_initial_rate = rate;
-    o.ams_min_rate = rate / 4;
-    o.ams_max_rate = rate * 2;
+  switch (strategy) {
+    case SamplerStrategy::kFirstN:
+      o.budget_per_minute = 0;  // the head of the stream, as fast as it comes
+      break;
+    case SamplerStrategy::kUniform:
+      o.uniform_every = std::max<int64_t>(1, stream_frames / budget);
+      break;
+    case SamplerStrategy::kRandom:
+      o.uniform_probability = wish;
+      break;
+    case SamplerStrategy::kTopConfidence:
+    case SamplerStrategy::kDiversity:
+      o.percentile = 100.0 * (1.0 - wish);
+      break;
+    case SamplerStrategy::kLeastConfidence:
+      o.percentile = 100.0 * wish;
+      break;
+    case SamplerStrategy::kTopConfidenceDiversity:
+      o.percentile = 100.0 * (1.0 - std::min(1.0, base.gamma * wish));
+      break;
+    case SamplerStrategy::kAmsAdaptive: {
+      const double rate = budget / stream_seconds;
+      o.ams_initial_rate = rate;
+      o.ams_min_rate = rate / 4;
+      o.ams_max_rate = rate * 2;
+      break;
+    }
+    case SamplerStrategy::kPacedConfidenceDiversity:
+      break;  // its slots follow the rate budget
   }
   return o;
 }
@@ -110,14 +122,12 @@ void SamplingPass::Offer(size_t position, const StudentOutput& student) {
   features.embedding = &student.embedding;
   features.model_from_server = true;
   const auto t0 = std::chrono::steady_clock::now();
-  const SampleDecision decision = sampler_->Offer(features);
-  std::vector<int64_t> released = sampler_->TakeReleased();
-  sampler_->TakeDropped();
+  std::vector<size_t> send;  // stream positions
+  // The payload of a frame is its position: the stream keeps every frame, so nothing fails.
+  feeder_.Offer(features, [position]() -> StatusOr<size_t> { return position; }, &send).ok();
   sampling_ += std::chrono::steady_clock::now() - t0;
   ++offered_;
-  if (decision == SampleDecision::kTake) Send(position);
-  const int64_t first_index = stream_->frames.front().index;
-  for (int64_t index : released) Send(static_cast<size_t>(index - first_index));
+  for (size_t p : send) Send(p);
 }
 
 Sampled SamplingPass::Finish() {

@@ -15,6 +15,7 @@
 #include "common/eval/student_eval.h"
 #include "common/student/student_trainer.h"
 #include "edge/frame_encoding.h"
+#include "edge/sample_feeder.h"
 #include "edge/sampler.h"
 
 namespace sd {
@@ -51,7 +52,7 @@ StatusOr<Stream> ReplayStream(const StreamSpec& spec, const StudentDetector& sta
 // many frames go: every strategy then sends about the same number and is compared at equal cost.
 // first_n has no rate limit (it takes the stream's first frames); ams_adaptive starts at the
 // budget's rate and may go below it (AMS saves bandwidth while the teacher's labels agree).
-SamplerOptions RunSamplerOptions(const SamplerOptions& base, const std::string& strategy, int budget, uint64_t seed,
+SamplerOptions RunSamplerOptions(const SamplerOptions& base, SamplerStrategy strategy, int budget, uint64_t seed,
                                  int64_t stream_frames, double stream_seconds);
 constexpr double kWishSlack = 1.5;
 
@@ -75,11 +76,13 @@ class SamplingPass {
   Sampled Finish();
 
  private:
-  SamplingPass(const Stream& stream, std::unique_ptr<Sampler> sampler) : stream_(&stream), sampler_(std::move(sampler)) {}
+  SamplingPass(const Stream& stream, std::unique_ptr<Sampler> sampler)
+      : stream_(&stream), sampler_(std::move(sampler)), feeder_(sampler_.get()) {}
   void Send(size_t position);
 
   const Stream* stream_;
   std::unique_ptr<Sampler> sampler_;
+  SampleFeeder<size_t> feeder_;  // drives sampler_ (the object, not the pointer, moves with the pass)
   Sampled out_;
   const Detections* previous_labels_ = nullptr;
   size_t offered_ = 0;

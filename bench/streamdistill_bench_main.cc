@@ -383,7 +383,7 @@ int RunStrategyGrid(const Flags& flags, const Prepared& p) {
     markdown += "\nThe first table's mAP is the mean over the " + std::to_string(p.eval_names.size()) +
                 " eval sets; each set's mAP50:\n" + EvalSetsMarkdown(rows, p.eval_names);
   }
-  markdown += PairedDifferencesMarkdown(rows, "uniform");
+  markdown += PairedDifferencesMarkdown(rows, SamplerStrategyName(SamplerStrategy::kUniform));
   char start_line[160];
   std::snprintf(start_line, sizeof(start_line), "\nStart student (before any queried frame): mAP50 %.3f, mAP50-95 %.3f",
                 p.start_eval.map50, p.start_eval.map50_95);
@@ -433,7 +433,7 @@ int RunUpdateGrid(const Flags& flags, const Prepared& p) {
     }
   const int iterations = flags.quick ? std::max(1, grid.iterations / 4) : grid.iterations;
   std::printf("updates   %zu runs: %s sends %d frames, a round of %d steps after every %d\n", runs.size(),
-              grid.strategy.c_str(), grid.budget, iterations, grid.round_every);
+              SamplerStrategyName(grid.strategy), grid.budget, iterations, grid.round_every);
   const std::string csv_path = flags.out + "/updates.csv";
   std::ofstream csv(csv_path, std::ios::trunc);
   csv << kUpdatesCsvHeader << "\n";
@@ -469,7 +469,7 @@ int RunUpdateGrid(const Flags& flags, const Prepared& p) {
     progress.Update(i + 1, detail);
   }
   progress.Finish();
-  const std::string title = config.name + ": " + grid.strategy + " " + std::to_string(grid.budget) +
+  const std::string title = config.name + ": " + SamplerStrategyName(grid.strategy) + " " + std::to_string(grid.budget) +
                             " frames, a round of " + std::to_string(iterations) + " steps per " +
                             std::to_string(grid.round_every) + " frames";
   const std::string markdown = UpdatesMarkdown(title, rows, p.stream.duration_s());
@@ -632,7 +632,7 @@ int CompareStreams(const std::vector<std::string>& folders) {
     }
     streams.push_back({folder.substr(folder.find_last_of('/') + 1), std::move(*rows)});
   }
-  std::printf("%s\n%zu streams.\n", AcrossStreamsMarkdown(streams, "uniform").c_str(), streams.size());
+  std::printf("%s\n%zu streams.\n", AcrossStreamsMarkdown(streams, SamplerStrategyName(SamplerStrategy::kUniform)).c_str(), streams.size());
   return 0;
 }
 

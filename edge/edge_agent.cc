@@ -9,7 +9,7 @@
 
 #include "common/link/update_codec.h"
 #include "edge/frame_encoding.h"
-#include "streamdistill.pb.h"
+#include "edge/frame_sequence.h"
 
 namespace sd {
 
@@ -80,6 +80,7 @@ Status EdgeAgent::Init() {
   }
   SD_ASSIGN_OR_RETURN(sink_, DetectionSink::Open(config_.sink));
   SD_ASSIGN_OR_RETURN(sampler_, CreateSampler(ForDetectEvery(config_.sampling, config_.detect_every)));
+  feeder_ = std::make_unique<SampleFeeder<std::string>>(sampler_.get());
   SpoolOptions spool_options = config_.spool;
   spool_options.env = env;
   SD_ASSIGN_OR_RETURN(spool_, Spool::Open(spool_options));
@@ -245,12 +246,11 @@ StatusOr<std::string> EdgeAgent::EncodeFrame(const Frame& frame, double video_ti
   return EncodeSampledFrame(frame.bgr, frame.index, video_time_s, out, version, options);
 }
 
-Status EdgeAgent::SpoolFrame(const std::string& encoded) {
-  streamdistill::v1::SampledFrame message;
-  if (!message.ParseFromString(encoded)) return Status::Internal("an encoded frame does not parse");
+Status EdgeAgent::SpoolFrame(std::string encoded) {
+  // Serialized once, by EncodeFrame: the sequence is appended to those bytes, not parsed in.
   const uint64_t sequence = spool_->NextSequence();
-  message.set_sequence(sequence);
-  const Status pushed = spool_->Push(sequence, message.SerializeAsString());
+  SetFrameSequence(sequence, &encoded);
+  const Status pushed = spool_->Push(sequence, encoded);
   if (!pushed.ok()) {
     if (pushed.code() == Status::Code::kInvalidArgument || pushed.code() == Status::Code::kAlreadyExists)
       return pushed;  // this frame's fault
@@ -281,25 +281,17 @@ Status EdgeAgent::ProcessFrame(const Frame& frame, double video_time_s) {
   features.detections = &out.detections;
   features.embedding = &out.embedding;
   features.model_from_server = served->version > 0;
-  const SampleDecision decision = sampler_->Offer(features);
   {
     std::lock_guard<std::mutex> lock(mu_);
     stats_.student_ms += (ms - stats_.student_ms) / (++stats_.detected);
   }
-  Status result;
-  if (decision != SampleDecision::kSkip) {
-    StatusOr<std::string> encoded = EncodeFrame(frame, video_time_s, out, served->version);
-    if (!encoded.ok()) result = encoded.status();  // a held frame then goes missing at release
-    else if (decision == SampleDecision::kTake) result = SpoolFrame(*encoded);
-    else held_.emplace(frame.index, std::move(*encoded));
-  }
-  // Also when this frame failed: the sampler's earlier choices stand.
-  for (int64_t index : sampler_->TakeDropped()) held_.erase(index);
-  for (int64_t index : sampler_->TakeReleased()) {
-    auto it = held_.find(index);
-    if (it == held_.end()) continue;  // its encoding had failed (reported then)
-    Status spooled = SpoolFrame(it->second);
-    held_.erase(it);
+  // The frame is encoded only when the sampler takes or holds it; a held frame whose encoding
+  // failed then goes missing at release.
+  std::vector<std::string> send;
+  Status result = feeder_->Offer(
+      features, [&] { return EncodeFrame(frame, video_time_s, out, served->version); }, &send);
+  for (std::string& encoded : send) {
+    Status spooled = SpoolFrame(std::move(encoded));
     if (!spooled.ok() && result.ok()) result = spooled;
   }
   return result;

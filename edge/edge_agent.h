@@ -6,7 +6,6 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -17,6 +16,7 @@
 #include "common/obs/metrics.h"
 #include "common/base/status.h"
 #include "edge/edge_config.h"
+#include "edge/sample_feeder.h"
 #include "edge/serving_model.h"
 #include "edge/uplink.h"
 
@@ -77,7 +77,8 @@ class EdgeAgent : public UpdateSink {
   // so that sequences follow spool order even for frames the sampler held first.
   StatusOr<std::string> EncodeFrame(const Frame& frame, double video_time_s, const StudentOutput& out,
                                     uint64_t version) const;
-  Status SpoolFrame(const std::string& encoded);
+  // Gives the encoded frame the spool's next sequence and stores it for the uplink.
+  Status SpoolFrame(std::string encoded);
   StatusOr<std::shared_ptr<const ServedModel>> BuildServed(uint64_t version, std::vector<float> flat) const;
   // state_dir/deployed.sdw: one file with the weights, their version and checksum
   // (EncodeDeployedWeights), rewritten durably per applied update; earlier releases' bare
@@ -98,9 +99,9 @@ class EdgeAgent : public UpdateSink {
   std::unique_ptr<Uplink> uplink_;
   std::function<void(uint64_t, int)> ack_observer_;
   UpdateObserver update_observer_;
-  // Frames the sampler holds (top_confidence_diversity), encoded: frame index -> EncodeFrame().
-  // Capture thread only; the sampler bounds it by its pool.
-  std::map<int64_t, std::string> held_;
+  // Drives sampler_; holds the encoded frames (EncodeFrame()) the sampler holds. Capture thread
+  // only; the sampler bounds what it holds.
+  std::unique_ptr<SampleFeeder<std::string>> feeder_;
   std::atomic<bool> stopping_{false};
   // Atomic: Run() sets it on its thread while stats() reads it from others (a data race
   // ThreadSanitizer found in daemon_restart_test).

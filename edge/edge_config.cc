@@ -45,7 +45,11 @@ Status ReadSource(const YamlReader& root, FrameSourceOptions* s) {
 }  // namespace
 
 Status ReadSamplerOptions(const YamlReader& s, SamplerOptions* o) {
-  SD_RETURN_IF_ERROR(s.Get("strategy", &o->strategy));
+  std::string strategy = SamplerStrategyName(o->strategy);
+  SD_RETURN_IF_ERROR(s.Get("strategy", &strategy));
+  StatusOr<SamplerStrategy> parsed_strategy = ParseSamplerStrategy(strategy);
+  if (!parsed_strategy.ok()) return s.Error("strategy", parsed_strategy.status().message());
+  o->strategy = *parsed_strategy;
   SD_RETURN_IF_ERROR(s.Get("budget_per_minute", &o->budget_per_minute));
   SD_RETURN_IF_ERROR(s.Get("budget_total", &o->budget_total));
   SD_RETURN_IF_ERROR(s.Get("uniform_probability", &o->uniform_probability));

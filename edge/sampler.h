@@ -11,7 +11,7 @@
 // (top_confidence_diversity, paced_confidence_diversity), or never: a frame the budget refuses
 // is not kept back.
 //
-// Strategies (SamplerOptions::strategy):
+// Strategies (SamplerOptions::strategy; the YAML key `strategy` names them by these words):
 //  uniform          evenly spaced: every uniform_every-th frame, or a uniform_probability share
 //                   of the frames at even spacing (deterministic).
 //  random           each frame independently with probability uniform_probability (seeded).
@@ -73,8 +73,30 @@ const char* ScoreAggregateName(ScoreAggregate aggregate);
 // detections.
 std::optional<float> ImageScore(const Detections& detections, ScoreAggregate aggregate);
 
+enum class SamplerStrategy {
+  kUniform,
+  kRandom,
+  kFirstN,
+  kTopConfidence,
+  kLeastConfidence,
+  kDiversity,
+  kTopConfidenceDiversity,
+  kAmsAdaptive,
+  kPacedConfidenceDiversity,
+};
+
+// The strategy a word of the list above names; InvalidArgument "strategy '<name>' unknown
+// (<the words>)" for any other (the caller adds where the word came from).
+StatusOr<SamplerStrategy> ParseSamplerStrategy(const std::string& name);
+const char* SamplerStrategyName(SamplerStrategy strategy);  // its word in the list above
+// Every strategy, in the order of the list above.
+const std::vector<SamplerStrategy>& AllSamplerStrategies();
+// Their words, in the same order (the benchmark's grid names runs by them).
+const std::vector<std::string>& SamplerStrategies();
+bool IsSamplerStrategy(const std::string& name);
+
 struct SamplerOptions {
-  std::string strategy = "uniform";  // see the list above
+  SamplerStrategy strategy = SamplerStrategy::kUniform;  // see the list above
   double budget_per_minute = 6;      // frames per minute of capture time; 0 = no rate limit
   int64_t budget_total = 0;          // stop after this many frames; 0 = unlimited (first_n: required)
   double uniform_probability = 0.1;  // uniform: share of frames kept; random: probability per frame
@@ -103,6 +125,8 @@ struct SamplerOptions {
   // Share of the rate budget that the coverage floor guarantees (see above); 0: off.
   double coverage_share = 0.25;
 
+  // The one check of these options (CreateSampler runs it; a config reader runs it after
+  // reading): InvalidArgument "sampler: ..." naming the key at fault.
   Status Validate() const;
   double EffectivePercentile() const;
   // top_confidence_diversity: frames sent per pool, as configured or derived (valid options).
@@ -144,10 +168,6 @@ class Sampler {
   // Frames sent so far (kTake plus released).
   virtual int64_t taken() const = 0;
 };
-
-// The strategies listed above, and whether `name` is one of them.
-const std::vector<std::string>& SamplerStrategies();
-bool IsSamplerStrategy(const std::string& name);
 
 // InvalidArgument for bad options or an unknown strategy.
 StatusOr<std::unique_ptr<Sampler>> CreateSampler(const SamplerOptions& options);

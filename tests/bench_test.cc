@@ -45,40 +45,40 @@ Stream CraftedStream(int n, const std::vector<float>& scores, int dims) {
 
 TEST(BenchSamplerOptionsTest, BudgetSpreadOverTheStream) {
   SamplerOptions base;
-  SamplerOptions u = RunSamplerOptions(base, "uniform", 50, 3, 600, 60);
-  EXPECT_EQ(u.strategy, "uniform");
+  SamplerOptions u = RunSamplerOptions(base, SamplerStrategy::kUniform, 50, 3, 600, 60);
+  EXPECT_EQ(u.strategy, SamplerStrategy::kUniform);
   EXPECT_EQ(u.budget_total, 50);
   EXPECT_DOUBLE_EQ(u.budget_per_minute, 50);
   EXPECT_EQ(u.uniform_every, 12);
   EXPECT_EQ(u.seed, 3u);
-  SamplerOptions top = RunSamplerOptions(base, "top_confidence", 60, 1, 600, 60);
+  SamplerOptions top = RunSamplerOptions(base, SamplerStrategy::kTopConfidence, 60, 1, 600, 60);
   EXPECT_NEAR(*top.percentile, 100 * (1 - kWishSlack * 0.1), 1e-9);
-  SamplerOptions least = RunSamplerOptions(base, "least_confidence", 60, 1, 600, 60);
+  SamplerOptions least = RunSamplerOptions(base, SamplerStrategy::kLeastConfidence, 60, 1, 600, 60);
   EXPECT_NEAR(*least.percentile, 100 * kWishSlack * 0.1, 1e-9);
-  SamplerOptions random = RunSamplerOptions(base, "random", 60, 1, 600, 120);
+  SamplerOptions random = RunSamplerOptions(base, SamplerStrategy::kRandom, 60, 1, 600, 120);
   EXPECT_NEAR(random.uniform_probability, kWishSlack * 0.1, 1e-9);
   EXPECT_DOUBLE_EQ(random.budget_per_minute, 30);
-  SamplerOptions ams = RunSamplerOptions(base, "ams_adaptive", 60, 1, 600, 60);
+  SamplerOptions ams = RunSamplerOptions(base, SamplerStrategy::kAmsAdaptive, 60, 1, 600, 60);
   EXPECT_DOUBLE_EQ(ams.ams_initial_rate, 1.0);
   EXPECT_LT(ams.ams_min_rate, ams.ams_initial_rate);
   EXPECT_GT(ams.ams_max_rate, ams.ams_initial_rate);
-  for (const char* s : {"uniform", "random", "first_n", "top_confidence", "least_confidence", "diversity",
-                        "top_confidence_diversity", "ams_adaptive"})
-    EXPECT_TRUE(RunSamplerOptions(base, s, 200, 1, 600, 60).Validate().ok()) << s;
+  for (const SamplerStrategy s : AllSamplerStrategies())
+    EXPECT_TRUE(RunSamplerOptions(base, s, 200, 1, 600, 60).Validate().ok()) << SamplerStrategyName(s);
 }
 
 TEST(BenchSampleStreamTest, EveryStrategyStaysWithinItsBudgetAndCountsItsBytes) {
   const Stream stream = CraftedStream(600, {0.2f, 0.9f, 0.5f, 0.7f, 0.35f}, 40);
   SamplerOptions base;
   base.warmup_frames = 20;
-  for (const char* s : {"uniform", "random", "first_n", "top_confidence", "least_confidence", "diversity",
-                        "top_confidence_diversity", "ams_adaptive"}) {
+  for (const SamplerStrategy strategy : AllSamplerStrategies()) {
+    if (strategy == SamplerStrategy::kPacedConfidenceDiversity) continue;  // not in the benchmark's grid here
+    const char* s = SamplerStrategyName(strategy);
     for (int budget : {25, 100}) {
-      auto sampled = SampleStream(stream, RunSamplerOptions(base, s, budget, 1, 600, 60));
+      auto sampled = SampleStream(stream, RunSamplerOptions(base, strategy, budget, 1, 600, 60));
       ASSERT_TRUE(sampled.ok()) << s << ": " << sampled.status().message();
       EXPECT_LE(sampled->positions.size(), static_cast<size_t>(budget)) << s;
       // AMS lowers its rate while consecutive teacher labels agree, as they all do here.
-      if (std::string(s) != "ams_adaptive") {
+      if (strategy != SamplerStrategy::kAmsAdaptive) {
         EXPECT_GE(sampled->positions.size(), static_cast<size_t>(budget / 2)) << s << " " << budget;
       }
       std::set<size_t> unique(sampled->positions.begin(), sampled->positions.end());
@@ -98,14 +98,14 @@ TEST(BenchSampleStreamTest, FirstNTakesTheHeadAndTopConfidenceTheHighScores) {
   const Stream stream = CraftedStream(300, {0.2f, 0.9f, 0.5f, 0.7f, 0.35f}, 16);
   SamplerOptions base;
   base.warmup_frames = 10;
-  auto first = SampleStream(stream, RunSamplerOptions(base, "first_n", 20, 1, 300, 30));
+  auto first = SampleStream(stream, RunSamplerOptions(base, SamplerStrategy::kFirstN, 20, 1, 300, 30));
   ASSERT_TRUE(first.ok());
   ASSERT_EQ(first->positions.size(), 20u);
   for (size_t i = 0; i < 20; ++i) EXPECT_EQ(first->positions[i], i);
-  auto ams = SampleStream(stream, RunSamplerOptions(base, "ams_adaptive", 60, 1, 300, 30));
+  auto ams = SampleStream(stream, RunSamplerOptions(base, SamplerStrategy::kAmsAdaptive, 60, 1, 300, 30));
   ASSERT_TRUE(ams.ok());
   EXPECT_LT(ams->positions.size(), 45u) << "identical labels: AMS should slow down";
-  auto top = SampleStream(stream, RunSamplerOptions(base, "top_confidence", 20, 1, 300, 30));
+  auto top = SampleStream(stream, RunSamplerOptions(base, SamplerStrategy::kTopConfidence, 20, 1, 300, 30));
   ASSERT_TRUE(top.ok());
   ASSERT_FALSE(top->positions.empty());
   for (size_t p : top->positions) EXPECT_FLOAT_EQ(stream.frames[p].student.detections[0].score, 0.9f);

@@ -349,9 +349,9 @@ TEST(ConditionStreamTest, BenchConfigTakesTheLayoutAndVariants) {
   ASSERT_EQ(config->eval_sets.size(), 2u);
   EXPECT_EQ(config->eval_sets[1].name, "day");
   EXPECT_EQ(config->pretrain.range.begin, 45);
-  EXPECT_EQ(GridEntryOptions(*config, "floor").strategy, "top_confidence");
+  EXPECT_EQ(GridEntryOptions(*config, "floor").strategy, SamplerStrategy::kTopConfidence);
   EXPECT_DOUBLE_EQ(GridEntryOptions(*config, "floor").coverage_share, 0.25);
-  EXPECT_EQ(GridEntryOptions(*config, "uniform").strategy, "uniform");
+  EXPECT_EQ(GridEntryOptions(*config, "uniform").strategy, SamplerStrategy::kUniform);
   EXPECT_DOUBLE_EQ(GridEntryOptions(*config, "uniform").coverage_share, 0);
 
   std::ofstream(path) << "video: x.avi\n" << text;

@@ -9,10 +9,13 @@
 #include <random>
 #include <set>
 #include <thread>
+#include <utility>
 
 #include <gtest/gtest.h>
 
+#include "common/base/token_bucket.h"
 #include "edge/edge_config.h"
+#include "edge/sample_feeder.h"
 #include "tests/sanitizer_build.h"
 
 namespace sd {
@@ -21,8 +24,15 @@ namespace {
 constexpr double kFps = 30;
 constexpr size_t kDims = 256;
 
-const std::vector<std::string>& kAllStrategies = SamplerStrategies();
-constexpr char kPaced[] = "paced_confidence_diversity";
+const std::vector<SamplerStrategy>& kAllStrategies = AllSamplerStrategies();
+constexpr SamplerStrategy kPaced = SamplerStrategy::kPacedConfidenceDiversity;
+
+// The strategy a word of the config names (the test fails on another word).
+SamplerStrategy Named(const std::string& word) {
+  StatusOr<SamplerStrategy> strategy = ParseSamplerStrategy(word);
+  EXPECT_TRUE(strategy.ok()) << strategy.status().ToString();
+  return strategy.ok() ? *strategy : SamplerStrategy::kUniform;
+}
 
 Detections WithScores(std::initializer_list<float> scores) {
   Detections out;
@@ -132,7 +142,8 @@ TEST(SamplerOptionsTest, Validation) {
     EXPECT_FALSE(CreateSampler(o).ok());
     return s.message();
   };
-  EXPECT_NE(invalid([](SamplerOptions& o) { o.strategy = "bogus"; }).find("bogus"), std::string::npos);
+  invalid([](SamplerOptions& o) { o.strategy = static_cast<SamplerStrategy>(42); });
+  EXPECT_NE(ParseSamplerStrategy("bogus").status().message().find("bogus"), std::string::npos);
   invalid([](SamplerOptions& o) { o.budget_per_minute = -1; });
   invalid([](SamplerOptions& o) { o.budget_per_minute = NAN; });
   invalid([](SamplerOptions& o) { o.budget_total = -5; });
@@ -144,7 +155,7 @@ TEST(SamplerOptionsTest, Validation) {
   invalid([](SamplerOptions& o) { o.window_frames = 0; });
   invalid([](SamplerOptions& o) { o.aggregate = static_cast<ScoreAggregate>(42); });
   invalid([](SamplerOptions& o) { o.percentile = -1; });
-  EXPECT_NE(invalid([](SamplerOptions& o) { o.strategy = "first_n"; }).find("budget_total"), std::string::npos);
+  EXPECT_NE(invalid([](SamplerOptions& o) { o.strategy = SamplerStrategy::kFirstN; }).find("budget_total"), std::string::npos);
   invalid([](SamplerOptions& o) { o.diversity_history = 0; });
   invalid([](SamplerOptions& o) { o.pool_size = -1; });
   invalid([](SamplerOptions& o) { o.pool_window_s = 0; });
@@ -156,27 +167,27 @@ TEST(SamplerOptionsTest, Validation) {
   invalid([](SamplerOptions& o) { o.ams_update_every = 0; });
   // top_confidence_diversity needs a pool budget: configured, or from the rate budget.
   EXPECT_NE(invalid([](SamplerOptions& o) {
-              o.strategy = "top_confidence_diversity";
+              o.strategy = SamplerStrategy::kTopConfidenceDiversity;
               o.budget_per_minute = 0;
             }).find("pool_size"),
             std::string::npos);
   invalid([](SamplerOptions& o) {
-    o.strategy = "top_confidence_diversity";
+    o.strategy = SamplerStrategy::kTopConfidenceDiversity;
     o.budget_per_minute = 0.5;  // half a frame per 60 s pool
   });
   EXPECT_NE(invalid([](SamplerOptions& o) {
-              o.strategy = "top_confidence_diversity";
+              o.strategy = SamplerStrategy::kTopConfidenceDiversity;
               o.pool_size = 600;  // 1200 candidates held
             }).find("1000"),
             std::string::npos);
   SamplerOptions ok;
-  ok.strategy = "top_confidence";
+  ok.strategy = SamplerStrategy::kTopConfidence;
   ok.budget_per_minute = 0;
   ok.percentile = 0;
   ok.warmup_frames = 0;
   ok.window_frames = 1;
   EXPECT_TRUE(ok.Validate().ok());
-  ok.strategy = "top_confidence_diversity";
+  ok.strategy = SamplerStrategy::kTopConfidenceDiversity;
   ok.pool_size = 5;
   EXPECT_TRUE(ok.Validate().ok());
   EXPECT_EQ(ok.PoolBudget(), 5);
@@ -186,9 +197,9 @@ TEST(SamplerOptionsTest, Validation) {
   EXPECT_EQ(ok.PoolBudget(), 10);
   // The percentile's default follows the strategy.
   SamplerOptions defaults;
-  defaults.strategy = "least_confidence";
+  defaults.strategy = SamplerStrategy::kLeastConfidence;
   EXPECT_EQ(defaults.EffectivePercentile(), 10);
-  defaults.strategy = "top_confidence";
+  defaults.strategy = SamplerStrategy::kTopConfidence;
   EXPECT_EQ(defaults.EffectivePercentile(), 90);
   defaults.percentile = 75;
   EXPECT_EQ(defaults.EffectivePercentile(), 75);
@@ -201,7 +212,7 @@ TEST(SamplerOptionsTest, ConfigKeysAreReadAndChecked) {
   const std::string shipped = text.str();
   StatusOr<EdgeConfig> config = ParseEdgeConfig(shipped, "edge.yaml");
   ASSERT_TRUE(config.ok()) << config.status().ToString();
-  EXPECT_EQ(config->sampling.strategy, "paced_confidence_diversity");
+  EXPECT_EQ(config->sampling.strategy, SamplerStrategy::kPacedConfidenceDiversity);
   EXPECT_EQ(config->sampling.uniform_probability, 0.05);
   EXPECT_EQ(config->sampling.EffectivePercentile(), 70);
   // The shipped file's commented keys, switched on with other values.
@@ -223,7 +234,7 @@ TEST(SamplerOptionsTest, ConfigKeysAreReadAndChecked) {
                  {"ams_update_every", "7"}});
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   const SamplerOptions& o = config->sampling;
-  EXPECT_EQ(o.strategy, "top_confidence_diversity");
+  EXPECT_EQ(o.strategy, SamplerStrategy::kTopConfidenceDiversity);
   EXPECT_EQ(o.diversity_history, 16);
   EXPECT_EQ(o.pool_size, 8);
   EXPECT_EQ(o.pool_window_s, 30);
@@ -258,10 +269,11 @@ TEST(SamplerOptionsTest, EveryStrategyIsSelectableByName) {
     embeddings.push_back(NearAxis(static_cast<size_t>(i % 7 == 0 ? 1 + i % 3 : 0), 0.02f, &rng));
   }
   std::map<std::vector<int64_t>, std::string> seen;
-  for (const std::string& name : kAllStrategies) {
+  for (const SamplerStrategy strategy : kAllStrategies) {
+    const std::string name = SamplerStrategyName(strategy);
     SamplerOptions o;
-    o.strategy = name;
-    o.budget_per_minute = name == kPaced ? 60 : 0;  // paced needs a rate: its slots are the rate's
+    o.strategy = strategy;
+    o.budget_per_minute = strategy == kPaced ? 60 : 0;  // paced needs a rate: its slots are the rate's
     o.budget_total = 40;
     o.warmup_frames = 20;
     o.pool_size = 4;
@@ -276,9 +288,7 @@ TEST(SamplerOptionsTest, EveryStrategyIsSelectableByName) {
     EXPECT_TRUE(fresh) << name << " chose the same frames as " << it->second;
   }
   for (const std::string bad : {"bogus", "Uniform", "top-confidence", ""}) {
-    SamplerOptions o;
-    o.strategy = bad;
-    StatusOr<std::unique_ptr<Sampler>> s = CreateSampler(o);
+    StatusOr<SamplerStrategy> s = ParseSamplerStrategy(bad);
     ASSERT_FALSE(s.ok()) << bad;
     EXPECT_NE(s.status().message().find("top_confidence_diversity"), std::string::npos) << s.status().ToString();
   }
@@ -353,7 +363,7 @@ TEST(SamplerBudgetTest, TotalBudgetAndNoRateLimit) {
 
 TEST(RandomSamplerTest, ProbabilityWithSeedIsReproducible) {
   SamplerOptions o;
-  o.strategy = "random";
+  o.strategy = SamplerStrategy::kRandom;
   o.budget_per_minute = 0;
   o.uniform_probability = 0.1;
   o.seed = 123;
@@ -422,7 +432,7 @@ TEST(UniformSamplerTest, EveryKthIsExact) {
 
 TEST(TopConfidenceSamplerTest, TakesOnlyHighScoresAfterWarmup) {
   SamplerOptions o;
-  o.strategy = "top_confidence";
+  o.strategy = SamplerStrategy::kTopConfidence;
   o.budget_per_minute = 0;
   o.percentile = 90;
   o.warmup_frames = 100;
@@ -452,7 +462,7 @@ TEST(TopConfidenceSamplerTest, TakesOnlyHighScoresAfterWarmup) {
 
 TEST(TopConfidenceSamplerTest, ThresholdFollowsAShiftedScoreDistribution) {
   SamplerOptions o;
-  o.strategy = "top_confidence";
+  o.strategy = SamplerStrategy::kTopConfidence;
   o.budget_per_minute = 0;
   o.warmup_frames = 50;
   o.window_frames = 600;
@@ -484,7 +494,7 @@ TEST(TopConfidenceSamplerTest, ThresholdFollowsAShiftedScoreDistribution) {
 
 TEST(TopConfidenceSamplerTest, FramesWithoutDetectionsAreNeverTaken) {
   SamplerOptions o;
-  o.strategy = "top_confidence";
+  o.strategy = SamplerStrategy::kTopConfidence;
   o.budget_per_minute = 0;
   o.percentile = 0;  // any scored frame passes
   o.warmup_frames = 0;
@@ -509,7 +519,7 @@ TEST(TopConfidenceSamplerTest, FramesWithoutDetectionsAreNeverTaken) {
 
 TEST(TopConfidenceSamplerTest, ColdStartSamplesUniformly) {
   SamplerOptions o;
-  o.strategy = "top_confidence";
+  o.strategy = SamplerStrategy::kTopConfidence;
   o.budget_per_minute = 0;
   o.uniform_every = 5;
   o.warmup_frames = 10;
@@ -553,10 +563,11 @@ TEST(TopConfidenceSamplerTest, ColdStartSamplesUniformly) {
 TEST(SamplerColdStartTest, EveryStrategySamplesUniformlyUntilTheServersModel) {
   std::mt19937 rng(12);
   std::vector<float> embedding = RandomEmbedding(&rng);
-  for (const std::string& name : kAllStrategies) {
+  for (const SamplerStrategy strategy : kAllStrategies) {
+    const std::string name = SamplerStrategyName(strategy);
     SamplerOptions o;
-    o.strategy = name;
-    o.budget_per_minute = name == kPaced ? 60 * kFps : 0;  // paced needs a rate: one a frame
+    o.strategy = strategy;
+    o.budget_per_minute = strategy == kPaced ? 60 * kFps : 0;  // paced needs a rate: one a frame
     o.budget_total = 1000;
     o.uniform_every = 7;
     o.warmup_frames = 0;
@@ -572,7 +583,7 @@ TEST(SamplerColdStartTest, EveryStrategySamplesUniformlyUntilTheServersModel) {
 
 TEST(FirstNSamplerTest, TakesExactlyTheFirstN) {
   SamplerOptions o;
-  o.strategy = "first_n";
+  o.strategy = SamplerStrategy::kFirstN;
   o.budget_per_minute = 0;
   o.budget_total = 25;
   std::unique_ptr<Sampler> s = Make(o);
@@ -585,7 +596,7 @@ TEST(FirstNSamplerTest, TakesExactlyTheFirstN) {
 
 TEST(LeastConfidenceSamplerTest, TakesOnlyLowScoresAfterWarmup) {
   SamplerOptions o;
-  o.strategy = "least_confidence";  // percentile unset: the 10th
+  o.strategy = SamplerStrategy::kLeastConfidence;  // percentile unset: the 10th
   o.budget_per_minute = 0;
   o.warmup_frames = 100;
   o.window_frames = 600;
@@ -618,7 +629,7 @@ TEST(LeastConfidenceSamplerTest, TakesOnlyLowScoresAfterWarmup) {
 
 TEST(LeastConfidenceSamplerTest, ThresholdFollowsAShiftedScoreDistribution) {
   SamplerOptions o;
-  o.strategy = "least_confidence";
+  o.strategy = SamplerStrategy::kLeastConfidence;
   o.budget_per_minute = 0;
   o.warmup_frames = 50;
   o.window_frames = 600;
@@ -653,7 +664,7 @@ TEST(DiversitySamplerTest, NeverTakesAnEmbeddingIdenticalToASentOne) {
   // nothing new is ever available, and nothing more is taken.
   std::vector<std::vector<float>> points = {NearAxis(0, 0, nullptr), NearAxis(1, 0, nullptr), NearAxis(2, 0, nullptr)};
   SamplerOptions o;
-  o.strategy = "diversity";
+  o.strategy = SamplerStrategy::kDiversity;
   o.budget_per_minute = 0;
   o.warmup_frames = 30;
   o.diversity_history = 8;
@@ -700,7 +711,7 @@ TEST(DiversitySamplerTest, SpreadsOverClusters) {
   // Shares of the frames sent per cluster, diversity against random, same budget.
   auto run = [&](const std::string& strategy) {
     SamplerOptions o;
-    o.strategy = strategy;
+    o.strategy = Named(strategy);
     o.budget_per_minute = 6;
     o.uniform_probability = 0.1;
     o.warmup_frames = 30;
@@ -737,7 +748,7 @@ TEST(DiversitySamplerTest, SpreadsOverClusters) {
 // from each of the other two.
 TEST(TopConfidenceDiversitySamplerTest, EachPoolSendsItsBudgetFromDistinctClusters) {
   SamplerOptions o;
-  o.strategy = "top_confidence_diversity";
+  o.strategy = SamplerStrategy::kTopConfidenceDiversity;
   o.budget_per_minute = 0;
   o.pool_size = 3;  // gamma 2: pools of 6 candidates
   o.warmup_frames = 80;
@@ -788,7 +799,7 @@ TEST(TopConfidenceDiversitySamplerTest, EachPoolSendsItsBudgetFromDistinctCluste
 
 TEST(TopConfidenceDiversitySamplerTest, PicksWaitForTheRateBudgetAndTotalDropsTheRest) {
   SamplerOptions o;
-  o.strategy = "top_confidence_diversity";
+  o.strategy = SamplerStrategy::kTopConfidenceDiversity;
   o.budget_per_minute = 6;  // burst 1, a token every 10 s
   o.pool_size = 3;
   o.budget_total = 7;
@@ -824,7 +835,7 @@ int FeedSeconds(Sampler* s, Stream* stream, double seconds) {
 
 TEST(AmsAdaptiveSamplerTest, AgreementSetsTheRate) {
   SamplerOptions o;
-  o.strategy = "ams_adaptive";
+  o.strategy = SamplerStrategy::kAmsAdaptive;
   o.budget_per_minute = 0;
   std::unique_ptr<Sampler> s = Make(o);
   Stream stream;
@@ -862,12 +873,13 @@ TEST(SamplerBudgetTest, EveryStrategyRespectsTheBudget) {
   std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
   std::vector<std::vector<float>> embeddings;
   for (int i = 0; i < 500; ++i) embeddings.push_back(RandomEmbedding(&rng));
-  for (const std::string& name : kAllStrategies) {
+  for (const SamplerStrategy strategy : kAllStrategies) {
+    const std::string name = SamplerStrategyName(strategy);
     for (int64_t total : {int64_t{0}, int64_t{15}}) {
       SamplerOptions o;
-      o.strategy = name;
+      o.strategy = strategy;
       o.budget_per_minute = 12;  // burst 2
-      o.budget_total = name == "first_n" && total == 0 ? 1000000 : total;
+      o.budget_total = strategy == SamplerStrategy::kFirstN && total == 0 ? 1000000 : total;
       o.uniform_probability = 0.5;
       o.warmup_frames = 30;
       std::unique_ptr<Sampler> s = Make(o);
@@ -907,11 +919,12 @@ TEST(SamplerTimingTest, PerFrameCostIsSmall) {
     detections[i] = WithScores({uniform(rng), uniform(rng), uniform(rng), uniform(rng), uniform(rng)});
     embeddings[i] = RandomEmbedding(&rng);
   }
-  for (const std::string& name : kAllStrategies) {
+  for (const SamplerStrategy strategy : kAllStrategies) {
+    const std::string name = SamplerStrategyName(strategy);
     SamplerOptions o;
-    o.strategy = name;
+    o.strategy = strategy;
     o.budget_per_minute = 60;  // sends often enough to fill the diversity history
-    o.budget_total = name == "first_n" ? 1000000 : 0;
+    o.budget_total = strategy == SamplerStrategy::kFirstN ? 1000000 : 0;
     o.window_frames = 600;
     std::unique_ptr<Sampler> s = Make(o);
     const int n = 100000;
@@ -975,7 +988,7 @@ TEST(CoverageFloorTest, AStudentThatSeesNothingStillSendsItsShareOfTheBudget) {
     for (const double share : {0.0, 0.25}) {
       SCOPED_TRACE(strategy + " coverage_share " + std::to_string(share));
       SamplerOptions o;
-      o.strategy = strategy;
+      o.strategy = Named(strategy);
       o.budget_per_minute = 20;
       o.warmup_frames = 30;
       o.coverage_share = share;
@@ -1011,10 +1024,10 @@ TEST(CoverageFloorTest, OnlyTheStrategiesThatRankFramesHaveIt) {
   SamplerOptions o;
   o.budget_per_minute = 20;
   for (const std::string strategy : {"uniform", "random", "first_n", "ams_adaptive"}) {
-    o.strategy = strategy;
+    o.strategy = Named(strategy);
     EXPECT_TRUE(std::isinf(o.CoverageGapSeconds())) << strategy;
   }
-  o.strategy = "top_confidence_diversity";
+  o.strategy = SamplerStrategy::kTopConfidenceDiversity;
   EXPECT_DOUBLE_EQ(o.CoverageGapSeconds(), 12.0);
   o.coverage_share = 0;
   EXPECT_TRUE(std::isinf(o.CoverageGapSeconds()));
@@ -1103,6 +1116,95 @@ TEST(PacedSamplerTest, NeedsARateAndANonNegativeWeight) {
   EXPECT_FALSE(Paced(0, 0.5).Validate().ok());
   EXPECT_FALSE(Paced(20, -1).Validate().ok());
   EXPECT_FALSE(Paced(20, std::nan("")).Validate().ok());
+}
+
+// The sampler's rate budget is common/base/token_bucket.h; its own cases here, time stepped by hand.
+TEST(TokenBucketTest, RefillsAtItsRateUpToTheBurst) {
+  TokenBucket bucket(/*rate_per_s=*/0.5, /*burst=*/2);
+  EXPECT_TRUE(bucket.TryTake(10));  // starts full
+  EXPECT_TRUE(bucket.TryTake(10));
+  EXPECT_FALSE(bucket.TryTake(10));
+  EXPECT_FALSE(bucket.TryTake(11));  // half a token
+  EXPECT_TRUE(bucket.TryTake(12));
+  bucket.Advance(100);  // long idle: no more than the burst
+  EXPECT_DOUBLE_EQ(bucket.tokens(), 2);
+  EXPECT_FALSE(bucket.TryTake(100, 3));
+  EXPECT_TRUE(bucket.TryTake(100, 2));
+  bucket.Advance(50);  // time going backwards refills nothing and is the new reference
+  EXPECT_DOUBLE_EQ(bucket.tokens(), 0);
+  EXPECT_TRUE(bucket.TryTake(52));
+  // Many small refills do not lose a token to rounding.
+  TokenBucket fine(/*rate_per_s=*/0.1, /*burst=*/1);
+  EXPECT_TRUE(fine.TryTake(0));
+  double t = 0;
+  for (int i = 0; i < 300; ++i) {
+    t += 1.0 / 30;
+    fine.Advance(t);
+  }
+  EXPECT_TRUE(fine.TryTake(t));
+  bucket.Reset(60);
+  EXPECT_DOUBLE_EQ(bucket.tokens(), 2);
+}
+
+TEST(TokenBucketTest, RefillPeriodAndNoLimit) {
+  TokenBucket period = TokenBucket::WithRefillPeriod(/*refill_s=*/30, /*burst=*/1);
+  EXPECT_FALSE(period.unlimited());
+  EXPECT_TRUE(period.TryTake(0));
+  EXPECT_FALSE(period.TryTake(29));
+  EXPECT_TRUE(period.TryTake(30));
+  for (TokenBucket unlimited : {TokenBucket(0, 1), TokenBucket::WithRefillPeriod(0, 1)}) {
+    EXPECT_TRUE(unlimited.unlimited());
+    for (int i = 0; i < 100; ++i) EXPECT_TRUE(unlimited.TryTake(1));
+  }
+}
+
+// A sampler that holds every frame and, at every third, releases the held frames with even
+// indices and drops the others.
+class HoldThenChoose : public Sampler {
+ public:
+  SampleDecision Offer(const FrameFeatures& frame) override {
+    held_.push_back(frame.index);
+    if (frame.index % 3 != 2) return SampleDecision::kHold;
+    for (int64_t index : held_) (index % 2 == 0 ? released_ : dropped_).push_back(index);
+    held_.clear();
+    return SampleDecision::kHold;
+  }
+  std::vector<int64_t> TakeReleased() override { return std::exchange(released_, {}); }
+  std::vector<int64_t> TakeDropped() override { return std::exchange(dropped_, {}); }
+  int64_t taken() const override { return 0; }
+
+ private:
+  std::vector<int64_t> held_, released_, dropped_;
+};
+
+TEST(SampleFeederTest, SendsTakenAndReleasedPayloadsInOrderAndForgetsDropped) {
+  HoldThenChoose sampler;
+  SampleFeeder<std::string> feeder(&sampler);
+  std::vector<std::string> sent;
+  for (int64_t i = 0; i < 6; ++i) {
+    FrameFeatures frame;
+    frame.index = i;
+    // Frame 4's payload cannot be made: the error is returned, and it is skipped at release.
+    Status offered = feeder.Offer(
+        frame,
+        [i]() -> StatusOr<std::string> {
+          if (i == 4) return Status::Internal("no payload");
+          return "frame " + std::to_string(i);
+        },
+        &sent);
+    EXPECT_EQ(offered.ok(), i != 4) << i;
+  }
+  EXPECT_EQ(sent, (std::vector<std::string>{"frame 0", "frame 2"}));
+  EXPECT_EQ(feeder.held(), 0u);  // released and dropped frames are not kept
+  // A taken frame goes at once, before frames released by the same offer.
+  SamplerOptions o = TakeEverything();
+  std::unique_ptr<Sampler> every = Make(o);
+  SampleFeeder<int64_t> direct(every.get());
+  std::vector<int64_t> positions;
+  FrameFeatures frame;
+  frame.index = 7;
+  ASSERT_TRUE(direct.Offer(frame, [] { return StatusOr<int64_t>(70); }, &positions).ok());
+  EXPECT_EQ(positions, (std::vector<int64_t>{70}));
 }
 
 }  // namespace

@@ -10,6 +10,8 @@
 
 #include <gtest/gtest.h>
 
+#include "edge/frame_sequence.h"
+#include "streamdistill.pb.h"
 #include "tests/scoped_temp_dir.h"
 
 namespace sd {
@@ -320,6 +322,31 @@ TEST(SpoolTest, CaptureAndNetworkThreadsTogether) {
   EXPECT_EQ(spool->pending_count(), 0);
   EXPECT_TRUE(FrameFiles(dir.path()).empty());
   for (size_t i = 1; i < pushed.size(); ++i) ASSERT_GT(pushed[i], pushed[i - 1]);
+}
+
+// A sampled frame is serialized once (EncodeSampledFrame); the spool's sequence is appended to
+// those bytes instead of parsing and serializing the frame again.
+TEST(FrameSequenceTest, AppendedSequenceParsesAsTheFrameWithItsSequence) {
+  streamdistill::v1::SampledFrame frame;
+  frame.set_frame_index(1234);
+  frame.set_capture_time_s(41.5);
+  frame.set_jpeg(std::string(5000, '\xff'));
+  frame.set_source_width(1920);
+  frame.set_source_height(1080);
+  frame.set_image_score(0.75f);
+  for (int i = 0; i < 32; ++i) frame.add_embedding(0.01f * i);
+  frame.set_model_version(7);
+  for (uint64_t sequence : {uint64_t{1}, uint64_t{127}, uint64_t{128}, uint64_t{300000}, Spool::kMaxSequence}) {
+    std::string bytes = frame.SerializeAsString();
+    SetFrameSequence(sequence, &bytes);
+    streamdistill::v1::SampledFrame parsed;
+    ASSERT_TRUE(parsed.ParseFromString(bytes)) << sequence;
+    EXPECT_EQ(parsed.sequence(), sequence);
+    streamdistill::v1::SampledFrame expected = frame;
+    expected.set_sequence(sequence);
+    // The same message: serialized again, both come out byte for byte the same.
+    EXPECT_EQ(parsed.SerializeAsString(), expected.SerializeAsString()) << sequence;
+  }
 }
 
 }  // namespace
