@@ -175,7 +175,8 @@ Status FrameIndex::CreateOrCheckSchema(bool read_only) {
     // FULL: each commit fsyncs the WAL, so a row Put returned for survives power loss.
     SD_RETURN_IF_ERROR(db.Exec("PRAGMA synchronous=FULL", path_ + ": setting synchronous=FULL"));
   }
-  SD_ASSIGN_OR_RETURN(std::string version_text, db.QueryText("PRAGMA user_version", path_ + ": reading schema version"));
+  SD_ASSIGN_OR_RETURN(std::string version_text,
+                      db.QueryText("PRAGMA user_version", path_ + ": reading schema version"));
   const int version = std::atoi(version_text.c_str());
   if (version > kSchemaVersion) {
     return Status::FailedPrecondition(path_ + ": schema version " + std::to_string(version) +
@@ -191,8 +192,9 @@ Status FrameIndex::CreateOrCheckSchema(bool read_only) {
     return Status::Ok();
   }
   if (version == 1) {  // frames stored before then keep a NULL embedding
-    SD_RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE;ALTER TABLE frames ADD COLUMN embedding BLOB;PRAGMA user_version=2;COMMIT;",
-                               path_ + ": upgrading the schema from version 1 to 2"));
+    SD_RETURN_IF_ERROR(
+        db.Exec("BEGIN IMMEDIATE;ALTER TABLE frames ADD COLUMN embedding BLOB;PRAGMA user_version=2;COMMIT;",
+                path_ + ": upgrading the schema from version 1 to 2"));
     spdlog::info("{}: schema upgraded from version 1 to 2 (frame embeddings)", path_);
   }
   return db.Exec(

@@ -213,8 +213,9 @@ StatusOr<PruneResult> SqliteFrameStore::Prune(const std::string& device_id, cons
   // would otherwise lose its new file to the unlink below.
   std::vector<std::unique_ptr<FileNameClaims::Claim>> claims;
   for (const StoredFrame& f : frames) {
-    if (f.doomed)
-      claims.push_back(std::make_unique<FileNameClaims::Claim>(&claims_, FileNameClaims::FrameKey(device_id, f.sequence)));
+    if (!f.doomed) continue;
+    const std::string key = FileNameClaims::FrameKey(device_id, f.sequence);
+    claims.push_back(std::make_unique<FileNameClaims::Claim>(&claims_, key));
   }
   // Rows first, in one transaction; the files only once it committed. A crash in between
   // leaves files without rows, which Open removes; the other order could leave rows whose
