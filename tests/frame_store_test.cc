@@ -18,6 +18,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/frame_store_backends.h"
+
 namespace sd {
 namespace {
 
@@ -78,8 +80,10 @@ VersionRecord MakeVersion(const std::string& device, uint64_t version) {
   return v;
 }
 
-std::unique_ptr<FrameStore> OpenOrDie(const std::string& dir) {
-  auto store = FrameStore::Open(dir);
+// Opens the store of `backend` in `dir`; the SQLite store (FrameStore::Open) by default.
+std::unique_ptr<FrameStore> OpenOrDie(const std::string& dir,
+                                      const testing::FrameStoreBackend& backend = testing::FrameStoreBackends()[0]) {
+  auto store = backend.open(dir);
   EXPECT_TRUE(store.ok()) << store.status().ToString();
   return store.ok() ? std::move(store).value() : nullptr;
 }
@@ -114,11 +118,20 @@ std::vector<uint64_t> Sequences(const std::vector<FrameRecord>& frames) {
   return out;
 }
 
-TEST(FrameStoreTest, PutThenReadBackExactly) {
+// The contract every FrameStore implementation keeps (server/frame_store.h), run against each
+// backend of tests/frame_store_backends.h. SqliteFrameStoreTest below covers the SQLite store's
+// own layout: files, LOCK, orphan sweep, read-only opening, crashes.
+class FrameStoreTest : public ::testing::TestWithParam<testing::FrameStoreBackend> {};
+
+INSTANTIATE_TEST_SUITE_P(Backends, FrameStoreTest, ::testing::ValuesIn(testing::FrameStoreBackends()),
+                         testing::FrameStoreBackendName);
+
+TEST_P(FrameStoreTest, PutThenReadBackExactly) {
   TempDir tmp;
-  auto store = OpenOrDie(tmp.path());
+  auto store = OpenOrDie(tmp.path(), GetParam());
   ASSERT_TRUE(store);
-  EXPECT_TRUE(fs::exists(tmp.path() + "/index.sqlite"));
+  const bool files = GetParam().files_in_dir;
+  if (files) EXPECT_TRUE(fs::exists(tmp.path() + "/index.sqlite"));
   FrameRecord frame = MakeFrame("cam-1", 5);
   frame.labels = {{{1e-7f, -0.0f, 1919.999f, 1079.5f}, 0.3f, 79},
                   {{3.4028235e38f, 1.17549435e-38f, 12345.678f, 0.1f}, std::nextafter(1.0f, 2.0f), 0}};
@@ -134,8 +147,10 @@ TEST(FrameStoreTest, PutThenReadBackExactly) {
   const FrameRecord& got = (*recent)[0];
   ExpectSameMetadata(frame, got);
   EXPECT_TRUE(got.jpeg.empty()) << "reads must not carry the image bytes";
-  EXPECT_EQ(got.image_path, tmp.path() + "/frames/cam-1/000000000005.jpg");
-  EXPECT_TRUE(fs::is_regular_file(got.image_path));
+  if (files) {
+    EXPECT_EQ(got.image_path, tmp.path() + "/frames/cam-1/000000000005.jpg");
+    EXPECT_TRUE(fs::is_regular_file(got.image_path));
+  }
 
   auto bytes = store->LoadImage(got);
   ASSERT_TRUE(bytes.ok()) << bytes.status().ToString();
@@ -151,9 +166,9 @@ TEST(FrameStoreTest, PutThenReadBackExactly) {
   ExpectSameMetadata(empty, (*val)[0]);
 }
 
-TEST(FrameStoreTest, NanMetadataReadsBackAsNan) {
+TEST_P(FrameStoreTest, NanMetadataReadsBackAsNan) {
   TempDir tmp;
-  auto store = OpenOrDie(tmp.path());
+  auto store = OpenOrDie(tmp.path(), GetParam());
   ASSERT_TRUE(store);
   FrameRecord frame = MakeFrame("cam", 1);
   frame.image_score = std::numeric_limits<float>::quiet_NaN();
@@ -164,9 +179,9 @@ TEST(FrameStoreTest, NanMetadataReadsBackAsNan) {
   EXPECT_TRUE(std::isnan((*got)[0].image_score));
 }
 
-TEST(FrameStoreTest, DuplicateIsNotStoredTwice) {
+TEST_P(FrameStoreTest, DuplicateIsNotStoredTwice) {
   TempDir tmp;
-  auto store = OpenOrDie(tmp.path());
+  auto store = OpenOrDie(tmp.path(), GetParam());
   ASSERT_TRUE(store);
   const FrameRecord frame = MakeFrame("cam", 7);
   auto first = store->Put(frame);
@@ -189,12 +204,13 @@ TEST(FrameStoreTest, DuplicateIsNotStoredTwice) {
   ASSERT_TRUE(bytes.ok());
   EXPECT_EQ(*bytes, frame.jpeg) << "the duplicate must not replace the stored image";
   // Nothing but the one image in the device directory (no temp leftovers).
-  EXPECT_EQ(std::distance(fs::directory_iterator(tmp.path() + "/frames/cam"), fs::directory_iterator()), 1);
+  if (GetParam().files_in_dir)
+    EXPECT_EQ(std::distance(fs::directory_iterator(tmp.path() + "/frames/cam"), fs::directory_iterator()), 1);
 }
 
-TEST(FrameStoreTest, LastSequenceAndCountPerDeviceAndKind) {
+TEST_P(FrameStoreTest, LastSequenceAndCountPerDeviceAndKind) {
   TempDir tmp;
-  auto store = OpenOrDie(tmp.path());
+  auto store = OpenOrDie(tmp.path(), GetParam());
   ASSERT_TRUE(store);
   EXPECT_EQ(store->LastSequence("a"), 0u);
   EXPECT_EQ(store->Count("a", false), 0);
@@ -212,9 +228,9 @@ TEST(FrameStoreTest, LastSequenceAndCountPerDeviceAndKind) {
   EXPECT_EQ(store->Count("b", true), 1);
 }
 
-TEST(FrameStoreTest, RecentReturnsNewestOldestFirst) {
+TEST_P(FrameStoreTest, RecentReturnsNewestOldestFirst) {
   TempDir tmp;
-  auto store = OpenOrDie(tmp.path());
+  auto store = OpenOrDie(tmp.path(), GetParam());
   ASSERT_TRUE(store);
   for (uint64_t seq = 1; seq <= 12; ++seq) ASSERT_TRUE(store->Put(MakeFrame("cam", seq, seq % 4 == 0)).ok());
   ASSERT_TRUE(store->Put(MakeFrame("other", 100)).ok());
@@ -236,9 +252,9 @@ TEST(FrameStoreTest, RecentReturnsNewestOldestFirst) {
   EXPECT_TRUE(unknown->empty());
 }
 
-TEST(FrameStoreTest, SinceReturnsLaterFramesOfBothKindsInOrder) {
+TEST_P(FrameStoreTest, SinceReturnsLaterFramesOfBothKindsInOrder) {
   TempDir tmp;
-  auto store = OpenOrDie(tmp.path());
+  auto store = OpenOrDie(tmp.path(), GetParam());
   ASSERT_TRUE(store);
   for (uint64_t seq : {5, 1, 3, 2, 4, 6}) ASSERT_TRUE(store->Put(MakeFrame("cam", seq, seq == 4)).ok());
   ASSERT_TRUE(store->Put(MakeFrame("other", 3)).ok());
@@ -258,9 +274,9 @@ TEST(FrameStoreTest, SinceReturnsLaterFramesOfBothKindsInOrder) {
   EXPECT_TRUE(huge->empty());
 }
 
-TEST(FrameStoreTest, VersionsLatestAndCheckpointRoundTrip) {
+TEST_P(FrameStoreTest, VersionsLatestAndCheckpointRoundTrip) {
   TempDir tmp;
-  auto store = OpenOrDie(tmp.path());
+  auto store = OpenOrDie(tmp.path(), GetParam());
   ASSERT_TRUE(store);
   auto none = store->LatestVersion("cam");
   EXPECT_EQ(none.status().code(), Status::Code::kNotFound) << none.status().ToString();
@@ -284,7 +300,7 @@ TEST(FrameStoreTest, VersionsLatestAndCheckpointRoundTrip) {
   EXPECT_EQ(latest->weights_checksum, "crc:2222");
   EXPECT_EQ(latest->val_map50, -1);
   EXPECT_EQ(latest->created_ms, 1700000000456);
-  EXPECT_EQ(latest->checkpoint_path, tmp.path() + "/models/cam/v2.sdw");
+  if (GetParam().files_in_dir) EXPECT_EQ(latest->checkpoint_path, tmp.path() + "/models/cam/v2.sdw");
   auto bytes2 = store->LoadCheckpoint(*latest);
   ASSERT_TRUE(bytes2.ok()) << bytes2.status().ToString();
   EXPECT_EQ(*bytes2, weights2);
@@ -295,9 +311,9 @@ TEST(FrameStoreTest, VersionsLatestAndCheckpointRoundTrip) {
   EXPECT_EQ(store->LatestVersion("other").status().code(), Status::Code::kNotFound);
 }
 
-TEST(FrameStoreTest, DevicesListsFramesAndVersions) {
+TEST_P(FrameStoreTest, DevicesListsFramesAndVersions) {
   TempDir tmp;
-  auto store = OpenOrDie(tmp.path());
+  auto store = OpenOrDie(tmp.path(), GetParam());
   ASSERT_TRUE(store);
   EXPECT_TRUE(store->Devices().empty());
   ASSERT_TRUE(store->Put(MakeFrame("zeta", 1)).ok());
@@ -307,11 +323,11 @@ TEST(FrameStoreTest, DevicesListsFramesAndVersions) {
   EXPECT_EQ(store->Devices(), (std::vector<std::string>{"alpha", "model-only", "zeta"}));
 }
 
-TEST(FrameStoreTest, ReopenAfterCloseKeepsEverything) {
+TEST_P(FrameStoreTest, ReopenAfterCloseKeepsEverything) {
   TempDir tmp;
   std::vector<FrameRecord> frames;
   {
-    auto store = OpenOrDie(tmp.path());
+    auto store = OpenOrDie(tmp.path(), GetParam());
     ASSERT_TRUE(store);
     for (uint64_t seq = 1; seq <= 6; ++seq) {
       frames.push_back(MakeFrame("cam", seq, seq % 3 == 0));
@@ -319,7 +335,7 @@ TEST(FrameStoreTest, ReopenAfterCloseKeepsEverything) {
     }
     ASSERT_TRUE(store->PutVersion({"cam", 1, 0, "full", "sum", 0.5, 7, ""}, "weights-v1").ok());
   }  // closed: a server restart
-  auto store = OpenOrDie(tmp.path());
+  auto store = OpenOrDie(tmp.path(), GetParam());
   ASSERT_TRUE(store);
   EXPECT_EQ(store->LastSequence("cam"), 6u);
   EXPECT_EQ(store->Count("cam", false), 4);
@@ -346,7 +362,7 @@ TEST(FrameStoreTest, ReopenAfterCloseKeepsEverything) {
   EXPECT_FALSE(*dup);
 }
 
-TEST(FrameStoreTest, OrphanFilesAreRemovedAtOpen) {
+TEST(SqliteFrameStoreTest, OrphanFilesAreRemovedAtOpen) {
   TempDir tmp;
   {
     auto store = OpenOrDie(tmp.path());
@@ -382,9 +398,9 @@ TEST(FrameStoreTest, OrphanFilesAreRemovedAtOpen) {
   EXPECT_TRUE(*put);
 }
 
-TEST(FrameStoreTest, RejectsBadDeviceIdsAndArguments) {
+TEST_P(FrameStoreTest, RejectsBadDeviceIdsAndArguments) {
   TempDir tmp;
-  auto store = OpenOrDie(tmp.path());
+  auto store = OpenOrDie(tmp.path(), GetParam());
   ASSERT_TRUE(store);
   const std::string too_long(65, 'a');
   for (const std::string& bad :
@@ -415,7 +431,7 @@ TEST(FrameStoreTest, RejectsBadDeviceIdsAndArguments) {
   EXPECT_EQ(store->LastSequence("cam"), 0u);
 }
 
-TEST(FrameStoreTest, MissingOrTruncatedImageIsDataLossNamingTheFile) {
+TEST(SqliteFrameStoreTest, MissingOrTruncatedImageIsDataLossNamingTheFile) {
   TempDir tmp;
   auto store = OpenOrDie(tmp.path());
   ASSERT_TRUE(store);
@@ -440,7 +456,7 @@ TEST(FrameStoreTest, MissingOrTruncatedImageIsDataLossNamingTheFile) {
   EXPECT_EQ(not_stored.status().code(), Status::Code::kNotFound);
 }
 
-TEST(FrameStoreTest, SecondOpenOfTheSameDirectoryIsRefused) {
+TEST(SqliteFrameStoreTest, SecondOpenOfTheSameDirectoryIsRefused) {
   TempDir tmp;
   auto first = OpenOrDie(tmp.path());
   ASSERT_TRUE(first);
@@ -452,7 +468,7 @@ TEST(FrameStoreTest, SecondOpenOfTheSameDirectoryIsRefused) {
 }
 
 // streamdistill-export reads a store that a running server holds (LOCK) and writes to.
-TEST(FrameStoreTest, ReadOnlyOpenBesideTheServerSeesItsCommitsAndWritesNothing) {
+TEST(SqliteFrameStoreTest, ReadOnlyOpenBesideTheServerSeesItsCommitsAndWritesNothing) {
   TempDir tmp;
   auto writer = OpenOrDie(tmp.path());
   ASSERT_TRUE(writer);
@@ -502,7 +518,7 @@ TEST(FrameStoreTest, ReadOnlyOpenBesideTheServerSeesItsCommitsAndWritesNothing) 
                              << reopened.status().ToString();
 }
 
-TEST(FrameStoreTest, ReadOnlyOpenReportsADirectoryWithoutAStore) {
+TEST(SqliteFrameStoreTest, ReadOnlyOpenReportsADirectoryWithoutAStore) {
   TempDir tmp;
   auto none = FrameStore::OpenReadOnly(tmp.path());
   EXPECT_EQ(none.status().code(), Status::Code::kNotFound) << none.status().ToString();
@@ -512,7 +528,7 @@ TEST(FrameStoreTest, ReadOnlyOpenReportsADirectoryWithoutAStore) {
   EXPECT_EQ(empty.status().code(), Status::Code::kFailedPrecondition) << empty.status().ToString();
 }
 
-TEST(FrameStoreTest, OpenReportsAnUnusableDirectory) {
+TEST(SqliteFrameStoreTest, OpenReportsAnUnusableDirectory) {
   TempDir tmp;
   const std::string file = tmp.path() + "/plain-file";
   std::ofstream(file) << "x";
@@ -521,9 +537,9 @@ TEST(FrameStoreTest, OpenReportsAnUnusableDirectory) {
   EXPECT_NE(store.status().message().find(file), std::string::npos) << store.status().ToString();
 }
 
-TEST(FrameStoreTest, ConcurrentPutsStoreEachFrameOnce) {
+TEST_P(FrameStoreTest, ConcurrentPutsStoreEachFrameOnce) {
   TempDir tmp;
-  auto store = OpenOrDie(tmp.path());
+  auto store = OpenOrDie(tmp.path(), GetParam());
   ASSERT_TRUE(store);
   constexpr int kThreads = 4;
   constexpr uint64_t kFrames = 15;
@@ -590,7 +606,7 @@ bool ReadReport(int fd, uint64_t* value, int timeout_ms) {
   }
 }
 
-TEST(FrameStoreTest, FramesReportedStoredSurviveSigkill) {
+TEST(SqliteFrameStoreTest, FramesReportedStoredSurviveSigkill) {
   TempDir tmp;
   std::set<uint64_t> reported;
   std::mt19937 rng(1234);

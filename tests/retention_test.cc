@@ -14,6 +14,7 @@
 #include "server/server_config.h"
 #include "server/server_core.h"
 #include "tests/daemon_test_util.h"
+#include "tests/frame_store_backends.h"
 #include "tests/protocol_client.h"
 
 namespace sd {
@@ -55,21 +56,26 @@ std::vector<uint64_t> NewestOfKind(uint64_t last, bool validation, int n) {
   return out;
 }
 
-// Every bound of the device holds, files and rows agree, and the kept windows are whole.
+// Every bound of the device holds, its usage agrees with its rows (and, when the store keeps
+// images as files under its directory, with the files), and the kept windows are whole.
 void ExpectWithinBounds(const FrameStore& store, const std::string& device, const RetentionBounds& bounds,
-                        const PruneKeep& keep, uint64_t last_sequence) {
+                        const PruneKeep& keep, uint64_t last_sequence, bool files_in_dir = true) {
   SCOPED_TRACE(device + " after sequence " + std::to_string(last_sequence));
-  const DiskUsage disk = OnDisk(store.dir(), device);
+  const StoredUsage usage = store.Usage(device);
   const auto training = store.Recent(device, false, std::numeric_limits<int>::max());
   const auto validation = store.Recent(device, true, std::numeric_limits<int>::max());
   ASSERT_TRUE(training.ok() && validation.ok());
-  EXPECT_EQ(disk.files, static_cast<int64_t>(training->size() + validation->size())) << "a file without a row or "
-                                                                                        "a row without a file";
+  EXPECT_EQ(usage.frames, static_cast<int64_t>(training->size() + validation->size()));
+  if (files_in_dir) {
+    const DiskUsage disk = OnDisk(store.dir(), device);
+    EXPECT_EQ(disk.files, usage.frames) << "a file without a row or a row without a file";
+    EXPECT_EQ(disk.bytes, usage.bytes);
+  }
   if (bounds.max_frames > 0) {
-    EXPECT_LE(disk.files, bounds.max_frames);
+    EXPECT_LE(usage.frames, bounds.max_frames);
   }
   if (bounds.max_bytes > 0) {
-    EXPECT_LE(disk.bytes, bounds.max_bytes);
+    EXPECT_LE(usage.bytes, bounds.max_bytes);
   }
   if (bounds.max_age_s > 0) {
     const double newest = (last_sequence - 1) * kSecondsPerFrame;
@@ -83,7 +89,14 @@ void ExpectWithinBounds(const FrameStore& store, const std::string& device, cons
   EXPECT_EQ(Sequences(*replay), NewestOfKind(last_sequence, false, keep.replay_frames)) << "replay window";
 }
 
-TEST(RetentionTest, ThirtyMinutesOfFramesStayWithinBoundsAndKeepTheHeldOutSet) {
+// The retention contract of every FrameStore backend (tests/frame_store_backends.h).
+class RetentionContractTest : public ::testing::TestWithParam<testing::FrameStoreBackend> {};
+
+INSTANTIATE_TEST_SUITE_P(Backends, RetentionContractTest, ::testing::ValuesIn(testing::FrameStoreBackends()),
+                         testing::FrameStoreBackendName);
+
+TEST_P(RetentionContractTest, ThirtyMinutesOfFramesStayWithinBoundsAndKeepTheHeldOutSet) {
+  const bool files = GetParam().files_in_dir;
   const std::string dir = sd::testing::TempDir("retention_store");
   // camA is bounded by count, camB by bytes and age; frames of 1-3 kB, 20 a minute each.
   const std::map<std::string, RetentionBounds> bounds = {
@@ -94,7 +107,7 @@ TEST(RetentionTest, ThirtyMinutesOfFramesStayWithinBoundsAndKeepTheHeldOutSet) {
   keep.replay_frames = 40;
   keep.validation_frames = 12;
   constexpr uint64_t kFrames = 30 * 20;
-  auto store = FrameStore::Open(dir);
+  auto store = GetParam().open(dir);
   ASSERT_TRUE(store.ok()) << store.status().ToString();
   int64_t deleted = 0;
   for (uint64_t sequence = 1; sequence <= kFrames; ++sequence) {
@@ -112,7 +125,7 @@ TEST(RetentionTest, ThirtyMinutesOfFramesStayWithinBoundsAndKeepTheHeldOutSet) {
       ASSERT_TRUE(pruned.ok()) << pruned.status().ToString();
       EXPECT_EQ(pruned->replay_deleted + pruned->validation_deleted, 0) << "the bounds leave room for the windows";
       deleted += pruned->deleted;
-      ExpectWithinBounds(**store, device, bound, keep, sequence);
+      ExpectWithinBounds(**store, device, bound, keep, sequence, files);
     }
   }
   EXPECT_GT(deleted, 0);
@@ -124,9 +137,9 @@ TEST(RetentionTest, ThirtyMinutesOfFramesStayWithinBoundsAndKeepTheHeldOutSet) {
 
   // A restart: the store reopens with every bound still holding and nothing orphaned.
   store = StatusOr<std::unique_ptr<FrameStore>>(Status::Aborted("closed"));
-  auto reopened = FrameStore::Open(dir);
+  auto reopened = GetParam().open(dir);
   ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
-  for (const auto& [device, bound] : bounds) ExpectWithinBounds(**reopened, device, bound, keep, kFrames);
+  for (const auto& [device, bound] : bounds) ExpectWithinBounds(**reopened, device, bound, keep, kFrames, files);
 }
 
 TEST(RetentionTest, ACrashBetweenRowsAndFilesLeavesOnlyFilesThatTheNextOpenRemoves) {
