@@ -8,8 +8,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <chrono>
 #include <cstring>
+
+#include "common/base/clock.h"
 
 namespace sd {
 
@@ -158,7 +159,7 @@ class PosixEnv : public Env {
   }
 
   double NowSeconds() override {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    return SteadySeconds();
   }
 };
 

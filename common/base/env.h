@@ -57,7 +57,8 @@ class Env {
   // The names in `dir` (not "." or ".."), in no particular order.
   virtual StatusOr<std::vector<std::string>> ListDir(const std::string& dir) = 0;
 
-  // Monotonic seconds (steady clock), for back-offs and rate-limited logs.
+  // Monotonic seconds, for back-offs and rate-limited logs: SteadySeconds() (common/base/clock.h)
+  // unless a test double fakes time.
   virtual double NowSeconds() = 0;
 };
 

@@ -17,6 +17,7 @@
 #include <opencv2/videoio.hpp>
 #include <spdlog/spdlog.h>
 
+#include "common/base/clock.h"
 #include "common/video/synthetic_scene.h"
 
 namespace sd {
@@ -31,7 +32,7 @@ namespace fs = std::filesystem;
 class RealClock : public Clock {
  public:
   double NowSeconds() override {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    return SteadySeconds();
   }
   void SleepUntil(double t) override {
     const double wait = t - NowSeconds();

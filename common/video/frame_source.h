@@ -44,7 +44,7 @@ class Clock {
   virtual ~Clock();
   virtual double NowSeconds() = 0;  // monotonic
   virtual void SleepUntil(double t) = 0;
-  static Clock* Real();  // steady_clock; never deleted
+  static Clock* Real();  // SteadySeconds() (common/base/clock.h); never deleted
 };
 
 // A clock that only moves when told to; SleepUntil jumps ahead instead of waiting.
