@@ -44,7 +44,7 @@ std::string StartKey(const BenchConfig& c) {
   std::ostringstream key;
   const TrainerOptions& t = c.pretrain.training;
   key << "video=" << c.job.video << " student=" << c.job.student.Fingerprint() << " seed=" << c.job.model_seed
-      << " labels=" << (c.ground_truth_labels ? "ground_truth" : c.job.teacher.kind) << " frames=" << c.pretrain.frames
+      << " labels=" << (c.ground_truth_labels ? "ground_truth" : TeacherKindName(c.job.teacher.kind)) << " frames=" << c.pretrain.frames
       << " range=" << c.pretrain.range.begin << "-" << c.pretrain.range.end << " steps=" << t.total_steps
       << " batch=" << t.batch_size << " lr=" << t.learning_rate << " warmup=" << t.warmup_steps << " tseed=" << t.seed;
   return key.str();

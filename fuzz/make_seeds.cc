@@ -116,7 +116,7 @@ void CheckpointSeeds(const fs::path& dir) {
   WriteFile((dir / "tiny").string(), bytes);
   WriteFile((dir / "tiny-truncated").string(), bytes.substr(0, bytes.size() / 3));
   sd::StudentArchitecture conv = sd::fuzz::TinyStudent();
-  conv.block = "conv";
+  conv.block = sd::StudentBlock::kConv;
   WriteFile((dir / "other-architecture").string(), sd::StudentModel::Create(conv, 3).value()->SerializeWeights());
 }
 

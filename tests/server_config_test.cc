@@ -17,7 +17,7 @@ TEST(ServerConfigTest, ShippedConfigParses) {
   auto config = LoadServerConfig(std::string(SD_SOURCE_DIR) + "/configs/server.yaml");
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   EXPECT_EQ(config->device_tokens.count("cam1"), 1u);
-  EXPECT_EQ(config->teacher.kind, "hog");
+  EXPECT_EQ(config->teacher.kind, TeacherKind::kHog);
   EXPECT_EQ(config->class_names, std::vector<std::string>{"person"});
 }
 
