@@ -4,6 +4,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "common/config/yaml_overlay.h"
 #include "edge/edge_config.h"
 #include "edge/sampler.h"
 
@@ -34,13 +35,19 @@ Status ReadUpdateGrid(const YamlReader& section, UpdateGrid* u) {
   SD_RETURN_IF_ERROR(section.Get("round_every", &u->round_every));
   SD_RETURN_IF_ERROR(section.Get("iterations", &u->iterations));
   SD_RETURN_IF_ERROR(section.Get("replay_frames", &u->replay_frames));
-  SD_RETURN_IF_ERROR(section.Get("encodings", &u->encodings));
+  std::vector<std::string> encodings;
+  for (UpdateEncoding e : u->encodings) encodings.push_back(UpdateEncodingName(e));
+  SD_RETURN_IF_ERROR(section.Get("encodings", &encodings));
   SD_RETURN_IF_ERROR(section.Get("fractions", &u->fractions));
   SD_RETURN_IF_ERROR(section.Get("seeds", &u->seeds));
   SD_RETURN_IF_ERROR(section.Get("zstd", &u->zstd));
   SD_RETURN_IF_ERROR(section.Get("chunk_bytes", &u->chunk_bytes));
-  for (const std::string& e : u->encodings)
-    if (!IsKnownUpdateEncoding(e)) return section.Error("encodings", "unknown encoding '" + e + "'");
+  u->encodings.clear();
+  for (const std::string& e : encodings) {
+    StatusOr<UpdateEncoding> parsed = ParseUpdateEncoding(e);
+    if (!parsed.ok()) return section.Error("encodings", "unknown encoding '" + e + "'");
+    u->encodings.push_back(*parsed);
+  }
   for (double f : u->fractions)
     if (!(f > 0 && f < 1)) return section.Error("fractions", "every fraction must be in (0, 1)");
   if (u->budget < 1) return section.Error("budget", "must be >= 1");
@@ -179,50 +186,13 @@ Status Parse(const YamlReader& root, BenchConfig* c) {
   return root.CheckAllKeysUsed();
 }
 
-// A stream that differs from another in a few keys says so with `base:` instead of copying it.
-constexpr int kMaxBaseDepth = 8;
-
-// `over` laid over `base`: maps merge key by key, anything else (a list, a scalar) replaces.
-YAML::Node Overlay(const YAML::Node& base, const YAML::Node& over) {
-  if (!base.IsMap() || !over.IsMap()) return YAML::Clone(over);
-  YAML::Node out = YAML::Clone(base);
-  for (const auto& entry : over) {
-    const std::string key = entry.first.as<std::string>();
-    out[key] = out[key] ? Overlay(out[key], entry.second) : YAML::Clone(entry.second);
-  }
-  return out;
-}
-
-// The document at `path` over its `base:` chain (each base relative to the file naming it).
-StatusOr<YAML::Node> LoadOverBases(const std::string& path, int depth) {
-  SD_ASSIGN_OR_RETURN(YamlReader probe, YamlReader::FromFile(path));  // clear errors for a missing or broken file
-  (void)probe;
-  YAML::Node doc;
-  try {
-    doc = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    return Status::InvalidArgument(path + ": " + e.msg);
-  }
-  const YAML::Node& read = doc;  // const lookups never add a key
-  if (!doc.IsMap() || !read["base"]) return doc;
-  if (!read["base"].IsScalar()) return Status::InvalidArgument(path + ": 'base': expected the path of a bench config");
-  if (depth >= kMaxBaseDepth)
-    return Status::InvalidArgument(path + ": 'base': more than " + std::to_string(kMaxBaseDepth) +
-                                   " bases deep (a loop?)");
-  std::filesystem::path base = read["base"].as<std::string>();
-  if (base.is_relative()) base = std::filesystem::path(path).parent_path() / base;
-  auto merged_base = LoadOverBases(base.string(), depth + 1);
-  if (!merged_base.ok()) return merged_base.status().WithContext(path + ": 'base'");
-  doc.remove("base");
-  return Overlay(*merged_base, doc);
-}
-
 }  // namespace
 
 StatusOr<BenchConfig> LoadBenchConfig(const std::string& path) {
-  SD_ASSIGN_OR_RETURN(YAML::Node document, LoadOverBases(path, 0));
+  // A stream that differs from another in a few keys says so with `base:` instead of copying it.
+  SD_ASSIGN_OR_RETURN(YAML::Node document, LoadYamlWithBase(path, "a bench config"));
   // Errors name the file; with a base, their lines are those of the merged document.
-  SD_ASSIGN_OR_RETURN(YamlReader root, YamlReader::FromString(YAML::Dump(document), path));
+  SD_ASSIGN_OR_RETURN(YamlReader root, YamlReader::FromString(EmitYaml(document), path));
   BenchConfig config;
   SD_RETURN_IF_ERROR(Parse(root, &config));
   if (config.name.empty()) config.name = std::filesystem::path(path).stem().string();

@@ -38,7 +38,8 @@ struct UpdateGrid {
   int round_every = 20;   // a round after every N new frames
   int iterations = 40;    // Adam steps per round
   int replay_frames = 300;
-  std::vector<std::string> encodings = {"full_fp32", "full_fp16", "int8", "sparse"};
+  std::vector<UpdateEncoding> encodings = {UpdateEncoding::kFullFp32, UpdateEncoding::kFullFp16,
+                                           UpdateEncoding::kInt8, UpdateEncoding::kSparse};
   std::vector<double> fractions = {0.01, 0.05, 0.1, 0.2};  // sparse's f
   int seeds = 3;
   bool zstd = true;

@@ -18,6 +18,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/config/yaml_overlay.h"
 #include "common/eval/detector_timing.h"
 #include "common/base/env.h"
 #include "common/video/frame_source.h"
@@ -101,22 +102,23 @@ StatusOr<nlohmann::json> TimeDetectors(const StudentDetector& student, Teacher& 
 
 // The edge config for a measuring run: the file at full speed, once, into `dir`, with a
 // server that refuses connections (the uplink keeps retrying, as on a cut link).
-YAML::Node MeasuringEdgeConfig(const std::string& edge_config, const std::string& dir, const std::string& weights,
-                               int64_t end_frame, int threads) {
-  YAML::Node root = YAML::LoadFile(edge_config);
-  root["server"] = "127.0.0.1:1";
-  root["source"]["loop"] = false;
-  root["source"]["realtime"] = false;
-  root["source"]["end_frame"] = end_frame;
-  root["init_weights"] = weights;
-  root["threads"] = threads;
-  root["detections"]["path"] = dir + "/detections.jsonl";
-  root["detections"]["annotated_dir"] = "";
-  root["state_dir"] = dir + "/state";
-  root["spool"]["dir"] = dir + "/spool";
-  root["summary_path"] = "";
-  root["linger_s"] = 0;
-  return root;
+StatusOr<YAML::Node> MeasuringEdgeConfig(const std::string& edge_config, const std::string& dir,
+                                         const std::string& weights, int64_t end_frame, int threads) {
+  SD_ASSIGN_OR_RETURN(YAML::Node base, LoadYamlFile(edge_config));
+  YAML::Node run(YAML::NodeType::Map);
+  run["server"] = "127.0.0.1:1";
+  run["source"]["loop"] = false;
+  run["source"]["realtime"] = false;
+  run["source"]["end_frame"] = end_frame;
+  run["init_weights"] = weights;
+  run["threads"] = threads;
+  run["detections"]["path"] = dir + "/detections.jsonl";
+  run["detections"]["annotated_dir"] = "";
+  run["state_dir"] = dir + "/state";
+  run["spool"]["dir"] = dir + "/spool";
+  run["summary_path"] = "";
+  run["linger_s"] = 0;
+  return MergeYaml(base, run);
 }
 
 Status WriteYaml(const YAML::Node& node, const std::string& path) {
@@ -132,7 +134,8 @@ StatusOr<double> MeasurePath(const SpeedOptions& options, const std::string& wei
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   const std::string config_path = dir + "/edge.yaml";
-  SD_RETURN_IF_ERROR(WriteYaml(MeasuringEdgeConfig(options.edge_config, dir, weights, end_frame, threads), config_path));
+  SD_ASSIGN_OR_RETURN(YAML::Node edge_yaml, MeasuringEdgeConfig(options.edge_config, dir, weights, end_frame, threads));
+  SD_RETURN_IF_ERROR(WriteYaml(edge_yaml, config_path));
   SD_ASSIGN_OR_RETURN(EdgeConfig config, LoadEdgeConfig(config_path));
   SD_ASSIGN_OR_RETURN(auto agent, EdgeAgent::Create(config));
   // The uplink warns about the refused link on every retry; that is expected here.
@@ -185,8 +188,9 @@ StatusOr<nlohmann::json> MeasureProcess(const SpeedOptions& options, const std::
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
     const std::string config_path = dir + "/edge.yaml";
-    SD_RETURN_IF_ERROR(
-        WriteYaml(MeasuringEdgeConfig(options.edge_config, dir, weights, start_frame + frames, 1), config_path));
+    SD_ASSIGN_OR_RETURN(YAML::Node edge_yaml,
+                        MeasuringEdgeConfig(options.edge_config, dir, weights, start_frame + frames, 1));
+    SD_RETURN_IF_ERROR(WriteYaml(edge_yaml, config_path));
     SD_ASSIGN_OR_RETURN(ProcessRun run, RunProcess({options.edge_binary, "--config", config_path, "--fast",
                                                     "--log-level", "warn"},
                                                    dir + "/edge.log"));
@@ -280,6 +284,49 @@ std::string SpeedMarkdown(const nlohmann::json& r) {
     md << line;
   }
   return md.str();
+}
+
+namespace {
+
+// streamdistill-edge next to this binary, for the process figures.
+std::string EdgeBinaryBesideThis() {
+  std::error_code error;
+  const auto self = std::filesystem::read_symlink("/proc/self/exe", error);
+  if (error) return "";
+  const auto edge = self.parent_path() / "streamdistill-edge";
+  return std::filesystem::exists(edge) ? edge.string() : "";
+}
+
+}  // namespace
+
+int RunSpeedBench(SpeedOptions options, const std::string& out) {
+  std::filesystem::create_directories(out);
+  options.work_dir = out + "/work";
+  options.edge_binary = EdgeBinaryBesideThis();
+  std::printf("speed     %d frames, student and teacher alternating at one thread; edge path %d frames\n",
+              options.frames, options.path_frames);
+  auto result = MeasureSpeed(options);
+  if (!result.ok()) {
+    std::fprintf(stderr, "streamdistill-bench: error: %s\n", result.status().ToString().c_str());
+    return 1;
+  }
+  const std::string markdown = SpeedMarkdown(*result);
+  std::ofstream(out + "/speed.json") << result->dump(2) << "\n";
+  std::ofstream(out + "/speed.md") << markdown;
+  std::printf("%s\n", markdown.c_str());
+  const nlohmann::json& one = (*result)["one_thread"];
+  nlohmann::json summary = {{"student_median_ms", one["student"]["median_ms"]},
+                            {"teacher_median_ms", one["teacher"]["median_ms"]},
+                            {"speedup_median", one["speedup_median"]},
+                            {"edge_fps_1_thread", (*result)["edge_path"]["threads_1"]["fps"]},
+                            {"edge_fps_2_threads", (*result)["edge_path"]["threads_2"]["fps"]},
+                            {"json", out + "/speed.json"}};
+  if (result->contains("edge_process")) {
+    summary["edge_startup_s"] = (*result)["edge_process"]["startup_s"];
+    summary["edge_max_rss_mb"] = (*result)["edge_process"]["max_rss_mb"];
+  }
+  std::printf("%s\n", summary.dump().c_str());
+  return 0;
 }
 
 }  // namespace sd

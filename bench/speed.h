@@ -32,4 +32,9 @@ StatusOr<nlohmann::json> MeasureSpeed(const SpeedOptions& options);
 // A markdown report of MeasureSpeed's result.
 std::string SpeedMarkdown(const nlohmann::json& result);
 
+// streamdistill-bench --speed: measures with streamdistill-edge beside this binary (if any) for
+// the process figures, writes OUT/speed.json and OUT/speed.md, prints the table and a JSON
+// summary line. The process's exit code (1 on an error, which goes to stderr).
+int RunSpeedBench(SpeedOptions options, const std::string& out);
+
 }  // namespace sd

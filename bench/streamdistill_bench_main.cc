@@ -19,6 +19,7 @@
 #include "bench/replay.h"
 #include "bench/report.h"
 #include "bench/speed.h"
+#include "bench/start_student.h"
 #include "bench/uplink_encodings.h"
 #include "bench/update_replay.h"
 #include "common/vision/appearance.h"
@@ -50,80 +51,6 @@ struct Flags {
   std::vector<std::string> compare_streams;  // bench output folders: the across-streams table instead of a grid
   std::string uplink_encodings = "768x75,768x50,640x60,512x75,384x75,384x85,384x95";
 };
-
-StatusOr<std::vector<Detections>> GroundTruthLabels(const std::string& uri, int64_t end) {
-  FrameSourceOptions options;
-  options.uri = uri;
-  options.end_frame = end;
-  SD_ASSIGN_OR_RETURN(auto source, OpenFrameSource(options));
-  std::vector<Detections> labels;
-  SD_RETURN_IF_ERROR(ForEachFrame(*source, [&](Frame& frame) -> Status {
-    labels.push_back(std::move(frame.ground_truth));
-    return Status::Ok();
-  }));
-  return labels;
-}
-
-StatusOr<std::vector<Detections>> ReferenceLabels(const BenchConfig& config) {
-  if (config.ground_truth_labels)
-    return GroundTruthLabels(config.job.video, std::max(config.job.train_frames.end, config.job.eval_frames.end));
-  if (!std::filesystem::exists(config.job.video))
-    return Status::NotFound(config.job.video + ": video not found");
-  SD_ASSIGN_OR_RETURN(auto teacher, CreateTeacher(config.job.teacher));
-  std::printf("teacher   %s\n", teacher->Fingerprint().c_str());
-  return LabelJobVideo(config.job, *teacher);
-}
-
-std::string StartKey(const BenchConfig& c) {
-  std::ostringstream key;
-  const TrainerOptions& t = c.pretrain.training;
-  key << "video=" << c.job.video << " student=" << c.job.student.Fingerprint() << " seed=" << c.job.model_seed
-      << " labels=" << (c.ground_truth_labels ? "ground_truth" : c.job.teacher.kind) << " frames=" << c.pretrain.frames
-      << " range=" << c.pretrain.range.begin << "-" << c.pretrain.range.end << " steps=" << t.total_steps
-      << " batch=" << t.batch_size << " lr=" << t.learning_rate << " warmup=" << t.warmup_steps << " tseed=" << t.seed;
-  return key.str();
-}
-
-// The common start: the student trained from random weights on a few evenly spaced frames
-// (as the papers' students start pretrained). Kept in DIR/start.sdw and reused while its
-// settings (DIR/start.key) are the same.
-StatusOr<std::string> StartWeights(const BenchConfig& c, const std::vector<Detections>& labels, const std::string& dir) {
-  const std::string weights_path = dir + "/start.sdw", key_path = dir + "/start.key";
-  const std::string key = StartKey(c);
-  {
-    std::ifstream in(key_path);
-    std::string stored;
-    std::getline(in, stored);
-    if (stored == key) {
-      auto model = StudentModel::LoadFromFile(weights_path);
-      if (model.ok()) {
-        std::printf("start     %s (reused)\n", weights_path.c_str());
-        return (*model)->SerializeWeights();
-      }
-    }
-  }
-  const FrameRange& range = c.pretrain.range;
-  const int keep_width = c.job.student.input_width * 5 / 4;
-  std::vector<TrainingSample> samples;
-  for (int i = 0; i < c.pretrain.frames; ++i) {
-    const int64_t index = range.begin + (range.size() * (2 * i + 1)) / (2 * c.pretrain.frames);  // centred
-    SD_ASSIGN_OR_RETURN(auto frames, LoadLabelledFrames(c.job.video, index, index + 1, labels, keep_width));
-    samples.push_back({frames[0].bgr, frames[0].labels});
-  }
-  SD_ASSIGN_OR_RETURN(auto model, StudentModel::Create(c.job.student, c.job.model_seed));
-  SD_ASSIGN_OR_RETURN(auto trainer, StudentTrainer::Create(model.get(), c.pretrain.training));
-  const int steps = c.pretrain.training.total_steps;
-  ProgressLine progress("pretrain", steps);
-  for (int i = 0; i < steps; ++i) {
-    SD_ASSIGN_OR_RETURN(StepStats stats, trainer->Step(samples));
-    progress.Update(i + 1, "loss " + std::to_string(stats.loss));
-  }
-  progress.Finish();
-  SD_RETURN_IF_ERROR(model->SaveToFile(weights_path));
-  std::ofstream(key_path) << key << "\n";
-  std::printf("start     %s (%d frames, %d steps)\n", weights_path.c_str(), c.pretrain.frames, steps);
-  return model->SerializeWeights();
-}
 
 // Rows of an earlier run's CSV, so that --resume does only what is missing. Rows of another
 // header (other eval sets) are not this grid's: none are kept.
@@ -418,14 +345,14 @@ int RunUpdateGrid(const Flags& flags, const Prepared& p) {
   const int64_t n = p.stream.frames.size();
   const int seeds = flags.seeds > 0 ? flags.seeds : (flags.quick ? 1 : grid.seeds);
   struct Spec {
-    std::string encoding;
+    UpdateEncoding encoding;
     double fraction;
     uint64_t seed;
   };
   std::vector<Spec> runs;
   for (int seed = 1; seed <= seeds; ++seed)
-    for (const std::string& encoding : grid.encodings) {
-      if (encoding != "sparse") {
+    for (const UpdateEncoding encoding : grid.encodings) {
+      if (encoding != UpdateEncoding::kSparse) {
         runs.push_back({encoding, 1.0, static_cast<uint64_t>(seed)});
         continue;
       }
@@ -448,7 +375,7 @@ int RunUpdateGrid(const Flags& flags, const Prepared& p) {
     for (size_t position : sampled->positions) received.push_back(p.stream.frames[position].sample);
     UpdateRunOptions options;
     options.policy.encoding = run.encoding;
-    options.policy.sparse_fraction = run.encoding == "sparse" ? run.fraction : 0.05;
+    options.policy.sparse_fraction = run.encoding == UpdateEncoding::kSparse ? run.fraction : 0.05;
     options.policy.zstd = grid.zstd;
     options.round_every = grid.round_every;
     options.iterations = iterations;
@@ -458,12 +385,13 @@ int RunUpdateGrid(const Flags& flags, const Prepared& p) {
     options.trainer.seed = run.seed;
     auto result = ReplayUpdates(p.start, received, options, config.job.inference, p.eval);
     if (!result.ok()) return Fail(result.status());
-    UpdateRow row{run.encoding, run.fraction, run.seed, result->map50, result->map50_95, result->downlink_bytes,
+    UpdateRow row{UpdateEncodingName(run.encoding), run.fraction, run.seed, result->map50, result->map50_95, result->downlink_bytes,
                   result->updates};
     rows.push_back(row);
     csv << CsvLine(row) << std::endl;
     char detail[128];
-    std::snprintf(detail, sizeof(detail), "%s %.2f seed %llu: %d updates, %lld bytes, mAP50 %.3f", run.encoding.c_str(),
+    std::snprintf(detail, sizeof(detail), "%s %.2f seed %llu: %d updates, %lld bytes, mAP50 %.3f",
+                  UpdateEncodingName(run.encoding),
                   run.fraction, static_cast<unsigned long long>(run.seed), row.updates,
                   static_cast<long long>(row.downlink_bytes), row.map50);
     progress.Update(i + 1, detail);
@@ -480,46 +408,6 @@ int RunUpdateGrid(const Flags& flags, const Prepared& p) {
   nlohmann::json summary = {{"stream", config.name}, {"runs", rows.size()}, {"csv", csv_path},
                             {"table", flags.out + "/updates.md"},
                             {"plot", plotted.ok() ? flags.out + "/updates.png" : ""}};
-  std::printf("%s\n", summary.dump().c_str());
-  return 0;
-}
-
-// streamdistill-edge next to this binary, for the process figures.
-std::string EdgeBinaryBesideThis() {
-  std::error_code error;
-  const auto self = std::filesystem::read_symlink("/proc/self/exe", error);
-  if (error) return "";
-  const auto edge = self.parent_path() / "streamdistill-edge";
-  return std::filesystem::exists(edge) ? edge.string() : "";
-}
-
-int RunSpeed(const Flags& flags) {
-  SpeedOptions options = flags.speed_options;
-  std::filesystem::create_directories(flags.out);
-  options.work_dir = flags.out + "/work";
-  options.edge_binary = EdgeBinaryBesideThis();
-  std::printf("speed     %d frames, student and teacher alternating at one thread; edge path %d frames\n",
-              options.frames, options.path_frames);
-  auto result = MeasureSpeed(options);
-  if (!result.ok()) {
-    std::fprintf(stderr, "streamdistill-bench: error: %s\n", result.status().ToString().c_str());
-    return 1;
-  }
-  const std::string markdown = SpeedMarkdown(*result);
-  std::ofstream(flags.out + "/speed.json") << result->dump(2) << "\n";
-  std::ofstream(flags.out + "/speed.md") << markdown;
-  std::printf("%s\n", markdown.c_str());
-  const nlohmann::json& one = (*result)["one_thread"];
-  nlohmann::json summary = {{"student_median_ms", one["student"]["median_ms"]},
-                            {"teacher_median_ms", one["teacher"]["median_ms"]},
-                            {"speedup_median", one["speedup_median"]},
-                            {"edge_fps_1_thread", (*result)["edge_path"]["threads_1"]["fps"]},
-                            {"edge_fps_2_threads", (*result)["edge_path"]["threads_2"]["fps"]},
-                            {"json", flags.out + "/speed.json"}};
-  if (result->contains("edge_process")) {
-    summary["edge_startup_s"] = (*result)["edge_process"]["startup_s"];
-    summary["edge_max_rss_mb"] = (*result)["edge_process"]["max_rss_mb"];
-  }
   std::printf("%s\n", summary.dump().c_str());
   return 0;
 }
@@ -638,7 +526,7 @@ int CompareStreams(const std::vector<std::string>& folders) {
 
 int Run(const Flags& flags) {
   if (!flags.compare_streams.empty()) return CompareStreams(flags.compare_streams);
-  if (flags.speed) return RunSpeed(flags);
+  if (flags.speed) return RunSpeedBench(flags.speed_options, flags.out);
   if (flags.uplink) return RunUplink(flags);
   Prepared prepared;
   if (int code = Prepare(flags, &prepared); code != 0) return code;

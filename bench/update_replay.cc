@@ -27,7 +27,7 @@ StatusOr<UpdateRunResult> ReplayUpdates(const std::string& start_weights, const 
   round.replay_frames = options.replay_frames;
   round.min_validation_frames = 1;  // no validation frames: every round is published
   round.trainer = options.trainer;
-  round.sparse_fraction = options.policy.encoding == "sparse" ? options.policy.sparse_fraction : 0;
+  round.sparse_fraction = RoundSparseFraction(options.policy);
   SD_ASSIGN_OR_RETURN(auto trainer,
                       DeviceTrainer::Create("bench", start->architecture(), start_weights, /*initial_version=*/1,
                                             round, MakeUpdateEncoder(options.policy, start->TensorSizes())));
@@ -50,7 +50,7 @@ StatusOr<UpdateRunResult> ReplayUpdates(const std::string& start_weights, const 
     result.downlink_bytes += UpdateWireBytes(update, options.chunk_bytes);
     ++result.updates;
     // The edge's side: decode against what it holds; it must land on the server's weights.
-    SD_ASSIGN_OR_RETURN(edge, DecodeUpdate(UpdateEncodingName(u.encoding), edge, u.payload, edge.size()));
+    SD_ASSIGN_OR_RETURN(edge, DecodeUpdate(u.encoding, edge, u.payload, edge.size()));
     if (WeightsChecksum(edge) != WeightsChecksum(trainer->flat_weights()))
       return Status::Internal("edge and server weights differ after version " + std::to_string(r.version));
   }

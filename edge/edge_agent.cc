@@ -19,7 +19,7 @@ constexpr char kLegacyVersionFile[] = "deployed.version";
 }  // namespace
 
 EdgeAgent::EdgeAgent(const EdgeConfig& config, Clock* clock, std::unique_ptr<FrameSource> source)
-    : config_(config), clock_(clock), frame_log_("processing frames", config.env), source_(std::move(source)) {}
+    : config_(config), clock_(clock), frame_log_("processing frames", clock), source_(std::move(source)) {}
 
 EdgeAgent::~EdgeAgent() {
   if (http_) http_->Stop();
@@ -221,7 +221,7 @@ Status EdgeAgent::ApplyUpdate(const ModelUpdate& update) {
     return Status::FailedPrecondition("update to version " + std::to_string(update.new_version) +
                                       " is not newer than the served " + std::to_string(current->version));
   SD_ASSIGN_OR_RETURN(std::vector<float> flat,
-                      DecodeUpdate(UpdateEncodingName(update.encoding), current->flat, update.payload, current->flat.size()));
+                      DecodeUpdate(update.encoding, current->flat, update.payload, current->flat.size()));
   const std::string checksum = WeightsChecksum(flat);
   if (checksum != update.weights_checksum)
     return Status::DataLoss("weights checksum " + checksum + " differs from the server's " + update.weights_checksum);

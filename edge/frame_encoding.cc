@@ -3,8 +3,8 @@
 #include <vector>
 
 #include <opencv2/imgcodecs.hpp>
-#include <opencv2/imgproc.hpp>
 
+#include "common/vision/resize.h"
 #include "streamdistill.pb.h"
 
 namespace sd {
@@ -12,11 +12,7 @@ namespace sd {
 StatusOr<std::string> EncodeSampledFrame(const cv::Mat& bgr, int64_t frame_index, double capture_time_s,
                                          const StudentOutput& student, uint64_t model_version,
                                          const FrameEncodingOptions& options) {
-  cv::Mat image = bgr;
-  if (options.max_width > 0 && image.cols > options.max_width) {
-    const double scale = static_cast<double>(options.max_width) / image.cols;
-    cv::resize(bgr, image, cv::Size(), scale, scale, cv::INTER_AREA);
-  }
+  const cv::Mat image = ShrinkToWidth(bgr, options.max_width);
   std::vector<uchar> jpeg;
   if (!cv::imencode(".jpg", image, jpeg, {cv::IMWRITE_JPEG_QUALITY, options.jpeg_quality}))
     return Status::Internal("JPEG encoding failed for frame " + std::to_string(frame_index));

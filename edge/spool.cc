@@ -63,7 +63,7 @@ StatusOr<int64_t> CheckFrameFile(Env* env, const std::string& path) {
 Spool::Spool(SpoolOptions options)
     : options_(std::move(options)),
       env_(options_.env ? options_.env : Env::Default()),
-      push_log_("spool " + options_.dir + ": storing sampled frames", env_),
+      push_log_("spool " + options_.dir + ": storing sampled frames"),
       counter_log_("spool " + options_.dir + ": persisting the frame sequence counter", env_) {}
 
 std::string Spool::FramePath(uint64_t sequence) const {

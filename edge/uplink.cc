@@ -11,6 +11,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/base/clock.h"
 #include "common/link/grpc_status.h"
 #include "common/link/update_codec.h"
 #include "streamdistill.grpc.pb.h"
@@ -27,10 +28,6 @@ namespace {
 constexpr int kUnavailable = 14;
 constexpr int kResourceExhausted = 8;
 bool IsRetryable(int code) { return code == kUnavailable || code == kResourceExhausted; }
-
-double SteadySeconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 std::shared_ptr<grpc::ChannelCredentials> Credentials(const TlsClientOptions& tls) {
   if (tls.ca.empty()) return grpc::InsecureChannelCredentials();

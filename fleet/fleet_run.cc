@@ -15,6 +15,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include "common/base/env.h"
+#include "common/base/clock.h"
+#include "common/config/yaml_overlay.h"
 #include "edge/edge_agent.h"
 #include "fleet/camera_view.h"
 #include "fleet/server_process.h"
@@ -28,34 +30,23 @@ namespace fs = std::filesystem;
 
 constexpr double kServerStartTimeoutS = 120;  // the teacher loads before the port opens
 
-StatusOr<YAML::Node> LoadYamlNode(const std::string& path) {
-  try {
-    return YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    return Status::InvalidArgument(path + ": " + e.what());
-  }
-}
-
-std::string Emit(const YAML::Node& node) {
-  YAML::Emitter out;
-  out << node;
-  return std::string(out.c_str()) + "\n";
-}
-
 // The base server yaml with the fleet's devices (and only those), their groups and its own storage.
 StatusOr<std::string> FleetServerYaml(const std::string& base_path, const std::string& storage_dir,
                                       const std::map<std::string, std::string>& tokens,
                                       const std::map<std::string, std::vector<std::string>>& groups, bool auto_groups) {
-  SD_ASSIGN_OR_RETURN(YAML::Node root, LoadYamlNode(base_path));
-  root["storage_dir"] = storage_dir;
+  SD_ASSIGN_OR_RETURN(YAML::Node base, LoadYamlFile(base_path));
+  // The run's devices and groups replace the base's; its other keys are laid over it.
+  base.remove("devices");
+  base.remove("groups");
+  YAML::Node run(YAML::NodeType::Map);
+  run["storage_dir"] = storage_dir;
   YAML::Node devices(YAML::NodeType::Map);
   for (const auto& [device, token] : tokens) devices[device]["token"] = token;
-  root["devices"] = devices;
-  root.remove("groups");
+  run["devices"] = devices;
   for (const auto& [name, members] : groups)
-    for (const std::string& member : members) root["groups"][name].push_back(member);
-  if (auto_groups) root["grouping"]["mode"] = "auto";
-  const std::string text = Emit(root);
+    for (const std::string& member : members) run["groups"][name].push_back(member);
+  if (auto_groups) run["grouping"]["mode"] = "auto";
+  const std::string text = EmitYaml(MergeYaml(base, run));
   // Checked here, so that a bad base config is one clear error rather than a server that exits.
   SD_RETURN_IF_ERROR(ParseServerConfig(text, base_path).status());
   return text;
@@ -66,9 +57,6 @@ std::string NewToken(std::mt19937_64& random) {
   std::snprintf(text, sizeof(text), "fleet-%016llx", static_cast<unsigned long long>(random()));
   return text;
 }
-
-// The clock the camera sources stamp their first frames with.
-double WallSeconds() { return Clock::Real()->NowSeconds(); }
 
 // Scores deployed versions on one background thread, in the order they were deployed.
 class DeploymentScorer {
@@ -135,23 +123,22 @@ class DeploymentScorer {
 
 StatusOr<EdgeConfig> CameraEdgeConfig(const std::string& base_path, const CameraView& view, const std::string& token,
                                       int port, const std::string& state_dir) {
-  SD_ASSIGN_OR_RETURN(YAML::Node root, LoadYamlNode(base_path));
-  root["device_id"] = view.device;
-  root["token"] = token;
-  root["server"] = "127.0.0.1:" + std::to_string(port);
+  SD_ASSIGN_OR_RETURN(YAML::Node base, LoadYamlFile(base_path));
+  // The camera's source and outputs replace the base's (the spool goes under state_dir); its
+  // other keys are laid over it.
+  for (const char* key : {"source", "detections", "spool"}) base.remove(key);
+  YAML::Node camera(YAML::NodeType::Map);
+  camera["device_id"] = view.device;
+  camera["token"] = token;
+  camera["server"] = "127.0.0.1:" + std::to_string(port);
   // The camera's frames come from its CameraViewSource; the uri only names them.
-  YAML::Node source(YAML::NodeType::Map);
-  source["uri"] = view.uri;
-  root["source"] = source;
-  root["detect_every"] = view.detect_every;
-  YAML::Node detections(YAML::NodeType::Map);
-  detections["path"] = "/dev/null";
-  root["detections"] = detections;
-  root["state_dir"] = state_dir;
-  root.remove("spool");  // under state_dir
-  root["linger_s"] = 0;
-  root["summary_path"] = "";
-  return ParseEdgeConfig(Emit(root), base_path + " for camera " + view.device);
+  camera["source"]["uri"] = view.uri;
+  camera["detect_every"] = view.detect_every;
+  camera["detections"]["path"] = "/dev/null";
+  camera["state_dir"] = state_dir;
+  camera["linger_s"] = 0;
+  camera["summary_path"] = "";
+  return ParseEdgeConfig(EmitYaml(MergeYaml(base, camera)), base_path + " for camera " + view.device);
 }
 
 StatusOr<FleetRun> RunFleet(const FleetRunOptions& options, HoldoutScorer* scorer) {
@@ -196,11 +183,11 @@ StatusOr<FleetRun> RunFleet(const FleetRunOptions& options, HoldoutScorer* score
     run.map50.push_back({options.cameras[i].device, 0, 0, run.cameras[i].map50_initial});
   }
 
-  const double start = WallSeconds();
+  const double start = SteadySeconds();
   DeploymentScorer deployments(scorer, options.holdouts);
   for (size_t i = 0; i < n; ++i) {
     agents[i]->SetUpdateObserver([&, i](const ModelUpdate&, const std::shared_ptr<const ServedModel>& served) {
-      const double now = WallSeconds();
+      const double now = SteadySeconds();
       if (first_update_wall[i] == 0) first_update_wall[i] = now;
       deployments.Submit(i, now - start, served);
     });
@@ -213,10 +200,10 @@ StatusOr<FleetRun> RunFleet(const FleetRunOptions& options, HoldoutScorer* score
   double previous_t = 0;
   Status sampled;
   while (true) {
-    const double t = WallSeconds() - start;
+    const double t = SteadySeconds() - start;
     if (t >= options.seconds) break;
     std::this_thread::sleep_for(std::chrono::duration<double>(std::min(options.usage_every_s, options.seconds - t)));
-    const double now = WallSeconds() - start;
+    const double now = SteadySeconds() - start;
     StatusOr<ProcessUsage> usage = ReadProcessUsage(server->pid());
     if (!usage.ok()) {
       sampled = usage.status().WithContext("the server stopped during the run");
@@ -227,7 +214,7 @@ StatusOr<FleetRun> RunFleet(const FleetRunOptions& options, HoldoutScorer* score
     previous = *usage;
     previous_t = now;
   }
-  run.seconds = WallSeconds() - start;
+  run.seconds = SteadySeconds() - start;
   for (auto& agent : agents) agent->Stop();
   for (std::thread& thread : threads) thread.join();
   const Status stopped = server->Stop();

@@ -16,11 +16,12 @@
 #include <thread>
 #include <vector>
 
+#include "common/base/clock.h"
+
 namespace sd {
 
 namespace {
 
-double Now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 std::string ReadWhole(const std::string& path) {
   std::ifstream in(path);
@@ -91,8 +92,8 @@ StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(const std::string&
 Status ServerProcess::WaitForPort(double timeout_s) {
   // The server logs "listening on 127.0.0.1:0 (port N, ...)" once its port is bound.
   const std::regex listening(R"(listening on \S+ \(port (\d+))");
-  const double deadline = Now() + timeout_s;
-  while (Now() < deadline) {
+  const double deadline = SteadySeconds() + timeout_s;
+  while (SteadySeconds() < deadline) {
     const std::string log = ReadWhole(log_path_);
     std::smatch match;
     if (std::regex_search(log, match, listening)) {
@@ -114,9 +115,9 @@ Status ServerProcess::Stop(double timeout_s) {
   if (stopped_) return Status::Ok();
   stopped_ = true;
   kill(pid_, SIGINT);
-  const double deadline = Now() + timeout_s;
+  const double deadline = SteadySeconds() + timeout_s;
   int status = 0;
-  while (Now() < deadline) {
+  while (SteadySeconds() < deadline) {
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
       if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return Status::Ok();
       return Status::Internal("the server exited with status " + std::to_string(status) + "; see " + log_path_);

@@ -11,6 +11,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/link/update_codec.h"
 #include "common/student/student.h"
 
 namespace sd::fuzz {
@@ -38,7 +39,8 @@ inline std::vector<float> UpdateBase(size_t n) {
   for (size_t i = 0; i < n; ++i) base[i] = 0.37f * static_cast<float>(static_cast<int>(i % 7) - 3);
   return base;
 }
-inline const char* const kUpdateEncodings[4] = {"full_fp32", "full_fp16", "sparse", "int8"};
+inline constexpr UpdateEncoding kUpdateEncodings[4] = {UpdateEncoding::kFullFp32, UpdateEncoding::kFullFp16,
+                                                       UpdateEncoding::kSparse, UpdateEncoding::kInt8};
 
 // checkpoint: the smallest valid student, so one load costs microseconds, not milliseconds.
 inline StudentArchitecture TinyStudent() {

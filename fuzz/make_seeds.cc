@@ -57,7 +57,7 @@ std::string ChunkRecords(uint8_t version, const std::string& payload, size_t pie
 
 void UpdateSeeds(const fs::path& dir) {
   for (int e = 0; e < 4; ++e) {
-    const std::string encoding = sd::fuzz::kUpdateEncodings[e];
+    const sd::UpdateEncoding encoding = sd::fuzz::kUpdateEncodings[e];
     for (size_t n : {16, 64}) {
       const std::vector<float> base = sd::fuzz::UpdateBase(n);
       std::vector<float> target = base;
@@ -70,7 +70,7 @@ void UpdateSeeds(const fs::path& dir) {
         std::vector<float> t = target;
         if (zstd) std::fill(t.begin(), t.end(), 0.5f);  // compressible
         const std::string payload = sd::EncodeUpdate(encoding, base, t, sizes, zstd).value();
-        const std::string name = encoding + "-n" + std::to_string(n) + (zstd ? "-zstd" : "");
+        const std::string name = std::string(sd::UpdateEncodingName(encoding)) + "-n" + std::to_string(n) + (zstd ? "-zstd" : "");
         WriteFile((dir / name).string(), Byte(e) + Byte(static_cast<int>(n - 1)) + payload);
         if (n == 16) {
           WriteFile((dir / (name + "-chunks")).string(),
@@ -82,7 +82,7 @@ void UpdateSeeds(const fs::path& dir) {
   // Edge cases: an empty payload, a chunk sequence that restarts after a wrong index.
   WriteFile((dir / "empty").string(), Byte(0) + Byte(15));
   const std::vector<float> base = sd::fuzz::UpdateBase(4);
-  const std::string p = sd::EncodeUpdate("full_fp32", base, base, {}, false).value();
+  const std::string p = sd::EncodeUpdate(sd::UpdateEncoding::kFullFp32, base, base, {}, false).value();
   const std::string restart = Byte(1) + Byte(1) + Byte(2) + Le(p.size(), 4) + Le(3, 2) + p.substr(0, 3);
   WriteFile((dir / "chunks-restart").string(), Byte(4) + Byte(3) + restart + ChunkRecords(2, p, 2));
 }
@@ -116,7 +116,7 @@ void CheckpointSeeds(const fs::path& dir) {
   WriteFile((dir / "tiny").string(), bytes);
   WriteFile((dir / "tiny-truncated").string(), bytes.substr(0, bytes.size() / 3));
   sd::StudentArchitecture conv = sd::fuzz::TinyStudent();
-  conv.block = "conv";
+  conv.block = sd::StudentBlock::kConv;
   WriteFile((dir / "other-architecture").string(), sd::StudentModel::Create(conv, 3).value()->SerializeWeights());
 }
 

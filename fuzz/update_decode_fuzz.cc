@@ -21,12 +21,12 @@
 
 namespace {
 
-void Decode(const std::string& encoding, size_t n, const std::string& payload) {
+void Decode(sd::UpdateEncoding encoding, size_t n, const std::string& payload) {
   const std::vector<float> base = sd::fuzz::UpdateBase(n);
   sd::StatusOr<std::vector<float>> decoded = sd::DecodeUpdate(encoding, base, payload, n);
   if (!decoded.ok()) return;
   SD_FUZZ_CHECK(decoded->size() == n);
-  if (encoding == "full_fp32") {
+  if (encoding == sd::UpdateEncoding::kFullFp32) {
     sd::StatusOr<std::string> again = sd::EncodeUpdate(encoding, base, *decoded, {}, /*allow_zstd=*/false);
     SD_FUZZ_CHECK(again.ok());
     sd::StatusOr<std::vector<float>> back = sd::DecodeUpdate(encoding, base, *again, n);
@@ -50,7 +50,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;
-  const std::string encoding = sd::fuzz::kUpdateEncodings[data[0] & 3];
+  const sd::UpdateEncoding encoding = sd::fuzz::kUpdateEncodings[data[0] & 3];
   const size_t n = data[1] % 64 + 1;
   const bool chunked = data[0] & 4;
   data += 2;
@@ -68,7 +68,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const size_t len = std::min<size_t>(Le(data + 7, 2), size - kRecordHead);
     streamdistill::v1::ModelUpdateChunk chunk;
     chunk.set_new_version(version);
-    chunk.set_encoding(encoding);
+    chunk.set_encoding(sd::UpdateEncodingName(encoding));
     chunk.set_chunk_index(index);
     chunk.set_chunk_count(count);
     chunk.set_payload_size(total);
@@ -79,7 +79,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!added.ok() || !added->has_value()) continue;
     const sd::ModelUpdate& update = **added;
     SD_FUZZ_CHECK(update.payload.size() == total);
-    SD_FUZZ_CHECK(update.encoding == *sd::ParseUpdateEncoding(encoding));
+    SD_FUZZ_CHECK(update.encoding == encoding);
     Decode(encoding, n, update.payload);
   }
   return 0;

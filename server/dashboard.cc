@@ -1,13 +1,13 @@
 #include "server/dashboard.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cstdlib>
 #include <functional>
 #include <memory>
 
 #include <nlohmann/json.hpp>
 
+#include "common/base/clock.h"
 #include "common/base/token_hash.h"
 
 namespace sd {
@@ -20,10 +20,6 @@ using nlohmann::json;
 constexpr int kVersionsShown = 200;
 constexpr int kDefaultFrames = 8;
 constexpr int kMaxFrames = 50;
-
-double NowSeconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 // NaN and infinities are not JSON; an unmeasured mAP50 (-1) reads as null too.
 json Map50(double value) { return value >= 0 && value <= 1 ? json(value) : json(nullptr); }
@@ -87,7 +83,7 @@ json DeviceRow(ServerCore& core, const DeviceState& state) {
     if (versions->size() == 2 && versions->front().val_map50 >= 0 && versions->back().val_map50 >= 0)
       trend = versions->back().val_map50 - versions->front().val_map50;
   }
-  const double now = NowSeconds();
+  const double now = SteadySeconds();
   json row = {{"id", state.id},
               {"enabled", state.enabled},
               {"connected", state.connected},

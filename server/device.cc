@@ -1,6 +1,6 @@
 #include "server/device.h"
 
-#include <chrono>
+#include "common/base/clock.h"
 
 namespace sd {
 
@@ -36,8 +36,7 @@ std::shared_ptr<DeviceSession> Device::Session() const {
 
 void Device::CountBytes(int64_t in, int64_t out) {
   double unset = 0;
-  const double now = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-  first_contact_s.compare_exchange_strong(unset, now);
+  first_contact_s.compare_exchange_strong(unset, SteadySeconds());
   bytes_in += in;
   bytes_out += out;
 }

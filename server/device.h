@@ -11,6 +11,7 @@
 #include <string>
 
 #include "common/base/mutex.h"
+#include "common/base/token_bucket.h"
 #include "common/base/status.h"
 #include "common/link/model_update.h"
 #include "common/vision/detection.h"
@@ -56,7 +57,8 @@ struct Device {
   // Rounds kept per device for the dashboard; nothing else stores discarded rounds.
   static constexpr size_t kRecentRounds = 20;
 
-  explicit Device(std::string device_id) : id(std::move(device_id)) {}
+  Device(std::string device_id, TokenBucket full_model_bucket)
+      : id(std::move(device_id)), full_model_sends(std::move(full_model_bucket)) {}
 
   const std::string id;
 
@@ -72,8 +74,7 @@ struct Device {
   std::shared_ptr<const ModelUpdate> latest_full SD_GUARDED_BY(mu);  // the newest version as a full model
   std::shared_ptr<const ModelUpdate> pinned_full SD_GUARDED_BY(mu);  // while pinned: the pinned version
   std::weak_ptr<DeviceSession> session SD_GUARDED_BY(mu);            // the one live stream, if any
-  double full_model_tokens SD_GUARDED_BY(mu) = 0;  // token bucket of ServerCore::AllowFullModelSend
-  double full_model_tokens_at_s SD_GUARDED_BY(mu) = 0;
+  TokenBucket full_model_sends SD_GUARDED_BY(mu);  // ServerCore::AllowFullModelSend
   Detections previous_labels SD_GUARDED_BY(mu);
   bool has_previous SD_GUARDED_BY(mu) = false;
   int frames_since_prune SD_GUARDED_BY(mu) = 0;

@@ -5,14 +5,11 @@
 #include <opencv2/imgcodecs.hpp>
 #include <spdlog/spdlog.h>
 
+#include "common/base/clock.h"
 #include "common/base/log_safe.h"
 
 namespace sd {
 namespace {
-
-double NowSeconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 // Stored frames of a device between two prunes: the prune reads all of the device's rows, so
 // it runs once per this many stored frames, not per frame. Between prunes a device may hold
@@ -29,10 +26,10 @@ bool FrameIntake::TrySubmit(const std::string& device_id, const FrameRecord& met
   job.jpeg = jpeg;
   job.max_image_width = config_.stored_image_max_width;
   job.limits = config_.limits.image;
-  const double submitted_s = NowSeconds();
+  const double submitted_s = SteadySeconds();
   auto callback = [this, device_id, meta, submitted_s, jpeg = std::move(jpeg),
                    done = std::move(done)](StatusOr<LabelResult> result) {
-    deps_.metrics->label_seconds.Observe(NowSeconds() - submitted_s);
+    deps_.metrics->label_seconds.Observe(SteadySeconds() - submitted_s);
     Store(device_id, meta, jpeg, std::move(result), done);
   };
   return deps_.labeler->TrySubmit(std::move(job), std::move(callback));
@@ -66,14 +63,14 @@ void FrameIntake::Store(const std::string& device_id, const FrameRecord& meta,
   record.labels = result->labels;
   record.embedding = result->embedding;
   record.validation = meta.sequence % config_.validation_every == 0;
-  if (result->shrunk) {  // the labels refer to the shrunk image: store that
-    std::vector<uchar> encoded;
-    cv::imencode(".jpg", result->image, encoded, {cv::IMWRITE_JPEG_QUALITY, 90});
-    record.jpeg.assign(encoded.begin(), encoded.end());
-  } else {  // stored as sent
-    record.jpeg = *jpeg;
-  }
-  auto inserted = deps_.store->Put(record);
+  // The labels refer to the shrunk image when the labeller shrank it: store that, re-encoded;
+  // else the bytes as sent, without a copy.
+  std::vector<uchar> shrunk;
+  if (result->shrunk) cv::imencode(".jpg", result->image, shrunk, {cv::IMWRITE_JPEG_QUALITY, 90});
+  const std::string_view image = result->shrunk
+                                     ? std::string_view(reinterpret_cast<const char*>(shrunk.data()), shrunk.size())
+                                     : std::string_view(*jpeg);
+  auto inserted = deps_.store->Put(record, image);
   if (!inserted.ok()) {
     // Not stored, so not acked as stored. A record the store refuses as such is rejected for
     // good; any other failure is the server's (a full disk, a failing fsync or rename, the

@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/base/env.h"
@@ -52,10 +53,14 @@ class FrameStore {
   FrameStore& operator=(const FrameStore&) = delete;
 
   // ---- Frames ----
-  // Stores the frame (its `jpeg` bytes and its record), durable before it returns. False (and
-  // nothing written) when (device, sequence) is already stored. InvalidArgument for a bad
-  // device id, sequence 0 or above INT64_MAX, or empty jpeg bytes.
-  virtual StatusOr<bool> Put(const FrameRecord& frame) = 0;
+  // Stores the frame (its record, and `jpeg` as its image: the record's own `jpeg` is not
+  // read), durable before it returns. False (and nothing written) when (device, sequence) is
+  // already stored. InvalidArgument for a bad device id, sequence 0 or above INT64_MAX, or empty
+  // jpeg bytes. The bytes are the caller's buffer: the server stores a frame as it came off the
+  // stream without copying it.
+  virtual StatusOr<bool> Put(const FrameRecord& frame, std::string_view jpeg) = 0;
+  // The same with the record's own `jpeg` bytes.
+  StatusOr<bool> Put(const FrameRecord& frame) { return Put(frame, frame.jpeg); }
 
   // The highest stored sequence of the device; 0 when none (or when the store cannot be
   // read, which is logged: the edge then merely resends frames that dedupe).

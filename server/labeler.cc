@@ -5,9 +5,9 @@
 #include <utility>
 
 #include <opencv2/imgcodecs.hpp>
-#include <opencv2/imgproc.hpp>
 
 #include "common/vision/appearance.h"
+#include "common/vision/resize.h"
 #include "common/eval/map_eval.h"
 
 namespace sd {
@@ -109,14 +109,9 @@ StatusOr<LabelResult> LabelerPool::Process(Teacher* teacher, const LabelJob& job
     result.image = cv::imdecode(bytes, cv::IMREAD_COLOR);
     if (result.image.empty())
       return Status::InvalidArgument(what + ": JPEG does not decode (" + std::to_string(job.jpeg->size()) + " bytes)");
-    if (job.max_image_width > 0 && result.image.cols > job.max_image_width) {
-      const double scale = static_cast<double>(job.max_image_width) / result.image.cols;
-      const int height = std::max(1, static_cast<int>(result.image.rows * scale + 0.5));
-      cv::Mat shrunk;
-      cv::resize(result.image, shrunk, cv::Size(job.max_image_width, height), 0, 0, cv::INTER_AREA);
-      result.image = shrunk;
-      result.shrunk = true;
-    }
+    const int decoded_width = result.image.cols;
+    result.image = ShrinkToWidth(result.image, job.max_image_width);
+    result.shrunk = result.image.cols != decoded_width;
   } catch (const cv::Exception& e) {
     return Status::InvalidArgument(what + ": JPEG does not decode: " + e.what());
   }

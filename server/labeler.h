@@ -37,7 +37,9 @@ struct LabelJob {
 
 struct LabelResult {
   cv::Mat image;      // the decoded (and possibly shrunk) BGR frame: the image to store
-  bool shrunk = false;  // `image` is smaller than the JPEG: store it re-encoded, else the JPEG as sent
+  // True when `image` was shrunk (LabelJob::max_image_width); false: it is the sent JPEG
+  // decoded, so those bytes can be stored as they are, without encoding it again.
+  bool shrunk = false;
   Detections labels;  // the teacher's boxes, in `image`'s pixels
   std::vector<float> embedding;  // AppearanceEmbedding(image): the long-term memory's measure of looks
   double teacher_ms = 0;  // time spent in Teacher::Label alone

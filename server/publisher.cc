@@ -8,33 +8,14 @@
 #include <spdlog/spdlog.h>
 
 #include "common/base/log_safe.h"
+#include "common/base/clock.h"
 #include "common/link/update_codec.h"
+#include "server/update_encoder.h"
 
 namespace sd {
-namespace {
-
-double NowSeconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-int64_t WallMillis() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-}  // namespace
-
 StatusOr<std::shared_ptr<const ModelUpdate>> Publisher::EncodeFull(const std::string& device_id, uint64_t version,
                                                                    const std::vector<float>& flat) const {
-  const UpdatePolicy& policy = UpdatesFor(config_, device_id);
-  auto update = std::make_shared<ModelUpdate>();
-  update->new_version = version;
-  update->encoding = policy.encoding == "full_fp16" ? UpdateEncoding::kFullFp16 : UpdateEncoding::kFullFp32;
-  const char* name = UpdateEncodingName(update->encoding);
-  SD_ASSIGN_OR_RETURN(update->payload, EncodeUpdate(name, {}, flat, {}, policy.zstd));
-  SD_ASSIGN_OR_RETURN(std::vector<float> received, DecodeUpdate(name, {}, update->payload, flat.size()));
-  update->weights_checksum = WeightsChecksum(received);
-  return std::shared_ptr<const ModelUpdate>(update);
+  return EncodeFullModel(UpdatesFor(config_, device_id), version, flat);
 }
 
 StatusOr<std::shared_ptr<const ModelUpdate>> Publisher::PinnedUpdate(const std::string& device_id,
@@ -88,7 +69,7 @@ Status Publisher::PublishRound(const std::vector<Device*>& members, const Device
   Status first_failure;
   for (Device* device : members) {
     const UpdatePolicy& policy = UpdatesFor(config_, device->id);
-    auto& [live, full] = encoded[{policy.encoding == "full_fp16", policy.zstd}];
+    auto& [live, full] = encoded[{policy.encoding == UpdateEncoding::kFullFp16, policy.zstd}];
     if (!full) {
       auto encoded_full = EncodeFull(device->id, round.version, flat);
       if (!encoded_full.ok()) {
@@ -113,8 +94,8 @@ Status Publisher::PublishRound(const std::vector<Device*>& members, const Device
     const DeviceCounters counters = device->Counters();
     spdlog::info("device {}: version {} as {} of {} bytes ({} weights changed; full model {} bytes); link in {:.1f} "
                  "kbit/s, out {:.1f} kbit/s", device->id, round.version, UpdateEncodingName(live->encoding),
-                 live->payload.size(), round.changed_weights, full->payload.size(), counters.in_kbps(NowSeconds()),
-                 counters.out_kbps(NowSeconds()));
+                 live->payload.size(), round.changed_weights, full->payload.size(), counters.in_kbps(SteadySeconds()),
+                 counters.out_kbps(SteadySeconds()));
     VersionRecord record;
     record.device_id = device->id;
     record.version = round.version;

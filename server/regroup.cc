@@ -9,15 +9,12 @@
 #include <spdlog/fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include "common/base/clock.h"
 #include "server/grouping.h"
 #include "server/training_pool.h"
 
 namespace sd {
 namespace {
-
-double NowSeconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 // The train locks of the units a regroup replaces, in the order given (their keys' order). A
 // set of locks that the analysis cannot follow, so these two say what they do instead.
@@ -38,10 +35,10 @@ Status TrainingPool::Regroup() {
 
 void TrainingPool::RegroupWhenDue() {
   if (!regroup_mu_.TryLock()) return;  // another worker is at it
-  if (NowSeconds() >= next_regroup_s_ && !stopping_) {
+  if (SteadySeconds() >= next_regroup_s_ && !stopping_) {
     Status regrouped = RegroupLocked();
     // From the end of this one: an evaluation's own time does not count against the interval.
-    next_regroup_s_ = NowSeconds() + config_.grouping.every_s;
+    next_regroup_s_ = SteadySeconds() + config_.grouping.every_s;
     if (!regrouped.ok() && !stopping_) spdlog::warn("grouping: not evaluated: {}", regrouped.ToString());
   }
   regroup_mu_.Unlock();
@@ -163,8 +160,8 @@ Status TrainingPool::RegroupLocked() {
       for (const auto& [key, unit] : replaced)
         if (auto it = units_.find(key); it != units_.end() && it->second == unit) units_.erase(it);
       for (const auto& unit : made) units_[unit->key] = unit;
-      scheduler_.Regrouped(sources, NowSeconds());
-      for (const auto& unit : made) scheduler_.SetPaused(unit->key, AnyMemberPaused(*unit), NowSeconds());
+      scheduler_.Regrouped(sources, SteadySeconds());
+      for (const auto& unit : made) scheduler_.SetPaused(unit->key, AnyMemberPaused(*unit), SteadySeconds());
       work_cv_.SignalAll();
     }
     if (stopping_)  // BeginShutdown may have cancelled the units before these replaced them

@@ -100,7 +100,7 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config, Teac
                server->port_,
                config.tls.cert.empty() ? "plaintext" : (config.tls.client_ca.empty() ? "TLS" : "mutual TLS"),
                config.device_tokens.size(),
-               config.devices_file.empty() ? "" : " and those of " + config.devices_file, config.teacher.kind,
+               config.devices_file.empty() ? "" : " and those of " + config.devices_file, TeacherKindName(config.teacher.kind),
                config.student.Fingerprint());
   return server;
 }

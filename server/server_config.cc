@@ -16,11 +16,13 @@ namespace {
 
 // The update keys of `section` (the file's root or one device), over `policy`'s values.
 Status ReadUpdatePolicy(const YamlReader& section, UpdatePolicy* policy) {
-  SD_RETURN_IF_ERROR(section.Get("update_encoding", &policy->encoding));
+  std::string encoding = UpdateEncodingName(policy->encoding);
+  SD_RETURN_IF_ERROR(section.Get("update_encoding", &encoding));
   SD_RETURN_IF_ERROR(section.Get("update_fraction", &policy->sparse_fraction));
   SD_RETURN_IF_ERROR(section.Get("update_zstd", &policy->zstd));
-  if (!IsKnownUpdateEncoding(policy->encoding))
-    return section.Error("update_encoding", "must be full_fp32, full_fp16, sparse or int8");
+  StatusOr<UpdateEncoding> parsed = ParseUpdateEncoding(encoding);
+  if (!parsed.ok()) return section.Error("update_encoding", "must be full_fp32, full_fp16, sparse or int8");
+  policy->encoding = *parsed;
   if (!(policy->sparse_fraction > 0 && policy->sparse_fraction < 1))
     return section.Error("update_fraction", "must be in (0, 1)");
   return Status::Ok();
@@ -284,6 +286,10 @@ std::string GroupOf(const ServerConfig& config, const std::string& device_id) {
 const UpdatePolicy& UpdatesFor(const ServerConfig& config, const std::string& device_id) {
   auto it = config.device_updates.find(device_id);
   return it == config.device_updates.end() ? config.updates : it->second;
+}
+
+double RoundSparseFraction(const UpdatePolicy& policy) {
+  return policy.encoding == UpdateEncoding::kSparse ? policy.sparse_fraction : 0;
 }
 
 const RetentionBounds& RetentionFor(const ServerConfig& config, const std::string& device_id) {

@@ -9,6 +9,7 @@
 #include "common/obs/http_endpoint.h"
 #include "common/vision/image_header.h"
 #include "common/base/status.h"
+#include "common/link/update_codec.h"
 #include "common/student/student.h"
 #include "common/teacher/teacher.h"
 #include "server/device_trainer.h"
@@ -25,10 +26,14 @@ struct TlsServerOptions {
 
 // How a device's new versions travel (AMS): see common/link/update_codec.h for the encodings.
 struct UpdatePolicy {
-  std::string encoding = "full_fp16";  // full_fp32 | full_fp16 | sparse | int8
-  double sparse_fraction = 0.05;       // sparse: share of parameters a round trains and sends
-  bool zstd = true;                    // compress a payload when that makes it smaller
+  UpdateEncoding encoding = UpdateEncoding::kFullFp16;  // update_encoding: full_fp32 | full_fp16 | sparse | int8
+  double sparse_fraction = 0.05;  // sparse: share of parameters a round trains and sends
+  bool zstd = true;               // compress a payload when that makes it smaller
 };
+
+// The share of parameters a round trains (RoundOptions::sparse_fraction): the policy's
+// fraction under sparse, else 0 (all of them).
+double RoundSparseFraction(const UpdatePolicy& policy);
 
 // What one client may make the server do (docs/operations.md, `limits:`).
 struct ServerLimits {

@@ -5,14 +5,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/base/clock.h"
 #include "common/base/log_safe.h"
 
 namespace sd {
 namespace {
-
-double NowSeconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 void LogAdminAction(const std::string& who, const std::string& what, const Status& outcome) {
   if (outcome.ok()) {
@@ -115,7 +112,8 @@ Status ServerCore::Init(TeacherFactory teachers) {
 }
 
 StatusOr<std::unique_ptr<Device>> ServerCore::CreateDevice(const std::string& device_id) {
-  auto device = std::make_unique<Device>(device_id);
+  auto device = std::make_unique<Device>(
+      device_id, TokenBucket::WithRefillPeriod(config_.limits.full_model_refill_s, config_.limits.full_model_burst));
   SD_ASSIGN_OR_RETURN(std::shared_ptr<TrainingUnit> unit, pool_->Join(device_id));
   const DeviceTrainer& trainer = *unit->trainer;
   const uint64_t version = trainer.version();
@@ -141,8 +139,7 @@ StatusOr<std::unique_ptr<Device>> ServerCore::CreateDevice(const std::string& de
   }
   {
     MutexLock lock(&device->mu);
-    device->full_model_tokens = config_.limits.full_model_burst;
-    device->full_model_tokens_at_s = NowSeconds();
+    device->full_model_sends.Reset(SteadySeconds());
     device->latest_full = latest;
     device->pinned_full = pinned;
   }
@@ -170,20 +167,8 @@ void ServerCore::DetachSession(const std::string& device_id, const DeviceSession
 bool ServerCore::AllowFullModelSend(const std::string& device_id) {
   auto device = registry_->Find(device_id);
   if (!device.ok()) return false;
-  Device& d = **device;
-  const double now = NowSeconds();
-  MutexLock lock(&d.mu);
-  const double burst = config_.limits.full_model_burst;
-  if (config_.limits.full_model_refill_s <= 0) {
-    d.full_model_tokens = burst;
-  } else {
-    d.full_model_tokens =
-        std::min(burst, d.full_model_tokens + (now - d.full_model_tokens_at_s) / config_.limits.full_model_refill_s);
-  }
-  d.full_model_tokens_at_s = now;
-  if (d.full_model_tokens < 1) return false;
-  d.full_model_tokens -= 1;
-  return true;
+  MutexLock lock(&(*device)->mu);
+  return (*device)->full_model_sends.TryTake(SteadySeconds());
 }
 
 bool ServerCore::TrySubmitFrame(const std::string& device_id, const FrameRecord& meta,

@@ -55,26 +55,26 @@ Status SqliteFrameStore::CommitOrRemove(const Status& committed, bool maybe_comm
   return committed;
 }
 
-StatusOr<bool> SqliteFrameStore::Put(const FrameRecord& frame) {
+StatusOr<bool> SqliteFrameStore::Put(const FrameRecord& frame, std::string_view jpeg) {
   SD_RETURN_IF_ERROR(CheckDeviceId(frame.device_id));
   const std::string what = "frame " + frame.device_id + "/" + std::to_string(frame.sequence);
   SD_RETURN_IF_ERROR(CheckWritable("storing " + what));
   if (frame.sequence == 0 || frame.sequence > kMaxSqlInteger) {
     return Status::InvalidArgument(what + ": sequence must be in [1, 2^63)");
   }
-  if (frame.jpeg.empty()) return Status::InvalidArgument(what + ": no image bytes");
+  if (jpeg.empty()) return Status::InvalidArgument(what + ": no image bytes");
   // While this thread holds the claim no other Put or Prune touches this file name.
   FileNameClaims::Claim claim(&claims_, FileNameClaims::FrameKey(frame.device_id, frame.sequence));
   SD_ASSIGN_OR_RETURN(const int64_t existing,
                       index_->FrameBytes(frame.device_id, frame.sequence, index_->path() + ": looking up " + what));
   if (existing >= 0) return false;
-  SD_RETURN_IF_ERROR(files_.Write(StoreFiles::Kind::kFrame, frame.device_id, frame.sequence, frame.jpeg, what));
+  SD_RETURN_IF_ERROR(files_.Write(StoreFiles::Kind::kFrame, frame.device_id, frame.sequence, jpeg, what));
 
   // The claim and the LOCK file mean no row for this key can have appeared since the check, so
   // the insert's OR IGNORE never fires; it is there so that a broken invariant cannot turn
   // into an error path that unlinks a file another row refers to.
   bool maybe_committed = false;
-  const Status status = index_->InsertFrame(frame, static_cast<int64_t>(frame.jpeg.size()),
+  const Status status = index_->InsertFrame(frame, static_cast<int64_t>(jpeg.size()),
                                             index_->path() + ": storing " + what, &maybe_committed);
   SD_RETURN_IF_ERROR(CommitOrRemove(status, maybe_committed, files_.FramePath(frame.device_id, frame.sequence)));
   return true;

@@ -53,7 +53,8 @@ class SqliteFrameStore : public FrameStore {
   // Put, PutVersion and Prune return FailedPrecondition. NotFound when `dir` holds no index.
   static StatusOr<std::unique_ptr<SqliteFrameStore>> OpenReadOnly(const std::string& dir, Env* env = Env::Default());
 
-  StatusOr<bool> Put(const FrameRecord& frame) override;
+  using FrameStore::Put;
+  StatusOr<bool> Put(const FrameRecord& frame, std::string_view jpeg) override;
   uint64_t LastSequence(const std::string& device_id) const override;
   int64_t Count(const std::string& device_id, bool validation) const override;
   StoredUsage Usage(const std::string& device_id) const override;

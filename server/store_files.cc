@@ -88,7 +88,7 @@ Status StoreFiles::CreateRoots() const {
   return EnsureDir(env_, dir_ + "/models");
 }
 
-Status StoreFiles::Write(Kind kind, const std::string& device_id, uint64_t number, const std::string& bytes,
+Status StoreFiles::Write(Kind kind, const std::string& device_id, uint64_t number, std::string_view bytes,
                          const std::string& what) const {
   const std::string device_dir = dir_ + (kind == Kind::kFrame ? "/frames/" : "/models/") + device_id;
   SD_RETURN_IF_ERROR(EnsureDir(env_, device_dir).WithContext(what));

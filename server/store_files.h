@@ -15,6 +15,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <string_view>
 
 #include "common/base/env.h"
 #include "common/base/status.h"
@@ -53,7 +54,7 @@ class StoreFiles {
   Status CreateRoots() const;
   // Writes the file of (device, number) durably (temp file, fsync, rename, directory fsync),
   // creating its device directory first; errors carry `what` as context.
-  Status Write(Kind kind, const std::string& device_id, uint64_t number, const std::string& bytes,
+  Status Write(Kind kind, const std::string& device_id, uint64_t number, std::string_view bytes,
                const std::string& what) const;
   // Reads a file the index has a row for: DataLoss naming the file when it is missing or its
   // size is not `expected_size`.

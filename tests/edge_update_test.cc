@@ -29,9 +29,8 @@ class EdgeUpdateTest : public ::testing::Test {
     ModelUpdate u;
     u.new_version = version;
     u.encoding = encoding;
-    const char* name = UpdateEncodingName(encoding);
-    u.payload = *EncodeUpdate(name, {}, target_, {});
-    u.weights_checksum = WeightsChecksum(*DecodeUpdate(name, {}, u.payload, target_.size()));
+    u.payload = *EncodeUpdate(encoding, {}, target_, {});
+    u.weights_checksum = WeightsChecksum(*DecodeUpdate(encoding, {}, u.payload, target_.size()));
     return u;
   }
 

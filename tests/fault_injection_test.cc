@@ -501,8 +501,8 @@ class EdgeModelFileTest : public ::testing::Test {
     ModelUpdate u;
     u.new_version = version;
     u.encoding = UpdateEncoding::kFullFp32;
-    u.payload = *EncodeUpdate("full_fp32", {}, target, {});
-    u.weights_checksum = WeightsChecksum(*DecodeUpdate("full_fp32", {}, u.payload, target.size()));
+    u.payload = *EncodeUpdate(UpdateEncoding::kFullFp32, {}, target, {});
+    u.weights_checksum = WeightsChecksum(*DecodeUpdate(UpdateEncoding::kFullFp32, {}, u.payload, target.size()));
     return u;
   }
 };

@@ -1,4 +1,5 @@
 #include "common/video/frame_source.h"
+#include "tests/fake_clock.h"
 
 #include <unistd.h>
 

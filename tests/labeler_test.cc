@@ -129,7 +129,7 @@ class Results {
 
 TEST(LabelerPoolTest, LabelsJpegWithRealOnnxTeacherAndShrinks) {
   TeacherOptions options;
-  options.kind = "onnx";
+  options.kind = TeacherKind::kOnnx;
   options.model_path = kOnnxFixture;
   options.input_width = options.input_height = 64;
   auto pool = LabelerPool::Create(options, 1, 2);
@@ -283,7 +283,7 @@ TEST(LabelerPoolTest, CreateRejectsBadArgumentsAndReportsTeacherErrors) {
   EXPECT_EQ(LabelerPool::Create(FakeFactory(), 0, 4).status().code(), Status::Code::kInvalidArgument);
   EXPECT_EQ(LabelerPool::Create(FakeFactory(), 1, 0).status().code(), Status::Code::kInvalidArgument);
   TeacherOptions options;
-  options.kind = "onnx";
+  options.kind = TeacherKind::kOnnx;
   options.model_path = "/nonexistent/model.onnx";
   auto pool = LabelerPool::Create(options, 2, 4);
   ASSERT_FALSE(pool.ok());

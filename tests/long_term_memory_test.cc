@@ -237,7 +237,7 @@ TEST(GateTest, ARoundThatGainsOnTheNewSceneIsKeptUnlessItForgetsBeyondTheMargin)
 TeacherFactory Hog() {
   return []() -> StatusOr<std::unique_ptr<Teacher>> {
     TeacherOptions options;
-    options.kind = "hog";
+    options.kind = TeacherKind::kHog;
     return CreateTeacher(options);
   };
 }

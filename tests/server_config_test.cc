@@ -17,7 +17,7 @@ TEST(ServerConfigTest, ShippedConfigParses) {
   auto config = LoadServerConfig(std::string(SD_SOURCE_DIR) + "/configs/server.yaml");
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   EXPECT_EQ(config->device_tokens.count("cam1"), 1u);
-  EXPECT_EQ(config->teacher.kind, "hog");
+  EXPECT_EQ(config->teacher.kind, TeacherKind::kHog);
   EXPECT_EQ(config->class_names, std::vector<std::string>{"person"});
 }
 
@@ -211,12 +211,14 @@ TEST(ServerConfigTest, UpdatePoliciesPerDevice) {
   const std::string dir = TempDir("server_config_updates");
   auto config = ParseServerConfig(ServerYaml(dir), "s.yaml");
   ASSERT_TRUE(config.ok()) << config.status().ToString();
-  EXPECT_EQ(config->updates.encoding, "full_fp16");
-  EXPECT_EQ(UpdatesFor(*config, "cam1").encoding, "sparse");
+  EXPECT_EQ(config->updates.encoding, UpdateEncoding::kFullFp16);
+  EXPECT_EQ(UpdatesFor(*config, "cam1").encoding, UpdateEncoding::kSparse);
+  EXPECT_DOUBLE_EQ(RoundSparseFraction(UpdatesFor(*config, "cam1")), 0.1);
   EXPECT_DOUBLE_EQ(UpdatesFor(*config, "cam1").sparse_fraction, 0.1);
-  EXPECT_EQ(UpdatesFor(*config, "cam2").encoding, "int8");
+  EXPECT_EQ(UpdatesFor(*config, "cam2").encoding, UpdateEncoding::kInt8);
+  EXPECT_DOUBLE_EQ(RoundSparseFraction(UpdatesFor(*config, "cam2")), 0);
   EXPECT_TRUE(UpdatesFor(*config, "cam2").zstd);
-  EXPECT_EQ(UpdatesFor(*config, "unknown").encoding, "full_fp16");
+  EXPECT_EQ(UpdatesFor(*config, "unknown").encoding, UpdateEncoding::kFullFp16);
 
   std::string yaml = ServerYaml(dir);
   yaml.replace(yaml.find("update_encoding: int8"), 21, "update_encoding: lz4");

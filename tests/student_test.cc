@@ -34,9 +34,9 @@ TEST(StudentArchitectureTest, ValidatesAndFingerprints) {
   EXPECT_EQ(arch.Fingerprint(), "centernet-v1 384x288 c1 16-32-64-128-256 separable");
   arch.input_width = 100;
   EXPECT_EQ(arch.Validate().code(), Status::Code::kInvalidArgument);
-  arch = StudentArchitecture();
-  arch.block = "transformer";
-  EXPECT_FALSE(arch.Validate().ok());
+  EXPECT_FALSE(ParseStudentBlock("transformer").ok());
+  EXPECT_EQ(*ParseStudentBlock("conv"), StudentBlock::kConv);
+  EXPECT_EQ(StudentBlockName(StudentBlock::kConv), std::string("conv"));
 }
 
 TEST(StudentModelTest, WeightsRoundTripBitExact) {
@@ -169,9 +169,8 @@ TEST(StudentDetectorTest, RejectsBadFramesAndMapsToSourceSize) {
     EXPECT_LE(d.box.x2, 512);
     EXPECT_LE(d.box.y2, 384);
   }
-  InferenceOptions cuda;
-  cuda.device = "gpu";
-  EXPECT_EQ(model->MakeDetector(cuda).status().code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(ParseComputeDevice("gpu").status().code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(*ParseComputeDevice("cuda"), ComputeDevice::kCuda);
 }
 
 std::vector<TrainingSample> BoxScene() {

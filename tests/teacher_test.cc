@@ -58,9 +58,7 @@ void ExpectBox(const Detection& d, float x1, float y1, float x2, float y2, float
 // Options and errors.
 
 TEST(CreateTeacherTest, UnknownKindListsValidKinds) {
-  TeacherOptions o;
-  o.kind = "yolo";
-  auto t = CreateTeacher(o);
+  auto t = ParseTeacherKind("yolo");
   ASSERT_FALSE(t.ok());
   EXPECT_EQ(t.status().code(), Status::Code::kInvalidArgument);
   EXPECT_NE(t.status().message().find("'yolo'"), std::string::npos) << t.status().ToString();
@@ -78,7 +76,7 @@ TEST(CreateTeacherTest, RejectsBadSettings) {
   o.nms_iou = 1.5f;
   EXPECT_EQ(CreateTeacher(o).status().code(), Status::Code::kInvalidArgument);
   o = TeacherOptions();
-  o.kind = "onnx";
+  o.kind = TeacherKind::kOnnx;
   o.model_path = kOnnxFixture;
   o.input_width = 0;
   EXPECT_EQ(CreateTeacher(o).status().code(), Status::Code::kInvalidArgument);
@@ -87,7 +85,7 @@ TEST(CreateTeacherTest, RejectsBadSettings) {
 TEST(CreateTeacherTest, MissingModelFilesAreNotFoundAndNamed) {
   for (const std::string kind : {"dpm", "torchscript", "onnx"}) {
     TeacherOptions o;
-    o.kind = kind;
+    o.kind = *ParseTeacherKind(kind);
     o.model_path = "/nonexistent/model.bin";
     auto t = CreateTeacher(o);
     ASSERT_FALSE(t.ok()) << kind;
@@ -101,7 +99,7 @@ TEST(CreateTeacherTest, CorruptModelFilesGiveErrorsNamingTheFile) {
   TempDir dir;
   for (const std::string kind : {"dpm", "torchscript", "onnx"}) {
     TeacherOptions o;
-    o.kind = kind;
+    o.kind = *ParseTeacherKind(kind);
     o.model_path = WriteGarbage(dir, "garbage." + kind);
     auto t = CreateTeacher(o);
     ASSERT_FALSE(t.ok()) << kind;
@@ -256,7 +254,7 @@ TEST(HogTeacherTest, MinWidthLabelsAHalfResolutionFrameLikeTheFullOne) {
 TEST(DpmTeacherTest, LoadsInriaPersonAndRunsOnASmallFrame) {
   if (!fs::exists(kDpmModel) || !fs::exists(kVideo)) GTEST_SKIP() << "opencv-doc examples not installed";
   TeacherOptions o;
-  o.kind = "dpm";
+  o.kind = TeacherKind::kDpm;
   o.model_path = kDpmModel;
   o.score_threshold = -1.0f;  // DPM scores are margins around 0; keep everything it reports
   auto t = CreateTeacher(o);
@@ -299,7 +297,7 @@ def forward(self, x):
 TEST(TorchScriptTeacherTest, DecodesLetterboxedOutputExactly) {
   TempDir dir;
   TeacherOptions o;
-  o.kind = "torchscript";
+  o.kind = TeacherKind::kTorchScript;
   o.model_path = SaveTinyTorchScriptDetector(dir);
   o.input_width = 96;
   o.input_height = 64;
@@ -333,7 +331,7 @@ TEST(TorchScriptTeacherTest, DecodesLetterboxedOutputExactly) {
 TEST(TorchScriptTeacherTest, ClassMapOfWrongSizeFailsAtCreation) {
   TempDir dir;
   TeacherOptions o;
-  o.kind = "torchscript";
+  o.kind = TeacherKind::kTorchScript;
   o.model_path = SaveTinyTorchScriptDetector(dir);
   o.input_width = o.input_height = 64;
   o.class_map = {0, 1, 2};
@@ -350,7 +348,7 @@ class OnnxTeacherTest : public ::testing::Test {
  protected:
   static TeacherOptions Options() {
     TeacherOptions o;
-    o.kind = "onnx";
+    o.kind = TeacherKind::kOnnx;
     o.model_path = kOnnxFixture;
     o.input_width = o.input_height = 64;
     return o;

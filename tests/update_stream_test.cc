@@ -111,13 +111,13 @@ TEST_P(UpdateStreamTest, DamagedDeltaNeverTouchesServingWeightsAndAFullModelReco
   std::normal_distribution<float> noise(0.0f, 0.01f);
   for (size_t k = 0; k < v2_target.size(); k += 20) v2_target[k] += noise(rng);
   const ModelUpdate full1 =
-      Update(0, 1, UpdateEncoding::kFullFp32, *EncodeUpdate("full_fp32", {}, v1, {}), WeightsChecksum(v1));
+      Update(0, 1, UpdateEncoding::kFullFp32, *EncodeUpdate(UpdateEncoding::kFullFp32, {}, v1, {}), WeightsChecksum(v1));
   ModelUpdate delta2 =
-      Update(1, 2, UpdateEncoding::kSparse, *EncodeUpdate("sparse", v1, v2_target, layout, /*allow_zstd=*/false), "");
-  const std::vector<float> v2 = *DecodeUpdate("sparse", v1, delta2.payload, v1.size());
+      Update(1, 2, UpdateEncoding::kSparse, *EncodeUpdate(UpdateEncoding::kSparse, v1, v2_target, layout, /*allow_zstd=*/false), "");
+  const std::vector<float> v2 = *DecodeUpdate(UpdateEncoding::kSparse, v1, delta2.payload, v1.size());
   delta2.weights_checksum = WeightsChecksum(v2);
   const ModelUpdate full2 =
-      Update(0, 2, UpdateEncoding::kFullFp32, *EncodeUpdate("full_fp32", {}, v2, {}), delta2.weights_checksum);
+      Update(0, 2, UpdateEncoding::kFullFp32, *EncodeUpdate(UpdateEncoding::kFullFp32, {}, v2, {}), delta2.weights_checksum);
   ASSERT_GT(delta2.payload.size(), 3 * 1024u);  // at least three chunks of 1 KiB below
 
   script.full_v1 = Chunks(full1);

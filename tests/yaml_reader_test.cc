@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "common/config/yaml_overlay.h"
+
 namespace sd {
 namespace {
 
@@ -63,6 +65,37 @@ TEST(YamlReaderTest, MissingRequiredKeyAndBadSyntax) {
   EXPECT_NE(bad.status().message().find("bad.yaml: invalid YAML"), std::string::npos);
   auto missing = YamlReader::FromFile("/nonexistent/config.yaml");
   EXPECT_EQ(missing.status().code(), Status::Code::kNotFound);
+}
+
+// A document laid over another (bench `base:`, the fleet's runs): maps merge key by key,
+// lists and scalars replace, and neither input changes.
+TEST(YamlOverlayTest, MapsMergeListsAndScalarsReplace) {
+  const YAML::Node base = YAML::Load("a: 1\nsub: {x: 1, y: 2}\nlist: [1, 2]\n");
+  const YAML::Node over = YAML::Load("sub: {y: 3, z: 4}\nlist: [5]\nb: 2\n");
+  YamlReader r = Parse(EmitYaml(MergeYaml(base, over)));
+  int a = 0, b = 0, x = 0, y = 0, z = 0;
+  std::vector<int> list;
+  ASSERT_TRUE(r.Get("a", &a).ok());
+  ASSERT_TRUE(r.Get("b", &b).ok());
+  ASSERT_TRUE(r.Get("list", &list).ok());
+  auto sub = r.Child("sub");
+  ASSERT_TRUE(sub.ok());
+  ASSERT_TRUE(sub->Get("x", &x).ok() && sub->Get("y", &y).ok() && sub->Get("z", &z).ok());
+  EXPECT_EQ(a, 1);
+  EXPECT_EQ(b, 2);
+  EXPECT_EQ(x, 1);
+  EXPECT_EQ(y, 3);
+  EXPECT_EQ(z, 4);
+  EXPECT_EQ(list, std::vector<int>{5});
+  EXPECT_EQ(base["sub"]["y"].as<int>(), 2);
+  EXPECT_FALSE(base["b"]);
+}
+
+TEST(YamlOverlayTest, MissingFileIsNamed) {
+  auto missing = LoadYamlWithBase("/nonexistent/bench.yaml", "a bench config");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), Status::Code::kNotFound);
+  EXPECT_NE(missing.status().message().find("/nonexistent/bench.yaml"), std::string::npos);
 }
 
 }  // namespace

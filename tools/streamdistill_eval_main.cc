@@ -51,7 +51,7 @@ int Run(const std::string& config_path, const std::vector<std::string>& weights,
 
   std::vector<double> map50;
   std::printf("held-out frames %lld-%lld vs %s teacher\n", static_cast<long long>(config->eval_frames.begin),
-              static_cast<long long>(config->eval_frames.end - 1), config->teacher.kind.c_str());
+              static_cast<long long>(config->eval_frames.end - 1), TeacherKindName(config->teacher.kind));
   for (size_t i = 0; i < models.size(); ++i) {
     InferenceOptions options = config->inference;
     options.score_threshold = 0.01f;

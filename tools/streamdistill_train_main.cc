@@ -174,7 +174,7 @@ int Run(const std::string& config_path, int steps_override, const std::string& j
       {"train_steps", steps},
       {"train_seconds", train_s},
       {"parameters", model->NumParameters()},
-      {"teacher", config.teacher.kind},
+      {"teacher", TeacherKindName(config.teacher.kind)},
   };
   std::printf("%s\n", summary.dump().c_str());
   if (!json_out.empty()) {

@@ -8,8 +8,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <chrono>
 #include <cstring>
+
 
 namespace sd {
 
@@ -155,10 +155,6 @@ class PosixEnv : public Env {
     ::closedir(d);
     if (err != 0) return PosixError(dir, "cannot list", err);
     return names;
-  }
-
-  double NowSeconds() override {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
   }
 };
 

@@ -57,8 +57,6 @@ class Env {
   // The names in `dir` (not "." or ".."), in no particular order.
   virtual StatusOr<std::vector<std::string>> ListDir(const std::string& dir) = 0;
 
-  // Monotonic seconds (steady clock), for back-offs and rate-limited logs.
-  virtual double NowSeconds() = 0;
 };
 
 // Forwards everything to another Env; a test double overrides what it fakes.
@@ -80,7 +78,6 @@ class EnvWrapper : public Env {
   Status CreateDir(const std::string& dir) override { return target_->CreateDir(dir); }
   Status SyncDir(const std::string& dir) override { return target_->SyncDir(dir); }
   StatusOr<std::vector<std::string>> ListDir(const std::string& dir) override { return target_->ListDir(dir); }
-  double NowSeconds() override { return target_->NowSeconds(); }
 
  private:
   Env* target_;

@@ -4,14 +4,14 @@
 
 namespace sd {
 
-FailureLog::FailureLog(std::string what, Env* env, double interval_s)
-    : what_(std::move(what)), env_(env), interval_s_(interval_s) {}
+FailureLog::FailureLog(std::string what, Clock* clock, double interval_s)
+    : what_(std::move(what)), clock_(clock), interval_s_(interval_s) {}
 
 void FailureLog::Failed(const Status& why) {
   std::lock_guard<std::mutex> lock(mu_);
   ++failures_;
   ++run_failures_;
-  const double now = env_->NowSeconds();
+  const double now = clock_->NowSeconds();
   if (!failing_) {
     failing_ = true;
     unreported_ = 0;

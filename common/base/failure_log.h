@@ -8,7 +8,7 @@
 #include <mutex>
 #include <string>
 
-#include "common/base/env.h"
+#include "common/base/clock.h"
 #include "common/base/status.h"
 
 namespace sd {
@@ -16,7 +16,7 @@ namespace sd {
 class FailureLog {
  public:
   // `what` names the operation in the log ("spool: storing sampled frames").
-  explicit FailureLog(std::string what, Env* env = Env::Default(), double interval_s = 30);
+  explicit FailureLog(std::string what, Clock* clock = Clock::Real(), double interval_s = 30);
 
   void Failed(const Status& why);
   void Succeeded();  // logs once when it ends a run of failures
@@ -26,7 +26,7 @@ class FailureLog {
 
  private:
   const std::string what_;
-  Env* const env_;
+  Clock* const clock_;
   const double interval_s_;
   mutable std::mutex mu_;  // guards everything below
   bool failing_ = false;

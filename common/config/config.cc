@@ -11,9 +11,13 @@ Status ReadStudentArchitecture(const YamlReader& s, StudentArchitecture* arch) {
   SD_RETURN_IF_ERROR(s.Get("input_height", &arch->input_height));
   SD_RETURN_IF_ERROR(s.Get("classes", &arch->num_classes));
   SD_RETURN_IF_ERROR(s.Get("channels", &arch->channels));
-  SD_RETURN_IF_ERROR(s.Get("block", &arch->block));
+  std::string block = StudentBlockName(arch->block);
+  SD_RETURN_IF_ERROR(s.Get("block", &block));
   Status valid = arch->Validate();
+  StatusOr<StudentBlock> parsed = ParseStudentBlock(block);
+  if (valid.ok() && !parsed.ok()) valid = parsed.status();
   if (!valid.ok()) return Status::InvalidArgument(s.file() + ": student: " + valid.message());
+  arch->block = *parsed;
   return Status::Ok();
 }
 
@@ -21,15 +25,19 @@ Status ReadInferenceOptions(const YamlReader& s, InferenceOptions* options) {
   SD_RETURN_IF_ERROR(s.Get("score_threshold", &options->score_threshold));
   SD_RETURN_IF_ERROR(s.Get("nms_iou", &options->nms_iou));
   SD_RETURN_IF_ERROR(s.Get("max_detections", &options->max_detections));
-  SD_RETURN_IF_ERROR(s.Get("device", &options->device));
+  std::string device = ComputeDeviceName(options->device);
+  SD_RETURN_IF_ERROR(s.Get("device", &device));
   if (options->score_threshold < 0 || options->score_threshold >= 1)
     return s.Error("score_threshold", "must be in [0, 1)");
-  if (options->device != "cpu" && options->device != "cuda") return s.Error("device", "must be cpu or cuda");
+  StatusOr<ComputeDevice> parsed = ParseComputeDevice(device);
+  if (!parsed.ok()) return s.Error("device", "must be cpu or cuda");
+  options->device = *parsed;
   return Status::Ok();
 }
 
 Status ReadTeacherOptions(const YamlReader& s, TeacherOptions* options) {
-  SD_RETURN_IF_ERROR(s.Get("kind", &options->kind));
+  std::string kind = TeacherKindName(options->kind);
+  SD_RETURN_IF_ERROR(s.Get("kind", &kind));
   SD_RETURN_IF_ERROR(s.Get("model", &options->model_path));
   SD_RETURN_IF_ERROR(s.Get("score_threshold", &options->score_threshold));
   SD_RETURN_IF_ERROR(s.Get("nms_iou", &options->nms_iou));
@@ -40,12 +48,13 @@ Status ReadTeacherOptions(const YamlReader& s, TeacherOptions* options) {
   SD_RETURN_IF_ERROR(s.Get("input_height", &options->input_height));
   SD_RETURN_IF_ERROR(s.Get("class_map", &options->class_map));
   SD_RETURN_IF_ERROR(s.Get("threads", &options->threads));
-  const auto& kinds = TeacherKinds();
-  if (std::find(kinds.begin(), kinds.end(), options->kind) == kinds.end()) {
+  StatusOr<TeacherKind> parsed = ParseTeacherKind(kind);
+  if (!parsed.ok()) {
     std::string list;
-    for (const auto& k : kinds) list += (list.empty() ? "" : ", ") + k;
-    return s.Error("kind", "unknown teacher '" + options->kind + "' (valid: " + list + ")");
+    for (const auto& k : TeacherKinds()) list += (list.empty() ? "" : ", ") + k;
+    return s.Error("kind", "unknown teacher '" + kind + "' (valid: " + list + ")");
   }
+  options->kind = *parsed;
   return Status::Ok();
 }
 
@@ -65,9 +74,13 @@ Status ReadTrainerOptions(const YamlReader& s, TrainerOptions* o) {
   SD_RETURN_IF_ERROR(s.Get("brightness", &o->brightness));
   SD_RETURN_IF_ERROR(s.Get("contrast", &o->contrast));
   SD_RETURN_IF_ERROR(s.Get("seed", &o->seed));
-  SD_RETURN_IF_ERROR(s.Get("device", &o->device));
+  std::string device = ComputeDeviceName(o->device);
+  SD_RETURN_IF_ERROR(s.Get("device", &device));
   Status valid = o->Validate();
   if (!valid.ok()) return Status::InvalidArgument(s.file() + ": " + valid.message());
+  StatusOr<ComputeDevice> parsed = ParseComputeDevice(device);
+  if (!parsed.ok()) return Status::InvalidArgument(s.file() + ": training device must be 'cpu' or 'cuda'");
+  o->device = *parsed;
   return Status::Ok();
 }
 

@@ -1,8 +1,9 @@
 #include "common/config/yaml_reader.h"
 
-#include <filesystem>
 #include <fstream>
 #include <iterator>
+
+#include "common/config/yaml_overlay.h"
 
 namespace sd {
 namespace {
@@ -41,17 +42,8 @@ StatusOr<YamlReader> YamlReader::FromString(const std::string& text, const std::
 }
 
 StatusOr<YamlReader> YamlReader::FromFile(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) return Status::NotFound(path + ": config file not found");
-  try {
-    YAML::Node probe = YAML::LoadFile(path);
-    (void)probe;
-  } catch (const YAML::BadFile&) {
-    return Status::NotFound(path + ": cannot read config file");
-  } catch (const YAML::Exception& e) {
-    return Status::InvalidArgument(path + ": invalid YAML at line " + std::to_string(e.mark.line + 1) + ": " +
-                                   e.msg);
-  }
+  // Clear errors for a missing or broken file; the reader then parses the text itself.
+  SD_RETURN_IF_ERROR(LoadYamlFile(path).status());
   std::ifstream in(path);
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   return FromString(text, path);

@@ -4,28 +4,6 @@
 
 namespace sd {
 
-const char* UpdateEncodingName(UpdateEncoding encoding) {
-  switch (encoding) {
-    case UpdateEncoding::kFullFp32: return "full_fp32";
-    case UpdateEncoding::kFullFp16: return "full_fp16";
-    case UpdateEncoding::kSparse: return "sparse";
-    case UpdateEncoding::kInt8: return "int8";
-  }
-  return "unknown";
-}
-
-StatusOr<UpdateEncoding> ParseUpdateEncoding(const std::string& name) {
-  for (UpdateEncoding e : {UpdateEncoding::kFullFp32, UpdateEncoding::kFullFp16, UpdateEncoding::kSparse,
-                           UpdateEncoding::kInt8})
-    if (name == UpdateEncodingName(e)) return e;
-  return Status::InvalidArgument("unknown update encoding '" + name.substr(0, 32) +
-                                 "' (known: full_fp32, full_fp16, sparse, int8)");
-}
-
-bool IsFullEncoding(UpdateEncoding encoding) {
-  return encoding == UpdateEncoding::kFullFp32 || encoding == UpdateEncoding::kFullFp16;
-}
-
 uint32_t UpdateChunkCount(const ModelUpdate& update, size_t chunk_bytes) {
   if (chunk_bytes == 0) return 1;
   return static_cast<uint32_t>(std::max<size_t>(1, (update.payload.size() + chunk_bytes - 1) / chunk_bytes));

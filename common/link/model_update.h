@@ -13,19 +13,10 @@
 #include "streamdistill.pb.h"
 
 #include "common/base/status.h"
+#include "common/link/chunk_assembler.h"
 #include "common/link/update_codec.h"
 
 namespace sd {
-
-enum class UpdateEncoding { kFullFp32, kFullFp16, kSparse, kInt8 };
-
-// The wire name ("full_fp32", "full_fp16", "sparse", "int8"), as in ModelUpdateChunk.encoding
-// and the codec's functions.
-const char* UpdateEncodingName(UpdateEncoding encoding);
-// InvalidArgument (naming the known ones) for any other name.
-StatusOr<UpdateEncoding> ParseUpdateEncoding(const std::string& name);
-// Full encodings carry every weight and apply to any base.
-bool IsFullEncoding(UpdateEncoding encoding);
 
 struct ModelUpdate {
   uint64_t base_version = 0;  // the version the payload applies to; 0 for a full model

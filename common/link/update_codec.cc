@@ -15,17 +15,7 @@ constexpr uint8_t kHeaderZstd = 0x01;
 // Weights rarely compress much; level 3 (zstd's default) keeps encoding a few ms per MB.
 constexpr int kZstdLevel = 3;
 
-enum class Kind { kUnknown, kFullFp32, kFullFp16, kSparse, kInt8 };
-
-Kind KindOf(const std::string& encoding) {
-  if (encoding == "full_fp32") return Kind::kFullFp32;
-  if (encoding == "full_fp16") return Kind::kFullFp16;
-  if (encoding == "sparse") return Kind::kSparse;
-  if (encoding == "int8") return Kind::kInt8;
-  return Kind::kUnknown;
-}
-
-bool IsDelta(Kind kind) { return kind == Kind::kSparse || kind == Kind::kInt8; }
+bool IsDelta(UpdateEncoding kind) { return kind == UpdateEncoding::kSparse || kind == UpdateEncoding::kInt8; }
 
 // Sparse position codings (the first body byte).
 constexpr uint8_t kPositionsBitmask = 0x00;
@@ -34,18 +24,16 @@ constexpr size_t kMaxVarintBytes = 10;  // a uint64_t in 7-bit groups
 
 // The most body bytes a valid payload of `n` weights can have (for the full encodings, the
 // exact size). Callers keep n <= SIZE_MAX / 16, so nothing here overflows.
-size_t MaxBodySize(Kind kind, size_t n) {
+size_t MaxBodySize(UpdateEncoding kind, size_t n) {
   switch (kind) {
-    case Kind::kFullFp32:
+    case UpdateEncoding::kFullFp32:
       return 4 * n;
-    case Kind::kFullFp16:
+    case UpdateEncoding::kFullFp16:
       return 2 * n;
-    case Kind::kSparse:  // coding byte, N, K, positions (never more than the bitmask), K halves
+    case UpdateEncoding::kSparse:  // coding byte, N, K, positions (never more than the bitmask), K halves
       return 1 + 2 * kMaxVarintBytes + (n + 7) / 8 + 2 * n;
-    case Kind::kInt8:  // T <= n tensors, each a size varint, a scale and at most its weights
+    case UpdateEncoding::kInt8:  // T <= n tensors, each a size varint, a scale and at most its weights
       return kMaxVarintBytes + n * (kMaxVarintBytes + 4) + n;
-    case Kind::kUnknown:
-      break;
   }
   return 0;
 }
@@ -106,9 +94,9 @@ float Dequantize(float base, int8_t q, float scale) {
   return base + step;
 }
 
-std::string EncodeFull(Kind kind, const std::vector<float>& target) {
+std::string EncodeFull(UpdateEncoding kind, const std::vector<float>& target) {
   std::string body(MaxBodySize(kind, target.size()), '\0');
-  if (kind == Kind::kFullFp32) {
+  if (kind == UpdateEncoding::kFullFp32) {
     for (size_t i = 0; i < target.size(); ++i) PutLe32(&body[4 * i], FloatBits(target[i]));
   } else {
     for (size_t i = 0; i < target.size(); ++i) PutLe16(&body[2 * i], FloatToHalf(target[i]));
@@ -432,15 +420,30 @@ float HalfToFloat(uint16_t half) {
   return BitsFloat(sign | ((exponent + 127 - 15) << 23) | (mantissa << 13));
 }
 
-bool IsKnownUpdateEncoding(const std::string& encoding) { return KindOf(encoding) != Kind::kUnknown; }
+const char* UpdateEncodingName(UpdateEncoding encoding) {
+  switch (encoding) {
+    case UpdateEncoding::kFullFp32: return "full_fp32";
+    case UpdateEncoding::kFullFp16: return "full_fp16";
+    case UpdateEncoding::kSparse: return "sparse";
+    case UpdateEncoding::kInt8: return "int8";
+  }
+  return "unknown";
+}
 
-bool IsFullUpdateEncoding(const std::string& encoding) { return encoding == "full_fp32" || encoding == "full_fp16"; }
+StatusOr<UpdateEncoding> ParseUpdateEncoding(const std::string& name) {
+  for (UpdateEncoding e : {UpdateEncoding::kFullFp32, UpdateEncoding::kFullFp16, UpdateEncoding::kSparse,
+                           UpdateEncoding::kInt8})
+    if (name == UpdateEncodingName(e)) return e;
+  return Status::InvalidArgument("unknown update encoding '" + name.substr(0, 32) +
+                                 "' (known: full_fp32, full_fp16, sparse, int8)");
+}
 
-StatusOr<std::string> EncodeUpdate(const std::string& encoding, const std::vector<float>& base,
+bool IsFullEncoding(UpdateEncoding encoding) { return !IsDelta(encoding); }
+
+StatusOr<std::string> EncodeUpdate(UpdateEncoding kind, const std::vector<float>& base,
                                    const std::vector<float>& target, const std::vector<size_t>& tensor_sizes,
                                    bool allow_zstd) {
-  const Kind kind = KindOf(encoding);
-  if (kind == Kind::kUnknown) return Status::InvalidArgument("unknown update encoding '" + encoding + "'");
+  const std::string encoding = UpdateEncodingName(kind);
   // The tensors int8 quantizes by; empty ones carry nothing and are left out.
   std::vector<size_t> tensors;
   size_t layout_sum = 0;
@@ -461,7 +464,7 @@ StatusOr<std::string> EncodeUpdate(const std::string& encoding, const std::vecto
     return Status::InvalidArgument(encoding + ": base has " + std::to_string(base.size()) + " weights, target " +
                                    std::to_string(target.size()));
   }
-  if (kind == Kind::kFullFp16) {
+  if (kind == UpdateEncoding::kFullFp16) {
     for (size_t i = 0; i < target.size(); ++i) {
       if (std::isfinite(target[i]) && std::isinf(HalfToFloat(FloatToHalf(target[i])))) {
         return Status::InvalidArgument("full_fp16: weight " + std::to_string(i) + " = " +
@@ -470,9 +473,9 @@ StatusOr<std::string> EncodeUpdate(const std::string& encoding, const std::vecto
     }
   }
   std::string body;
-  if (kind == Kind::kSparse) {
+  if (kind == UpdateEncoding::kSparse) {
     SD_ASSIGN_OR_RETURN(body, EncodeSparse(base, target));
-  } else if (kind == Kind::kInt8) {
+  } else if (kind == UpdateEncoding::kInt8) {
     SD_ASSIGN_OR_RETURN(body, EncodeInt8(base, target, tensors));
   } else {
     body = EncodeFull(kind, target);
@@ -489,10 +492,9 @@ StatusOr<std::string> EncodeUpdate(const std::string& encoding, const std::vecto
   return std::string(1, static_cast<char>(kHeaderRaw)) + body;
 }
 
-StatusOr<std::vector<float>> DecodeUpdate(const std::string& encoding, const std::vector<float>& base,
+StatusOr<std::vector<float>> DecodeUpdate(UpdateEncoding kind, const std::vector<float>& base,
                                           const std::string& payload, size_t expected_size) {
-  const Kind kind = KindOf(encoding);
-  if (kind == Kind::kUnknown) return Status::InvalidArgument("unknown update encoding '" + encoding + "'");
+  const std::string encoding = UpdateEncodingName(kind);
   if (expected_size > std::numeric_limits<size_t>::max() / 16) {
     return Status::InvalidArgument(encoding + ": expected size " + std::to_string(expected_size) + " too large");
   }
@@ -533,7 +535,7 @@ StatusOr<std::vector<float>> DecodeUpdate(const std::string& encoding, const std
   }
   if (IsDelta(kind)) {
     StatusOr<std::vector<float>> out =
-        kind == Kind::kSparse ? DecodeSparse(body, size, base) : DecodeInt8(body, size, base);
+        kind == UpdateEncoding::kSparse ? DecodeSparse(body, size, base) : DecodeInt8(body, size, base);
     if (!out.ok()) return out.status().WithContext(encoding);
     return out;
   }
@@ -543,71 +545,12 @@ StatusOr<std::vector<float>> DecodeUpdate(const std::string& encoding, const std
   }
 
   std::vector<float> out(expected_size);
-  if (kind == Kind::kFullFp32) {
+  if (kind == UpdateEncoding::kFullFp32) {
     for (size_t i = 0; i < expected_size; ++i) out[i] = BitsFloat(GetLe32(body + 4 * i));
   } else {
     for (size_t i = 0; i < expected_size; ++i) out[i] = HalfToFloat(GetLe16(body + 2 * i));
   }
   return out;
-}
-
-void ChunkAssembler::Reset() {
-  in_progress_ = false;
-  version_ = 0;
-  count_ = 0;
-  next_index_ = 0;
-  total_size_ = 0;
-  payload_.clear();
-  payload_.shrink_to_fit();  // updates are megabytes; do not hold on to the buffer between them
-}
-
-StatusOr<std::optional<std::string>> ChunkAssembler::Add(uint64_t new_version, uint32_t index, uint32_t count,
-                                                         uint64_t total_size, const std::string& data) {
-  const std::string where = "update v" + std::to_string(new_version) + " chunk " + std::to_string(index) + "/" +
-                            std::to_string(count);
-  auto fail = [this, &where](Status status) {
-    Reset();
-    return status.WithContext(where);
-  };
-  if (count == 0) return fail(Status::InvalidArgument("chunk count is 0"));
-  if (index >= count) return fail(Status::InvalidArgument("chunk index out of range"));
-  if (total_size > max_payload_bytes_) {
-    return fail(Status::InvalidArgument("payload of " + std::to_string(total_size) + " bytes exceeds the limit of " +
-                                        std::to_string(max_payload_bytes_)));
-  }
-  if (!in_progress_) {
-    if (index != 0) return fail(Status::DataLoss("expected the first chunk (0), no update in progress"));
-    in_progress_ = true;
-    version_ = new_version;
-    count_ = count;
-    next_index_ = 0;
-    total_size_ = total_size;
-    payload_.clear();
-    // The announced size is the peer's word; reserve a sane amount and let growth do the rest.
-    payload_.reserve(static_cast<size_t>(std::min<uint64_t>(total_size, uint64_t{64} << 20)));
-  } else {
-    if (new_version != version_ || count != count_ || total_size != total_size_) {
-      return fail(Status::DataLoss("does not match the update in progress (v" + std::to_string(version_) + ", " +
-                                   std::to_string(count_) + " chunks, " + std::to_string(total_size_) + " bytes)"));
-    }
-    if (index != next_index_) {
-      return fail(Status::DataLoss(std::string(index < next_index_ ? "duplicated or reordered" : "out of order") +
-                                   " chunk, expected " + std::to_string(next_index_)));
-    }
-  }
-  if (data.size() > total_size_ - payload_.size()) {
-    return fail(Status::DataLoss("data runs past the announced total of " + std::to_string(total_size_) + " bytes"));
-  }
-  payload_ += data;
-  ++next_index_;
-  if (next_index_ < count_) return std::optional<std::string>();
-  if (payload_.size() != total_size_) {
-    return fail(Status::DataLoss("last chunk leaves the payload at " + std::to_string(payload_.size()) +
-                                 " bytes, announced " + std::to_string(total_size_)));
-  }
-  std::optional<std::string> done(std::move(payload_));
-  Reset();
-  return done;
 }
 
 }  // namespace sd

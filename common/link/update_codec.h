@@ -39,7 +39,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,22 +46,26 @@
 
 namespace sd {
 
-// True for the encoding names EncodeUpdate/DecodeUpdate understand.
-bool IsKnownUpdateEncoding(const std::string& encoding);
-// True for the encodings that carry every weight and ignore `base` (full_fp32, full_fp16).
-bool IsFullUpdateEncoding(const std::string& encoding);
+enum class UpdateEncoding { kFullFp32, kFullFp16, kSparse, kInt8 };
+
+// The wire and config name ("full_fp32", "full_fp16", "sparse", "int8"), as in
+// ModelUpdateChunk.encoding and the `update_encoding` key.
+const char* UpdateEncodingName(UpdateEncoding encoding);
+// InvalidArgument (naming the known ones) for any other name.
+StatusOr<UpdateEncoding> ParseUpdateEncoding(const std::string& name);
+// Full encodings (full_fp32, full_fp16) carry every weight and ignore `base`.
+bool IsFullEncoding(UpdateEncoding encoding);
 
 // Encodes `target` (the weights the receiver should end up with) against `base` (the weights
 // it holds now; ignored by the full encodings). `tensor_sizes` is the tensor layout of both
 // (StudentModel::TensorSizes()); empty means one tensor holding everything, and when given it
 // must sum to target.size(). Only int8 uses it. With `allow_zstd` the body is zstd-compressed
-// when that makes the payload smaller. InvalidArgument for an unknown encoding, a wrong layout
-// or (sparse, int8) base.size() != target.size(). Weights an encoding cannot carry give
-// InvalidArgument naming the index, so the caller can fall back to a full encoding:
+// when that makes the payload smaller. InvalidArgument for a wrong layout or (sparse, int8)
+// base.size() != target.size(). Weights an encoding cannot carry give InvalidArgument naming the index, so the caller can fall back to a full encoding:
 // full_fp16: finite weights beyond the half range (|w| > 65504 would become inf on the edge);
 // sparse: a delta that is not a finite half (beyond the range, or a non-finite weight);
 // int8: a delta that is not finite.
-StatusOr<std::string> EncodeUpdate(const std::string& encoding, const std::vector<float>& base,
+StatusOr<std::string> EncodeUpdate(UpdateEncoding encoding, const std::vector<float>& base,
                                    const std::vector<float>& target, const std::vector<size_t>& tensor_sizes,
                                    bool allow_zstd = true);
 
@@ -72,7 +75,7 @@ StatusOr<std::string> EncodeUpdate(const std::string& encoding, const std::vecto
 // wrongly sized payload (never reads out of bounds); `expected_size` is the number of weights
 // the receiver's model has (bounds decompression too). sparse and int8 need
 // base.size() == expected_size (InvalidArgument otherwise).
-StatusOr<std::vector<float>> DecodeUpdate(const std::string& encoding, const std::vector<float>& base,
+StatusOr<std::vector<float>> DecodeUpdate(UpdateEncoding encoding, const std::vector<float>& base,
                                           const std::string& payload, size_t expected_size);
 
 // IEEE half <-> float, exposed for tests and for encodings built on top. FloatToHalf rounds to
@@ -80,41 +83,5 @@ StatusOr<std::vector<float>> DecodeUpdate(const std::string& encoding, const std
 // zero and keeps NaN a (quiet) NaN.
 uint16_t FloatToHalf(float value);
 float HalfToFloat(uint16_t half);
-
-// Reassembles one payload from its chunks (ModelUpdateChunk fields); common/link/model_update.h's
-// assembler builds on it. Chunks must arrive in order
-// 0..count-1 with the same version, count and total size. Not thread-safe: one network thread
-// feeds it.
-class ChunkAssembler {
- public:
-  // Updates announcing more than this are refused before any memory is reserved.
-  static constexpr uint64_t kDefaultMaxPayloadBytes = uint64_t{1} << 30;
-
-  explicit ChunkAssembler(uint64_t max_payload_bytes = kDefaultMaxPayloadBytes)
-      : max_payload_bytes_(max_payload_bytes) {}
-
-  // Feeds one chunk. Returns the whole payload when the last chunk completes it, nullopt while
-  // more are expected. An out-of-order, duplicated or mismatched (other version/count/size)
-  // chunk, or data beyond / short of total_size, gives DataLoss and resets; bad arguments
-  // (count 0, index >= count, total over the limit) give InvalidArgument and reset. After an
-  // error the assembler is empty, so a first chunk (index 0) fed again starts a new update.
-  StatusOr<std::optional<std::string>> Add(uint64_t new_version, uint32_t index, uint32_t count,
-                                           uint64_t total_size, const std::string& data);
-
-  // Drops a partial update (e.g. when the stream reconnects).
-  void Reset();
-
-  bool in_progress() const { return in_progress_; }
-  uint64_t version() const { return version_; }  // of the update in progress
-
- private:
-  uint64_t max_payload_bytes_;
-  bool in_progress_ = false;
-  uint64_t version_ = 0;
-  uint32_t count_ = 0;
-  uint32_t next_index_ = 0;
-  uint64_t total_size_ = 0;
-  std::string payload_;
-};
 
 }  // namespace sd

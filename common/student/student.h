@@ -25,6 +25,18 @@
 
 namespace sd {
 
+// Where the student runs (`device:` in configs).
+enum class ComputeDevice { kCpu, kCuda };
+const char* ComputeDeviceName(ComputeDevice device);  // "cpu", "cuda"
+// InvalidArgument "device must be 'cpu' or 'cuda', got '...'" for any other name.
+StatusOr<ComputeDevice> ParseComputeDevice(const std::string& name);
+
+// The student's convolution blocks (`student.block:`): depthwise + pointwise, or plain 3x3.
+enum class StudentBlock { kSeparable, kConv };
+const char* StudentBlockName(StudentBlock block);  // "separable", "conv"
+// InvalidArgument "student block must be 'separable' or 'conv', got '...'" for any other name.
+StatusOr<StudentBlock> ParseStudentBlock(const std::string& name);
+
 // What determines the shape of the weights. Two models with equal fingerprints can
 // exchange weights.
 struct StudentArchitecture {
@@ -32,7 +44,7 @@ struct StudentArchitecture {
   int input_height = 288;
   int num_classes = 1;
   std::vector<int> channels = {16, 32, 64, 128, 256};  // stem and the four stages (/2 .. /32)
-  std::string block = "separable";                     // separable (depthwise + pointwise) | conv (3x3)
+  StudentBlock block = StudentBlock::kSeparable;
 
   Status Validate() const;
   std::string Fingerprint() const;  // e.g. "centernet-v1 384x288 c1 16-32-64-128-256 separable"
@@ -44,7 +56,7 @@ struct InferenceOptions {
   float score_threshold = 0.3f;  // detections below are dropped (use ~0.01 for mAP evaluation)
   float nms_iou = 0.6f;
   int max_detections = 100;
-  std::string device = "cpu";  // cpu | cuda
+  ComputeDevice device = ComputeDevice::kCpu;
 };
 
 struct StudentOutput {

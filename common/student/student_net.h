@@ -52,6 +52,10 @@ struct StudentModel::Impl {
   StudentNet net{nullptr};
 };
 
+inline torch::Device TorchDevice(ComputeDevice device) {
+  return device == ComputeDevice::kCuda ? torch::kCUDA : torch::kCPU;
+}
+
 // Pixel normalisation shared by training and inference: BGR image at the network's input
 // size (CV_8UC3) -> float CHW written to `dst` (3 * H * W floats).
 void ImageToInput(const cv::Mat& bgr, float* dst);

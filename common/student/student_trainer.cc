@@ -156,7 +156,6 @@ Status TrainerOptions::Validate() const {
   if (!(learning_rate > 0)) return Status::InvalidArgument("training learning_rate must be > 0");
   if (warmup_steps < 1 || total_steps < 1) return Status::InvalidArgument("training warmup_steps and steps must be >= 1");
   if (!(min_scale > 0) || min_scale > max_scale) return Status::InvalidArgument("training scale range is invalid");
-  if (device != "cpu" && device != "cuda") return Status::InvalidArgument("training device must be 'cpu' or 'cuda'");
   if (!(soft_target_score >= 0))
     return Status::InvalidArgument("training soft_target_score must be >= 0 (0: hard targets)");
   return Status::Ok();
@@ -183,13 +182,13 @@ TrainingSample ShrinkForStudent(const TrainingSample& sample, const StudentArchi
 
 StatusOr<std::unique_ptr<StudentTrainer>> StudentTrainer::Create(StudentModel* model, const TrainerOptions& options) {
   SD_RETURN_IF_ERROR(options.Validate());
-  if (options.device == "cuda" && !torch::cuda::is_available())
+  if (options.device == ComputeDevice::kCuda && !torch::cuda::is_available())
     return Status::FailedPrecondition("training device 'cuda' requested but no CUDA device is available");
   auto impl = std::make_unique<Impl>();
   impl->model = model;
   impl->options = options;
   impl->rng.seed(options.seed);
-  impl->device = options.device == "cuda" ? torch::kCUDA : torch::kCPU;
+  impl->device = TorchDevice(options.device);
   StudentNet& net = model->impl().net;
   net->to(impl->device);
   impl->optimizer = std::make_unique<torch::optim::Adam>(

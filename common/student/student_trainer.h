@@ -50,7 +50,7 @@ struct TrainerOptions {
   float brightness = 0.12f;  // +- fraction of the 0..255 range
   float contrast = 0.2f;     // gain in [1 - c, 1 + c]
   uint64_t seed = 1;
-  std::string device = "cpu";
+  ComputeDevice device = ComputeDevice::kCpu;
 
   Status Validate() const;
 };

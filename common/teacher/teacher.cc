@@ -18,39 +18,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-Status ValidateOptions(const TeacherOptions& o) {
-  if (!std::isfinite(o.score_threshold)) {
-    return Status::InvalidArgument("teacher score_threshold must be finite");
-  }
-  if (!(o.nms_iou >= 0.0f && o.nms_iou <= 1.0f)) {
-    return Status::InvalidArgument("teacher nms_iou must be in [0, 1], got " +
-                                   teacher_internal::FormatNumber(o.nms_iou));
-  }
-  if (o.kind == "hog") {
-    if (!(o.hog_scale > 1.0 && o.hog_scale < 10.0)) {
-      return Status::InvalidArgument("hog_scale must be in (1, 10), got " +
-                                     teacher_internal::FormatNumber(o.hog_scale));
-    }
-    // HOGDescriptor asserts (throws) on a stride that is not a multiple of its 8-px block stride.
-    if (o.hog_win_stride <= 0 || o.hog_win_stride % 8 != 0) {
-      return Status::InvalidArgument("hog_win_stride must be a positive multiple of 8, got " +
-                                     std::to_string(o.hog_win_stride));
-    }
-  }
-  if (o.min_width < 0 || o.min_width > 8192)
-    return Status::InvalidArgument("teacher min_width must be in 0..8192, got " + std::to_string(o.min_width));
-  if (o.kind == "torchscript" || o.kind == "onnx") {
-    if (o.input_width <= 0 || o.input_height <= 0 || o.input_width > 8192 || o.input_height > 8192) {
-      return Status::InvalidArgument("teacher input size must be in 1..8192, got " +
-                                     std::to_string(o.input_width) + "x" +
-                                     std::to_string(o.input_height));
-    }
-    for (int c : o.class_map) {
-      if (c < -1) return Status::InvalidArgument("class_map entries must be >= -1, got " + std::to_string(c));
-    }
-  }
-  return Status::Ok();
-}
+constexpr TeacherKind kAllTeacherKinds[] = {TeacherKind::kHog, TeacherKind::kDpm, TeacherKind::kTorchScript,
+                                            TeacherKind::kOnnx};
 
 // Labels a narrow frame at `min_width` and maps the boxes back (TeacherOptions::min_width).
 class EnlargingTeacher : public Teacher {
@@ -80,26 +49,84 @@ class EnlargingTeacher : public Teacher {
 };
 
 StatusOr<std::unique_ptr<Teacher>> CreateTeacherOfKind(const TeacherOptions& options) {
-  if (options.kind == "hog") return teacher_internal::CreateHogTeacher(options);
-  if (options.kind == "dpm") return teacher_internal::CreateDpmTeacher(options);
-  if (options.kind == "torchscript") return teacher_internal::CreateTorchScriptTeacher(options);
-  if (options.kind == "onnx") return teacher_internal::CreateOnnxTeacher(options);
-  std::string valid;
-  for (const std::string& k : TeacherKinds()) valid += (valid.empty() ? "" : ", ") + k;
-  return Status::InvalidArgument("unknown teacher kind '" + options.kind + "' (valid: " + valid + ")");
+  switch (options.kind) {
+    case TeacherKind::kHog: return teacher_internal::CreateHogTeacher(options);
+    case TeacherKind::kDpm: return teacher_internal::CreateDpmTeacher(options);
+    case TeacherKind::kTorchScript: return teacher_internal::CreateTorchScriptTeacher(options);
+    case TeacherKind::kOnnx: return teacher_internal::CreateOnnxTeacher(options);
+  }
+  return Status::InvalidArgument("unknown teacher kind " + std::to_string(static_cast<int>(options.kind)));
 }
 
 }  // namespace
 
 Teacher::~Teacher() = default;
 
+const char* TeacherKindName(TeacherKind kind) {
+  switch (kind) {
+    case TeacherKind::kHog: return "hog";
+    case TeacherKind::kDpm: return "dpm";
+    case TeacherKind::kTorchScript: return "torchscript";
+    case TeacherKind::kOnnx: return "onnx";
+  }
+  return "unknown";
+}
+
 const std::vector<std::string>& TeacherKinds() {
-  static const std::vector<std::string> kinds = {"hog", "dpm", "torchscript", "onnx"};
+  static const std::vector<std::string> kinds = [] {
+    std::vector<std::string> names;
+    for (TeacherKind kind : kAllTeacherKinds) names.push_back(TeacherKindName(kind));
+    return names;
+  }();
   return kinds;
 }
 
+StatusOr<TeacherKind> ParseTeacherKind(const std::string& name) {
+  for (TeacherKind kind : kAllTeacherKinds)
+    if (name == TeacherKindName(kind)) return kind;
+  std::string valid;
+  for (const std::string& k : TeacherKinds()) valid += (valid.empty() ? "" : ", ") + k;
+  return Status::InvalidArgument("unknown teacher kind '" + name + "' (valid: " + valid + ")");
+}
+
+Status TeacherOptions::Validate() const {
+  const TeacherOptions& o = *this;
+  if (!std::isfinite(o.score_threshold)) {
+    return Status::InvalidArgument("teacher score_threshold must be finite");
+  }
+  if (!(o.nms_iou >= 0.0f && o.nms_iou <= 1.0f)) {
+    return Status::InvalidArgument("teacher nms_iou must be in [0, 1], got " +
+                                   teacher_internal::FormatNumber(o.nms_iou));
+  }
+  if (o.kind == TeacherKind::kHog) {
+    if (!(o.hog_scale > 1.0 && o.hog_scale < 10.0)) {
+      return Status::InvalidArgument("hog_scale must be in (1, 10), got " +
+                                     teacher_internal::FormatNumber(o.hog_scale));
+    }
+    // HOGDescriptor asserts (throws) on a stride that is not a multiple of its 8-px block stride.
+    if (o.hog_win_stride <= 0 || o.hog_win_stride % 8 != 0) {
+      return Status::InvalidArgument("hog_win_stride must be a positive multiple of 8, got " +
+                                     std::to_string(o.hog_win_stride));
+    }
+  }
+  if (o.min_width < 0 || o.min_width > 8192)
+    return Status::InvalidArgument("teacher min_width must be in 0..8192, got " + std::to_string(o.min_width));
+  if (o.kind == TeacherKind::kTorchScript || o.kind == TeacherKind::kOnnx) {
+    if (o.input_width <= 0 || o.input_height <= 0 || o.input_width > 8192 || o.input_height > 8192) {
+      return Status::InvalidArgument("teacher input size must be in 1..8192, got " +
+                                     std::to_string(o.input_width) + "x" +
+                                     std::to_string(o.input_height));
+    }
+    for (int c : o.class_map) {
+      if (c < -1) return Status::InvalidArgument("class_map entries must be >= -1, got " + std::to_string(c));
+    }
+  }
+  return Status::Ok();
+}
+
+
 StatusOr<std::unique_ptr<Teacher>> CreateTeacher(const TeacherOptions& options) {
-  SD_RETURN_IF_ERROR(ValidateOptions(options));
+  SD_RETURN_IF_ERROR(options.Validate());
   SD_ASSIGN_OR_RETURN(std::unique_ptr<Teacher> teacher, CreateTeacherOfKind(options));
   if (options.min_width == 0) return teacher;
   return std::unique_ptr<Teacher>(std::make_unique<EnlargingTeacher>(std::move(teacher), options.min_width));

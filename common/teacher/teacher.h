@@ -16,8 +16,16 @@ class Mat;
 
 namespace sd {
 
+// The teachers there are (`teacher.kind:`).
+enum class TeacherKind { kHog, kDpm, kTorchScript, kOnnx };
+const char* TeacherKindName(TeacherKind kind);  // "hog", "dpm", "torchscript", "onnx"
+// InvalidArgument "unknown teacher kind '...' (valid: hog, dpm, torchscript, onnx)" for any other.
+StatusOr<TeacherKind> ParseTeacherKind(const std::string& name);
+// The names ParseTeacherKind accepts, in the order they are listed in error messages.
+const std::vector<std::string>& TeacherKinds();
+
 struct TeacherOptions {
-  std::string kind = "hog";      // hog | dpm | torchscript | onnx
+  TeacherKind kind = TeacherKind::kHog;
   std::string model_path;        // dpm: model .xml; torchscript: .pt; onnx: .onnx; hog: unused
   // hog: minimum SVM weight; torchscript/onnx: minimum class score; dpm: minimum score, a
   // margin around 0 (people in vtest.avi score about -0.1..0.4), so use ~0 or below for dpm.
@@ -38,10 +46,10 @@ struct TeacherOptions {
   // otherwise). Both settings are process-global, so they are applied once when the teacher
   // is created, never per call; <= 0 leaves the current setting alone.
   int threads = 1;
-};
 
-// The names CreateTeacher accepts, in the order they are listed in error messages.
-const std::vector<std::string>& TeacherKinds();
+  // InvalidArgument naming the option for a value out of range (CreateTeacher calls it).
+  Status Validate() const;
+};
 
 class Teacher {
  public:

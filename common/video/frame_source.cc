@@ -17,6 +17,7 @@
 #include <opencv2/videoio.hpp>
 #include <spdlog/spdlog.h>
 
+#include "common/base/clock.h"
 #include "common/video/synthetic_scene.h"
 
 namespace sd {
@@ -28,16 +29,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class RealClock : public Clock {
- public:
-  double NowSeconds() override {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-  }
-  void SleepUntil(double t) override {
-    const double wait = t - NowSeconds();
-    if (wait > 0) std::this_thread::sleep_for(std::chrono::duration<double>(wait));
-  }
-};
 
 bool StartsWith(const std::string& s, const std::string& prefix) {
   return s.compare(0, prefix.size(), prefix) == 0;
@@ -539,17 +530,6 @@ class RangedSource : public FrameSource {
 };
 
 }  // namespace
-
-void FakeClock::SleepUntil(double t) {
-  if (t <= now_) return;
-  now_ = t;
-  ++sleeps_;
-}
-
-Clock* Clock::Real() {
-  static RealClock* const clock = new RealClock();
-  return clock;
-}
 
 StatusOr<std::unique_ptr<FrameSource>> OpenFrameSource(const FrameSourceOptions& options,
                                                        Clock* clock) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/vision/detection.h"
+#include "common/base/clock.h"
 #include "common/base/status.h"
 
 namespace sd {
@@ -36,29 +37,6 @@ struct FrameSourceOptions {
   double fps_override = 0;  // >0: pacing rate (folders default 10)
   int64_t start_frame = 0, end_frame = -1;  // [start, end) range of frames to deliver (-1: to the end)
   int stride = 1;                           // deliver every stride-th frame
-};
-
-// Time as the sources see it, so that tests can pace without sleeping.
-class Clock {
- public:
-  virtual ~Clock();
-  virtual double NowSeconds() = 0;  // monotonic
-  virtual void SleepUntil(double t) = 0;
-  static Clock* Real();  // steady_clock; never deleted
-};
-
-// A clock that only moves when told to; SleepUntil jumps ahead instead of waiting.
-class FakeClock : public Clock {
- public:
-  explicit FakeClock(double now = 0) : now_(now) {}
-  double NowSeconds() override { return now_; }
-  void SleepUntil(double t) override;
-  void Advance(double seconds) { now_ += seconds; }
-  int sleeps() const { return sleeps_; }  // calls to SleepUntil that moved the clock
-
- private:
-  double now_;
-  int sleeps_ = 0;
 };
 
 class FrameSource {
