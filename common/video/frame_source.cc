@@ -22,7 +22,6 @@
 
 namespace sd {
 
-Clock::~Clock() = default;
 FrameSource::~FrameSource() = default;
 
 namespace {
