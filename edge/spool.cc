@@ -64,7 +64,7 @@ Spool::Spool(SpoolOptions options)
     : options_(std::move(options)),
       env_(options_.env ? options_.env : Env::Default()),
       push_log_("spool " + options_.dir + ": storing sampled frames"),
-      counter_log_("spool " + options_.dir + ": persisting the frame sequence counter", env_) {}
+      counter_log_("spool " + options_.dir + ": persisting the frame sequence counter") {}
 
 std::string Spool::FramePath(uint64_t sequence) const {
   char name[kSequenceDigits + 1];
