@@ -27,8 +27,7 @@ Status ReadInferenceOptions(const YamlReader& s, InferenceOptions* options) {
   SD_RETURN_IF_ERROR(s.Get("max_detections", &options->max_detections));
   std::string device = ComputeDeviceName(options->device);
   SD_RETURN_IF_ERROR(s.Get("device", &device));
-  if (options->score_threshold < 0 || options->score_threshold >= 1)
-    return s.Error("score_threshold", "must be in [0, 1)");
+  SD_RETURN_IF_ERROR(s.Check(options->Validate()));
   StatusOr<ComputeDevice> parsed = ParseComputeDevice(device);
   if (!parsed.ok()) return s.Error("device", "must be cpu or cuda");
   options->device = *parsed;
@@ -89,9 +88,7 @@ Status ReadHttpOptions(const YamlReader& root, HttpOptions* options) {
   SD_RETURN_IF_ERROR(http.Get("enabled", &options->enabled));
   SD_RETURN_IF_ERROR(http.Get("bind", &options->bind));
   SD_RETURN_IF_ERROR(http.Get("port", &options->port));
-  if (options->bind.empty()) return http.Error("bind", "must be an address, e.g. 127.0.0.1 or 0.0.0.0");
-  if (options->port < 0 || options->port > 65535) return http.Error("port", "must be in [0, 65535] (0: a free port)");
-  return Status::Ok();
+  return http.Check(options->Validate());
 }
 
 StatusOr<std::string> ReadFileAtKey(const YamlReader& section, const std::string& key) {

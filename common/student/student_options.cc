@@ -21,6 +21,11 @@ StatusOr<StudentBlock> ParseStudentBlock(const std::string& name) {
   return Status::InvalidArgument("student block must be 'separable' or 'conv', got '" + name + "'");
 }
 
+Status InferenceOptions::Validate() const {
+  if (score_threshold < 0 || score_threshold >= 1) return Status::InvalidArgument("score_threshold: must be in [0, 1)");
+  return Status::Ok();
+}
+
 Status StudentArchitecture::Validate() const {
   if (input_width <= 0 || input_height <= 0 || input_width % 32 || input_height % 32)
     return Status::InvalidArgument("student input size must be positive multiples of 32, got " +
