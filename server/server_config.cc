@@ -70,6 +70,20 @@ Status ReadDevices(const YamlReader& root, ServerConfig* c) {
   return Status::Ok();
 }
 
+// `grouping.mode`, as GroupingOptions::automatic: config (false) or auto (true).
+StatusOr<bool> ParseGroupingMode(const std::string& name) {
+  if (name == "config") return false;
+  if (name == "auto") return true;
+  return Status::InvalidArgument("must be config or auto");
+}
+
+// `grouping.start`, as GroupingOptions::start_together: together (true) or alone (false).
+StatusOr<bool> ParseGroupingStart(const std::string& name) {
+  if (name == "together") return true;
+  if (name == "alone") return false;
+  return Status::InvalidArgument("must be together or alone");
+}
+
 Status ReadGroups(const YamlReader& root, ServerConfig* c) {
   SD_ASSIGN_OR_RETURN(YamlReader groups, root.Child("groups"));
   std::map<std::string, std::string> group_of;
@@ -96,10 +110,12 @@ Status ReadGroups(const YamlReader& root, ServerConfig* c) {
   SD_RETURN_IF_ERROR(grouping.Get("heldout_frames", &g.heldout_frames));
   std::string start = g.start_together ? "together" : "alone";
   SD_RETURN_IF_ERROR(grouping.Get("start", &start));
-  if (start != "together" && start != "alone") return grouping.Error("start", "must be together or alone");
-  g.start_together = start == "together";
-  if (mode != "config" && mode != "auto") return grouping.Error("mode", "must be config or auto");
-  g.automatic = mode == "auto";
+  StatusOr<bool> together = ParseGroupingStart(start);
+  if (!together.ok()) return grouping.Error("start", together.status().message());
+  g.start_together = *together;
+  StatusOr<bool> automatic = ParseGroupingMode(mode);
+  if (!automatic.ok()) return grouping.Error("mode", automatic.status().message());
+  g.automatic = *automatic;
   return grouping.Check(g.Validate());
 }
 
