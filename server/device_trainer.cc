@@ -73,7 +73,9 @@ Status RoundOptions::Validate() const {
   if (min_validation_frames < 0) return invalid("min_validation_frames: must be >= 0");
   if (!(sparse_fraction >= 0 && sparse_fraction < 1)) return invalid("sparse_fraction: must be in [0, 1) (0: dense rounds)");
   if (!(eval_score_threshold >= 0 && eval_score_threshold < 1)) return invalid("eval_score_threshold: must be in [0, 1)");
-  return trainer.Validate();
+  Status trainer_valid = trainer.Validate();
+  if (!trainer_valid.ok()) return invalid("trainer." + trainer_valid.message());
+  return Status::Ok();
 }
 
 GateDecision DecideGate(const GateScores& scores, const RoundOptions& options) {

@@ -2,6 +2,7 @@
 // device's first frame.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <fstream>
 #include <utility>
 
@@ -222,6 +223,15 @@ TEST(ServerConfigTest, OptionsErrorsNameTheKeyAndLine) {
             std::string::npos);
   EXPECT_NE(error_of("grouping: {mode: auto, every_s: 0}\n").find("grouping.every_s' (line "), std::string::npos);
   EXPECT_NE(error_of("grouping: {mode: auto, every_s: 0}\n").find("must be > 0"), std::string::npos);
+  for (const auto& [from, to, key] : std::vector<std::array<std::string, 3>>{
+           {"batch_size: 8", "batch_size: 0", "key 'training.optimizer.batch_size' (line "},
+           {"input_height: 96", "input_height: 100", "key 'student.input_height' (line "},
+           {"classes: 1", "classes: 0", "key 'student.classes' (line "},
+           {"block: separable", "block: dense", "key 'student.block' (line "}}) {
+    auto bad = ParseServerConfig(ServerYamlWith(dir, from, to), "s.yaml");
+    ASSERT_FALSE(bad.ok()) << to;
+    EXPECT_NE(bad.status().message().find(key), std::string::npos) << bad.status().message();
+  }
   auto bad_port = ParseServerConfig(ServerYamlWith(dir, "http: {port: 0}", "http: {port: 70000}"), "s.yaml");
   ASSERT_FALSE(bad_port.ok());
   EXPECT_NE(bad_port.status().message().find("http.port' (line "), std::string::npos) << bad_port.status().message();

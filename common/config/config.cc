@@ -13,10 +13,9 @@ Status ReadStudentArchitecture(const YamlReader& s, StudentArchitecture* arch) {
   SD_RETURN_IF_ERROR(s.Get("channels", &arch->channels));
   std::string block = StudentBlockName(arch->block);
   SD_RETURN_IF_ERROR(s.Get("block", &block));
-  Status valid = arch->Validate();
+  SD_RETURN_IF_ERROR(s.Check(arch->Validate(), {{"num_classes", "classes"}}));
   StatusOr<StudentBlock> parsed = ParseStudentBlock(block);
-  if (valid.ok() && !parsed.ok()) valid = parsed.status();
-  if (!valid.ok()) return Status::InvalidArgument(s.file() + ": student: " + valid.message());
+  if (!parsed.ok()) return s.Error("block", parsed.status().message());
   arch->block = *parsed;
   return Status::Ok();
 }
@@ -75,10 +74,9 @@ Status ReadTrainerOptions(const YamlReader& s, TrainerOptions* o) {
   SD_RETURN_IF_ERROR(s.Get("seed", &o->seed));
   std::string device = ComputeDeviceName(o->device);
   SD_RETURN_IF_ERROR(s.Get("device", &device));
-  Status valid = o->Validate();
-  if (!valid.ok()) return Status::InvalidArgument(s.file() + ": " + valid.message());
+  SD_RETURN_IF_ERROR(s.Check(o->Validate(), {{"total_steps", "steps"}}));
   StatusOr<ComputeDevice> parsed = ParseComputeDevice(device);
-  if (!parsed.ok()) return Status::InvalidArgument(s.file() + ": training device must be 'cpu' or 'cuda'");
+  if (!parsed.ok()) return s.Error("device", "training device must be 'cpu' or 'cuda'");
   o->device = *parsed;
   return Status::Ok();
 }
