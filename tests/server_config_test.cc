@@ -227,7 +227,8 @@ TEST(ServerConfigTest, OptionsErrorsNameTheKeyAndLine) {
            {"batch_size: 8", "batch_size: 0", "key 'training.optimizer.batch_size' (line "},
            {"input_height: 96", "input_height: 100", "key 'student.input_height' (line "},
            {"classes: 1", "classes: 0", "key 'student.classes' (line "},
-           {"block: separable", "block: dense", "key 'student.block' (line "}}) {
+           {"block: separable", "block: dense", "key 'student.block' (line "},
+           {"kind: onnx", "kind: onnx\n  nms_iou: 2", "key 'teacher.nms_iou' (line "}}) {
     auto bad = ParseServerConfig(ServerYamlWith(dir, from, to), "s.yaml");
     ASSERT_FALSE(bad.ok()) << to;
     EXPECT_NE(bad.status().message().find(key), std::string::npos) << bad.status().message();

@@ -53,7 +53,7 @@ Status ReadTeacherOptions(const YamlReader& s, TeacherOptions* options) {
     return s.Error("kind", "unknown teacher '" + kind + "' (valid: " + list + ")");
   }
   options->kind = *parsed;
-  return Status::Ok();
+  return s.Check(options->Validate(), {{"model_path", "model"}});
 }
 
 Status ReadTrainerOptions(const YamlReader& s, TrainerOptions* o) {
