@@ -48,8 +48,16 @@ Status TlsClientOptions::Validate() const {
 Status EdgeConfig::Validate() const {
   if (threads < 1) return Status::InvalidArgument("threads: must be >= 1");
   if (detect_every < 1) return Status::InvalidArgument("detect_every: must be >= 1");
-  if (jpeg_quality < 10 || jpeg_quality > 100) return Status::InvalidArgument("jpeg_quality: must be in 10..100");
-  return Status::Ok();
+  return Upload().Validate();
+}
+
+FrameEncodingOptions EdgeConfig::Upload() const {
+  FrameEncodingOptions options;
+  options.jpeg_quality = jpeg_quality;
+  options.max_width = upload_max_width;
+  options.max_message_bytes = uplink.max_message_bytes;
+  options.aggregate = sampling.aggregate;
+  return options;
 }
 
 Status UplinkOptions::Validate() const {

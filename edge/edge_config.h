@@ -10,6 +10,7 @@
 #include "common/student/student.h"
 #include "common/config/yaml_reader.h"
 #include "edge/detection_sink.h"
+#include "edge/frame_encoding.h"
 #include "edge/sampler.h"
 #include "edge/spool.h"
 
@@ -59,6 +60,9 @@ struct EdgeConfig {
   HttpOptions http{false, "127.0.0.1", 9465};
   Env* env = Env::Default();  // not from the config file: the spool's and state_dir's files go
                               // through it (tests inject disk faults); spool.env is replaced by it
+
+  // How sampled frames are encoded for the uplink (upload.*, the link's limit, the sampler's score).
+  FrameEncodingOptions Upload() const;
 
   // The fields of this struct itself, each named first in the message (ParseEdgeConfig maps
   // them to their keys); the option structs it holds have their own Validate().
