@@ -130,15 +130,22 @@ Status ReadStream(const YamlReader& root, BenchConfig* c) {
   return Status::Ok();
 }
 
+// `labels`, as BenchConfig::ground_truth_labels: teacher (false) or ground_truth (true).
+StatusOr<bool> ParseLabelSource(const std::string& name) {
+  if (name == "teacher") return false;
+  if (name == "ground_truth") return true;
+  return Status::InvalidArgument("must be 'teacher' or 'ground_truth'");
+}
+
 Status Parse(const YamlReader& root, BenchConfig* c) {
   SD_RETURN_IF_ERROR(ReadTrainJobFields(root, &c->job));
   SD_RETURN_IF_ERROR(ReadStream(root, c));
   SD_RETURN_IF_ERROR(root.Get("name", &c->name));
   std::string labels = "teacher";
   SD_RETURN_IF_ERROR(root.Get("labels", &labels));
-  if (labels != "teacher" && labels != "ground_truth")
-    return root.Error("labels", "must be 'teacher' or 'ground_truth'");
-  c->ground_truth_labels = labels == "ground_truth";
+  StatusOr<bool> ground_truth = ParseLabelSource(labels);
+  if (!ground_truth.ok()) return root.Error("labels", ground_truth.status().message());
+  c->ground_truth_labels = *ground_truth;
   if (c->ground_truth_labels && c->job.video.rfind("synthetic:", 0) != 0)
     return root.Error("labels", "ground_truth needs a synthetic: video");
 
@@ -162,8 +169,7 @@ Status Parse(const YamlReader& root, BenchConfig* c) {
   SD_ASSIGN_OR_RETURN(YamlReader upload, root.Child("upload"));
   SD_RETURN_IF_ERROR(upload.Get("jpeg_quality", &c->upload.jpeg_quality));
   SD_RETURN_IF_ERROR(upload.Get("max_width", &c->upload.max_width));
-  if (c->upload.jpeg_quality < 10 || c->upload.jpeg_quality > 100)
-    return upload.Error("jpeg_quality", "must be in 10..100");
+  SD_RETURN_IF_ERROR(upload.Check(c->upload.Validate()));
   c->upload.aggregate = c->sampling.aggregate;
 
   c->grid.strategies = SamplerStrategies();

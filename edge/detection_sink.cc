@@ -60,12 +60,15 @@ DetectionSink::~DetectionSink() {
   else std::fflush(out_);
 }
 
+Status DetectionSinkOptions::Validate() const {
+  if (path.empty()) return Status::InvalidArgument("path: is empty (use \"-\" for stdout)");
+  if (annotate_every < 1)
+    return Status::InvalidArgument("annotate_every: must be >= 1, got " + std::to_string(annotate_every));
+  return Status::Ok();
+}
+
 StatusOr<std::unique_ptr<DetectionSink>> DetectionSink::Open(const DetectionSinkOptions& options) {
-  if (options.path.empty()) return Status::InvalidArgument("detections: path is empty (use \"-\" for stdout)");
-  if (options.annotate_every < 1) {
-    return Status::InvalidArgument("detections: annotate_every must be >= 1, got " +
-                                   std::to_string(options.annotate_every));
-  }
+  SD_RETURN_IF_ERROR(options.Validate().WithContext("detections"));
   std::error_code ec;
   if (!options.annotated_dir.empty()) {
     fs::create_directories(options.annotated_dir, ec);

@@ -23,6 +23,8 @@ struct DetectionSinkOptions {
   std::string path = "-";     // "-": stdout; otherwise a file, appended to (created if missing)
   std::string annotated_dir;  // empty: no annotated frames; else created if missing
   int annotate_every = 1;     // annotate frames whose index is a multiple of this (>= 1)
+  // A path and annotate_every >= 1; the message starts with the field's name (YamlReader::Check).
+  Status Validate() const;
 };
 
 // The JSON line for one frame, without the newline (exposed for tests and other writers).

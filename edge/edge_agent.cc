@@ -238,12 +238,7 @@ std::string EdgeAgent::ServingChecksum() const { return serving_.Current()->weig
 
 StatusOr<std::string> EdgeAgent::EncodeFrame(const Frame& frame, double video_time_s, const StudentOutput& out,
                                              uint64_t version) const {
-  FrameEncodingOptions options;
-  options.jpeg_quality = config_.jpeg_quality;
-  options.max_width = config_.upload_max_width;
-  options.max_message_bytes = config_.uplink.max_message_bytes;
-  options.aggregate = config_.sampling.aggregate;
-  return EncodeSampledFrame(frame.bgr, frame.index, video_time_s, out, version, options);
+  return EncodeSampledFrame(frame.bgr, frame.index, video_time_s, out, version, config_.Upload());
 }
 
 Status EdgeAgent::SpoolFrame(std::string encoded) {

@@ -15,18 +15,13 @@ Status ReadUplink(const YamlReader& root, UplinkOptions* u) {
   SD_RETURN_IF_ERROR(link.Get("backoff_initial_s", &u->backoff_initial_s));
   SD_RETURN_IF_ERROR(link.Get("backoff_max_s", &u->backoff_max_s));
   SD_RETURN_IF_ERROR(link.Get("max_message_bytes", &u->max_message_bytes));
-  if (u->max_in_flight < 1) return link.Error("max_in_flight", "must be >= 1");
-  if (!(u->backoff_initial_s > 0) || u->backoff_max_s < u->backoff_initial_s)
-    return link.Error("backoff_max_s", "need 0 < backoff_initial_s <= backoff_max_s");
+  SD_RETURN_IF_ERROR(link.Check(u->Validate()));
   SD_ASSIGN_OR_RETURN(YamlReader tls, root.Child("tls"));
   SD_ASSIGN_OR_RETURN(u->tls.ca, ReadFileAtKey(tls, "ca"));
   SD_ASSIGN_OR_RETURN(u->tls.cert, ReadFileAtKey(tls, "cert"));
   SD_ASSIGN_OR_RETURN(u->tls.key, ReadFileAtKey(tls, "key"));
   SD_RETURN_IF_ERROR(tls.Get("server_name", &u->tls.server_name));
-  if (u->tls.cert.empty() != u->tls.key.empty()) return tls.Error("cert", "cert and key must be given together");
-  if (!u->tls.cert.empty() && u->tls.ca.empty())
-    return tls.Error("cert", "a client certificate needs tls.ca: without it the link would be plaintext");
-  return Status::Ok();
+  return tls.Check(u->tls.Validate());
 }
 
 Status ReadSource(const YamlReader& root, FrameSourceOptions* s) {
@@ -38,11 +33,39 @@ Status ReadSource(const YamlReader& root, FrameSourceOptions* s) {
   SD_RETURN_IF_ERROR(source.Get("start_frame", &s->start_frame));
   SD_RETURN_IF_ERROR(source.Get("end_frame", &s->end_frame));
   SD_RETURN_IF_ERROR(source.Get("stride", &s->stride));
-  if (s->stride < 1) return source.Error("stride", "must be >= 1");
-  return Status::Ok();
+  return source.Check(s->Validate(), {{"fps_override", "fps"}});
 }
 
 }  // namespace
+
+Status TlsClientOptions::Validate() const {
+  if (cert.empty() != key.empty()) return Status::InvalidArgument("cert: cert and key must be given together");
+  if (!cert.empty() && ca.empty())
+    return Status::InvalidArgument("cert: a client certificate needs tls.ca: without it the link would be plaintext");
+  return Status::Ok();
+}
+
+Status EdgeConfig::Validate() const {
+  if (threads < 1) return Status::InvalidArgument("threads: must be >= 1");
+  if (detect_every < 1) return Status::InvalidArgument("detect_every: must be >= 1");
+  return Upload().Validate();
+}
+
+FrameEncodingOptions EdgeConfig::Upload() const {
+  FrameEncodingOptions options;
+  options.jpeg_quality = jpeg_quality;
+  options.max_width = upload_max_width;
+  options.max_message_bytes = uplink.max_message_bytes;
+  options.aggregate = sampling.aggregate;
+  return options;
+}
+
+Status UplinkOptions::Validate() const {
+  if (max_in_flight < 1) return Status::InvalidArgument("max_in_flight: must be >= 1");
+  if (!(backoff_initial_s > 0) || backoff_max_s < backoff_initial_s)
+    return Status::InvalidArgument("backoff_max_s: need 0 < backoff_initial_s <= backoff_max_s");
+  return Status::Ok();
+}
 
 Status ReadSamplerOptions(const YamlReader& s, SamplerOptions* o) {
   std::string strategy = SamplerStrategyName(o->strategy);
@@ -95,18 +118,16 @@ Status Parse(const YamlReader& root, EdgeConfig* c) {
   SD_RETURN_IF_ERROR(ReadInferenceOptions(inference, &c->inference));
   SD_RETURN_IF_ERROR(root.Get("threads", &c->threads));
   SD_RETURN_IF_ERROR(root.Get("detect_every", &c->detect_every));
-  if (c->threads < 1) return root.Error("threads", "must be >= 1");
-  if (c->detect_every < 1) return root.Error("detect_every", "must be >= 1");
   SD_ASSIGN_OR_RETURN(YamlReader sink, root.Child("detections"));
   SD_RETURN_IF_ERROR(sink.Get("path", &c->sink.path));
   SD_RETURN_IF_ERROR(sink.Get("annotated_dir", &c->sink.annotated_dir));
   SD_RETURN_IF_ERROR(sink.Get("annotate_every", &c->sink.annotate_every));
+  SD_RETURN_IF_ERROR(sink.Check(c->sink.Validate()));
   SD_ASSIGN_OR_RETURN(YamlReader sampling, root.Child("sampling"));
   SD_RETURN_IF_ERROR(ReadSamplerOptions(sampling, &c->sampling));
   SD_ASSIGN_OR_RETURN(YamlReader upload, root.Child("upload"));
   SD_RETURN_IF_ERROR(upload.Get("jpeg_quality", &c->jpeg_quality));
   SD_RETURN_IF_ERROR(upload.Get("max_width", &c->upload_max_width));
-  if (c->jpeg_quality < 10 || c->jpeg_quality > 100) return upload.Error("jpeg_quality", "must be in 10..100");
   SD_RETURN_IF_ERROR(root.Get("state_dir", &c->state_dir));
   SD_ASSIGN_OR_RETURN(YamlReader spool, root.Child("spool"));
   c->spool.dir = c->state_dir + "/spool";
@@ -114,11 +135,13 @@ Status Parse(const YamlReader& root, EdgeConfig* c) {
   int max_mb = static_cast<int>(c->spool.max_bytes >> 20);
   SD_RETURN_IF_ERROR(spool.Get("max_mb", &max_mb));
   SD_RETURN_IF_ERROR(spool.Get("max_frames", &c->spool.max_frames));
-  if (max_mb < 1) return spool.Error("max_mb", "must be >= 1");
+  if (max_mb < 1) return spool.Error("max_mb", "must be >= 1");  // a unit of the file, not of SpoolOptions
   c->spool.max_bytes = static_cast<int64_t>(max_mb) << 20;
+  SD_RETURN_IF_ERROR(spool.Check(c->spool.Validate(), {{"max_bytes", "max_mb"}}));
   SD_RETURN_IF_ERROR(root.Get("linger_s", &c->linger_s));
   SD_RETURN_IF_ERROR(root.Get("summary_path", &c->summary_path));
   SD_RETURN_IF_ERROR(ReadHttpOptions(root, &c->http));
+  SD_RETURN_IF_ERROR(root.Check(c->Validate(), {{"jpeg_quality", "upload.jpeg_quality"}}));
   return root.CheckAllKeysUsed();
 }
 

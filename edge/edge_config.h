@@ -10,6 +10,7 @@
 #include "common/student/student.h"
 #include "common/config/yaml_reader.h"
 #include "edge/detection_sink.h"
+#include "edge/frame_encoding.h"
 #include "edge/sampler.h"
 #include "edge/spool.h"
 
@@ -20,6 +21,9 @@ struct TlsClientOptions {
   std::string cert;  // PEM client certificate (when the server requires one)
   std::string key;
   std::string server_name;  // override the name checked against the certificate
+  // cert and key together, and a client certificate only with a ca. Like every Validate() of
+  // this file, the message starts with the field's name (YamlReader::Check maps it to the key).
+  Status Validate() const;
 };
 
 struct UplinkOptions {
@@ -31,6 +35,7 @@ struct UplinkOptions {
   double backoff_initial_s = 0.5;    // reconnect delay doubles up to backoff_max_s, jittered
   double backoff_max_s = 10;
   int max_message_bytes = 8 << 20;
+  Status Validate() const;  // max_in_flight and the backoff; `tls` has its own
 };
 
 struct EdgeConfig {
@@ -55,6 +60,13 @@ struct EdgeConfig {
   HttpOptions http{false, "127.0.0.1", 9465};
   Env* env = Env::Default();  // not from the config file: the spool's and state_dir's files go
                               // through it (tests inject disk faults); spool.env is replaced by it
+
+  // How sampled frames are encoded for the uplink (upload.*, the link's limit, the sampler's score).
+  FrameEncodingOptions Upload() const;
+
+  // The fields of this struct itself, each named first in the message (ParseEdgeConfig maps
+  // them to their keys); the option structs it holds have their own Validate().
+  Status Validate() const;
 };
 
 // The `sampling` section's keys (also read by streamdistill-bench), validated.

@@ -9,6 +9,11 @@
 
 namespace sd {
 
+Status FrameEncodingOptions::Validate() const {
+  if (jpeg_quality < 10 || jpeg_quality > 100) return Status::InvalidArgument("jpeg_quality: must be in 10..100");
+  return Status::Ok();
+}
+
 StatusOr<std::string> EncodeSampledFrame(const cv::Mat& bgr, int64_t frame_index, double capture_time_s,
                                          const StudentOutput& student, uint64_t model_version,
                                          const FrameEncodingOptions& options) {

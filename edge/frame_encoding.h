@@ -19,6 +19,8 @@ struct FrameEncodingOptions {
   int max_width = 0;                  // wider frames are shrunk (aspect kept); 0: source size
   int max_message_bytes = 8 << 20;    // the link's message limit
   ScoreAggregate aggregate = ScoreAggregate::kMax;  // how the image score is formed
+  // jpeg_quality in 10..100; the message starts with the field's name (YamlReader::Check).
+  Status Validate() const;
 };
 
 // The serialized message, its sequence unset (the spool assigns it). ResourceExhausted when

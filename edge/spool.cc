@@ -72,10 +72,15 @@ std::string Spool::FramePath(uint64_t sequence) const {
   return (fs::path(options_.dir) / (std::string(name) + kFrameSuffix)).string();
 }
 
+Status SpoolOptions::Validate() const {
+  if (dir.empty()) return Status::InvalidArgument("dir: is empty");
+  if (max_bytes <= 0) return Status::InvalidArgument("max_bytes: must be > 0");
+  if (max_frames <= 0) return Status::InvalidArgument("max_frames: must be > 0");
+  return Status::Ok();
+}
+
 StatusOr<std::unique_ptr<Spool>> Spool::Open(const SpoolOptions& options) {
-  if (options.dir.empty()) return Status::InvalidArgument("spool: dir is empty");
-  if (options.max_bytes <= 0) return Status::InvalidArgument("spool: max_bytes must be > 0");
-  if (options.max_frames <= 0) return Status::InvalidArgument("spool: max_frames must be > 0");
+  SD_RETURN_IF_ERROR(options.Validate().WithContext("spool"));
   Env* env = options.env ? options.env : Env::Default();
   SD_RETURN_IF_ERROR(env->CreateDir(options.dir).WithContext("spool"));
 

@@ -35,6 +35,8 @@ struct SpoolOptions {
   int64_t max_bytes = 256 << 20;  // payload bytes of all pending frames
   int64_t max_frames = 10000;
   Env* env = Env::Default();  // not from the config file: tests inject faults here
+  // A dir and both bounds > 0; the message starts with the field's name (YamlReader::Check).
+  Status Validate() const;
 };
 
 class Spool {

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <functional>
+#include <map>
 #include <memory>
+#include <string>
 
 #include <nlohmann/json.hpp>
 
@@ -185,20 +187,45 @@ StatusOr<uint64_t> PinnedVersion(const std::string& body) {
   return parsed["version"].get<uint64_t>();
 }
 
+// The admin actions of POST /api/devices/<id>/<action>, by name.
+enum class AdminVerb { kPin, kRollback, kUnpin, kTrain, kPause, kResume };
+
+const std::map<std::string, AdminVerb>& AdminVerbs() {
+  static const std::map<std::string, AdminVerb> verbs = {
+      {"pin", AdminVerb::kPin},     {"rollback", AdminVerb::kRollback}, {"unpin", AdminVerb::kUnpin},
+      {"train", AdminVerb::kTrain}, {"pause", AdminVerb::kPause},       {"resume", AdminVerb::kResume}};
+  return verbs;
+}
+
+StatusOr<AdminVerb> ParseAdminVerb(const std::string& name) {
+  auto it = AdminVerbs().find(name);
+  if (it == AdminVerbs().end()) return Status::NotFound("no admin action '" + name.substr(0, 40) + "'");
+  return it->second;
+}
+
+// The route's alternation of the names: "(pin|rollback|...)".
+std::string AdminVerbPattern() {
+  std::string pattern;
+  for (const auto& [name, verb] : AdminVerbs()) pattern += (pattern.empty() ? "(" : "|") + name;
+  return pattern + ")";
+}
+
 // POST /api/devices/<id>/<action>: the action's error, or the device's row after it.
 HttpResponse AdminAction(ServerCore& core, const std::string& id, const std::string& action, const HttpRequest& request) {
+  StatusOr<AdminVerb> verb = ParseAdminVerb(action);
+  if (!verb.ok()) return ErrorFor(verb.status());
   Status done;
-  if (action == "pin") {
-    auto version = PinnedVersion(request.body);
-    done = version.ok() ? core.Pin(id, *version, kHttpAdmin) : version.status();
-  } else if (action == "rollback") {
-    done = core.Rollback(id, kHttpAdmin).status();
-  } else if (action == "unpin") {
-    done = core.Unpin(id, kHttpAdmin);
-  } else if (action == "train") {
-    done = core.RequestRound(id, kHttpAdmin);
-  } else {  // the route's pattern admits pause and resume only besides
-    done = core.SetPaused(id, action == "pause", kHttpAdmin);
+  switch (*verb) {
+    case AdminVerb::kPin: {
+      auto version = PinnedVersion(request.body);
+      done = version.ok() ? core.Pin(id, *version, kHttpAdmin) : version.status();
+      break;
+    }
+    case AdminVerb::kRollback: done = core.Rollback(id, kHttpAdmin).status(); break;
+    case AdminVerb::kUnpin: done = core.Unpin(id, kHttpAdmin); break;
+    case AdminVerb::kTrain: done = core.RequestRound(id, kHttpAdmin); break;
+    case AdminVerb::kPause: done = core.SetPaused(id, true, kHttpAdmin); break;
+    case AdminVerb::kResume: done = core.SetPaused(id, false, kHttpAdmin); break;
   }
   if (!done.ok()) return ErrorFor(done);
   auto state = core.State(id);
@@ -240,7 +267,7 @@ Status ServeDashboard(ServerCore* core, const std::string& admin_token, HttpEndp
   SD_RETURN_IF_ERROR(http->Handle(device + "/frames/([0-9]{1,19})\\.jpg", guarded([core](const HttpRequest& request) {
                                     return Image(*core, request.captures.at(0), request.captures.at(1));
                                   })));
-  SD_RETURN_IF_ERROR(http->Handle(device + "/(pin|rollback|unpin|train|pause|resume)",
+  SD_RETURN_IF_ERROR(http->Handle(device + "/" + AdminVerbPattern(),
                                   guarded([core](const HttpRequest& request) {
                                     return AdminAction(*core, request.captures.at(0), request.captures.at(1), request);
                                   }),

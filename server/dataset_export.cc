@@ -284,10 +284,15 @@ std::string ExportSummary::ToString() const {
          std::to_string(boxes_dropped) + " boxes outside their image";
 }
 
+Status ExportOptions::Validate() const {
+  if (out_dir.empty()) return Status::InvalidArgument("no output directory");
+  if (!coco && !yolo) return Status::InvalidArgument("no output format (coco, yolo or both)");
+  if (!train && !validation) return Status::InvalidArgument("no split (train, val or both)");
+  return Status::Ok();
+}
+
 StatusOr<ExportSummary> ExportDataset(const FrameStore& store, const ExportOptions& options) {
-  if (options.out_dir.empty()) return Status::InvalidArgument("no output directory");
-  if (!options.coco && !options.yolo) return Status::InvalidArgument("no output format (coco, yolo or both)");
-  if (!options.train && !options.validation) return Status::InvalidArgument("no split (train, val or both)");
+  SD_RETURN_IF_ERROR(options.Validate());
   return Exporter(store, options).Run();
 }
 

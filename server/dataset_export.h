@@ -45,6 +45,7 @@ struct ExportOptions {
   // the largest in the labels. A label whose class has no name fails the export.
   std::vector<std::string> class_names;
   Env* env = Env::Default();  // writes the output (tests pause it or fail it here)
+  Status Validate() const;  // an out_dir, a format and a split; ExportDataset calls it
 };
 
 struct SplitCounts {

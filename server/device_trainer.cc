@@ -65,16 +65,17 @@ TrainerOptions RoundOptions::DefaultTrainer() {
 }
 
 Status RoundOptions::Validate() const {
-  if (iterations < 1) return Status::InvalidArgument("round iterations must be >= 1");
-  if (replay_frames < 1) return Status::InvalidArgument("round replay_frames must be >= 1");
-  if (!(max_map50_drop >= 0)) return Status::InvalidArgument("round max_map50_drop must be >= 0");
-  if (!(max_forgetting >= 0)) return Status::InvalidArgument("round max_forgetting must be >= 0");
-  if (min_validation_frames < 0) return Status::InvalidArgument("round min_validation_frames must be >= 0");
-  if (!(sparse_fraction >= 0 && sparse_fraction < 1))
-    return Status::InvalidArgument("round sparse_fraction must be in [0, 1) (0: dense rounds)");
-  if (!(eval_score_threshold >= 0 && eval_score_threshold < 1))
-    return Status::InvalidArgument("round eval_score_threshold must be in [0, 1)");
-  return trainer.Validate();
+  auto invalid = [](const std::string& problem) { return Status::InvalidArgument(problem); };
+  if (iterations < 1) return invalid("iterations: must be >= 1");
+  if (replay_frames < 1) return invalid("replay_frames: must be >= 1");
+  if (!(max_map50_drop >= 0)) return invalid("max_map50_drop: must be >= 0");
+  if (!(max_forgetting >= 0)) return invalid("max_forgetting: must be >= 0");
+  if (min_validation_frames < 0) return invalid("min_validation_frames: must be >= 0");
+  if (!(sparse_fraction >= 0 && sparse_fraction < 1)) return invalid("sparse_fraction: must be in [0, 1) (0: dense rounds)");
+  if (!(eval_score_threshold >= 0 && eval_score_threshold < 1)) return invalid("eval_score_threshold: must be in [0, 1)");
+  Status trainer_valid = trainer.Validate();
+  if (!trainer_valid.ok()) return invalid("trainer." + trainer_valid.message());
+  return Status::Ok();
 }
 
 GateDecision DecideGate(const GateScores& scores, const RoundOptions& options) {
@@ -152,7 +153,7 @@ StatusOr<std::unique_ptr<DeviceTrainer>> DeviceTrainer::Create(const std::string
   Status valid = arch.Validate();
   if (!valid.ok()) return valid.WithContext(what);
   valid = options.Validate();
-  if (!valid.ok()) return valid.WithContext(what);
+  if (!valid.ok()) return valid.WithContext(what + ": round");
   std::unique_ptr<StudentModel> model;
   if (initial_weights.empty()) {
     SD_ASSIGN_OR_RETURN(model, StudentModel::Create(arch, options.trainer.seed));

@@ -53,6 +53,8 @@ struct RoundOptions {
   // is a full model anyway.
   double sparse_fraction = 0;
 
+  // The round's numbers, then trainer.Validate(). A round field's message starts with its name
+  // (YamlReader::Check maps it to the `training:` key of the same name).
   Status Validate() const;
   static TrainerOptions DefaultTrainer();
 };

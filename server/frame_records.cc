@@ -4,6 +4,13 @@
 
 namespace sd {
 
+Status RetentionBounds::Validate() const {
+  if (max_frames < 0) return Status::InvalidArgument("max_frames: must be >= 0 (0: no bound)");
+  if (max_bytes < 0) return Status::InvalidArgument("max_bytes: must be >= 0 (0: no bound)");
+  if (!(max_age_s >= 0)) return Status::InvalidArgument("max_age_s: must be >= 0 (0: no bound)");
+  return Status::Ok();
+}
+
 bool IsValidDeviceId(const std::string& id) {
   if (id.empty() || id.size() > 64 || id == "." || id == "..") return false;
   return std::all_of(id.begin(), id.end(), [](char c) {

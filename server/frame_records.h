@@ -43,6 +43,8 @@ struct RetentionBounds {
   int64_t max_bytes = 0;  // of stored images
   double max_age_s = 0;   // capture time before the device's newest frame
   bool any() const { return max_frames > 0 || max_bytes > 0 || max_age_s > 0; }
+  // Each bound >= 0; the message starts with the field's name (YamlReader::Check).
+  Status Validate() const;
 };
 
 // The frames training reads, which pruning deletes only when the bounds cannot hold without.

@@ -19,6 +19,21 @@ double Mix(double mean, double value, double weight) { return mean < 0 ? value :
 
 }  // namespace
 
+StatusOr<SchedulePolicy> ParseSchedulePolicy(const std::string& name) {
+  if (name == "benefit") return SchedulePolicy::kBenefit;
+  if (name == "round_robin") return SchedulePolicy::kRoundRobin;
+  return Status::InvalidArgument("must be benefit or round_robin");
+}
+
+const char* SchedulePolicyName(SchedulePolicy policy) {
+  return policy == SchedulePolicy::kRoundRobin ? "round_robin" : "benefit";
+}
+
+Status SchedulerOptions::Validate() const {
+  if (max_skips < 0) return Status::InvalidArgument("max_skips: must be >= 0");
+  return Status::Ok();
+}
+
 int RoundIterations(int iterations, const ScheduledRound& round, const SchedulerOptions& options) {
   const int floor = std::max(1, (iterations + 3) / 4);
   const int new_frames = round.new_frames;

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "common/base/status.h"
+
 namespace sd {
 
 // Sharing training time among devices. A device has work when it has >= min_new_frames new
@@ -30,12 +32,17 @@ namespace sd {
 //                max_skips + K - 1 rounds.
 // Time is passed in, so tests and the server's workers drive it. Thread-safe.
 enum class SchedulePolicy { kBenefit, kRoundRobin };
+// `training.schedule`: "benefit" or "round_robin".
+StatusOr<SchedulePolicy> ParseSchedulePolicy(const std::string& name);
+const char* SchedulePolicyName(SchedulePolicy policy);
 
 struct SchedulerOptions {
   int min_new_frames = 20;
   double max_wait_s = 30;
   SchedulePolicy policy = SchedulePolicy::kBenefit;
   int max_skips = 4;  // benefit: rounds a device with work may be passed over
+  // max_skips >= 0; the message starts with the field's name (YamlReader::Check).
+  Status Validate() const;
 };
 
 // What Next hands a worker.

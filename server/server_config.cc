@@ -23,9 +23,7 @@ Status ReadUpdatePolicy(const YamlReader& section, UpdatePolicy* policy) {
   StatusOr<UpdateEncoding> parsed = ParseUpdateEncoding(encoding);
   if (!parsed.ok()) return section.Error("update_encoding", "must be full_fp32, full_fp16, sparse or int8");
   policy->encoding = *parsed;
-  if (!(policy->sparse_fraction > 0 && policy->sparse_fraction < 1))
-    return section.Error("update_fraction", "must be in (0, 1)");
-  return Status::Ok();
+  return section.Check(policy->Validate(), {{"sparse_fraction", "update_fraction"}});
 }
 
 // The keys of one retention section over `bounds`' values.
@@ -33,10 +31,7 @@ Status ReadRetentionBounds(const YamlReader& section, RetentionBounds* bounds) {
   SD_RETURN_IF_ERROR(section.Get("max_frames", &bounds->max_frames));
   SD_RETURN_IF_ERROR(section.Get("max_bytes", &bounds->max_bytes));
   SD_RETURN_IF_ERROR(section.Get("max_age_s", &bounds->max_age_s));
-  if (bounds->max_frames < 0) return section.Error("max_frames", "must be >= 0 (0: no bound)");
-  if (bounds->max_bytes < 0) return section.Error("max_bytes", "must be >= 0 (0: no bound)");
-  if (!(bounds->max_age_s >= 0)) return section.Error("max_age_s", "must be >= 0 (0: no bound)");
-  return Status::Ok();
+  return section.Check(bounds->Validate());
 }
 
 Status ReadRetention(const YamlReader& root, ServerConfig* c) {
@@ -56,7 +51,6 @@ Status ReadRetention(const YamlReader& root, ServerConfig* c) {
 Status ReadDevices(const YamlReader& root, ServerConfig* c) {
   SD_RETURN_IF_ERROR(root.Get("devices_file", &c->devices_file));
   SD_RETURN_IF_ERROR(root.Get("devices_file_poll_s", &c->devices_file_poll_s));
-  if (!(c->devices_file_poll_s >= 0)) return root.Error("devices_file_poll_s", "must be >= 0 (0: on SIGHUP only)");
   SD_ASSIGN_OR_RETURN(YamlReader devices, root.Child("devices"));
   // A map of device id -> {token: ...}: ids are keys, so duplicates cannot happen.
   for (const std::string& id : devices.Keys()) {
@@ -73,9 +67,21 @@ Status ReadDevices(const YamlReader& root, ServerConfig* c) {
       c->device_updates[id] = own;
     }
   }
-  if (c->device_tokens.empty() && c->devices_file.empty())
-    return root.Error("devices", "at least one device with a token is required (or a devices_file)");
   return Status::Ok();
+}
+
+// `grouping.mode`, as GroupingOptions::automatic: config (false) or auto (true).
+StatusOr<bool> ParseGroupingMode(const std::string& name) {
+  if (name == "config") return false;
+  if (name == "auto") return true;
+  return Status::InvalidArgument("must be config or auto");
+}
+
+// `grouping.start`, as GroupingOptions::start_together: together (true) or alone (false).
+StatusOr<bool> ParseGroupingStart(const std::string& name) {
+  if (name == "together") return true;
+  if (name == "alone") return false;
+  return Status::InvalidArgument("must be together or alone");
 }
 
 Status ReadGroups(const YamlReader& root, ServerConfig* c) {
@@ -104,18 +110,13 @@ Status ReadGroups(const YamlReader& root, ServerConfig* c) {
   SD_RETURN_IF_ERROR(grouping.Get("heldout_frames", &g.heldout_frames));
   std::string start = g.start_together ? "together" : "alone";
   SD_RETURN_IF_ERROR(grouping.Get("start", &start));
-  if (start != "together" && start != "alone") return grouping.Error("start", "must be together or alone");
-  g.start_together = start == "together";
-  if (mode != "config" && mode != "auto") return grouping.Error("mode", "must be config or auto");
-  g.automatic = mode == "auto";
-  if (g.automatic && !c->groups.empty())
-    return grouping.Error("mode", "auto forms the groups itself: leave `groups` out (it is for mode config)");
-  if (!(g.every_s > 0)) return grouping.Error("every_s", "must be > 0");
-  if (!(g.margin >= 0 && g.margin < 1)) return grouping.Error("margin", "must be in [0, 1)");
-  if (g.min_heldout_frames < 1) return grouping.Error("min_heldout_frames", "must be >= 1");
-  if (g.heldout_frames < g.min_heldout_frames)
-    return grouping.Error("heldout_frames", "must be >= min_heldout_frames");
-  return Status::Ok();
+  StatusOr<bool> together = ParseGroupingStart(start);
+  if (!together.ok()) return grouping.Error("start", together.status().message());
+  g.start_together = *together;
+  StatusOr<bool> automatic = ParseGroupingMode(mode);
+  if (!automatic.ok()) return grouping.Error("mode", automatic.status().message());
+  g.automatic = *automatic;
+  return grouping.Check(g.Validate());
 }
 
 // What trains on its own: each group once, and each configured device in no group.
@@ -150,47 +151,49 @@ Status ReadTrainingPool(const YamlReader& root, const YamlReader& training, Serv
 }
 
 Status ReadSchedulePolicy(const YamlReader& training, SchedulerOptions* schedule) {
-  std::string policy = "benefit";
+  std::string policy = SchedulePolicyName(schedule->policy);
   SD_RETURN_IF_ERROR(training.Get("schedule", &policy));
   SD_RETURN_IF_ERROR(training.Get("max_skips", &schedule->max_skips));
-  if (policy == "benefit") {
-    schedule->policy = SchedulePolicy::kBenefit;
-  } else if (policy == "round_robin") {
-    schedule->policy = SchedulePolicy::kRoundRobin;
-  } else {
-    return training.Error("schedule", "must be benefit or round_robin");
-  }
-  if (schedule->max_skips < 0) return training.Error("max_skips", "must be >= 0");
-  return Status::Ok();
+  StatusOr<SchedulePolicy> parsed = ParseSchedulePolicy(policy);
+  if (!parsed.ok()) return training.Error("schedule", parsed.status().message());
+  schedule->policy = *parsed;
+  return training.Check(schedule->Validate());
 }
+
+// ServerConfig's fields whose key is not the field's name at the top of the file.
+const std::map<std::string, std::string> kServerConfigKeys = {
+    {"admin_token", "http.admin_token"},
+    {"admin_token_file", "http.admin_token_file"},
+    {"device_tokens", "devices"},
+    {"grouping", "grouping.mode"},
+    {"labeler_workers", "labeler.workers"},
+    {"labeler_queue", "labeler.queue"},
+    {"class_names", "student.class_names"},
+    {"validation_every", "training.validation_every"},
+    {"validation_frames", "training.validation_frames"},
+    {"memory_frames", "training.memory_frames"},
+    {"longterm_validation_frames", "training.longterm_validation_frames"},
+    {"memory_history", "training.memory_history"},
+};
 
 Status Parse(const YamlReader& root, ServerConfig* c) {
   SD_RETURN_IF_ERROR(root.Get("listen", &c->listen));
   SD_RETURN_IF_ERROR(ReadHttpOptions(root, &c->http));
   SD_ASSIGN_OR_RETURN(YamlReader http, root.Child("http"));
   SD_RETURN_IF_ERROR(http.Get("admin_token", &c->admin_token));
-  if (!c->admin_token.empty() && c->admin_token.size() < kMinAdminTokenChars)
-    return http.Error("admin_token", "must be at least " + std::to_string(kMinAdminTokenChars) +
-                                         " characters (empty: no dashboard)");
   SD_RETURN_IF_ERROR(http.Get("admin_token_file", &c->admin_token_file));
-  if (!c->admin_token.empty() && !c->admin_token_file.empty())
-    return http.Error("admin_token_file", "set admin_token or admin_token_file, not both");
   SD_RETURN_IF_ERROR(root.Get("storage_dir", &c->storage_dir));
   SD_RETURN_IF_ERROR(root.Get("max_message_bytes", &c->max_message_bytes));
   SD_RETURN_IF_ERROR(root.Get("update_chunk_bytes", &c->update_chunk_bytes));
   SD_RETURN_IF_ERROR(ReadUpdatePolicy(root, &c->updates));
   SD_RETURN_IF_ERROR(root.Get("init_weights", &c->init_weights));
   SD_RETURN_IF_ERROR(root.Get("model_seed", &c->model_seed));
-  if (c->max_message_bytes < (64 << 10)) return root.Error("max_message_bytes", "must be at least 65536");
-  if (c->update_chunk_bytes < 1024 || c->update_chunk_bytes > c->max_message_bytes / 2)
-    return root.Error("update_chunk_bytes", "must be in [1024, max_message_bytes / 2]");
 
   SD_ASSIGN_OR_RETURN(YamlReader tls, root.Child("tls"));
   SD_ASSIGN_OR_RETURN(c->tls.cert, ReadFileAtKey(tls, "cert"));
   SD_ASSIGN_OR_RETURN(c->tls.key, ReadFileAtKey(tls, "key"));
   SD_ASSIGN_OR_RETURN(c->tls.client_ca, ReadFileAtKey(tls, "client_ca"));
-  if (c->tls.cert.empty() != c->tls.key.empty()) return tls.Error("cert", "cert and key must be given together");
-  if (!c->tls.client_ca.empty() && c->tls.cert.empty()) return tls.Error("client_ca", "needs cert and key");
+  SD_RETURN_IF_ERROR(tls.Check(c->tls.Validate()));
 
   SD_RETURN_IF_ERROR(ReadDevices(root, c));
   SD_RETURN_IF_ERROR(ReadRetention(root, c));
@@ -202,8 +205,6 @@ Status Parse(const YamlReader& root, ServerConfig* c) {
   SD_RETURN_IF_ERROR(labeler.Get("workers", &c->labeler_workers));
   SD_RETURN_IF_ERROR(labeler.Get("queue", &c->labeler_queue));
   SD_RETURN_IF_ERROR(labeler.Get("stored_image_max_width", &c->stored_image_max_width));
-  if (c->labeler_workers < 1) return labeler.Error("workers", "must be >= 1");
-  if (c->labeler_queue < 1) return labeler.Error("queue", "must be >= 1");
 
   SD_ASSIGN_OR_RETURN(YamlReader limits, root.Child("limits"));
   SD_RETURN_IF_ERROR(limits.Get("max_image_width", &c->limits.image.max_width));
@@ -214,24 +215,13 @@ Status Parse(const YamlReader& root, ServerConfig* c) {
   SD_RETURN_IF_ERROR(limits.Get("full_model_refill_s", &c->limits.full_model_refill_s));
   SD_RETURN_IF_ERROR(limits.Get("stream_backlog", &c->limits.stream_backlog));
   SD_RETURN_IF_ERROR(limits.Get("max_embedding", &c->limits.max_embedding));
-  if (c->limits.image.max_width < 1 || c->limits.image.max_width > 65535)
-    return limits.Error("max_image_width", "must be in [1, 65535]");
-  if (c->limits.image.max_height < 1 || c->limits.image.max_height > 65535)
-    return limits.Error("max_image_height", "must be in [1, 65535]");
-  if (c->limits.image.max_pixels < 1) return limits.Error("max_image_pixels", "must be >= 1");
-  if (c->limits.max_sequence_gap < 1) return limits.Error("max_sequence_gap", "must be >= 1");
-  if (c->limits.full_model_burst < 1) return limits.Error("full_model_burst", "must be >= 1");
-  if (!(c->limits.full_model_refill_s >= 0)) return limits.Error("full_model_refill_s", "must be >= 0");
-  if (c->limits.stream_backlog < 8) return limits.Error("stream_backlog", "must be >= 8");
-  if (c->limits.max_embedding < 0) return limits.Error("max_embedding", "must be >= 0");
+  SD_RETURN_IF_ERROR(limits.Check(c->limits.Validate(), {{"image.max_width", "max_image_width"},
+                                                          {"image.max_height", "max_image_height"},
+                                                          {"image.max_pixels", "max_image_pixels"}}));
 
   SD_ASSIGN_OR_RETURN(YamlReader student, root.Child("student"));
   SD_RETURN_IF_ERROR(student.Get("class_names", &c->class_names));
   SD_RETURN_IF_ERROR(ReadStudentArchitecture(student, &c->student));
-  if (!c->class_names.empty() && static_cast<int>(c->class_names.size()) != c->student.num_classes)
-    return student.Error("class_names", "must name each of the " + std::to_string(c->student.num_classes) + " classes");
-  for (const std::string& name : c->class_names)
-    if (name.empty()) return student.Error("class_names", "a name must not be empty");
 
   SD_ASSIGN_OR_RETURN(YamlReader training, root.Child("training"));
   SD_RETURN_IF_ERROR(training.Get("iterations", &c->round.iterations));
@@ -249,24 +239,78 @@ Status Parse(const YamlReader& root, ServerConfig* c) {
   SD_RETURN_IF_ERROR(training.Get("background", &c->train_in_background));
   SD_RETURN_IF_ERROR(ReadTrainingPool(root, training, c));
   SD_RETURN_IF_ERROR(ReadSchedulePolicy(training, &c->schedule));
-  if (c->round.iterations < 1) return training.Error("iterations", "must be >= 1");
-  if (c->round.replay_frames < 1) return training.Error("replay_frames", "must be >= 1");
-  if (c->validation_every < 2) return training.Error("validation_every", "must be >= 2");
-  if (c->validation_frames < 1) return training.Error("validation_frames", "must be >= 1");
-  if (c->memory_frames < 0) return training.Error("memory_frames", "must be >= 0 (0: no long-term replay)");
-  if (c->longterm_validation_frames < 0)
-    return training.Error("longterm_validation_frames", "must be >= 0 (0: no forgetting check)");
-  if (c->memory_history < 1) return training.Error("memory_history", "must be >= 1");
+  // The round's own fields; its trainer (the optimizer's keys) is checked as it is read below.
+  SD_RETURN_IF_ERROR(training.Check(c->round.Validate()));
   SD_ASSIGN_OR_RETURN(YamlReader optimizer, training.Child("optimizer"));
   c->round.trainer.total_steps = c->round.iterations;
   c->round.trainer.warmup_steps = 10;
   SD_RETURN_IF_ERROR(ReadTrainerOptions(optimizer, &c->round.trainer));
-  Status round = c->round.Validate();
-  if (!round.ok()) return Status::InvalidArgument(training.file() + ": training: " + round.message());
+  SD_RETURN_IF_ERROR(root.Check(c->Validate(), kServerConfigKeys));
   return root.CheckAllKeysUsed();
 }
 
 }  // namespace
+
+Status ServerConfig::Validate() const {
+  auto invalid = [](const std::string& problem) { return Status::InvalidArgument(problem); };
+  if (!admin_token.empty() && admin_token.size() < kMinAdminTokenChars)
+    return invalid("admin_token: must be at least " + std::to_string(kMinAdminTokenChars) +
+                   " characters (empty: no dashboard)");
+  if (!admin_token.empty() && !admin_token_file.empty())
+    return invalid("admin_token_file: set admin_token or admin_token_file, not both");
+  if (max_message_bytes < (64 << 10)) return invalid("max_message_bytes: must be at least 65536");
+  if (update_chunk_bytes < 1024 || update_chunk_bytes > max_message_bytes / 2)
+    return invalid("update_chunk_bytes: must be in [1024, max_message_bytes / 2]");
+  if (!(devices_file_poll_s >= 0)) return invalid("devices_file_poll_s: must be >= 0 (0: on SIGHUP only)");
+  if (device_tokens.empty() && devices_file.empty())
+    return invalid("device_tokens: at least one device with a token is required (or a devices_file)");
+  if (grouping.automatic && !groups.empty())
+    return invalid("grouping: auto forms the groups itself: leave `groups` out (it is for mode config)");
+  if (labeler_workers < 1) return invalid("labeler_workers: must be >= 1");
+  if (labeler_queue < 1) return invalid("labeler_queue: must be >= 1");
+  if (!class_names.empty() && static_cast<int>(class_names.size()) != student.num_classes)
+    return invalid("class_names: must name each of the " + std::to_string(student.num_classes) + " classes");
+  for (const std::string& name : class_names)
+    if (name.empty()) return invalid("class_names: a name must not be empty");
+  if (validation_every < 2) return invalid("validation_every: must be >= 2");
+  if (validation_frames < 1) return invalid("validation_frames: must be >= 1");
+  if (memory_frames < 0) return invalid("memory_frames: must be >= 0 (0: no long-term replay)");
+  if (longterm_validation_frames < 0)
+    return invalid("longterm_validation_frames: must be >= 0 (0: no forgetting check)");
+  if (memory_history < 1) return invalid("memory_history: must be >= 1");
+  return Status::Ok();
+}
+
+Status TlsServerOptions::Validate() const {
+  if (cert.empty() != key.empty()) return Status::InvalidArgument("cert: cert and key must be given together");
+  if (!client_ca.empty() && cert.empty()) return Status::InvalidArgument("client_ca: needs cert and key");
+  return Status::Ok();
+}
+
+Status UpdatePolicy::Validate() const {
+  if (!(sparse_fraction > 0 && sparse_fraction < 1)) return Status::InvalidArgument("sparse_fraction: must be in (0, 1)");
+  return Status::Ok();
+}
+
+Status ServerLimits::Validate() const {
+  Status image_valid = image.Validate();
+  if (!image_valid.ok()) return Status::InvalidArgument("image." + image_valid.message());
+  if (max_sequence_gap < 1) return Status::InvalidArgument("max_sequence_gap: must be >= 1");
+  if (full_model_burst < 1) return Status::InvalidArgument("full_model_burst: must be >= 1");
+  if (!(full_model_refill_s >= 0)) return Status::InvalidArgument("full_model_refill_s: must be >= 0");
+  if (stream_backlog < 8) return Status::InvalidArgument("stream_backlog: must be >= 8");
+  if (max_embedding < 0) return Status::InvalidArgument("max_embedding: must be >= 0");
+  return Status::Ok();
+}
+
+Status GroupingOptions::Validate() const {
+  if (!(every_s > 0)) return Status::InvalidArgument("every_s: must be > 0");
+  if (!(margin >= 0 && margin < 1)) return Status::InvalidArgument("margin: must be in [0, 1)");
+  if (min_heldout_frames < 1) return Status::InvalidArgument("min_heldout_frames: must be >= 1");
+  if (heldout_frames < min_heldout_frames)
+    return Status::InvalidArgument("heldout_frames: must be >= min_heldout_frames");
+  return Status::Ok();
+}
 
 void DefaultTrainingPool(unsigned cores, size_t devices, int* workers, int* threads_per_worker) {
   const int usable_cores = std::max(1, static_cast<int>(cores));

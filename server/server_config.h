@@ -22,6 +22,9 @@ struct TlsServerOptions {
   std::string cert;       // PEM server certificate chain; empty = plaintext (loopback, tests)
   std::string key;        // PEM private key
   std::string client_ca;  // PEM CA: when set, edges must present a client certificate signed by it
+  // cert and key together; client_ca only with them. Like every Validate() of this file, the
+  // message starts with the field's name (YamlReader::Check maps it to the YAML key).
+  Status Validate() const;
 };
 
 // How a device's new versions travel (AMS): see common/link/update_codec.h for the encodings.
@@ -29,6 +32,7 @@ struct UpdatePolicy {
   UpdateEncoding encoding = UpdateEncoding::kFullFp16;  // update_encoding: full_fp32 | full_fp16 | sparse | int8
   double sparse_fraction = 0.05;  // sparse: share of parameters a round trains and sends
   bool zstd = true;               // compress a payload when that makes it smaller
+  Status Validate() const;  // sparse_fraction in (0, 1), whatever the encoding
 };
 
 // The share of parameters a round trains (RoundOptions::sparse_fraction): the policy's
@@ -43,6 +47,7 @@ struct ServerLimits {
   double full_model_refill_s = 30;          // ...then one more per this many seconds
   int stream_backlog = 256;                 // messages queued for one stream before it stops being read
   int max_embedding = 4096;                 // floats in a frame's embedding
+  Status Validate() const;  // `image`'s fields are named image.max_width etc.
 };
 
 // Shortest admin token accepted (config or file): guessing must not be practical.
@@ -62,6 +67,8 @@ struct GroupingOptions {
   double margin = 0.05;         // auto: mAP50 a device may lose on another's student and still be alike
   int min_heldout_frames = 10;  // auto: a device takes part once it has this many held-out frames
   int heldout_frames = 30;      // auto: each device's newest held-out frames, scored on every student
+  // The numbers' ranges (checked in config mode too); not `groups`, which ServerConfig holds.
+  Status Validate() const;
 };
 
 struct ServerConfig {
@@ -124,6 +131,10 @@ struct ServerConfig {
   bool train_in_background = true;  // false: tests drive rounds by hand
   Env* env = Env::Default();  // not from the config file: the store's image and checkpoint files
                               // go through it (tests inject disk faults here)
+
+  // The fields of this struct itself, each named first in the message (ParseServerConfig maps
+  // them to their keys); the option structs it holds have their own Validate().
+  Status Validate() const;
 };
 
 // The training pool for a machine with `cores` cores and `devices` configured devices (0:

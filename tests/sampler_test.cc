@@ -257,6 +257,37 @@ TEST(SamplerOptionsTest, ConfigKeysAreReadAndChecked) {
       << config.status().ToString();
 }
 
+// The edge's other options structs validate themselves; the parser's error names the key and line.
+TEST(EdgeConfigTest, OptionsErrorsNameTheKeyAndLine) {
+  std::ifstream in(std::string(SD_SOURCE_DIR) + "/configs/edge.yaml");
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string shipped = text.str();
+  auto error_of = [&](const std::string& after, const std::string& insert) {
+    std::string yaml = shipped;
+    yaml.insert(yaml.find(after) + after.size(), insert);
+    StatusOr<EdgeConfig> config = ParseEdgeConfig(yaml, "edge.yaml");
+    return config.ok() ? std::string("parsed") : config.status().message();
+  };
+  EXPECT_NE(error_of("source:\n", "  stride: 0\n").find("key 'source.stride' (line 14): must be >= 1"),
+            std::string::npos);
+  EXPECT_NE(error_of("source:\n", "  fps: -1\n").find("key 'source.fps' (line 14)"), std::string::npos);
+  EXPECT_NE(error_of("detections:\n", "  annotate_every: 0\n").find("key 'detections.annotate_every' (line 34)"),
+            std::string::npos);
+  EXPECT_NE(error_of("", "link: {max_in_flight: 0}\n").find("key 'link.max_in_flight' (line 1): must be >= 1"),
+            std::string::npos);
+  EXPECT_NE(error_of("", "spool: {max_frames: 0}\n").find("key 'spool.max_frames' (line 1): must be > 0"),
+            std::string::npos);
+  std::string high_threshold = shipped;
+  high_threshold.replace(high_threshold.find("inference:\n  score_threshold: 0.3"), 33, "inference:\n  score_threshold: 1.0");
+  StatusOr<EdgeConfig> config = ParseEdgeConfig(high_threshold, "edge.yaml");
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.status().message().find("key 'inference.score_threshold' (line 29): must be in [0, 1)"),
+            std::string::npos)
+      << config.status().message();
+  EXPECT_EQ(error_of("", ""), "parsed");
+}
+
 TEST(SamplerOptionsTest, EveryStrategyIsSelectableByName) {
   // One crafted stream through every strategy: each makes its own choices, so a name that
   // built the wrong strategy would show up as two identical choice sequences.

@@ -2,6 +2,7 @@
 // device's first frame.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <fstream>
 #include <utility>
 
@@ -203,6 +204,38 @@ TEST(ServerConfigTest, AutomaticGroupingIsChosenWithItsParameters) {
   EXPECT_NE(error_of("grouping: {mode: auto, margin: 1.5}\n").find("margin"), std::string::npos);
   EXPECT_NE(error_of("grouping: {mode: auto, min_heldout_frames: 20, heldout_frames: 10}\n").find("heldout_frames"),
             std::string::npos);
+}
+
+// Each options struct validates itself (Validate beside it); the parser's error still names the
+// key and its line.
+TEST(ServerConfigTest, OptionsErrorsNameTheKeyAndLine) {
+  const std::string dir = TempDir("server_config_validate");
+  auto error_of = [&](const std::string& extra) {
+    auto parsed = ParseServerConfig(ServerYaml(dir, extra), "s.yaml");
+    return parsed.ok() ? std::string("parsed") : parsed.status().message();
+  };
+  EXPECT_NE(error_of("limits:\n  max_image_width: 70000\n").find("key 'limits.max_image_width' (line "),
+            std::string::npos);
+  EXPECT_NE(error_of("limits:\n  max_image_pixels: 0\n").find("limits.max_image_pixels' (line "), std::string::npos);
+  EXPECT_NE(error_of("limits:\n  stream_backlog: 4\n").find("limits.stream_backlog' (line "), std::string::npos);
+  EXPECT_NE(error_of("retention:\n  max_age_s: -1\n").find("retention.max_age_s' (line "), std::string::npos);
+  EXPECT_NE(error_of("retention:\n  devices:\n    cam1: {max_frames: -2}\n").find("retention.devices.cam1.max_frames"),
+            std::string::npos);
+  EXPECT_NE(error_of("grouping: {mode: auto, every_s: 0}\n").find("grouping.every_s' (line "), std::string::npos);
+  EXPECT_NE(error_of("grouping: {mode: auto, every_s: 0}\n").find("must be > 0"), std::string::npos);
+  for (const auto& [from, to, key] : std::vector<std::array<std::string, 3>>{
+           {"batch_size: 8", "batch_size: 0", "key 'training.optimizer.batch_size' (line "},
+           {"input_height: 96", "input_height: 100", "key 'student.input_height' (line "},
+           {"classes: 1", "classes: 0", "key 'student.classes' (line "},
+           {"block: separable", "block: dense", "key 'student.block' (line "},
+           {"kind: onnx", "kind: onnx\n  nms_iou: 2", "key 'teacher.nms_iou' (line "}}) {
+    auto bad = ParseServerConfig(ServerYamlWith(dir, from, to), "s.yaml");
+    ASSERT_FALSE(bad.ok()) << to;
+    EXPECT_NE(bad.status().message().find(key), std::string::npos) << bad.status().message();
+  }
+  auto bad_port = ParseServerConfig(ServerYamlWith(dir, "http: {port: 0}", "http: {port: 70000}"), "s.yaml");
+  ASSERT_FALSE(bad_port.ok());
+  EXPECT_NE(bad_port.status().message().find("http.port' (line "), std::string::npos) << bad_port.status().message();
 }
 
 // update_encoding / update_fraction / update_zstd at the top are every device's; a device may

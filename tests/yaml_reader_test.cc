@@ -55,6 +55,23 @@ TEST(YamlReaderTest, UnknownKeyIsAnError) {
   EXPECT_EQ(s.message(), "test.yaml: unknown key 'student.widht' (line 2)");
 }
 
+// An options struct's Validate() names its field first; Check turns that into the key's error.
+TEST(YamlReaderTest, CheckMapsAValidateFieldToTheKeyAndLine) {
+  YamlReader r = Parse("limits:\n  stream_backlog: 4\n  max_image_width: 0\n");
+  auto limits = r.Child("limits");
+  ASSERT_TRUE(limits.ok());
+  EXPECT_TRUE(limits->Check(Status::Ok()).ok());
+  EXPECT_EQ(limits->Check(Status::InvalidArgument("stream_backlog: must be >= 8")).message(),
+            "test.yaml: key 'limits.stream_backlog' (line 2): must be >= 8");
+  EXPECT_EQ(limits->Check(Status::InvalidArgument("image.max_width: must be in [1, 65535]"),
+                          {{"image.max_width", "max_image_width"}})
+                .message(),
+            "test.yaml: key 'limits.max_image_width' (line 3): must be in [1, 65535]");
+  // A message that does not start with a field keeps its text, after the file's name.
+  EXPECT_EQ(limits->Check(Status::InvalidArgument("round iterations must be >= 1")).message(),
+            "test.yaml: round iterations must be >= 1");
+}
+
 TEST(YamlReaderTest, MissingRequiredKeyAndBadSyntax) {
   YamlReader r = Parse("a: 1\n");
   std::string video;

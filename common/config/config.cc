@@ -13,10 +13,9 @@ Status ReadStudentArchitecture(const YamlReader& s, StudentArchitecture* arch) {
   SD_RETURN_IF_ERROR(s.Get("channels", &arch->channels));
   std::string block = StudentBlockName(arch->block);
   SD_RETURN_IF_ERROR(s.Get("block", &block));
-  Status valid = arch->Validate();
+  SD_RETURN_IF_ERROR(s.Check(arch->Validate(), {{"num_classes", "classes"}}));
   StatusOr<StudentBlock> parsed = ParseStudentBlock(block);
-  if (valid.ok() && !parsed.ok()) valid = parsed.status();
-  if (!valid.ok()) return Status::InvalidArgument(s.file() + ": student: " + valid.message());
+  if (!parsed.ok()) return s.Error("block", parsed.status().message());
   arch->block = *parsed;
   return Status::Ok();
 }
@@ -27,8 +26,7 @@ Status ReadInferenceOptions(const YamlReader& s, InferenceOptions* options) {
   SD_RETURN_IF_ERROR(s.Get("max_detections", &options->max_detections));
   std::string device = ComputeDeviceName(options->device);
   SD_RETURN_IF_ERROR(s.Get("device", &device));
-  if (options->score_threshold < 0 || options->score_threshold >= 1)
-    return s.Error("score_threshold", "must be in [0, 1)");
+  SD_RETURN_IF_ERROR(s.Check(options->Validate()));
   StatusOr<ComputeDevice> parsed = ParseComputeDevice(device);
   if (!parsed.ok()) return s.Error("device", "must be cpu or cuda");
   options->device = *parsed;
@@ -55,7 +53,7 @@ Status ReadTeacherOptions(const YamlReader& s, TeacherOptions* options) {
     return s.Error("kind", "unknown teacher '" + kind + "' (valid: " + list + ")");
   }
   options->kind = *parsed;
-  return Status::Ok();
+  return s.Check(options->Validate(), {{"model_path", "model"}});
 }
 
 Status ReadTrainerOptions(const YamlReader& s, TrainerOptions* o) {
@@ -76,10 +74,9 @@ Status ReadTrainerOptions(const YamlReader& s, TrainerOptions* o) {
   SD_RETURN_IF_ERROR(s.Get("seed", &o->seed));
   std::string device = ComputeDeviceName(o->device);
   SD_RETURN_IF_ERROR(s.Get("device", &device));
-  Status valid = o->Validate();
-  if (!valid.ok()) return Status::InvalidArgument(s.file() + ": " + valid.message());
+  SD_RETURN_IF_ERROR(s.Check(o->Validate(), {{"total_steps", "steps"}}));
   StatusOr<ComputeDevice> parsed = ParseComputeDevice(device);
-  if (!parsed.ok()) return Status::InvalidArgument(s.file() + ": training device must be 'cpu' or 'cuda'");
+  if (!parsed.ok()) return s.Error("device", "training device must be 'cpu' or 'cuda'");
   o->device = *parsed;
   return Status::Ok();
 }
@@ -89,9 +86,7 @@ Status ReadHttpOptions(const YamlReader& root, HttpOptions* options) {
   SD_RETURN_IF_ERROR(http.Get("enabled", &options->enabled));
   SD_RETURN_IF_ERROR(http.Get("bind", &options->bind));
   SD_RETURN_IF_ERROR(http.Get("port", &options->port));
-  if (options->bind.empty()) return http.Error("bind", "must be an address, e.g. 127.0.0.1 or 0.0.0.0");
-  if (options->port < 0 || options->port > 65535) return http.Error("port", "must be in [0, 65535] (0: a free port)");
-  return Status::Ok();
+  return http.Check(options->Validate());
 }
 
 StatusOr<std::string> ReadFileAtKey(const YamlReader& section, const std::string& key) {

@@ -72,6 +72,23 @@ Status YamlReader::Error(const std::string& key, const std::string& problem) con
   return Status::InvalidArgument(shared_->file + ": key '" + Path(key) + "'" + where + ": " + problem);
 }
 
+Status YamlReader::Check(const Status& valid, const std::map<std::string, std::string>& keys) const {
+  if (valid.ok()) return valid;
+  const std::string& message = valid.message();
+  const size_t colon = message.find(": ");
+  const std::string field = colon == std::string::npos ? "" : message.substr(0, colon);
+  if (field.empty() || field.find(' ') != std::string::npos)
+    return Status::InvalidArgument(file() + ": " + message);
+  auto renamed = keys.find(field);
+  std::string key = renamed == keys.end() ? field : renamed->second;
+  YamlReader section = *this;
+  for (size_t dot = key.find('.'); renamed != keys.end() && dot != std::string::npos; dot = key.find('.')) {
+    SD_ASSIGN_OR_RETURN(section, section.Child(key.substr(0, dot)));
+    key = key.substr(dot + 1);
+  }
+  return section.Error(key, message.substr(colon + 2));
+}
+
 template <typename T>
 Status YamlReader::GetScalar(const std::string& key, const char* type_name, T* out) const {
   YAML::Node node = Lookup(key);

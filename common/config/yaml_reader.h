@@ -4,6 +4,7 @@
 // silently ignored setting.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -49,6 +50,12 @@ class YamlReader {
   StatusOr<std::vector<YamlReader>> Items(const std::string& key) const;
   // Error naming a key, for semantic checks done by the caller ("must be positive").
   Status Error(const std::string& key, const std::string& problem) const;
+  // The result of an options struct's Validate() for this section. Validate() names the field
+  // first ("max_frames: must be >= 0"); the field is read as this section's key, or as
+  // `keys[field]` where the YAML key differs (a dotted key, "labeler.workers", is looked up in
+  // the child sections), and the error is Error(key, problem), with the key's path and line.
+  // A message without a leading field gets only the file name before it.
+  Status Check(const Status& valid, const std::map<std::string, std::string>& keys = {}) const;
   // Fails on the first key in the whole document that no Get/Require/Child asked for.
   Status CheckAllKeysUsed() const;
   const std::string& file() const { return shared_->file; }

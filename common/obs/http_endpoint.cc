@@ -88,6 +88,12 @@ HttpEndpoint::HttpEndpoint(HttpOptions options, std::string name, HttpsCertifica
 
 HttpEndpoint::~HttpEndpoint() { Stop(); }
 
+Status HttpOptions::Validate() const {
+  if (bind.empty()) return Status::InvalidArgument("bind: must be an address, e.g. 127.0.0.1 or 0.0.0.0");
+  if (port < 0 || port > 65535) return Status::InvalidArgument("port: must be in [0, 65535] (0: a free port)");
+  return Status::Ok();
+}
+
 Status HttpEndpoint::Handle(const std::string& path, HttpHandler handler, HttpMethod method) {
   if (thread_.joinable()) return Status::FailedPrecondition("HTTP route " + path + " added after Start()");
   paths_.push_back(method == HttpMethod::kPost ? "POST " + path : path);

@@ -31,6 +31,9 @@ struct HttpOptions {
   bool enabled = false;
   std::string bind = "127.0.0.1";  // loopback: metrics are for a local Prometheus or a tunnel
   int port = 0;                    // 0: a free port, which the daemon logs
+  // A bind address and a port in [0, 65535]; the message starts with the field's name
+  // (YamlReader::Check).
+  Status Validate() const;
 };
 
 // PEM text, not paths: the certificate chain (leaf first) and its unencrypted key.

@@ -135,7 +135,7 @@ MetricsRegistry::Entry* MetricsRegistry::Register(const std::string& type, const
   std::string problem;
   if (!IsValidName(name, /*colon_ok=*/true)) problem = "is not a valid metric name";
   for (const std::string& label : entry->label_names)
-    if (!IsValidName(label, /*colon_ok=*/false) || label.rfind("__", 0) == 0 || (type == "histogram" && label == "le"))
+    if (!IsValidName(label, /*colon_ok=*/false) || label.rfind("__", 0) == 0)
       problem = "has an invalid label name '" + label + "'";
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& other : entries_)
@@ -168,13 +168,18 @@ Family<Gauge>& MetricsRegistry::AddGauge(const std::string& name, const std::str
 Family<Histogram>& MetricsRegistry::AddHistogram(const std::string& name, const std::string& help,
                                                  std::vector<double> bounds, std::vector<std::string> label_names) {
   Entry* entry = Register("histogram", name, help, std::move(label_names));
+  // A histogram's own label, on its buckets.
+  const bool le_label =
+      std::find(entry->label_names.begin(), entry->label_names.end(), "le") != entry->label_names.end();
   const bool ascending = !bounds.empty() && std::adjacent_find(bounds.begin(), bounds.end(), [](double a, double b) {
                                               return !(a < b);
                                             }) == bounds.end();
-  if (!ascending || !std::isfinite(bounds.back())) {
+  if (le_label || !ascending || !std::isfinite(bounds.back())) {
     std::lock_guard<std::mutex> lock(mu_);
     entry->valid = false;
-    if (status_.ok()) status_ = Status::Internal("metric '" + name + "': bucket bounds must be finite and ascend");
+    if (status_.ok())
+      status_ = Status::Internal("metric '" + name + (le_label ? "' has an invalid label name 'le'"
+                                                               : "': bucket bounds must be finite and ascend"));
   }
   entry->histograms.reset(new Family<Histogram>([bounds] { return std::make_unique<Histogram>(bounds); }));
   if (entry->label_names.empty()) entry->histograms->With({});

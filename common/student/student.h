@@ -57,6 +57,8 @@ struct InferenceOptions {
   float nms_iou = 0.6f;
   int max_detections = 100;
   ComputeDevice device = ComputeDevice::kCpu;
+  // score_threshold in [0, 1); the message starts with the field's name (YamlReader::Check).
+  Status Validate() const;
 };
 
 struct StudentOutput {

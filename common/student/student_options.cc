@@ -21,15 +21,23 @@ StatusOr<StudentBlock> ParseStudentBlock(const std::string& name) {
   return Status::InvalidArgument("student block must be 'separable' or 'conv', got '" + name + "'");
 }
 
+Status InferenceOptions::Validate() const {
+  if (score_threshold < 0 || score_threshold >= 1) return Status::InvalidArgument("score_threshold: must be in [0, 1)");
+  return Status::Ok();
+}
+
 Status StudentArchitecture::Validate() const {
-  if (input_width <= 0 || input_height <= 0 || input_width % 32 || input_height % 32)
-    return Status::InvalidArgument("student input size must be positive multiples of 32, got " +
-                                   std::to_string(input_width) + "x" + std::to_string(input_height));
+  auto invalid = [](const std::string& problem) { return Status::InvalidArgument(problem); };
+  const bool width_ok = input_width > 0 && input_width % 32 == 0;
+  if (!width_ok || input_height <= 0 || input_height % 32)
+    return invalid(std::string(width_ok ? "input_height" : "input_width") +
+                   ": student input size must be positive multiples of 32, got " + std::to_string(input_width) + "x" +
+                   std::to_string(input_height));
   if (num_classes < 1 || num_classes > 1000)
-    return Status::InvalidArgument("student classes must be in 1..1000, got " + std::to_string(num_classes));
-  if (channels.size() != 5) return Status::InvalidArgument("student channels must list 5 widths (stem and 4 stages)");
+    return invalid("num_classes: student classes must be in 1..1000, got " + std::to_string(num_classes));
+  if (channels.size() != 5) return invalid("channels: student channels must list 5 widths (stem and 4 stages)");
   for (int c : channels)
-    if (c < 4 || c > 2048) return Status::InvalidArgument("student channel widths must be in 4..2048");
+    if (c < 4 || c > 2048) return invalid("channels: student channel widths must be in 4..2048");
   return Status::Ok();
 }
 

@@ -152,12 +152,13 @@ struct StudentTrainer::Impl {
 };
 
 Status TrainerOptions::Validate() const {
-  if (batch_size < 1) return Status::InvalidArgument("training batch_size must be >= 1");
-  if (!(learning_rate > 0)) return Status::InvalidArgument("training learning_rate must be > 0");
-  if (warmup_steps < 1 || total_steps < 1) return Status::InvalidArgument("training warmup_steps and steps must be >= 1");
-  if (!(min_scale > 0) || min_scale > max_scale) return Status::InvalidArgument("training scale range is invalid");
-  if (!(soft_target_score >= 0))
-    return Status::InvalidArgument("training soft_target_score must be >= 0 (0: hard targets)");
+  auto invalid = [](const std::string& problem) { return Status::InvalidArgument(problem); };
+  if (batch_size < 1) return invalid("batch_size: must be >= 1");
+  if (!(learning_rate > 0)) return invalid("learning_rate: must be > 0");
+  if (warmup_steps < 1) return invalid("warmup_steps: must be >= 1");
+  if (total_steps < 1) return invalid("total_steps: must be >= 1");
+  if (!(min_scale > 0) || min_scale > max_scale) return invalid("min_scale: need 0 < min_scale <= max_scale");
+  if (!(soft_target_score >= 0)) return invalid("soft_target_score: must be >= 0 (0: hard targets)");
   return Status::Ok();
 }
 
@@ -181,7 +182,7 @@ TrainingSample ShrinkForStudent(const TrainingSample& sample, const StudentArchi
 }
 
 StatusOr<std::unique_ptr<StudentTrainer>> StudentTrainer::Create(StudentModel* model, const TrainerOptions& options) {
-  SD_RETURN_IF_ERROR(options.Validate());
+  SD_RETURN_IF_ERROR(options.Validate().WithContext("training"));
   if (options.device == ComputeDevice::kCuda && !torch::cuda::is_available())
     return Status::FailedPrecondition("training device 'cuda' requested but no CUDA device is available");
   auto impl = std::make_unique<Impl>();

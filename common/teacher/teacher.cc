@@ -89,44 +89,38 @@ StatusOr<TeacherKind> ParseTeacherKind(const std::string& name) {
   return Status::InvalidArgument("unknown teacher kind '" + name + "' (valid: " + valid + ")");
 }
 
+// Each message starts with the field's name (YamlReader::Check maps model_path to `model`).
 Status TeacherOptions::Validate() const {
   const TeacherOptions& o = *this;
-  if (!std::isfinite(o.score_threshold)) {
-    return Status::InvalidArgument("teacher score_threshold must be finite");
-  }
-  if (!(o.nms_iou >= 0.0f && o.nms_iou <= 1.0f)) {
-    return Status::InvalidArgument("teacher nms_iou must be in [0, 1], got " +
-                                   teacher_internal::FormatNumber(o.nms_iou));
-  }
+  auto invalid = [](const std::string& problem) { return Status::InvalidArgument(problem); };
+  if (!std::isfinite(o.score_threshold)) return invalid("score_threshold: must be finite");
+  if (!(o.nms_iou >= 0.0f && o.nms_iou <= 1.0f))
+    return invalid("nms_iou: must be in [0, 1], got " + teacher_internal::FormatNumber(o.nms_iou));
   if (o.kind == TeacherKind::kHog) {
-    if (!(o.hog_scale > 1.0 && o.hog_scale < 10.0)) {
-      return Status::InvalidArgument("hog_scale must be in (1, 10), got " +
-                                     teacher_internal::FormatNumber(o.hog_scale));
-    }
+    if (!(o.hog_scale > 1.0 && o.hog_scale < 10.0))
+      return invalid("hog_scale: must be in (1, 10), got " + teacher_internal::FormatNumber(o.hog_scale));
     // HOGDescriptor asserts (throws) on a stride that is not a multiple of its 8-px block stride.
-    if (o.hog_win_stride <= 0 || o.hog_win_stride % 8 != 0) {
-      return Status::InvalidArgument("hog_win_stride must be a positive multiple of 8, got " +
-                                     std::to_string(o.hog_win_stride));
-    }
+    if (o.hog_win_stride <= 0 || o.hog_win_stride % 8 != 0)
+      return invalid("hog_win_stride: must be a positive multiple of 8, got " + std::to_string(o.hog_win_stride));
   }
   if (o.min_width < 0 || o.min_width > 8192)
-    return Status::InvalidArgument("teacher min_width must be in 0..8192, got " + std::to_string(o.min_width));
+    return invalid("min_width: must be in 0..8192, got " + std::to_string(o.min_width));
   if (o.kind == TeacherKind::kTorchScript || o.kind == TeacherKind::kOnnx) {
-    if (o.input_width <= 0 || o.input_height <= 0 || o.input_width > 8192 || o.input_height > 8192) {
-      return Status::InvalidArgument("teacher input size must be in 1..8192, got " +
-                                     std::to_string(o.input_width) + "x" +
-                                     std::to_string(o.input_height));
+    const bool width_ok = o.input_width > 0 && o.input_width <= 8192;
+    if (!width_ok || o.input_height <= 0 || o.input_height > 8192) {
+      return invalid(std::string(width_ok ? "input_height" : "input_width") +
+                     ": teacher input size must be in 1..8192, got " + std::to_string(o.input_width) + "x" +
+                     std::to_string(o.input_height));
     }
-    for (int c : o.class_map) {
-      if (c < -1) return Status::InvalidArgument("class_map entries must be >= -1, got " + std::to_string(c));
-    }
+    for (int c : o.class_map)
+      if (c < -1) return invalid("class_map: entries must be >= -1, got " + std::to_string(c));
   }
   return Status::Ok();
 }
 
 
 StatusOr<std::unique_ptr<Teacher>> CreateTeacher(const TeacherOptions& options) {
-  SD_RETURN_IF_ERROR(options.Validate());
+  SD_RETURN_IF_ERROR(options.Validate().WithContext("teacher"));
   SD_ASSIGN_OR_RETURN(std::unique_ptr<Teacher> teacher, CreateTeacherOfKind(options));
   if (options.min_width == 0) return teacher;
   return std::unique_ptr<Teacher>(std::make_unique<EnlargingTeacher>(std::move(teacher), options.min_width));

@@ -392,19 +392,21 @@ StatusOr<std::unique_ptr<Reader>> OpenReader(const std::string& uri) {
   return CaptureReader::Open(CaptureReader::Kind::kFile, uri, 0);
 }
 
-Status ValidateOptions(const FrameSourceOptions& o) {
-  auto invalid = [&](const std::string& what) {
-    return Status::InvalidArgument(Redact(o.uri) + ": " + what);
-  };
-  if (o.stride < 1) return invalid("stride must be at least 1, got " + std::to_string(o.stride));
-  if (o.start_frame < 0) return invalid("start_frame must be >= 0, got " + std::to_string(o.start_frame));
-  if (o.end_frame < -1 || (o.end_frame >= 0 && o.end_frame <= o.start_frame)) {
-    return invalid("end_frame must be -1 or after start_frame " + std::to_string(o.start_frame) +
-                   ", got " + std::to_string(o.end_frame));
+}  // namespace
+
+Status FrameSourceOptions::Validate() const {
+  auto invalid = [](const std::string& what) { return Status::InvalidArgument(what); };
+  if (stride < 1) return invalid("stride: must be >= 1, got " + std::to_string(stride));
+  if (start_frame < 0) return invalid("start_frame: must be >= 0, got " + std::to_string(start_frame));
+  if (end_frame < -1 || (end_frame >= 0 && end_frame <= start_frame)) {
+    return invalid("end_frame: must be -1 or after start_frame " + std::to_string(start_frame) + ", got " +
+                   std::to_string(end_frame));
   }
-  if (!(o.fps_override >= 0)) return invalid("fps_override must be >= 0");
+  if (!(fps_override >= 0)) return invalid("fps_override: must be >= 0");
   return Status::Ok();
 }
+
+namespace {
 
 // ---------------------------------------------------------------------------------------
 
@@ -532,7 +534,7 @@ class RangedSource : public FrameSource {
 
 StatusOr<std::unique_ptr<FrameSource>> OpenFrameSource(const FrameSourceOptions& options,
                                                        Clock* clock) {
-  SD_RETURN_IF_ERROR(ValidateOptions(options));
+  SD_RETURN_IF_ERROR(options.Validate().WithContext(Redact(options.uri)));
   SD_ASSIGN_OR_RETURN(std::unique_ptr<Reader> reader, OpenReader(options.uri));
   auto source = std::make_unique<RangedSource>(std::move(reader), options, clock);
   SD_RETURN_IF_ERROR(source->Start());

@@ -37,6 +37,9 @@ struct FrameSourceOptions {
   double fps_override = 0;  // >0: pacing rate (folders default 10)
   int64_t start_frame = 0, end_frame = -1;  // [start, end) range of frames to deliver (-1: to the end)
   int stride = 1;                           // deliver every stride-th frame
+  // The range, stride and fps (not the uri, which opening checks); the message starts with the
+  // field's name (YamlReader::Check).
+  Status Validate() const;
 };
 
 class FrameSource {

@@ -363,7 +363,10 @@ Lighting LightingAt(const SyntheticSceneOptions& o, int64_t index) {
   return l;
 }
 
-Status Validate(const SyntheticSceneOptions& o) {
+}  // namespace
+
+Status SyntheticSceneOptions::Validate() const {
+  const SyntheticSceneOptions& o = *this;
   auto invalid = [](const std::string& what) {
     return Status::InvalidArgument("synthetic scene: " + what);
   };
@@ -391,10 +394,8 @@ Status Validate(const SyntheticSceneOptions& o) {
   return Status::Ok();
 }
 
-}  // namespace
-
 StatusOr<SyntheticScene> SyntheticScene::Create(const SyntheticSceneOptions& options) {
-  SD_RETURN_IF_ERROR(Validate(options));
+  SD_RETURN_IF_ERROR(options.Validate());
   SyntheticScene scene(options);
   for (int variant = 0; variant < 2; ++variant) {
     try {

@@ -36,6 +36,7 @@ struct SyntheticSceneOptions {
   bool occluder = true;          // a static foreground pillar objects pass behind
   int64_t drift_at_frame = -1;   // from this frame on background and lighting differ; -1: never
   double min_visible_fraction = 0.4;  // less visible objects are left out of the ground truth
+  Status Validate() const;  // the ranges above; SyntheticScene::Create calls it
 };
 
 // One object of a frame, including those left out of the ground truth.

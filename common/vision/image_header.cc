@@ -54,6 +54,13 @@ StatusOr<ImageSize> ReadJpegSize(std::string_view b) {
   }
 }
 
+Status ImageLimits::Validate() const {
+  if (max_width < 1 || max_width > 65535) return Status::InvalidArgument("max_width: must be in [1, 65535]");
+  if (max_height < 1 || max_height > 65535) return Status::InvalidArgument("max_height: must be in [1, 65535]");
+  if (max_pixels < 1) return Status::InvalidArgument("max_pixels: must be >= 1");
+  return Status::Ok();
+}
+
 StatusOr<ImageSize> CheckJpegSize(std::string_view bytes, const ImageLimits& limits) {
   SD_ASSIGN_OR_RETURN(ImageSize size, ReadJpegSize(bytes));
   const int64_t pixels = int64_t{size.width} * size.height;

@@ -24,6 +24,9 @@ struct ImageLimits {
   int max_width = 8192;
   int max_height = 8192;
   int64_t max_pixels = int64_t{16} << 20;  // 16 Mpixel: 48 MB once decoded as BGR
+  // Width and height in [1, 65535] (a JPEG header's range), pixels >= 1; the message starts
+  // with the field's name (YamlReader::Check).
+  Status Validate() const;
 };
 
 // ReadJpegSize, then InvalidArgument unless the size fits `limits` (the message gives both).
