@@ -40,11 +40,17 @@ std::shared_ptr<grpc::ChannelCredentials> Credentials(const TlsClientOptions& tl
 
 }  // namespace
 
+// The gRPC metadata key that carries the device id (lower case, as HTTP/2 requires).
+constexpr char kDeviceIdHeader[] = "sd-device-id";
+
 // One stream's life: a writer (the Run thread) and a reader thread.
 class Uplink::Connection {
  public:
   Connection(Uplink* owner, std::shared_ptr<grpc::Channel> channel) : owner_(owner) {
     stub_ = streamdistill::v1::EdgeLink::NewStub(channel);
+    // Routing only (HAProxy hashes it to pick the device's replica, docs/scale-out.md): the
+    // hello, not this header, is what the server authenticates.
+    context_.AddMetadata(kDeviceIdHeader, owner->options_.device_id);
     stream_ = stub_->Connect(&context_);
   }
 

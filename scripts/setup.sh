@@ -13,6 +13,7 @@ PACKAGES=(
   libcpp-httplib-dev prometheus   # the daemons' /metrics; prometheus_test scrapes them with the real Prometheus
   chromium                        # dashboard_test renders the server's dashboard headless
   clang-14 libclang-rt-14-dev llvm-14   # sanitizer and libFuzzer builds (scripts/sanitize.sh, fuzz.sh)
+  postgresql libpqxx-dev haproxy  # the cluster backend (docs/scale-out.md); tests start their own PostgreSQL
 )
 
 missing=()

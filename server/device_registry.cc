@@ -243,12 +243,13 @@ bool DeviceRegistry::Enabled(const std::string& device_id) const {
 }
 
 Status DeviceRegistry::Attach(const std::string& device_id, const std::string& token, bool accept,
-                              std::shared_ptr<DeviceSession> session) {
+                              std::shared_ptr<DeviceSession> session, const std::function<Status()>& admit) {
   // Unknown ids are hashed too, against a fixed salt, so that the time taken does not tell
   // which ids exist.
   static const TokenHash kNobody = HashTokenWithSalt("", "unknown device");
   std::shared_ptr<DeviceSession> previous;
   const char* refusal = nullptr;
+  Status admitted = Status::Ok();
   {
     // Held until the session is attached: a reload publishes under it, so it either refused
     // this stream here or will find it attached and end it.
@@ -262,6 +263,8 @@ Status DeviceRegistry::Attach(const std::string& device_id, const std::string& t
       refusal = "wrong token";
     } else if (!enrolment->enabled) {
       refusal = enrolment->listed ? "device disabled" : "device removed from the devices file";
+    } else if (accept && admit && !(admitted = admit()).ok()) {
+      // Not served here now (another replica holds the device): nothing attached.
     } else if (accept) {
       Device& device = *enrolment->device;
       MutexLock device_lock(&device.mu);
@@ -275,6 +278,10 @@ Status DeviceRegistry::Attach(const std::string& device_id, const std::string& t
     spdlog::warn("authentication failed for device id '{}': {}", LogSafe(device_id), refusal);
     return Status::Unauthenticated("unknown device or wrong token");
   }
+  if (!admitted.ok()) {
+    spdlog::info("device {}: stream refused: {}", device_id, admitted.message());
+    return admitted;
+  }
   if (previous && previous != session) {
     spdlog::warn("device {}: a new stream replaces the open one", device_id);
     previous->End(Status::Aborted("replaced by a newer stream of device " + device_id));
@@ -282,12 +289,14 @@ Status DeviceRegistry::Attach(const std::string& device_id, const std::string& t
   return Status::Ok();
 }
 
-void DeviceRegistry::Detach(const std::string& device_id, const DeviceSession* session) {
+bool DeviceRegistry::Detach(const std::string& device_id, const DeviceSession* session) {
   auto device = Find(device_id);
-  if (!device.ok()) return;
+  if (!device.ok()) return false;
   MutexLock lock(&(*device)->mu);
   auto current = (*device)->session.lock();
-  if (!current || current.get() == session) (*device)->session.reset();
+  if (current && current.get() != session) return false;
+  (*device)->session.reset();
+  return true;
 }
 
 }  // namespace sd

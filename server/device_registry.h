@@ -60,10 +60,16 @@ class DeviceRegistry {
   // exist. `accept` false (another student architecture) attaches nothing and returns Ok for
   // the caller to refuse. One step, so that a reload that revokes the device either refuses
   // the stream here or finds it attached and ends it.
+  //
+  // `admit`, when given, runs for an authenticated, enabled device before its stream is
+  // attached (with the registry's lock held: it must be quick); its refusal is returned as it
+  // is and nothing is attached. The cluster backend takes the device's lease there.
   Status Attach(const std::string& device_id, const std::string& token, bool accept,
-                std::shared_ptr<DeviceSession> session) SD_EXCLUDES(mu_);
-  // Forgets `session` if it is still the device's live stream.
-  void Detach(const std::string& device_id, const DeviceSession* session) SD_EXCLUDES(mu_);
+                std::shared_ptr<DeviceSession> session, const std::function<Status()>& admit = nullptr)
+      SD_EXCLUDES(mu_);
+  // Forgets `session` if it is still the device's live stream; true when it was (or when the
+  // device has no live stream left), false when another stream replaced it.
+  bool Detach(const std::string& device_id, const DeviceSession* session) SD_EXCLUDES(mu_);
 
   // Reads the source and applies it all-or-nothing: new devices are made, changed ones take
   // effect, the open stream of a device disabled, removed or given a new token is ended with

@@ -61,6 +61,15 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config, Teac
     server->http_ = std::make_unique<HttpEndpoint>(config.http, "streamdistill-server",
                                                    HttpsCertificate{config.tls.cert, config.tls.key});
     SD_RETURN_IF_ERROR(server->http_->ServeMetrics(&server->core_->metrics().registry));
+    // The gRPC health service's answer over plain HTTP, for load balancers that cannot send
+    // a gRPC request in a check (HAProxy 2.6: deploy/haproxy/streamdistill.cfg). NOT_SERVING
+    // (503) from the moment a shutdown begins, so no new stream is sent here while it drains.
+    SD_RETURN_IF_ERROR(server->http_->Handle("/healthz", [serving = &server->serving_](const HttpRequest&) {
+      HttpResponse response;
+      response.status = *serving ? 200 : 503;
+      response.body = *serving ? "SERVING\n" : "NOT_SERVING\n";
+      return response;
+    }));
     SD_ASSIGN_OR_RETURN(const std::string admin_token, AdminToken(config));
     if (!admin_token.empty())
       SD_RETURN_IF_ERROR(ServeDashboard(server->core_.get(), admin_token, server->http_.get()));
@@ -92,10 +101,17 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config, Teac
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  if (config.max_connection_age_s > 0) {
+    // gRPC adds +-10% jitter, so replicas' connections do not all end at once; the grace lets
+    // a stream end by the edge's reconnect rather than mid-message.
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, static_cast<int>(config.max_connection_age_s * 1000));
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, 5000);
+  }
   server->server_ = builder.BuildAndStart();
   if (!server->server_ || server->port_ == 0)
     return Status::Unavailable("cannot listen on " + config.listen + " (address in use or invalid)");
   server->server_->GetHealthCheckService()->SetServingStatus("streamdistill.v1.EdgeLink", true);
+  server->serving_ = true;
   spdlog::info("listening on {} (port {}, {}), {} devices in the config{}, teacher {}, student {}", config.listen,
                server->port_,
                config.tls.cert.empty() ? "plaintext" : (config.tls.client_ca.empty() ? "TLS" : "mutual TLS"),
@@ -110,6 +126,7 @@ Server::~Server() { Shutdown(); }
 void Server::Shutdown() {
   if (http_) http_->Stop();
   if (!server_) return;
+  serving_ = false;
   server_->GetHealthCheckService()->SetServingStatus(false);
   // First: a round that finishes while the streams wind down must not be published.
   core_->BeginShutdown();

@@ -3,6 +3,7 @@
 // dashboard when http.admin_token is set). Tests run it in-process on port 0.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -40,6 +41,8 @@ class Server {
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   std::unique_ptr<HttpEndpoint> http_;  // reads core_: stopped before it goes
+  // What the gRPC health service says for streamdistill.v1.EdgeLink, mirrored for GET /healthz.
+  std::atomic<bool> serving_{false};
 };
 
 }  // namespace sd

@@ -34,6 +34,24 @@ Status ReadRetentionBounds(const YamlReader& section, RetentionBounds* bounds) {
   return section.Check(bounds->Validate());
 }
 
+Status ReadStorage(const YamlReader& root, StorageOptions* storage) {
+  SD_ASSIGN_OR_RETURN(YamlReader section, root.Child("storage"));
+  std::string backend = "sqlite";
+  SD_RETURN_IF_ERROR(section.Get("backend", &backend));
+  auto parsed = ParseStorageBackend(backend);
+  if (!parsed.ok()) return section.Error("backend", parsed.status().message());
+  storage->backend = *parsed;
+  SD_RETURN_IF_ERROR(section.Get("dsn", &storage->postgres.dsn));
+  SD_RETURN_IF_ERROR(section.Get("password_file", &storage->postgres.password_file));
+  SD_RETURN_IF_ERROR(section.Get("password_env", &storage->postgres.password_env));
+  SD_RETURN_IF_ERROR(section.Get("connections", &storage->postgres.connections));
+  SD_RETURN_IF_ERROR(section.Get("connect_timeout_s", &storage->postgres.connect_timeout_s));
+  SD_RETURN_IF_ERROR(section.Get("blobs", &storage->blobs));
+  SD_RETURN_IF_ERROR(section.Get("replica", &storage->replica));
+  SD_RETURN_IF_ERROR(section.Get("lease_ttl_s", &storage->lease_ttl_s));
+  return section.Check(storage->Validate());
+}
+
 Status ReadRetention(const YamlReader& root, ServerConfig* c) {
   SD_ASSIGN_OR_RETURN(YamlReader retention, root.Child("retention"));
   SD_RETURN_IF_ERROR(ReadRetentionBounds(retention, &c->retention));
@@ -183,6 +201,8 @@ Status Parse(const YamlReader& root, ServerConfig* c) {
   SD_RETURN_IF_ERROR(http.Get("admin_token", &c->admin_token));
   SD_RETURN_IF_ERROR(http.Get("admin_token_file", &c->admin_token_file));
   SD_RETURN_IF_ERROR(root.Get("storage_dir", &c->storage_dir));
+  SD_RETURN_IF_ERROR(ReadStorage(root, &c->storage));
+  SD_RETURN_IF_ERROR(root.Get("max_connection_age_s", &c->max_connection_age_s));
   SD_RETURN_IF_ERROR(root.Get("max_message_bytes", &c->max_message_bytes));
   SD_RETURN_IF_ERROR(root.Get("update_chunk_bytes", &c->update_chunk_bytes));
   SD_RETURN_IF_ERROR(ReadUpdatePolicy(root, &c->updates));
@@ -262,6 +282,17 @@ Status ServerConfig::Validate() const {
   if (update_chunk_bytes < 1024 || update_chunk_bytes > max_message_bytes / 2)
     return invalid("update_chunk_bytes: must be in [1024, max_message_bytes / 2]");
   if (!(devices_file_poll_s >= 0)) return invalid("devices_file_poll_s: must be >= 0 (0: on SIGHUP only)");
+  if (!(max_connection_age_s >= 0)) return invalid("max_connection_age_s: must be >= 0 (0: never)");
+  if (storage.backend == StorageBackend::kPostgres) {
+    // Replicas share devices through the database: enrolment lives there too, and a round of
+    // a shared student would have to publish to devices other replicas serve (not yet).
+    if (!devices_file.empty())
+      return invalid("devices_file: with storage.backend postgres devices are enrolled in the database "
+                     "(streamdistill-admin enrol --dsn); remove devices_file");
+    if (!groups.empty() || grouping.automatic)
+      return invalid("grouping: shared students (groups, grouping.mode auto) are not supported with storage.backend "
+                     "postgres yet: each device trains its own");
+  }
   if (device_tokens.empty() && devices_file.empty())
     return invalid("device_tokens: at least one device with a token is required (or a devices_file)");
   if (grouping.automatic && !groups.empty())

@@ -15,6 +15,7 @@
 #include "server/device_trainer.h"
 #include "server/round_scheduler.h"
 #include "server/frame_store.h"
+#include "server/storage_options.h"
 
 namespace sd {
 
@@ -83,6 +84,12 @@ struct ServerConfig {
   // dashboard without a secret in its config (server/server.cc, AdminToken).
   std::string admin_token_file;
   std::string storage_dir = "state/server";
+  // The backend of the server's state: sqlite (in storage_dir) or postgres (replicas).
+  StorageOptions storage;
+  // > 0: a client's connection is closed (GOAWAY, then this many seconds' grace for its
+  // streams) after this long, +-10%: behind HAProxy, streams drift back to their hash owner
+  // after the set of replicas changed (docs/scale-out.md). 0: never.
+  double max_connection_age_s = 0;
   int max_message_bytes = 8 << 20;      // receive limit; larger messages get RESOURCE_EXHAUSTED
   int update_chunk_bytes = 256 << 10;   // model updates are sent in chunks of this size
   UpdatePolicy updates;                                // every device's, unless overridden

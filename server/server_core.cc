@@ -44,6 +44,7 @@ ServerCore::~ServerCore() {
 
 void ServerCore::BeginShutdown() {
   stopping_ = true;
+  if (cluster_) cluster_->StopKeeper();  // its events reach the registry and the pool
   if (pool_) pool_->BeginShutdown();            // workers see the shutdown before the gate drops a round
   if (publisher_) publisher_->BeginShutdown();  // waits out a version being stored
   if (registry_) registry_->BeginShutdown();
@@ -56,7 +57,12 @@ StatusOr<std::unique_ptr<ServerCore>> ServerCore::Create(const ServerConfig& con
 }
 
 Status ServerCore::Init(TeacherFactory teachers) {
-  SD_ASSIGN_OR_RETURN(store_, FrameStore::Open(config_.storage_dir, config_.env));
+  if (config_.storage.backend == StorageBackend::kPostgres) {
+    SD_ASSIGN_OR_RETURN(cluster_, ClusterBackend::Open(config_));
+    SD_ASSIGN_OR_RETURN(store_, cluster_->MakeFrameStore(config_.env));
+  } else {
+    SD_ASSIGN_OR_RETURN(store_, FrameStore::Open(config_.storage_dir, config_.env));
+  }
   if (teachers) {
     SD_ASSIGN_OR_RETURN(labeler_, LabelerPool::Create(std::move(teachers), config_.labeler_workers, config_.labeler_queue));
   } else {
@@ -74,7 +80,13 @@ Status ServerCore::Init(TeacherFactory teachers) {
                                      "', the server trains '" + config_.student.Fingerprint() + "'");
   }
   // Before any device is made: a pinned or paused device starts so.
-  SD_ASSIGN_OR_RETURN(admin_, FileAdminStore::Open(config_.env, config_.storage_dir));
+  if (cluster_) {
+    SD_ASSIGN_OR_RETURN(std::unique_ptr<PgAdminStore> admin, cluster_->MakeAdminStore());
+    pg_admin_ = admin.get();
+    admin_ = std::move(admin);
+  } else {
+    SD_ASSIGN_OR_RETURN(admin_, FileAdminStore::Open(config_.env, config_.storage_dir));
+  }
   publisher_ = std::make_unique<Publisher>(config_, store_.get());
   TrainingPool::Deps pool;
   pool.config = &config_;
@@ -84,6 +96,7 @@ Status ServerCore::Init(TeacherFactory teachers) {
   pool.metrics = &metrics_;
   pool.find_device = [this](const std::string& id) { return registry_->Find(id); };
   pool.device_ids = [this] { return registry_->Ids(); };
+  if (cluster_) pool.served_here = [this](const std::string& id) { return cluster_->leases().Held(id) > 0; };
   pool_ = std::make_unique<TrainingPool>(std::move(pool), layout_model->TensorSizes());
   FrameIntake::Deps intake;
   intake.config = &config_;
@@ -99,14 +112,25 @@ Status ServerCore::Init(TeacherFactory teachers) {
   // stream thread ever waits for that.
   DeviceRegistry::Options devices;
   devices.inline_tokens = config_.device_tokens;
-  if (!config_.devices_file.empty()) devices.source = DevicesFileSource(config_.env, config_.devices_file);
-  devices.poll_s = config_.devices_file_poll_s;
+  if (cluster_) {
+    devices.source = cluster_->MakeEnrolmentSource();
+    devices.poll_s = 1;  // one cheap query: devices enrolled through any replica arrive within a second
+  } else if (!config_.devices_file.empty()) {
+    devices.source = DevicesFileSource(config_.env, config_.devices_file);
+    devices.poll_s = config_.devices_file_poll_s;
+  }
   SD_ASSIGN_OR_RETURN(registry_, DeviceRegistry::Create(std::move(devices), [this](const std::string& id) {
                         return CreateDevice(id);
                       }));
   RegisterMetricCallbacks();
   SD_RETURN_IF_ERROR(metrics_.registry.status());
   registry_->StartWatching();
+  if (cluster_) {
+    ClusterBackend::Events events;
+    events.lease_lost = [this](const std::string& id) { OnLeaseLost(id); };
+    events.admin_changed = [this](const std::string& id) { ApplyAdminState(id); };
+    cluster_->StartKeeper(pg_admin_, std::move(events));
+  }
   pool_->StartWorkers();
   return Status::Ok();
 }
@@ -143,8 +167,9 @@ StatusOr<std::unique_ptr<Device>> ServerCore::CreateDevice(const std::string& de
     device->latest_full = latest;
     device->pinned_full = pinned;
   }
+  if (cluster_) pool_->RefreshPaused(device_id);  // not served here until its stream comes
   if (admin.paused) {
-    pool_->RefreshPaused(device_id);
+    if (!cluster_) pool_->RefreshPaused(device_id);
     spdlog::info("device {}: training paused by an admin ({})", device_id, unit->label);
   }
   return device;
@@ -153,15 +178,96 @@ StatusOr<std::unique_ptr<Device>> ServerCore::CreateDevice(const std::string& de
 Status ServerCore::AttachSession(const std::string& device_id, const std::string& token,
                                  const std::string& architecture, std::shared_ptr<DeviceSession> session) {
   const bool same_student = architecture == config_.student.Fingerprint();
-  SD_RETURN_IF_ERROR(registry_->Attach(device_id, token, same_student, std::move(session)));
+  uint64_t epoch = 0;
+  std::function<Status()> take_lease;
+  if (cluster_) take_lease = [&]() -> Status {
+      SD_ASSIGN_OR_RETURN(epoch, cluster_->leases().Acquire(device_id));
+      return Status::Ok();
+    };
+  const DeviceSession* attached = session.get();
+  SD_RETURN_IF_ERROR(registry_->Attach(device_id, token, same_student, std::move(session), take_lease));
   if (!same_student)
     return Status::FailedPrecondition("edge student is '" + LogSafe(architecture, 256) + "', server trains '" +
                                       config_.student.Fingerprint() + "'");
+  if (cluster_) {
+    {
+      MutexLock lock(&epochs_mu_);
+      session_epochs_[attached] = epoch;
+    }
+    SD_RETURN_IF_ERROR(AdoptDevice(device_id).WithContext("device " + device_id + ": taking it over"));
+  }
   return Status::Ok();
 }
 
 void ServerCore::DetachSession(const std::string& device_id, const DeviceSession* session) {
-  registry_->Detach(device_id, session);
+  const bool was_live = registry_->Detach(device_id, session);
+  if (!cluster_) return;
+  uint64_t epoch = 0;
+  {
+    MutexLock lock(&epochs_mu_);
+    auto it = session_epochs_.find(session);
+    if (it == session_epochs_.end()) return;
+    epoch = it->second;
+    session_epochs_.erase(it);
+  }
+  if (!was_live) return;  // a newer stream of the device holds the lease now
+  cluster_->leases().Release(device_id, epoch);
+  pool_->RefreshPaused(device_id);
+}
+
+Status ServerCore::AdoptDevice(const std::string& device_id) {
+  SD_ASSIGN_OR_RETURN(Device * device, registry_->Find(device_id));
+  SD_ASSIGN_OR_RETURN(const bool caught_up, pool_->CatchUp(device_id));
+  if (caught_up) {
+    std::shared_ptr<TrainingUnit> unit = pool_->UnitOf(device_id);
+    const DeviceTrainer& trainer = *unit->trainer;
+    SD_ASSIGN_OR_RETURN(auto full, publisher_->EncodeFull(device_id, trainer.version(), trainer.flat_weights()));
+    auto latest = std::make_shared<ModelUpdate>(*full);
+    latest->val_map50 = unit->resumed_map50;
+    MutexLock lock(&device->mu);
+    device->latest_full = std::move(latest);
+  }
+  ApplyAdminState(device_id);  // also lets its unit train here
+  return Status::Ok();
+}
+
+void ServerCore::OnLeaseLost(const std::string& device_id) {
+  pool_->RefreshPaused(device_id);
+  auto device = registry_->Find(device_id);
+  if (!device.ok()) return;
+  if (std::shared_ptr<DeviceSession> session = (*device)->Session())
+    session->End(Status::Unavailable("device " + device_id + " is served by another replica now: reconnect"));
+}
+
+void ServerCore::ApplyAdminState(const std::string& device_id) {
+  pool_->RefreshPaused(device_id);
+  auto device = registry_->Find(device_id);
+  if (!device.ok()) return;
+  const AdminState admin = admin_->Get(device_id);
+  std::shared_ptr<const ModelUpdate> pinned;
+  if (admin.pinned_version > 0) {
+    auto update = publisher_->PinnedUpdate(device_id, admin.pinned_version);
+    if (!update.ok()) {
+      spdlog::error("device {}: its pin to version {} cannot be applied: {}", device_id, admin.pinned_version,
+                    update.status().ToString());
+      return;
+    }
+    pinned = *update;
+  }
+  MutexLock sending(&(*device)->send_mu);  // ordered against a publish, as an admin action here is
+  std::shared_ptr<DeviceSession> session;
+  std::shared_ptr<const ModelUpdate> send;
+  {
+    MutexLock lock(&(*device)->mu);
+    const uint64_t was = (*device)->pinned_full ? (*device)->pinned_full->new_version : 0;
+    if (was == admin.pinned_version) return;
+    (*device)->pinned_full = pinned;
+    session = (*device)->session.lock();
+    send = pinned ? pinned : (*device)->latest_full;
+  }
+  spdlog::info("device {}: {} by an admin on another replica", device_id,
+               pinned ? "pinned to version " + std::to_string(admin.pinned_version) : std::string("unpinned"));
+  if (session && send) session->OnUpdate(send, send);
 }
 
 bool ServerCore::AllowFullModelSend(const std::string& device_id) {
@@ -394,6 +500,19 @@ void ServerCore::RegisterMetricCallbacks() {
                     "Frames the labelling queue holds before streams stop being read (labeler.queue).")
       .With({})
       .Set(config_.labeler_queue);
+  // Which replica this is, for dashboards that sum over replicas (each replica is a target of
+  // its own; this series names it whatever the scrape config's labels).
+  registry.AddGauge("streamdistill_server_replica_info", "1, labelled with this server's replica and storage backend.",
+                    {"replica", "backend"})
+      .With({cluster_ ? cluster_->replica() : "single", cluster_ ? "postgres" : "sqlite"})
+      .Set(1);
+  if (cluster_) {
+    registry.AddCallback(Type::kGauge, "streamdistill_server_device_served_here",
+                         "1 while this replica holds the device's lease (serves its stream and trains it), else 0.",
+                         {"device"}, per_device([this](Device& d) {
+                           return cluster_->leases().Held(d.id) > 0 ? 1.0 : 0.0;
+                         }));
+  }
 }
 
 }  // namespace sd

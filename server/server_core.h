@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -18,6 +19,7 @@
 #include "common/base/status.h"
 #include "common/link/model_update.h"
 #include "server/admin_store.h"
+#include "server/cluster_backend.h"
 #include "server/device.h"
 #include "server/device_registry.h"
 #include "server/device_trainer.h"
@@ -158,9 +160,21 @@ class ServerCore {
   StatusOr<std::unique_ptr<Device>> CreateDevice(const std::string& device_id);
   // The metrics read at scrape time from the devices, the store and the labellers.
   void RegisterMetricCallbacks();
+  // Replicas: the device's stream was admitted here (its lease taken): its unit continues
+  // from the newest stored version, its admin state is applied, and its rounds may run.
+  Status AdoptDevice(const std::string& device_id);
+  // Replicas: another replica serves the device now: its stream here ends and its rounds stop.
+  void OnLeaseLost(const std::string& device_id);
+  // Replicas: another replica changed the device's pin or pause: applied to its stream and unit.
+  void ApplyAdminState(const std::string& device_id);
 
   const ServerConfig config_;
   ServerMetrics metrics_;  // declared before the parts: it outlives their callbacks
+  // storage.backend postgres: the shared database and this replica's leases (null with
+  // SQLite). Declared before the store and the admin store, which use its connections, so it
+  // is destroyed after them.
+  std::unique_ptr<ClusterBackend> cluster_;
+  PgAdminStore* pg_admin_ = nullptr;  // admin_, when it is the database's
   // Leaves: the store, the admin store and the labellers take no lock of the others.
   std::unique_ptr<FrameStore> store_;
   std::unique_ptr<AdminStore> admin_;
@@ -169,6 +183,10 @@ class ServerCore {
   std::unique_ptr<TrainingPool> pool_;
   std::unique_ptr<DeviceRegistry> registry_;
   std::unique_ptr<FrameIntake> intake_;
+  // Replicas: the lease epoch each live stream was admitted at, to give up that lease (and not
+  // a newer stream's) when it ends. A leaf.
+  Mutex epochs_mu_;
+  std::map<const DeviceSession*, uint64_t> session_epochs_ SD_GUARDED_BY(epochs_mu_);
   // One admin action at a time, held through it but for the write to a stream; taken before
   // any lock of the parts (a device's send_mu to order a pin against a publish, then the
   // parts' own).

@@ -37,7 +37,9 @@ int main(int argc, char** argv) {
   std::string listen;
   int http_port = -1;
   std::string log_level = "info";
+  std::string replica;
   app.add_option("--config", config_path, "YAML config");
+  app.add_option("--replica", replica, "override storage.replica: this replica's name (storage.backend postgres)");
   app.add_option("--listen", listen, "override listen (host:port)");
   app.add_option("--http-port", http_port, "override http.port (0: a free port, logged)")->check(CLI::Range(0, 65535));
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
@@ -57,6 +59,13 @@ int main(int argc, char** argv) {
   }
   if (!listen.empty()) config->listen = listen;
   if (http_port >= 0) config->http.port = http_port;
+  if (!replica.empty()) {
+    config->storage.replica = replica;
+    if (sd::Status valid = config->storage.Validate(); !valid.ok()) {
+      std::fprintf(stderr, "streamdistill-server: error: --replica: %s\n", valid.message().c_str());
+      return 2;
+    }
+  }
   sem_init(&g_wake, 0, 0);
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);

@@ -127,11 +127,38 @@ void TrainingPool::RefreshPaused(const std::string& device_id) {
   auto it = unit_of_.find(device_id);
   if (it == unit_of_.end()) return;
   const TrainingUnit& unit = *it->second;
-  const bool paused = AnyMemberPaused(unit);
+  const bool paused = AnyMemberPaused(unit) || !ServedHere(unit);
   scheduler_.SetPaused(unit.key, paused, SteadySeconds());
   if (paused && !unit.group.empty() && deps_.admin->Get(device_id).paused)
     spdlog::debug("{}: paused while {} is", unit.label, LogSafe(device_id));
   work_cv_.SignalAll();
+}
+
+bool TrainingPool::ServedHere(const TrainingUnit& unit) const {
+  if (!deps_.served_here) return true;
+  for (const std::string& member : unit.members)
+    if (!deps_.served_here(member)) return false;
+  return true;
+}
+
+StatusOr<bool> TrainingPool::CatchUp(const std::string& device_id) {
+  std::shared_ptr<TrainingUnit> unit = UnitOf(device_id);
+  if (!unit || !unit->group.empty()) return false;
+  auto latest = deps_.store->LatestVersion(device_id);
+  if (!latest.ok() && latest.status().code() == Status::Code::kNotFound) return false;
+  SD_RETURN_IF_ERROR(latest.status());
+  if (latest->version <= unit->trainer->version()) return false;
+  SD_ASSIGN_OR_RETURN(std::string weights, deps_.store->LoadCheckpoint(*latest));
+  SD_ASSIGN_OR_RETURN(std::shared_ptr<TrainingUnit> fresh, NewUnit("", {device_id}, weights, latest->version));
+  fresh->resumed_map50 = latest->val_map50;
+  fresh->comparable_from = latest->version;
+  MutexLock training(&unit->train_mu);  // a round of the old unit ends first; its result is fenced off
+  unit->retired = true;
+  MutexLock lock(&mu_);
+  units_[fresh->key] = fresh;
+  unit_of_[device_id] = fresh;
+  spdlog::info("{}: continues from version {} (stored by another replica)", fresh->label, latest->version);
+  return true;
 }
 
 Status TrainingPool::RequestRound(const std::string& device_id) {

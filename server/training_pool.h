@@ -59,6 +59,9 @@ class TrainingPool {
     // The devices of the current set (set once the registry exists).
     std::function<StatusOr<Device*>(const std::string& device_id)> find_device;
     std::function<std::vector<std::string>()> device_ids;
+    // Replicas (storage.backend postgres): whether this replica serves the device now (holds
+    // its lease). A unit trains only on the replica that serves it. Null: every device.
+    std::function<bool(const std::string& device_id)> served_here;
   };
   // `tensor_sizes`: the student's tensors, for per-tensor update encodings.
   TrainingPool(Deps deps, std::vector<size_t> tensor_sizes);
@@ -80,8 +83,13 @@ class TrainingPool {
 
   // A new training frame of the device (`image_score`: the edge student's, the drift signal).
   void OnNewFrame(const std::string& device_id, double image_score) SD_EXCLUDES(mu_);
-  // Applies the admin store's pauses to the device's unit: paused while any member is.
+  // Applies the admin store's pauses to the device's unit: paused while any member is (and,
+  // with replicas, while this replica does not serve it).
   void RefreshPaused(const std::string& device_id) SD_EXCLUDES(mu_);
+  // Replicas: when the store holds a newer version of the device (trained by the replica that
+  // served it before), its unit starts again from that version; true when it did. A round of
+  // the old unit still running is waited out. A device in a group is left as it is.
+  StatusOr<bool> CatchUp(const std::string& device_id) SD_EXCLUDES(mu_);
   // The device's unit runs a round next, below its thresholds. FailedPrecondition when it is
   // paused or has no training frames.
   Status RequestRound(const std::string& device_id) SD_EXCLUDES(mu_);
@@ -106,6 +114,8 @@ class TrainingPool {
   void RegroupWhenDue() SD_EXCLUDES(regroup_mu_);
   // Whether any member of `unit` is paused by an admin.
   bool AnyMemberPaused(const TrainingUnit& unit) const;
+  // Whether this replica serves every member of `unit` (always, without replicas).
+  bool ServedHere(const TrainingUnit& unit) const;
   // Every current unit for the log: "auto1=cam1+cam2 cam3" (a device alone by its id).
   std::string UnitsNow() const SD_EXCLUDES(mu_);
   // One training worker: its own libtorch threads, then rounds until the shutdown.

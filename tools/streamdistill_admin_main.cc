@@ -1,5 +1,6 @@
 // streamdistill-admin: edits the server's devices file (server/devices_file.h), which a
-// running server reloads by itself. `enrol` makes a device with a new random token and prints
+// running server reloads by itself, or with --dsn the enrolled devices of a cluster's
+// PostgreSQL (storage.backend postgres, docs/scale-out.md), which every replica reloads. `enrol` makes a device with a new random token and prints
 // the token once (only its salted hash is stored); `enrol --rotate` gives an enrolled device a
 // new one; `disable` / `enable` flip a device; `hash-token` hashes a token read from stdin for
 // a file kept by other means. One admin at a time: each command rewrites the whole file.
@@ -21,6 +22,8 @@
 #include "common/base/token_hash.h"
 #include "server/devices_file.h"
 #include "server/frame_store.h"
+#include "server/pg_enrolment.h"
+#include "server/pg_schema.h"
 #include "tools/tool_cli.h"
 
 namespace sd {
@@ -33,20 +36,41 @@ int Fail(const Status& status) {
   return 1;
 }
 
-// The file's devices; none when it does not exist yet.
-StatusOr<EnrolledDevices> Load(const std::string& path) {
-  auto devices = ReadDevicesFile(Env::Default(), path);
+// Where the enrolled devices live: the devices file, or a cluster's database.
+struct Enrolment {
+  std::string path;  // --devices-file
+  PgOptions postgres;  // --dsn, --password-file, --password-env
+  std::string name() const { return path.empty() ? "postgres '" + RedactDsn(postgres.dsn) + "'" : path; }
+};
+
+// The enrolled devices; none when the file does not exist yet.
+StatusOr<EnrolledDevices> Load(const Enrolment& where) {
+  if (!where.postgres.dsn.empty()) {
+    SD_ASSIGN_OR_RETURN(std::unique_ptr<PgPool> pool, PgPool::Connect(where.postgres));
+    SD_RETURN_IF_ERROR(MigratePgSchema(*pool));
+    return PgEnrolmentSource(pool.get())->Read();
+  }
+  auto devices = ReadDevicesFile(Env::Default(), where.path);
   if (!devices.ok() && devices.status().code() == Status::Code::kNotFound) return EnrolledDevices();
   return devices;
 }
 
-int Enrol(const std::string& path, const std::string& id, bool rotate, bool disabled) {
+Status Write(const Enrolment& where, const EnrolledDevices& devices) {
+  if (!where.postgres.dsn.empty()) {
+    SD_ASSIGN_OR_RETURN(std::unique_ptr<PgPool> pool, PgPool::Connect(where.postgres));
+    return WritePgEnrolment(*pool, devices);
+  }
+  return WriteDevicesFile(Env::Default(), where.path, devices);
+}
+
+int Enrol(const Enrolment& where, const std::string& id, bool rotate, bool disabled) {
   if (!IsValidDeviceId(id)) return Fail(Status::InvalidArgument("device ids are 1-64 characters of A-Z a-z 0-9 _ . -"));
-  auto devices = Load(path);
+  auto devices = Load(where);
   if (!devices.ok()) return Fail(devices.status());
   const bool enrolled = devices->count(id) > 0;
-  if (enrolled && !rotate) return Fail(Status::AlreadyExists(path + ": device " + id + " is enrolled (--rotate gives it a new token)"));
-  if (!enrolled && rotate) return Fail(Status::NotFound(path + ": device " + id + " is not enrolled"));
+  if (enrolled && !rotate)
+    return Fail(Status::AlreadyExists(where.name() + ": device " + id + " is enrolled (--rotate gives it a new token)"));
+  if (!enrolled && rotate) return Fail(Status::NotFound(where.name() + ": device " + id + " is not enrolled"));
   auto random = RandomBytes(kTokenBytes);
   if (!random.ok()) return Fail(random.status());
   const std::string token = HexEncode(*random);
@@ -55,7 +79,7 @@ int Enrol(const std::string& path, const std::string& id, bool rotate, bool disa
   EnrolledDevice& device = (*devices)[id];
   device.token = *hash;
   if (!rotate) device.enabled = !disabled;
-  const Status written = WriteDevicesFile(Env::Default(), path, *devices);
+  const Status written = Write(where, *devices);
   if (!written.ok()) return Fail(written);
   std::fprintf(stderr, "device %s %s; its token (shown only now; put it in the edge's `token`):\n", id.c_str(),
                rotate ? "has a new token" : (disabled ? "enrolled, disabled" : "enrolled"));
@@ -63,13 +87,13 @@ int Enrol(const std::string& path, const std::string& id, bool rotate, bool disa
   return 0;
 }
 
-int SetEnabled(const std::string& path, const std::string& id, bool enabled) {
-  auto devices = Load(path);
+int SetEnabled(const Enrolment& where, const std::string& id, bool enabled) {
+  auto devices = Load(where);
   if (!devices.ok()) return Fail(devices.status());
   auto it = devices->find(id);
-  if (it == devices->end()) return Fail(Status::NotFound(path + ": device " + id + " is not enrolled"));
+  if (it == devices->end()) return Fail(Status::NotFound(where.name() + ": device " + id + " is not enrolled"));
   it->second.enabled = enabled;
-  const Status written = WriteDevicesFile(Env::Default(), path, *devices);
+  const Status written = Write(where, *devices);
   if (!written.ok()) return Fail(written);
   std::fprintf(stderr, "device %s %s\n", id.c_str(), enabled ? "enabled" : "disabled");
   return 0;
@@ -162,15 +186,24 @@ int main(int argc, char** argv) {
   CLI::App app{"streamdistill-admin: enrol, disable and re-key devices in the server's devices file; pin, roll "
                "back, train and pause devices on a running server"};
   app.require_subcommand(1);
-  std::string devices_file, device;
+  std::string device;
   bool rotate = false, disabled = false;
   CLI::App* enrol = app.add_subcommand("enrol", "enrol a device with a new random token, printed once");
   CLI::App* disable = app.add_subcommand("disable", "refuse a device (its open stream is closed)");
   CLI::App* enable = app.add_subcommand("enable", "accept a disabled device again");
   CLI::App* hash = app.add_subcommand("hash-token", "print the token_hash of a token read from stdin");
+  sd::Enrolment where;
   for (CLI::App* command : {enrol, disable, enable}) {
-    command->add_option("--devices-file", devices_file, "the server's devices_file")->required();
+    CLI::Option* file = command->add_option("--devices-file", where.path, "the server's devices_file");
+    CLI::Option* dsn = command->add_option("--dsn", where.postgres.dsn,
+                                           "a cluster's PostgreSQL (storage.dsn), instead of a devices file");
+    file->excludes(dsn);
+    command->add_option("--password-file", where.postgres.password_file, "with --dsn: file holding the password");
+    command->add_option("--password-env", where.postgres.password_env, "with --dsn: variable holding the password");
     command->add_option("--device", device, "device id")->required();
+    command->callback([file, dsn] {
+      if (file->count() + dsn->count() == 0) throw CLI::RequiredError("--devices-file or --dsn");
+    });
   }
   enrol->add_flag("--rotate", rotate, "give an enrolled device a new token (the old one stops working)");
   enrol->add_flag("--disabled", disabled, "enrol it disabled");
@@ -197,9 +230,9 @@ int main(int argc, char** argv) {
   if (pin->parsed()) return sd::Act(server, device, "pin", nlohmann::json{{"version", version}}.dump());
   for (CLI::App* command : {rollback, unpin, train, pause, resume})
     if (command->parsed()) return sd::Act(server, device, command->get_name());
-  if (enrol->parsed()) return sd::Enrol(devices_file, device, rotate, disabled);
-  if (disable->parsed()) return sd::SetEnabled(devices_file, device, false);
-  if (enable->parsed()) return sd::SetEnabled(devices_file, device, true);
+  if (enrol->parsed()) return sd::Enrol(where, device, rotate, disabled);
+  if (disable->parsed()) return sd::SetEnabled(where, device, false);
+  if (enable->parsed()) return sd::SetEnabled(where, device, true);
   if (hash->parsed()) return sd::HashStdin();
   return 2;
 }

@@ -1,0 +1,122 @@
+// A streamdistill cluster for tests, all real processes on loopback: a throw-away PostgreSQL
+// (tests/pg_test_cluster.h), N streamdistill-server replicas sharing it, and HAProxy in front
+// with the shipped config (deploy/haproxy/streamdistill.cfg), as scripts/cluster.sh runs them.
+#pragma once
+
+#include <fstream>
+#include <memory>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <pqxx/pqxx>
+
+#include "tests/child_process.h"
+#include "tests/daemon_test_util.h"
+#include "tests/pg_test_cluster.h"
+
+namespace sd::testing {
+
+class TestCluster {
+ public:
+  // `devices`: device id -> token, inline in the replicas' server.yaml.
+  TestCluster(const std::string& dir, const std::vector<std::pair<std::string, std::string>>& devices,
+              double lease_ttl_s)
+      : dir_(dir) {
+    std::string why;
+    PgTestCluster* pg = PgTestCluster::Get(&why);
+    if (pg == nullptr) {
+      ADD_FAILURE() << why;
+      return;
+    }
+    dsn_ = pg->NewDatabase();
+    std::string yaml = QuickOpenRounds(ServerYaml(dir + "/local"));
+    // The replicas' devices instead of ServerYaml's two.
+    std::string inline_devices = "devices:\n";
+    for (const auto& [id, token] : devices) inline_devices += "  " + id + ": {token: " + token + "}\n";
+    yaml = std::regex_replace(yaml, std::regex("devices:\\n(  .*\\n|  #.*\\n)+"), inline_devices);
+    yaml += "storage:\n  backend: postgres\n  dsn: \"" + dsn_ + "\"\n  lease_ttl_s: " + std::to_string(lease_ttl_s) +
+            "\n";
+    config_ = dir + "/server.yaml";
+    std::ofstream(config_) << yaml;
+    proxy_port_ = FreePort();
+  }
+
+  // Starts replica k (0-based) on its own port; again after a kill, on the same port.
+  void StartReplica(size_t k) {
+    while (replicas_.size() <= k) replicas_.emplace_back(), ports_.push_back(FreePort()), http_ports_.push_back(FreePort());
+    replicas_[k] = std::make_unique<ChildProcess>(
+        std::vector<std::string>{std::string(SD_BINARY_DIR) + "/streamdistill-server", "--config", config_,
+                                 "--replica", ReplicaName(k), "--listen", "127.0.0.1:" + std::to_string(ports_[k]),
+                                 "--http-port", std::to_string(http_ports_[k])},
+        dir_ + "/" + ReplicaName(k) + ".log");
+  }
+  void KillReplica(size_t k) {
+    replicas_[k]->Signal(SIGKILL);
+    replicas_[k]->WaitExit(std::chrono::seconds(10));
+  }
+  // HAProxy with the shipped config, over the replicas started so far.
+  void StartProxy() {
+    std::ifstream in(std::string(SD_SOURCE_DIR) + "/deploy/haproxy/streamdistill.cfg");
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string servers;
+    for (size_t k = 0; k < ports_.size(); ++k)
+      servers += "    server " + ReplicaName(k) + " 127.0.0.1:" + std::to_string(ports_[k]) +
+                 " proto h2 check port " + std::to_string(http_ports_[k]) + " check-proto h1 inter 1s fall 2 rise 1\n";
+    std::string cfg = std::regex_replace(text.str(), std::regex("@PORT@"), std::to_string(proxy_port_));
+    cfg = std::regex_replace(cfg, std::regex("@STATS_PORT@"), std::to_string(FreePort()));
+    cfg = std::regex_replace(cfg, std::regex("@SERVERS@\\n"), servers);
+    const std::string path = dir_ + "/haproxy.cfg";
+    std::ofstream(path) << cfg;
+    proxy_ = std::make_unique<ChildProcess>(std::vector<std::string>{"/usr/sbin/haproxy", "-db", "-f", path},
+                                            dir_ + "/haproxy.log");
+  }
+
+  static std::string ReplicaName(size_t k) { return "r" + std::to_string(k + 1); }
+  int proxy_port() const { return proxy_port_; }
+  const std::string& dsn() const { return dsn_; }
+  std::string ReplicaLog(size_t k) const { return replicas_[k]->Log(); }
+
+  // The replica serving each device now (live leases), by device id.
+  std::map<std::string, std::string> Holders() const {
+    std::map<std::string, std::string> out;
+    pqxx::connection c(dsn_);
+    pqxx::work tx(c);
+    for (const pqxx::row& r : tx.exec("SELECT device_id, replica FROM device_leases WHERE expires_at > now()"))
+      out[r[0].as<std::string>()] = r[1].as<std::string>();
+    return out;
+  }
+  // Stored sequences of the device, and how many rows hold each (1 each, or a frame was
+  // stored twice).
+  std::map<uint64_t, int> StoredSequences(const std::string& device) const {
+    std::map<uint64_t, int> out;
+    pqxx::connection c(dsn_);
+    pqxx::work tx(c);
+    for (const pqxx::row& r : tx.exec_params("SELECT sequence FROM frames WHERE device_id=$1", device))
+      ++out[r[0].as<uint64_t>()];
+    return out;
+  }
+  // The device's stored versions with the replica that stored each, in the order they were
+  // stored (creation time), so that "strictly increasing" is checked in time, not by sorting.
+  std::vector<std::pair<uint64_t, std::string>> Versions(const std::string& device) const {
+    std::vector<std::pair<uint64_t, std::string>> out;
+    pqxx::connection c(dsn_);
+    pqxx::work tx(c);
+    for (const pqxx::row& r :
+         tx.exec_params("SELECT version, stored_by FROM versions WHERE device_id=$1 ORDER BY created_ms, version", device))
+      out.emplace_back(r[0].as<uint64_t>(), r[1].as<std::string>());
+    return out;
+  }
+
+ private:
+  std::string dir_, dsn_, config_;
+  int proxy_port_ = 0;
+  std::vector<int> ports_, http_ports_;
+  std::vector<std::unique_ptr<ChildProcess>> replicas_;
+  std::unique_ptr<ChildProcess> proxy_;
+};
+
+}  // namespace sd::testing
