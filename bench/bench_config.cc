@@ -11,6 +11,12 @@
 namespace sd {
 namespace {
 
+// A Validate() message: the field first, named as its YAML key, for YamlReader::Check.
+Status Invalid(const std::string& field, const std::string& problem) {
+  return Status::InvalidArgument(field + ": " + problem);
+}
+bool SeedsInRange(int seeds) { return seeds >= 1 && seeds <= 100; }
+
 Status ReadGrid(const YamlReader& section, const std::map<std::string, SamplerOptions>& variants, BenchGrid* grid) {
   SD_RETURN_IF_ERROR(section.Get("strategies", &grid->strategies));
   SD_RETURN_IF_ERROR(section.Get("budgets", &grid->budgets));
@@ -19,10 +25,7 @@ Status ReadGrid(const YamlReader& section, const std::map<std::string, SamplerOp
   for (const std::string& s : grid->strategies)
     if (!IsSamplerStrategy(s) && !variants.count(s))
       return section.Error("strategies", "unknown strategy or variant '" + s + "'");
-  for (int b : grid->budgets)
-    if (b < 1) return section.Error("budgets", "every budget must be >= 1 frame");
-  if (grid->seeds < 1 || grid->seeds > 100) return section.Error("seeds", "must be in 1..100");
-  return Status::Ok();
+  return section.Check(grid->Validate());
 }
 
 Status ReadUpdateGrid(const YamlReader& section, UpdateGrid* u) {
@@ -48,15 +51,7 @@ Status ReadUpdateGrid(const YamlReader& section, UpdateGrid* u) {
     if (!parsed.ok()) return section.Error("encodings", "unknown encoding '" + e + "'");
     u->encodings.push_back(*parsed);
   }
-  for (double f : u->fractions)
-    if (!(f > 0 && f < 1)) return section.Error("fractions", "every fraction must be in (0, 1)");
-  if (u->budget < 1) return section.Error("budget", "must be >= 1");
-  if (u->round_every < 1 || u->round_every > u->budget) return section.Error("round_every", "must be in 1..budget");
-  if (u->iterations < 1) return section.Error("iterations", "must be >= 1");
-  if (u->replay_frames < 1) return section.Error("replay_frames", "must be >= 1");
-  if (u->seeds < 1 || u->seeds > 100) return section.Error("seeds", "must be in 1..100");
-  if (u->chunk_bytes < 1024) return section.Error("chunk_bytes", "must be >= 1024");
-  return Status::Ok();
+  return section.Check(u->Validate());
 }
 
 Status ReadMemoryGrid(const YamlReader& section, MemoryGrid* m) {
@@ -71,18 +66,7 @@ Status ReadMemoryGrid(const YamlReader& section, MemoryGrid* m) {
   SD_RETURN_IF_ERROR(section.Get("max_map50_drop", &m->max_map50_drop));
   SD_RETURN_IF_ERROR(section.Get("max_forgetting", &m->max_forgetting));
   SD_RETURN_IF_ERROR(section.Get("seeds", &m->seeds));
-  if (m->stride < 1) return section.Error("stride", "must be >= 1");
-  if (m->round_every < 1) return section.Error("round_every", "must be >= 1");
-  if (m->iterations < 1) return section.Error("iterations", "must be >= 1");
-  if (m->replay_frames < 1) return section.Error("replay_frames", "must be >= 1");
-  if (m->validation_every < 2) return section.Error("validation_every", "must be >= 2");
-  if (m->validation_frames < 1) return section.Error("validation_frames", "must be >= 1");
-  if (m->memory_frames < 0) return section.Error("memory_frames", "must be >= 0");
-  if (m->longterm_validation_frames < 0) return section.Error("longterm_validation_frames", "must be >= 0");
-  if (!(m->max_map50_drop >= 0)) return section.Error("max_map50_drop", "must be >= 0");
-  if (!(m->max_forgetting >= 0)) return section.Error("max_forgetting", "must be >= 0");
-  if (m->seeds < 1 || m->seeds > 100) return section.Error("seeds", "must be in 1..100");
-  return Status::Ok();
+  return section.Check(m->Validate());
 }
 
 Status ReadClosedLoop(const YamlReader& section, ClosedLoopOptions* loop) {
@@ -90,9 +74,7 @@ Status ReadClosedLoop(const YamlReader& section, ClosedLoopOptions* loop) {
   SD_RETURN_IF_ERROR(section.Get("steps", &loop->steps));
   SD_RETURN_IF_ERROR(section.Get("replay_frames", &loop->replay_frames));
   SD_RETURN_IF_ERROR(section.Get("score_from", &loop->score_from));
-  Status valid = loop->Validate();
-  if (!valid.ok()) return Status::InvalidArgument(section.file() + ": closed_loop: " + valid.message());
-  return Status::Ok();
+  return section.Check(loop->Validate());
 }
 
 Status ReadVariants(const YamlReader& root, BenchConfig* c) {
@@ -193,6 +175,40 @@ Status Parse(const YamlReader& root, BenchConfig* c) {
 }
 
 }  // namespace
+
+Status BenchGrid::Validate() const {
+  for (int b : budgets)
+    if (b < 1) return Invalid("budgets", "every budget must be >= 1 frame");
+  if (!SeedsInRange(seeds)) return Invalid("seeds", "must be in 1..100");
+  return Status::Ok();
+}
+
+Status UpdateGrid::Validate() const {
+  for (double f : fractions)
+    if (!(f > 0 && f < 1)) return Invalid("fractions", "every fraction must be in (0, 1)");
+  if (budget < 1) return Invalid("budget", "must be >= 1");
+  if (round_every < 1 || round_every > budget) return Invalid("round_every", "must be in 1..budget");
+  if (iterations < 1) return Invalid("iterations", "must be >= 1");
+  if (replay_frames < 1) return Invalid("replay_frames", "must be >= 1");
+  if (!SeedsInRange(seeds)) return Invalid("seeds", "must be in 1..100");
+  if (chunk_bytes < 1024) return Invalid("chunk_bytes", "must be >= 1024");
+  return Status::Ok();
+}
+
+Status MemoryGrid::Validate() const {
+  if (stride < 1) return Invalid("stride", "must be >= 1");
+  if (round_every < 1) return Invalid("round_every", "must be >= 1");
+  if (iterations < 1) return Invalid("iterations", "must be >= 1");
+  if (replay_frames < 1) return Invalid("replay_frames", "must be >= 1");
+  if (validation_every < 2) return Invalid("validation_every", "must be >= 2");
+  if (validation_frames < 1) return Invalid("validation_frames", "must be >= 1");
+  if (memory_frames < 0) return Invalid("memory_frames", "must be >= 0");
+  if (longterm_validation_frames < 0) return Invalid("longterm_validation_frames", "must be >= 0");
+  if (!(max_map50_drop >= 0)) return Invalid("max_map50_drop", "must be >= 0");
+  if (!(max_forgetting >= 0)) return Invalid("max_forgetting", "must be >= 0");
+  if (!SeedsInRange(seeds)) return Invalid("seeds", "must be in 1..100");
+  return Status::Ok();
+}
 
 StatusOr<BenchConfig> LoadBenchConfig(const std::string& path) {
   // A stream that differs from another in a few keys says so with `base:` instead of copying it.

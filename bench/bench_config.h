@@ -29,6 +29,10 @@ struct BenchGrid {
   std::vector<int> budgets;  // frames queried over the whole stream
   int seeds = 3;             // seeds 1..seeds: sampler (random), training order and augmentation
   bool all_frames_baseline = true;
+
+  // "<field>: <problem>" for budgets or seeds out of range (the reader resolves `strategies`
+  // against the strategies and the config's variants).
+  Status Validate() const;
 };
 
 // --updates: the server's rounds on the frames one strategy sent, per update encoding.
@@ -44,6 +48,8 @@ struct UpdateGrid {
   int seeds = 3;
   bool zstd = true;
   int chunk_bytes = 256 << 10;
+
+  Status Validate() const;  // "<field>: <problem>", the field named as its YAML key
 };
 
 // --memory: the server's rounds on a stream whose conditions change and come back, with the
@@ -61,6 +67,8 @@ struct MemoryGrid {
   double max_map50_drop = 0.02;
   double max_forgetting = 0.03;
   int seeds = 3;
+
+  Status Validate() const;  // "<field>: <problem>", the field named as its YAML key
 };
 
 // A held-out set scored on its own (the stream section's eval conditions).

@@ -7,10 +7,11 @@
 namespace sd {
 
 Status ClosedLoopOptions::Validate() const {
-  if (round_every < 1) return Status::InvalidArgument("round_every must be >= 1");
-  if (steps < 1) return Status::InvalidArgument("steps must be >= 1");
-  if (replay_frames < 1) return Status::InvalidArgument("replay_frames must be >= 1");
-  if (score_from < 0) return Status::InvalidArgument("score_from must be >= 0");
+  // The field first, named as its YAML key (closed_loop.<field>), for the reader to point at it.
+  if (round_every < 1) return Status::InvalidArgument("round_every: must be >= 1");
+  if (steps < 1) return Status::InvalidArgument("steps: must be >= 1");
+  if (replay_frames < 1) return Status::InvalidArgument("replay_frames: must be >= 1");
+  if (score_from < 0) return Status::InvalidArgument("score_from: must be >= 0");
   return Status::Ok();
 }
 
@@ -64,7 +65,7 @@ StatusOr<ClosedLoopRun> ReplayClosedLoop(const std::string& start_weights, const
                                          const SamplerOptions& sampler, const ClosedLoopOptions& loop,
                                          const TrainerOptions& training, const InferenceOptions& inference,
                                          const std::vector<std::vector<LabelledFrame>>& evals) {
-  SD_RETURN_IF_ERROR(loop.Validate());
+  SD_RETURN_IF_ERROR(loop.Validate().WithContext("closed loop"));
   if (stream.frames.empty()) return Status::InvalidArgument("closed loop: the stream has no frames");
   if (loop.score_from >= static_cast<int64_t>(stream.frames.size()))
     return Status::InvalidArgument("closed loop: score_from " + std::to_string(loop.score_from) +

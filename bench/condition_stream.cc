@@ -41,17 +41,7 @@ Status ReadCondition(const YamlReader& c, const std::string& name, Condition* ou
   SD_RETURN_IF_ERROR(c.Get("noise", &out->noise));
   SD_RETURN_IF_ERROR(c.Get("empty_share", &out->empty_share));
   SD_RETURN_IF_ERROR(c.Get("empty_period", &out->empty_period));
-  if (!(out->zoom >= 0.5 && out->zoom <= 4)) return c.Error("zoom", "must be in [0.5, 4]");
-  if (std::abs(out->shift_x) > 1000 || std::abs(out->shift_y) > 1000) return c.Error("shift", "must be within 1000 pixels");
-  if (!(out->blur >= 0 && out->blur <= 50)) return c.Error("blur", "must be in [0, 50] pixels");
-  if (!(out->gamma > 0 && out->gamma <= 10)) return c.Error("gamma", "must be in (0, 10]");
-  if (!(out->gain > 0 && out->gain <= 10)) return c.Error("gain", "must be in (0, 10]");
-  if (!(out->haze >= 0 && out->haze <= 1)) return c.Error("haze", "must be in [0, 1]");
-  if (!(out->streaks >= 0 && out->streaks <= 1)) return c.Error("streaks", "must be in [0, 1]");
-  if (!(out->noise >= 0 && out->noise <= 100)) return c.Error("noise", "must be in [0, 100] grey levels");
-  if (!(out->empty_share >= 0 && out->empty_share < 1)) return c.Error("empty_share", "must be in [0, 1)");
-  if (out->empty_period < 2 || out->empty_period > 100000) return c.Error("empty_period", "must be in [2, 100000] frames");
-  return Status::Ok();
+  return c.Check(out->Validate());
 }
 
 Status ReadBlock(const YamlReader& b, const ConditionStreamSpec& spec, ConditionBlock* out) {
@@ -91,6 +81,23 @@ std::string Condition::Describe() const {
     described += text;
   }
   return described;
+}
+
+Status Condition::Validate() const {
+  auto invalid = [](const std::string& key, const std::string& problem) {
+    return Status::InvalidArgument(key + ": " + problem);
+  };
+  if (!(zoom >= 0.5 && zoom <= 4)) return invalid("zoom", "must be in [0.5, 4]");
+  if (std::abs(shift_x) > 1000 || std::abs(shift_y) > 1000) return invalid("shift", "must be within 1000 pixels");
+  if (!(blur >= 0 && blur <= 50)) return invalid("blur", "must be in [0, 50] pixels");
+  if (!(gamma > 0 && gamma <= 10)) return invalid("gamma", "must be in (0, 10]");
+  if (!(gain > 0 && gain <= 10)) return invalid("gain", "must be in (0, 10]");
+  if (!(haze >= 0 && haze <= 1)) return invalid("haze", "must be in [0, 1]");
+  if (!(streaks >= 0 && streaks <= 1)) return invalid("streaks", "must be in [0, 1]");
+  if (!(noise >= 0 && noise <= 100)) return invalid("noise", "must be in [0, 100] grey levels");
+  if (!(empty_share >= 0 && empty_share < 1)) return invalid("empty_share", "must be in [0, 1)");
+  if (empty_period < 2 || empty_period > 100000) return invalid("empty_period", "must be in [2, 100000] frames");
+  return Status::Ok();
 }
 
 const Condition* ConditionStreamSpec::Find(const std::string& name) const {

@@ -41,6 +41,8 @@ struct Condition {
   int empty_period = 50;   // frames, >= 2
 
   std::string Describe() const;  // every key with its value, for the stream's hash
+  // "<key>: <problem>" for a value out of range (shift_x and shift_y are the key `shift`).
+  Status Validate() const;
 };
 
 struct ConditionBlock {

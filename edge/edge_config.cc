@@ -100,9 +100,7 @@ Status ReadSamplerOptions(const YamlReader& s, SamplerOptions* o) {
   SD_RETURN_IF_ERROR(s.Get("ams_update_every", &o->ams_update_every));
   SD_RETURN_IF_ERROR(s.Get("coverage_share", &o->coverage_share));
   SD_RETURN_IF_ERROR(s.Get("diversity_weight", &o->diversity_weight));
-  Status valid = o->Validate();
-  if (!valid.ok()) return Status::InvalidArgument(s.file() + ": " + valid.message());
-  return Status::Ok();
+  return s.Check(o->Validate(), {{"aggregate", "score"}});
 }
 
 namespace {

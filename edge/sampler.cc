@@ -70,61 +70,66 @@ double SamplerOptions::CoverageGapSeconds() const {
 }
 
 Status SamplerOptions::Validate() const {
-  auto bad = [](const std::string& what) { return Status::InvalidArgument("sampler: " + what); };
+  // "<field>: <problem>": a config reader reports it at the field's key and line.
+  auto bad = [](const std::string& field, const std::string& what) {
+    return Status::InvalidArgument(field + ": " + what);
+  };
   auto str = [](double v) { return std::to_string(v); };
   const auto& all = AllSamplerStrategies();
-  if (std::find(all.begin(), all.end(), strategy) == all.end()) return bad("strategy out of range");
+  if (std::find(all.begin(), all.end(), strategy) == all.end()) return bad("strategy", "out of range");
   if (!std::isfinite(budget_per_minute) || budget_per_minute < 0) {
-    return bad("budget_per_minute must be >= 0 (0: no rate limit), got " + str(budget_per_minute));
+    return bad("budget_per_minute", "must be >= 0 (0: no rate limit), got " + str(budget_per_minute));
   }
-  if (budget_total < 0) return bad("budget_total must be >= 0 (0: unlimited), got " + std::to_string(budget_total));
+  if (budget_total < 0) return bad("budget_total", "must be >= 0 (0: unlimited), got " + std::to_string(budget_total));
   if (strategy == SamplerStrategy::kFirstN && budget_total == 0) {
-    return bad("first_n takes the first budget_total frames: set budget_total > 0");
+    return bad("budget_total", "first_n takes the first budget_total frames; set it > 0");
   }
   if (!(uniform_probability >= 0 && uniform_probability <= 1)) {
-    return bad("uniform_probability must be in [0, 1], got " + str(uniform_probability));
+    return bad("uniform_probability", "must be in [0, 1], got " + str(uniform_probability));
   }
-  if (uniform_every < 0) return bad("uniform_every must be >= 0, got " + std::to_string(uniform_every));
+  if (uniform_every < 0) return bad("uniform_every", "must be >= 0, got " + std::to_string(uniform_every));
   if (percentile && !(*percentile >= 0 && *percentile <= 100)) {
-    return bad("percentile must be in [0, 100], got " + str(*percentile));
+    return bad("percentile", "must be in [0, 100], got " + str(*percentile));
   }
-  if (warmup_frames < 0) return bad("warmup_frames must be >= 0, got " + std::to_string(warmup_frames));
-  if (window_frames < 1) return bad("window_frames must be >= 1, got " + std::to_string(window_frames));
-  if (diversity_history < 1) return bad("diversity_history must be >= 1, got " + std::to_string(diversity_history));
-  if (pool_size < 0) return bad("pool_size must be >= 0 (0: from budget_per_minute), got " + std::to_string(pool_size));
+  if (warmup_frames < 0) return bad("warmup_frames", "must be >= 0, got " + std::to_string(warmup_frames));
+  if (window_frames < 1) return bad("window_frames", "must be >= 1, got " + std::to_string(window_frames));
+  if (diversity_history < 1) return bad("diversity_history", "must be >= 1, got " + std::to_string(diversity_history));
+  if (pool_size < 0) return bad("pool_size", "must be >= 0 (0: from budget_per_minute), got " + std::to_string(pool_size));
   if (!(pool_window_s > 0) || !std::isfinite(pool_window_s)) {
-    return bad("pool_window_s must be > 0, got " + str(pool_window_s));
+    return bad("pool_window_s", "must be > 0, got " + str(pool_window_s));
   }
   if (!(gamma >= 1) || !std::isfinite(gamma)) {
-    return bad("gamma must be >= 1 (candidates per frame sent), got " + str(gamma));
+    return bad("gamma", "must be >= 1 (candidates per frame sent), got " + str(gamma));
   }
   if (strategy == SamplerStrategy::kTopConfidenceDiversity) {
     const int per_pool = PoolBudget();
     if (per_pool < 1) {
-      return bad("top_confidence_diversity needs pool_size > 0, or budget_per_minute x pool_window_s / 60 >= 1 (got " +
-                 str(budget_per_minute * pool_window_s / 60.0) + ")");
+      return bad("pool_size", "top_confidence_diversity needs pool_size > 0, or budget_per_minute x "
+                              "pool_window_s / 60 >= 1 (got " + str(budget_per_minute * pool_window_s / 60.0) + ")");
     }
     if (gamma * per_pool > kMaxPoolCandidates + 1e-9) {
-      return bad("gamma x pool_size = " + str(gamma * per_pool) + " candidates; at most " +
+      return bad("gamma", "gamma x pool_size = " + str(gamma * per_pool) + " candidates; at most " +
                  std::to_string(kMaxPoolCandidates) + " frames may be held");
     }
   }
-  if (!(ams_min_rate > 0) || !std::isfinite(ams_max_rate) || ams_max_rate < ams_min_rate) {
-    return bad("need 0 < ams_min_rate <= ams_max_rate, got " + str(ams_min_rate) + " and " + str(ams_max_rate));
+  if (!std::isfinite(ams_max_rate)) return bad("ams_max_rate", "must be finite, got " + str(ams_max_rate));
+  if (!(ams_min_rate > 0) || ams_max_rate < ams_min_rate) {
+    return bad("ams_min_rate",
+               "need 0 < ams_min_rate <= ams_max_rate, got " + str(ams_min_rate) + " and " + str(ams_max_rate));
   }
   if (!(ams_initial_rate >= ams_min_rate && ams_initial_rate <= ams_max_rate)) {
-    return bad("ams_initial_rate must be in [ams_min_rate, ams_max_rate], got " + str(ams_initial_rate));
+    return bad("ams_initial_rate", "must be in [ams_min_rate, ams_max_rate], got " + str(ams_initial_rate));
   }
   if (strategy == SamplerStrategy::kPacedConfidenceDiversity && !(budget_per_minute > 0)) {
-    return bad("paced_confidence_diversity sends one frame per 60 / budget_per_minute s: set budget_per_minute > 0");
+    return bad("budget_per_minute", "paced_confidence_diversity sends one frame per 60 / budget_per_minute s; set it > 0");
   }
   if (!(diversity_weight >= 0) || !std::isfinite(diversity_weight)) {
-    return bad("diversity_weight must be >= 0, got " + str(diversity_weight));
+    return bad("diversity_weight", "must be >= 0, got " + str(diversity_weight));
   }
   if (!(coverage_share >= 0 && coverage_share <= 1)) {
-    return bad("coverage_share must be in [0, 1] (0: off), got " + str(coverage_share));
+    return bad("coverage_share", "must be in [0, 1] (0: off), got " + str(coverage_share));
   }
-  if (ams_update_every < 1) return bad("ams_update_every must be >= 1, got " + std::to_string(ams_update_every));
+  if (ams_update_every < 1) return bad("ams_update_every", "must be >= 1, got " + std::to_string(ams_update_every));
   switch (aggregate) {
     case ScoreAggregate::kMax:
     case ScoreAggregate::kMin:
@@ -132,7 +137,7 @@ Status SamplerOptions::Validate() const {
     case ScoreAggregate::kSum:
       return Status::Ok();
   }
-  return bad("aggregate out of range");
+  return bad("aggregate", "out of range");
 }
 
 namespace {
@@ -199,7 +204,7 @@ std::vector<int64_t> Sampler::TakeDropped() { return {}; }
 void Sampler::OnTeacherAgreement(double) {}
 
 StatusOr<std::unique_ptr<Sampler>> CreateSampler(const SamplerOptions& options) {
-  SD_RETURN_IF_ERROR(options.Validate());
+  SD_RETURN_IF_ERROR(options.Validate().WithContext("sampler"));
   switch (options.strategy) {
     case SamplerStrategy::kTopConfidenceDiversity:
       return MakePoolSampler(options);

@@ -126,7 +126,8 @@ struct SamplerOptions {
   double coverage_share = 0.25;
 
   // The one check of these options (CreateSampler runs it; a config reader runs it after
-  // reading): InvalidArgument "sampler: ..." naming the key at fault.
+  // reading): InvalidArgument "<field>: <problem>", the field first (`aggregate` is the YAML
+  // key `score`), so that YamlReader::Check reports it at the key's path and line.
   Status Validate() const;
   double EffectivePercentile() const;
   // top_confidence_diversity: frames sent per pool, as configured or derived (valid options).

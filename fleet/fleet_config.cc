@@ -11,6 +11,11 @@ namespace {
 
 bool Overlap(const FrameRange& a, const FrameRange& b) { return a.begin < b.end && b.begin < a.end; }
 
+// A Validate() message: the field first, named as its YAML key, for YamlReader::Check.
+Status Invalid(const std::string& key, const std::string& problem) {
+  return Status::InvalidArgument(key + ": " + problem);
+}
+
 Status ReadCamera(const YamlReader& cameras, const std::string& device, int detect_every, CameraView* view) {
   SD_ASSIGN_OR_RETURN(YamlReader c, cameras.Child(device));
   view->device = device;
@@ -19,12 +24,8 @@ Status ReadCamera(const YamlReader& cameras, const std::string& device, int dete
   SD_RETURN_IF_ERROR(c.Require("uri", &view->uri));
   SD_RETURN_IF_ERROR(ReadFrameRange(c, "train_frames", &view->train_frames));
   SD_RETURN_IF_ERROR(ReadFrameRange(c, "holdout_frames", &view->holdout_frames));
-  if (Overlap(view->train_frames, view->holdout_frames))
-    return c.Error("holdout_frames", "must not overlap train_frames: held-out frames are never sent");
   SD_RETURN_IF_ERROR(c.Get("holdout_stride", &view->holdout_stride));
-  if (view->holdout_stride < 1) return c.Error("holdout_stride", "must be >= 1");
   SD_RETURN_IF_ERROR(c.Get("start_offset", &view->start_offset));
-  if (view->start_offset < 0) return c.Error("start_offset", "must be >= 0");
   std::vector<int> crop;
   SD_RETURN_IF_ERROR(c.Get("crop", &crop));
   if (!crop.empty()) {
@@ -33,31 +34,24 @@ Status ReadCamera(const YamlReader& cameras, const std::string& device, int dete
     view->crop = cv::Rect(crop[0], crop[1], crop[2], crop[3]);
   }
   SD_RETURN_IF_ERROR(c.Get("mirror", &view->mirror));
-  if (view->synthetic() && (!view->crop.empty() || view->mirror))
-    return c.Error("crop", "crop and mirror are for videos: a synthetic scene's ground truth would not follow them");
   SD_RETURN_IF_ERROR(c.Get("brightness", &view->brightness));
   std::vector<double> shift{0, 0, 0};
   SD_RETURN_IF_ERROR(c.Get("colour_shift", &shift));
   if (shift.size() != 3) return c.Error("colour_shift", "expected [blue, green, red]");
   view->colour_shift = cv::Scalar(shift[0], shift[1], shift[2]);
   SD_RETURN_IF_ERROR(c.Get("detect_every", &view->detect_every));
-  if (view->detect_every < 1) return c.Error("detect_every", "must be >= 1");
-  return Status::Ok();
+  return c.Check(view->Validate());
 }
 
 Status Parse(const YamlReader& root, FleetConfig* c) {
   SD_RETURN_IF_ERROR(root.Get("seconds", &c->seconds));
   SD_RETURN_IF_ERROR(root.Get("time_scale", &c->time_scale));
-  if (!(c->seconds > 0)) return root.Error("seconds", "must be > 0");
-  if (!(c->time_scale > 0)) return root.Error("time_scale", "must be > 0");
   SD_RETURN_IF_ERROR(root.Get("server_config", &c->server_config));
   SD_RETURN_IF_ERROR(root.Get("edge_config", &c->edge_config));
   SD_RETURN_IF_ERROR(root.Get("label_cache_dir", &c->label_cache_dir));
   SD_RETURN_IF_ERROR(root.Get("usage_every_s", &c->usage_every_s));
-  if (!(c->usage_every_s > 0)) return root.Error("usage_every_s", "must be > 0");
   SD_RETURN_IF_ERROR(root.Get("lone_camera", &c->lone_camera));
   SD_RETURN_IF_ERROR(root.Get("detect_every", &c->detect_every));
-  if (c->detect_every < 1) return root.Error("detect_every", "must be >= 1");
   if (!root.Has("cameras")) return root.Error("cameras", "missing required key");
   SD_ASSIGN_OR_RETURN(YamlReader cameras, root.Child("cameras"));
   for (const std::string& device : cameras.Keys()) {
@@ -65,9 +59,7 @@ Status Parse(const YamlReader& root, FleetConfig* c) {
     SD_RETURN_IF_ERROR(ReadCamera(cameras, device, c->detect_every, &view));
     c->cameras.push_back(std::move(view));
   }
-  if (c->cameras.empty()) return root.Error("cameras", "needs at least one camera");
-  if (c->lone_camera < 0 || c->lone_camera >= static_cast<int>(c->cameras.size()))
-    return root.Error("lone_camera", "must be the position of a camera under `cameras`");
+  SD_RETURN_IF_ERROR(root.Check(c->Validate()));
   SD_ASSIGN_OR_RETURN(YamlReader groups, root.Child("groups"));
   for (const std::string& name : groups.Keys()) {
     std::vector<std::string> members;
@@ -81,6 +73,28 @@ Status Parse(const YamlReader& root, FleetConfig* c) {
 }
 
 }  // namespace
+
+Status CameraView::Validate() const {
+  if (Overlap(train_frames, holdout_frames))
+    return Invalid("holdout_frames", "must not overlap train_frames: held-out frames are never sent");
+  if (holdout_stride < 1) return Invalid("holdout_stride", "must be >= 1");
+  if (start_offset < 0) return Invalid("start_offset", "must be >= 0");
+  if (synthetic() && (!crop.empty() || mirror))
+    return Invalid("crop", "crop and mirror are for videos: a synthetic scene's ground truth would not follow them");
+  if (detect_every < 1) return Invalid("detect_every", "must be >= 1");
+  return Status::Ok();
+}
+
+Status FleetConfig::Validate() const {
+  if (!(seconds > 0)) return Invalid("seconds", "must be > 0");
+  if (!(time_scale > 0)) return Invalid("time_scale", "must be > 0");
+  if (!(usage_every_s > 0)) return Invalid("usage_every_s", "must be > 0");
+  if (detect_every < 1) return Invalid("detect_every", "must be >= 1");
+  if (cameras.empty()) return Invalid("cameras", "needs at least one camera");
+  if (lone_camera < 0 || lone_camera >= static_cast<int>(cameras.size()))
+    return Invalid("lone_camera", "must be the position of a camera under `cameras`");
+  return Status::Ok();
+}
 
 std::string CameraView::PixelsFingerprint() const {
   char text[160];

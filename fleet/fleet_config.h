@@ -29,6 +29,9 @@ struct CameraView {
   int detect_every = 1;                 // the student runs on every k-th frame (default: the fleet's)
 
   bool synthetic() const { return uri.rfind("synthetic:", 0) == 0; }
+  // "<key>: <problem>" for a value out of range or settings that do not go together (the
+  // reader checks `crop`'s list itself: an empty cv::Rect is "no crop").
+  Status Validate() const;
   // Names every setting that changes the pixels (not the timing): equal strings, equal frames.
   std::string PixelsFingerprint() const;
 };
@@ -45,6 +48,10 @@ struct FleetConfig {
   std::vector<CameraView> cameras;
   // Shared students (server.yaml `groups`): group name -> cameras that share one student.
   std::map<std::string, std::vector<std::string>> groups;
+
+  // "<key>: <problem>" for the fleet's own values; each camera has its Validate() (the reader
+  // checks that groups name cameras).
+  Status Validate() const;
 };
 
 StatusOr<FleetConfig> LoadFleetConfig(const std::string& path);

@@ -2,9 +2,12 @@
 
 #include <sys/stat.h>
 
+#include <cmath>
+
 #include <spdlog/spdlog.h>
 
 #include "common/base/log_safe.h"
+#include "server/frame_records.h"
 
 namespace sd {
 namespace {
@@ -63,7 +66,19 @@ DeviceRegistry::DeviceRegistry(Options options, DeviceMaker make_device)
       poll_s_(options.poll_s),
       make_device_(std::move(make_device)) {}
 
+Status DeviceRegistry::Options::Validate() const {
+  if (!(poll_s >= 0) || !std::isfinite(poll_s))
+    return Status::InvalidArgument("poll_s: must be >= 0 (0: no watcher), got " + std::to_string(poll_s));
+  for (const auto& [id, token] : inline_tokens) {
+    if (!IsValidDeviceId(id))
+      return Status::InvalidArgument("inline_tokens: '" + LogSafe(id) + "' is not a valid device id");
+    if (token.empty()) return Status::InvalidArgument("inline_tokens: device '" + LogSafe(id) + "' has an empty token");
+  }
+  return Status::Ok();
+}
+
 StatusOr<std::unique_ptr<DeviceRegistry>> DeviceRegistry::Create(Options options, DeviceMaker make_device) {
+  SD_RETURN_IF_ERROR(options.Validate().WithContext("device registry"));
   std::unique_ptr<DeviceRegistry> registry(new DeviceRegistry(std::move(options), std::move(make_device)));
   // Inline tokens are hashed like the devices file's, so one comparison serves both.
   auto devices = std::make_shared<DeviceMap>();

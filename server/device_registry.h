@@ -45,6 +45,10 @@ class DeviceRegistry {
     std::map<std::string, std::string> inline_tokens;  // server.yaml's devices: id -> token
     std::unique_ptr<EnrolmentSource> source;           // null: no devices file
     double poll_s = 0;                                 // > 0: watch the source that often
+
+    // "<field>: <problem>": poll_s finite and >= 0, inline ids usable as device ids, tokens
+    // not empty. Create runs it.
+    Status Validate() const;
   };
   // Makes every inline device and every device the source lists. A source that has nothing yet
   // is no error.

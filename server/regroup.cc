@@ -151,18 +151,29 @@ Status TrainingPool::RegroupLocked() {
       made.push_back(std::move(unit));
     }
     for (auto& [key, unit] : replaced) unit->retired = true;
-    {
-      // One step for every reader: the devices' units, the units, the scheduler and the pauses,
-      // which follow a device into its new unit (a unit is paused while any member is).
+    for (;;) {
+      // The pauses follow a device into its new unit (a unit is paused while any member is).
+      // They are read with mu_ not held and applied only if no other reading began meanwhile
+      // (as RefreshPaused does): an admin action between the two steps makes this read again.
+      uint64_t reading = 0;
+      {
+        MutexLock lock(&mu_);
+        reading = ++pause_readings_;
+      }
+      std::vector<bool> paused;  // of `made`, in order
+      for (const auto& unit : made) paused.push_back(AnyMemberPaused(*unit));
+      // One step for every reader: the devices' units, the units, the scheduler and the pauses.
       MutexLock lock(&mu_);
+      if (pause_readings_ != reading) continue;
       for (const auto& unit : made)
         for (const std::string& member : unit->members) unit_of_[member] = unit;
       for (const auto& [key, unit] : replaced)
         if (auto it = units_.find(key); it != units_.end() && it->second == unit) units_.erase(it);
       for (const auto& unit : made) units_[unit->key] = unit;
       scheduler_.Regrouped(sources, SteadySeconds());
-      for (const auto& unit : made) scheduler_.SetPaused(unit->key, AnyMemberPaused(*unit), SteadySeconds());
+      for (size_t i = 0; i < made.size(); ++i) scheduler_.SetPaused(made[i]->key, paused[i], SteadySeconds());
       work_cv_.SignalAll();
+      break;
     }
     if (stopping_)  // BeginShutdown may have cancelled the units before these replaced them
       for (const auto& unit : made) unit->trainer->Cancel();

@@ -88,13 +88,15 @@ Status ServerCore::Init(TeacherFactory teachers) {
     SD_ASSIGN_OR_RETURN(admin_, FileAdminStore::Open(config_.env, config_.storage_dir));
   }
   publisher_ = std::make_unique<Publisher>(config_, store_.get());
+  // The pool and the intake find devices in the registry, made below: by then it exists.
+  auto find_device = [this](const std::string& id) { return registry_->Find(id); };
   TrainingPool::Deps pool;
   pool.config = &config_;
   pool.store = store_.get();
   pool.publisher = publisher_.get();
   pool.admin = admin_.get();
   pool.metrics = &metrics_;
-  pool.find_device = [this](const std::string& id) { return registry_->Find(id); };
+  pool.find_device = find_device;
   pool.device_ids = [this] { return registry_->Ids(); };
   if (cluster_) pool.served_here = [this](const std::string& id) { return cluster_->leases().Held(id) > 0; };
   pool_ = std::make_unique<TrainingPool>(std::move(pool), layout_model->TensorSizes());
@@ -104,7 +106,7 @@ Status ServerCore::Init(TeacherFactory teachers) {
   intake.labeler = labeler_.get();
   intake.pool = pool_.get();
   intake.metrics = &metrics_;
-  intake.find_device = [this](const std::string& id) { return registry_->Find(id); };
+  intake.find_device = find_device;
   intake_ = std::make_unique<FrameIntake>(std::move(intake));
   // Bounds hold after a restart too, and before any stream adds to them.
   for (const std::string& id : store_->Devices()) intake_->Prune(id, /*at_start=*/true);

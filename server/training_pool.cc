@@ -114,24 +114,36 @@ void TrainingPool::OnNewFrame(const std::string& device_id, double image_score) 
 }
 
 bool TrainingPool::AnyMemberPaused(const TrainingUnit& unit) const {
-  for (const std::string& member : unit.members)
+  for (const std::string& member : unit.members)  // members never change: no lock needed
     if (deps_.admin->Get(member).paused) return true;
   return false;
 }
 
 void TrainingPool::RefreshPaused(const std::string& device_id) {
-  // Under mu_ with the device's current unit: a regroup that moves the device applies the
-  // admin store's pauses to the new unit under mu_ too, so whichever comes last reads the
-  // newest state.
-  MutexLock lock(&mu_);
-  auto it = unit_of_.find(device_id);
-  if (it == unit_of_.end()) return;
-  const TrainingUnit& unit = *it->second;
-  const bool paused = AnyMemberPaused(unit) || !ServedHere(unit);
-  scheduler_.SetPaused(unit.key, paused, SteadySeconds());
-  if (paused && !unit.group.empty() && deps_.admin->Get(device_id).paused)
-    spdlog::debug("{}: paused while {} is", unit.label, LogSafe(device_id));
-  work_cv_.SignalAll();
+  // The admin store is read with mu_ not held, between two steps under it: the device's unit
+  // is taken with a reading number, and the pause applies only if no other reading (another
+  // refresh, or a regroup's) began meanwhile; otherwise it is read again. So the reading
+  // applied last began last and saw the newest state, and a regroup that moved the device
+  // between the steps made this one start over with the new unit.
+  for (;;) {
+    std::shared_ptr<TrainingUnit> unit;
+    uint64_t reading = 0;
+    {
+      MutexLock lock(&mu_);
+      auto it = unit_of_.find(device_id);
+      if (it == unit_of_.end()) return;
+      unit = it->second;
+      reading = ++pause_readings_;
+    }
+    const bool paused = AnyMemberPaused(*unit) || !ServedHere(*unit);
+    const bool device_paused = paused && !unit->group.empty() && deps_.admin->Get(device_id).paused;
+    MutexLock lock(&mu_);
+    if (pause_readings_ != reading) continue;
+    scheduler_.SetPaused(unit->key, paused, SteadySeconds());
+    if (device_paused) spdlog::debug("{}: paused while {} is", unit->label, LogSafe(device_id));
+    work_cv_.SignalAll();
+    return;
+  }
 }
 
 bool TrainingPool::ServedHere(const TrainingUnit& unit) const {
@@ -164,18 +176,26 @@ StatusOr<bool> TrainingPool::CatchUp(const std::string& device_id) {
 Status TrainingPool::RequestRound(const std::string& device_id) {
   std::shared_ptr<TrainingUnit> unit = UnitOf(device_id);
   if (!unit) return Status::NotFound("unknown device '" + LogSafe(device_id) + "'");
-  if (AnyMemberPaused(*unit)) return Status::FailedPrecondition(unit->label + " is paused; resume it first");
-  int64_t frames = 0;  // read with no lock held: the store is slow
-  for (const std::string& member : unit->members) frames += deps_.store->Count(member, false);
-  if (frames == 0) return Status::FailedPrecondition(unit->label + " has no training frames yet");
-  MutexLock lock(&mu_);
-  // A regroup may have moved the device meanwhile: the request goes to its unit now, which
-  // holds the frames counted above, unless that unit is paused.
-  const std::shared_ptr<TrainingUnit>& now = unit_of_.at(device_id);
-  if (now != unit && AnyMemberPaused(*now)) return Status::FailedPrecondition(now->label + " is paused; resume it first");
-  scheduler_.RequestRound(now->key, SteadySeconds());
-  work_cv_.SignalAll();
-  return Status::Ok();
+  int64_t frames = -1;
+  for (;;) {
+    // Pauses and frames are read with no lock held: the store is slow.
+    if (AnyMemberPaused(*unit)) return Status::FailedPrecondition(unit->label + " is paused; resume it first");
+    if (frames < 0) {
+      frames = 0;
+      for (const std::string& member : unit->members) frames += deps_.store->Count(member, false);
+      if (frames == 0) return Status::FailedPrecondition(unit->label + " has no training frames yet");
+    }
+    MutexLock lock(&mu_);
+    // A regroup may have moved the device meanwhile: the request goes to its unit now, which
+    // holds the frames counted above, unless that unit is paused (checked on the next turn).
+    const std::shared_ptr<TrainingUnit>& now = unit_of_.at(device_id);
+    if (now == unit) {
+      scheduler_.RequestRound(now->key, SteadySeconds());
+      work_cv_.SignalAll();
+      return Status::Ok();
+    }
+    unit = now;
+  }
 }
 
 StatusOr<std::optional<RoundResult>> TrainingPool::RunScheduledRound() {

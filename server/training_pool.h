@@ -112,9 +112,11 @@ class TrainingPool {
   // unless another worker is at it.
   Status RegroupLocked() SD_REQUIRES(regroup_mu_) SD_EXCLUDES(mu_);
   void RegroupWhenDue() SD_EXCLUDES(regroup_mu_);
-  // Whether any member of `unit` is paused by an admin.
-  bool AnyMemberPaused(const TrainingUnit& unit) const;
-  // Whether this replica serves every member of `unit` (always, without replicas).
+  // Whether any member of `unit` is paused by an admin. Reads the admin store once per member,
+  // so never under mu_ (RefreshPaused says how its result is applied).
+  bool AnyMemberPaused(const TrainingUnit& unit) const SD_EXCLUDES(mu_);
+  // Whether this replica serves every member of `unit` (always, without replicas). Reads only
+  // this replica's lease table in memory: cheap, may be called under mu_.
   bool ServedHere(const TrainingUnit& unit) const;
   // Every current unit for the log: "auto1=cam1+cam2 cam3" (a device alone by its id).
   std::string UnitsNow() const SD_EXCLUDES(mu_);
@@ -127,8 +129,8 @@ class TrainingPool {
   std::atomic<bool> stopping_{false};
 
   // Lock order: regroup_mu_, then the units' train_mu (a regroup takes several, in the order
-  // of their keys), then mu_. Publishing, the store and the devices' own mutexes are taken with
-  // mu_ not held; the admin store is read under it (its reads never wait for a save).
+  // of their keys), then mu_. Publishing, the store, the admin store and the devices' own
+  // mutexes are taken with mu_ not held.
   Mutex regroup_mu_ SD_ACQUIRED_BEFORE(mu_);  // one Regroup at a time, held through it
   double next_regroup_s_ SD_GUARDED_BY(regroup_mu_) = 0;  // steady clock: when RegroupWhenDue runs next
   int auto_groups_made_ SD_GUARDED_BY(regroup_mu_) = 0;   // names automatic groups: auto1, auto2, ...
@@ -136,6 +138,9 @@ class TrainingPool {
   std::map<std::string, std::shared_ptr<TrainingUnit>> units_ SD_GUARDED_BY(mu_);  // by TrainingUnit::key
   std::map<std::string, std::shared_ptr<TrainingUnit>> unit_of_ SD_GUARDED_BY(mu_);  // by device id
   RoundScheduler scheduler_ SD_GUARDED_BY(mu_);
+  // Counts the readings of the admin store's pauses that will be applied to the scheduler
+  // (RefreshPaused, a regroup's new units): one applies only if none began after it.
+  uint64_t pause_readings_ SD_GUARDED_BY(mu_) = 0;
   CondVar work_cv_{&mu_};  // a unit may have work, or the shutdown began
   std::vector<std::thread> workers_;
 };

@@ -514,6 +514,38 @@ TEST(BenchCliTest, BrokenConfigNamesTheKeyAndExitsTwo) {
   EXPECT_NE(run.output.find("psychic"), std::string::npos) << run.output;
 }
 
+// The grids validate themselves ("<key>: <problem>"); the reader names the key and its line.
+TEST(BenchConfigTest, GridValuesOutOfRangeNameTheirKey) {
+  UpdateGrid updates;
+  updates.round_every = updates.budget + 1;
+  EXPECT_EQ(updates.Validate().message(), "round_every: must be in 1..budget");
+  MemoryGrid memory;
+  memory.validation_every = 1;
+  EXPECT_EQ(memory.Validate().message(), "validation_every: must be >= 2");
+  BenchGrid grid;
+  grid.budgets = {10, 0};
+  EXPECT_EQ(grid.Validate().message(), "budgets: every budget must be >= 1 frame");
+
+  testing::ScopedTempDir dir("sd_bench");
+  const std::string base = "video: \"synthetic:seed=7,frames=100\"\nlabels: ground_truth\ntrain_frames: [0, 60]\n"
+                           "eval_frames: [60, 100]\nstudent: {classes: 2}\n";
+  auto error_of = [&](const std::string& section) {
+    std::ofstream(dir.File("c.yaml")) << base << section;
+    StatusOr<BenchConfig> config = LoadBenchConfig(dir.File("c.yaml"));
+    return config.ok() ? std::string("parsed") : config.status().message();
+  };
+  ASSERT_EQ(error_of(""), "parsed");
+  const std::string file = dir.File("c.yaml");
+  EXPECT_EQ(error_of("grid: {budgets: [0]}\n").rfind(file + ": key 'grid.budgets' (line ", 0), 0u)
+      << error_of("grid: {budgets: [0]}\n");
+  EXPECT_EQ(error_of("updates: {seeds: 0}\n").rfind(file + ": key 'updates.seeds' (line ", 0), 0u)
+      << error_of("updates: {seeds: 0}\n");
+  EXPECT_EQ(error_of("memory: {validation_every: 1}\n").rfind(file + ": key 'memory.validation_every' (line ", 0), 0u)
+      << error_of("memory: {validation_every: 1}\n");
+  EXPECT_EQ(error_of("closed_loop: {steps: 0}\n").rfind(file + ": key 'closed_loop.steps' (line ", 0), 0u)
+      << error_of("closed_loop: {steps: 0}\n");
+}
+
 // `base:` lays a config over another: maps merge key by key, lists and scalars replace, bases
 // chain relative to the file that names them, and a broken chain is an error naming `base`.
 TEST(BenchConfigBaseTest, KeysOverrideTheBaseMapsMergeListsReplace) {

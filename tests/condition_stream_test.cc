@@ -262,6 +262,16 @@ TEST(ConditionStreamTest, ErrorsNameTheKey) {
   }
 }
 
+TEST(ConditionStreamTest, ConditionValidateNamesTheKeyFirst) {
+  EXPECT_TRUE(Condition().Validate().ok());
+  Condition c;
+  c.haze = 1.5;
+  EXPECT_EQ(c.Validate().message(), "haze: must be in [0, 1]");
+  c = Condition();
+  c.shift_y = -2000;
+  EXPECT_EQ(c.Validate().message(), "shift: must be within 1000 pixels");
+}
+
 // A 30-frame source in which a "person" (a bright square) crosses an empty street, 5 pixels a
 // frame: each pixel sees it in at most 2 frames, so the median of all frames is the street.
 std::string WriteCrossingSource(const std::string& dir, cv::Mat* street) {

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "common/base/token_hash.h"
+#include "server/device_registry.h"
 #include "server/devices_file.h"
 #include "server/server.h"
 #include "server/server_config.h"
@@ -270,6 +271,23 @@ TEST_F(EnrolmentTest, TheServerNoticesAChangedFileByItself) {
     if (!accepted) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_TRUE(accepted) << "the enrolment was not picked up";
+}
+
+// The registry's options are checked when it is made, naming the field at fault.
+TEST(DeviceRegistryTest, OptionsValidateNamingTheFieldFirst) {
+  DeviceRegistry::Options options;
+  options.inline_tokens["cam1"] = "secret-token-1";
+  EXPECT_TRUE(options.Validate().ok());
+  options.poll_s = -1;
+  EXPECT_EQ(options.Validate().message().rfind("poll_s: must be >= 0", 0), 0u) << options.Validate().message();
+  options.poll_s = 0;
+  options.inline_tokens["../up"] = "secret-token-2";
+  EXPECT_EQ(options.Validate().message().rfind("inline_tokens: ", 0), 0u) << options.Validate().message();
+  auto registry = DeviceRegistry::Create(std::move(options), [](const std::string&) -> StatusOr<std::unique_ptr<Device>> {
+    return Status::Internal("no device is made for options that are not valid");
+  });
+  ASSERT_FALSE(registry.ok());
+  EXPECT_EQ(registry.status().message().rfind("device registry: inline_tokens: ", 0), 0u) << registry.status().message();
 }
 
 }  // namespace

@@ -69,6 +69,19 @@ TEST(FleetConfigTest, HeldOutFramesMayNotBeSentAndSyntheticScenesAreNotCropped) 
   EXPECT_NE(typo.status().message().find("mirorr"), std::string::npos);
 }
 
+// CameraView and FleetConfig validate themselves; the reader names the key and its line.
+TEST(FleetConfigTest, ValuesOutOfRangeNameTheirKey) {
+  CameraView view;
+  view.holdout_stride = 0;
+  EXPECT_EQ(view.Validate().message().rfind("holdout_stride: must be >= 1", 0), 0u) << view.Validate().message();
+  auto stride = ParseFleetConfig("cameras:\n  a: {uri: v.avi, holdout_stride: 0}\n", "fleet.yaml");
+  ASSERT_FALSE(stride.ok());
+  EXPECT_EQ(stride.status().message(), "fleet.yaml: key 'cameras.a.holdout_stride' (line 2): must be >= 1");
+  auto lone = ParseFleetConfig("lone_camera: 3\ncameras:\n  a: {uri: v.avi}\n", "fleet.yaml");
+  ASSERT_FALSE(lone.ok());
+  EXPECT_EQ(lone.status().message().rfind("fleet.yaml: key 'lone_camera' (line 1): ", 0), 0u) << lone.status().message();
+}
+
 TEST(CameraViewTest, CropMirrorAndShiftMoveThePixels) {
   cv::Mat frame(4, 6, CV_8UC3, cv::Scalar(100, 100, 100));
   frame.at<cv::Vec3b>(1, 2) = cv::Vec3b(250, 0, 10);

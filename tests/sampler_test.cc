@@ -139,8 +139,20 @@ TEST(SamplerOptionsTest, Validation) {
     mutate(o);
     Status s = o.Validate();
     EXPECT_EQ(s.code(), Status::Code::kInvalidArgument) << s.ToString();
-    EXPECT_FALSE(CreateSampler(o).ok());
+    // The field at fault comes first ("gamma: must be >= 1 ..."), for the reader to name its key.
+    const size_t colon = s.message().find(": ");
+    EXPECT_NE(colon, std::string::npos) << s.message();
+    EXPECT_EQ(s.message().substr(0, colon).find(' '), std::string::npos) << s.message();
+    StatusOr<std::unique_ptr<Sampler>> created = CreateSampler(o);
+    EXPECT_FALSE(created.ok());
+    if (!created.ok()) {
+      EXPECT_EQ(created.status().message(), "sampler: " + s.message());
+    }
     return s.message();
+  };
+  auto field_of = [&](auto mutate) {
+    const std::string message = invalid(mutate);
+    return message.substr(0, message.find(": "));
   };
   invalid([](SamplerOptions& o) { o.strategy = static_cast<SamplerStrategy>(42); });
   EXPECT_NE(ParseSamplerStrategy("bogus").status().message().find("bogus"), std::string::npos);
@@ -155,22 +167,25 @@ TEST(SamplerOptionsTest, Validation) {
   invalid([](SamplerOptions& o) { o.window_frames = 0; });
   invalid([](SamplerOptions& o) { o.aggregate = static_cast<ScoreAggregate>(42); });
   invalid([](SamplerOptions& o) { o.percentile = -1; });
-  EXPECT_NE(invalid([](SamplerOptions& o) { o.strategy = SamplerStrategy::kFirstN; }).find("budget_total"), std::string::npos);
+  EXPECT_EQ(field_of([](SamplerOptions& o) { o.strategy = SamplerStrategy::kFirstN; }), "budget_total");
+  EXPECT_EQ(field_of([](SamplerOptions& o) { o.aggregate = static_cast<ScoreAggregate>(42); }), "aggregate");
+  EXPECT_EQ(field_of([](SamplerOptions& o) { o.ams_max_rate = 0.05; }), "ams_min_rate");
+  EXPECT_EQ(field_of([](SamplerOptions& o) { o.ams_max_rate = INFINITY; }), "ams_max_rate");
   invalid([](SamplerOptions& o) { o.diversity_history = 0; });
   invalid([](SamplerOptions& o) { o.pool_size = -1; });
   invalid([](SamplerOptions& o) { o.pool_window_s = 0; });
-  invalid([](SamplerOptions& o) { o.gamma = 0.5; });
+  EXPECT_EQ(invalid([](SamplerOptions& o) { o.gamma = 0.5; }).rfind("gamma: must be >= 1", 0), 0u);
   invalid([](SamplerOptions& o) { o.gamma = NAN; });
   invalid([](SamplerOptions& o) { o.ams_min_rate = 0; });
   invalid([](SamplerOptions& o) { o.ams_max_rate = 0.05; });
   invalid([](SamplerOptions& o) { o.ams_initial_rate = 2; });
   invalid([](SamplerOptions& o) { o.ams_update_every = 0; });
   // top_confidence_diversity needs a pool budget: configured, or from the rate budget.
-  EXPECT_NE(invalid([](SamplerOptions& o) {
+  EXPECT_EQ(field_of([](SamplerOptions& o) {
               o.strategy = SamplerStrategy::kTopConfidenceDiversity;
               o.budget_per_minute = 0;
-            }).find("pool_size"),
-            std::string::npos);
+            }),
+            "pool_size");
   invalid([](SamplerOptions& o) {
     o.strategy = SamplerStrategy::kTopConfidenceDiversity;
     o.budget_per_minute = 0.5;  // half a frame per 60 s pool
@@ -243,14 +258,16 @@ TEST(SamplerOptionsTest, ConfigKeysAreReadAndChecked) {
   EXPECT_EQ(o.ams_min_rate, 0.2);
   EXPECT_EQ(o.ams_max_rate, 2);
   EXPECT_EQ(o.ams_update_every, 7);
-  // Errors name the file and the problem.
+  // Errors name the file, the key with its line, and the problem.
   config = with("top_confidence_diversity", {{"gamma", "0.5"}});
   ASSERT_FALSE(config.ok());
-  EXPECT_NE(config.status().message().find("edge.yaml"), std::string::npos) << config.status().ToString();
-  EXPECT_NE(config.status().message().find("gamma must be >= 1"), std::string::npos) << config.status().ToString();
+  EXPECT_EQ(config.status().message().rfind("edge.yaml: key 'sampling.gamma' (line ", 0), 0u)
+      << config.status().ToString();
+  EXPECT_NE(config.status().message().find("): must be >= 1"), std::string::npos) << config.status().ToString();
   config = with("ams_adaptive", {{"ams_min_rate", "2"}});
   ASSERT_FALSE(config.ok());
-  EXPECT_NE(config.status().message().find("ams_min_rate"), std::string::npos) << config.status().ToString();
+  EXPECT_EQ(config.status().message().rfind("edge.yaml: key 'sampling.ams_min_rate' (line ", 0), 0u)
+      << config.status().ToString();
   config = with("most_interesting", {});
   ASSERT_FALSE(config.ok());
   EXPECT_NE(config.status().message().find("strategy 'most_interesting' unknown"), std::string::npos)

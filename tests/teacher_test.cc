@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "tests/scoped_temp_dir.h"
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
@@ -163,6 +165,19 @@ TEST(DecodeYoloOutputTest, RejectsWrongShapeAndClassMap) {
   o.class_map = {0, 1, 2};
   EXPECT_EQ(DecodeYoloOutput(data.data(), {1, 6, 2}, g, o).status().code(),
             Status::Code::kInvalidArgument);
+}
+
+TEST(DecodeYoloOutputTest, OptionsValidateNamingTheFieldFirst) {
+  EXPECT_TRUE(YoloDecodeOptions().Validate().ok());
+  YoloDecodeOptions o;
+  o.nms_iou = 1.5f;
+  EXPECT_EQ(o.Validate().message().rfind("nms_iou: must be in [0, 1]", 0), 0u) << o.Validate().message();
+  o = YoloDecodeOptions();
+  o.class_map = {0, -2};
+  EXPECT_EQ(o.Validate().message(), "class_map: entries must be >= -1, got -2");
+  o = YoloDecodeOptions();
+  o.score_threshold = NAN;
+  EXPECT_EQ(o.Validate().message(), "score_threshold: must be finite");
 }
 
 // ---------------------------------------------------------------------------------------------

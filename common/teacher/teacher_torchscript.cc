@@ -7,16 +7,16 @@
 #include <opencv2/imgproc.hpp>
 
 #include "common/teacher/teacher_internal.h"
-#include "common/teacher/yolo_decode.h"
+#include "common/teacher/yolo_teacher.h"
 
 namespace sd {
 namespace teacher_internal {
 namespace {
 
 // Letterboxed, RGB, 0..1, NCHW: what YOLOv8 models are trained on.
-torch::Tensor ToInputTensor(const cv::Mat& bgr, const Letterbox& geometry) {
+torch::Tensor ToInputTensor(const cv::Mat& letterboxed_bgr) {
   cv::Mat rgb;
-  cv::cvtColor(ApplyLetterbox(bgr, geometry), rgb, cv::COLOR_BGR2RGB);
+  cv::cvtColor(letterboxed_bgr, rgb, cv::COLOR_BGR2RGB);
   cv::Mat scaled;
   rgb.convertTo(scaled, CV_32FC3, 1.0 / 255.0);
   // from_blob borrows `scaled`; contiguous() after permute makes the copy that outlives it.
@@ -39,23 +39,20 @@ StatusOr<torch::Tensor> PredictionTensor(const torch::IValue& out) {
                                  ", expected a tensor or a tuple/list starting with one");
 }
 
-class TorchScriptTeacher : public Teacher {
+class TorchScriptTeacher : public YoloTeacher {
  public:
-  TorchScriptTeacher(const TeacherOptions& options, std::string model_hash, torch::jit::Module m)
-      : options_(options), model_hash_(std::move(model_hash)), module_(std::move(m)) {
-    decode_.score_threshold = options.score_threshold;
-    decode_.nms_iou = options.nms_iou;
-    decode_.class_map = options.class_map;
-  }
+  TorchScriptTeacher(const TeacherOptions& options, YoloDecodeOptions decode, std::string model_hash,
+                     torch::jit::Module m)
+      : YoloTeacher(options, std::move(decode), std::string("torchscript torch=") + TORCH_VERSION,
+                    "torchscript model", std::move(model_hash)),
+        module_(std::move(m)) {}
 
-  StatusOr<Detections> Label(const cv::Mat& bgr) override {
-    SD_RETURN_IF_ERROR(CheckFrame(bgr));
-    const Letterbox geometry =
-        ComputeLetterbox(bgr.cols, bgr.rows, options_.input_width, options_.input_height);
+ private:
+  StatusOr<Detections> Forward(const cv::Mat& input, const Letterbox& geometry) override {
     torch::Tensor prediction;
     try {
       torch::NoGradGuard no_grad;
-      const torch::IValue out = module_.forward({ToInputTensor(bgr, geometry)});
+      const torch::IValue out = module_.forward({ToInputTensor(input)});
       StatusOr<torch::Tensor> tensor = PredictionTensor(out);
       if (!tensor.ok()) return tensor.status().WithContext("torchscript model " + options_.model_path);
       prediction = tensor->to(torch::kCPU, torch::kFloat32).contiguous();
@@ -65,32 +62,17 @@ class TorchScriptTeacher : public Teacher {
     } catch (const std::exception& e) {
       return Status::Internal("torchscript model " + options_.model_path + ": forward failed: " + e.what());
     }
-    StatusOr<Detections> decoded =
-        DecodeYoloOutput(prediction.data_ptr<float>(), prediction.sizes().vec(), geometry, decode_);
-    if (!decoded.ok()) return decoded.status().WithContext("torchscript model " + options_.model_path);
-    return decoded;
+    return Decode(prediction.data_ptr<float>(), prediction.sizes().vec(), geometry);
   }
 
-  std::string Fingerprint() const override {
-    return std::string("torchscript torch=") + TORCH_VERSION + " model=" + model_hash_ +
-           " input=" + std::to_string(options_.input_width) + "x" +
-           std::to_string(options_.input_height) +
-           " min_score=" + FormatNumber(options_.score_threshold) +
-           " nms_iou=" + FormatNumber(options_.nms_iou) +
-           " class_map=" + FormatClassMap(options_.class_map);
-  }
-
- private:
-  const TeacherOptions options_;
-  const std::string model_hash_;
   torch::jit::Module module_;
-  YoloDecodeOptions decode_;
 };
 
 }  // namespace
 
 StatusOr<std::unique_ptr<Teacher>> CreateTorchScriptTeacher(const TeacherOptions& options) {
   SD_RETURN_IF_ERROR(CheckModelFile("torchscript model", options.model_path));
+  SD_ASSIGN_OR_RETURN(YoloDecodeOptions decode, YoloDecodeOptionsOf(options));
   SD_ASSIGN_OR_RETURN(std::string hash, FileContentHash(options.model_path));
   torch::jit::Module module;
   try {
@@ -103,7 +85,7 @@ StatusOr<std::unique_ptr<Teacher>> CreateTorchScriptTeacher(const TeacherOptions
   }
   module.eval();
   if (options.threads > 0) at::set_num_threads(options.threads);
-  std::unique_ptr<Teacher> teacher(new TorchScriptTeacher(options, std::move(hash), std::move(module)));
+  std::unique_ptr<Teacher> teacher(new TorchScriptTeacher(options, std::move(decode), std::move(hash), std::move(module)));
   SD_RETURN_IF_ERROR(WarmUp(teacher.get(), options));
   return teacher;
 }

@@ -51,6 +51,15 @@ cv::Mat ApplyLetterbox(const cv::Mat& bgr, const Letterbox& g) {
   return out;
 }
 
+Status YoloDecodeOptions::Validate() const {
+  if (!std::isfinite(score_threshold)) return Status::InvalidArgument("score_threshold: must be finite");
+  if (!(nms_iou >= 0.0f && nms_iou <= 1.0f))
+    return Status::InvalidArgument("nms_iou: must be in [0, 1], got " + std::to_string(nms_iou));
+  for (int c : class_map)
+    if (c < -1) return Status::InvalidArgument("class_map: entries must be >= -1, got " + std::to_string(c));
+  return Status::Ok();
+}
+
 StatusOr<Detections> DecodeYoloOutput(const float* data, const std::vector<int64_t>& shape,
                                       const Letterbox& g, const YoloDecodeOptions& options) {
   if (shape.size() != 3 || shape[0] != 1 || shape[1] < 5 || shape[2] < 0) {

@@ -33,6 +33,9 @@ struct YoloDecodeOptions {
   float score_threshold = 0.5f;  // minimum best-class score
   float nms_iou = 0.5f;
   std::vector<int> class_map;    // model class -> our class; -1 drops; empty = identity
+
+  // "<field>: <problem>": a finite threshold, nms_iou in [0, 1], class_map entries >= -1.
+  Status Validate() const;
 };
 
 // Decodes a row-major float tensor of shape [1, 4 + classes, N]: rows are centre-x, centre-y,
