@@ -76,7 +76,15 @@ Status EdgeAgent::Init() {
   serving_.Swap(served);
 
   if (!source_) {
-    SD_ASSIGN_OR_RETURN(source_, OpenFrameSource(config_.source, clock_));
+    // A source that cannot be opened at start is a start-up error (exit 2: a wrong URL should
+    // not look like a camera that is merely down); once running, a dropped one is reopened.
+    SD_ASSIGN_OR_RETURN(auto first, OpenFrameSource(config_.source, clock_));
+    const FrameSourceOptions options = config_.source;
+    Clock* clock = clock_;
+    auto reopening = std::make_unique<ReopeningSource>(
+        std::move(first), [options, clock] { return OpenFrameSource(options, clock); }, config_.reconnect, clock_);
+    reopening_ = reopening.get();
+    source_ = std::move(reopening);
   }
   SD_ASSIGN_OR_RETURN(sink_, DetectionSink::Open(config_.sink));
   SD_ASSIGN_OR_RETURN(sampler_, CreateSampler(ForDetectEvery(config_.sampling, config_.detect_every)));
@@ -140,6 +148,17 @@ void EdgeAgent::RegisterMetrics() {
         [](const EdgeStats& s) { return s.model_version; });
   gauge("streamdistill_edge_link_up", "1 while the stream to the server is established, else 0.",
         [](const EdgeStats& s) { return s.uplink.connected ? 1 : 0; });
+  gauge("streamdistill_edge_source_up", "1 while frames come from the source, 0 while it is being reopened.",
+        [](const EdgeStats& s) { return s.source.up ? 1 : 0; });
+  counter("streamdistill_edge_source_drops_total", "Times the source (a stream, a camera) failed and was reopened.",
+          [](const EdgeStats& s) { return s.source.drops; });
+  counter("streamdistill_edge_source_reconnects_total", "Reopens of a dropped source that worked.",
+          [](const EdgeStats& s) { return s.source.reconnects; });
+  counter("streamdistill_edge_source_reopen_failures_total", "Attempts to reopen a dropped source that failed.",
+          [](const EdgeStats& s) { return s.source.failed_opens; });
+  counter("streamdistill_edge_source_outage_seconds_total",
+          "Seconds without a source, the outage in progress included.",
+          [](const EdgeStats& s) { return s.source.outage_s; });
   metrics_.AddCallback(Type::kCounter, "streamdistill_edge_updates_total",
                        "Model updates from the server by outcome: applied, or refused (the model kept serving).",
                        {"device", "outcome"}, [this, device](const Emit& emit) {
@@ -330,7 +349,10 @@ Status EdgeAgent::Run() {
   return result;
 }
 
-void EdgeAgent::Stop() { stopping_ = true; }
+void EdgeAgent::Stop() {
+  stopping_ = true;
+  if (reopening_) reopening_->Interrupt();  // a back-off wait ends now
+}
 
 EdgeStats EdgeAgent::stats() const {
   EdgeStats s;
@@ -340,6 +362,7 @@ EdgeStats EdgeAgent::stats() const {
   }
   s.uplink = uplink_ ? uplink_->stats() : UplinkStats();
   s.model_version = serving_.Current()->version;
+  if (reopening_) s.source = reopening_->health();
   const double start = start_time_;
   s.elapsed_s = start > 0 ? clock_->NowSeconds() - start : 0;
   return s;

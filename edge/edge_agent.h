@@ -12,6 +12,7 @@
 
 #include "common/base/failure_log.h"
 #include "common/video/frame_source.h"
+#include "common/video/reopening_source.h"
 #include "common/obs/http_endpoint.h"
 #include "common/obs/metrics.h"
 #include "common/base/status.h"
@@ -30,6 +31,7 @@ struct EdgeStats {
   double student_ms = 0;  // mean per detected frame
   double elapsed_s = 0;
   uint64_t model_version = 0;
+  SourceHealth source;  // a source given to Create() is never reopened: always up
   UplinkStats uplink;
   double uplink_kbps() const { return elapsed_s > 0 ? uplink.bytes_up * 8 / 1000.0 / elapsed_s : 0; }
   double downlink_kbps() const { return elapsed_s > 0 ? uplink.bytes_down * 8 / 1000.0 / elapsed_s : 0; }
@@ -93,6 +95,7 @@ class EdgeAgent : public UpdateSink {
   std::string initial_weights_;
   ServingModel serving_;
   std::unique_ptr<FrameSource> source_;
+  ReopeningSource* reopening_ = nullptr;  // source_ when the agent opened it itself, else null
   std::unique_ptr<DetectionSink> sink_;
   std::unique_ptr<Sampler> sampler_;
   std::unique_ptr<Spool> spool_;

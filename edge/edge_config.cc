@@ -24,7 +24,7 @@ Status ReadUplink(const YamlReader& root, UplinkOptions* u) {
   return tls.Check(u->tls.Validate());
 }
 
-Status ReadSource(const YamlReader& root, FrameSourceOptions* s) {
+Status ReadSource(const YamlReader& root, FrameSourceOptions* s, ReopenOptions* reconnect) {
   SD_ASSIGN_OR_RETURN(YamlReader source, root.Child("source"));
   SD_RETURN_IF_ERROR(source.Require("uri", &s->uri));
   SD_RETURN_IF_ERROR(source.Get("loop", &s->loop));
@@ -33,7 +33,12 @@ Status ReadSource(const YamlReader& root, FrameSourceOptions* s) {
   SD_RETURN_IF_ERROR(source.Get("start_frame", &s->start_frame));
   SD_RETURN_IF_ERROR(source.Get("end_frame", &s->end_frame));
   SD_RETURN_IF_ERROR(source.Get("stride", &s->stride));
-  return source.Check(s->Validate(), {{"fps_override", "fps"}});
+  SD_RETURN_IF_ERROR(source.Get("timeout_s", &s->stream_timeout_s));
+  SD_RETURN_IF_ERROR(source.Check(s->Validate(), {{"fps_override", "fps"}, {"stream_timeout_s", "timeout_s"}}));
+  SD_ASSIGN_OR_RETURN(YamlReader reopen, source.Child("reconnect"));
+  SD_RETURN_IF_ERROR(reopen.Get("backoff_initial_s", &reconnect->backoff_initial_s));
+  SD_RETURN_IF_ERROR(reopen.Get("backoff_max_s", &reconnect->backoff_max_s));
+  return reopen.Check(reconnect->Validate());
 }
 
 }  // namespace
@@ -109,7 +114,7 @@ namespace {
 
 Status Parse(const YamlReader& root, EdgeConfig* c) {
   SD_RETURN_IF_ERROR(ReadUplink(root, &c->uplink));
-  SD_RETURN_IF_ERROR(ReadSource(root, &c->source));
+  SD_RETURN_IF_ERROR(ReadSource(root, &c->source, &c->reconnect));
   SD_ASSIGN_OR_RETURN(YamlReader student, root.Child("student"));
   SD_RETURN_IF_ERROR(ReadStudentArchitecture(student, &c->student));
   SD_RETURN_IF_ERROR(root.Get("init_weights", &c->init_weights));

@@ -5,6 +5,7 @@
 
 #include "common/base/env.h"
 #include "common/video/frame_source.h"
+#include "common/video/reopening_source.h"
 #include "common/obs/http_endpoint.h"
 #include "common/base/status.h"
 #include "common/student/student.h"
@@ -41,6 +42,7 @@ struct UplinkOptions {
 struct EdgeConfig {
   UplinkOptions uplink;
   FrameSourceOptions source;
+  ReopenOptions reconnect;  // source.reconnect: a dropped stream or camera is reopened
   StudentArchitecture student;
   std::string init_weights;  // start model; empty: random weights from model_seed
   uint64_t model_seed = 1;
