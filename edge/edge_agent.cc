@@ -1,6 +1,7 @@
 #include "edge/edge_agent.h"
 
 #include <charconv>
+#include <optional>
 #include <chrono>
 #include <thread>
 
@@ -85,6 +86,11 @@ Status EdgeAgent::Init() {
         std::move(first), [options, clock] { return OpenFrameSource(options, clock); }, config_.reconnect, clock_);
     reopening_ = reopening.get();
     source_ = std::move(reopening);
+  }
+  if (config_.privacy.any()) {
+    StatusOr<std::unique_ptr<PrivacyFilter>> privacy = PrivacyFilter::Create(config_.privacy);
+    if (!privacy.ok()) return privacy.status().WithContext("privacy.faces.cascade");
+    privacy_ = std::move(privacy).value();
   }
   SD_ASSIGN_OR_RETURN(sink_, DetectionSink::Open(config_.sink));
   SD_ASSIGN_OR_RETURN(sampler_, CreateSampler(ForDetectEvery(config_.sampling, config_.detect_every)));
@@ -256,8 +262,13 @@ uint64_t EdgeAgent::ServingVersion() const { return serving_.Current()->version;
 std::string EdgeAgent::ServingChecksum() const { return serving_.Current()->weights_checksum; }
 
 StatusOr<std::string> EdgeAgent::EncodeFrame(const Frame& frame, double video_time_s, const StudentOutput& out,
-                                             uint64_t version) const {
-  return EncodeSampledFrame(frame.bgr, frame.index, video_time_s, out, version, config_.Upload());
+                                             uint64_t version, const PrivacyApplied* masked) const {
+  if (masked != nullptr || !privacy_)
+    return EncodeSampledFrame(frame.bgr, frame.index, video_time_s, out, version, config_.Upload(), masked);
+  // Masked on a copy: the frame itself is the student's and the detections file's.
+  cv::Mat image = frame.bgr.clone();
+  SD_ASSIGN_OR_RETURN(const PrivacyApplied applied, privacy_->Apply(&image));
+  return EncodeSampledFrame(image, frame.index, video_time_s, out, version, config_.Upload(), &applied);
 }
 
 Status EdgeAgent::SpoolFrame(std::string encoded) {
@@ -284,11 +295,22 @@ Status EdgeAgent::SpoolFrame(std::string encoded) {
 
 Status EdgeAgent::ProcessFrame(const Frame& frame, double video_time_s) {
   auto served = serving_.Current();  // one version for the whole frame, whatever swaps meanwhile
+  // privacy.student_sees: masked: the student, the detections file and the upload all get the
+  // masked frame, masked once here.
+  Frame masked_frame;
+  std::optional<PrivacyApplied> masked;
+  if (privacy_ && config_.privacy.student_sees_masked) {
+    masked_frame.bgr = frame.bgr.clone();
+    masked_frame.index = frame.index;
+    masked_frame.capture_time_s = frame.capture_time_s;
+    SD_ASSIGN_OR_RETURN(masked, privacy_->Apply(&masked_frame.bgr));
+  }
+  const Frame& seen = masked ? masked_frame : frame;
   const auto t0 = std::chrono::steady_clock::now();
-  SD_ASSIGN_OR_RETURN(StudentOutput out, served->detector->Detect(frame.bgr));
+  SD_ASSIGN_OR_RETURN(StudentOutput out, served->detector->Detect(seen.bgr));
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   inference_seconds_->Observe(ms / 1000);
-  SD_RETURN_IF_ERROR(sink_->Write(frame.index, video_time_s, served->version, out.detections, &frame.bgr));
+  SD_RETURN_IF_ERROR(sink_->Write(frame.index, video_time_s, served->version, out.detections, &seen.bgr));
   FrameFeatures features;
   features.index = frame.index;
   features.time_s = video_time_s;
@@ -303,7 +325,8 @@ Status EdgeAgent::ProcessFrame(const Frame& frame, double video_time_s) {
   // failed then goes missing at release.
   std::vector<std::string> send;
   Status result = feeder_->Offer(
-      features, [&] { return EncodeFrame(frame, video_time_s, out, served->version); }, &send);
+      features, [&] { return EncodeFrame(seen, video_time_s, out, served->version, masked ? &*masked : nullptr); },
+      &send);
   for (std::string& encoded : send) {
     Status spooled = SpoolFrame(std::move(encoded));
     if (!spooled.ok() && result.ok()) result = spooled;

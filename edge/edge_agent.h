@@ -17,6 +17,7 @@
 #include "common/obs/metrics.h"
 #include "common/base/status.h"
 #include "edge/edge_config.h"
+#include "edge/privacy_filter.h"
 #include "edge/sample_feeder.h"
 #include "edge/serving_model.h"
 #include "edge/uplink.h"
@@ -77,8 +78,10 @@ class EdgeAgent : public UpdateSink {
   Status ProcessFrame(const Frame& frame, double video_time_s);
   // The frame as the server receives it, less its sequence: that is given when it is spooled,
   // so that sequences follow spool order even for frames the sampler held first.
+  // `masked`: the frame already through privacy_ (the student sees masked frames), with what
+  // was applied; null: the frame is whole, and masked here first when privacy_ is set.
   StatusOr<std::string> EncodeFrame(const Frame& frame, double video_time_s, const StudentOutput& out,
-                                    uint64_t version) const;
+                                    uint64_t version, const PrivacyApplied* masked) const;
   // Gives the encoded frame the spool's next sequence and stores it for the uplink.
   Status SpoolFrame(std::string encoded);
   StatusOr<std::shared_ptr<const ServedModel>> BuildServed(uint64_t version, std::vector<float> flat) const;
@@ -95,6 +98,7 @@ class EdgeAgent : public UpdateSink {
   std::string initial_weights_;
   ServingModel serving_;
   std::unique_ptr<FrameSource> source_;
+  std::unique_ptr<PrivacyFilter> privacy_;  // null: no masks configured (capture thread only)
   ReopeningSource* reopening_ = nullptr;  // source_ when the agent opened it itself, else null
   std::unique_ptr<DetectionSink> sink_;
   std::unique_ptr<Sampler> sampler_;

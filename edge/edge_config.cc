@@ -41,6 +41,45 @@ Status ReadSource(const YamlReader& root, FrameSourceOptions* s, ReopenOptions* 
   return reopen.Check(reconnect->Validate());
 }
 
+// `privacy:`: masks (a list of {name, polygon, units}), faces {...}, student_sees.
+Status ReadPrivacy(const YamlReader& root, PrivacyOptions* p) {
+  SD_ASSIGN_OR_RETURN(YamlReader privacy, root.Child("privacy"));
+  SD_ASSIGN_OR_RETURN(std::vector<YamlReader> masks, privacy.Items("masks"));
+  for (const YamlReader& item : masks) {
+    PrivacyMask mask;
+    SD_RETURN_IF_ERROR(item.Require("name", &mask.name));
+    if (!IsValidMaskName(mask.name))
+      return item.Error("name", "1-64 characters of A-Z a-z 0-9 _ . - (it is stored and shown with each frame)");
+    for (const PrivacyMask& other : p->masks)
+      if (other.name == mask.name) return item.Error("name", "'" + mask.name + "' names another mask already");
+    SD_RETURN_IF_ERROR(ReadFramePolygon(item, &mask.polygon));
+    p->masks.push_back(std::move(mask));
+  }
+  SD_ASSIGN_OR_RETURN(YamlReader faces, privacy.Child("faces"));
+  FaceRedactionOptions& f = p->faces;
+  SD_RETURN_IF_ERROR(faces.Get("enabled", &f.enabled));
+  SD_RETURN_IF_ERROR(faces.Get("cascade", &f.cascade));
+  std::string redact = f.redact == Redaction::kFill ? "fill" : "blur";
+  SD_RETURN_IF_ERROR(faces.Get("redact", &redact));
+  if (redact != "fill" && redact != "blur") return faces.Error("redact", "must be fill or blur");
+  f.redact = redact == "fill" ? Redaction::kFill : Redaction::kBlur;
+  SD_RETURN_IF_ERROR(faces.Get("min_size", &f.min_size));
+  SD_RETURN_IF_ERROR(faces.Get("margin", &f.margin));
+  SD_RETURN_IF_ERROR(faces.Get("scale_factor", &f.scale_factor));
+  SD_RETURN_IF_ERROR(faces.Get("min_neighbors", &f.min_neighbors));
+  SD_RETURN_IF_ERROR(faces.Check(f.Validate()));
+  if (f.enabled) {
+    // Loaded here, not first at start-up, so that a bad file is a config error at its key.
+    StatusOr<std::unique_ptr<PrivacyFilter>> probe = PrivacyFilter::Create(*p);
+    if (!probe.ok()) return faces.Error("cascade", probe.status().message());
+  }
+  std::string student_sees = p->student_sees_masked ? "masked" : "whole";
+  SD_RETURN_IF_ERROR(privacy.Get("student_sees", &student_sees));
+  if (student_sees != "whole" && student_sees != "masked") return privacy.Error("student_sees", "must be whole or masked");
+  p->student_sees_masked = student_sees == "masked";
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status TlsClientOptions::Validate() const {
@@ -133,6 +172,7 @@ Status Parse(const YamlReader& root, EdgeConfig* c) {
   SD_ASSIGN_OR_RETURN(YamlReader upload, root.Child("upload"));
   SD_RETURN_IF_ERROR(upload.Get("jpeg_quality", &c->jpeg_quality));
   SD_RETURN_IF_ERROR(upload.Get("max_width", &c->upload_max_width));
+  SD_RETURN_IF_ERROR(ReadPrivacy(root, &c->privacy));
   SD_RETURN_IF_ERROR(root.Get("state_dir", &c->state_dir));
   SD_ASSIGN_OR_RETURN(YamlReader spool, root.Child("spool"));
   c->spool.dir = c->state_dir + "/spool";

@@ -12,6 +12,7 @@
 #include "common/config/yaml_reader.h"
 #include "edge/detection_sink.h"
 #include "edge/frame_encoding.h"
+#include "edge/privacy_filter.h"
 #include "edge/sampler.h"
 #include "edge/spool.h"
 
@@ -54,6 +55,7 @@ struct EdgeConfig {
   int jpeg_quality = 80;
   int upload_max_width = 0;  // 0: send frames at source resolution
   SpoolOptions spool;
+  PrivacyOptions privacy;  // masks and face redaction before upload; none by default
   std::string state_dir = "state/edge";  // deployed model survives restarts here
   double linger_s = 0;       // after the source ends, keep the link up this long for updates
   std::string summary_path;  // write the run summary JSON here at exit (empty: don't)
