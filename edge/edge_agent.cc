@@ -310,7 +310,15 @@ Status EdgeAgent::ProcessFrame(const Frame& frame, double video_time_s) {
   SD_ASSIGN_OR_RETURN(StudentOutput out, served->detector->Detect(seen.bgr));
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   inference_seconds_->Observe(ms / 1000);
-  SD_RETURN_IF_ERROR(sink_->Write(frame.index, video_time_s, served->version, out.detections, &seen.bgr));
+  // Ignore zones drop their detections before anything sees them: the output, the sampler and
+  // the image score sent with the frame.
+  ZoneTags zone_tags;
+  if (!config_.zones.empty()) {
+    CheckZonesFit(seen.bgr.size());
+    ApplyZones(config_.zones, seen.bgr.size(), &out.detections, &zone_tags);
+  }
+  SD_RETURN_IF_ERROR(sink_->Write(frame.index, video_time_s, served->version, out.detections, &seen.bgr,
+                                  config_.zones.empty() ? nullptr : &zone_tags));
   FrameFeatures features;
   features.index = frame.index;
   features.time_s = video_time_s;
@@ -332,6 +340,17 @@ Status EdgeAgent::ProcessFrame(const Frame& frame, double video_time_s) {
     if (!spooled.ok() && result.ok()) result = spooled;
   }
   return result;
+}
+
+void EdgeAgent::CheckZonesFit(cv::Size frame) {
+  if (frame == zones_checked_for_) return;
+  zones_checked_for_ = frame;
+  for (size_t i = 0; i < config_.zones.size(); ++i) {
+    const Status fits = config_.zones[i].polygon.Fits(frame);
+    if (!fits.ok())
+      spdlog::warn("zones[{}] '{}': {}; matched as given, so part of it matches nothing", i, config_.zones[i].name,
+                   fits.message());
+  }
 }
 
 Status EdgeAgent::Run() {

@@ -76,6 +76,8 @@ class EdgeAgent : public UpdateSink {
   // spool at scrape time.
   void RegisterMetrics();
   Status ProcessFrame(const Frame& frame, double video_time_s);
+  // Once per frame size: warns about pixel zones beyond the frame (matched as given).
+  void CheckZonesFit(cv::Size frame);
   // The frame as the server receives it, less its sequence: that is given when it is spooled,
   // so that sequences follow spool order even for frames the sampler held first.
   // `masked`: the frame already through privacy_ (the student sees masked frames), with what
@@ -99,6 +101,7 @@ class EdgeAgent : public UpdateSink {
   ServingModel serving_;
   std::unique_ptr<FrameSource> source_;
   std::unique_ptr<PrivacyFilter> privacy_;  // null: no masks configured (capture thread only)
+  cv::Size zones_checked_for_;              // the frame size CheckZonesFit last saw (capture thread)
   ReopeningSource* reopening_ = nullptr;  // source_ when the agent opened it itself, else null
   std::unique_ptr<DetectionSink> sink_;
   std::unique_ptr<Sampler> sampler_;

@@ -41,6 +41,23 @@ Status ReadSource(const YamlReader& root, FrameSourceOptions* s, ReopenOptions* 
   return reopen.Check(reconnect->Validate());
 }
 
+// `zones:`: a list of {name, polygon, units, ignore}.
+Status ReadZones(const YamlReader& root, std::vector<DetectionZone>* zones) {
+  SD_ASSIGN_OR_RETURN(std::vector<YamlReader> items, root.Items("zones"));
+  for (const YamlReader& item : items) {
+    DetectionZone zone;
+    SD_RETURN_IF_ERROR(item.Require("name", &zone.name));
+    if (!IsValidMaskName(zone.name))
+      return item.Error("name", "1-64 characters of A-Z a-z 0-9 _ . - (it tags detections in the output)");
+    for (const DetectionZone& other : *zones)
+      if (other.name == zone.name) return item.Error("name", "'" + zone.name + "' names another zone already");
+    SD_RETURN_IF_ERROR(ReadFramePolygon(item, &zone.polygon));
+    SD_RETURN_IF_ERROR(item.Get("ignore", &zone.ignore));
+    zones->push_back(std::move(zone));
+  }
+  return Status::Ok();
+}
+
 // `privacy:`: masks (a list of {name, polygon, units}), faces {...}, student_sees.
 Status ReadPrivacy(const YamlReader& root, PrivacyOptions* p) {
   SD_ASSIGN_OR_RETURN(YamlReader privacy, root.Child("privacy"));
@@ -167,6 +184,7 @@ Status Parse(const YamlReader& root, EdgeConfig* c) {
   SD_RETURN_IF_ERROR(sink.Get("annotated_dir", &c->sink.annotated_dir));
   SD_RETURN_IF_ERROR(sink.Get("annotate_every", &c->sink.annotate_every));
   SD_RETURN_IF_ERROR(sink.Check(c->sink.Validate()));
+  SD_RETURN_IF_ERROR(ReadZones(root, &c->zones));
   SD_ASSIGN_OR_RETURN(YamlReader sampling, root.Child("sampling"));
   SD_RETURN_IF_ERROR(ReadSamplerOptions(sampling, &c->sampling));
   SD_ASSIGN_OR_RETURN(YamlReader upload, root.Child("upload"));

@@ -11,6 +11,7 @@
 #include "common/student/student.h"
 #include "common/config/yaml_reader.h"
 #include "edge/detection_sink.h"
+#include "edge/detection_zones.h"
 #include "edge/frame_encoding.h"
 #include "edge/privacy_filter.h"
 #include "edge/sampler.h"
@@ -51,6 +52,7 @@ struct EdgeConfig {
   int threads = 1;       // libtorch threads for inference
   int detect_every = 1;  // run the student on every k-th frame
   DetectionSinkOptions sink;
+  std::vector<DetectionZone> zones;  // ignore regions and tagged zones; none by default
   SamplerOptions sampling;
   int jpeg_quality = 80;
   int upload_max_width = 0;  // 0: send frames at source resolution
