@@ -32,18 +32,20 @@ cv::Scalar ClassColor(int class_id) {
 }  // namespace
 
 std::string DetectionJsonLine(int64_t frame_index, double time_s, uint64_t model_version,
-                              const Detections& detections) {
+                              const Detections& detections, const ZoneTags* zones) {
   // ordered_json keeps the documented key order, which people reading the log expect.
   nlohmann::ordered_json line;
   line["frame"] = frame_index;
   line["time"] = Round(time_s, 3);
   line["model_version"] = model_version;
   nlohmann::ordered_json dets = nlohmann::ordered_json::array();
-  for (const Detection& d : detections) {
+  for (size_t i = 0; i < detections.size(); ++i) {
+    const Detection& d = detections[i];
     nlohmann::ordered_json j;
     j["class"] = d.class_id;
     j["score"] = Round(d.score, 3);
     j["box"] = {Round(d.box.x1, 2), Round(d.box.y1, 2), Round(d.box.x2, 2), Round(d.box.y2, 2)};
+    if (zones != nullptr && i < zones->size() && !(*zones)[i].empty()) j["zones"] = (*zones)[i];
     dets.push_back(std::move(j));
   }
   line["detections"] = std::move(dets);
@@ -93,8 +95,8 @@ StatusOr<std::unique_ptr<DetectionSink>> DetectionSink::Open(const DetectionSink
 }
 
 Status DetectionSink::Write(int64_t frame_index, double time_s, uint64_t model_version, const Detections& detections,
-                            const cv::Mat* frame_for_annotation) {
-  const std::string line = DetectionJsonLine(frame_index, time_s, model_version, detections) + "\n";
+                            const cv::Mat* frame_for_annotation, const ZoneTags* zones) {
+  const std::string line = DetectionJsonLine(frame_index, time_s, model_version, detections, zones) + "\n";
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (std::fwrite(line.data(), 1, line.size(), out_) != line.size() || std::fflush(out_) != 0) {

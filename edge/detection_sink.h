@@ -3,6 +3,7 @@
 //
 // One line per frame (scores rounded to 3 decimals, boxes and time to 2 / 3):
 //   {"frame":12,"time":0.4,"model_version":3,"detections":[{"class":0,"score":0.91,"box":[x1,y1,x2,y2]}]}
+// A detection in zones (edge.yaml `zones:`) has their names too: ..."box":[...],"zones":["door"]}.
 // Each line is flushed as it is written, so `tail -f` and a crash both see whole lines.
 #pragma once
 
@@ -11,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include <opencv2/core.hpp>
 
@@ -27,9 +29,13 @@ struct DetectionSinkOptions {
   Status Validate() const;
 };
 
+// The names of the zones each detection lies in, parallel to the detections (ApplyZones).
+using ZoneTags = std::vector<std::vector<std::string>>;
+
 // The JSON line for one frame, without the newline (exposed for tests and other writers).
+// `zones`: null or parallel to `detections`.
 std::string DetectionJsonLine(int64_t frame_index, double time_s, uint64_t model_version,
-                              const Detections& detections);
+                              const Detections& detections, const ZoneTags* zones = nullptr);
 
 // Thread-safe: lines from several threads do not interleave.
 class DetectionSink {
@@ -45,7 +51,7 @@ class DetectionSink {
   // grey), also <annotated_dir>/frame_<index>.jpg with the boxes drawn (the frame itself is
   // not modified).
   Status Write(int64_t frame_index, double time_s, uint64_t model_version, const Detections& detections,
-               const cv::Mat* frame_for_annotation);
+               const cv::Mat* frame_for_annotation, const ZoneTags* zones = nullptr);
 
   int64_t lines_written() const;
   int64_t frames_annotated() const;

@@ -1,6 +1,7 @@
 #include "edge/edge_agent.h"
 
 #include <charconv>
+#include <optional>
 #include <chrono>
 #include <thread>
 
@@ -76,7 +77,20 @@ Status EdgeAgent::Init() {
   serving_.Swap(served);
 
   if (!source_) {
-    SD_ASSIGN_OR_RETURN(source_, OpenFrameSource(config_.source, clock_));
+    // A source that cannot be opened at start is a start-up error (exit 2: a wrong URL should
+    // not look like a camera that is merely down); once running, a dropped one is reopened.
+    SD_ASSIGN_OR_RETURN(auto first, OpenFrameSource(config_.source, clock_));
+    const FrameSourceOptions options = config_.source;
+    Clock* clock = clock_;
+    auto reopening = std::make_unique<ReopeningSource>(
+        std::move(first), [options, clock] { return OpenFrameSource(options, clock); }, config_.reconnect, clock_);
+    reopening_ = reopening.get();
+    source_ = std::move(reopening);
+  }
+  if (config_.privacy.any()) {
+    StatusOr<std::unique_ptr<PrivacyFilter>> privacy = PrivacyFilter::Create(config_.privacy);
+    if (!privacy.ok()) return privacy.status().WithContext("privacy.faces.cascade");
+    privacy_ = std::move(privacy).value();
   }
   SD_ASSIGN_OR_RETURN(sink_, DetectionSink::Open(config_.sink));
   SD_ASSIGN_OR_RETURN(sampler_, CreateSampler(ForDetectEvery(config_.sampling, config_.detect_every)));
@@ -140,6 +154,17 @@ void EdgeAgent::RegisterMetrics() {
         [](const EdgeStats& s) { return s.model_version; });
   gauge("streamdistill_edge_link_up", "1 while the stream to the server is established, else 0.",
         [](const EdgeStats& s) { return s.uplink.connected ? 1 : 0; });
+  gauge("streamdistill_edge_source_up", "1 while frames come from the source, 0 while it is being reopened.",
+        [](const EdgeStats& s) { return s.source.up ? 1 : 0; });
+  counter("streamdistill_edge_source_drops_total", "Times the source (a stream, a camera) failed and was reopened.",
+          [](const EdgeStats& s) { return s.source.drops; });
+  counter("streamdistill_edge_source_reconnects_total", "Reopens of a dropped source that worked.",
+          [](const EdgeStats& s) { return s.source.reconnects; });
+  counter("streamdistill_edge_source_reopen_failures_total", "Attempts to reopen a dropped source that failed.",
+          [](const EdgeStats& s) { return s.source.failed_opens; });
+  counter("streamdistill_edge_source_outage_seconds_total",
+          "Seconds without a source, the outage in progress included.",
+          [](const EdgeStats& s) { return s.source.outage_s; });
   metrics_.AddCallback(Type::kCounter, "streamdistill_edge_updates_total",
                        "Model updates from the server by outcome: applied, or refused (the model kept serving).",
                        {"device", "outcome"}, [this, device](const Emit& emit) {
@@ -237,8 +262,13 @@ uint64_t EdgeAgent::ServingVersion() const { return serving_.Current()->version;
 std::string EdgeAgent::ServingChecksum() const { return serving_.Current()->weights_checksum; }
 
 StatusOr<std::string> EdgeAgent::EncodeFrame(const Frame& frame, double video_time_s, const StudentOutput& out,
-                                             uint64_t version) const {
-  return EncodeSampledFrame(frame.bgr, frame.index, video_time_s, out, version, config_.Upload());
+                                             uint64_t version, const PrivacyApplied* masked) const {
+  if (masked != nullptr || !privacy_)
+    return EncodeSampledFrame(frame.bgr, frame.index, video_time_s, out, version, config_.Upload(), masked);
+  // Masked on a copy: the frame itself is the student's and the detections file's.
+  cv::Mat image = frame.bgr.clone();
+  SD_ASSIGN_OR_RETURN(const PrivacyApplied applied, privacy_->Apply(&image));
+  return EncodeSampledFrame(image, frame.index, video_time_s, out, version, config_.Upload(), &applied);
 }
 
 Status EdgeAgent::SpoolFrame(std::string encoded) {
@@ -265,11 +295,30 @@ Status EdgeAgent::SpoolFrame(std::string encoded) {
 
 Status EdgeAgent::ProcessFrame(const Frame& frame, double video_time_s) {
   auto served = serving_.Current();  // one version for the whole frame, whatever swaps meanwhile
+  // privacy.student_sees: masked: the student, the detections file and the upload all get the
+  // masked frame, masked once here.
+  Frame masked_frame;
+  std::optional<PrivacyApplied> masked;
+  if (privacy_ && config_.privacy.student_sees_masked) {
+    masked_frame.bgr = frame.bgr.clone();
+    masked_frame.index = frame.index;
+    masked_frame.capture_time_s = frame.capture_time_s;
+    SD_ASSIGN_OR_RETURN(masked, privacy_->Apply(&masked_frame.bgr));
+  }
+  const Frame& seen = masked ? masked_frame : frame;
   const auto t0 = std::chrono::steady_clock::now();
-  SD_ASSIGN_OR_RETURN(StudentOutput out, served->detector->Detect(frame.bgr));
+  SD_ASSIGN_OR_RETURN(StudentOutput out, served->detector->Detect(seen.bgr));
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   inference_seconds_->Observe(ms / 1000);
-  SD_RETURN_IF_ERROR(sink_->Write(frame.index, video_time_s, served->version, out.detections, &frame.bgr));
+  // Ignore zones drop their detections before anything sees them: the output, the sampler and
+  // the image score sent with the frame.
+  ZoneTags zone_tags;
+  if (!config_.zones.empty()) {
+    CheckZonesFit(seen.bgr.size());
+    ApplyZones(config_.zones, seen.bgr.size(), &out.detections, &zone_tags);
+  }
+  SD_RETURN_IF_ERROR(sink_->Write(frame.index, video_time_s, served->version, out.detections, &seen.bgr,
+                                  config_.zones.empty() ? nullptr : &zone_tags));
   FrameFeatures features;
   features.index = frame.index;
   features.time_s = video_time_s;
@@ -284,12 +333,24 @@ Status EdgeAgent::ProcessFrame(const Frame& frame, double video_time_s) {
   // failed then goes missing at release.
   std::vector<std::string> send;
   Status result = feeder_->Offer(
-      features, [&] { return EncodeFrame(frame, video_time_s, out, served->version); }, &send);
+      features, [&] { return EncodeFrame(seen, video_time_s, out, served->version, masked ? &*masked : nullptr); },
+      &send);
   for (std::string& encoded : send) {
     Status spooled = SpoolFrame(std::move(encoded));
     if (!spooled.ok() && result.ok()) result = spooled;
   }
   return result;
+}
+
+void EdgeAgent::CheckZonesFit(cv::Size frame) {
+  if (frame == zones_checked_for_) return;
+  zones_checked_for_ = frame;
+  for (size_t i = 0; i < config_.zones.size(); ++i) {
+    const Status fits = config_.zones[i].polygon.Fits(frame);
+    if (!fits.ok())
+      spdlog::warn("zones[{}] '{}': {}; matched as given, so part of it matches nothing", i, config_.zones[i].name,
+                   fits.message());
+  }
 }
 
 Status EdgeAgent::Run() {
@@ -330,7 +391,10 @@ Status EdgeAgent::Run() {
   return result;
 }
 
-void EdgeAgent::Stop() { stopping_ = true; }
+void EdgeAgent::Stop() {
+  stopping_ = true;
+  if (reopening_) reopening_->Interrupt();  // a back-off wait ends now
+}
 
 EdgeStats EdgeAgent::stats() const {
   EdgeStats s;
@@ -340,6 +404,7 @@ EdgeStats EdgeAgent::stats() const {
   }
   s.uplink = uplink_ ? uplink_->stats() : UplinkStats();
   s.model_version = serving_.Current()->version;
+  if (reopening_) s.source = reopening_->health();
   const double start = start_time_;
   s.elapsed_s = start > 0 ? clock_->NowSeconds() - start : 0;
   return s;

@@ -12,10 +12,12 @@
 
 #include "common/base/failure_log.h"
 #include "common/video/frame_source.h"
+#include "common/video/reopening_source.h"
 #include "common/obs/http_endpoint.h"
 #include "common/obs/metrics.h"
 #include "common/base/status.h"
 #include "edge/edge_config.h"
+#include "edge/privacy_filter.h"
 #include "edge/sample_feeder.h"
 #include "edge/serving_model.h"
 #include "edge/uplink.h"
@@ -30,6 +32,7 @@ struct EdgeStats {
   double student_ms = 0;  // mean per detected frame
   double elapsed_s = 0;
   uint64_t model_version = 0;
+  SourceHealth source;  // a source given to Create() is never reopened: always up
   UplinkStats uplink;
   double uplink_kbps() const { return elapsed_s > 0 ? uplink.bytes_up * 8 / 1000.0 / elapsed_s : 0; }
   double downlink_kbps() const { return elapsed_s > 0 ? uplink.bytes_down * 8 / 1000.0 / elapsed_s : 0; }
@@ -73,10 +76,14 @@ class EdgeAgent : public UpdateSink {
   // spool at scrape time.
   void RegisterMetrics();
   Status ProcessFrame(const Frame& frame, double video_time_s);
+  // Once per frame size: warns about pixel zones beyond the frame (matched as given).
+  void CheckZonesFit(cv::Size frame);
   // The frame as the server receives it, less its sequence: that is given when it is spooled,
   // so that sequences follow spool order even for frames the sampler held first.
+  // `masked`: the frame already through privacy_ (the student sees masked frames), with what
+  // was applied; null: the frame is whole, and masked here first when privacy_ is set.
   StatusOr<std::string> EncodeFrame(const Frame& frame, double video_time_s, const StudentOutput& out,
-                                    uint64_t version) const;
+                                    uint64_t version, const PrivacyApplied* masked) const;
   // Gives the encoded frame the spool's next sequence and stores it for the uplink.
   Status SpoolFrame(std::string encoded);
   StatusOr<std::shared_ptr<const ServedModel>> BuildServed(uint64_t version, std::vector<float> flat) const;
@@ -93,6 +100,9 @@ class EdgeAgent : public UpdateSink {
   std::string initial_weights_;
   ServingModel serving_;
   std::unique_ptr<FrameSource> source_;
+  std::unique_ptr<PrivacyFilter> privacy_;  // null: no masks configured (capture thread only)
+  cv::Size zones_checked_for_;              // the frame size CheckZonesFit last saw (capture thread)
+  ReopeningSource* reopening_ = nullptr;  // source_ when the agent opened it itself, else null
   std::unique_ptr<DetectionSink> sink_;
   std::unique_ptr<Sampler> sampler_;
   std::unique_ptr<Spool> spool_;

@@ -24,7 +24,7 @@ Status ReadUplink(const YamlReader& root, UplinkOptions* u) {
   return tls.Check(u->tls.Validate());
 }
 
-Status ReadSource(const YamlReader& root, FrameSourceOptions* s) {
+Status ReadSource(const YamlReader& root, FrameSourceOptions* s, ReopenOptions* reconnect) {
   SD_ASSIGN_OR_RETURN(YamlReader source, root.Child("source"));
   SD_RETURN_IF_ERROR(source.Require("uri", &s->uri));
   SD_RETURN_IF_ERROR(source.Get("loop", &s->loop));
@@ -33,7 +33,68 @@ Status ReadSource(const YamlReader& root, FrameSourceOptions* s) {
   SD_RETURN_IF_ERROR(source.Get("start_frame", &s->start_frame));
   SD_RETURN_IF_ERROR(source.Get("end_frame", &s->end_frame));
   SD_RETURN_IF_ERROR(source.Get("stride", &s->stride));
-  return source.Check(s->Validate(), {{"fps_override", "fps"}});
+  SD_RETURN_IF_ERROR(source.Get("timeout_s", &s->stream_timeout_s));
+  SD_RETURN_IF_ERROR(source.Check(s->Validate(), {{"fps_override", "fps"}, {"stream_timeout_s", "timeout_s"}}));
+  SD_ASSIGN_OR_RETURN(YamlReader reopen, source.Child("reconnect"));
+  SD_RETURN_IF_ERROR(reopen.Get("backoff_initial_s", &reconnect->backoff_initial_s));
+  SD_RETURN_IF_ERROR(reopen.Get("backoff_max_s", &reconnect->backoff_max_s));
+  return reopen.Check(reconnect->Validate());
+}
+
+// `zones:`: a list of {name, polygon, units, ignore}.
+Status ReadZones(const YamlReader& root, std::vector<DetectionZone>* zones) {
+  SD_ASSIGN_OR_RETURN(std::vector<YamlReader> items, root.Items("zones"));
+  for (const YamlReader& item : items) {
+    DetectionZone zone;
+    SD_RETURN_IF_ERROR(item.Require("name", &zone.name));
+    if (!IsValidMaskName(zone.name))
+      return item.Error("name", "1-64 characters of A-Z a-z 0-9 _ . - (it tags detections in the output)");
+    for (const DetectionZone& other : *zones)
+      if (other.name == zone.name) return item.Error("name", "'" + zone.name + "' names another zone already");
+    SD_RETURN_IF_ERROR(ReadFramePolygon(item, &zone.polygon));
+    SD_RETURN_IF_ERROR(item.Get("ignore", &zone.ignore));
+    zones->push_back(std::move(zone));
+  }
+  return Status::Ok();
+}
+
+// `privacy:`: masks (a list of {name, polygon, units}), faces {...}, student_sees.
+Status ReadPrivacy(const YamlReader& root, PrivacyOptions* p) {
+  SD_ASSIGN_OR_RETURN(YamlReader privacy, root.Child("privacy"));
+  SD_ASSIGN_OR_RETURN(std::vector<YamlReader> masks, privacy.Items("masks"));
+  for (const YamlReader& item : masks) {
+    PrivacyMask mask;
+    SD_RETURN_IF_ERROR(item.Require("name", &mask.name));
+    if (!IsValidMaskName(mask.name))
+      return item.Error("name", "1-64 characters of A-Z a-z 0-9 _ . - (it is stored and shown with each frame)");
+    for (const PrivacyMask& other : p->masks)
+      if (other.name == mask.name) return item.Error("name", "'" + mask.name + "' names another mask already");
+    SD_RETURN_IF_ERROR(ReadFramePolygon(item, &mask.polygon));
+    p->masks.push_back(std::move(mask));
+  }
+  SD_ASSIGN_OR_RETURN(YamlReader faces, privacy.Child("faces"));
+  FaceRedactionOptions& f = p->faces;
+  SD_RETURN_IF_ERROR(faces.Get("enabled", &f.enabled));
+  SD_RETURN_IF_ERROR(faces.Get("cascade", &f.cascade));
+  std::string redact = f.redact == Redaction::kFill ? "fill" : "blur";
+  SD_RETURN_IF_ERROR(faces.Get("redact", &redact));
+  if (redact != "fill" && redact != "blur") return faces.Error("redact", "must be fill or blur");
+  f.redact = redact == "fill" ? Redaction::kFill : Redaction::kBlur;
+  SD_RETURN_IF_ERROR(faces.Get("min_size", &f.min_size));
+  SD_RETURN_IF_ERROR(faces.Get("margin", &f.margin));
+  SD_RETURN_IF_ERROR(faces.Get("scale_factor", &f.scale_factor));
+  SD_RETURN_IF_ERROR(faces.Get("min_neighbors", &f.min_neighbors));
+  SD_RETURN_IF_ERROR(faces.Check(f.Validate()));
+  if (f.enabled) {
+    // Loaded here, not first at start-up, so that a bad file is a config error at its key.
+    StatusOr<std::unique_ptr<PrivacyFilter>> probe = PrivacyFilter::Create(*p);
+    if (!probe.ok()) return faces.Error("cascade", probe.status().message());
+  }
+  std::string student_sees = p->student_sees_masked ? "masked" : "whole";
+  SD_RETURN_IF_ERROR(privacy.Get("student_sees", &student_sees));
+  if (student_sees != "whole" && student_sees != "masked") return privacy.Error("student_sees", "must be whole or masked");
+  p->student_sees_masked = student_sees == "masked";
+  return Status::Ok();
 }
 
 }  // namespace
@@ -107,7 +168,7 @@ namespace {
 
 Status Parse(const YamlReader& root, EdgeConfig* c) {
   SD_RETURN_IF_ERROR(ReadUplink(root, &c->uplink));
-  SD_RETURN_IF_ERROR(ReadSource(root, &c->source));
+  SD_RETURN_IF_ERROR(ReadSource(root, &c->source, &c->reconnect));
   SD_ASSIGN_OR_RETURN(YamlReader student, root.Child("student"));
   SD_RETURN_IF_ERROR(ReadStudentArchitecture(student, &c->student));
   SD_RETURN_IF_ERROR(root.Get("init_weights", &c->init_weights));
@@ -121,11 +182,13 @@ Status Parse(const YamlReader& root, EdgeConfig* c) {
   SD_RETURN_IF_ERROR(sink.Get("annotated_dir", &c->sink.annotated_dir));
   SD_RETURN_IF_ERROR(sink.Get("annotate_every", &c->sink.annotate_every));
   SD_RETURN_IF_ERROR(sink.Check(c->sink.Validate()));
+  SD_RETURN_IF_ERROR(ReadZones(root, &c->zones));
   SD_ASSIGN_OR_RETURN(YamlReader sampling, root.Child("sampling"));
   SD_RETURN_IF_ERROR(ReadSamplerOptions(sampling, &c->sampling));
   SD_ASSIGN_OR_RETURN(YamlReader upload, root.Child("upload"));
   SD_RETURN_IF_ERROR(upload.Get("jpeg_quality", &c->jpeg_quality));
   SD_RETURN_IF_ERROR(upload.Get("max_width", &c->upload_max_width));
+  SD_RETURN_IF_ERROR(ReadPrivacy(root, &c->privacy));
   SD_RETURN_IF_ERROR(root.Get("state_dir", &c->state_dir));
   SD_ASSIGN_OR_RETURN(YamlReader spool, root.Child("spool"));
   c->spool.dir = c->state_dir + "/spool";

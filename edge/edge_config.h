@@ -5,12 +5,15 @@
 
 #include "common/base/env.h"
 #include "common/video/frame_source.h"
+#include "common/video/reopening_source.h"
 #include "common/obs/http_endpoint.h"
 #include "common/base/status.h"
 #include "common/student/student.h"
 #include "common/config/yaml_reader.h"
 #include "edge/detection_sink.h"
+#include "edge/detection_zones.h"
 #include "edge/frame_encoding.h"
+#include "edge/privacy_filter.h"
 #include "edge/sampler.h"
 #include "edge/spool.h"
 
@@ -41,6 +44,7 @@ struct UplinkOptions {
 struct EdgeConfig {
   UplinkOptions uplink;
   FrameSourceOptions source;
+  ReopenOptions reconnect;  // source.reconnect: a dropped stream or camera is reopened
   StudentArchitecture student;
   std::string init_weights;  // start model; empty: random weights from model_seed
   uint64_t model_seed = 1;
@@ -48,10 +52,12 @@ struct EdgeConfig {
   int threads = 1;       // libtorch threads for inference
   int detect_every = 1;  // run the student on every k-th frame
   DetectionSinkOptions sink;
+  std::vector<DetectionZone> zones;  // ignore regions and tagged zones; none by default
   SamplerOptions sampling;
   int jpeg_quality = 80;
   int upload_max_width = 0;  // 0: send frames at source resolution
   SpoolOptions spool;
+  PrivacyOptions privacy;  // masks and face redaction before upload; none by default
   std::string state_dir = "state/edge";  // deployed model survives restarts here
   double linger_s = 0;       // after the source ends, keep the link up this long for updates
   std::string summary_path;  // write the run summary JSON here at exit (empty: don't)

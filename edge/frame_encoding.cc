@@ -16,7 +16,7 @@ Status FrameEncodingOptions::Validate() const {
 
 StatusOr<std::string> EncodeSampledFrame(const cv::Mat& bgr, int64_t frame_index, double capture_time_s,
                                          const StudentOutput& student, uint64_t model_version,
-                                         const FrameEncodingOptions& options) {
+                                         const FrameEncodingOptions& options, const PrivacyApplied* privacy) {
   const cv::Mat image = ShrinkToWidth(bgr, options.max_width);
   std::vector<uchar> jpeg;
   if (!cv::imencode(".jpg", image, jpeg, {cv::IMWRITE_JPEG_QUALITY, options.jpeg_quality}))
@@ -30,6 +30,12 @@ StatusOr<std::string> EncodeSampledFrame(const cv::Mat& bgr, int64_t frame_index
   message.set_image_score(ImageScore(student.detections, options.aggregate).value_or(0.0f));
   for (float v : student.embedding) message.add_embedding(v);
   message.set_model_version(model_version);
+  if (privacy != nullptr) {
+    streamdistill::v1::PrivacyDeclaration* declaration = message.mutable_privacy();
+    for (const std::string& mask : privacy->masks) declaration->add_masks(mask);
+    declaration->set_faces(privacy->faces);
+    declaration->set_faces_found(static_cast<uint32_t>(privacy->faces_found));
+  }
   // A frame the link can never carry would sit at the head of the spool forever.
   const size_t limit = static_cast<size_t>(options.max_message_bytes) - 1024;
   if (message.ByteSizeLong() > limit)

@@ -10,6 +10,7 @@
 
 #include "common/base/status.h"
 #include "common/student/student.h"
+#include "edge/privacy_filter.h"
 #include "edge/sampler.h"
 
 namespace sd {
@@ -24,9 +25,10 @@ struct FrameEncodingOptions {
 };
 
 // The serialized message, its sequence unset (the spool assigns it). ResourceExhausted when
-// it would not fit the link's limit (with room for the stream's framing).
+// it would not fit the link's limit (with room for the stream's framing). `privacy`: what the
+// caller already did to `bgr` (PrivacyFilter::Apply), declared in the message; null: nothing.
 StatusOr<std::string> EncodeSampledFrame(const cv::Mat& bgr, int64_t frame_index, double capture_time_s,
                                          const StudentOutput& student, uint64_t model_version,
-                                         const FrameEncodingOptions& options);
+                                         const FrameEncodingOptions& options, const PrivacyApplied* privacy = nullptr);
 
 }  // namespace sd

@@ -12,6 +12,10 @@ PACKAGES=(
   gnuplot-nox openssl
   libcpp-httplib-dev prometheus   # the daemons' /metrics; prometheus_test scrapes them with the real Prometheus
   chromium                        # dashboard_test renders the server's dashboard headless
+  # rtsp_reconnect_test: a real RTSP server on loopback (scripts/rtsp_test_server.py, GStreamer's
+  # RTSP server from /usr/bin/python3) serving the sample video as Motion-JPEG
+  python3 python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp gstreamer1.0-plugins-base
+  gstreamer1.0-plugins-good gstreamer1.0-libav
   clang-14 libclang-rt-14-dev llvm-14   # sanitizer and libFuzzer builds (scripts/sanitize.sh, fuzz.sh)
   postgresql libpqxx-dev haproxy  # the cluster backend (docs/scale-out.md); tests start their own PostgreSQL
 )

@@ -158,6 +158,7 @@ HttpResponse Frames(ServerCore& core, const std::string& id, const HttpRequest& 
                     {"validation", f.validation},
                     {"capture_time_s", f.capture_time_s},
                     {"labels", labels},
+                    {"privacy", f.privacy},  // the edge's mask declaration; "" when none
                     {"url", "/api/devices/" + id + "/frames/" + std::to_string(f.sequence) + ".jpg"}});
   }
   json class_names = core.config().class_names;

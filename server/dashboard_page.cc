@@ -225,7 +225,8 @@ async function renderFrames(data) {
     });
     img.src = await imageUrl(f.url);
     figure.append(img, overlay, el("figcaption", {}, "#" + f.sequence + (f.validation ? " (held out)" : "") +
-                                                  ", " + f.labels.length + (f.labels.length === 1 ? " box" : " boxes")));
+                                                  ", " + f.labels.length + (f.labels.length === 1 ? " box" : " boxes") +
+                                                  (f.privacy ? ", masked: " + f.privacy : "")));
     figures.push(figure);
   }
   const shown = new Set(data.frames.map((f) => f.url));

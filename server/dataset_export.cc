@@ -188,7 +188,8 @@ class Exporter {
                             {"width", size->width},
                             {"height", size->height},
                             {"device_id", frame.device_id},
-                            {"sequence", frame.sequence}});
+                            {"sequence", frame.sequence},
+                            {"privacy", frame.privacy}});  // the masks the edge applied ("": none declared)
     std::string yolo_lines;
     int64_t boxes = 0;
     for (const Detection& d : frame.labels) {

@@ -1,6 +1,7 @@
 #include "server/edge_session.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 
 #include <spdlog/spdlog.h>
@@ -19,6 +20,23 @@ using streamdistill::v1::ServerMessage;
 // 64-bit edge where SQLite's INTEGER ends: a client must not be able to store a sequence
 // after which the real edge could not number its frames.
 constexpr uint64_t kMaxSequence = (uint64_t{1} << 53) - 1;
+constexpr int kMaxPrivacyMasks = 64;
+
+// The declaration as stored: "masks=a,b;faces=2" (either part may be absent).
+std::string FormatPrivacy(const streamdistill::v1::PrivacyDeclaration& privacy) {
+  std::string text;
+  for (int i = 0; i < privacy.masks_size(); ++i) text += (i == 0 ? "masks=" : ",") + privacy.masks(i);
+  if (privacy.faces()) text += (text.empty() ? "" : ";") + std::string("faces=") + std::to_string(privacy.faces_found());
+  return text;
+}
+
+// Mask names as the edge's config allows them: they are stored and shown on the dashboard.
+bool IsMaskName(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (unsigned char c : name)
+    if (!std::isalnum(c) && c != '_' && c != '.' && c != '-') return false;
+  return true;
+}
 constexpr int kMaxSourceSide = 65535;
 
 // 1, 10, 100, ...: repeated refusals are logged, but not once per message of a flood.
@@ -187,6 +205,15 @@ Status EdgeSession::ValidateFrame(const streamdistill::v1::SampledFrame& frame) 
                                    std::to_string(limits.max_embedding));
   for (float v : frame.embedding())
     if (!std::isfinite(v)) return Status::InvalidArgument("embedding has a value that is not finite");
+  const bool declared = frame.has_privacy() && (frame.privacy().masks_size() > 0 || frame.privacy().faces());
+  if (frame.privacy().masks_size() > kMaxPrivacyMasks)
+    return Status::InvalidArgument("privacy declaration names more than " + std::to_string(kMaxPrivacyMasks) + " masks");
+  for (const std::string& mask : frame.privacy().masks())
+    if (!IsMaskName(mask)) return Status::InvalidArgument("privacy declaration: a mask name is not [A-Za-z0-9_.-]{1,64}");
+  if (!declared && core_->config().PrivacyRequired(device_id_))
+    return Status::FailedPrecondition("device " + device_id_ +
+                                      " is configured privacy: required on the server, and this frame carries no "
+                                      "privacy-mask declaration; configure privacy: in the edge's config");
   return CheckJpegSize(frame.jpeg(), limits.image).status();
 }
 
@@ -219,6 +246,7 @@ EdgeSession::Next EdgeSession::HandleFrame(const streamdistill::v1::SampledFrame
   held_meta_.source_width = frame.source_width();
   held_meta_.source_height = frame.source_height();
   held_meta_.image_score = frame.image_score();
+  held_meta_.privacy = FormatPrivacy(frame.privacy());
   held_jpeg_ = std::make_shared<const std::string>(frame.jpeg());
   return SubmitHeldFrame();
 }

@@ -13,7 +13,7 @@ namespace sd {
 namespace {
 
 // Bumped when the tables change incompatibly; a newer store is refused, not misread.
-constexpr int kSchemaVersion = 2;  // 2: frames.embedding
+constexpr int kSchemaVersion = 3;  // 2: frames.embedding; 3: frames.privacy
 
 constexpr char kSchema[] = R"sql(
 CREATE TABLE IF NOT EXISTS frames(
@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS frames(
   labels TEXT NOT NULL,           -- EncodeLabels
   image_bytes INTEGER NOT NULL,   -- size of the image file, checked on load
   embedding BLOB,                 -- AppearanceEmbedding as float32s; NULL before version 2
+  privacy TEXT,                   -- the edge's mask declaration (FormatPrivacy); NULL before version 3
   PRIMARY KEY(device_id, sequence)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS frames_by_kind ON frames(device_id, validation, sequence);
 CREATE TABLE IF NOT EXISTS versions(
@@ -45,7 +46,8 @@ CREATE TABLE IF NOT EXISTS devices(device_id TEXT PRIMARY KEY NOT NULL) WITHOUT 
 )sql";
 
 constexpr char kFrameColumns[] =
-    "sequence, frame_index, capture_time_s, source_width, source_height, image_score, validation, labels, embedding";
+    "sequence, frame_index, capture_time_s, source_width, source_height, image_score, validation, labels, embedding, "
+    "privacy";
 constexpr char kVersionColumns[] = "version, base_version, encoding, weights_checksum, val_map50, created_ms";
 
 // A row of kFrameColumns but the labels (column 7), which can fail to decode.
@@ -65,6 +67,7 @@ FrameRecord ReadFrameRow(sqlite3_stmt* s, const std::string& device_id) {
     r.embedding.resize(embedding_bytes / sizeof(float));
     std::memcpy(r.embedding.data(), sqlite3_column_blob(s, 8), embedding_bytes);
   }
+  r.privacy = ColumnText(s, 9);
   return r;
 }
 
@@ -118,7 +121,8 @@ struct FrameIndex::Statements {
     const std::pair<sqlite3_stmt**, std::string> all[] = {
         {&insert_frame,
          "INSERT OR IGNORE INTO frames(device_id, sequence, frame_index, capture_time_s, source_width, "
-         "source_height, image_score, validation, labels, image_bytes, embedding) VALUES(?,?,?,?,?,?,?,?,?,?,?)"},
+         "source_height, image_score, validation, labels, image_bytes, embedding, privacy) "
+         "VALUES(?,?,?,?,?,?,?,?,?,?,?,?)"},
         {&insert_device, "INSERT OR IGNORE INTO devices(device_id) VALUES(?)"},
         {&frame_bytes, "SELECT image_bytes FROM frames WHERE device_id = ? AND sequence = ?"},
         {&last_sequence, "SELECT MAX(sequence) FROM frames WHERE device_id = ?"},
@@ -197,6 +201,12 @@ Status FrameIndex::CreateOrCheckSchema(bool read_only) {
                 path_ + ": upgrading the schema from version 1 to 2"));
     spdlog::info("{}: schema upgraded from version 1 to 2 (frame embeddings)", path_);
   }
+  if (version >= 1 && version <= 2) {  // frames stored before then keep a NULL declaration
+    SD_RETURN_IF_ERROR(
+        db.Exec("BEGIN IMMEDIATE;ALTER TABLE frames ADD COLUMN privacy TEXT;PRAGMA user_version=3;COMMIT;",
+                path_ + ": upgrading the schema from version 2 to 3"));
+    spdlog::info("{}: schema upgraded from version 2 to 3 (privacy mask declarations)", path_);
+  }
   return db.Exec(
       std::string("BEGIN IMMEDIATE;") + kSchema + "PRAGMA user_version=" + std::to_string(kSchemaVersion) + ";COMMIT;",
       path_ + ": creating tables");
@@ -265,6 +275,11 @@ Status FrameIndex::InsertFrame(const FrameRecord& frame, int64_t file_bytes, con
         } else {
           sqlite3_bind_blob(s, 11, frame.embedding.data(), static_cast<int>(frame.embedding.size() * sizeof(float)),
                             SQLITE_TRANSIENT);
+        }
+        if (frame.privacy.empty()) {
+          sqlite3_bind_null(s, 12);
+        } else {
+          BindText(s, 12, frame.privacy);
         }
         return sqlite3_step(s);
       },

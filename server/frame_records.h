@@ -22,6 +22,9 @@ struct FrameRecord {  // what the server stores per received frame
   bool validation = false;  // held-out validation frame (every k-th) vs training frame
   Detections labels;        // teacher labels in the stored image's pixel coordinates
   std::vector<float> embedding;  // AppearanceEmbedding of the stored image; empty if stored before it existed
+  // The masks the edge declared it applied before encoding (server/edge_session.cc):
+  // "masks=window,tv;faces=2"; empty: the frame came without a declaration.
+  std::string privacy;
   std::string jpeg;         // on Put: the bytes to store; on reads: filled only by LoadImage
   std::string image_path;   // filled on reads
 };

@@ -66,7 +66,16 @@ Status ReadRetention(const YamlReader& root, ServerConfig* c) {
   return Status::Ok();
 }
 
+// `privacy: required | optional` of `section`; absent: `otherwise`.
+StatusOr<bool> ReadPrivacyPolicy(const YamlReader& section, bool otherwise) {
+  std::string policy = otherwise ? "required" : "optional";
+  SD_RETURN_IF_ERROR(section.Get("privacy", &policy));
+  if (policy != "required" && policy != "optional") return section.Error("privacy", "must be required or optional");
+  return policy == "required";
+}
+
 Status ReadDevices(const YamlReader& root, ServerConfig* c) {
+  SD_ASSIGN_OR_RETURN(c->privacy_required_all, ReadPrivacyPolicy(root, false));
   SD_RETURN_IF_ERROR(root.Get("devices_file", &c->devices_file));
   SD_RETURN_IF_ERROR(root.Get("devices_file_poll_s", &c->devices_file_poll_s));
   SD_ASSIGN_OR_RETURN(YamlReader devices, root.Child("devices"));
@@ -79,6 +88,8 @@ Status ReadDevices(const YamlReader& root, ServerConfig* c) {
     SD_RETURN_IF_ERROR(device.Require("token", &token));
     if (token.size() < 8) return device.Error("token", "must be at least 8 characters");
     c->device_tokens[id] = token;
+    SD_ASSIGN_OR_RETURN(const bool required, ReadPrivacyPolicy(device, c->privacy_required_all));
+    if (required) c->privacy_required.insert(id);
     if (device.Has("update_encoding") || device.Has("update_fraction") || device.Has("update_zstd")) {
       UpdatePolicy own = c->updates;
       SD_RETURN_IF_ERROR(ReadUpdatePolicy(device, &own));

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -96,6 +97,13 @@ struct ServerConfig {
   std::map<std::string, UpdatePolicy> device_updates;  // device id -> its own policy
   TlsServerOptions tls;
   std::map<std::string, std::string> device_tokens;  // device id -> token (inline in server.yaml, fixed)
+  // `privacy: required` (top level: every device; or per device under `devices:`): frames that
+  // arrive without the edge's mask declaration are refused, and nothing of them is stored.
+  bool privacy_required_all = false;
+  std::set<std::string> privacy_required;  // device ids
+  bool PrivacyRequired(const std::string& device_id) const {
+    return privacy_required_all || privacy_required.count(device_id) > 0;
+  }
   std::string devices_file;         // devices enrolled at run time (server/devices_file.h); empty: none
   double devices_file_poll_s = 1;   // how often the file is checked for a change; 0: on SIGHUP only
   // Shared students (CSBAD, docs/fleet.md): group name -> its member devices, each in at most

@@ -12,6 +12,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/videoio.hpp>
 
+#include "common/video/reopening_source.h"
 #include "common/video/synthetic_scene.h"
 
 namespace sd {
@@ -361,6 +362,148 @@ TEST(FrameSourceTest, MissingCameraIsUnavailable) {
   const auto source = OpenFrameSource(Uri("camera:63"));
   EXPECT_EQ(source.status().code(), Status::Code::kUnavailable);
   EXPECT_NE(source.status().message().find("camera:63"), std::string::npos);
+}
+
+// A live source that plays a script: `frames` frames of `size`, then fails as a dropped stream
+// does (or with `final_error`, or ends when that is Ok).
+class ScriptedLiveSource : public FrameSource {
+ public:
+  ScriptedLiveSource(int frames, cv::Size size, Status final_error = Status::Unavailable("stream: read failed"))
+      : frames_(frames), size_(size), final_error_(std::move(final_error)) {}
+  StatusOr<bool> Next(Frame* frame) override {
+    if (next_ >= frames_) {
+      if (final_error_.ok()) return false;
+      return final_error_;
+    }
+    frame->bgr = cv::Mat(size_, CV_8UC3, cv::Scalar::all(next_));
+    frame->index = next_++;
+    return true;
+  }
+  double fps() const override { return 25; }
+  int64_t frame_count() const override { return -1; }
+  std::string description() const override { return "scripted " + std::to_string(size_.width); }
+
+ private:
+  const int frames_;
+  const cv::Size size_;
+  const Status final_error_;
+  int next_ = 0;
+};
+
+TEST(ReopeningSourceTest, ReopensADroppedSourceWithBackOffAndCountsTheOutage) {
+  FakeClock clock(100);
+  std::vector<double> attempts;  // clock times of the reopen attempts
+  auto opener = [&]() -> StatusOr<std::unique_ptr<FrameSource>> {
+    attempts.push_back(clock.NowSeconds());
+    if (attempts.size() <= 3) return Status::Unavailable("stream: cannot open");
+    // It comes back at another resolution.
+    return std::unique_ptr<FrameSource>(new ScriptedLiveSource(4, cv::Size(32, 24)));
+  };
+  ReopenOptions options;
+  options.backoff_initial_s = 0.5;
+  options.backoff_max_s = 1.5;
+  ReopeningSource source(std::make_unique<ScriptedLiveSource>(3, cv::Size(64, 48)), opener, options, &clock);
+  std::vector<Frame> frames = ReadAll(&source, 5);
+  ASSERT_EQ(frames.size(), 5u);
+  // The indices go on across the outage; the new frames have the new size.
+  EXPECT_EQ(Indices(frames), (std::vector<int64_t>{0, 1, 2, 3, 4}));
+  EXPECT_EQ(frames[2].bgr.cols, 64);
+  EXPECT_EQ(frames[3].bgr.cols, 32);
+  ASSERT_EQ(attempts.size(), 4u);
+  // Waits double from 0.5 s up to the 1.5 s ceiling, each jittered into [half, whole).
+  const double ceilings[] = {0.5, 1.0, 1.5, 1.5};
+  double previous = 100;
+  for (size_t i = 0; i < attempts.size(); ++i) {
+    const double wait = attempts[i] - previous;
+    EXPECT_GE(wait, ceilings[i] * 0.5 - 1e-9) << "attempt " << i;
+    EXPECT_LT(wait, ceilings[i] + 1e-9) << "attempt " << i;
+    previous = attempts[i];
+  }
+  const SourceHealth health = source.health();
+  EXPECT_TRUE(health.up);
+  EXPECT_EQ(health.drops, 1);
+  EXPECT_EQ(health.reconnects, 1);
+  EXPECT_EQ(health.failed_opens, 3);
+  EXPECT_NEAR(health.outage_s, attempts.back() - 100, 1e-9);
+  EXPECT_EQ(source.description(), "scripted 32");
+}
+
+TEST(ReopeningSourceTest, ASourceThatOpensButGivesNoFrameStaysInTheSameOutage) {
+  // A stream that opens and fails at once (a camera still booting) must not reset the back-off
+  // nor count as a new drop each time.
+  FakeClock clock(0);
+  std::vector<double> attempts;
+  auto opener = [&]() -> StatusOr<std::unique_ptr<FrameSource>> {
+    attempts.push_back(clock.NowSeconds());
+    return std::unique_ptr<FrameSource>(new ScriptedLiveSource(attempts.size() < 3 ? 0 : 2, cv::Size(8, 8)));
+  };
+  ReopenOptions options;
+  options.backoff_initial_s = 1;
+  options.backoff_max_s = 8;
+  ReopeningSource source(std::make_unique<ScriptedLiveSource>(1, cv::Size(8, 8)), opener, options, &clock);
+  EXPECT_EQ(ReadAll(&source, 3).size(), 3u);
+  ASSERT_EQ(attempts.size(), 3u);
+  EXPECT_GE(attempts[2] - attempts[1], 2.0 - 1e-9) << "the third wait must be the doubled one";
+  const SourceHealth health = source.health();
+  EXPECT_TRUE(health.up);
+  EXPECT_EQ(health.drops, 1);
+  EXPECT_EQ(health.reconnects, 1);
+  EXPECT_DOUBLE_EQ(health.outage_s, attempts.back());
+}
+
+TEST(ReopeningSourceTest, OutageCountsWhileItLastsAndInterruptEndsTheWait) {
+  FakeClock clock(0);
+  int attempts = 0;
+  ReopeningSource* self = nullptr;
+  auto opener = [&]() -> StatusOr<std::unique_ptr<FrameSource>> {
+    if (++attempts == 5) self->Interrupt();  // Stop() from another thread, as the edge does
+    return Status::Unavailable("camera:0: cannot open");
+  };
+  ReopenOptions options;
+  options.backoff_initial_s = 1;
+  options.backoff_max_s = 2;
+  ReopeningSource source(std::make_unique<ScriptedLiveSource>(1, cv::Size(8, 8)), opener, options, &clock);
+  self = &source;
+  Frame frame;
+  ASSERT_TRUE(*source.Next(&frame));
+  StatusOr<bool> next = source.Next(&frame);
+  ASSERT_TRUE(next.ok()) << next.status().ToString();
+  EXPECT_FALSE(*next);  // interrupted, not an error
+  EXPECT_EQ(attempts, 5);
+  const SourceHealth health = source.health();
+  EXPECT_FALSE(health.up);
+  EXPECT_EQ(health.drops, 1);
+  EXPECT_EQ(health.reconnects, 0);
+  EXPECT_EQ(health.failed_opens, 5);
+  EXPECT_GT(health.outage_s, 0);
+  EXPECT_DOUBLE_EQ(health.outage_s, clock.NowSeconds());  // the outage is still going on
+}
+
+TEST(ReopeningSourceTest, EndsAndOtherErrorsAreNotReopened) {
+  FakeClock clock;
+  int attempts = 0;
+  auto opener = [&]() -> StatusOr<std::unique_ptr<FrameSource>> {
+    ++attempts;
+    return Status::Unavailable("unused");
+  };
+  ReopeningSource ended(std::make_unique<ScriptedLiveSource>(2, cv::Size(8, 8), Status::Ok()), opener, {}, &clock);
+  EXPECT_EQ(ReadAll(&ended).size(), 2u);
+  ReopeningSource broken(std::make_unique<ScriptedLiveSource>(0, cv::Size(8, 8), Status::DataLoss("corrupt")), opener,
+                         {}, &clock);
+  Frame frame;
+  EXPECT_EQ(broken.Next(&frame).status().code(), Status::Code::kDataLoss);
+  EXPECT_EQ(attempts, 0);
+  EXPECT_EQ(broken.health().drops, 0);
+}
+
+TEST(ReopeningSourceTest, BackOffMustBeOrdered) {
+  ReopenOptions options;
+  options.backoff_initial_s = 2;
+  options.backoff_max_s = 1;
+  EXPECT_EQ(options.Validate().code(), Status::Code::kInvalidArgument);
+  options.backoff_initial_s = 0;
+  EXPECT_EQ(options.Validate().code(), Status::Code::kInvalidArgument);
+  EXPECT_TRUE(ReopenOptions().Validate().ok());
 }
 
 }  // namespace

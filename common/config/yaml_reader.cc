@@ -130,6 +130,9 @@ Status YamlReader::Get(const std::string& key, std::vector<double>* out) const {
 Status YamlReader::Get(const std::string& key, std::vector<std::string>* out) const {
   return GetList(key, "strings", out);
 }
+Status YamlReader::Get(const std::string& key, std::vector<std::vector<double>>* out) const {
+  return GetList(key, "lists of numbers", out);
+}
 
 StatusOr<YamlReader> YamlReader::Child(const std::string& key) const {
   YAML::Node node = Lookup(key);

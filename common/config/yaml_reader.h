@@ -32,6 +32,7 @@ class YamlReader {
   Status Get(const std::string& key, std::vector<int>* out) const;
   Status Get(const std::string& key, std::vector<double>* out) const;
   Status Get(const std::string& key, std::vector<std::string>* out) const;
+  Status Get(const std::string& key, std::vector<std::vector<double>>* out) const;  // [[x, y], ...]
 
   // Required keys: absent is an error.
   template <typename T>

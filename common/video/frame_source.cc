@@ -15,6 +15,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <opencv2/videoio.hpp>
+#include <opencv2/videoio/registry.hpp>
 #include <spdlog/spdlog.h>
 
 #include "common/base/clock.h"
@@ -84,8 +85,8 @@ class CaptureReader : public Reader {
   enum class Kind { kFile, kCamera, kStream };
 
   // `target` is the file path or URL; `camera` the index for kCamera.
-  static StatusOr<std::unique_ptr<Reader>> Open(Kind kind, std::string target, int camera) {
-    std::unique_ptr<CaptureReader> reader(new CaptureReader(kind, std::move(target), camera));
+  static StatusOr<std::unique_ptr<Reader>> Open(Kind kind, std::string target, int camera, double timeout_s = 0) {
+    std::unique_ptr<CaptureReader> reader(new CaptureReader(kind, std::move(target), camera, timeout_s));
     SD_RETURN_IF_ERROR(reader->Reopen());
     return std::unique_ptr<Reader>(std::move(reader));
   }
@@ -138,17 +139,30 @@ class CaptureReader : public Reader {
   }
 
  private:
-  CaptureReader(Kind kind, std::string target, int camera)
+  CaptureReader(Kind kind, std::string target, int camera, double timeout_s)
       : kind_(kind),
         target_(std::move(target)),
         camera_(camera),
+        timeout_ms_(static_cast<int>(timeout_s * 1000)),
         name_(kind == Kind::kCamera ? "camera:" + std::to_string(camera) : Redact(target_)) {}
 
   Status Reopen() {
     try {
       capture_.release();
-      const bool opened = kind_ == Kind::kCamera ? capture_.open(camera_, cv::CAP_ANY)
-                                                 : capture_.open(target_, cv::CAP_ANY);
+      bool opened = false;
+      if (kind_ == Kind::kCamera) {
+        opened = capture_.open(camera_, cv::CAP_ANY);
+      } else if (kind_ == Kind::kStream && cv::videoio_registry::hasBackend(cv::CAP_FFMPEG)) {
+        // FFmpeg alone: where it fails (the server is down) CAP_ANY would go on to GStreamer,
+        // whose open can block for good, and a reopening edge would hang there. The timeouts:
+        // without them a stalled stream blocks a read for FFmpeg's default of 30 s.
+        std::vector<int> params;
+        if (timeout_ms_ > 0)
+          params = {cv::CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms_, cv::CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms_};
+        opened = capture_.open(target_, cv::CAP_FFMPEG, params);
+      } else {
+        opened = capture_.open(target_, cv::CAP_ANY);
+      }
       if (!opened || !capture_.isOpened()) {
         if (kind_ == Kind::kFile) {
           return Status::InvalidArgument(name_ + ": not a video that OpenCV can open");
@@ -204,6 +218,7 @@ class CaptureReader : public Reader {
   const Kind kind_;
   const std::string target_;
   const int camera_;
+  const int timeout_ms_;    // streams: open and read timeouts (0: the backend's own)
   const std::string name_;  // for messages: no credentials
   cv::VideoCapture capture_;
   int64_t pos_ = 0;
@@ -368,7 +383,8 @@ StatusOr<SyntheticSceneOptions> ParseSyntheticUri(const std::string& uri) {
   return options;
 }
 
-StatusOr<std::unique_ptr<Reader>> OpenReader(const std::string& uri) {
+StatusOr<std::unique_ptr<Reader>> OpenReader(const FrameSourceOptions& options) {
+  const std::string& uri = options.uri;
   if (StartsWith(uri, "synthetic:")) {
     SD_ASSIGN_OR_RETURN(SyntheticSceneOptions options, ParseSyntheticUri(uri));
     StatusOr<SyntheticScene> scene = SyntheticScene::Create(options);
@@ -382,7 +398,7 @@ StatusOr<std::unique_ptr<Reader>> OpenReader(const std::string& uri) {
     }
     return CaptureReader::Open(CaptureReader::Kind::kCamera, uri, index);
   }
-  if (IsUrl(uri)) return CaptureReader::Open(CaptureReader::Kind::kStream, uri, 0);
+  if (IsUrl(uri)) return CaptureReader::Open(CaptureReader::Kind::kStream, uri, 0, options.stream_timeout_s);
   if (uri.empty()) return Status::InvalidArgument("frame source: empty uri");
 
   std::error_code error;
@@ -403,6 +419,8 @@ Status FrameSourceOptions::Validate() const {
                    std::to_string(end_frame));
   }
   if (!(fps_override >= 0)) return invalid("fps_override: must be >= 0");
+  if (!(stream_timeout_s >= 0) || stream_timeout_s > 3600)
+    return invalid("stream_timeout_s: must be between 0 (the backend's default) and 3600");
   return Status::Ok();
 }
 
@@ -535,7 +553,7 @@ class RangedSource : public FrameSource {
 StatusOr<std::unique_ptr<FrameSource>> OpenFrameSource(const FrameSourceOptions& options,
                                                        Clock* clock) {
   SD_RETURN_IF_ERROR(options.Validate().WithContext(Redact(options.uri)));
-  SD_ASSIGN_OR_RETURN(std::unique_ptr<Reader> reader, OpenReader(options.uri));
+  SD_ASSIGN_OR_RETURN(std::unique_ptr<Reader> reader, OpenReader(options));
   auto source = std::make_unique<RangedSource>(std::move(reader), options, clock);
   SD_RETURN_IF_ERROR(source->Start());
   return std::unique_ptr<FrameSource>(std::move(source));

@@ -37,7 +37,10 @@ struct FrameSourceOptions {
   double fps_override = 0;  // >0: pacing rate (folders default 10)
   int64_t start_frame = 0, end_frame = -1;  // [start, end) range of frames to deliver (-1: to the end)
   int stride = 1;                           // deliver every stride-th frame
-  // The range, stride and fps (not the uri, which opening checks); the message starts with the
+  // rtsp/http streams: opening or reading a frame that takes longer fails with Unavailable (a
+  // stalled camera), which the edge answers by reopening (common/video/reopening_source.h).
+  double stream_timeout_s = 5;
+  // The range, stride, fps and timeout (not the uri, which opening checks); the message starts with the
   // field's name (YamlReader::Check).
   Status Validate() const;
 };
