@@ -16,7 +16,8 @@ namespace {
 
 constexpr uint64_t kMaxBigint = static_cast<uint64_t>(INT64_MAX);
 constexpr char kFrameColumns[] =
-    "sequence, frame_index, capture_time_s, source_width, source_height, image_score, validation, labels, embedding";
+    "sequence, frame_index, capture_time_s, source_width, source_height, image_score, validation, labels, embedding, "
+    "privacy";
 constexpr char kVersionColumns[] =
     "version, base_version, encoding, weights_checksum, val_map50, created_ms, checkpoint_bytes, checkpoint_key";
 
@@ -35,6 +36,7 @@ Status ReadFrame(const pqxx::row& row, const std::string& device_id, FrameRecord
   r->validation = row[6].as<bool>();
   if (!DecodeLabels(row[7].as<std::string>(), &r->labels))
     return Status::DataLoss("frame " + device_id + "/" + std::to_string(r->sequence) + ": its labels do not parse");
+  r->privacy = row[9].as<std::string>();
   if (!row[8].is_null()) {
     pqxx::binarystring blob(row[8]);
     // A blob whose size is not whole floats is not trusted: the frame simply has no embedding.
@@ -115,12 +117,12 @@ StatusOr<bool> PgFrameStore::Put(const FrameRecord& frame, std::string_view jpeg
     pqxx::binarystring embedding_blob(embedding.data(), embedding.size());
     pqxx::result r = tx.exec_params(
         "INSERT INTO frames(device_id, sequence, frame_index, capture_time_s, source_width, source_height, "
-        "image_score, validation, labels, embedding, image_bytes, image_key, stored_by, lease_epoch) "
-        "VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14) ON CONFLICT DO NOTHING RETURNING 1",
+        "image_score, validation, labels, embedding, image_bytes, image_key, stored_by, lease_epoch, privacy) "
+        "VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) ON CONFLICT DO NOTHING RETURNING 1",
         frame.device_id, frame.sequence, frame.frame_index, frame.capture_time_s, frame.source_width,
         frame.source_height, frame.image_score, frame.validation, EncodeLabels(frame.labels), embedding_blob,
         static_cast<int64_t>(jpeg.size()), key, leases_ ? leases_->replica() : std::string(),
-        leases_ ? leases_->Held(frame.device_id) : 0);
+        leases_ ? leases_->Held(frame.device_id) : 0, frame.privacy);
     // Another writer stored the same frame since the check: roll back this one's blob.
     if (r.empty()) return Status::AlreadyExists("duplicate");
     tx.exec_params("INSERT INTO devices(device_id) VALUES($1) ON CONFLICT DO NOTHING", frame.device_id);

@@ -24,6 +24,7 @@ CREATE TABLE frames(
   validation boolean NOT NULL,
   labels text NOT NULL,                       -- EncodeLabels
   embedding bytea,                            -- float32s; NULL when none
+  privacy text NOT NULL DEFAULT '',           -- the edge's mask declaration; '' when none
   image_bytes bigint NOT NULL,
   image_key text NOT NULL,                    -- blobs.key or the shared directory's name
   stored_by text NOT NULL,                    -- the replica that stored it (audits, tests)

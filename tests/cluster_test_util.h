@@ -22,8 +22,9 @@ namespace sd::testing {
 class TestCluster {
  public:
   // `devices`: device id -> token, inline in the replicas' server.yaml.
+  // `extra_yaml`: more top-level keys for the replicas' server.yaml.
   TestCluster(const std::string& dir, const std::vector<std::pair<std::string, std::string>>& devices,
-              double lease_ttl_s)
+              double lease_ttl_s, const std::string& extra_yaml = "")
       : dir_(dir) {
     std::string why;
     PgTestCluster* pg = PgTestCluster::Get(&why);
@@ -38,7 +39,7 @@ class TestCluster {
     for (const auto& [id, token] : devices) inline_devices += "  " + id + ": {token: " + token + "}\n";
     yaml = std::regex_replace(yaml, std::regex("devices:\\n(  .*\\n|  #.*\\n)+"), inline_devices);
     yaml += "storage:\n  backend: postgres\n  dsn: \"" + dsn_ + "\"\n  lease_ttl_s: " + std::to_string(lease_ttl_s) +
-            "\n";
+            "\n" + extra_yaml;
     config_ = dir + "/server.yaml";
     std::ofstream(config_) << yaml;
     proxy_port_ = FreePort();
@@ -57,7 +58,12 @@ class TestCluster {
     replicas_[k]->Signal(SIGKILL);
     replicas_[k]->WaitExit(std::chrono::seconds(10));
   }
-  // HAProxy with the shipped config, over the replicas started so far.
+  // Ports for replicas 0..n-1 (those not started yet too): HAProxy can list a replica before
+  // it runs, as an operator adds a server line before starting it.
+  void ReservePorts(size_t n) {
+    while (replicas_.size() < n) replicas_.emplace_back(), ports_.push_back(FreePort()), http_ports_.push_back(FreePort());
+  }
+  // HAProxy with the shipped config, over the replicas with ports so far.
   void StartProxy() {
     std::ifstream in(std::string(SD_SOURCE_DIR) + "/deploy/haproxy/streamdistill.cfg");
     std::stringstream text;

@@ -69,6 +69,7 @@ FrameRecord MakeFrame(const std::string& device, uint64_t sequence, bool validat
   for (uint64_t k = 0; k < sequence % 3; ++k) {
     f.labels.push_back({{0.1f * k, 1.0f / 3.0f, 100.5f + k, 200.25f}, 0.987654321f, static_cast<int>(k)});
   }
+  if (sequence % 2 == 0) f.privacy = "masks=window,tv;faces=" + std::to_string(sequence % 5);
   f.jpeg = FakeJpeg(device, sequence);
   return f;
 }
@@ -109,6 +110,7 @@ void ExpectSameMetadata(const FrameRecord& want, const FrameRecord& got) {
   EXPECT_EQ(want.source_height, got.source_height);
   EXPECT_EQ(want.image_score, got.image_score);
   EXPECT_EQ(want.validation, got.validation);
+  EXPECT_EQ(want.privacy, got.privacy);
   ExpectSameLabels(want.labels, got.labels);
 }
 
