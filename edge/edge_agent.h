@@ -15,6 +15,7 @@
 #include "common/obs/http_endpoint.h"
 #include "common/obs/metrics.h"
 #include "common/base/status.h"
+#include "edge/budget_controller.h"
 #include "edge/edge_config.h"
 #include "edge/sample_feeder.h"
 #include "edge/serving_model.h"
@@ -30,6 +31,9 @@ struct EdgeStats {
   double student_ms = 0;  // mean per detected frame
   double elapsed_s = 0;
   uint64_t model_version = 0;
+  std::string budget_mode;       // adaptive | fixed
+  double budget_per_minute = 0;  // the sampler's budget now
+  std::string budget_reason;     // why (BudgetReasonName)
   UplinkStats uplink;
   double uplink_kbps() const { return elapsed_s > 0 ? uplink.bytes_up * 8 / 1000.0 / elapsed_s : 0; }
   double downlink_kbps() const { return elapsed_s > 0 ? uplink.bytes_down * 8 / 1000.0 / elapsed_s : 0; }
@@ -95,6 +99,11 @@ class EdgeAgent : public UpdateSink {
   std::unique_ptr<FrameSource> source_;
   std::unique_ptr<DetectionSink> sink_;
   std::unique_ptr<Sampler> sampler_;
+  // The budget sampler_ runs under (issue 26), and what sees the scene change; the capture
+  // thread sets sampler_budget_ (the budget last given to sampler_) and reads scene_.
+  std::unique_ptr<BudgetController> budget_;
+  std::unique_ptr<SceneWatch> scene_;
+  double sampler_budget_ = -1;
   std::unique_ptr<Spool> spool_;
   std::unique_ptr<Uplink> uplink_;
   std::function<void(uint64_t, int)> ack_observer_;
