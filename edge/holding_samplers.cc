@@ -183,11 +183,13 @@ class PacedSampler : public HoldingSampler {
   }
 
   int64_t taken() const override { return budget_.taken(); }
-  // The slot that is open keeps its length; the next one is one frame's worth of the new budget.
+  // The next slot is one frame's worth of the new budget. A raise shortens the open slot too
+  // (a new scene must not wait out a slot of the floor's length); a cut leaves it as it is.
   void SetBudgetPerMinute(double per_minute) override {
     if (!(per_minute > 0) || std::abs(60.0 / per_minute - next_slot_s_) < 1e-9) return;
     budget_.SetRate(per_minute);
     next_slot_s_ = 60.0 / per_minute;
+    slot_s_ = std::min(slot_s_, next_slot_s_);
   }
 
  private:

@@ -225,6 +225,39 @@ TEST(SamplerBudgetTest, PacedSamplerFollowsTheBudgetItIsGiven) {
   EXPECT_NEAR(run(2400, 3600), 40, 2);
 }
 
+// A raise (a new scene) does not wait out the open slot of the floor's length.
+TEST(SamplerBudgetTest, PacedSamplerSendsSoonAfterARaise) {
+  SamplerOptions options;
+  options.strategy = SamplerStrategy::kPacedConfidenceDiversity;
+  options.budget_per_minute = 4;  // 15 s slots
+  auto sampler = CreateSampler(options);
+  ASSERT_TRUE(sampler.ok()) << sampler.status().ToString();
+  Detections detections = {Detection{Box{0, 0, 10, 10}, 0.9f, 0}};
+  std::vector<double> released_at;
+  for (int i = 0; i < 900; ++i) {
+    if (i == 620) (*sampler)->SetBudgetPerMinute(20);  // 2 s into a slot that would end at 75 s
+    FrameFeatures f;
+    f.index = i;
+    f.time_s = i / 10.0;
+    f.detections = &detections;
+    f.model_from_server = true;
+    (*sampler)->Offer(f);
+    // When a frame goes (the slot's close), not which.
+    for (size_t n = (*sampler)->TakeReleased().size(); n > 0; --n) released_at.push_back(f.time_s);
+    (*sampler)->TakeDropped();
+  }
+  double first_after = -1;
+  for (double t : released_at)
+    if (t >= 62) {
+      first_after = t;
+      break;
+    }
+  ASSERT_GE(first_after, 62);
+  // The bucket refills at the new rate (2-3 s) and a new slot of 3 s closes; without the
+  // shortened slot the first frame would go at 74.9 s.
+  EXPECT_LE(first_after, 62 + 6) << "the first frame after the raise waited for the old slot";
+}
+
 TEST(SamplerBudgetTest, UniformSamplerFollowsTheBudgetItIsGiven) {
   SamplerOptions options;
   options.strategy = SamplerStrategy::kUniform;
