@@ -94,6 +94,10 @@ Status EdgeAgent::Init() {
   }
   SD_ASSIGN_OR_RETURN(sink_, DetectionSink::Open(config_.sink));
   SD_ASSIGN_OR_RETURN(sampler_, CreateSampler(ForDetectEvery(config_.sampling, config_.detect_every)));
+  const BudgetOptions budget = config_.Budget();
+  SD_RETURN_IF_ERROR(budget.Validate().WithContext("budget"));
+  budget_ = std::make_unique<BudgetController>(budget, config_.sampling.budget_per_minute, clock_);
+  if (budget.mode == BudgetMode::kAdaptive) scene_ = std::make_unique<SceneWatch>(budget.scene_change);
   feeder_ = std::make_unique<SampleFeeder<std::string>>(sampler_.get());
   SpoolOptions spool_options = config_.spool;
   spool_options.env = env;
@@ -102,9 +106,12 @@ Status EdgeAgent::Init() {
     spdlog::info("spool holds {} unacked frames from an earlier run; they go first", spool_->pending_count());
   uplink_ = std::make_unique<Uplink>(config_.uplink, config_.student.Fingerprint(), spool_.get(), this);
   // Runs on the uplink's reader thread; ack_observer_ is set before Run() starts that thread.
-  uplink_->SetAckObserver([this](uint64_t sequence, int code, double teacher_agreement) {
-    sampler_->OnTeacherAgreement(teacher_agreement);
-    if (ack_observer_) ack_observer_(sequence, code);
+  uplink_->SetAckObserver([this](const Uplink::Ack& ack) {
+    sampler_->OnTeacherAgreement(ack.teacher_agreement);
+    budget_->OnAgreement(ack.student_agreement);
+    // A stored frame's ack carries the server's budget as it stands (0: none); others may not.
+    if (ack.code == 0) budget_->OnServerBudget(ack.budget_per_minute);
+    if (ack_observer_) ack_observer_(ack.sequence, ack.code);
   });
   RegisterMetrics();
   SD_RETURN_IF_ERROR(metrics_.status());
@@ -176,6 +183,30 @@ void EdgeAgent::RegisterMetrics() {
                        {"device"}, [this, device](const Emit& emit) { emit({device}, spool_->pending_count()); });
   metrics_.AddCallback(Type::kGauge, "streamdistill_edge_spool_bytes", "Bytes of the frames in the spool.", {"device"},
                        [this, device](const Emit& emit) { emit({device}, spool_->pending_bytes()); });
+  gauge("streamdistill_edge_budget_per_minute",
+        "Frames a minute the sampler may send now: the edge's budget bounded by the server's.",
+        [this](const EdgeStats&) { return budget_->Effective(); });
+  gauge("streamdistill_edge_budget_requested_per_minute",
+        "The edge's own budget (adaptive: between budget.floor_per_minute and ceiling_per_minute).",
+        [this](const EdgeStats&) { return budget_->Requested(); });
+  gauge("streamdistill_edge_server_budget_per_minute", "The server's budget for this edge (0: none told).",
+        [this](const EdgeStats&) { return budget_->server_budget(); });
+  gauge("streamdistill_edge_student_agreement",
+        "The teacher's agreement with the student on the frames sent, smoothed (-1: none yet).",
+        [this](const EdgeStats&) { return budget_->smoothed_agreement(); });
+  metrics_.AddCallback(Type::kGauge, "streamdistill_edge_budget_reason",
+                       "1 for why the budget is what it is now (start, agreement, agreement_fell, scene_change, "
+                       "server), 0 for the others.",
+                       {"device", "reason"}, [this, device](const Emit& emit) {
+                         const BudgetReason now = budget_->reason();
+                         for (BudgetReason r : AllBudgetReasons()) emit({device, BudgetReasonName(r)}, r == now ? 1 : 0);
+                       });
+  metrics_.AddCallback(Type::kCounter, "streamdistill_edge_budget_changes_total",
+                       "Times the budget moved, by why.", {"device", "reason"}, [this, device](const Emit& emit) {
+                         const std::vector<int64_t> changes = budget_->changes();
+                         for (BudgetReason r : AllBudgetReasons())
+                           emit({device, BudgetReasonName(r)}, static_cast<double>(changes[static_cast<size_t>(r)]));
+                       });
   inference_seconds_ = &metrics_
                             .AddHistogram("streamdistill_edge_inference_seconds",
                                           "The student's time per detected frame.", buckets::kInferenceSeconds,
@@ -263,12 +294,13 @@ std::string EdgeAgent::ServingChecksum() const { return serving_.Current()->weig
 
 StatusOr<std::string> EdgeAgent::EncodeFrame(const Frame& frame, double video_time_s, const StudentOutput& out,
                                              uint64_t version, const PrivacyApplied* masked) const {
+  const SampledBudget budget{budget_->Requested(), BudgetReasonName(budget_->reason())};
   if (masked != nullptr || !privacy_)
-    return EncodeSampledFrame(frame.bgr, frame.index, video_time_s, out, version, config_.Upload(), masked);
+    return EncodeSampledFrame(frame.bgr, frame.index, video_time_s, out, version, config_.Upload(), budget, masked);
   // Masked on a copy: the frame itself is the student's and the detections file's.
   cv::Mat image = frame.bgr.clone();
   SD_ASSIGN_OR_RETURN(const PrivacyApplied applied, privacy_->Apply(&image));
-  return EncodeSampledFrame(image, frame.index, video_time_s, out, version, config_.Upload(), &applied);
+  return EncodeSampledFrame(image, frame.index, video_time_s, out, version, config_.Upload(), budget, &applied);
 }
 
 Status EdgeAgent::SpoolFrame(std::string encoded) {
@@ -325,6 +357,14 @@ Status EdgeAgent::ProcessFrame(const Frame& frame, double video_time_s) {
   features.detections = &out.detections;
   features.embedding = &out.embedding;
   features.model_from_server = served->version > 0;
+  // The budget moves apart from the strategy: a changed scene raises it at once, and the
+  // sampler runs under whatever it is now.
+  if (scene_ && scene_->Observe(frame.bgr, video_time_s)) budget_->OnSceneChange();
+  const double per_minute = budget_->Effective();
+  if (per_minute != sampler_budget_) {
+    sampler_->SetBudgetPerMinute(per_minute);
+    sampler_budget_ = per_minute;
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     stats_.student_ms += (ms - stats_.student_ms) / (++stats_.detected);
@@ -405,6 +445,11 @@ EdgeStats EdgeAgent::stats() const {
   s.uplink = uplink_ ? uplink_->stats() : UplinkStats();
   s.model_version = serving_.Current()->version;
   if (reopening_) s.source = reopening_->health();
+  if (budget_) {
+    s.budget_mode = BudgetModeName(config_.Budget().mode);
+    s.budget_per_minute = budget_->Effective();
+    s.budget_reason = BudgetReasonName(budget_->reason());
+  }
   const double start = start_time_;
   s.elapsed_s = start > 0 ? clock_->NowSeconds() - start : 0;
   return s;

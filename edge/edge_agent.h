@@ -16,6 +16,7 @@
 #include "common/obs/http_endpoint.h"
 #include "common/obs/metrics.h"
 #include "common/base/status.h"
+#include "edge/budget_controller.h"
 #include "edge/edge_config.h"
 #include "edge/privacy_filter.h"
 #include "edge/sample_feeder.h"
@@ -33,6 +34,9 @@ struct EdgeStats {
   double elapsed_s = 0;
   uint64_t model_version = 0;
   SourceHealth source;  // a source given to Create() is never reopened: always up
+  std::string budget_mode;       // adaptive | fixed
+  double budget_per_minute = 0;  // the sampler's budget now
+  std::string budget_reason;     // why (BudgetReasonName)
   UplinkStats uplink;
   double uplink_kbps() const { return elapsed_s > 0 ? uplink.bytes_up * 8 / 1000.0 / elapsed_s : 0; }
   double downlink_kbps() const { return elapsed_s > 0 ? uplink.bytes_down * 8 / 1000.0 / elapsed_s : 0; }
@@ -105,6 +109,11 @@ class EdgeAgent : public UpdateSink {
   ReopeningSource* reopening_ = nullptr;  // source_ when the agent opened it itself, else null
   std::unique_ptr<DetectionSink> sink_;
   std::unique_ptr<Sampler> sampler_;
+  // The budget sampler_ runs under (issue 26), and what sees the scene change; the capture
+  // thread sets sampler_budget_ (the budget last given to sampler_) and reads scene_.
+  std::unique_ptr<BudgetController> budget_;
+  std::unique_ptr<SceneWatch> scene_;
+  double sampler_budget_ = -1;
   std::unique_ptr<Spool> spool_;
   std::unique_ptr<Uplink> uplink_;
   std::function<void(uint64_t, int)> ack_observer_;

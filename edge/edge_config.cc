@@ -24,6 +24,26 @@ Status ReadUplink(const YamlReader& root, UplinkOptions* u) {
   return tls.Check(u->tls.Validate());
 }
 
+Status ReadBudget(const YamlReader& root, EdgeConfig* c) {
+  SD_ASSIGN_OR_RETURN(YamlReader b, root.Child("budget"));
+  BudgetOptions& o = c->budget;
+  std::string mode = BudgetModeName(o.mode);
+  SD_RETURN_IF_ERROR(b.Get("mode", &mode));
+  StatusOr<BudgetMode> parsed = ParseBudgetMode(mode);
+  if (!parsed.ok()) return b.Check(parsed.status());
+  o.mode = *parsed;
+  SD_RETURN_IF_ERROR(b.Get("floor_per_minute", &o.floor_per_minute));
+  SD_RETURN_IF_ERROR(b.Get("ceiling_per_minute", &o.ceiling_per_minute));
+  SD_RETURN_IF_ERROR(b.Get("agreement_target", &o.agreement_target));
+  SD_RETURN_IF_ERROR(b.Get("agreement_low", &o.agreement_low));
+  SD_RETURN_IF_ERROR(b.Get("agreement_fall", &o.agreement_fall));
+  SD_RETURN_IF_ERROR(b.Get("smoothing", &o.smoothing));
+  SD_RETURN_IF_ERROR(b.Get("down_factor", &o.down_factor));
+  SD_RETURN_IF_ERROR(b.Get("hold_s", &o.hold_s));
+  SD_RETURN_IF_ERROR(b.Get("scene_change", &o.scene_change));
+  return b.Check(c->Budget().Validate());
+}
+
 Status ReadSource(const YamlReader& root, FrameSourceOptions* s, ReopenOptions* reconnect) {
   SD_ASSIGN_OR_RETURN(YamlReader source, root.Child("source"));
   SD_RETURN_IF_ERROR(source.Require("uri", &s->uri));
@@ -185,6 +205,7 @@ Status Parse(const YamlReader& root, EdgeConfig* c) {
   SD_RETURN_IF_ERROR(ReadZones(root, &c->zones));
   SD_ASSIGN_OR_RETURN(YamlReader sampling, root.Child("sampling"));
   SD_RETURN_IF_ERROR(ReadSamplerOptions(sampling, &c->sampling));
+  SD_RETURN_IF_ERROR(ReadBudget(root, c));
   SD_ASSIGN_OR_RETURN(YamlReader upload, root.Child("upload"));
   SD_RETURN_IF_ERROR(upload.Get("jpeg_quality", &c->jpeg_quality));
   SD_RETURN_IF_ERROR(upload.Get("max_width", &c->upload_max_width));

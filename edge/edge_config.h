@@ -10,6 +10,7 @@
 #include "common/base/status.h"
 #include "common/student/student.h"
 #include "common/config/yaml_reader.h"
+#include "edge/budget_controller.h"
 #include "edge/detection_sink.h"
 #include "edge/detection_zones.h"
 #include "edge/frame_encoding.h"
@@ -54,6 +55,10 @@ struct EdgeConfig {
   DetectionSinkOptions sink;
   std::vector<DetectionZone> zones;  // ignore regions and tagged zones; none by default
   SamplerOptions sampling;
+  // The frames-per-minute budget the sampler runs under (`budget` section): adaptive between a
+  // floor and a ceiling, or fixed at sampling.budget_per_minute. As read (derived values 0);
+  // Budget() resolves them.
+  BudgetOptions budget;
   int jpeg_quality = 80;
   int upload_max_width = 0;  // 0: send frames at source resolution
   SpoolOptions spool;
@@ -69,6 +74,8 @@ struct EdgeConfig {
 
   // How sampled frames are encoded for the uplink (upload.*, the link's limit, the sampler's score).
   FrameEncodingOptions Upload() const;
+  // `budget` with its derived values filled in from `sampling`.
+  BudgetOptions Budget() const { return budget.Resolved(sampling.budget_per_minute); }
 
   // The fields of this struct itself, each named first in the message (ParseEdgeConfig maps
   // them to their keys); the option structs it holds have their own Validate().

@@ -48,6 +48,9 @@ nlohmann::json Summary(const sd::EdgeStats& s) {
           {"uplink_kbps", s.uplink_kbps()},
           {"downlink_kbps", s.downlink_kbps()},
           {"student_ms", s.student_ms},
+          {"budget_mode", s.budget_mode},
+          {"budget_per_minute", s.budget_per_minute},
+          {"budget_reason", s.budget_reason},
           {"seconds", s.elapsed_s}};
 }
 
@@ -60,10 +63,13 @@ int main(int argc, char** argv) {
   bool fast = false;
   double duration_s = 0;
   std::string ack_log_path;
+  std::string budget_mode;
   app.add_option("--config", config_path, "YAML config");
   app.add_flag("--fast", fast, "read files as fast as possible instead of at their frame rate");
   app.add_option("--duration", duration_s, "stop after this many seconds (0: run until the source ends)");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
+  app.add_option("--budget-mode", budget_mode,
+                 "adaptive | fixed: overrides the config's budget.mode (fixed: sampling.budget_per_minute always)");
   app.add_option("--ack-log", ack_log_path, "append one line per ack from the server to this file: sequence and code");
   try {
     app.parse(argc, argv);
@@ -81,6 +87,19 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (fast) config->source.realtime = false;
+  if (!budget_mode.empty()) {
+    auto mode = sd::ParseBudgetMode(budget_mode);
+    if (!mode.ok()) {
+      std::fprintf(stderr, "streamdistill-edge: error: --budget-mode: %s\n", mode.status().message().c_str());
+      return 2;
+    }
+    config->budget.mode = *mode;
+    sd::Status valid = config->Budget().Validate();
+    if (!valid.ok()) {
+      std::fprintf(stderr, "streamdistill-edge: error: --budget-mode: budget.%s\n", valid.message().c_str());
+      return 2;
+    }
+  }
   auto agent = sd::EdgeAgent::Create(*config);
   if (!agent.ok()) {
     std::fprintf(stderr, "streamdistill-edge: error: %s\n", agent.status().message().c_str());

@@ -24,11 +24,23 @@ struct FrameEncodingOptions {
   Status Validate() const;
 };
 
-// The serialized message, its sequence unset (the spool assigns it). ResourceExhausted when
-// it would not fit the link's limit (with room for the stream's framing). `privacy`: what the
-// caller already did to `bgr` (PrivacyFilter::Apply), declared in the message; null: nothing.
+// The edge's sampling budget when the frame was chosen (edge/budget_controller.h).
+struct SampledBudget {
+  double per_minute = 0;  // 0: not said
+  const char* reason = "";
+};
+
+// The student's most confident detections sent with a frame, at most (the server scores them
+// against the teacher's labels; a frame with more is rare and its first ones tell enough).
+constexpr int kMaxStudentDetections = 100;
+
+// The serialized message, its sequence unset (the spool assigns it), with the student's
+// detections as fractions of the frame. ResourceExhausted when it would not fit the link's
+// limit (with room for the stream's framing). `privacy`: what the caller already did to `bgr`
+// (PrivacyFilter::Apply), declared in the message; null: nothing.
 StatusOr<std::string> EncodeSampledFrame(const cv::Mat& bgr, int64_t frame_index, double capture_time_s,
                                          const StudentOutput& student, uint64_t model_version,
-                                         const FrameEncodingOptions& options, const PrivacyApplied* privacy = nullptr);
+                                         const FrameEncodingOptions& options, const SampledBudget& budget = {},
+                                         const PrivacyApplied* privacy = nullptr);
 
 }  // namespace sd

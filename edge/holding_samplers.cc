@@ -58,6 +58,7 @@ class PoolSampler : public HoldingSampler {
   }
 
   int64_t taken() const override { return budget_.taken(); }
+  void SetBudgetPerMinute(double per_minute) override { budget_.SetRate(per_minute); }
 
  private:
   struct Candidate {
@@ -145,6 +146,7 @@ class PacedSampler : public HoldingSampler {
         aggregate_(options.aggregate),
         diversity_weight_(options.diversity_weight),
         slot_s_(60.0 / options.budget_per_minute),
+        next_slot_s_(slot_s_),
         sent_(static_cast<size_t>(options.diversity_history)) {}
 
   SampleDecision Offer(const FrameFeatures& frame) override {
@@ -181,6 +183,14 @@ class PacedSampler : public HoldingSampler {
   }
 
   int64_t taken() const override { return budget_.taken(); }
+  // The next slot is one frame's worth of the new budget. A raise shortens the open slot too
+  // (a new scene must not wait out a slot of the floor's length); a cut leaves it as it is.
+  void SetBudgetPerMinute(double per_minute) override {
+    if (!(per_minute > 0) || std::abs(60.0 / per_minute - next_slot_s_) < 1e-9) return;
+    budget_.SetRate(per_minute);
+    next_slot_s_ = 60.0 / per_minute;
+    slot_s_ = std::min(slot_s_, next_slot_s_);
+  }
 
  private:
   struct Held {
@@ -206,6 +216,7 @@ class PacedSampler : public HoldingSampler {
 
   void StartSlot(double time_s) {
     DropBest();
+    slot_s_ = next_slot_s_;
     slot_start_s_ = time_s;
     in_slot_ = true;
   }
@@ -230,7 +241,8 @@ class PacedSampler : public HoldingSampler {
   UniformPolicy uniform_;
   const ScoreAggregate aggregate_;
   const double diversity_weight_;
-  const double slot_s_;
+  double slot_s_;       // the open slot's length
+  double next_slot_s_;  // the next slot's (SetBudgetPerMinute)
   SentEmbeddings sent_;
   bool in_slot_ = false;
   double slot_start_s_ = 0;

@@ -168,6 +168,9 @@ class Sampler {
   virtual void OnTeacherAgreement(double agreement);
   // Frames sent so far (kTake plus released).
   virtual int64_t taken() const = 0;
+  // The frames-per-minute budget from the next frame on, > 0 (edge/budget_controller.h: the
+  // budget moves apart from the strategy's choice). Capture thread, like Offer.
+  virtual void SetBudgetPerMinute(double per_minute) = 0;
 };
 
 // InvalidArgument for bad options or an unknown strategy.

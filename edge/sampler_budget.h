@@ -26,6 +26,11 @@ class Budget {
     now_s_ = time_s;
     bucket_.Advance(time_s);
   }
+  // A new frames-per-minute budget from now on (BudgetController); tokens saved are kept up to
+  // the new burst.
+  void SetRate(double budget_per_minute) {
+    bucket_.SetRate(budget_per_minute / 60.0, std::max(1.0, budget_per_minute / 6.0));
+  }
   bool Exhausted() const { return total_ > 0 && taken_ >= total_; }
   int64_t Remaining() const { return total_ > 0 ? total_ - taken_ : std::numeric_limits<int64_t>::max(); }
   bool TryTake() {

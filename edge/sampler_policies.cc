@@ -206,6 +206,7 @@ class StreamSampler : public Sampler {
     if (policy_) policy_->OnTeacherAgreement(agreement);
   }
   int64_t taken() const override { return budget_.taken(); }
+  void SetBudgetPerMinute(double per_minute) override { budget_.SetRate(per_minute); }
 
  private:
   Budget budget_;

@@ -210,9 +210,15 @@ class Uplink::Connection {
     }
     if (stored) owner_->retry_log_.Succeeded();
     if (owner_->ack_observer_) {
-      // Only a newly stored frame was compared with the previous one.
-      const double agreement = stored && !ack.duplicate() ? ack.teacher_agreement() : -1.0;
-      owner_->ack_observer_(ack.sequence(), ack.code(), agreement);
+      Uplink::Ack seen;
+      seen.sequence = ack.sequence();
+      seen.code = ack.code();
+      // Only a newly stored frame was compared with the previous one, and scored.
+      const bool fresh = stored && !ack.duplicate();
+      seen.teacher_agreement = fresh ? ack.teacher_agreement() : -1.0;
+      seen.student_agreement = fresh ? ack.student_agreement() : -1.0;
+      seen.budget_per_minute = ack.budget_per_minute();
+      owner_->ack_observer_(seen);
     }
     std::lock_guard<std::mutex> lock(mu_);
     in_flight_.erase(ack.sequence());
@@ -244,7 +250,13 @@ class Uplink::Connection {
         "frame " + std::to_string(ack.sequence()) + " not stored (code " + std::to_string(ack.code()) +
         "): " + ack.message() + "; kept in the spool" +
         (delay > 0 ? fmt::format(", sending again in {:.1f} s", delay) : std::string())));
-    if (owner_->ack_observer_) owner_->ack_observer_(ack.sequence(), ack.code(), -1.0);
+    if (owner_->ack_observer_) {
+      Uplink::Ack seen;
+      seen.sequence = ack.sequence();
+      seen.code = ack.code();
+      seen.budget_per_minute = ack.budget_per_minute();
+      owner_->ack_observer_(seen);
+    }
   }
 
   void OnChunk(const streamdistill::v1::ModelUpdateChunk& chunk) {

@@ -57,10 +57,19 @@ class Uplink {
   void Start();
   void Stop();               // cancels the stream and joins; idempotent
   void NotifyFrameQueued();  // wakes the sender
-  // Called on the reader thread for every ack: sequence, google.rpc code, and the teacher's
-  // agreement with this edge's previous stored frame (-1: unknown, e.g. a rejected frame or a
-  // re-send the server had stored already). Set before Start().
-  using AckObserver = std::function<void(uint64_t sequence, int code, double teacher_agreement)>;
+  // What an ack says, as the edge uses it.
+  struct Ack {
+    uint64_t sequence = 0;
+    int code = 0;  // google.rpc code
+    // The teacher's agreement with this edge's previous stored frame, and the student's
+    // detections' agreement with the teacher's labels of this one; -1: unknown (a rejected
+    // frame, a re-send the server had stored already).
+    double teacher_agreement = -1;
+    double student_agreement = -1;
+    double budget_per_minute = 0;  // the server's budget for this edge; 0: none
+  };
+  // Called on the reader thread for every ack. Set before Start().
+  using AckObserver = std::function<void(const Ack& ack)>;
   void SetAckObserver(AckObserver observer) { ack_observer_ = std::move(observer); }
   UplinkStats stats() const;
   // True once every spooled frame is acked (or rejected).

@@ -5,8 +5,9 @@
 # At the end the edge's start and deployed models are scored on the held-out frames 600-794
 # against the teacher's labels, and one JSON line sums the run up.
 #
-#   bash scripts/demo.sh [--fast] [--duration SECONDS] [--server-config F] [--edge-config F]
-#   (default: real time, 300 s, configs/server.yaml and configs/edge.yaml)
+#   bash scripts/demo.sh [--fast] [--duration SECONDS] [--fixed-budget] [--server-config F] [--edge-config F]
+#   (default: real time, 300 s, configs/server.yaml and configs/edge.yaml with its adaptive
+#   sampling budget; --fixed-budget: sampling.budget_per_minute, 20 a minute, all along)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,13 +15,15 @@ FAST=""
 DURATION=300
 SERVER_CONFIG=configs/server.yaml
 EDGE_CONFIG=configs/edge.yaml
+BUDGET_MODE=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --fast) FAST="--fast"; shift ;;
     --duration) DURATION="$2"; shift 2 ;;
+    --fixed-budget) BUDGET_MODE="--budget-mode fixed"; shift ;;
     --server-config) SERVER_CONFIG="$2"; shift 2 ;;
     --edge-config) EDGE_CONFIG="$2"; shift 2 ;;
-    *) echo "usage: $0 [--fast] [--duration SECONDS] [--server-config F] [--edge-config F]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--fast] [--duration SECONDS] [--fixed-budget] [--server-config F] [--edge-config F]" >&2; exit 2 ;;
   esac
 done
 
@@ -40,7 +43,7 @@ if [ -s state/admin_token ] && grep -q "admin_token_file: state/admin_token" "$S
   echo "dashboard (the run live): http://127.0.0.1:9464/dashboard?token=$(cat state/admin_token)"
 fi
 
-./build/streamdistill-edge --config "$EDGE_CONFIG" --duration "$DURATION" $FAST --log-level warn
+./build/streamdistill-edge --config "$EDGE_CONFIG" --duration "$DURATION" $FAST $BUDGET_MODE --log-level warn
 
 kill -INT $SERVER_PID
 wait $SERVER_PID || true

@@ -103,6 +103,14 @@ json DeviceRow(ServerCore& core, const DeviceState& state) {
               {"kbps_in", c.in_kbps(now)},
               {"kbps_out", c.out_kbps(now)},
               {"last_round", state.rounds.empty() ? json(nullptr) : RoundJson(state.rounds.back())}};
+  const auto budgets = core.Budgets();
+  auto budget = budgets.find(state.id);
+  row["budget"] = budget == budgets.end()
+                      ? json(nullptr)
+                      : json{{"requested", budget->second.requested > 0 ? json(budget->second.requested) : json(nullptr)},
+                             {"granted", budget->second.granted > 0 ? json(budget->second.granted) : json(nullptr)},
+                             {"reason", budget->second.reason},
+                             {"agreement", Map50(budget->second.agreement)}};
   return row;
 }
 
@@ -126,6 +134,19 @@ HttpResponse DeviceDetail(ServerCore& core, const std::string& id) {
   json rounds = json::array();
   for (const RecentRound& round : state->rounds) rounds.push_back(RoundJson(round));
   json detail = DeviceRow(core, *state);
+  json moves = json::array();
+  const auto budgets = core.Budgets();
+  if (auto budget = budgets.find(id); budget != budgets.end()) {
+    // Steady-clock times as wall-clock milliseconds, for the page's clock.
+    const double now_s = SteadySeconds();
+    const double now_ms = static_cast<double>(WallMillis());
+    for (const CameraBudget::Move& m : budget->second.moves)
+      moves.push_back({{"time_ms", static_cast<int64_t>(now_ms - (now_s - m.time_s) * 1000)},
+                       {"requested", m.requested > 0 ? json(m.requested) : json(nullptr)},
+                       {"granted", m.granted > 0 ? json(m.granted) : json(nullptr)},
+                       {"reason", m.reason}});
+  }
+  detail["budget_moves"] = moves;
   detail["versions"] = version_list;
   detail["recent_rounds"] = rounds;
   return Json(detail);

@@ -63,7 +63,8 @@ const char kDashboardPage[] = R"PAGE(<!doctype html>
     <h2>Fleet</h2>
     <div class="scroll"><table id="fleet">
       <thead><tr><th>Device</th><th>Connected</th><th>Served / published</th><th>Held-out mAP50</th>
-        <th>Frames</th><th>Last round</th><th>kbit/s in / out</th><th>Group</th><th>Admin</th></tr></thead>
+        <th>Frames</th><th>Budget, frames/min: asked / told (why)</th><th>Agreement</th><th>Last round</th>
+        <th>kbit/s in / out</th><th>Group</th><th>Admin</th></tr></thead>
       <tbody></tbody>
     </table></div>
   </section>
@@ -80,6 +81,9 @@ const char kDashboardPage[] = R"PAGE(<!doctype html>
         <thead><tr><th>Ended</th><th>Outcome</th><th>mAP50 before &rarr; after</th><th>Frames</th><th>Why</th></tr></thead>
         <tbody></tbody></table></div></section>
     </div>
+    <section><h2>Budget moves</h2><div class="scroll"><table id="budget-moves">
+      <thead><tr><th>When</th><th>Asked</th><th>Told</th><th>Why</th></tr></thead>
+      <tbody></tbody></table></div></section>
     <section><h2>Latest labelled frames</h2><div id="frames" class="frames"></div></section>
   </div>
 </main>
@@ -135,6 +139,9 @@ function renderFleet(devices) {
     }
     row.append(map);
     row.append(el("td", {}, String(d.frames)));
+    const b = d.budget;
+    row.append(el("td", {}, b ? fmt(b.requested, 1) + " / " + fmt(b.granted, 1) + (b.reason ? " (" + b.reason + ")" : "") : "–"));
+    row.append(el("td", {}, b ? fmt(b.agreement, 2) : "–"));
     const r = d.last_round;
     row.append(el("td", { class: r && !r.published ? "discarded" : "" },
                   d.round_running ? "running" : (r ? when(r.ended_ms) + " " + (r.published ? "published v" + r.version : "discarded") : "–")));
@@ -173,6 +180,20 @@ function renderChart(versions) {
     const dot = svg("circle", { class: "point", cx: x(p.version), cy: y(p.val_map50), r: 3.5 });
     dot.append(svg("title", {}, "v" + p.version + ": " + p.val_map50.toFixed(3) + " at " + new Date(p.created_ms).toLocaleString()));
     chart.append(dot);
+  }
+}
+
+// How the camera's budget moved: what its edge asked for and why, what the server told it.
+function renderBudgetMoves(moves) {
+  const body = document.querySelector("#budget-moves tbody");
+  body.replaceChildren();
+  for (const m of (moves || []).slice().reverse()) {
+    const row = el("tr");
+    row.append(el("td", {}, when(m.time_ms)));
+    row.append(el("td", {}, fmt(m.requested, 1)));
+    row.append(el("td", {}, fmt(m.granted, 1)));
+    row.append(el("td", { class: "why" }, m.reason || "–"));
+    body.append(row);
   }
 }
 
@@ -271,6 +292,7 @@ async function refresh() {
       document.getElementById("admin-title").textContent = "Admin: " + selected;
       renderChart(detail.versions);
       renderRounds(detail.recent_rounds);
+      renderBudgetMoves(detail.budget_moves);
       await renderFrames(frames);
     }
     document.getElementById("status").textContent = "updated " + new Date().toLocaleTimeString();

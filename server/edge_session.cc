@@ -38,6 +38,8 @@ bool IsMaskName(const std::string& name) {
   return true;
 }
 constexpr int kMaxSourceSide = 65535;
+// The edge sends at most 100 (edge/frame_encoding.h); room for another edge's choice.
+constexpr int kMaxStudentDetections = 1000;
 
 // 1, 10, 100, ...: repeated refusals are logged, but not once per message of a flood.
 bool IsPowerOfTen(uint64_t n) {
@@ -214,6 +216,16 @@ Status EdgeSession::ValidateFrame(const streamdistill::v1::SampledFrame& frame) 
     return Status::FailedPrecondition("device " + device_id_ +
                                       " is configured privacy: required on the server, and this frame carries no "
                                       "privacy-mask declaration; configure privacy: in the edge's config");
+  if (frame.student_detections_size() > kMaxStudentDetections)
+    return Status::InvalidArgument(std::to_string(frame.student_detections_size()) +
+                                   " student detections exceed " + std::to_string(kMaxStudentDetections));
+  auto unit = [](float v) { return v >= 0 && v <= 1; };  // false for NaN too
+  for (const auto& d : frame.student_detections())
+    if (!unit(d.x1()) || !unit(d.y1()) || !unit(d.x2()) || !unit(d.y2()) || d.x1() > d.x2() || d.y1() > d.y2() ||
+        !std::isfinite(d.score()) || d.class_id() < 0)
+      return Status::InvalidArgument("a student detection is not a box within [0, 1] with a finite score");
+  if (!std::isfinite(frame.budget_per_minute()) || frame.budget_per_minute() < 0)
+    return Status::InvalidArgument("budget_per_minute must be finite and >= 0");
   return CheckJpegSize(frame.jpeg(), limits.image).status();
 }
 
@@ -223,6 +235,7 @@ void EdgeSession::Reject(uint64_t sequence, const Status& status) {
   ack.mutable_ack()->set_code(GrpcCode(status));
   ack.mutable_ack()->set_message(status.message());
   ack.mutable_ack()->set_teacher_agreement(-1);
+  ack.mutable_ack()->set_student_agreement(-1);
   output_->Send(std::move(ack));
 }
 
@@ -248,21 +261,34 @@ EdgeSession::Next EdgeSession::HandleFrame(const streamdistill::v1::SampledFrame
   held_meta_.image_score = frame.image_score();
   held_meta_.privacy = FormatPrivacy(frame.privacy());
   held_jpeg_ = std::make_shared<const std::string>(frame.jpeg());
+  held_budget_ = FrameBudgetAsk();
+  held_budget_.requested = frame.budget_per_minute();
+  held_budget_.reason = BudgetReasonWord(frame.budget_reason());
+  for (const auto& d : frame.student_detections()) {
+    Detection detection;
+    detection.box = {d.x1(), d.y1(), d.x2(), d.y2()};
+    detection.score = d.score();
+    detection.class_id = d.class_id();
+    held_budget_.student.push_back(detection);
+  }
   return SubmitHeldFrame();
 }
 
 EdgeSession::Next EdgeSession::SubmitHeldFrame() {
   std::weak_ptr<SessionOutput> weak_output = output_;
   const uint64_t sequence = held_meta_.sequence;
-  auto done = [weak_output, sequence](FrameOutcome outcome) {
+  auto done = [weak_output, sequence, core = core_, device = device_id_, ask = held_budget_](FrameOutcome outcome) {
     auto output = weak_output.lock();
     if (!output) return;
+    const FrameBudgetAnswer budget = core->AnswerFrameBudget(device, ask, outcome);
     ServerMessage ack;
     ack.mutable_ack()->set_sequence(sequence);
     ack.mutable_ack()->set_code(GrpcCode(outcome.status));
     ack.mutable_ack()->set_message(outcome.status.ok() ? "" : outcome.status.message());
     ack.mutable_ack()->set_duplicate(outcome.duplicate);
     ack.mutable_ack()->set_teacher_agreement(outcome.teacher_agreement);
+    ack.mutable_ack()->set_student_agreement(static_cast<float>(budget.student_agreement));
+    ack.mutable_ack()->set_budget_per_minute(budget.budget_per_minute);
     output->Send(std::move(ack));
   };
   while (!core_->TrySubmitFrame(device_id_, held_meta_, held_jpeg_, done)) {

@@ -88,6 +88,7 @@ class EdgeSession : public DeviceSession, public std::enable_shared_from_this<Ed
   // The frame waiting for room in the labelling queue. Only the thread that handles the
   // current message (or the one retrying it while reading is paused) touches these.
   FrameRecord held_meta_;
+  FrameBudgetAsk held_budget_;  // what the held frame says of its edge's budget
   std::shared_ptr<const std::string> held_jpeg_;  // shared with the labeller and the store: copied once, here
   uint64_t frames_refused_ = 0, full_model_refusals_ = 0;  // for log lines (same thread)
   // The device's last stored sequence when the stream began, raised by every frame this stream

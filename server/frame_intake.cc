@@ -30,6 +30,7 @@ bool FrameIntake::TrySubmit(const std::string& device_id, const FrameRecord& met
   auto callback = [this, device_id, meta, submitted_s, jpeg = std::move(jpeg),
                    done = std::move(done)](StatusOr<LabelResult> result) {
     deps_.metrics->label_seconds.Observe(SteadySeconds() - submitted_s);
+    if (result.ok()) deps_.metrics->label_queue_wait_seconds.Observe(result->queue_wait_s);
     Store(device_id, meta, jpeg, std::move(result), done);
   };
   return deps_.labeler->TrySubmit(std::move(job), std::move(callback));
@@ -97,6 +98,9 @@ void FrameIntake::Store(const std::string& device_id, const FrameRecord& meta,
     } else {
       ++device.counters.frames_stored;
       if (device.has_previous) outcome.teacher_agreement = LabelAgreement(device.previous_labels, record.labels);
+      outcome.labels = record.labels;
+      outcome.image_width = result->image.cols;
+      outcome.image_height = result->image.rows;
       device.previous_labels = record.labels;
       device.has_previous = true;
       if (++device.frames_since_prune >= kFramesPerPrune) {

@@ -23,6 +23,10 @@ struct FrameOutcome {
   Status status;                  // InvalidArgument for a frame that cannot be decoded
   bool duplicate = false;         // stored earlier
   double teacher_agreement = -1;  // with the device's previous frame
+  // A newly stored frame's teacher labels, in pixels of the stored image of this size (the
+  // session scores the student's detections against them).
+  Detections labels;
+  int image_width = 0, image_height = 0;
 };
 
 class FrameIntake {

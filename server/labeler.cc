@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <utility>
 
 #include <opencv2/imgcodecs.hpp>
 
 #include "common/vision/appearance.h"
 #include "common/vision/resize.h"
+#include "common/base/clock.h"
 #include "common/eval/map_eval.h"
 
 namespace sd {
@@ -56,11 +58,49 @@ LabelerPool::~LabelerPool() {
   for (std::thread& t : threads_) t.join();
 }
 
+void LabelerPool::SetMaxQueueSeconds(double seconds) {
+  std::lock_guard<std::mutex> lock(mu_);
+  max_queue_seconds_ = seconds > 0 ? seconds : 0;
+}
+
+int LabelerPool::EffectiveCapacityLocked() const {
+  if (!(max_queue_seconds_ > 0)) return capacity_;
+  if (!(seconds_per_job_ > 0)) return std::min(capacity_, workers());  // nothing measured yet
+  // A job at place k waits about k / workers jobs' time: the queue holds no more than the bound.
+  const double jobs = std::floor(max_queue_seconds_ * workers() / seconds_per_job_);
+  return static_cast<int>(std::clamp(jobs, 1.0, static_cast<double>(capacity_)));
+}
+
+int LabelerPool::effective_capacity() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return EffectiveCapacityLocked();
+}
+
+double LabelerPool::seconds_per_job() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return seconds_per_job_;
+}
+
+double LabelerPool::queued_seconds() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<double>(queue_.size()) * seconds_per_job_ / workers();
+}
+
+double LabelerPool::max_queue_seconds() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return max_queue_seconds_;
+}
+
+double LabelerPool::busy_seconds() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return busy_seconds_;
+}
+
 bool LabelerPool::TrySubmit(LabelJob job, LabelCallback done) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_ || static_cast<int>(queue_.size()) >= capacity_) return false;
-    queue_.push_back(Pending{std::move(job), std::move(done)});
+    if (stopping_ || static_cast<int>(queue_.size()) >= EffectiveCapacityLocked()) return false;
+    queue_.push_back(Pending{std::move(job), std::move(done), SteadySeconds()});
   }
   work_ready_.notify_one();
   return true;
@@ -69,7 +109,7 @@ bool LabelerPool::TrySubmit(LabelJob job, LabelCallback done) {
 bool LabelerPool::WaitForSpace(std::function<void()> fn) {
   std::lock_guard<std::mutex> lock(mu_);
   // Shutting down: there will never be room; dropping `fn` releases whatever it captured.
-  if (stopping_ || static_cast<int>(queue_.size()) < capacity_) return false;
+  if (stopping_ || static_cast<int>(queue_.size()) < EffectiveCapacityLocked()) return false;
   space_waiters_.push_back(std::move(fn));
   return true;
 }
@@ -93,7 +133,16 @@ void LabelerPool::WorkerLoop(Teacher* teacher) {
       waiters.swap(space_waiters_);
     }
     for (auto& fn : waiters) fn();
-    pending.done(Process(teacher, pending.job));
+    const double start_s = SteadySeconds();
+    StatusOr<LabelResult> result = Process(teacher, pending.job);
+    if (result.ok()) result->queue_wait_s = start_s - pending.queued_at_s;
+    pending.done(std::move(result));
+    const double busy_s = SteadySeconds() - start_s;
+    std::lock_guard<std::mutex> lock(mu_);
+    busy_seconds_ += busy_s;
+    // Smoothed over about ten jobs: follows a teacher that slows down (bigger frames, a busy
+    // machine) within seconds, and one odd frame moves it little.
+    seconds_per_job_ = seconds_per_job_ > 0 ? seconds_per_job_ + 0.1 * (busy_s - seconds_per_job_) : busy_s;
   }
 }
 

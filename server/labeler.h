@@ -43,6 +43,7 @@ struct LabelResult {
   Detections labels;  // the teacher's boxes, in `image`'s pixels
   std::vector<float> embedding;  // AppearanceEmbedding(image): the long-term memory's measure of looks
   double teacher_ms = 0;  // time spent in Teacher::Label alone
+  double queue_wait_s = 0;  // from TrySubmit to a worker taking the job
 };
 
 using LabelCallback = std::function<void(StatusOr<LabelResult>)>;
@@ -81,8 +82,23 @@ class LabelerPool {
   // retry TrySubmit and wait again if that fails.
   bool WaitForSpace(std::function<void()> fn);
 
+  // Back-pressure in seconds of work: from now on the queue holds at most as many jobs as
+  // the workers label in `seconds` at the measured time per job (a job's labelling and its
+  // callback: storing the frame), never more than the queue capacity; before the first
+  // measurement, one job per worker. 0: the capacity alone (the default).
+  void SetMaxQueueSeconds(double seconds);
+
   int queued() const;
   int capacity() const { return capacity_; }
+  // The jobs the queue may hold now (the capacity, or fewer under SetMaxQueueSeconds).
+  int effective_capacity() const;
+  // Measured seconds of a worker per job, smoothed (0 before the first job ends).
+  double seconds_per_job() const;
+  // The work queued, in seconds of the pool (queued jobs x seconds_per_job / workers).
+  double queued_seconds() const;
+  double max_queue_seconds() const;
+  // Seconds the workers spent on jobs, in all (the labellers' busy share is its rate / workers).
+  double busy_seconds() const;
   int workers() const { return static_cast<int>(threads_.size()); }
   // The teachers' Fingerprint() (all workers share one configuration): the label-cache key.
   const std::string& teacher_fingerprint() const { return fingerprint_; }
@@ -91,7 +107,9 @@ class LabelerPool {
   struct Pending {
     LabelJob job;
     LabelCallback done;
+    double queued_at_s = 0;  // steady clock
   };
+  int EffectiveCapacityLocked() const;  // mu_ held
 
   LabelerPool(std::vector<std::unique_ptr<Teacher>> teachers, int queue_capacity);
   void WorkerLoop(Teacher* teacher);
@@ -110,6 +128,9 @@ class LabelerPool {
   std::deque<Pending> queue_;
   std::vector<std::function<void()>> space_waiters_;
   bool stopping_ = false;
+  double max_queue_seconds_ = 0;  // guarded by mu_, as are the two below
+  double seconds_per_job_ = 0;
+  double busy_seconds_ = 0;
 };
 
 // How much two label sets agree (e.g. the teacher's and the student's on one frame, which

@@ -1,6 +1,7 @@
 #include "server/server_config.h"
 
 #include <algorithm>
+#include <cmath>
 #include <thread>
 
 #include "common/config/config.h"
@@ -197,6 +198,7 @@ const std::map<std::string, std::string> kServerConfigKeys = {
     {"grouping", "grouping.mode"},
     {"labeler_workers", "labeler.workers"},
     {"labeler_queue", "labeler.queue"},
+    {"labeler_max_queue_seconds", "labeler.max_queue_seconds"},
     {"class_names", "student.class_names"},
     {"validation_every", "training.validation_every"},
     {"validation_frames", "training.validation_frames"},
@@ -236,6 +238,11 @@ Status Parse(const YamlReader& root, ServerConfig* c) {
   SD_RETURN_IF_ERROR(labeler.Get("workers", &c->labeler_workers));
   SD_RETURN_IF_ERROR(labeler.Get("queue", &c->labeler_queue));
   SD_RETURN_IF_ERROR(labeler.Get("stored_image_max_width", &c->stored_image_max_width));
+  SD_RETURN_IF_ERROR(labeler.Get("max_queue_seconds", &c->labeler_max_queue_seconds));
+  SD_RETURN_IF_ERROR(labeler.Get("share_capacity", &c->label_budget.share));
+  SD_RETURN_IF_ERROR(labeler.Get("target_utilisation", &c->label_budget.utilisation));
+  SD_RETURN_IF_ERROR(labeler.Get("min_budget_per_minute", &c->label_budget.min_per_minute));
+  SD_RETURN_IF_ERROR(labeler.Check(c->label_budget.Validate()));
 
   SD_ASSIGN_OR_RETURN(YamlReader limits, root.Child("limits"));
   SD_RETURN_IF_ERROR(limits.Get("max_image_width", &c->limits.image.max_width));
@@ -310,6 +317,8 @@ Status ServerConfig::Validate() const {
     return invalid("grouping: auto forms the groups itself: leave `groups` out (it is for mode config)");
   if (labeler_workers < 1) return invalid("labeler_workers: must be >= 1");
   if (labeler_queue < 1) return invalid("labeler_queue: must be >= 1");
+  if (!(labeler_max_queue_seconds >= 0) || !std::isfinite(labeler_max_queue_seconds))
+    return invalid("labeler_max_queue_seconds: must be >= 0 (0: labeler.queue frames alone)");
   if (!class_names.empty() && static_cast<int>(class_names.size()) != student.num_classes)
     return invalid("class_names: must name each of the " + std::to_string(student.num_classes) + " classes");
   for (const std::string& name : class_names)

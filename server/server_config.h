@@ -17,6 +17,7 @@
 #include "server/round_scheduler.h"
 #include "server/frame_store.h"
 #include "server/storage_options.h"
+#include "server/label_budget.h"
 
 namespace sd {
 
@@ -117,6 +118,10 @@ struct ServerConfig {
   TeacherOptions teacher;
   int labeler_workers = 1;
   int labeler_queue = 16;
+  // Back-pressure in seconds of labelling work (measured): the queue holds at most this much,
+  // however many frames that is (and never more than labeler_queue); 0: labeler_queue alone.
+  double labeler_max_queue_seconds = 5;
+  LabelBudgetOptions label_budget;  // the labellers' capacity shared among edges (labeler.*)
   int stored_image_max_width = 0;  // 0: store frames as the edge sent them
   ServerLimits limits;
 

@@ -1,5 +1,6 @@
 #include "server/server_core.h"
 
+#include <algorithm>
 #include <chrono>
 #include <climits>
 
@@ -68,6 +69,8 @@ Status ServerCore::Init(TeacherFactory teachers) {
   } else {
     SD_ASSIGN_OR_RETURN(labeler_, LabelerPool::Create(config_.teacher, config_.labeler_workers, config_.labeler_queue));
   }
+  labeler_->SetMaxQueueSeconds(config_.labeler_max_queue_seconds);
+  budget_ = std::make_unique<LabelBudget>(config_.label_budget);
   // After the teachers: a teacher's own thread setting is process-wide and must not leave
   // training on fewer threads than configured. (Each worker sets its own again: libtorch's
   // OpenMP thread count is per calling thread, and new threads start from this one.)
@@ -287,6 +290,24 @@ bool ServerCore::TrySubmitFrame(const std::string& device_id, const FrameRecord&
 
 bool ServerCore::WaitForLabelQueueSpace(std::function<void()> fn) { return labeler_->WaitForSpace(std::move(fn)); }
 
+FrameBudgetAnswer ServerCore::AnswerFrameBudget(const std::string& device_id, const FrameBudgetAsk& ask,
+                                                const FrameOutcome& outcome) {
+  FrameBudgetAnswer answer;
+  // Scored on newly stored frames only: a duplicate was scored when it was first stored.
+  if (outcome.status.ok() && !outcome.duplicate && outcome.image_width > 0)
+    answer.student_agreement = StudentAgreement(ask.student, outcome.labels, outcome.image_width, outcome.image_height);
+  LabelCapacity capacity;
+  capacity.workers = labeler_->workers();
+  capacity.seconds_per_frame = labeler_->seconds_per_job();
+  capacity.queued_seconds = labeler_->queued_seconds();
+  capacity.max_queue_seconds = labeler_->max_queue_seconds();
+  // The waiting term of a benefit grows without bound; past a few it says "long" and no more.
+  auto benefit = [this](const std::string& id) { return std::min(4.0, pool_->Benefit(id)); };
+  answer.budget_per_minute = budget_->OnFrame(device_id, ask.requested, ask.reason, answer.student_agreement,
+                                              capacity, benefit, SteadySeconds());
+  return answer;
+}
+
 uint64_t ServerCore::LastStoredSequence(const std::string& device_id) const {
   return store_->LastSequence(device_id);
 }
@@ -498,6 +519,42 @@ void ServerCore::RegisterMetricCallbacks() {
   registry.AddCallback(Type::kGauge, "streamdistill_server_labeler_queue_depth",
                        "Frames waiting for a labeller (not counting those being labelled).", {},
                        [this](const MetricsRegistry::Emit& emit) { emit({}, labeler_->queued()); });
+  registry.AddCallback(Type::kGauge, "streamdistill_server_labeler_queued_seconds",
+                       "Labelling work waiting, in seconds of the labellers (bounded by labeler.max_queue_seconds).",
+                       {}, [this](const MetricsRegistry::Emit& emit) { emit({}, labeler_->queued_seconds()); });
+  registry.AddCallback(Type::kGauge, "streamdistill_server_labeler_seconds_per_frame",
+                       "Measured seconds of a labeller per frame (labelling and storing), smoothed.", {},
+                       [this](const MetricsRegistry::Emit& emit) { emit({}, labeler_->seconds_per_job()); });
+  registry.AddCallback(Type::kCounter, "streamdistill_server_labeler_busy_seconds_total",
+                       "Seconds the labellers spent on frames (busy share: its rate / labeler.workers).", {},
+                       [this](const MetricsRegistry::Emit& emit) { emit({}, labeler_->busy_seconds()); });
+  registry.AddCallback(Type::kGauge, "streamdistill_server_labeler_capacity_per_minute",
+                       "Frames a minute the server hands out among edges (labeler.target_utilisation of the measured "
+                       "capacity, less while frames queue).",
+                       {}, [this](const MetricsRegistry::Emit& emit) { emit({}, budget_->capacity_per_minute()); });
+  // Each camera's budget: what its edge asks for and why, what it is told, its agreement.
+  auto per_camera = [this](std::function<double(const CameraBudget&)> value) {
+    return [this, value = std::move(value)](const MetricsRegistry::Emit& emit) {
+      for (const auto& [id, camera] : budget_->Cameras()) emit({id}, value(camera));
+    };
+  };
+  registry.AddCallback(Type::kGauge, "streamdistill_server_device_budget_requested_per_minute",
+                       "Frames a minute the device's edge asks for (its adaptive budget; 0: not said).", {"device"},
+                       per_camera([](const CameraBudget& c) { return c.requested; }));
+  registry.AddCallback(Type::kGauge, "streamdistill_server_device_budget_per_minute",
+                       "Frames a minute the server told the device it can label for it (0: nothing told).",
+                       {"device"}, per_camera([](const CameraBudget& c) { return c.granted; }));
+  registry.AddCallback(Type::kGauge, "streamdistill_server_device_student_agreement",
+                       "The student's detections against the teacher's labels of the device's frames, smoothed "
+                       "(-1: unknown).",
+                       {"device"}, per_camera([](const CameraBudget& c) { return c.agreement; }));
+  registry.AddCallback(Type::kGauge, "streamdistill_server_device_budget_reason",
+                       "1 for the reason the device's edge gave for its budget (start, agreement, agreement_fell, "
+                       "scene_change, server).",
+                       {"device", "reason"}, [this](const MetricsRegistry::Emit& emit) {
+                         for (const auto& [id, camera] : budget_->Cameras())
+                           if (!camera.reason.empty()) emit({id, camera.reason}, 1);
+                       });
   registry.AddGauge("streamdistill_server_labeler_queue_capacity",
                     "Frames the labelling queue holds before streams stop being read (labeler.queue).")
       .With({})

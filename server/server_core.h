@@ -25,6 +25,7 @@
 #include "server/device_trainer.h"
 #include "server/frame_intake.h"
 #include "server/frame_store.h"
+#include "server/label_budget.h"
 #include "server/labeler.h"
 #include "server/publisher.h"
 #include "server/server_config.h"
@@ -78,6 +79,14 @@ class ServerCore {
   // (fn then runs on a labeller thread once there is room); false, dropping fn, when there is
   // room now. Never calls fn on the calling thread, so a caller never re-enters itself.
   bool WaitForLabelQueueSpace(std::function<void()> fn);
+
+  // What the ack of a labelled (or refused) frame tells its edge of its budget (issue 26): the
+  // student's agreement with the teacher's labels of it, and the edge's share of the
+  // labellers' capacity by benefit. Called on a labeller thread, no lock held.
+  FrameBudgetAnswer AnswerFrameBudget(const std::string& device_id, const FrameBudgetAsk& ask,
+                                      const FrameOutcome& outcome);
+  // Every camera's budget as /metrics and the dashboard show it.
+  std::map<std::string, CameraBudget> Budgets() const { return budget_->Cameras(); }
 
   uint64_t LastStoredSequence(const std::string& device_id) const;
   // The version the device is to run as a full model: its pinned one (ModelUpdate::pinned)
@@ -179,6 +188,7 @@ class ServerCore {
   std::unique_ptr<FrameStore> store_;
   std::unique_ptr<AdminStore> admin_;
   std::unique_ptr<LabelerPool> labeler_;
+  std::unique_ptr<LabelBudget> budget_;  // a leaf too; asks the pool for benefits outside its lock
   std::unique_ptr<Publisher> publisher_;
   std::unique_ptr<TrainingPool> pool_;
   std::unique_ptr<DeviceRegistry> registry_;

@@ -33,6 +33,12 @@ ServerMetrics::ServerMetrics()
                                       "From a frame's submission to its labels: queue wait plus the teacher.",
                                       buckets::kLabelSeconds)
                         .With({})),
+      label_queue_wait_seconds(registry
+                                   .AddHistogram("streamdistill_server_label_queue_wait_seconds",
+                                                 "From a frame's submission to a labeller taking it (bounded by "
+                                                 "labeler.max_queue_seconds).",
+                                                 buckets::kLabelSeconds)
+                                   .With({})),
       round_seconds(registry
                         .AddHistogram("streamdistill_server_round_seconds",
                                       "Duration of a training round (published or discarded).", buckets::kRoundSeconds)

@@ -19,6 +19,7 @@ struct ServerMetrics {
   Family<Gauge>& longterm_map50;     // device
   Family<Counter>& rounds;           // device, outcome
   Histogram& label_seconds;
+  Histogram& label_queue_wait_seconds;
   Histogram& round_seconds;
 };
 

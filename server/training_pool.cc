@@ -113,6 +113,12 @@ void TrainingPool::OnNewFrame(const std::string& device_id, double image_score) 
   work_cv_.SignalAll();
 }
 
+double TrainingPool::Benefit(const std::string& device_id) const {
+  MutexLock lock(&mu_);
+  auto it = unit_of_.find(device_id);
+  return it == unit_of_.end() ? 0 : scheduler_.Benefit(it->second->key, SteadySeconds());
+}
+
 bool TrainingPool::AnyMemberPaused(const TrainingUnit& unit) const {
   for (const std::string& member : unit.members)  // members never change: no lock needed
     if (deps_.admin->Get(member).paused) return true;

@@ -83,6 +83,9 @@ class TrainingPool {
 
   // A new training frame of the device (`image_score`: the edge student's, the drift signal).
   void OnNewFrame(const std::string& device_id, double image_score) SD_EXCLUDES(mu_);
+  // The scheduler's expected benefit of training the device's unit now (RoundScheduler::
+  // Benefit); 0 for a device that has not joined. The labelling budget shares by it.
+  double Benefit(const std::string& device_id) const SD_EXCLUDES(mu_);
   // Applies the admin store's pauses to the device's unit: paused while any member is (and,
   // with replicas, while this replica does not serve it).
   void RefreshPaused(const std::string& device_id) SD_EXCLUDES(mu_);

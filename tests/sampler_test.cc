@@ -1220,6 +1220,7 @@ class HoldThenChoose : public Sampler {
   std::vector<int64_t> TakeReleased() override { return std::exchange(released_, {}); }
   std::vector<int64_t> TakeDropped() override { return std::exchange(dropped_, {}); }
   int64_t taken() const override { return 0; }
+  void SetBudgetPerMinute(double) override {}
 
  private:
   std::vector<int64_t> held_, released_, dropped_;

@@ -71,6 +71,8 @@ int Run(const std::string& config_path, const std::vector<std::string>& weights,
                               {"uplink_kbps", edge.value("uplink_kbps", 0.0)},
                               {"downlink_kbps", edge.value("downlink_kbps", 0.0)},
                               {"seconds", edge.value("seconds", 0.0)},
+                              {"budget_mode", edge.value("budget_mode", "")},
+                              {"budget_per_minute_final", edge.value("budget_per_minute", 0.0)},
                               {"map50_initial", map50[0]},
                               {"map50_final", map50[1]}};
     std::printf("\nmain job: %lld frames, %lld queried, %lld updates, uplink %.1f kbit/s, downlink %.1f kbit/s\n"

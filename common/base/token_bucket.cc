@@ -37,6 +37,15 @@ bool TokenBucket::TryTake(double now_s, double n) {
   return true;
 }
 
+void TokenBucket::SetRate(double rate_per_s, double burst) {
+  const bool was_unlimited = unlimited_;
+  unlimited_ = !(rate_per_s > 0) || !std::isfinite(rate_per_s);
+  rate_per_s_ = rate_per_s;
+  refill_s_ = 0;
+  burst_ = burst;
+  tokens_ = was_unlimited ? burst_ : std::min(tokens_, burst_);
+}
+
 void TokenBucket::Reset(double now_s) {
   tokens_ = burst_;
   last_s_ = now_s;

@@ -25,6 +25,9 @@ class TokenBucket {
   bool TryTake(double now_s, double n = 1);
   // Full again, with `now_s` as the reference.
   void Reset(double now_s);
+  // A new rate and burst from now on (see the constructor); the tokens saved up are kept, up
+  // to the new burst, so a change of rate is never a free burst.
+  void SetRate(double rate_per_s, double burst);
 
   double tokens() const { return tokens_; }
   double burst() const { return burst_; }
