@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs every Debian/Ubuntu package streamdistill builds, runs or tests with. Idempotent:
+# Installs every Debian/Ubuntu package streamdistill builds, runs or tests with (`images`: and
+# what scripts/image.sh needs). Idempotent:
 # when everything is present it changes nothing and does not touch the network.
 set -euo pipefail
 
@@ -18,7 +19,13 @@ PACKAGES=(
   gstreamer1.0-plugins-good gstreamer1.0-libav
   clang-14 libclang-rt-14-dev llvm-14   # sanitizer and libFuzzer builds (scripts/sanitize.sh, fuzz.sh)
   postgresql libpqxx-dev haproxy  # the cluster backend (docs/scale-out.md); tests start their own PostgreSQL
+  systemd                         # deploy_test: systemd-analyze verify and security on deploy/systemd
 )
+# deploy_test renders deploy/k8s with `kubectl kustomize`: Debian's kubernetes-client (1.20),
+# unless a kubectl is on the PATH already (another package's kubectl owns /usr/bin/kubectl).
+command -v kubectl >/dev/null || PACKAGES+=(kubernetes-client)
+# `setup.sh images`: what scripts/image.sh builds the container images with, besides.
+if [ "${1:-}" = images ]; then PACKAGES+=(podman runc mmdebstrap uidmap); fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

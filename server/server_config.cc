@@ -311,7 +311,9 @@ Status ServerConfig::Validate() const {
       return invalid("grouping: shared students (groups, grouping.mode auto) are not supported with storage.backend "
                      "postgres yet: each device trains its own");
   }
-  if (device_tokens.empty() && devices_file.empty())
+  // With postgres the devices are enrolled in the database (streamdistill-admin enrol --dsn),
+  // so a replica may start before the first one is.
+  if (device_tokens.empty() && devices_file.empty() && storage.backend != StorageBackend::kPostgres)
     return invalid("device_tokens: at least one device with a token is required (or a devices_file)");
   if (grouping.automatic && !groups.empty())
     return invalid("grouping: auto forms the groups itself: leave `groups` out (it is for mode config)");

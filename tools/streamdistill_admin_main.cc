@@ -8,6 +8,8 @@
 // `list`, `pin`, `rollback`, `unpin`, `train`, `pause` and `resume` talk to a running server's
 // HTTP port instead (server/dashboard.h) with its admin token, read from --admin-token-file or
 // STREAMDISTILL_ADMIN_TOKEN, never from the command line, where `ps` would show it.
+//
+// `health` asks a server's gRPC health service (exit 0: SERVING), the images' health check.
 #include <CLI/CLI.hpp>
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -20,6 +22,7 @@
 
 #include "common/base/env.h"
 #include "common/base/token_hash.h"
+#include "common/link/health_probe.h"
 #include "server/devices_file.h"
 #include "server/frame_store.h"
 #include "server/pg_enrolment.h"
@@ -179,6 +182,19 @@ int HashStdin() {
   return 0;
 }
 
+// Prints the server's health status; 0 when SERVING, 1 otherwise (no answer included).
+int Health(HealthProbeOptions options, const std::string& ca_cert_file) {
+  if (!ca_cert_file.empty()) {
+    StatusOr<std::string> pem = Env::Default()->ReadFile(ca_cert_file, 1 << 20);
+    if (!pem.ok()) return Fail(pem.status().WithContext("--ca-cert"));
+    options.ca_cert = *pem;
+  }
+  StatusOr<std::string> serving = ProbeHealth(options);
+  if (!serving.ok()) return Fail(serving.status());
+  std::printf("%s\n", serving->c_str());
+  return *serving == "SERVING" ? 0 : 1;
+}
+
 }  // namespace
 }  // namespace sd
 
@@ -224,8 +240,16 @@ int main(int argc, char** argv) {
     command->add_option("--ca-cert", server.ca_cert, "CA certificate (PEM) to check an https server with");
     if (command != list) command->add_option("DEVICE", device, "device id")->required();
   }
+  sd::HealthProbeOptions probe;
+  std::string probe_ca_file;
+  CLI::App* health = app.add_subcommand("health", "a server's gRPC health status: exit 0 when SERVING");
+  health->add_option("--target", probe.target, "the server's gRPC address, host:port")->required();
+  health->add_option("--service", probe.service, "a service name (e.g. streamdistill.v1.EdgeLink); empty: the server");
+  health->add_option("--ca-cert", probe_ca_file, "CA certificate (PEM): TLS, the server checked against it");
+  health->add_option("--timeout", probe.timeout_s, "seconds for the whole check")->check(CLI::PositiveNumber);
   pin->add_option("VERSION", version, "a stored version of the device")->required()->check(CLI::PositiveNumber);
   if (auto exit_code = sd::ParseToolCommandLine(app, argc, argv)) return *exit_code;
+  if (health->parsed()) return sd::Health(probe, probe_ca_file);
   if (list->parsed()) return sd::List(server);
   if (pin->parsed()) return sd::Act(server, device, "pin", nlohmann::json{{"version", version}}.dump());
   for (CLI::App* command : {rollback, unpin, train, pause, resume})
