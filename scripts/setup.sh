@@ -18,6 +18,9 @@ PACKAGES=(
   gstreamer1.0-plugins-good gstreamer1.0-libav
   clang-14 libclang-rt-14-dev llvm-14   # sanitizer and libFuzzer builds (scripts/sanitize.sh, fuzz.sh)
   postgresql libpqxx-dev haproxy  # the cluster backend (docs/scale-out.md); tests start their own PostgreSQL
+  # the edge's object events over MQTT (libmosquitto); mqtt_events_test starts a real broker and
+  # subscribes with mosquitto_sub
+  libmosquitto-dev mosquitto mosquitto-clients
 )
 
 missing=()
