@@ -29,7 +29,34 @@ cv::Scalar ClassColor(int class_id) {
   return kColors[((class_id % n) + n) % n];
 }
 
+nlohmann::ordered_json BoxJson(const Box& box) {
+  return {Round(box.x1, 2), Round(box.y1, 2), Round(box.x2, 2), Round(box.y2, 2)};
+}
+
+// Replace, not throw, on invalid UTF-8 (a camera id is checked, but no exception may escape).
+std::string Dump(const nlohmann::ordered_json& line) {
+  return line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
 }  // namespace
+
+std::string ObjectEventJsonLine(const ObjectEvent& event, uint64_t seq, const std::string& camera) {
+  nlohmann::ordered_json line;
+  line["event"] = ObjectEventKindName(event.kind);
+  line["seq"] = seq;
+  line["camera"] = camera;
+  line["id"] = event.track_id;
+  line["class"] = event.class_id;
+  line["score"] = Round(event.score, 3);
+  line["top_score"] = Round(event.top_score, 3);
+  line["box"] = BoxJson(event.box);
+  line["zones"] = event.zones;
+  line["model_version"] = event.model_version;
+  line["frame"] = event.frame;
+  line["time"] = Round(event.time_s, 3);
+  line["start_time"] = Round(event.start_time_s, 3);
+  return Dump(line);
+}
 
 std::string DetectionJsonLine(int64_t frame_index, double time_s, uint64_t model_version,
                               const Detections& detections, const ZoneTags* zones) {
@@ -44,14 +71,12 @@ std::string DetectionJsonLine(int64_t frame_index, double time_s, uint64_t model
     nlohmann::ordered_json j;
     j["class"] = d.class_id;
     j["score"] = Round(d.score, 3);
-    j["box"] = {Round(d.box.x1, 2), Round(d.box.y1, 2), Round(d.box.x2, 2), Round(d.box.y2, 2)};
+    j["box"] = BoxJson(d.box);
     if (zones != nullptr && i < zones->size() && !(*zones)[i].empty()) j["zones"] = (*zones)[i];
     dets.push_back(std::move(j));
   }
   line["detections"] = std::move(dets);
-  // Replace, not throw, on invalid UTF-8 (there are no strings from outside, but no exception
-  // may escape).
-  return line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  return Dump(line);
 }
 
 DetectionSink::DetectionSink(DetectionSinkOptions options, std::FILE* out, bool owns_out)
@@ -94,16 +119,19 @@ StatusOr<std::unique_ptr<DetectionSink>> DetectionSink::Open(const DetectionSink
   return std::unique_ptr<DetectionSink>(new DetectionSink(options, f, true));
 }
 
+Status DetectionSink::WriteLine(const std::string& json_line) {
+  const std::string line = json_line + "\n";
+  std::lock_guard<std::mutex> lock(mu_);
+  if (std::fwrite(line.data(), 1, line.size(), out_) != line.size() || std::fflush(out_) != 0) {
+    return Status::IOError("detections: cannot write to " + options_.path + ": " + std::strerror(errno));
+  }
+  ++lines_written_;
+  return Status::Ok();
+}
+
 Status DetectionSink::Write(int64_t frame_index, double time_s, uint64_t model_version, const Detections& detections,
                             const cv::Mat* frame_for_annotation, const ZoneTags* zones) {
-  const std::string line = DetectionJsonLine(frame_index, time_s, model_version, detections, zones) + "\n";
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (std::fwrite(line.data(), 1, line.size(), out_) != line.size() || std::fflush(out_) != 0) {
-      return Status::IOError("detections: cannot write to " + options_.path + ": " + std::strerror(errno));
-    }
-    ++lines_written_;
-  }
+  SD_RETURN_IF_ERROR(WriteLine(DetectionJsonLine(frame_index, time_s, model_version, detections, zones)));
   if (options_.annotated_dir.empty() || frame_for_annotation == nullptr ||
       frame_index % options_.annotate_every != 0) {
     return Status::Ok();

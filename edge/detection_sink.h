@@ -4,6 +4,10 @@
 // One line per frame (scores rounded to 3 decimals, boxes and time to 2 / 3):
 //   {"frame":12,"time":0.4,"model_version":3,"detections":[{"class":0,"score":0.91,"box":[x1,y1,x2,y2]}]}
 // A detection in zones (edge.yaml `zones:`) has their names too: ..."box":[...],"zones":["door"]}.
+// With MQTT on (edge.yaml `mqtt:`), the object events the tracker makes are lines of their own,
+// told apart by their "event" key (ObjectEventJsonLine; the same text is the MQTT payload):
+//   {"event":"new","seq":7,"camera":"cam1","id":3,"class":0,"score":0.91,"top_score":0.91,
+//    "box":[x1,y1,x2,y2],"zones":["door"],"model_version":3,"frame":12,"time":0.4,"start_time":0.4}
 // Each line is flushed as it is written, so `tail -f` and a crash both see whole lines.
 #pragma once
 
@@ -18,6 +22,7 @@
 
 #include "common/vision/detection.h"
 #include "common/base/status.h"
+#include "edge/object_tracker.h"
 
 namespace sd {
 
@@ -37,6 +42,10 @@ using ZoneTags = std::vector<std::vector<std::string>>;
 std::string DetectionJsonLine(int64_t frame_index, double time_s, uint64_t model_version,
                               const Detections& detections, const ZoneTags* zones = nullptr);
 
+// The JSON line of one object event, without the newline: `seq` numbers the camera's events
+// (EventSequence), `camera` is its device id.
+std::string ObjectEventJsonLine(const ObjectEvent& event, uint64_t seq, const std::string& camera);
+
 // Thread-safe: lines from several threads do not interleave.
 class DetectionSink {
  public:
@@ -52,6 +61,9 @@ class DetectionSink {
   // not modified).
   Status Write(int64_t frame_index, double time_s, uint64_t model_version, const Detections& detections,
                const cv::Mat* frame_for_annotation, const ZoneTags* zones = nullptr);
+
+  // Writes one line as given (an object event's) and a newline.
+  Status WriteLine(const std::string& json_line);
 
   int64_t lines_written() const;
   int64_t frames_annotated() const;

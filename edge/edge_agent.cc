@@ -26,6 +26,7 @@ EdgeAgent::~EdgeAgent() {
   if (http_) http_->Stop();
   Stop();
   if (uplink_) uplink_->Stop();
+  if (mqtt_) mqtt_->Stop();
 }
 
 StatusOr<std::unique_ptr<EdgeAgent>> EdgeAgent::Create(const EdgeConfig& config, Clock* clock,
@@ -113,6 +114,11 @@ Status EdgeAgent::Init() {
     if (ack.code == 0) budget_->OnServerBudget(ack.budget_per_minute);
     if (ack_observer_) ack_observer_(ack.sequence, ack.code);
   });
+  if (config_.mqtt.enabled) {
+    tracker_ = std::make_unique<ObjectTracker>(config_.tracking);
+    SD_ASSIGN_OR_RETURN(event_sequence_, EventSequence::Open(env, config_.state_dir + "/event_sequence"));
+    SD_ASSIGN_OR_RETURN(mqtt_, MqttPublisher::Create(config_.mqtt, clock_));
+  }
   RegisterMetrics();
   SD_RETURN_IF_ERROR(metrics_.status());
   if (config_.http.enabled) {
@@ -207,6 +213,22 @@ void EdgeAgent::RegisterMetrics() {
                          for (BudgetReason r : AllBudgetReasons())
                            emit({device, BudgetReasonName(r)}, static_cast<double>(changes[static_cast<size_t>(r)]));
                        });
+  if (mqtt_) {
+    counter("streamdistill_edge_mqtt_events_published_total", "Object events the MQTT broker acknowledged.",
+            [](const EdgeStats& s) { return s.mqtt.published; });
+    gauge("streamdistill_edge_mqtt_events_queued", "Object events waiting for the broker or in flight.",
+          [](const EdgeStats& s) { return s.mqtt.queued; });
+    counter("streamdistill_edge_mqtt_events_dropped_total",
+            "Object events dropped because the queue was full (mqtt.queue_max_events / queue_max_bytes).",
+            [](const EdgeStats& s) { return s.mqtt.dropped; });
+    gauge("streamdistill_edge_mqtt_connected", "1 while connected to the MQTT broker.",
+          [](const EdgeStats& s) { return s.mqtt.connected ? 1 : 0; });
+    counter("streamdistill_edge_mqtt_reconnects_total", "Connections to the MQTT broker after the first.",
+            [](const EdgeStats& s) { return s.mqtt.reconnects; });
+    counter("streamdistill_edge_mqtt_connect_failures_total",
+            "Connection attempts that failed or that the broker refused (wrong credentials).",
+            [](const EdgeStats& s) { return s.mqtt.connect_failures; });
+  }
   inference_seconds_ = &metrics_
                             .AddHistogram("streamdistill_edge_inference_seconds",
                                           "The student's time per detected frame.", buckets::kInferenceSeconds,
@@ -349,8 +371,9 @@ Status EdgeAgent::ProcessFrame(const Frame& frame, double video_time_s) {
     CheckZonesFit(seen.bgr.size());
     ApplyZones(config_.zones, seen.bgr.size(), &out.detections, &zone_tags);
   }
-  SD_RETURN_IF_ERROR(sink_->Write(frame.index, video_time_s, served->version, out.detections, &seen.bgr,
-                                  config_.zones.empty() ? nullptr : &zone_tags));
+  const ZoneTags* zones = config_.zones.empty() ? nullptr : &zone_tags;
+  SD_RETURN_IF_ERROR(sink_->Write(frame.index, video_time_s, served->version, out.detections, &seen.bgr, zones));
+  if (tracker_) SD_RETURN_IF_ERROR(TrackObjects(frame.index, video_time_s, served->version, out.detections, zones));
   FrameFeatures features;
   features.index = frame.index;
   features.time_s = video_time_s;
@@ -382,6 +405,28 @@ Status EdgeAgent::ProcessFrame(const Frame& frame, double video_time_s) {
   return result;
 }
 
+Status EdgeAgent::TrackObjects(int64_t frame_index, double video_time_s, uint64_t version,
+                               const Detections& detections, const ZoneTags* zones) {
+  last_frame_index_ = frame_index;
+  last_video_time_s_ = video_time_s;
+  tracker_->Observe(frame_index, video_time_s, version, detections, zones, &events_);
+  return EmitEvents();
+}
+
+Status EdgeAgent::EmitEvents() {
+  // The file's line and the MQTT payload are one text, so a consumer can match them by `seq`.
+  Status result;
+  for (const ObjectEvent& event : events_) {
+    const uint64_t seq = event_sequence_->Next();
+    std::string line = ObjectEventJsonLine(event, seq, config_.uplink.device_id);
+    Status written = sink_->WriteLine(line);
+    if (!written.ok() && result.ok()) result = written;
+    mqtt_->Enqueue(seq, std::move(line));  // published even when the file failed
+  }
+  events_.clear();
+  return result;
+}
+
 void EdgeAgent::CheckZonesFit(cv::Size frame) {
   if (frame == zones_checked_for_) return;
   zones_checked_for_ = frame;
@@ -396,6 +441,7 @@ void EdgeAgent::CheckZonesFit(cv::Size frame) {
 Status EdgeAgent::Run() {
   start_time_ = clock_->NowSeconds();
   uplink_->Start();
+  if (mqtt_) mqtt_->Start();
   const bool timed_source = source_->frame_count() >= 0 && source_->fps() > 0;
   Status result;
   Frame frame;
@@ -421,12 +467,19 @@ Status EdgeAgent::Run() {
       frame_log_.Failed(processed.WithContext("frame " + std::to_string(frame.index)));
     }
   }
+  // The objects still in view end with the run, so that every `new` has its `end`.
+  if (tracker_) {
+    tracker_->EndAll(last_frame_index_, last_video_time_s_, &events_);
+    Status emitted = EmitEvents();
+    if (!emitted.ok()) frame_log_.Failed(emitted);
+  }
   // Linger: let the uplink deliver what is spooled and receive updates.
   const double linger_until = clock_->NowSeconds() + config_.linger_s;
   while (!stopping_ && clock_->NowSeconds() < linger_until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   uplink_->Stop();
+  if (mqtt_) mqtt_->Stop();  // delivers what is queued for up to mqtt.drain_s
   if (!result.ok()) spdlog::error("frame source: {}", result.ToString());
   return result;
 }
@@ -443,6 +496,7 @@ EdgeStats EdgeAgent::stats() const {
     s = stats_;
   }
   s.uplink = uplink_ ? uplink_->stats() : UplinkStats();
+  if (mqtt_) s.mqtt = mqtt_->stats();
   s.model_version = serving_.Current()->version;
   if (reopening_) s.source = reopening_->health();
   if (budget_) {

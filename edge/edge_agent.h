@@ -18,6 +18,9 @@
 #include "common/base/status.h"
 #include "edge/budget_controller.h"
 #include "edge/edge_config.h"
+#include "edge/event_sequence.h"
+#include "edge/mqtt_publisher.h"
+#include "edge/object_tracker.h"
 #include "edge/privacy_filter.h"
 #include "edge/sample_feeder.h"
 #include "edge/serving_model.h"
@@ -38,6 +41,7 @@ struct EdgeStats {
   double budget_per_minute = 0;  // the sampler's budget now
   std::string budget_reason;     // why (BudgetReasonName)
   UplinkStats uplink;
+  MqttStats mqtt;  // zeros while mqtt is off
   double uplink_kbps() const { return elapsed_s > 0 ? uplink.bytes_up * 8 / 1000.0 / elapsed_s : 0; }
   double downlink_kbps() const { return elapsed_s > 0 ? uplink.bytes_down * 8 / 1000.0 / elapsed_s : 0; }
 };
@@ -80,6 +84,10 @@ class EdgeAgent : public UpdateSink {
   // spool at scrape time.
   void RegisterMetrics();
   Status ProcessFrame(const Frame& frame, double video_time_s);
+  // The frame's detections to the tracker; its events to the detections file and the MQTT queue.
+  Status TrackObjects(int64_t frame_index, double video_time_s, uint64_t version, const Detections& detections,
+                      const ZoneTags* zones);
+  Status EmitEvents();
   // Once per frame size: warns about pixel zones beyond the frame (matched as given).
   void CheckZonesFit(cv::Size frame);
   // The frame as the server receives it, less its sequence: that is given when it is spooled,
@@ -114,6 +122,14 @@ class EdgeAgent : public UpdateSink {
   std::unique_ptr<BudgetController> budget_;
   std::unique_ptr<SceneWatch> scene_;
   double sampler_budget_ = -1;
+  // Object events (mqtt.enabled; else all null): the tracker and the event numbers are the
+  // capture thread's; the publisher's queue takes events from it and sends on its own thread.
+  std::unique_ptr<ObjectTracker> tracker_;
+  std::unique_ptr<EventSequence> event_sequence_;
+  std::unique_ptr<MqttPublisher> mqtt_;
+  std::vector<ObjectEvent> events_;  // scratch, capture thread
+  int64_t last_frame_index_ = 0;     // the last detected frame, for the events at the end
+  double last_video_time_s_ = 0;
   std::unique_ptr<Spool> spool_;
   std::unique_ptr<Uplink> uplink_;
   std::function<void(uint64_t, int)> ack_observer_;

@@ -117,6 +117,61 @@ Status ReadPrivacy(const YamlReader& root, PrivacyOptions* p) {
   return Status::Ok();
 }
 
+// A secret from a file: its first line, without the line end. The path is a key of its own so
+// that the secret itself never sits in edge.yaml (and is never logged).
+Status ReadSecretFile(const YamlReader& section, const std::string& key, std::string* secret) {
+  SD_ASSIGN_OR_RETURN(std::string text, ReadFileAtKey(section, key));
+  if (!section.Has(key)) return Status::Ok();
+  const size_t line_end = text.find_first_of("\r\n");
+  if (line_end != std::string::npos) text.resize(line_end);
+  if (text.empty()) return section.Error(key, "the file's first line is empty");
+  *secret = std::move(text);
+  return Status::Ok();
+}
+
+// A path that libmosquitto opens at connect, checked readable now (exit 2 naming the key).
+Status ReadPathAtKey(const YamlReader& section, const std::string& key, std::string* path) {
+  SD_RETURN_IF_ERROR(ReadFileAtKey(section, key).status());
+  return section.Get(key, path);
+}
+
+// `mqtt:` (the edge's device id goes into the topics) and `tracking:`.
+Status ReadMqtt(const YamlReader& root, const std::string& device_id, MqttOptions* m, TrackerOptions* t) {
+  SD_ASSIGN_OR_RETURN(YamlReader mqtt, root.Child("mqtt"));
+  m->device_id = device_id;
+  SD_RETURN_IF_ERROR(mqtt.Get("enabled", &m->enabled));
+  SD_RETURN_IF_ERROR(mqtt.Get("broker", &m->broker));
+  SD_RETURN_IF_ERROR(mqtt.Get("client_id", &m->client_id));
+  SD_RETURN_IF_ERROR(mqtt.Get("topic_prefix", &m->topic_prefix));
+  SD_RETURN_IF_ERROR(mqtt.Get("qos", &m->qos));
+  SD_RETURN_IF_ERROR(mqtt.Get("keepalive_s", &m->keepalive_s));
+  SD_RETURN_IF_ERROR(ReadSecretFile(mqtt, "username_file", &m->username));
+  SD_RETURN_IF_ERROR(ReadSecretFile(mqtt, "password_file", &m->password));
+  SD_ASSIGN_OR_RETURN(YamlReader tls, mqtt.Child("tls"));
+  SD_RETURN_IF_ERROR(ReadPathAtKey(tls, "ca", &m->tls_ca));
+  SD_RETURN_IF_ERROR(ReadPathAtKey(tls, "cert", &m->tls_cert));
+  SD_RETURN_IF_ERROR(ReadPathAtKey(tls, "key", &m->tls_key));
+  SD_RETURN_IF_ERROR(mqtt.Get("queue_max_events", &m->queue_max_events));
+  SD_RETURN_IF_ERROR(mqtt.Get("queue_max_bytes", &m->queue_max_bytes));
+  SD_RETURN_IF_ERROR(mqtt.Get("max_in_flight", &m->max_in_flight));
+  SD_RETURN_IF_ERROR(mqtt.Get("backoff_initial_s", &m->backoff_initial_s));
+  SD_RETURN_IF_ERROR(mqtt.Get("backoff_max_s", &m->backoff_max_s));
+  SD_RETURN_IF_ERROR(mqtt.Get("drain_s", &m->drain_s));
+  const Status valid = m->Validate();
+  if (!valid.ok() && valid.message().rfind("device_id: ", 0) == 0) return root.Check(valid);  // a root key
+  SD_RETURN_IF_ERROR(mqtt.Check(valid, {{"tls_ca", "tls.ca"},
+                                                {"tls_cert", "tls.cert"},
+                                                {"tls_key", "tls.key"}}));
+  SD_ASSIGN_OR_RETURN(YamlReader tracking, root.Child("tracking"));
+  SD_RETURN_IF_ERROR(tracking.Get("match_iou", &t->match_iou));
+  SD_RETURN_IF_ERROR(tracking.Get("end_after_frames", &t->end_after_frames));
+  SD_RETURN_IF_ERROR(tracking.Get("end_after_s", &t->end_after_s));
+  SD_RETURN_IF_ERROR(tracking.Get("update_interval_s", &t->update_interval_s));
+  SD_RETURN_IF_ERROR(tracking.Get("update_box_iou", &t->update_box_iou));
+  SD_RETURN_IF_ERROR(tracking.Get("update_score_change", &t->update_score_change));
+  return tracking.Check(t->Validate());
+}
+
 }  // namespace
 
 Status TlsClientOptions::Validate() const {
@@ -210,6 +265,7 @@ Status Parse(const YamlReader& root, EdgeConfig* c) {
   SD_RETURN_IF_ERROR(upload.Get("jpeg_quality", &c->jpeg_quality));
   SD_RETURN_IF_ERROR(upload.Get("max_width", &c->upload_max_width));
   SD_RETURN_IF_ERROR(ReadPrivacy(root, &c->privacy));
+  SD_RETURN_IF_ERROR(ReadMqtt(root, c->uplink.device_id, &c->mqtt, &c->tracking));
   SD_RETURN_IF_ERROR(root.Get("state_dir", &c->state_dir));
   SD_ASSIGN_OR_RETURN(YamlReader spool, root.Child("spool"));
   c->spool.dir = c->state_dir + "/spool";

@@ -14,6 +14,8 @@
 #include "edge/detection_sink.h"
 #include "edge/detection_zones.h"
 #include "edge/frame_encoding.h"
+#include "edge/mqtt_publisher.h"
+#include "edge/object_tracker.h"
 #include "edge/privacy_filter.h"
 #include "edge/sampler.h"
 #include "edge/spool.h"
@@ -63,6 +65,9 @@ struct EdgeConfig {
   int upload_max_width = 0;  // 0: send frames at source resolution
   SpoolOptions spool;
   PrivacyOptions privacy;  // masks and face redaction before upload; none by default
+  // Object events out over MQTT (off by default); the tracker that makes them runs only then.
+  MqttOptions mqtt;
+  TrackerOptions tracking;
   std::string state_dir = "state/edge";  // deployed model survives restarts here
   double linger_s = 0;       // after the source ends, keep the link up this long for updates
   std::string summary_path;  // write the run summary JSON here at exit (empty: don't)

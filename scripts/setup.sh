@@ -20,6 +20,9 @@ PACKAGES=(
   clang-14 libclang-rt-14-dev llvm-14   # sanitizer and libFuzzer builds (scripts/sanitize.sh, fuzz.sh)
   postgresql libpqxx-dev haproxy  # the cluster backend (docs/scale-out.md); tests start their own PostgreSQL
   systemd                         # deploy_test: systemd-analyze verify and security on deploy/systemd
+  # the edge's object events over MQTT (libmosquitto); mqtt_events_test starts a real broker and
+  # subscribes with mosquitto_sub
+  libmosquitto-dev mosquitto mosquitto-clients
 )
 # deploy_test renders deploy/k8s with `kubectl kustomize`: Debian's kubernetes-client (1.20),
 # unless a kubectl is on the PATH already (another package's kubectl owns /usr/bin/kubectl).
