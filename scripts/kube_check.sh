@@ -39,6 +39,7 @@ chown 10001:10001 "$out/edge-state"
 video_dir=/usr/share/doc/opencv-doc/examples/data
 sed -e "s#^token: .*#token: $token#" -e "s#^state_dir: .*#state_dir: /var/lib/streamdistill/edge-cam1#" \
     -e "s#^  path: state/edge-cam1/detections.jsonl#  path: /var/lib/streamdistill/edge-cam1/detections.jsonl#" \
+    -e "s#^summary_path: .*#summary_path: /var/lib/streamdistill/edge-cam1/summary.json#" \
     configs/edge.yaml > "$out/edge.yaml"
 cat > "$out/edge-pod.yaml" <<EOF
 apiVersion: v1
@@ -88,7 +89,8 @@ down
 trap down EXIT
 echo "kube_check: the server (overlay single, podman kube play)"
 podman kube play "$out/server-play.yaml" >/dev/null
-server_container=streamdistill-server-0-pod-server
+# podman names a Deployment's container <deployment>-pod-<n>-<container>.
+server_container=$(podman ps --format '{{.Names}}' | grep -E '^streamdistill-server-0-pod.*-server$' | head -1)
 for _ in $(seq 120); do
   [ "$(podman healthcheck run "$server_container" >/dev/null 2>&1 && echo up)" = up ] && break
   ./build/streamdistill-admin health --target 127.0.0.1:50051 --timeout 1 >/dev/null 2>&1 && break
@@ -97,8 +99,9 @@ done
 ./build/streamdistill-admin health --target 127.0.0.1:50051 --service streamdistill.v1.EdgeLink --timeout 5
 echo "kube_check: the edge on the sample video for ${DURATION} s"
 podman kube play "$out/edge-play.yaml" >/dev/null
-podman wait streamdistill-edge-cam1-edge >/dev/null
-podman logs streamdistill-edge-cam1-edge 2>&1 | tail -4
+edge_container=$(podman ps -a --format '{{.Names}}' | grep -E '^streamdistill-edge-cam1.*-edge$' | head -1)
+podman wait "$edge_container" >/dev/null
+podman logs "$edge_container" 2>&1 | tail -4
 podman logs "$server_container" > "$out/server.log" 2>&1 || true
 down
 trap - EXIT

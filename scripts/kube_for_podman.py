@@ -25,6 +25,7 @@ def pod_spec_for_podman(spec, pod_name, secrets_dir):
             secret = volume.pop("secret")
             volume["hostPath"] = {"path": f"{secrets_dir}/{secret['secretName']}", "type": "Directory"}
     for container in spec.get("containers", []):
+        container.pop("ports", None)  # podman maps no ports on the host's network
         env = {}
         for e in container.get("env", []):
             ref = e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
