@@ -111,6 +111,25 @@ void ExpectDisruptionBudget(const Rendered& r, const std::string& name, const YA
     EXPECT_EQ(labels[selector.first.as<std::string>()].as<std::string>(), selector.second.as<std::string>());
 }
 
+// A deployment's server.yaml runs what the main job runs (configs/server.yaml): every key but
+// the box's addresses, paths, secrets and storage backend is the same.
+void ExpectShippedSettings(const std::string& yaml_text, const std::string& name) {
+  static const std::set<std::string> kDeploymentOwn = {"listen", "http", "storage_dir", "tls", "devices",
+                                                       "devices_file", "storage", "max_connection_age_s"};
+  const YAML::Node shipped = YAML::LoadFile(kSource + "/configs/server.yaml"), deployed = YAML::Load(yaml_text);
+  for (const auto& entry : shipped) {
+    const std::string key = entry.first.as<std::string>();
+    if (kDeploymentOwn.count(key)) continue;
+    SCOPED_TRACE(name + ": " + key);
+    ASSERT_TRUE(deployed[key]) << "missing: configs/server.yaml sets it";
+    EXPECT_EQ(YAML::Dump(deployed[key]), YAML::Dump(entry.second)) << "differs from configs/server.yaml";
+  }
+  for (const auto& entry : deployed) {
+    const std::string key = entry.first.as<std::string>();
+    EXPECT_TRUE(kDeploymentOwn.count(key) || shipped[key]) << name << ": " << key << " is not in configs/server.yaml";
+  }
+}
+
 // The server.yaml of the ConfigMap, read by the server's own parser: valid, with no secret
 // in it, and serving the student the shipped edge config runs.
 ServerConfig ExpectServerConfigWithoutSecrets(const Rendered& r) {
@@ -118,6 +137,7 @@ ServerConfig ExpectServerConfigWithoutSecrets(const Rendered& r) {
   EXPECT_TRUE(map) << "no server ConfigMap";
   if (!map) return {};
   const std::string text = map["data"]["server.yaml"].as<std::string>();
+  ExpectShippedSettings(text, "the ConfigMap's server.yaml");
   StatusOr<ServerConfig> config = ParseServerConfig(text, "server.yaml of the ConfigMap");
   EXPECT_TRUE(config.ok()) << config.status().ToString();
   if (!config.ok()) return {};
@@ -241,6 +261,7 @@ TEST_F(SystemdUnitTest, ConfigTemplatesParseAndAgreeOnTheStudent) {
   edge_text << edge_in.rdbuf();
   StatusOr<ServerConfig> server = ParseServerConfig(server_text.str(), "deploy/systemd/server.yaml");
   ASSERT_TRUE(server.ok()) << server.status().ToString();
+  ExpectShippedSettings(server_text.str(), "deploy/systemd/server.yaml");
   EXPECT_TRUE(server->device_tokens.empty()) << "no token in the shipped server config";
   std::string edge_yaml = edge_text.str();
   for (const auto& [placeholder, value] : std::vector<std::pair<std::string, std::string>>{
