@@ -26,6 +26,7 @@
 #include "common/teacher/teacher.h"
 #include "edge/edge_agent.h"
 #include "edge/edge_config.h"
+#include "edge/privacy_filter.h"
 #include "server/server_config.h"
 
 extern char** environ;
@@ -98,6 +99,35 @@ StatusOr<nlohmann::json> TimeDetectors(const StudentDetector& student, Teacher& 
   s["detections_per_frame"] = timing.student_detections_per_frame;
   return nlohmann::json{
       {"settings", settings}, {"student", s}, {"teacher", ToJson(timing.teacher)}, {"speedup_median", timing.speedup_median()}};
+}
+
+// What privacy masking costs per frame on these frames (issue 27), one thread: a polygon
+// covering a fifth of the frame, and face redaction (the stock Haar cascade) filled or blurred.
+// With `student_sees: whole` (the default) it is paid per uploaded frame only; with `masked`,
+// per detected frame, on top of the student.
+StatusOr<nlohmann::json> TimeRedaction(const std::vector<cv::Mat>& frames) {
+  PrivacyOptions fifth;
+  fifth.masks.push_back(PrivacyMask{"fifth", FramePolygon{{{0, 0}, {0.5, 0}, {0.5, 0.4}, {0, 0.4}}}});
+  PrivacyOptions faces_fill, faces_blur;
+  faces_fill.faces.enabled = faces_blur.faces.enabled = true;
+  faces_blur.faces.redact = Redaction::kBlur;
+  nlohmann::json out;
+  for (const auto& [name, options] : {std::pair<const char*, const PrivacyOptions*>{"mask_fifth", &fifth},
+                                      {"faces_fill", &faces_fill}, {"faces_blur", &faces_blur}}) {
+    SD_ASSIGN_OR_RETURN(auto filter, PrivacyFilter::Create(*options));
+    std::vector<double> ms;
+    int64_t faces = 0;
+    for (const cv::Mat& frame : frames) {
+      cv::Mat copy = frame.clone();  // the edge masks a copy too (EdgeAgent::EncodeFrame)
+      const auto t0 = SteadyClock::now();
+      SD_ASSIGN_OR_RETURN(const PrivacyApplied applied, filter->Apply(&copy));
+      ms.push_back(MsSince(t0));
+      faces += applied.faces_found;
+    }
+    out[name] = ToJson(DistributionOf(std::move(ms)));
+    out[name]["faces_per_frame"] = static_cast<double>(faces) / frames.size();
+  }
+  return out;
 }
 
 // The edge config for a measuring run: the file at full speed, once, into `dir`, with a
@@ -230,6 +260,7 @@ StatusOr<nlohmann::json> MeasureSpeed(const SpeedOptions& options) {
   result["teacher"] = teacher->Fingerprint();
   result["read_ms"] = read_ms;
   SD_ASSIGN_OR_RETURN(result["one_thread"], TimeDetectors(*student, *teacher, frames));
+  SD_ASSIGN_OR_RETURN(result["redaction"], TimeRedaction(frames));
 
   const int64_t end_frame = edge.source.start_frame + options.path_frames;
   for (int threads : {1, 2}) {
@@ -268,6 +299,15 @@ std::string SpeedMarkdown(const nlohmann::json& r) {
   std::snprintf(line, sizeof(line), "\nStudent speed-up over the teacher (medians): **%.1fx**. Decoding a frame: %.2f ms.\n\n",
                 one["speedup_median"].get<double>(), r["read_ms"].get<double>());
   md << line;
+  md << "| privacy masking of one frame, one thread (a copy, as the edge masks) | median ms | p95 ms | faces per frame |\n"
+        "|---|---|---|---|\n";
+  for (const char* kind : {"mask_fifth", "faces_fill", "faces_blur"}) {
+    const nlohmann::json& d = r["redaction"][kind];
+    std::snprintf(line, sizeof(line), "| %s | %.2f | %.2f | %.2f |\n", kind, d["median_ms"].get<double>(),
+                  d["p95_ms"].get<double>(), d["faces_per_frame"].get<double>());
+    md << line;
+  }
+  md << "\n";
   md << "| edge's whole per-frame path (read, detect, emit, sample) | frames/s |\n|---|---|\n";
   for (const auto& [threads, figures] : r["edge_path"].items()) {
     std::snprintf(line, sizeof(line), "| %s (%lld frames) | %.1f |\n", threads.c_str(),
@@ -320,6 +360,8 @@ int RunSpeedBench(SpeedOptions options, const std::string& out) {
                             {"speedup_median", one["speedup_median"]},
                             {"edge_fps_1_thread", (*result)["edge_path"]["threads_1"]["fps"]},
                             {"edge_fps_2_threads", (*result)["edge_path"]["threads_2"]["fps"]},
+                            {"mask_fifth_median_ms", (*result)["redaction"]["mask_fifth"]["median_ms"]},
+                            {"faces_fill_median_ms", (*result)["redaction"]["faces_fill"]["median_ms"]},
                             {"json", out + "/speed.json"}};
   if (result->contains("edge_process")) {
     summary["edge_startup_s"] = (*result)["edge_process"]["startup_s"];
