@@ -138,7 +138,7 @@ Status DeviceRegistry::Apply(bool at_start, std::vector<std::shared_ptr<DeviceSe
   const std::string& path = source_->name();
   auto read = source_->Read();
   if (!read.ok() && !(at_start && read.status().code() == Status::Code::kNotFound)) return read.status();
-  if (!read.ok()) spdlog::warn("devices file {} does not exist yet: no device enrolled there", path);
+  if (!read.ok()) spdlog::warn("{}: nothing enrolled there yet", path);
   const EnrolledDevices listed = read.ok() ? *read : EnrolledDevices();
   const std::shared_ptr<const DeviceMap> before = Snapshot();
   for (const auto& [id, entry] : listed)

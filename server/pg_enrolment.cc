@@ -26,6 +26,8 @@ class PgSource : public EnrolmentSource {
       return Status::Ok();
     }));
     read_generation_ = generation;
+    // As the devices file that does not exist yet: the admin tool never wrote the set.
+    if (generation == 0) return Status::NotFound(name_ + ": nothing enrolled yet (streamdistill-admin enrol --dsn)");
     return devices;
   }
 
