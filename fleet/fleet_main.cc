@@ -1,8 +1,8 @@
 // streamdistill-fleet: N simulated cameras in one process, each a real client of the protocol
 // built from the edge daemon's code, against a streamdistill-server it starts itself; then one
 // of the cameras alone on a fresh server for the same time. Writes fleet.csv, fleet.md,
-// fleet.png, map50.csv and server_usage.csv to --out and ends with one JSON line on stdout.
-// How to run and what each figure means: docs/fleet.md.
+// fleet.png, map50.csv, budget.csv and server_usage.csv to --out and ends with one JSON line
+// on stdout. How to run and what each figure means: docs/fleet.md.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -33,6 +33,7 @@ struct CommandLine {
   bool shared = false;     // one group of every camera
   bool no_groups = false;  // the config's groups ignored
   bool auto_groups = false;  // the server groups the cameras itself (grouping.mode auto)
+  std::string budget_mode;    // every camera's budget.mode; "": as the edge config says
   std::string server_config;  // replaces the config's server_config
   std::string server_binary;
 };
@@ -92,6 +93,7 @@ int Run(const CommandLine& cli) {
   options.server_config = config->server_config;
   options.edge_config = config->edge_config;
   options.auto_groups = cli.auto_groups;
+  options.budget_mode = cli.budget_mode;
   if (cli.auto_groups) {
     std::fprintf(stderr, "fleet: the server groups the cameras itself (grouping.mode auto)\n");
   } else if (cli.shared) {
@@ -154,6 +156,9 @@ int main(int argc, char** argv) {
   auto* auto_groups = app.add_flag("--auto-groups", cli.auto_groups,
                                    "the server groups the cameras by how their students transfer (grouping.mode auto)");
   auto_groups->excludes(app.get_option("--shared"))->excludes(app.get_option("--no-groups"));
+  app.add_option("--budget-mode", cli.budget_mode,
+                 "every camera's sampling budget: adaptive or fixed (default: the edge config's budget.mode)")
+      ->check(CLI::IsMember({"adaptive", "fixed"}));
   app.add_option("--server-config", cli.server_config, "base server YAML instead of the config's server_config");
   app.add_option("--server-binary", cli.server_binary, "streamdistill-server to start (default: next to this binary)");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error (the cameras' and the generator's logs)");

@@ -27,6 +27,7 @@ Status Write(const std::string& path, const std::string& text) {
 }
 
 nlohmann::json Rounded(double value, int decimals) {
+  if (!std::isfinite(value)) return nlohmann::json();  // null: not measured
   return std::round(value * std::pow(10, decimals)) / std::pow(10, decimals);
 }
 
@@ -44,6 +45,12 @@ nlohmann::json FleetSummary(const FleetRun& fleet, const std::optional<FleetRun>
     map50_sum += c.map50_final;
     map50_min = std::min(map50_min, c.map50_final);
   }
+  int64_t sent = 0, acked = 0;
+  for (const CameraResult& c : cameras) {
+    sent += c.frames_sent;
+    acked += c.frames_acked;
+  }
+  const LabelerFigures& labeler = fleet.labeler;
   double rss_max = 0, cpu_max = 0;
   for (const UsageSample& s : fleet.server_usage) {
     rss_max = std::max(rss_max, s.rss_mb);
@@ -63,8 +70,22 @@ nlohmann::json FleetSummary(const FleetRun& fleet, const std::optional<FleetRun>
       {"lone_map50_final", lone ? Rounded(lone->cameras.at(0).map50_final, 3) : nlohmann::json()},
       {"server_rss_mb_max", Rounded(rss_max, 1)},
       {"server_cpu_mean", Rounded(fleet.seconds > 0 ? fleet.server_cpu_seconds / fleet.seconds : 0, 2)},
-      {"server_cpu_max", Rounded(cpu_max, 2)}};
-  if (lone) summary["lone_device"] = lone->cameras.at(0).device;
+      {"server_cpu_max", Rounded(cpu_max, 2)},
+      {"budget_mode", fleet.budget_mode},
+      {"frames_sent_total", sent},
+      {"frames_acked_total", acked},
+      {"frames_sent_mean", Rounded(static_cast<double>(sent) / n, 1)},
+      // The labellers' busy seconds over the run's labeller seconds (run seconds x workers).
+      {"labeler_busy_share",
+       Rounded(labeler.busy_seconds / (fleet.seconds * std::max(1, labeler.workers)), 3)},
+      {"label_queue_waits", Rounded(labeler.queue_wait_count, 0)},
+      // Interpolated within the histogram's buckets, as Prometheus' histogram_quantile.
+      {"label_queue_wait_p50_s", Rounded(labeler.queue_wait_p50_s, 3)},
+      {"label_queue_wait_p95_s", Rounded(labeler.queue_wait_p95_s, 3)}};
+  if (lone) {
+    summary["lone_device"] = lone->cameras.at(0).device;
+    summary["lone_frames_sent"] = lone->cameras.at(0).frames_sent;
+  }
   return summary;
 }
 
@@ -94,6 +115,11 @@ Status WriteFleetTables(const std::string& out_dir, const FleetRun& fleet, const
   map50 << "device,t_s,version,map50\n";
   for (const Map50Point& p : fleet.map50)
     map50 << p.device << "," << Fixed(p.t_s, 1) << "," << p.version << "," << Fixed(p.map50, 4) << "\n";
+  std::ostringstream budget;
+  budget << "device,t_s,frame,budget_per_minute,reason\n";
+  for (const BudgetSample& b : fleet.budgets)
+    budget << b.device << "," << Fixed(b.t_s, 1) << "," << b.frame << "," << Fixed(b.per_minute, 2) << ","
+           << b.reason << "\n";
   std::ostringstream usage;
   usage << "t_s,cpu_cores,rss_mb\n";
   for (const UsageSample& s : fleet.server_usage)
@@ -102,6 +128,7 @@ Status WriteFleetTables(const std::string& out_dir, const FleetRun& fleet, const
   SD_RETURN_IF_ERROR(Write(out_dir + "/fleet.csv", csv.str()));
   SD_RETURN_IF_ERROR(Write(out_dir + "/fleet.md", md.str()));
   SD_RETURN_IF_ERROR(Write(out_dir + "/map50.csv", map50.str()));
+  SD_RETURN_IF_ERROR(Write(out_dir + "/budget.csv", budget.str()));
   return Write(out_dir + "/server_usage.csv", usage.str());
 }
 

@@ -1,5 +1,5 @@
 // What streamdistill-fleet writes: the summary JSON line, and in the output folder fleet.csv,
-// map50.csv, server_usage.csv, fleet.md and fleet.png. Columns: docs/fleet.md.
+// map50.csv, budget.csv, server_usage.csv, fleet.md and fleet.png. Columns: docs/fleet.md.
 #pragma once
 
 #include <optional>

@@ -19,6 +19,7 @@
 #include "common/config/yaml_overlay.h"
 #include "edge/edge_agent.h"
 #include "fleet/camera_view.h"
+#include "fleet/server_metrics_text.h"
 #include "fleet/server_process.h"
 #include "server/server_config.h"
 
@@ -30,7 +31,8 @@ namespace fs = std::filesystem;
 
 constexpr double kServerStartTimeoutS = 120;  // the teacher loads before the port opens
 
-// The base server yaml with the fleet's devices (and only those), their groups and its own storage.
+// The base server yaml with the fleet's devices (and only those), their groups, its own
+// storage and /metrics on loopback.
 StatusOr<std::string> FleetServerYaml(const std::string& base_path, const std::string& storage_dir,
                                       const std::map<std::string, std::string>& tokens,
                                       const std::map<std::string, std::vector<std::string>>& groups, bool auto_groups) {
@@ -46,6 +48,9 @@ StatusOr<std::string> FleetServerYaml(const std::string& base_path, const std::s
   for (const auto& [name, members] : groups)
     for (const std::string& member : members) run["groups"][name].push_back(member);
   if (auto_groups) run["grouping"]["mode"] = "auto";
+  // Its /metrics on loopback (a free port: ServerProcess), read for the labeller's figures.
+  run["http"]["enabled"] = true;
+  run["http"]["bind"] = "127.0.0.1";
   const std::string text = EmitYaml(MergeYaml(base, run));
   // Checked here, so that a bad base config is one clear error rather than a server that exits.
   SD_RETURN_IF_ERROR(ParseServerConfig(text, base_path).status());
@@ -122,7 +127,7 @@ class DeploymentScorer {
 }  // namespace
 
 StatusOr<EdgeConfig> CameraEdgeConfig(const std::string& base_path, const CameraView& view, const std::string& token,
-                                      int port, const std::string& state_dir) {
+                                      int port, const std::string& state_dir, const std::string& budget_mode) {
   SD_ASSIGN_OR_RETURN(YAML::Node base, LoadYamlFile(base_path));
   // The camera's source and outputs replace the base's (the spool goes under state_dir); its
   // other keys are laid over it.
@@ -138,6 +143,7 @@ StatusOr<EdgeConfig> CameraEdgeConfig(const std::string& base_path, const Camera
   camera["state_dir"] = state_dir;
   camera["linger_s"] = 0;
   camera["summary_path"] = "";
+  if (!budget_mode.empty()) camera["budget"]["mode"] = budget_mode;
   return ParseEdgeConfig(EmitYaml(MergeYaml(base, camera)), base_path + " for camera " + view.device);
 }
 
@@ -157,6 +163,7 @@ StatusOr<FleetRun> RunFleet(const FleetRunOptions& options, HoldoutScorer* score
                                                       options.auto_groups));
   const std::string server_yaml_path = options.dir + "/server.yaml";
   SD_RETURN_IF_ERROR(WriteFileDurably(Env::Default(), server_yaml_path, server_yaml));
+  SD_ASSIGN_OR_RETURN(ServerConfig server_config, ParseServerConfig(server_yaml, server_yaml_path));
   SD_ASSIGN_OR_RETURN(auto server, ServerProcess::Start(options.server_binary, server_yaml_path,
                                                         options.dir + "/server.log", kServerStartTimeoutS));
 
@@ -165,7 +172,8 @@ StatusOr<FleetRun> RunFleet(const FleetRunOptions& options, HoldoutScorer* score
   std::vector<CameraViewSource*> sources;  // owned by the agents
   for (const CameraView& view : options.cameras) {
     SD_ASSIGN_OR_RETURN(EdgeConfig config, CameraEdgeConfig(options.edge_config, view, tokens[view.device],
-                                                            server->port(), options.dir + "/cameras/" + view.device));
+                                                            server->port(), options.dir + "/cameras/" + view.device,
+                                                            options.budget_mode));
     SD_ASSIGN_OR_RETURN(auto source, CameraViewSource::Open(view, options.time_scale, Clock::Real()));
     sources.push_back(source.get());
     SD_ASSIGN_OR_RETURN(auto agent, EdgeAgent::Create(config, Clock::Real(), std::move(source)));
@@ -174,6 +182,7 @@ StatusOr<FleetRun> RunFleet(const FleetRunOptions& options, HoldoutScorer* score
 
   FleetRun run;
   run.cameras.resize(n);
+  run.labeler.workers = server_config.labeler_workers;
   // Element i is written only by camera i's observer (its updates apply one at a time) and
   // read after the joins.
   std::vector<double> first_update_wall(n, 0);
@@ -213,8 +222,28 @@ StatusOr<FleetRun> RunFleet(const FleetRunOptions& options, HoldoutScorer* score
     run.server_cpu_seconds = usage->cpu_seconds - begin_usage.cpu_seconds;
     previous = *usage;
     previous_t = now;
+    for (size_t i = 0; i < n; ++i) {
+      const EdgeStats stats = agents[i]->stats();
+      run.budgets.push_back(
+          {options.cameras[i].device, now, stats.frames, stats.budget_per_minute, stats.budget_reason});
+    }
   }
   run.seconds = SteadySeconds() - start;
+  // The labeller's figures while the cameras still run (a fresh server: its totals are the run's).
+  if (server->http_port() > 0) {
+    StatusOr<std::string> metrics = FetchMetrics(server->http_port());
+    if (metrics.ok()) {
+      run.labeler.busy_seconds = MetricSample(*metrics, "streamdistill_server_labeler_busy_seconds_total");
+      const auto waits = MetricHistogram(*metrics, "streamdistill_server_label_queue_wait_seconds");
+      if (!waits.empty()) run.labeler.queue_wait_count = waits.back().count;
+      run.labeler.queue_wait_p50_s = HistogramQuantile(0.5, waits);
+      run.labeler.queue_wait_p95_s = HistogramQuantile(0.95, waits);
+    } else {
+      std::fprintf(stderr, "warning: no labeller figures: %s\n", metrics.status().message().c_str());
+    }
+  } else {
+    std::fprintf(stderr, "warning: no labeller figures: the server serves no /metrics (http.enabled)\n");
+  }
   for (auto& agent : agents) agent->Stop();
   for (std::thread& thread : threads) thread.join();
   const Status stopped = server->Stop();
@@ -235,6 +264,7 @@ StatusOr<FleetRun> RunFleet(const FleetRunOptions& options, HoldoutScorer* score
   for (size_t i = 0; i < n; ++i) {
     CameraResult& r = run.cameras[i];
     const EdgeStats stats = agents[i]->stats();
+    run.budget_mode = stats.budget_mode;
     // Versions are scored as they deploy, so the served one at the end is the last scored.
     r.map50_final = latest_map50[i];
     run.map50.push_back({r.device, run.seconds, stats.model_version, r.map50_final});

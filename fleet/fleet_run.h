@@ -7,6 +7,8 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -28,6 +30,7 @@ struct FleetRunOptions {
   std::string edge_config;    // the base yaml of every camera
   std::map<std::string, std::vector<std::string>> groups;  // the server's, replacing the base yaml's
   bool auto_groups = false;  // the server groups the cameras itself (grouping.mode auto); no `groups` then
+  std::string budget_mode;   // every camera's budget.mode (adaptive | fixed); "": as the edge yaml says
   // Emptied first, then holds server.yaml, server.log, storage/ and cameras/<device>/.
   std::string dir;
 };
@@ -58,12 +61,35 @@ struct UsageSample {
   double rss_mb = 0;
 };
 
+// A camera's sampling budget at `t_s` (its edge's own figures, issue 26).
+struct BudgetSample {
+  std::string device;
+  double t_s = 0;
+  int64_t frame = 0;      // frames the camera had read by then: video time x fps from its start offset
+  double per_minute = 0;  // what its sampler runs under
+  std::string reason;     // why (BudgetReasonName)
+};
+
+// The labeller as the server's /metrics tells it at the end of the run (NaN: not read).
+struct LabelerFigures {
+  int workers = 1;                // labeler.workers
+  double busy_seconds = std::numeric_limits<double>::quiet_NaN();  // streamdistill_server_labeler_busy_seconds_total
+  double queue_wait_count = std::numeric_limits<double>::quiet_NaN();  // frames that waited
+  // streamdistill_server_label_queue_wait_seconds, interpolated within its buckets
+  // (HistogramQuantile, as Prometheus' histogram_quantile).
+  double queue_wait_p50_s = std::numeric_limits<double>::quiet_NaN();
+  double queue_wait_p95_s = std::numeric_limits<double>::quiet_NaN();
+};
+
 struct FleetRun {
   double seconds = 0;  // as run
+  std::string budget_mode;  // the cameras' (the edge's report)
   std::vector<CameraResult> cameras;
   std::vector<Map50Point> map50;  // per camera: the start, each deployed version, the end
   std::vector<UsageSample> server_usage;
+  std::vector<BudgetSample> budgets;  // every camera, every usage_every_s
   double server_cpu_seconds = 0;  // during the run
+  LabelerFigures labeler;
 };
 
 // Device id -> group of the server log's last "grouping: units now: " line (the server's
@@ -73,8 +99,9 @@ std::map<std::string, std::string> GroupsFromServerLog(const std::string& log_te
 StatusOr<FleetRun> RunFleet(const FleetRunOptions& options, HoldoutScorer* scorer);
 
 // The camera's edge config: the base yaml with the camera's device, token, server port and
-// state directory; detections go nowhere (the fleet scores models, not detection logs).
+// state directory, and budget.mode `budget_mode` unless it is empty; detections go nowhere
+// (the fleet scores models, not detection logs).
 StatusOr<EdgeConfig> CameraEdgeConfig(const std::string& base_path, const CameraView& view, const std::string& token,
-                                      int port, const std::string& state_dir);
+                                      int port, const std::string& state_dir, const std::string& budget_mode = "");
 
 }  // namespace sd

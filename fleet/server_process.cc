@@ -92,12 +92,17 @@ StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(const std::string&
 Status ServerProcess::WaitForPort(double timeout_s) {
   // The server logs "listening on 127.0.0.1:0 (port N, ...)" once its port is bound.
   const std::regex listening(R"(listening on \S+ \(port (\d+))");
+  // ... and "HTTP (streamdistill-server) on 127.0.0.1:N serves /metrics ..." (common/obs).
+  const std::regex http_line(R"(HTTPS? \(streamdistill-server\) on \S+:(\d+) serves)");
   const double deadline = SteadySeconds() + timeout_s;
   while (SteadySeconds() < deadline) {
     const std::string log = ReadWhole(log_path_);
     std::smatch match;
     if (std::regex_search(log, match, listening)) {
       port_ = std::stoi(match[1]);
+      // The HTTP endpoint starts (and logs its port) before the gRPC port listens.
+      std::smatch http;
+      if (std::regex_search(log, http, http_line)) http_port_ = std::stoi(http[1]);
       return Status::Ok();
     }
     int status = 0;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -15,6 +16,7 @@
 #include "fleet/camera_view.h"
 #include "fleet/fleet_config.h"
 #include "fleet/fleet_run.h"
+#include "fleet/server_metrics_text.h"
 
 namespace sd {
 namespace {
@@ -112,12 +114,60 @@ TEST(FleetRunTest, TheGroupsOfTheServerLogAreItsLastDecision) {
   EXPECT_TRUE(GroupsFromServerLog("no grouping here\n").empty());
 }
 
+// A /metrics text as the server renders it (common/obs/metrics.cc): cumulative buckets.
+constexpr char kWaitMetrics[] = R"(# TYPE streamdistill_server_label_queue_wait_seconds histogram
+streamdistill_server_label_queue_wait_seconds_bucket{le="0.5"} 40
+streamdistill_server_label_queue_wait_seconds_bucket{le="1"} 80
+streamdistill_server_label_queue_wait_seconds_bucket{le="2"} 90
+streamdistill_server_label_queue_wait_seconds_bucket{le="+Inf"} 100
+streamdistill_server_label_queue_wait_seconds_sum 123.5
+streamdistill_server_label_queue_wait_seconds_count 100
+streamdistill_server_labeler_busy_seconds_total 61.25
+streamdistill_server_frames_acked_total{device="a"} 7
+)";
+
+TEST(ServerMetricsTextTest, SamplesAndBucketsAreReadByTheirExactSeries) {
+  EXPECT_DOUBLE_EQ(MetricSample(kWaitMetrics, "streamdistill_server_labeler_busy_seconds_total"), 61.25);
+  EXPECT_DOUBLE_EQ(MetricSample(kWaitMetrics, "streamdistill_server_frames_acked_total{device=\"a\"}"), 7);
+  EXPECT_TRUE(std::isnan(MetricSample(kWaitMetrics, "streamdistill_server_frames_acked_total")));
+  EXPECT_TRUE(std::isnan(MetricSample(kWaitMetrics, "streamdistill_server_labeler_busy_seconds")));
+  const std::vector<HistogramBucket> buckets =
+      MetricHistogram(kWaitMetrics, "streamdistill_server_label_queue_wait_seconds");
+  ASSERT_EQ(buckets.size(), 4u);
+  EXPECT_DOUBLE_EQ(buckets[0].le, 0.5);
+  EXPECT_DOUBLE_EQ(buckets[2].count, 90);
+  EXPECT_TRUE(std::isinf(buckets[3].le));
+  EXPECT_DOUBLE_EQ(buckets[3].count, 100);
+  EXPECT_TRUE(MetricHistogram(kWaitMetrics, "streamdistill_server_label_seconds").empty());
+}
+
+// As Prometheus' histogram_quantile(): linear within the bucket where the rank falls, from 0
+// in the first; the largest finite bound past it; nothing without observations.
+TEST(ServerMetricsTextTest, QuantilesInterpolateWithinTheirBucket) {
+  const std::vector<HistogramBucket> buckets =
+      MetricHistogram(kWaitMetrics, "streamdistill_server_label_queue_wait_seconds");
+  EXPECT_DOUBLE_EQ(HistogramQuantile(0.2, buckets), 0.25);   // rank 20 of the first 40 in [0, 0.5]
+  EXPECT_DOUBLE_EQ(HistogramQuantile(0.5, buckets), 0.625);  // rank 50: 10 of 40 into (0.5, 1]
+  EXPECT_DOUBLE_EQ(HistogramQuantile(0.85, buckets), 1.5);   // rank 85: 5 of 10 into (1, 2]
+  EXPECT_DOUBLE_EQ(HistogramQuantile(0.95, buckets), 2);     // rank 95: the +Inf bucket
+  EXPECT_DOUBLE_EQ(HistogramQuantile(1, buckets), 2);
+  // Empty buckets are skipped: no rank falls in a bucket that holds nothing new.
+  const std::vector<HistogramBucket> gap = {{0.1, 0}, {0.5, 10}, {1, 10}, {2, 20}, {INFINITY, 20}};
+  EXPECT_DOUBLE_EQ(HistogramQuantile(0.5, gap), 0.5);
+  EXPECT_DOUBLE_EQ(HistogramQuantile(0.75, gap), 1.5);
+  EXPECT_DOUBLE_EQ(HistogramQuantile(0.25, gap), 0.3);
+  EXPECT_TRUE(std::isnan(HistogramQuantile(0.5, {})));
+  EXPECT_TRUE(std::isnan(HistogramQuantile(0.5, {{1, 0}, {INFINITY, 0}})));
+  EXPECT_TRUE(std::isnan(HistogramQuantile(1.5, buckets)));
+}
+
 // The smoke config for a few seconds, with its lone run: every output file, the summary line,
 // and frames acked by the real server.
 TEST(FleetBinaryTest, SmokeRunWritesEveryReportAndItsFramesAreAcked) {
   const std::string out = testing::TempDir("fleet_smoke");
   const std::string command = std::string("cd ") + SD_SOURCE_DIR + " && timeout -s KILL 120 " + SD_BINARY_DIR +
-                              "/streamdistill-fleet --config configs/fleet_smoke.yaml --seconds 4 --out " + out +
+                              "/streamdistill-fleet --config configs/fleet_smoke.yaml --seconds 4 --budget-mode fixed "
+                              "--out " + out +
                               " 2>" + out + "/stderr.txt";
   FILE* pipe = popen(command.c_str(), "r");
   ASSERT_NE(pipe, nullptr);
@@ -141,6 +191,14 @@ TEST(FleetBinaryTest, SmokeRunWritesEveryReportAndItsFramesAreAcked) {
   EXPECT_EQ(summary["cameras"], 2);
   EXPECT_TRUE(summary["lone_map50_final"].is_number()) << stdout_text;
   EXPECT_GT(summary["server_rss_mb_max"].get<double>(), 10);
+  // --budget-mode reaches every camera; the labeller's figures come from the server's /metrics.
+  EXPECT_EQ(summary["budget_mode"], "fixed") << stdout_text;
+  EXPECT_GT(summary["frames_sent_total"].get<int64_t>(), 0) << stdout_text;
+  EXPECT_TRUE(summary["labeler_busy_share"].is_number()) << stdout_text;
+  EXPECT_GE(summary["labeler_busy_share"].get<double>(), 0) << stdout_text;
+  EXPECT_TRUE(summary["label_queue_waits"].is_number()) << stdout_text;
+  EXPECT_GT(summary["label_queue_waits"].get<double>(), 0) << stdout_text;
+  EXPECT_TRUE(summary["label_queue_wait_p95_s"].is_number()) << stdout_text;
 
   const std::vector<std::string> csv = ReadLines(out + "/fleet.csv");
   ASSERT_EQ(csv.size(), 3u);
@@ -157,6 +215,17 @@ TEST(FleetBinaryTest, SmokeRunWritesEveryReportAndItsFramesAreAcked) {
     EXPECT_GT(std::stod(fields[7]), 0) << csv[row];  // uplink kbit/s
   }
   EXPECT_GE(ReadLines(out + "/server_usage.csv").size(), 2u);
+  const std::vector<std::string> budget = ReadLines(out + "/budget.csv");
+  ASSERT_GE(budget.size(), 3u);
+  EXPECT_EQ(budget[0], "device,t_s,frame,budget_per_minute,reason");
+  // Fixed: the smoke edge's budget_per_minute (60), or less where the server's share bounds it.
+  for (size_t row = 1; row < budget.size(); ++row) {
+    const std::vector<std::string> fields = SplitCsv(budget[row]);
+    ASSERT_EQ(fields.size(), 5u) << budget[row];
+    EXPECT_GT(std::stod(fields[3]), 0) << budget[row];
+    EXPECT_LE(std::stod(fields[3]), 60) << budget[row];
+    EXPECT_TRUE(fields[4] == "start" || fields[4] == "server") << budget[row];
+  }
   // map50.csv: a header, then per camera at least the start and the end.
   EXPECT_GE(ReadLines(out + "/map50.csv").size(), 5u);
   EXPECT_FALSE(ReadLines(out + "/fleet.md").empty());
