@@ -46,7 +46,7 @@ haproxy_config() {
     servers+="    server r$k 127.0.0.1:$((PORT + k)) proto h2 check port $((PORT + 100 + k)) check-proto h1 inter 1s fall 2 rise 1"$'\n'
   done
   sed -e "s|@PORT@|$PORT|g" -e "s|@STATS_PORT@|$((PORT + 98))|g" "$ROOT/deploy/haproxy/streamdistill.cfg" |
-    awk -v servers="$servers" '{ if ($0 ~ /@SERVERS@/) printf "%s", servers; else print }' > "$dir/haproxy.cfg"
+    awk -v servers="$servers" '{ if ($0 == "@SERVERS@") printf "%s", servers; else print }' > "$dir/haproxy.cfg"
 }
 
 case $cmd in
