@@ -6,9 +6,27 @@
 namespace sd {
 namespace {
 
+// A secret from a file: its first line, without the line end. The path is a key of its own so
+// that the secret itself never sits in edge.yaml (and is never logged).
+Status ReadSecretFile(const YamlReader& section, const std::string& key, std::string* secret) {
+  SD_ASSIGN_OR_RETURN(std::string text, ReadFileAtKey(section, key));
+  if (!section.Has(key)) return Status::Ok();
+  const size_t line_end = text.find_first_of("\r\n");
+  if (line_end != std::string::npos) text.resize(line_end);
+  if (text.empty()) return section.Error(key, "the file's first line is empty");
+  *secret = std::move(text);
+  return Status::Ok();
+}
+
 Status ReadUplink(const YamlReader& root, UplinkOptions* u) {
   SD_RETURN_IF_ERROR(root.Require("device_id", &u->device_id));
-  SD_RETURN_IF_ERROR(root.Require("token", &u->token));
+  // The token inline or, where it is a Secret (a Kubernetes Secret mount, a file of mode 0600
+  // beside a world-readable edge.yaml), from a file: exactly one of them.
+  if (root.Has("token") == root.Has("token_file"))
+    return root.Error("token", "set token or token_file, exactly one of them");
+  SD_RETURN_IF_ERROR(root.Get("token", &u->token));
+  SD_RETURN_IF_ERROR(ReadSecretFile(root, "token_file", &u->token));
+  if (u->token.empty()) return root.Error("token", "is empty");
   SD_RETURN_IF_ERROR(root.Get("server", &u->server));
   SD_ASSIGN_OR_RETURN(YamlReader link, root.Child("link"));
   SD_RETURN_IF_ERROR(link.Get("max_in_flight", &u->max_in_flight));
@@ -114,18 +132,6 @@ Status ReadPrivacy(const YamlReader& root, PrivacyOptions* p) {
   SD_RETURN_IF_ERROR(privacy.Get("student_sees", &student_sees));
   if (student_sees != "whole" && student_sees != "masked") return privacy.Error("student_sees", "must be whole or masked");
   p->student_sees_masked = student_sees == "masked";
-  return Status::Ok();
-}
-
-// A secret from a file: its first line, without the line end. The path is a key of its own so
-// that the secret itself never sits in edge.yaml (and is never logged).
-Status ReadSecretFile(const YamlReader& section, const std::string& key, std::string* secret) {
-  SD_ASSIGN_OR_RETURN(std::string text, ReadFileAtKey(section, key));
-  if (!section.Has(key)) return Status::Ok();
-  const size_t line_end = text.find_first_of("\r\n");
-  if (line_end != std::string::npos) text.resize(line_end);
-  if (text.empty()) return section.Error(key, "the file's first line is empty");
-  *secret = std::move(text);
   return Status::Ok();
 }
 

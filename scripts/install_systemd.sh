@@ -60,10 +60,12 @@ else
   config=$conf/edge-$name.yaml unit=streamdistill-edge@$name.service
   if [ ! -e "$config" ]; then
     umask 027
-    sed -e "s#@NAME@#$name#g" -e "s#@SERVER@#$server#g" -e "s#@TOKEN@#$token#g" -e "s#@SOURCE@#$source#g" \
+    sed -e "s#@NAME@#$name#g" -e "s#@SERVER@#$server#g" -e "s#@SOURCE@#$source#g" \
       deploy/systemd/edge.yaml > "$config"
     chgrp "$group" "$config"
   fi
+  # The token, root's alone: the unit's LoadCredential= passes it to the edge.
+  (umask 077 && printf '%s\n' "$token" > "$conf/edge-$name.token")
 fi
 echo "installed: $prefix/bin/streamdistill-*, $units/$unit, config $config"
 if [ -n "$root" ]; then exit 0; fi

@@ -265,10 +265,16 @@ TEST_F(SystemdUnitTest, ConfigTemplatesParseAndAgreeOnTheStudent) {
   EXPECT_TRUE(server->device_tokens.empty()) << "no token in the shipped server config";
   std::string edge_yaml = edge_text.str();
   for (const auto& [placeholder, value] : std::vector<std::pair<std::string, std::string>>{
-           {"@NAME@", "cam1"}, {"@TOKEN@", "a-token-of-the-server"}, {"@SERVER@", "10.0.0.1:50051"}, {"@SOURCE@", "camera:0"}})
+           {"@NAME@", "cam1"}, {"@SERVER@", "10.0.0.1:50051"}, {"@SOURCE@", "camera:0"}})
     edge_yaml = std::regex_replace(edge_yaml, std::regex(placeholder), value);
+  // The token comes from the unit's credential, as systemd places it for the instance.
+  const std::string credential = "/run/credentials/streamdistill-edge@cam1.service/token";
+  ASSERT_NE(edge_yaml.find("token_file: " + credential), std::string::npos) << edge_yaml;
+  std::ofstream(dir_.File("token")) << "a-token-of-the-server\n";
+  edge_yaml = std::regex_replace(edge_yaml, std::regex(credential), dir_.File("token"));
   StatusOr<EdgeConfig> edge = ParseEdgeConfig(edge_yaml, "deploy/systemd/edge.yaml");
   ASSERT_TRUE(edge.ok()) << edge.status().ToString();
+  EXPECT_EQ(edge->uplink.token, "a-token-of-the-server");
   EXPECT_EQ(edge->student.Fingerprint(), server->student.Fingerprint());
 }
 
@@ -300,6 +306,40 @@ TEST(HealthProbeTest, AnswersWhatTheServersHealthServiceSays) {
   EXPECT_FALSE(ProbeHealth(probe).ok()) << "a stopped server answered";
   const RunResult gone = sd::testing::RunBinary("streamdistill-admin", "health --timeout 0.5 --target " + target);
   EXPECT_EQ(gone.exit_code, 1) << gone.output;
+}
+
+// A Kubernetes Secret or a 0600 file holds the device's token; edge.yaml names the file.
+TEST(EdgeTokenFileTest, TheTokenComesFromAFileOrInlineNeverBoth) {
+  ScopedTempDir dir("deploy_token");
+  const std::string inline_yaml = sd::testing::EdgeYaml("cam1", "inline-token", 1, dir.File("state"), "synthetic:seed=1");
+  const std::string without_token = std::regex_replace(inline_yaml, std::regex("token: inline-token\n"), "");
+  const std::string token_file = dir.File("token");
+  std::ofstream(token_file) << "file-token-0123\n";
+
+  auto from_file = ParseEdgeConfig(without_token + "token_file: " + token_file + "\n", "edge.yaml");
+  ASSERT_TRUE(from_file.ok()) << from_file.status().ToString();
+  EXPECT_EQ(from_file->uplink.token, "file-token-0123");  // the line end is not part of it
+  auto inline_token = ParseEdgeConfig(inline_yaml, "edge.yaml");
+  ASSERT_TRUE(inline_token.ok()) << inline_token.status().ToString();
+  EXPECT_EQ(inline_token->uplink.token, "inline-token");
+
+  const std::string empty_file = dir.File("empty");
+  std::ofstream(empty_file) << "\n";
+  const struct {
+    std::string yaml, key, problem;
+  } refused[] = {
+      {inline_yaml + "token_file: " + token_file + "\n", "token", "exactly one"},
+      {without_token, "token", "exactly one"},
+      {without_token + "token_file: " + dir.File("missing") + "\n", "token_file", "cannot read"},
+      {without_token + "token_file: " + empty_file + "\n", "token_file", "empty"},
+  };
+  for (const auto& c : refused) {
+    auto config = ParseEdgeConfig(c.yaml, "edge.yaml");
+    ASSERT_FALSE(config.ok()) << c.yaml;
+    EXPECT_NE(config.status().message().find("'" + c.key + "'"), std::string::npos) << config.status().message();
+    EXPECT_NE(config.status().message().find(c.problem), std::string::npos) << config.status().message();
+    EXPECT_EQ(config.status().message().find("file-token-0123"), std::string::npos) << "the secret leaked into an error";
+  }
 }
 
 }  // namespace
