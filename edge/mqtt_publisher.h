@@ -101,6 +101,10 @@ class MqttPublisher {
   void OnConnect(int rc);
   void OnDisconnect(int rc);
   void OnPublish(int mid);
+  void OnClientError(const char* text);  // libmosquitto's error-level log lines
+  // "cannot connect: <rc's text>", with what libmosquitto logged in this attempt (`tls`: the
+  // broker is ssl://). Reads errno: call it right after the failed libmosquitto call.
+  std::string CannotConnect(int rc, bool tls) const;
 
   const MqttOptions options_;
   Clock* const clock_;
@@ -112,6 +116,9 @@ class MqttPublisher {
   double backoff_s_;                             // the network thread only
   int offline_mid_ = -1;  // the `offline` published at stop, and whether it was acknowledged
   bool offline_acked_ = false;  // (the network thread only)
+  // libmosquitto's error log lines since this connect attempt began, such as OpenSSL's reason
+  // for a failed handshake (the network thread only).
+  std::string client_errors_;
 
   mutable Mutex mu_;  // a leaf: never held across a libmosquitto call
   CondVar wake_{&mu_};

@@ -27,6 +27,7 @@
 #include "server/server_config.h"
 #include "streamdistill.grpc.pb.h"
 #include "tests/protocol_client.h"
+#include "tests/test_certificates.h"
 
 namespace {
 
@@ -325,31 +326,14 @@ std::string ReadFile(const fs::path& path) {
   return ss.str();
 }
 
-// A CA, a server certificate for localhost / 127.0.0.1 and a client certificate, made with
-// the openssl command line (EC keys: fast).
+// A CA, a server certificate for localhost / 127.0.0.1 and a client certificate
+// (tests/test_certificates.h).
 class TlsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new fs::path(UniqueDir("tls"));
-    const std::string d = dir_->string();
-    std::ofstream(*dir_ / "server_ext.cnf") << "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
-                                               "extendedKeyUsage=serverAuth\n";
-    std::ofstream(*dir_ / "client_ext.cnf") << "extendedKeyUsage=clientAuth\n";
-    const std::string key = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-    const std::string script =
-        "cd '" + d + "' && "
-        "openssl req -x509" + key + " -keyout ca.key -out ca.pem -days 2 -subj /CN=streamdistill-test-ca && "
-        "openssl req" + key + " -keyout server.key -out server.csr -subj /CN=localhost && "
-        "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 "
-        "-extfile server_ext.cnf && "
-        "openssl req" + key + " -keyout client.key -out client.csr -subj /CN=cam1 && "
-        "openssl req -x509" + key + " -keyout other_ca.key -out other_ca.pem -days 2 -subj /CN=unrelated-ca && "
-        "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2 "
-        "-extfile client_ext.cnf";
-    const int rc = std::system(("(" + script + ") > '" + d + "/openssl.log' 2>&1").c_str());
-    if (rc != 0) {
-      skip_reason_ = new std::string("openssl could not make test certificates (rc " + std::to_string(rc) + "): " +
-                                     ReadFile(*dir_ / "openssl.log"));
+    if (std::string why_not = sd::testing::MakeTestCertificates(dir_->string()); !why_not.empty()) {
+      skip_reason_ = new std::string(std::move(why_not));
       return;
     }
     ca_ = new std::string(ReadFile(*dir_ / "ca.pem"));
