@@ -46,7 +46,7 @@ while [ $# -gt 0 ]; do
     --utilisation) utilisation=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    *) sed -n 2,30p "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n 2,28p "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
   esac
 done
 for bin in streamdistill-server streamdistill-edge; do
@@ -353,7 +353,7 @@ print("|---|---|---:|---:|---|---|---|---|---|---:|---:|---:|---:|")
 for r in rows:
     c = r["cores"]
     servers = " + ".join(f(v, 2) for k, v in sorted(c.items()) if k.startswith("server"))
-    print(f"| {r['config']} | {r['cpus']} | {f(r['labelled_per_s'], 2)} | {f(r['cameras_current_at_20_per_min'], 1)} | "
+    print(f"| {r['config']} | {r['cpus'].replace('|', ' and ')} | {f(r['labelled_per_s'], 2)} | {f(r['cameras_current_at_20_per_min'], 1)} | "
           f"{' + '.join(f(x, 2) for x in r['labeler_busy_each'])} | {ms(r['ack_p50_s'])} / {ms(r['ack_p95_s'])} | "
           f"{ms(r['light']['ack_p50_s'])} / {ms(r['light']['ack_p95_s'])} | "
           f"{ms(r['light']['store_p50_s'])} / {ms(r['light']['store_p95_s'])} | {servers} | "
