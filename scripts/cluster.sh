@@ -13,13 +13,16 @@
 # Edges connect to 127.0.0.1:<port> (HAProxy). Replica K listens on 127.0.0.1:<port+K>, its
 # /metrics on <port+100+K>; PostgreSQL on a Unix socket in DIR/pg (and 127.0.0.1:<port+99>).
 # Run as root, PostgreSQL runs as the `postgres` user (initdb refuses root).
+# REPLICA_CPUS="0 1" starts replica K under `taskset -c` with the K-th entry (taken in turn):
+# scripts/cluster_scaling.sh confines each replica to one core that way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 PG_BIN=/usr/lib/postgresql/15/bin
 BUILD_DIR=${BUILD_DIR:-build}
+[[ $BUILD_DIR = /* ]] || BUILD_DIR=$ROOT/$BUILD_DIR
 
-usage() { sed -n 2,16p "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n 2,18p "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [ $# -ge 2 ] || usage
 cmd=$1 dir=$2
 shift 2
@@ -31,7 +34,13 @@ replica_start() {
   # shellcheck disable=SC1091
   source "$dir/cluster.env"
   mkdir -p "$dir/replica$k"
-  "$ROOT/$BUILD_DIR/streamdistill-server" --config "$dir/server.yaml" --replica "r$k" \
+  local pin=()
+  if [ -n "${REPLICA_CPUS:-}" ]; then
+    local cpus
+    read -ra cpus <<<"$REPLICA_CPUS"
+    pin=(taskset -c "${cpus[$(((k - 1) % ${#cpus[@]}))]}")
+  fi
+  "${pin[@]}" "$BUILD_DIR/streamdistill-server" --config "$dir/server.yaml" --replica "r$k" \
       --listen "127.0.0.1:$((PORT + k))" --http-port "$((PORT + 100 + k))" \
       >>"$dir/replica$k/server.log" 2>&1 &
   echo $! > "$dir/replica$k/pid"
@@ -46,7 +55,7 @@ haproxy_config() {
     servers+="    server r$k 127.0.0.1:$((PORT + k)) proto h2 check port $((PORT + 100 + k)) check-proto h1 inter 1s fall 2 rise 1"$'\n'
   done
   sed -e "s|@PORT@|$PORT|g" -e "s|@STATS_PORT@|$((PORT + 98))|g" "$ROOT/deploy/haproxy/streamdistill.cfg" |
-    awk -v servers="$servers" '{ if ($0 == "@SERVERS@") printf "%s", servers; else print }' > "$dir/haproxy.cfg"
+    awk -v servers="$servers" '{ if ($0 ~ /^[[:space:]]*@SERVERS@[[:space:]]*$/) printf "%s", servers; else print }' > "$dir/haproxy.cfg"
 }
 
 case $cmd in
@@ -60,7 +69,7 @@ case $cmd in
         *) usage ;;
       esac
     done
-    [ -x "$ROOT/$BUILD_DIR/streamdistill-server" ] || { echo "cluster: build first (scripts/build.sh)" >&2; exit 1; }
+    [ -x "$BUILD_DIR/streamdistill-server" ] || { echo "cluster: build first (scripts/build.sh)" >&2; exit 1; }
     command -v haproxy >/dev/null || { echo "cluster: haproxy is not installed (scripts/setup.sh)" >&2; exit 1; }
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)

@@ -8,6 +8,7 @@
 
 #include "common/link/grpc_status.h"
 #include "common/vision/image_header.h"
+#include "common/base/clock.h"
 #include "common/base/log_safe.h"
 
 namespace sd {
@@ -240,6 +241,7 @@ void EdgeSession::Reject(uint64_t sequence, const Status& status) {
 }
 
 EdgeSession::Next EdgeSession::HandleFrame(const streamdistill::v1::SampledFrame& frame) {
+  const double received_s = SteadySeconds();
   core_->metrics().frames_received.With({device_id_}).Inc();
   Status valid = ValidateFrame(frame);
   if (!valid.ok()) {
@@ -261,6 +263,7 @@ EdgeSession::Next EdgeSession::HandleFrame(const streamdistill::v1::SampledFrame
   held_meta_.image_score = frame.image_score();
   held_meta_.privacy = FormatPrivacy(frame.privacy());
   held_jpeg_ = std::make_shared<const std::string>(frame.jpeg());
+  held_received_s_ = received_s;
   held_budget_ = FrameBudgetAsk();
   held_budget_.requested = frame.budget_per_minute();
   held_budget_.reason = BudgetReasonWord(frame.budget_reason());
@@ -277,7 +280,8 @@ EdgeSession::Next EdgeSession::HandleFrame(const streamdistill::v1::SampledFrame
 EdgeSession::Next EdgeSession::SubmitHeldFrame() {
   std::weak_ptr<SessionOutput> weak_output = output_;
   const uint64_t sequence = held_meta_.sequence;
-  auto done = [weak_output, sequence, core = core_, device = device_id_, ask = held_budget_](FrameOutcome outcome) {
+  auto done = [weak_output, sequence, core = core_, device = device_id_, ask = held_budget_,
+               received_s = held_received_s_](FrameOutcome outcome) {
     auto output = weak_output.lock();
     if (!output) return;
     const FrameBudgetAnswer budget = core->AnswerFrameBudget(device, ask, outcome);
@@ -289,6 +293,8 @@ EdgeSession::Next EdgeSession::SubmitHeldFrame() {
     ack.mutable_ack()->set_teacher_agreement(outcome.teacher_agreement);
     ack.mutable_ack()->set_student_agreement(static_cast<float>(budget.student_agreement));
     ack.mutable_ack()->set_budget_per_minute(budget.budget_per_minute);
+    // Counted before it goes: whoever reads the ack then finds it in /metrics.
+    if (outcome.status.ok()) core->metrics().frame_ack_seconds.Observe(SteadySeconds() - received_s);
     output->Send(std::move(ack));
   };
   while (!core_->TrySubmitFrame(device_id_, held_meta_, held_jpeg_, done)) {

@@ -89,6 +89,7 @@ class EdgeSession : public DeviceSession, public std::enable_shared_from_this<Ed
   // current message (or the one retrying it while reading is paused) touches these.
   FrameRecord held_meta_;
   FrameBudgetAsk held_budget_;  // what the held frame says of its edge's budget
+  double held_received_s_ = 0;  // steady seconds when the held frame was read (its ack's latency)
   std::shared_ptr<const std::string> held_jpeg_;  // shared with the labeller and the store: copied once, here
   uint64_t frames_refused_ = 0, full_model_refusals_ = 0;  // for log lines (same thread)
   // The device's last stored sequence when the stream began, raised by every frame this stream

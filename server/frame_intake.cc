@@ -71,7 +71,9 @@ void FrameIntake::Store(const std::string& device_id, const FrameRecord& meta,
   const std::string_view image = result->shrunk
                                      ? std::string_view(reinterpret_cast<const char*>(shrunk.data()), shrunk.size())
                                      : std::string_view(*jpeg);
+  const double put_s = SteadySeconds();
   auto inserted = deps_.store->Put(record, image);
+  if (inserted.ok()) metrics.frame_store_seconds.Observe(SteadySeconds() - put_s);
   if (!inserted.ok()) {
     // Not stored, so not acked as stored. A record the store refuses as such is rejected for
     // good; any other failure is the server's (a full disk, a failing fsync or rename, the

@@ -42,6 +42,19 @@ ServerMetrics::ServerMetrics()
       round_seconds(registry
                         .AddHistogram("streamdistill_server_round_seconds",
                                       "Duration of a training round (published or discarded).", buckets::kRoundSeconds)
-                        .With({})) {}
+                        .With({})),
+      frame_ack_seconds(registry
+                            .AddHistogram("streamdistill_server_frame_ack_seconds",
+                                          "From a frame read off its stream to its ack sent, for frames acked as "
+                                          "stored: waiting for room in the labelling queue, the queue, the teacher "
+                                          "and the store.",
+                                          buckets::kLabelSeconds)
+                            .With({})),
+      frame_store_seconds(registry
+                              .AddHistogram("streamdistill_server_frame_store_seconds",
+                                            "The store's write of a labelled frame: its row and image durable (SQLite "
+                                            "and files, or PostgreSQL), the part of an ack the shared state costs.",
+                                            buckets::kStoreSeconds)
+                              .With({})) {}
 
 }  // namespace sd

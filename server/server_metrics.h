@@ -21,6 +21,8 @@ struct ServerMetrics {
   Histogram& label_seconds;
   Histogram& label_queue_wait_seconds;
   Histogram& round_seconds;
+  Histogram& frame_ack_seconds;    // a frame read off its stream -> its ack sent (stored frames)
+  Histogram& frame_store_seconds;  // the store's write of a labelled frame (row and image durable)
 };
 
 }  // namespace sd

@@ -41,18 +41,32 @@ double Sample(const std::string& text, const std::string& series) {
   return kMissing;
 }
 
-StatusOr<std::unique_ptr<Server>> StartServer(const std::string& dir) {
+// OneBoxTeacher after `seconds` of work per frame.
+class SlowTeacher : public OneBoxTeacher {
+ public:
+  explicit SlowTeacher(double seconds) : seconds_(seconds) {}
+  StatusOr<Detections> Label(const cv::Mat& bgr) override {
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds_));
+    return OneBoxTeacher::Label(bgr);
+  }
+
+ private:
+  double seconds_;
+};
+
+// teacher_seconds 0: labels at once, for tests about counting, not about the teacher.
+StatusOr<std::unique_ptr<Server>> StartServer(const std::string& dir, double teacher_seconds = 0) {
   auto config = ParseServerConfig(ServerYaml(dir), "prometheus-server.yaml");
   if (!config.ok()) return config.status();
-  // Labels at once: the test is about counting, not about the teacher.
-  return Server::Start(*config, []() -> StatusOr<std::unique_ptr<Teacher>> {
-    return std::unique_ptr<Teacher>(std::make_unique<OneBoxTeacher>());
+  return Server::Start(*config, [teacher_seconds]() -> StatusOr<std::unique_ptr<Teacher>> {
+    return std::unique_ptr<Teacher>(std::make_unique<SlowTeacher>(teacher_seconds));
   });
 }
 
 TEST(ServerMetricsTest, GetMetricsCountsTheFramesOfAStream) {
   const std::string dir = TempDir("server_metrics");
-  auto server = StartServer(dir + "/server");
+  constexpr double kTeacherSeconds = 0.06;
+  auto server = StartServer(dir + "/server", kTeacherSeconds);
   ASSERT_TRUE(server.ok()) << server.status().ToString();
   ASSERT_GT((*server)->http_port(), 0);
 
@@ -91,6 +105,19 @@ TEST(ServerMetricsTest, GetMetricsCountsTheFramesOfAStream) {
   EXPECT_EQ(Sample(text, "streamdistill_server_labeler_queue_depth"), 0);
   EXPECT_GT(Sample(text, "streamdistill_server_received_bytes_total{device=\"cam1\"}"), 4.0 * jpeg.size());
   EXPECT_GT(Sample(text, "streamdistill_server_sent_bytes_total{device=\"cam1\"}"), 0);
+  // Issue 24's cost of the shared state: a frame's ack latency (read off the stream -> ack
+  // sent) for the frames acked as stored, not the refused one. One labeller: each frame waited
+  // for at least one teacher's time. The store's own histogram holds only its part.
+  EXPECT_THAT(text, HasSubstr("# TYPE streamdistill_server_frame_ack_seconds histogram\n"));
+  EXPECT_EQ(Sample(text, "streamdistill_server_frame_ack_seconds_count"), 3);
+  EXPECT_EQ(Sample(text, "streamdistill_server_frame_ack_seconds_bucket{le=\"0.05\"}"), 0);
+  const double ack_sum = Sample(text, "streamdistill_server_frame_ack_seconds_sum");
+  EXPECT_GE(ack_sum, 3 * kTeacherSeconds);
+  EXPECT_LT(ack_sum, 30);
+  EXPECT_EQ(Sample(text, "streamdistill_server_frame_store_seconds_count"), 3);
+  const double store_sum = Sample(text, "streamdistill_server_frame_store_seconds_sum");
+  EXPECT_GT(store_sum, 0);
+  EXPECT_LT(store_sum, ack_sum - 3 * kTeacherSeconds + 1e-6) << "the store's part holds no teacher's time";
   EXPECT_EQ(stream.Close().error_code(), grpc::StatusCode::OK);
 }
 

@@ -11,6 +11,7 @@ const std::vector<double> kInferenceSeconds = {0.001, 0.0025, 0.005, 0.0075, 0.0
                                                0.03,  0.05,   0.1,   0.25,   0.5,  1};
 const std::vector<double> kLabelSeconds = {0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5, 5, 10, 30};
 const std::vector<double> kRoundSeconds = {1, 2.5, 5, 10, 15, 20, 30, 45, 60, 90, 120, 300, 600};
+const std::vector<double> kStoreSeconds = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
 }  // namespace buckets
 
 namespace {

@@ -63,6 +63,7 @@ namespace buckets {
 extern const std::vector<double> kInferenceSeconds;  // the student per frame: 6-20 ms measured
 extern const std::vector<double> kLabelSeconds;      // queue wait + teacher: HOG takes ~155 ms
 extern const std::vector<double> kRoundSeconds;      // a training round: 18-50 s measured
+extern const std::vector<double> kStoreSeconds;      // a frame's row and image made durable: ms
 }  // namespace buckets
 
 // One metric name with its series, by label values.
