@@ -3,6 +3,7 @@
 # "Containers"), with podman, never from a registry image:
 #
 #   bash scripts/image.sh [--tag TAG] [--mirror URL]
+#   bash scripts/image.sh --postgres [--tag TAG] [--mirror URL]
 #
 #   localhost/streamdistill-runtime:TAG  Debian bookworm's Essential set plus exactly the
 #                                        runtime libraries the binaries link (found from their
@@ -12,6 +13,11 @@
 #   localhost/streamdistill-edge:TAG     + streamdistill-edge
 #   localhost/streamdistill-haproxy:TAG  bookworm's Essential set plus haproxy (the cluster's router)
 #
+# --postgres makes only localhost/streamdistill-postgres:TAG (bookworm's Essential set plus
+# postgresql-15, a throw-away database initialised at its first start), for the cluster check
+# (scripts/kube_check.sh --overlay cluster) and nothing else: the project ships no database; a
+# deployment points storage.dsn at the operator's PostgreSQL (docs/deploy.md).
+#
 # Prints each image's size and the packages that fill the runtime most. TAG defaults to the
 # project's version; `latest` is tagged too. Takes a few minutes (the packages come from the
 # Debian mirror); out/images/ keeps the root file system tars.
@@ -19,19 +25,49 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TAG=""
 MIRROR=http://deb.debian.org
+POSTGRES=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --tag) TAG=$2; shift 2 ;;
     --mirror) MIRROR=$2; shift 2 ;;
-    *) echo "usage: $0 [--tag TAG] [--mirror URL]" >&2; exit 2 ;;
+    --postgres) POSTGRES=1; shift ;;
+    *) echo "usage: $0 [--postgres] [--tag TAG] [--mirror URL]" >&2; exit 2 ;;
   esac
 done
 start=$SECONDS
 bash scripts/setup.sh images
-bash scripts/build.sh
 TAG=${TAG:-$(sed -n 's/^project(streamdistill VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)}
 export CONTAINERS_CONF=$PWD/deploy/podman/containers.conf
 out=$PWD/out/images
+sources=("deb $MIRROR/debian bookworm main" "deb $MIRROR/debian bookworm-updates main"
+         "deb $MIRROR/debian-security bookworm-security main")
+slim=(--dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright'
+      --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*'
+      --dpkgopt='path-exclude=/usr/share/info/*')
+
+if [ -n "$POSTGRES" ]; then
+  # The cluster check's database: PostgreSQL 15 as its package installs it, the cluster its
+  # postinst makes removed; the entrypoint makes a fresh one at the first start (initdb, the
+  # role POSTGRES_USER with the password in POSTGRES_PASSWORD_FILE, the database POSTGRES_DB;
+  # password logins over TCP), as the postgres user, data in the container's own layer.
+  mkdir -p "$out"
+  echo "image: streamdistill-postgres (mmdebstrap, bookworm + postgresql-15; for the cluster check only)"
+  mmdebstrap --quiet --variant=essential --include=postgresql-15 "${slim[@]}" \
+    --customize-hook='rm -rf "$1/var/lib/postgresql/15" "$1/etc/postgresql/15"' \
+    --customize-hook='upload scripts/postgres_entrypoint.sh /usr/local/bin/postgres-entrypoint' \
+    --customize-hook='chmod 755 "$1/usr/local/bin/postgres-entrypoint"' \
+    bookworm "$out/postgres.tar" "${sources[@]}"
+  podman import --quiet --change 'USER postgres' --change 'EXPOSE 5432' \
+    --change 'ENTRYPOINT ["/usr/local/bin/postgres-entrypoint"]' \
+    "$out/postgres.tar" "localhost/streamdistill-postgres:$TAG" >/dev/null
+  podman tag "localhost/streamdistill-postgres:$TAG" localhost/streamdistill-postgres:latest
+  printf '  %-28s %s\n' "streamdistill-postgres:$TAG" \
+    "$(podman image inspect --format '{{.Size}}' "localhost/streamdistill-postgres:$TAG" | awk '{printf "%.0f MB", $1 / 1e6}')"
+  echo "image: done in $((SECONDS - start)) s"
+  exit 0
+fi
+
+bash scripts/build.sh
 rm -rf "$out" && mkdir -p "$out"
 
 # What goes into the images: `cmake --install` into a staging folder (binaries, example configs).
@@ -54,11 +90,6 @@ packages=$(for b in "${binaries[@]}"; do readelf -d "$b" | sed -n 's/.*(NEEDED).
 packages="$packages opencv-data"
 echo "image: runtime packages: $(echo $packages)"
 
-sources=("deb $MIRROR/debian bookworm main" "deb $MIRROR/debian bookworm-updates main"
-         "deb $MIRROR/debian-security bookworm-security main")
-slim=(--dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright'
-      --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*'
-      --dpkgopt='path-exclude=/usr/share/info/*')
 # The daemons' user and the folders they own; then the installed sizes, largest first.
 user_hook='echo "streamdistill:x:10001:10001:streamdistill:/var/lib/streamdistill:/usr/sbin/nologin" >> "$1/etc/passwd";
   echo "streamdistill:x:10001:" >> "$1/etc/group";
