@@ -204,6 +204,17 @@ TEST_F(KustomizeTest, ClusterOverlayIsReplicasOnPostgresBehindHaproxy) {
   EXPECT_NE(cfg.find("server r0 streamdistill-server-0." + headless + "."), std::string::npos) << cfg;
   EXPECT_NE(cfg.find("balance hdr(sd-device-id)"), std::string::npos);
   EXPECT_NE(cfg.find("hash-type consistent"), std::string::npos);
+  // HAProxy 2.6 takes check-proto from a server line only, not from default-server; without it
+  // every health check fails at once (SOCKERR) and every edge gets 503, which `haproxy -c`
+  // does not see (kube_check.sh --overlay cluster found it).
+  std::istringstream lines(cfg);
+  int server_lines = 0;
+  for (std::string line; std::getline(lines, line);) {
+    if (!std::regex_search(line, std::regex("^\\s*server "))) continue;
+    ++server_lines;
+    EXPECT_NE(line.find("check-proto h1"), std::string::npos) << line;
+  }
+  EXPECT_GE(server_lines, 2);
   ScopedTempDir dir("deploy_test");
   const std::string path = dir.path() + "/haproxy.cfg";
   std::ofstream(path) << cfg;

@@ -267,6 +267,14 @@ size_t EventsReceived(const std::string& sub_log) {
   return n;
 }
 
+// The last availability payload mosquitto_sub received ("" before any).
+std::string LastAvailability(const std::string& sub_log) {
+  std::string last;
+  for (const auto& [topic, payload] : Received(sub_log))
+    if (topic == "sdtest/cam1/availability") last = payload;
+  return last;
+}
+
 // What mosquitto_sub received against the events the detections file records: each received
 // event is one of them, to the letter, and comes after its track's earlier events.
 struct Arrivals {
@@ -449,6 +457,9 @@ TEST(MqttEventsTest, EveryEventArrivesOnceAcrossABrokerRestart) {
   const std::vector<json> recorded = FileEvents(dir + "/detections.jsonl");
   ASSERT_GT(made_while_away, 0u) << "no event was made while the broker was away";
   EXPECT_TRUE(WaitFor([&] { return EventsReceived(sub.Log()) >= recorded.size(); }, 10));
+  // The orderly stop's `offline` is the broker's last message to the subscriber; on a loaded
+  // machine it can reach mosquitto_sub's log after the events are all there.
+  EXPECT_TRUE(WaitFor([&] { return LastAvailability(sub.Log()) == "offline"; }, 10));
   const Arrivals arrivals = CheckArrivals(recorded, sub.Log());
   const EdgeStats stats = (*agent)->stats();
   std::printf("events recorded %zu (%zu made while the broker was away), received %zu, missing %d, twice %d, "
