@@ -73,7 +73,6 @@ void FrameIntake::Store(const std::string& device_id, const FrameRecord& meta,
                                      : std::string_view(*jpeg);
   const double put_s = SteadySeconds();
   auto inserted = deps_.store->Put(record, image);
-  if (inserted.ok()) metrics.frame_store_seconds.Observe(SteadySeconds() - put_s);
   if (!inserted.ok()) {
     // Not stored, so not acked as stored. A record the store refuses as such is rejected for
     // good; any other failure is the server's (a full disk, a failing fsync or rename, the
@@ -89,6 +88,7 @@ void FrameIntake::Store(const std::string& device_id, const FrameRecord& meta,
     done(outcome);
     return;
   }
+  metrics.frame_store_seconds.Observe(SteadySeconds() - put_s);
   storage_log_.Succeeded();
   metrics.frames_acked.With({device_id}).Inc();
   outcome.duplicate = !*inserted;
