@@ -12,9 +12,13 @@
 //   memory     resident memory (VmRSS, VmHWM) of training units: a unit's student before and
 //              after its first round (Adam's state), the peak of a round on one worker and on
 //              two at once, what stays after them, and a unit's decoded frames
+//   decoded    --memory-units units' rounds load their windows (the config's sizes, from 600
+//              stored frames each, JPEGs as the edge sends them) through one decoded-frame
+//              cache of --decoded-cache-mb, twice over: resident memory and the cache after each
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include <malloc.h>
 
@@ -23,12 +27,17 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <thread>
 
 #include "common/teacher/label_cache.h"
 #include "common/eval/student_eval.h"
+#include "common/vision/appearance.h"
+#include "server/decoded_frame_cache.h"
+#include "server/frame_store.h"
+#include "server/round_inputs.h"
 #include "server/server_config.h"
 #include "tools/tool_cli.h"
 
@@ -107,6 +116,7 @@ int Run(int argc, char** argv) {
   int steps = 20, train_every = 5, accuracy_rounds = 3;
   std::vector<std::string> pools = {"1x1", "1x2", "2x1", "2x2"};
   int memory_units = 8;
+  int64_t decoded_cache_mb = 256;
   std::vector<std::string> sections = {"decode", "prepare", "step", "pool", "accuracy"};
   app.add_option("--config", config_path, "server config (student, round options, teacher)");
   app.add_option("--video", video, "the video (frames 0-599 train, 600-794 held out)");
@@ -115,7 +125,12 @@ int Run(int argc, char** argv) {
   app.add_option("--train-every", train_every, "every k-th frame of 0-599 is a training frame");
   app.add_option("--accuracy-rounds", accuracy_rounds, "rounds of --steps each in the accuracy section");
   app.add_option("--pool", pools, "WORKERSxTHREADS settings to time");
-  app.add_option("--memory-units", memory_units, "training units the memory section makes")->check(CLI::PositiveNumber);
+  app.add_option("--memory-units", memory_units, "training units the memory and decoded sections make")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--decoded-cache-mb", decoded_cache_mb, "the decoded section's training.decoded_cache_mb")
+      ->check(CLI::NonNegativeNumber);
+  std::string store_dir = "out/round-bench-store";
+  app.add_option("--store", store_dir, "the decoded section's frame store (emptied first)");
   app.add_option("--sections", sections, "what to measure (memory too, not by default)");
   if (auto code = ParseToolCommandLine(app, argc, argv)) return *code;
   auto wants = [&](const char* s) { return std::find(sections.begin(), sections.end(), s) != sections.end(); };
@@ -247,8 +262,9 @@ int Run(int argc, char** argv) {
     const double after_two_mb = ProcStatusMb("VmRSS");
     // A unit's decoded frames: its windows at the config's sizes, each frame at its kept size.
     const auto frame_mb = [](const cv::Mat& m) { return static_cast<double>(m.total() * m.elemSize()) / (1 << 20); };
-    const int training_frames = config->round.replay_frames + config->memory_frames;
-    const int heldout_frames = config->validation_frames + config->longterm_validation_frames;
+    const RoundWindowSizes windows = RoundWindowsOf(*config);
+    const int training_frames = windows.replay_frames + windows.memory_frames;
+    const int heldout_frames = windows.validation_frames + windows.longterm_validation_frames;
     const double windows_mb = training_frames * frame_mb(cached[0].bgr) + heldout_frames * frame_mb(val_cached[0].bgr);
     Print({{"section", "memory"},
            {"units", memory_units},
@@ -264,6 +280,67 @@ int Run(int argc, char** argv) {
             {Rounded1(frame_mb(cached[0].bgr) * 1024), Rounded1(frame_mb(val_cached[0].bgr) * 1024)}},
            {"unit_windows_frames", training_frames + heldout_frames},
            {"unit_windows_decoded_mb", Rounded1(windows_mb)}});
+  }
+  if (wants("decoded")) {
+    std::error_code error;
+    std::filesystem::remove_all(store_dir, error);
+    auto store = FrameStore::Open(store_dir);
+    if (!store.ok()) return std::fprintf(stderr, "%s\n", store.status().ToString().c_str()), 1;
+    // The video's training frames as the edge uploads them (configs/edge.yaml: 640 px wide,
+    // quality 55), stored in turn under each unit's device.
+    const double shrink = 640.0 / full[0].bgr.cols;
+    std::vector<std::string> jpegs;
+    std::vector<Detections> labels;
+    std::vector<std::vector<float>> embeddings;  // the long-term memory chooses by them
+    for (const TrainingSample& sample : full) {
+      cv::Mat sent;
+      cv::resize(sample.bgr, sent, cv::Size(), shrink, shrink, cv::INTER_AREA);
+      std::vector<uchar> jpeg;
+      cv::imencode(".jpg", sent, jpeg, {cv::IMWRITE_JPEG_QUALITY, 55});
+      jpegs.emplace_back(jpeg.begin(), jpeg.end());
+      labels.push_back(sample.boxes);
+      ScaleDetections(&labels.back(), shrink, shrink);
+      embeddings.push_back(AppearanceEmbedding(sent));
+    }
+    const auto device_of = [](int unit) { return "cam" + std::to_string(unit); };
+    for (int u = 0; u < memory_units; ++u)
+      for (int sequence = 1; sequence <= 600; ++sequence) {
+        FrameRecord record;
+        record.device_id = device_of(u);
+        record.sequence = sequence;
+        record.frame_index = sequence;
+        record.validation = sequence % config->validation_every == 0;
+        record.labels = labels[sequence % labels.size()];
+        record.embedding = embeddings[sequence % embeddings.size()];
+        auto put = (*store)->Put(record, jpegs[sequence % jpegs.size()]);
+        if (!put.ok()) return std::fprintf(stderr, "%s\n", put.status().ToString().c_str()), 1;
+      }
+    malloc_trim(0);
+    const double base_mb = ProcStatusMb("VmRSS");
+    DecodedFrameCache cache(decoded_cache_mb << 20);
+    for (int pass = 1; pass <= 2; ++pass)
+      for (int u = 0; u < memory_units; ++u) {
+        auto records = SelectRoundRecords(HistoryOf(**store), {device_of(u)}, RoundWindowsOf(*config));
+        if (!records.ok()) return std::fprintf(stderr, "%s\n", records.status().ToString().c_str()), 1;
+        const auto start = std::chrono::steady_clock::now();
+        auto inputs = LoadRoundInputs(**store, {device_of(u)}, *records, arch, config->round.trainer.max_scale, &cache);
+        if (!inputs.ok()) return std::fprintf(stderr, "%s\n", inputs.status().ToString().c_str()), 1;
+        const double load_s = Seconds(start);
+        const double with_round_mb = ProcStatusMb("VmRSS");
+        *inputs = RoundInputs{};  // the round ends: only the cache holds frames
+        const DecodedFrameCache::Stats stats = cache.stats();
+        Print({{"section", "decoded"},
+               {"decoded_cache_mb", decoded_cache_mb},
+               {"pass", pass},
+               {"unit", u + 1},
+               {"load_s", Rounded1(load_s * 100) / 100},
+               {"rss_with_round_mb", Rounded1(with_round_mb - base_mb)},
+               {"rss_mb", Rounded1(ProcStatusMb("VmRSS") - base_mb)},
+               {"cache_mb", Rounded1(stats.bytes / double{1 << 20})},
+               {"hits", stats.hits},
+               {"misses", stats.misses},
+               {"evictions", stats.evictions}});
+      }
   }
   return 0;
 }

@@ -5,8 +5,19 @@
 
 #include "common/eval/student_eval.h"
 #include "server/long_term_memory.h"
+#include "server/server_config.h"
 
 namespace sd {
+
+RoundWindowSizes RoundWindowsOf(const ServerConfig& config) {
+  RoundWindowSizes sizes;
+  sizes.replay_frames = config.round.replay_frames;
+  sizes.validation_frames = config.validation_frames;
+  sizes.memory_frames = config.memory_frames;
+  sizes.longterm_validation_frames = config.longterm_validation_frames;
+  sizes.memory_history = config.memory_history;
+  return sizes;
+}
 
 FrameHistory HistoryOf(const FrameStore& store) {
   FrameHistory history;

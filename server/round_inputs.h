@@ -20,6 +20,8 @@
 
 namespace sd {
 
+struct ServerConfig;
+
 struct RoundWindowSizes {
   int replay_frames = 300;             // newest training frames
   int validation_frames = 60;          // newest held-out frames
@@ -27,6 +29,8 @@ struct RoundWindowSizes {
   int longterm_validation_frames = 0;  // long-term held-out frames (0: none)
   int memory_history = 0;              // older frames the long-term choice looks at
 };
+// The server's windows (training.replay_frames, validation_frames, memory_frames, ...).
+RoundWindowSizes RoundWindowsOf(const ServerConfig& config);
 
 // Where the windows come from: a device's stored frames, newest last.
 struct FrameHistory {

@@ -268,13 +268,8 @@ StatusOr<RoundResult> TrainingPool::RunUnitRound(TrainingUnit& unit, int iterati
       }
     }
   } mark_end{members};
-  RoundWindowSizes sizes;
-  sizes.replay_frames = config_.round.replay_frames;
-  sizes.validation_frames = config_.validation_frames;
-  sizes.memory_frames = config_.memory_frames;
-  sizes.longterm_validation_frames = config_.longterm_validation_frames;
-  sizes.memory_history = config_.memory_history;
-  SD_ASSIGN_OR_RETURN(RoundRecords records, SelectRoundRecords(HistoryOf(*deps_.store), member_ids, sizes));
+  SD_ASSIGN_OR_RETURN(RoundRecords records,
+                      SelectRoundRecords(HistoryOf(*deps_.store), member_ids, RoundWindowsOf(config_)));
   if (records.train.empty()) return Status::FailedPrecondition(unit.label + " has no training frames");
   SD_ASSIGN_OR_RETURN(RoundInputs inputs, LoadRoundInputs(*deps_.store, unit.members, records, config_.student,
                                                           config_.round.trainer.max_scale, &decoded_frames_));
