@@ -151,7 +151,7 @@ struct ServerConfig {
   int longterm_validation_frames = 60;
   int memory_history = 3000;
   // Decoded frames kept between rounds, shared by every unit (server/decoded_frame_cache.h), in
-  // MiB; 0: every round decodes its frames. A lone device's windows take about 190 MiB.
+  // MiB; 0: every round decodes its frames. A lone device's windows take 179 MiB.
   int64_t decoded_cache_mb = 256;
   RoundOptions round;
   SchedulerOptions schedule;
