@@ -9,17 +9,35 @@
 //   pool       W rounds of different devices at once, each on T libtorch threads: steps/s of
 //              the whole machine (the training pool's choice of workers x threads)
 //   accuracy   rounds from the same start on full-size vs cached frames: held-out mAP50
+//   memory     resident memory (VmRSS, VmHWM) of training units: a unit's student before and
+//              after its first round (Adam's state), the peak of a round on one worker and on
+//              two at once, what stays after them, and a unit's decoded frames
+//   decoded    --memory-units units' rounds load their windows (the config's sizes, from 600
+//              stored frames each, JPEGs as the edge sends them) through one decoded-frame
+//              cache of --decoded-cache-mb, twice over: resident memory and the cache after each
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <malloc.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <string>
 #include <thread>
 
 #include "common/teacher/label_cache.h"
 #include "common/eval/student_eval.h"
+#include "common/vision/appearance.h"
+#include "server/decoded_frame_cache.h"
+#include "server/frame_store.h"
+#include "server/round_inputs.h"
 #include "server/server_config.h"
 #include "tools/tool_cli.h"
 
@@ -39,6 +57,21 @@ double CpuSeconds() {
 }
 
 void Print(const nlohmann::json& line) { std::printf("%s\n", line.dump().c_str()); }
+
+// A "Vm...:" line of /proc/self/status in MiB (VmRSS: resident now; VmHWM: the peak); -1 when
+// it is not there.
+double ProcStatusMb(const std::string& field) {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind(field + ":", 0) == 0) return std::strtod(line.c_str() + field.size() + 1, nullptr) / 1024.0;
+  return -1;
+}
+
+// Starts VmHWM again from VmRSS (Linux 4.0+), so that it gives the peak of what follows.
+void ResetPeakRss() { std::ofstream("/proc/self/clear_refs") << "5"; }
+
+double Rounded1(double value) { return std::round(value * 10) / 10; }
 
 std::vector<TrainingSample> Shrunk(const std::vector<TrainingSample>& samples, const StudentArchitecture& arch,
                                    float scale) {
@@ -82,6 +115,8 @@ int Run(int argc, char** argv) {
   std::string cache_dir = "cache";
   int steps = 20, train_every = 5, accuracy_rounds = 3;
   std::vector<std::string> pools = {"1x1", "1x2", "2x1", "2x2"};
+  int memory_units = 8;
+  int64_t decoded_cache_mb = 256;
   std::vector<std::string> sections = {"decode", "prepare", "step", "pool", "accuracy"};
   app.add_option("--config", config_path, "server config (student, round options, teacher)");
   app.add_option("--video", video, "the video (frames 0-599 train, 600-794 held out)");
@@ -90,7 +125,13 @@ int Run(int argc, char** argv) {
   app.add_option("--train-every", train_every, "every k-th frame of 0-599 is a training frame");
   app.add_option("--accuracy-rounds", accuracy_rounds, "rounds of --steps each in the accuracy section");
   app.add_option("--pool", pools, "WORKERSxTHREADS settings to time");
-  app.add_option("--sections", sections, "what to measure");
+  app.add_option("--memory-units", memory_units, "training units the memory and decoded sections make")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--decoded-cache-mb", decoded_cache_mb, "the decoded section's training.decoded_cache_mb")
+      ->check(CLI::NonNegativeNumber);
+  std::string store_dir = "out/round-bench-store";
+  app.add_option("--store", store_dir, "the decoded section's frame store (emptied first)");
+  app.add_option("--sections", sections, "what to measure (memory too, not by default)");
   if (auto code = ParseToolCommandLine(app, argc, argv)) return *code;
   auto wants = [&](const char* s) { return std::find(sections.begin(), sections.end(), s) != sections.end(); };
 
@@ -183,6 +224,123 @@ int Run(int argc, char** argv) {
       Print({{"section", "accuracy"}, {"frames", name}, {"rounds", accuracy_rounds}, {"steps", steps},
              {"map50", rounds->published_map50}, {"seconds", Seconds(start)}});
     }
+  }
+  if (wants("memory")) {
+    // The frames above are already resident; what follows is measured against that.
+    malloc_trim(0);
+    const double base_mb = ProcStatusMb("VmRSS");
+    RoundOptions options = config->round;
+    options.iterations = steps;
+    std::vector<std::unique_ptr<DeviceTrainer>> units;
+    for (int u = 0; u < memory_units; ++u) {
+      auto unit = DeviceTrainer::Create("unit" + std::to_string(u), arch, "", 0, options);
+      if (!unit.ok()) return std::fprintf(stderr, "%s\n", unit.status().ToString().c_str()), 1;
+      units.push_back(std::move(unit).value());
+    }
+    malloc_trim(0);
+    const double created_mb = ProcStatusMb("VmRSS");
+    // One round at a time, as one training worker runs them.
+    ResetPeakRss();
+    for (auto& unit : units) {
+      auto round = unit->RunRound(cached, val_cached);
+      if (!round.ok()) return std::fprintf(stderr, "%s\n", round.status().ToString().c_str()), 1;
+    }
+    const double one_worker_peak_mb = ProcStatusMb("VmHWM");
+    const double after_rounds_mb = ProcStatusMb("VmRSS");
+    malloc_trim(0);  // what the allocator keeps but no one uses
+    const double trimmed_mb = ProcStatusMb("VmRSS");
+    // Two rounds of different units at once, as two workers run them.
+    ResetPeakRss();
+    std::vector<std::thread> workers;
+    for (int w = 0; w < 2 && w < memory_units; ++w)
+      workers.emplace_back([&, w] {
+        SetTorchThreads(1);
+        (void)units[w]->RunRound(cached, val_cached);
+      });
+    for (std::thread& worker : workers) worker.join();
+    const double two_workers_peak_mb = ProcStatusMb("VmHWM");
+    const double after_two_mb = ProcStatusMb("VmRSS");
+    // A unit's decoded frames: its windows at the config's sizes, each frame at its kept size.
+    const auto frame_mb = [](const cv::Mat& m) { return static_cast<double>(m.total() * m.elemSize()) / (1 << 20); };
+    const RoundWindowSizes windows = RoundWindowsOf(*config);
+    const int training_frames = windows.replay_frames + windows.memory_frames;
+    const int heldout_frames = windows.validation_frames + windows.longterm_validation_frames;
+    const double windows_mb = training_frames * frame_mb(cached[0].bgr) + heldout_frames * frame_mb(val_cached[0].bgr);
+    Print({{"section", "memory"},
+           {"units", memory_units},
+           {"steps", steps},
+           {"base_rss_mb", Rounded1(base_mb)},
+           {"unit_created_mb", Rounded1((created_mb - base_mb) / memory_units)},
+           {"unit_trained_mb", Rounded1((trimmed_mb - base_mb) / memory_units)},
+           {"round_peak_one_worker_mb", Rounded1(one_worker_peak_mb - created_mb)},
+           {"round_peak_two_workers_mb", Rounded1(two_workers_peak_mb - trimmed_mb)},
+           {"kept_after_rounds_mb", Rounded1(after_rounds_mb - trimmed_mb)},
+           {"kept_after_two_workers_mb", Rounded1(after_two_mb - trimmed_mb)},
+           {"decoded_frame_kb",
+            {Rounded1(frame_mb(cached[0].bgr) * 1024), Rounded1(frame_mb(val_cached[0].bgr) * 1024)}},
+           {"unit_windows_frames", training_frames + heldout_frames},
+           {"unit_windows_decoded_mb", Rounded1(windows_mb)}});
+  }
+  if (wants("decoded")) {
+    std::error_code error;
+    std::filesystem::remove_all(store_dir, error);
+    auto store = FrameStore::Open(store_dir);
+    if (!store.ok()) return std::fprintf(stderr, "%s\n", store.status().ToString().c_str()), 1;
+    // The video's training frames as the edge uploads them (configs/edge.yaml: 640 px wide,
+    // quality 55), stored in turn under each unit's device.
+    const double shrink = 640.0 / full[0].bgr.cols;
+    std::vector<std::string> jpegs;
+    std::vector<Detections> labels;
+    std::vector<std::vector<float>> embeddings;  // the long-term memory chooses by them
+    for (const TrainingSample& sample : full) {
+      cv::Mat sent;
+      cv::resize(sample.bgr, sent, cv::Size(), shrink, shrink, cv::INTER_AREA);
+      std::vector<uchar> jpeg;
+      cv::imencode(".jpg", sent, jpeg, {cv::IMWRITE_JPEG_QUALITY, 55});
+      jpegs.emplace_back(jpeg.begin(), jpeg.end());
+      labels.push_back(sample.boxes);
+      ScaleDetections(&labels.back(), shrink, shrink);
+      embeddings.push_back(AppearanceEmbedding(sent));
+    }
+    const auto device_of = [](int unit) { return "cam" + std::to_string(unit); };
+    for (int u = 0; u < memory_units; ++u)
+      for (int sequence = 1; sequence <= 600; ++sequence) {
+        FrameRecord record;
+        record.device_id = device_of(u);
+        record.sequence = sequence;
+        record.frame_index = sequence;
+        record.validation = sequence % config->validation_every == 0;
+        record.labels = labels[sequence % labels.size()];
+        record.embedding = embeddings[sequence % embeddings.size()];
+        auto put = (*store)->Put(record, jpegs[sequence % jpegs.size()]);
+        if (!put.ok()) return std::fprintf(stderr, "%s\n", put.status().ToString().c_str()), 1;
+      }
+    malloc_trim(0);
+    const double base_mb = ProcStatusMb("VmRSS");
+    DecodedFrameCache cache(decoded_cache_mb << 20);
+    for (int pass = 1; pass <= 2; ++pass)
+      for (int u = 0; u < memory_units; ++u) {
+        auto records = SelectRoundRecords(HistoryOf(**store), {device_of(u)}, RoundWindowsOf(*config));
+        if (!records.ok()) return std::fprintf(stderr, "%s\n", records.status().ToString().c_str()), 1;
+        const auto start = std::chrono::steady_clock::now();
+        auto inputs = LoadRoundInputs(**store, {device_of(u)}, *records, arch, config->round.trainer.max_scale, &cache);
+        if (!inputs.ok()) return std::fprintf(stderr, "%s\n", inputs.status().ToString().c_str()), 1;
+        const double load_s = Seconds(start);
+        const double with_round_mb = ProcStatusMb("VmRSS");
+        *inputs = RoundInputs{};  // the round ends: only the cache holds frames
+        const DecodedFrameCache::Stats stats = cache.stats();
+        Print({{"section", "decoded"},
+               {"decoded_cache_mb", decoded_cache_mb},
+               {"pass", pass},
+               {"unit", u + 1},
+               {"load_s", Rounded1(load_s * 100) / 100},
+               {"rss_with_round_mb", Rounded1(with_round_mb - base_mb)},
+               {"rss_mb", Rounded1(ProcStatusMb("VmRSS") - base_mb)},
+               {"cache_mb", Rounded1(stats.bytes / double{1 << 20})},
+               {"hits", stats.hits},
+               {"misses", stats.misses},
+               {"evictions", stats.evictions}});
+      }
   }
   return 0;
 }

@@ -81,7 +81,11 @@ nlohmann::json FleetSummary(const FleetRun& fleet, const std::optional<FleetRun>
       {"label_queue_waits", Rounded(labeler.queue_wait_count, 0)},
       // Interpolated within the histogram's buckets, as Prometheus' histogram_quantile.
       {"label_queue_wait_p50_s", Rounded(labeler.queue_wait_p50_s, 3)},
-      {"label_queue_wait_p95_s", Rounded(labeler.queue_wait_p95_s, 3)}};
+      {"label_queue_wait_p95_s", Rounded(labeler.queue_wait_p95_s, 3)},
+      {"decoded_cache_mb", Rounded(fleet.decoded_cache.bytes / (1 << 20), 1)},
+      {"decoded_cache_hits", Rounded(fleet.decoded_cache.hits, 0)},
+      {"decoded_cache_misses", Rounded(fleet.decoded_cache.misses, 0)},
+      {"decoded_cache_evictions", Rounded(fleet.decoded_cache.evictions, 0)}};
   if (lone) {
     summary["lone_device"] = lone->cameras.at(0).device;
     summary["lone_frames_sent"] = lone->cameras.at(0).frames_sent;

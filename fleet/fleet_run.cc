@@ -229,7 +229,8 @@ StatusOr<FleetRun> RunFleet(const FleetRunOptions& options, HoldoutScorer* score
     }
   }
   run.seconds = SteadySeconds() - start;
-  // The labeller's figures while the cameras still run (a fresh server: its totals are the run's).
+  // The labeller's and the decoded-frame cache's figures while the cameras still run (a fresh
+  // server: its totals are the run's).
   if (server->http_port() > 0) {
     StatusOr<std::string> metrics = FetchMetrics(server->http_port());
     if (metrics.ok()) {
@@ -238,11 +239,17 @@ StatusOr<FleetRun> RunFleet(const FleetRunOptions& options, HoldoutScorer* score
       if (!waits.empty()) run.labeler.queue_wait_count = waits.back().count;
       run.labeler.queue_wait_p50_s = HistogramQuantile(0.5, waits);
       run.labeler.queue_wait_p95_s = HistogramQuantile(0.95, waits);
+      run.decoded_cache.bytes = MetricSample(*metrics, "streamdistill_server_decoded_cache_bytes");
+      run.decoded_cache.hits = MetricSample(*metrics, "streamdistill_server_decoded_cache_hits_total");
+      run.decoded_cache.misses = MetricSample(*metrics, "streamdistill_server_decoded_cache_misses_total");
+      run.decoded_cache.evictions = MetricSample(*metrics, "streamdistill_server_decoded_cache_evictions_total");
     } else {
-      std::fprintf(stderr, "warning: no labeller figures: %s\n", metrics.status().message().c_str());
+      std::fprintf(stderr, "warning: no labeller or decoded-frame cache figures: %s\n",
+                   metrics.status().message().c_str());
     }
   } else {
-    std::fprintf(stderr, "warning: no labeller figures: the server serves no /metrics (http.enabled)\n");
+    std::fprintf(stderr,
+                 "warning: no labeller or decoded-frame cache figures: the server serves no /metrics (http.enabled)\n");
   }
   for (auto& agent : agents) agent->Stop();
   for (std::thread& thread : threads) thread.join();

@@ -81,6 +81,15 @@ struct LabelerFigures {
   double queue_wait_p95_s = std::numeric_limits<double>::quiet_NaN();
 };
 
+// The server's decoded-frame cache (training.decoded_cache_mb) as its /metrics tells it at the
+// end of the run (NaN: not read).
+struct DecodedCacheFigures {
+  double bytes = std::numeric_limits<double>::quiet_NaN();  // streamdistill_server_decoded_cache_bytes
+  double hits = std::numeric_limits<double>::quiet_NaN();
+  double misses = std::numeric_limits<double>::quiet_NaN();
+  double evictions = std::numeric_limits<double>::quiet_NaN();
+};
+
 struct FleetRun {
   double seconds = 0;  // as run
   std::string budget_mode;  // the cameras' (the edge's report)
@@ -90,6 +99,7 @@ struct FleetRun {
   std::vector<BudgetSample> budgets;  // every camera, every usage_every_s
   double server_cpu_seconds = 0;  // during the run
   LabelerFigures labeler;
+  DecodedCacheFigures decoded_cache;
 };
 
 // Device id -> group of the server log's last "grouping: units now: " line (the server's

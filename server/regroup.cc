@@ -59,13 +59,12 @@ Status TrainingPool::RegroupLocked() {
   }
   // Who takes part: the units all of whose members have enough held-out frames (a unit is
   // judged whole or not at all).
-  std::map<std::string, std::vector<LabelledFrame>> heldout;  // device -> its newest held-out frames
-  DecodedFrameCache images;
+  std::map<std::string, std::vector<FrameRecord>> heldout;  // device -> its newest held-out frames
   for (const std::string& id : deps_.device_ids()) {
     if (!unit_of.count(id)) continue;
     SD_ASSIGN_OR_RETURN(auto records, deps_.store->Recent(id, true, options.heldout_frames));
     if (static_cast<int>(records.size()) < options.min_heldout_frames) continue;
-    SD_ASSIGN_OR_RETURN(heldout[id], images.Load(*deps_.store, records, config_.student, 1.0f));
+    heldout[id] = std::move(records);
   }
   std::vector<std::shared_ptr<TrainingUnit>> taking_part;
   for (const auto& [key, unit] : current) {
@@ -78,18 +77,22 @@ Status TrainingPool::RegroupLocked() {
                   options.min_heldout_frames);
     return Status::Ok();
   }
-  std::vector<UnitScores> scores;
-  for (const auto& unit : taking_part) {
-    UnitScores row;
-    row.members = unit->members;
-    row.comparable = unit->trainer->version() >= unit->comparable_from;
-    for (const auto& other : taking_part)
-      for (const std::string& device : other->members) {
-        SD_ASSIGN_OR_RETURN(EvalResult result, unit->trainer->EvaluatePublished(heldout[device]));
-        row.map50[device] = result.map50;
-      }
-    scores.push_back(std::move(row));
+  std::vector<UnitScores> scores(taking_part.size());
+  for (size_t u = 0; u < taking_part.size(); ++u) {
+    scores[u].members = taking_part[u]->members;
+    scores[u].comparable = taking_part[u]->trainer->version() >= taking_part[u]->comparable_from;
   }
+  // Every student on one device's frames at a time, so that the decoded frames held at once are
+  // one device's however many there are. Through the rounds' cache: a device's newest held-out
+  // frames are mostly its unit's recent window.
+  for (const auto& other : taking_part)
+    for (const std::string& device : other->members) {
+      SD_ASSIGN_OR_RETURN(auto frames, decoded_frames_.Load(*deps_.store, heldout.at(device), config_.student, 1.0f));
+      for (size_t u = 0; u < taking_part.size(); ++u) {
+        SD_ASSIGN_OR_RETURN(EvalResult result, taking_part[u]->trainer->EvaluatePublished(frames));
+        scores[u].map50[device] = result.map50;
+      }
+    }
   const GroupingDecision decision = DecideGroups(scores, options.margin);
   spdlog::info("grouping: transfer matrix (a unit's student: mAP50 on each device's newest {} held-out frames): {}",
                options.heldout_frames, TransferMatrix(scores));

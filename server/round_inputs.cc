@@ -1,13 +1,23 @@
 #include "server/round_inputs.h"
 
 #include <algorithm>
-
-#include <opencv2/imgcodecs.hpp>
+#include <set>
 
 #include "common/eval/student_eval.h"
 #include "server/long_term_memory.h"
+#include "server/server_config.h"
 
 namespace sd {
+
+RoundWindowSizes RoundWindowsOf(const ServerConfig& config) {
+  RoundWindowSizes sizes;
+  sizes.replay_frames = config.round.replay_frames;
+  sizes.validation_frames = config.validation_frames;
+  sizes.memory_frames = config.memory_frames;
+  sizes.longterm_validation_frames = config.longterm_validation_frames;
+  sizes.memory_history = config.memory_history;
+  return sizes;
+}
 
 FrameHistory HistoryOf(const FrameStore& store) {
   FrameHistory history;
@@ -46,40 +56,9 @@ StatusOr<RoundRecords> SelectRoundRecords(const FrameHistory& history, const std
   return records;
 }
 
-StatusOr<std::vector<LabelledFrame>> DecodedFrameCache::Load(const FrameStore& store,
-                                                             const std::vector<FrameRecord>& records,
-                                                             const StudentArchitecture& arch, float scale) {
-  std::vector<LabelledFrame> frames;
-  for (const FrameRecord& r : records) {
-    auto it = images_.find({r.device_id, r.sequence});
-    if (it == images_.end()) {
-      SD_ASSIGN_OR_RETURN(std::string jpeg, store.LoadImage(r));
-      cv::Mat image = cv::imdecode(cv::Mat(1, jpeg.size(), CV_8UC1, jpeg.data()), cv::IMREAD_COLOR);
-      if (image.empty()) return Status::DataLoss(r.image_path + ": stored image cannot be decoded");
-      const cv::Mat shrunk = ShrinkForStudent({image, {}}, arch, scale).bgr;
-      const Image decoded{shrunk, static_cast<float>(shrunk.cols) / image.cols,
-                          static_cast<float>(shrunk.rows) / image.rows};
-      it = images_.emplace(std::make_pair(r.device_id, r.sequence), decoded).first;
-    }
-    LabelledFrame frame{r.frame_index, it->second.bgr, r.labels};
-    ScaleDetections(&frame.labels, it->second.scale_x, it->second.scale_y);
-    frames.push_back(std::move(frame));
-  }
-  return frames;
-}
-
-void DecodedFrameCache::KeepOnly(const RoundRecords& records) {
-  std::map<std::pair<std::string, uint64_t>, Image> kept;
-  for (const auto* window : {&records.train, &records.validation, &records.memory, &records.longterm_validation})
-    for (const FrameRecord& r : *window) {
-      const auto key = std::make_pair(r.device_id, r.sequence);
-      if (auto it = images_.find(key); it != images_.end()) kept[key] = it->second;
-    }
-  images_.swap(kept);
-}
-
-StatusOr<RoundInputs> LoadRoundInputs(const FrameStore& store, const RoundRecords& records,
-                                      const StudentArchitecture& arch, float train_scale, DecodedFrameCache* cache) {
+StatusOr<RoundInputs> LoadRoundInputs(const FrameStore& store, const std::vector<std::string>& members,
+                                      const RoundRecords& records, const StudentArchitecture& arch,
+                                      float train_scale, DecodedFrameCache* cache) {
   // Training frames keep what augmentation can use, validation frames what inference does.
   RoundInputs inputs;
   SD_ASSIGN_OR_RETURN(auto train, cache->Load(store, records.train, arch, train_scale));
@@ -88,8 +67,11 @@ StatusOr<RoundInputs> LoadRoundInputs(const FrameStore& store, const RoundRecord
   SD_ASSIGN_OR_RETURN(auto memory, cache->Load(store, records.memory, arch, train_scale));
   inputs.memory.replay = ToTrainingSamples(memory);
   SD_ASSIGN_OR_RETURN(inputs.memory.validation, cache->Load(store, records.longterm_validation, arch, 1.0f));
-  // Keep only what this round used: the replay horizon and the memory bound the cache.
-  cache->KeepOnly(records);
+  // The members' frames that left the windows go; other units' frames stay.
+  std::set<FrameKey> used;
+  for (const auto* window : {&records.train, &records.validation, &records.memory, &records.longterm_validation})
+    for (const FrameRecord& r : *window) used.insert({r.device_id, r.sequence});
+  cache->KeepOnly(members, used);
   return inputs;
 }
 

@@ -8,20 +8,19 @@
 
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <string>
-#include <utility>
 #include <vector>
-
-#include <opencv2/core.hpp>
 
 #include "common/base/status.h"
 #include "common/student/student.h"
 #include "common/student/student_trainer.h"
+#include "server/decoded_frame_cache.h"
 #include "server/device_trainer.h"
 #include "server/frame_store.h"
 
 namespace sd {
+
+struct ServerConfig;
 
 struct RoundWindowSizes {
   int replay_frames = 300;             // newest training frames
@@ -30,6 +29,8 @@ struct RoundWindowSizes {
   int longterm_validation_frames = 0;  // long-term held-out frames (0: none)
   int memory_history = 0;              // older frames the long-term choice looks at
 };
+// The server's windows (training.replay_frames, validation_frames, memory_frames, ...).
+RoundWindowSizes RoundWindowsOf(const ServerConfig& config);
 
 // Where the windows come from: a device's stored frames, newest last.
 struct FrameHistory {
@@ -48,31 +49,15 @@ struct RoundRecords {
 StatusOr<RoundRecords> SelectRoundRecords(const FrameHistory& history, const std::vector<std::string>& members,
                                           const RoundWindowSizes& sizes);
 
-// Stored frames decoded and shrunk for the student (ShrinkForStudent), kept between a unit's
-// rounds so that each frame is decoded once while it stays in the windows.
-class DecodedFrameCache {
- public:
-  // The records' frames, labels scaled to the shrunk images; `scale` x the student input.
-  StatusOr<std::vector<LabelledFrame>> Load(const FrameStore& store, const std::vector<FrameRecord>& records,
-                                            const StudentArchitecture& arch, float scale);
-  // Forgets every frame but those of `records`: the windows bound the cache.
-  void KeepOnly(const RoundRecords& records);
-
- private:
-  struct Image {
-    cv::Mat bgr;
-    float scale_x = 1, scale_y = 1;
-  };
-  std::map<std::pair<std::string, uint64_t>, Image> images_;
-};
-
-// A round's training set, held-out set and long-term memory, decoded through `cache`.
+// A round's training set, held-out set and long-term memory, decoded through `cache`, which then
+// forgets the frames of `members` (the unit's devices) that left the round's windows.
 struct RoundInputs {
   std::vector<TrainingSample> train;
   std::vector<LabelledFrame> validation;
   LongTermMemory memory;
 };
-StatusOr<RoundInputs> LoadRoundInputs(const FrameStore& store, const RoundRecords& records,
-                                      const StudentArchitecture& arch, float train_scale, DecodedFrameCache* cache);
+StatusOr<RoundInputs> LoadRoundInputs(const FrameStore& store, const std::vector<std::string>& members,
+                                      const RoundRecords& records, const StudentArchitecture& arch,
+                                      float train_scale, DecodedFrameCache* cache);
 
 }  // namespace sd

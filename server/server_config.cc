@@ -205,6 +205,7 @@ const std::map<std::string, std::string> kServerConfigKeys = {
     {"memory_frames", "training.memory_frames"},
     {"longterm_validation_frames", "training.longterm_validation_frames"},
     {"memory_history", "training.memory_history"},
+    {"decoded_cache_mb", "training.decoded_cache_mb"},
 };
 
 Status Parse(const YamlReader& root, ServerConfig* c) {
@@ -271,6 +272,7 @@ Status Parse(const YamlReader& root, ServerConfig* c) {
   SD_RETURN_IF_ERROR(training.Get("memory_frames", &c->memory_frames));
   SD_RETURN_IF_ERROR(training.Get("longterm_validation_frames", &c->longterm_validation_frames));
   SD_RETURN_IF_ERROR(training.Get("memory_history", &c->memory_history));
+  SD_RETURN_IF_ERROR(training.Get("decoded_cache_mb", &c->decoded_cache_mb));
   SD_RETURN_IF_ERROR(training.Get("max_forgetting", &c->round.max_forgetting));
   SD_RETURN_IF_ERROR(training.Get("trigger_frames", &c->schedule.min_new_frames));
   SD_RETURN_IF_ERROR(training.Get("trigger_seconds", &c->schedule.max_wait_s));
@@ -331,6 +333,9 @@ Status ServerConfig::Validate() const {
   if (longterm_validation_frames < 0)
     return invalid("longterm_validation_frames: must be >= 0 (0: no forgetting check)");
   if (memory_history < 1) return invalid("memory_history: must be >= 1");
+  if (decoded_cache_mb < 0 || decoded_cache_mb > kMaxDecodedCacheMb)
+    return invalid("decoded_cache_mb: must be in [0, " + std::to_string(kMaxDecodedCacheMb) +
+                   "] MiB (0: frames are decoded for every round)");
   return Status::Ok();
 }
 

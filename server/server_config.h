@@ -56,6 +56,10 @@ struct ServerLimits {
 // Shortest admin token accepted (config or file): guessing must not be practical.
 constexpr size_t kMinAdminTokenChars = 16;
 
+// Largest training.decoded_cache_mb accepted, 1 TiB: a larger figure is a mistake (bytes given
+// for MiB), not a machine.
+constexpr int64_t kMaxDecodedCacheMb = int64_t{1} << 20;
+
 // How devices come to share students (docs/operations.md, `grouping:`; docs/fleet.md).
 struct GroupingOptions {
   // false (mode config): the `groups` map, fixed. true (mode auto, CSBAD): groups split and
@@ -146,6 +150,9 @@ struct ServerConfig {
   int memory_frames = 60;
   int longterm_validation_frames = 60;
   int memory_history = 3000;
+  // Decoded frames kept between rounds, shared by every unit (server/decoded_frame_cache.h), in
+  // MiB; 0: every round decodes its frames. A lone device's windows take 179 MiB.
+  int64_t decoded_cache_mb = 256;
   RoundOptions round;
   SchedulerOptions schedule;
   bool train_in_background = true;  // false: tests drive rounds by hand

@@ -555,6 +555,30 @@ void ServerCore::RegisterMetricCallbacks() {
                          for (const auto& [id, camera] : budget_->Cameras())
                            if (!camera.reason.empty()) emit({id, camera.reason}, 1);
                        });
+  // The training units' decoded frames (training.decoded_cache_mb).
+  auto decoded = [this](std::function<double(const DecodedFrameCache::Stats&)> value) {
+    return [this, value = std::move(value)](const MetricsRegistry::Emit& emit) {
+      emit({}, value(pool_->decoded_frames().stats()));
+    };
+  };
+  registry.AddCallback(Type::kGauge, "streamdistill_server_decoded_cache_bytes",
+                       "Bytes of decoded frames kept between rounds for every training unit (at most "
+                       "training.decoded_cache_mb).",
+                       {}, decoded([](const DecodedFrameCache::Stats& s) { return static_cast<double>(s.bytes); }));
+  registry.AddCallback(Type::kGauge, "streamdistill_server_decoded_cache_images", "Decoded frames kept between rounds.",
+                       {}, decoded([](const DecodedFrameCache::Stats& s) { return static_cast<double>(s.images); }));
+  registry.AddCallback(Type::kCounter, "streamdistill_server_decoded_cache_hits_total",
+                       "Frames a round (or a regroup) found decoded.", {},
+                       decoded([](const DecodedFrameCache::Stats& s) { return static_cast<double>(s.hits); }));
+  registry.AddCallback(Type::kCounter, "streamdistill_server_decoded_cache_misses_total",
+                       "Frames a round (or a regroup) decoded from the store.", {},
+                       decoded([](const DecodedFrameCache::Stats& s) { return static_cast<double>(s.misses); }));
+  registry.AddCallback(Type::kCounter, "streamdistill_server_decoded_cache_evictions_total",
+                       "Decoded frames dropped to stay within training.decoded_cache_mb (decoded again when needed).",
+                       {}, decoded([](const DecodedFrameCache::Stats& s) { return static_cast<double>(s.evictions); }));
+  registry.AddGauge("streamdistill_server_decoded_cache_budget_bytes", "training.decoded_cache_mb in bytes.")
+      .With({})
+      .Set(static_cast<double>(config_.decoded_cache_mb << 20));
   registry.AddGauge("streamdistill_server_labeler_queue_capacity",
                     "Frames the labelling queue holds before streams stop being read (labeler.queue).")
       .With({})

@@ -14,6 +14,7 @@ TrainingPool::TrainingPool(Deps deps, std::vector<size_t> tensor_sizes)
     : deps_(std::move(deps)),
       config_(*deps_.config),
       tensor_sizes_(std::move(tensor_sizes)),
+      decoded_frames_(config_.decoded_cache_mb << 20),
       scheduler_(config_.schedule) {
   MutexLock lock(&regroup_mu_);
   next_regroup_s_ = SteadySeconds() + config_.grouping.every_s;
@@ -267,16 +268,11 @@ StatusOr<RoundResult> TrainingPool::RunUnitRound(TrainingUnit& unit, int iterati
       }
     }
   } mark_end{members};
-  RoundWindowSizes sizes;
-  sizes.replay_frames = config_.round.replay_frames;
-  sizes.validation_frames = config_.validation_frames;
-  sizes.memory_frames = config_.memory_frames;
-  sizes.longterm_validation_frames = config_.longterm_validation_frames;
-  sizes.memory_history = config_.memory_history;
-  SD_ASSIGN_OR_RETURN(RoundRecords records, SelectRoundRecords(HistoryOf(*deps_.store), member_ids, sizes));
+  SD_ASSIGN_OR_RETURN(RoundRecords records,
+                      SelectRoundRecords(HistoryOf(*deps_.store), member_ids, RoundWindowsOf(config_)));
   if (records.train.empty()) return Status::FailedPrecondition(unit.label + " has no training frames");
-  SD_ASSIGN_OR_RETURN(RoundInputs inputs, LoadRoundInputs(*deps_.store, records, config_.student,
-                                                          config_.round.trainer.max_scale, &unit.images));
+  SD_ASSIGN_OR_RETURN(RoundInputs inputs, LoadRoundInputs(*deps_.store, unit.members, records, config_.student,
+                                                          config_.round.trainer.max_scale, &decoded_frames_));
   SD_ASSIGN_OR_RETURN(RoundResult round,
                       unit.trainer->RunRound(inputs.train, inputs.validation, iterations, inputs.memory));
   RecentRound recent{WallMillis(), round};

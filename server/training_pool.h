@@ -45,7 +45,6 @@ struct TrainingUnit {
   Mutex train_mu;
   // Only a training worker (or a test driving rounds) trains it; its accessors are safe anytime.
   std::unique_ptr<DeviceTrainer> trainer;
-  DecodedFrameCache images SD_GUARDED_BY(train_mu);
 };
 
 class TrainingPool {
@@ -105,6 +104,9 @@ class TrainingPool {
   // Automatic grouping (ServerCore::Regroup). FailedPrecondition in mode config.
   Status Regroup() SD_EXCLUDES(regroup_mu_);
 
+  // Every unit's decoded frames, within training.decoded_cache_mb; for /metrics.
+  const DecodedFrameCache& decoded_frames() const { return decoded_frames_; }
+
  private:
   // A unit of `members` (`group` "": one device alone) whose student starts from `weights` as
   // `version`.
@@ -130,6 +132,9 @@ class TrainingPool {
   const ServerConfig& config_;
   const std::vector<size_t> tensor_sizes_;
   std::atomic<bool> stopping_{false};
+  // Shared by every unit's rounds and the regroup's scoring. Its own mutex is the innermost
+  // lock: taken under a unit's train_mu or regroup_mu_, and nothing is called while it is held.
+  DecodedFrameCache decoded_frames_;
 
   // Lock order: regroup_mu_, then the units' train_mu (a regroup takes several, in the order
   // of their keys), then mu_. Publishing, the store, the admin store and the devices' own

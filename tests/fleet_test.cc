@@ -199,6 +199,9 @@ TEST(FleetBinaryTest, SmokeRunWritesEveryReportAndItsFramesAreAcked) {
   EXPECT_TRUE(summary["label_queue_waits"].is_number()) << stdout_text;
   EXPECT_GT(summary["label_queue_waits"].get<double>(), 0) << stdout_text;
   EXPECT_TRUE(summary["label_queue_wait_p95_s"].is_number()) << stdout_text;
+  // So do the decoded-frame cache's (issue 24): a number each, even when no round ran.
+  for (const char* key : {"decoded_cache_mb", "decoded_cache_hits", "decoded_cache_misses", "decoded_cache_evictions"})
+    EXPECT_TRUE(summary[key].is_number()) << key << ": " << stdout_text;
 
   const std::vector<std::string> csv = ReadLines(out + "/fleet.csv");
   ASSERT_EQ(csv.size(), 3u);

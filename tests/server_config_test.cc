@@ -152,6 +152,33 @@ TEST(ServerConfigTest, TrainingPoolAndSchedule) {
   EXPECT_EQ(defaults(1, 8, 5, 0), std::make_pair(5, 1));
 }
 
+// training.decoded_cache_mb: one budget for every unit's decoded frames, 256 MiB when absent,
+// 0 for none; a negative or absurd figure (bytes given for MiB) stops the start, naming the key.
+TEST(ServerConfigTest, DecodedFrameCacheBudget) {
+  const std::string dir = TempDir("server_config_cache");
+  auto with = [&](const std::string& key_line) {
+    std::string text = ServerYaml(dir);
+    text.replace(text.find("training:\n"), 10, "training:\n  " + key_line + "\n");
+    return ParseServerConfig(text, "s.yaml");
+  };
+  auto absent = ParseServerConfig(ServerYaml(dir), "s.yaml");
+  ASSERT_TRUE(absent.ok()) << absent.status().ToString();
+  EXPECT_EQ(absent->decoded_cache_mb, 256);
+  auto off = with("decoded_cache_mb: 0");
+  ASSERT_TRUE(off.ok()) << off.status().ToString();
+  EXPECT_EQ(off->decoded_cache_mb, 0);
+  auto large = with("decoded_cache_mb: 65536");
+  ASSERT_TRUE(large.ok()) << large.status().ToString();
+  EXPECT_EQ(large->decoded_cache_mb, 65536);
+  for (const std::string bad : {"decoded_cache_mb: -1", "decoded_cache_mb: 268435456", "decoded_cache_mb: 1.5",
+                                "decoded_cache_mb: lots"}) {
+    auto parsed = with(bad);
+    ASSERT_FALSE(parsed.ok()) << bad;
+    EXPECT_NE(parsed.status().message().find("training.decoded_cache_mb"), std::string::npos)
+        << parsed.status().message();
+  }
+}
+
 // groups: a shared student among 2+ devices, each device in one group at most; a group is one
 // unit of the training pool (two cameras in one group on 2 cores: one worker on both cores).
 TEST(ServerConfigTest, GroupsShareAStudent) {
