@@ -32,7 +32,8 @@ Status CheckClusterStudent(const PgPool& pool, const std::string& fingerprint) {
 ClusterBackend::ClusterBackend(const ServerConfig& config, std::unique_ptr<PgPool> pool)
     : options_(config.storage),
       pool_(std::move(pool)),
-      leases_(std::make_unique<PgLeases>(pool_.get(), ReplicaName(config.storage.replica), config.storage.lease_ttl_s)) {}
+      leases_(std::make_unique<PgLeases>(pool_.get(), ReplicaName(config.storage.replica), config.storage.lease_ttl_s)),
+      rounds_(std::make_unique<PgRoundQueue>(pool_.get(), leases_->replica(), config.storage.lease_ttl_s)) {}
 
 ClusterBackend::~ClusterBackend() { StopKeeper(); }
 
@@ -50,14 +51,14 @@ StatusOr<std::unique_ptr<ClusterBackend>> ClusterBackend::Open(const ServerConfi
   return backend;
 }
 
-StatusOr<std::unique_ptr<FrameStore>> ClusterBackend::MakeFrameStore(Env* env) {
+StatusOr<std::unique_ptr<PgFrameStore>> ClusterBackend::MakeFrameStore(Env* env) {
   std::unique_ptr<BlobStore> blobs;
   if (options_.blobs == "postgres") {
     blobs = DatabaseBlobStore();
   } else {
     SD_ASSIGN_OR_RETURN(blobs, DirectoryBlobStore(env, options_.blobs));
   }
-  return std::unique_ptr<FrameStore>(new PgFrameStore(pool_.get(), std::move(blobs), leases_.get()));
+  return std::make_unique<PgFrameStore>(pool_.get(), std::move(blobs), leases_.get());
 }
 
 StatusOr<std::unique_ptr<PgAdminStore>> ClusterBackend::MakeAdminStore() { return PgAdminStore::Open(pool_.get()); }
@@ -90,6 +91,7 @@ void ClusterBackend::Keep(PgAdminStore* admin, const Events& events) {
       spdlog::warn("replica {}: lost the lease of device {}: another replica serves it now", replica(), device);
       events.lease_lost(device);
     }
+    rounds_->RenewAll();
     auto changed = admin->Refresh();
     if (!changed.ok()) {
       spdlog::warn("replica {}: {}", replica(), changed.status().ToString());

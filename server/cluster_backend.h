@@ -17,7 +17,9 @@
 #include "server/frame_store.h"
 #include "server/pg_admin_store.h"
 #include "server/pg_connection.h"
+#include "server/pg_frame_store.h"
 #include "server/pg_leases.h"
+#include "server/pg_round_queue.h"
 #include "server/server_config.h"
 
 namespace sd {
@@ -30,10 +32,11 @@ class ClusterBackend {
   static StatusOr<std::unique_ptr<ClusterBackend>> Open(const ServerConfig& config);
   ~ClusterBackend();  // stops the keeper
 
-  StatusOr<std::unique_ptr<FrameStore>> MakeFrameStore(Env* env);
+  StatusOr<std::unique_ptr<PgFrameStore>> MakeFrameStore(Env* env);
   StatusOr<std::unique_ptr<PgAdminStore>> MakeAdminStore();
   std::unique_ptr<EnrolmentSource> MakeEnrolmentSource();
   PgLeases& leases() { return *leases_; }
+  PgRoundQueue& rounds() { return *rounds_; }
   const std::string& replica() const { return leases_->replica(); }
 
   // What the keeper tells the server, on its thread: a lease this replica lost (another
@@ -42,8 +45,8 @@ class ClusterBackend {
     std::function<void(const std::string& device_id)> lease_lost;
     std::function<void(const std::string& device_id)> admin_changed;
   };
-  // Starts the keeper: every lease_ttl_s / 3 it renews the leases held and reads the admin
-  // state again (`admin`, the store MakeAdminStore made).
+  // Starts the keeper: every lease_ttl_s / 3 it renews the leases and round claims held and
+  // reads the admin state again (`admin`, the store MakeAdminStore made).
   void StartKeeper(PgAdminStore* admin, Events events) SD_EXCLUDES(mu_);
   void StopKeeper() SD_EXCLUDES(mu_);
 
@@ -54,6 +57,7 @@ class ClusterBackend {
   const StorageOptions options_;
   std::unique_ptr<PgPool> pool_;
   std::unique_ptr<PgLeases> leases_;
+  std::unique_ptr<PgRoundQueue> rounds_;
   Mutex mu_;
   CondVar cv_{&mu_};
   bool stopping_ SD_GUARDED_BY(mu_) = false;

@@ -238,28 +238,66 @@ StatusOr<std::string> PgFrameStore::LoadImage(const FrameRecord& frame) const {
 }
 
 Status PgFrameStore::PutVersion(const VersionRecord& version, const std::string& checkpoint_bytes) {
+  return StoreVersion(version, checkpoint_bytes, nullptr, [this, &version](pqxx::dbtransaction& tx) {
+    return leases_ != nullptr ? leases_->CheckFence(tx, version.device_id) : Status::Ok();
+  });
+}
+
+Status PgFrameStore::PutClaimedVersion(const VersionRecord& version, const std::string& checkpoint_bytes,
+                                       const std::string& update_payload,
+                                       const std::function<Status(pqxx::dbtransaction&)>& fence) {
+  return StoreVersion(version, checkpoint_bytes, &update_payload, fence);
+}
+
+Status PgFrameStore::StoreVersion(const VersionRecord& version, const std::string& checkpoint_bytes,
+                                  const std::string* update_payload,
+                                  const std::function<Status(pqxx::dbtransaction&)>& fence) {
   SD_RETURN_IF_ERROR(CheckDeviceId(version.device_id));
   const std::string what = "storing version " + version.device_id + "/v" + std::to_string(version.version);
   SD_RETURN_IF_ERROR(CheckWritable(what));
   if (version.version == 0 || version.version > kMaxBigint)
     return Status::InvalidArgument(what + ": version must be in [1, 2^63)");
   return pool_->Transact(what, [&](pqxx::dbtransaction& tx) -> Status {
-    if (leases_ != nullptr) SD_RETURN_IF_ERROR(leases_->CheckFence(tx, version.device_id));
+    SD_RETURN_IF_ERROR(fence(tx));
     if (!tx.exec_params("SELECT 1 FROM versions WHERE device_id=$1 AND version=$2", version.device_id,
                         version.version)
              .empty())
       return Status::AlreadyExists(what + ": that version is already stored");
     SD_ASSIGN_OR_RETURN(const std::string key, blobs_->Put(tx, checkpoint_bytes));
     // The primary key is what keeps a number from being used twice when two replicas race.
-    tx.exec_params(
-        "INSERT INTO versions(device_id, version, base_version, encoding, weights_checksum, val_map50, created_ms, "
-        "checkpoint_bytes, checkpoint_key, stored_by) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
-        version.device_id, version.version, version.base_version, version.encoding, version.weights_checksum,
-        version.val_map50, version.created_ms, static_cast<int64_t>(checkpoint_bytes.size()), key,
-        leases_ ? leases_->replica() : std::string());
+    const std::string replica = leases_ ? leases_->replica() : std::string();
+    if (update_payload != nullptr) {
+      tx.exec_params(
+          "INSERT INTO versions(device_id, version, base_version, encoding, weights_checksum, val_map50, created_ms, "
+          "checkpoint_bytes, checkpoint_key, stored_by, update_payload) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
+          version.device_id, version.version, version.base_version, version.encoding, version.weights_checksum,
+          version.val_map50, version.created_ms, static_cast<int64_t>(checkpoint_bytes.size()), key, replica,
+          pqxx::binarystring(update_payload->data(), update_payload->size()));
+    } else {
+      tx.exec_params(
+          "INSERT INTO versions(device_id, version, base_version, encoding, weights_checksum, val_map50, created_ms, "
+          "checkpoint_bytes, checkpoint_key, stored_by) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
+          version.device_id, version.version, version.base_version, version.encoding, version.weights_checksum,
+          version.val_map50, version.created_ms, static_cast<int64_t>(checkpoint_bytes.size()), key, replica);
+    }
     tx.exec_params("INSERT INTO devices(device_id) VALUES($1) ON CONFLICT DO NOTHING", version.device_id);
     return Status::Ok();
   });
+}
+
+StatusOr<std::string> PgFrameStore::LoadUpdatePayload(const std::string& device_id, uint64_t version) const {
+  SD_RETURN_IF_ERROR(CheckDeviceId(device_id));
+  const std::string what = "the update of version " + device_id + "/v" + std::to_string(version);
+  if (version == 0 || version > kMaxBigint) return Status::NotFound(what + " is not stored");
+  std::string payload;
+  SD_RETURN_IF_ERROR(pool_->Transact("loading " + what, [&](pqxx::dbtransaction& tx) -> Status {
+    pqxx::result r = tx.exec_params("SELECT update_payload FROM versions WHERE device_id=$1 AND version=$2", device_id,
+                                    static_cast<int64_t>(version));
+    if (r.empty() || r[0][0].is_null()) return Status::NotFound(what + " is not stored");
+    payload = pqxx::binarystring(r[0][0]).str();
+    return Status::Ok();
+  }));
+  return payload;
 }
 
 StatusOr<VersionRecord> PgFrameStore::LatestVersion(const std::string& device_id) const {

@@ -9,6 +9,7 @@
 // transaction, that this replica still holds the device's lease at its epoch.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -47,12 +48,25 @@ class PgFrameStore : public FrameStore {
   StatusOr<PruneResult> Prune(const std::string& device_id, const RetentionBounds& bounds,
                               const PruneKeep& keep) override;
   std::vector<std::string> Devices() const override;
+
+  // A version trained on a round claim (server/pg_round_queue.h) by a replica that may not
+  // serve the device: `fence` (the claim's check) replaces the lease's, in the same
+  // transaction, and the round's update is kept with the row for the serving replica to send.
+  Status PutClaimedVersion(const VersionRecord& version, const std::string& checkpoint_bytes,
+                           const std::string& update_payload,
+                           const std::function<Status(pqxx::dbtransaction&)>& fence);
+  // The update kept with a version by PutClaimedVersion; NotFound when none was kept.
+  StatusOr<std::string> LoadUpdatePayload(const std::string& device_id, uint64_t version) const;
   const std::string& dir() const override { return description_; }
 
  private:
   StatusOr<std::vector<FrameRecord>> NewestOfKind(const std::string& device_id, bool validation, uint64_t max_sequence,
                                                   int limit) const;
   Status CheckWritable(const std::string& what) const;
+  // PutVersion's and PutClaimedVersion's write: `fence` first, then the row and its checkpoint
+  // (and the update, when given) in one transaction.
+  Status StoreVersion(const VersionRecord& version, const std::string& checkpoint_bytes,
+                      const std::string* update_payload, const std::function<Status(pqxx::dbtransaction&)>& fence);
 
   std::unique_ptr<PgPool> owned_pool_;  // set by Open only
   const PgPool* const pool_;

@@ -70,6 +70,22 @@ CREATE TABLE cluster(
   one boolean PRIMARY KEY DEFAULT true CHECK (one),
   student_fingerprint text NOT NULL);         -- every replica trains the same student
 )sql",
+    // 2: rounds claimed by any replica (server/pg_round_queue.h); a version keeps the update
+    // its round made, for the replica serving the device to send.
+    R"sql(
+CREATE TABLE round_queue(
+  unit text PRIMARY KEY,                      -- a unit has one round queued or running at most
+  iterations integer NOT NULL,
+  why text NOT NULL,                          -- the scheduler's reason, for the log
+  requested_by text NOT NULL,                 -- the replica serving the unit when it was queued
+  requested_at timestamptz NOT NULL DEFAULT now(),
+  claimed_by text,                            -- NULL: waiting
+  claim_epoch bigint NOT NULL DEFAULT 0,      -- fencing: bumped by every claim
+  claim_expires_at timestamptz,
+  attempts integer NOT NULL DEFAULT 0);       -- claims so far (a claimant that died counts)
+CREATE INDEX round_queue_by_age ON round_queue(requested_at);
+ALTER TABLE versions ADD COLUMN update_payload bytea;   -- NULL: none kept (the serving replica sent it)
+)sql",
 };
 
 }  // namespace

@@ -119,22 +119,35 @@ Status Publisher::PublishRound(const std::vector<Device*>& members, const Device
     outgoing.push_back({device, live, full});
   }
   publishing.Unlock();
-  for (const Outgoing& out : outgoing) {
-    Device& device = *out.device;
-    MutexLock sending(&device.send_mu);
-    std::shared_ptr<DeviceSession> session;
-    {
-      MutexLock lock(&device.mu);
-      if (device.pinned_full) {
-        spdlog::info("device {}: pinned to version {}: version {} stored, not sent", device.id,
-                     device.pinned_full->new_version, round.version);
-      } else {
-        session = device.session.lock();
-      }
-    }
-    if (session) session->OnUpdate(out.live, out.full);  // no lock held but send_mu: it writes to the stream
-  }
+  for (const Outgoing& out : outgoing) Send(*out.device, out.live, out.full, round.version);
   return first_failure;
+}
+
+void Publisher::Deliver(Device& device, std::shared_ptr<const ModelUpdate> live, std::shared_ptr<const ModelUpdate> full) {
+  {
+    ReaderLock publishing(&publish_mu_);
+    if (stopping_) return;
+    MutexLock lock(&device.mu);
+    device.latest_full = full;
+    ++device.counters.published;
+  }
+  Send(device, live, full, full->new_version);
+}
+
+void Publisher::Send(Device& device, const std::shared_ptr<const ModelUpdate>& live,
+                     const std::shared_ptr<const ModelUpdate>& full, uint64_t version) {
+  MutexLock sending(&device.send_mu);
+  std::shared_ptr<DeviceSession> session;
+  {
+    MutexLock lock(&device.mu);
+    if (device.pinned_full) {
+      spdlog::info("device {}: pinned to version {}: version {} stored, not sent", device.id,
+                   device.pinned_full->new_version, version);
+    } else {
+      session = device.session.lock();
+    }
+  }
+  if (session) session->OnUpdate(live, full);  // no lock held but send_mu: it writes to the stream
 }
 
 }  // namespace sd

@@ -38,11 +38,20 @@ class Publisher {
   Status PublishRound(const std::vector<Device*>& members, const DeviceTrainer& trainer, const RoundResult& round)
       SD_EXCLUDES(publish_mu_);
 
+  // A version already stored reaches the device: it becomes the full model for edges that
+  // join later, and `live` (the version's update, or the full model) goes to its stream unless
+  // an admin pinned the device. Nothing once the shutdown has begun.
+  void Deliver(Device& device, std::shared_ptr<const ModelUpdate> live, std::shared_ptr<const ModelUpdate> full)
+      SD_EXCLUDES(publish_mu_);
+
   // Waits out a version being stored; every later one is dropped.
   void BeginShutdown() SD_EXCLUDES(publish_mu_);
   bool stopping() const { return stopping_; }
 
  private:
+  // Sends `live` to the device's stream unless it is pinned; `version` for the log.
+  static void Send(Device& device, const std::shared_ptr<const ModelUpdate>& live, const std::shared_ptr<const ModelUpdate>& full,
+                   uint64_t version);
   const ServerConfig& config_;
   FrameStore* const store_;
   // Shared while a version is stored, exclusive to begin the shutdown.

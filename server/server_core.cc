@@ -8,6 +8,7 @@
 
 #include "common/base/clock.h"
 #include "common/base/log_safe.h"
+#include "common/link/update_codec.h"
 
 namespace sd {
 namespace {
@@ -60,7 +61,9 @@ StatusOr<std::unique_ptr<ServerCore>> ServerCore::Create(const ServerConfig& con
 Status ServerCore::Init(TeacherFactory teachers) {
   if (config_.storage.backend == StorageBackend::kPostgres) {
     SD_ASSIGN_OR_RETURN(cluster_, ClusterBackend::Open(config_));
-    SD_ASSIGN_OR_RETURN(store_, cluster_->MakeFrameStore(config_.env));
+    SD_ASSIGN_OR_RETURN(std::unique_ptr<PgFrameStore> pg_store, cluster_->MakeFrameStore(config_.env));
+    pg_store_ = pg_store.get();
+    store_ = std::move(pg_store);
   } else {
     SD_ASSIGN_OR_RETURN(store_, FrameStore::Open(config_.storage_dir, config_.env));
   }
@@ -101,7 +104,12 @@ Status ServerCore::Init(TeacherFactory teachers) {
   pool.metrics = &metrics_;
   pool.find_device = find_device;
   pool.device_ids = [this] { return registry_->Ids(); };
-  if (cluster_) pool.served_here = [this](const std::string& id) { return cluster_->leases().Held(id) > 0; };
+  if (cluster_) {
+    pool.served_here = [this](const std::string& id) { return cluster_->leases().Held(id) > 0; };
+    pool.round_queue = &cluster_->rounds();
+    pool.claimed_versions = pg_store_;
+    pool.stored_elsewhere = [this](const std::string& id) { DeliverStoredVersion(id); };
+  }
   pool_ = std::make_unique<TrainingPool>(std::move(pool), layout_model->TensorSizes());
   FrameIntake::Deps intake;
   intake.config = &config_;
@@ -242,6 +250,42 @@ void ServerCore::OnLeaseLost(const std::string& device_id) {
   if (!device.ok()) return;
   if (std::shared_ptr<DeviceSession> session = (*device)->Session())
     session->End(Status::Unavailable("device " + device_id + " is served by another replica now: reconnect"));
+}
+
+void ServerCore::DeliverStoredVersion(const std::string& device_id) {
+  Status status = [&]() -> Status {
+    SD_ASSIGN_OR_RETURN(Device * device, registry_->Find(device_id));
+    const std::shared_ptr<TrainingUnit> before = pool_->UnitOf(device_id);
+    const uint64_t previous = before ? before->trainer->version() : 0;
+    SD_ASSIGN_OR_RETURN(const bool caught_up, pool_->CatchUp(device_id));
+    if (!caught_up) return Status::Ok();
+    const std::shared_ptr<TrainingUnit> unit = pool_->UnitOf(device_id);
+    const DeviceTrainer& trainer = *unit->trainer;
+    const uint64_t version = trainer.version();
+    SD_ASSIGN_OR_RETURN(auto encoded, publisher_->EncodeFull(device_id, version, trainer.flat_weights()));
+    auto full = std::make_shared<ModelUpdate>(*encoded);
+    full->val_map50 = unit->resumed_map50;
+    std::shared_ptr<const ModelUpdate> live = full;
+    // The round's own update, when the edge can apply it: this replica's student was the
+    // version the round started from (the edge runs what this replica sent it).
+    SD_ASSIGN_OR_RETURN(const VersionRecord record, store_->LatestVersion(device_id));
+    if (record.version == version && previous > 0 && record.base_version == previous && previous + 1 == version) {
+      auto payload = pg_store_->LoadUpdatePayload(device_id, version);
+      auto encoding = ParseUpdateEncoding(record.encoding);
+      if (payload.ok() && encoding.ok() && !IsFullEncoding(*encoding)) {
+        auto delta = std::make_shared<ModelUpdate>(*full);
+        delta->base_version = previous;
+        delta->encoding = *encoding;
+        delta->payload = *std::move(payload);
+        live = std::move(delta);
+      }
+    }
+    spdlog::info("device {}: version {} (trained by another replica) sent as {} of {} bytes", device_id, version,
+                 UpdateEncodingName(live->encoding), live->payload.size());
+    publisher_->Deliver(*device, live, full);
+    return Status::Ok();
+  }();
+  if (!status.ok()) spdlog::warn("device {}: {}", device_id, status.ToString());
 }
 
 void ServerCore::ApplyAdminState(const std::string& device_id) {

@@ -176,6 +176,10 @@ class ServerCore {
   void OnLeaseLost(const std::string& device_id);
   // Replicas: another replica changed the device's pin or pause: applied to its stream and unit.
   void ApplyAdminState(const std::string& device_id);
+  // Replicas: a newer version of a device served here was stored by another replica's round:
+  // the device's unit continues from it, and its stream gets the round's update (or the full
+  // model when the edge is further behind).
+  void DeliverStoredVersion(const std::string& device_id);
 
   const ServerConfig config_;
   ServerMetrics metrics_;  // declared before the parts: it outlives their callbacks
@@ -184,6 +188,7 @@ class ServerCore {
   // is destroyed after them.
   std::unique_ptr<ClusterBackend> cluster_;
   PgAdminStore* pg_admin_ = nullptr;  // admin_, when it is the database's
+  PgFrameStore* pg_store_ = nullptr;  // store_, when it is the database's
   // Leaves: the store, the admin store and the labellers take no lock of the others.
   std::unique_ptr<FrameStore> store_;
   std::unique_ptr<AdminStore> admin_;

@@ -42,6 +42,11 @@ int main(int argc, char** argv) {
   app.add_option("--replica", replica, "override storage.replica: this replica's name (storage.backend postgres)");
   app.add_option("--listen", listen, "override listen (host:port)");
   app.add_option("--http-port", http_port, "override http.port (0: a free port, logged)")->check(CLI::Range(0, 65535));
+  int training_workers = -1;
+  app.add_option("--training-workers", training_workers,
+                 "override training.workers for this replica; 0: it trains nothing and only serves (its devices' "
+                 "rounds run on the cluster's other replicas; storage.backend postgres)")
+      ->check(CLI::Range(0, 256));
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
   try {
     app.parse(argc, argv);
@@ -65,6 +70,15 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "streamdistill-server: error: --replica: %s\n", valid.message().c_str());
       return 2;
     }
+  }
+  if (training_workers >= 0) {
+    if (training_workers == 0 && config->storage.backend != sd::StorageBackend::kPostgres) {
+      std::fprintf(stderr,
+                   "streamdistill-server: error: --training-workers 0: only a replica (storage.backend postgres) may "
+                   "leave its rounds to others; alone, its devices would never train\n");
+      return 2;
+    }
+    config->training_workers = training_workers;
   }
   sem_init(&g_wake, 0, 0);
   std::signal(SIGINT, OnSignal);

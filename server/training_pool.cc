@@ -3,10 +3,13 @@
 #include <algorithm>
 #include <chrono>
 
+#include <malloc.h>
+
 #include <spdlog/spdlog.h>
 
 #include "common/base/clock.h"
 #include "common/base/log_safe.h"
+#include "common/link/update_codec.h"
 #include "server/update_encoder.h"
 
 namespace sd {
@@ -26,17 +29,20 @@ void TrainingPool::JoinWorkers() {
   BeginShutdown();
   for (std::thread& worker : workers_)
     if (worker.joinable()) worker.join();
+  if (queue_watcher_.joinable()) queue_watcher_.join();
 }
 
 void TrainingPool::StartWorkers() {
   if (!config_.train_in_background) return;
   for (int i = 0; i < config_.training_workers; ++i) workers_.emplace_back([this] { TrainingLoop(); });
+  if (deps_.round_queue) queue_watcher_ = std::thread([this] { WatchRoundQueue(); });
 }
 
 void TrainingPool::BeginShutdown() {
   stopping_ = true;
   MutexLock lock(&mu_);
   for (const auto& [key, unit] : units_) unit->trainer->Cancel();
+  for (TrainingUnit* unit : claimed_units_) unit->trainer->Cancel();
   work_cv_.SignalAll();
 }
 
@@ -53,26 +59,11 @@ StatusOr<std::shared_ptr<TrainingUnit>> TrainingPool::Join(const std::string& de
   // Made outside the lock (a checkpoint is read, a student built); devices join from the one
   // thread that makes or reloads the registry, so no second caller makes the same unit.
   const std::vector<std::string> members = group.empty() ? std::vector<std::string>{device_id} : config_.groups.at(group);
-  // A group starts from its member with the newest stored version, so that no member's
-  // version number ever goes down.
-  std::optional<VersionRecord> newest;
-  for (const std::string& member : members) {
-    auto latest = deps_.store->LatestVersion(member);
-    if (latest.ok() && (!newest || latest->version > newest->version)) newest = *latest;
-  }
-  std::string weights;
-  if (newest) {
-    SD_ASSIGN_OR_RETURN(weights, deps_.store->LoadCheckpoint(*newest));
-  } else if (!config_.init_weights.empty()) {
-    SD_ASSIGN_OR_RETURN(auto model, StudentModel::LoadFromFile(config_.init_weights));
-    weights = model->SerializeWeights();
-  } else {
-    SD_ASSIGN_OR_RETURN(auto model, StudentModel::Create(config_.student, config_.model_seed));
-    weights = model->SerializeWeights();
-  }
-  const uint64_t version = newest ? newest->version : 0;
+  SD_ASSIGN_OR_RETURN(const StartingPoint start, StartingPointOf(members));
+  const std::string& weights = start.weights;
+  const uint64_t version = start.version;
   SD_ASSIGN_OR_RETURN(auto unit, NewUnit(group, members, weights, version));
-  unit->resumed_map50 = newest ? newest->val_map50 : -1;
+  unit->resumed_map50 = start.map50;
   unit->comparable_from = std::max<uint64_t>(1, version);  // a stored version is the device's own
   if (!group.empty())
     spdlog::info("group {}: {} devices share one student, from version {}", group, unit->members.size(),
@@ -81,6 +72,29 @@ StatusOr<std::shared_ptr<TrainingUnit>> TrainingPool::Join(const std::string& de
   units_[key] = unit;
   unit_of_[device_id] = unit;
   return unit;
+}
+
+StatusOr<TrainingPool::StartingPoint> TrainingPool::StartingPointOf(const std::vector<std::string>& members) const {
+  // A group starts from its member with the newest stored version, so that no member's
+  // version number ever goes down.
+  std::optional<VersionRecord> newest;
+  for (const std::string& member : members) {
+    auto latest = deps_.store->LatestVersion(member);
+    if (latest.ok() && (!newest || latest->version > newest->version)) newest = *latest;
+  }
+  StartingPoint start;
+  if (newest) {
+    SD_ASSIGN_OR_RETURN(start.weights, deps_.store->LoadCheckpoint(*newest));
+    start.version = newest->version;
+    start.map50 = newest->val_map50;
+  } else if (!config_.init_weights.empty()) {
+    SD_ASSIGN_OR_RETURN(auto model, StudentModel::LoadFromFile(config_.init_weights));
+    start.weights = model->SerializeWeights();
+  } else {
+    SD_ASSIGN_OR_RETURN(auto model, StudentModel::Create(config_.student, config_.model_seed));
+    start.weights = model->SerializeWeights();
+  }
+  return start;
 }
 
 StatusOr<std::shared_ptr<TrainingUnit>> TrainingPool::NewUnit(const std::string& group,
@@ -283,30 +297,188 @@ StatusOr<RoundResult> TrainingPool::RunUnitRound(TrainingUnit& unit, int iterati
     device->rounds.push_back(recent);
     if (device->rounds.size() > Device::kRecentRounds) device->rounds.pop_front();
   }
-  spdlog::info("{}: round of {} steps on {} + {} long-term frames ({} + {} validation) in {:.1f}s: mAP50 {:.3f} -> "
-               "{:.3f}, {}: {}",
-               unit.label, round.iterations, round.train_frames, round.memory_frames, round.val_frames,
-               round.longterm_val_frames, round.seconds, round.map50_before, round.map50_after,
-               round.published ? "published v" + std::to_string(round.version) : "discarded", round.reason);
-  ServerMetrics& metrics = *deps_.metrics;
-  metrics.round_seconds.Observe(round.seconds);
-  const double heldout_map50 = round.published ? round.map50_after : round.map50_before;
-  const double longterm_map50 = round.published ? round.longterm_map50_after : round.longterm_map50_before;
-  for (Device* device : members) {
-    if (heldout_map50 >= 0) metrics.heldout_map50.With({device->id}).Set(heldout_map50);
-    if (longterm_map50 >= 0) metrics.longterm_map50.With({device->id}).Set(longterm_map50);
-    metrics.rounds.With({device->id, round.published ? "published" : "discarded"}).Inc();
-  }
+  LogRound(unit, round, "");
+  RecordRoundMetrics(member_ids, round);
   if (!round.published) return round;
   SD_RETURN_IF_ERROR(deps_.publisher->PublishRound(members, *unit.trainer, round));
   return round;
 }
 
+void TrainingPool::LogRound(const TrainingUnit& unit, const RoundResult& round, const std::string& for_whom) const {
+  spdlog::info("{}: round of {} steps on {} + {} long-term frames ({} + {} validation) in {:.1f}s{}: mAP50 {:.3f} -> "
+               "{:.3f}, {}: {}",
+               unit.label, round.iterations, round.train_frames, round.memory_frames, round.val_frames,
+               round.longterm_val_frames, round.seconds, for_whom, round.map50_before, round.map50_after,
+               round.published ? "published v" + std::to_string(round.version) : "discarded", round.reason);
+}
+
+void TrainingPool::RecordRoundMetrics(const std::vector<std::string>& members, const RoundResult& round) const {
+  ServerMetrics& metrics = *deps_.metrics;
+  metrics.round_seconds.Observe(round.seconds);
+  const double heldout_map50 = round.published ? round.map50_after : round.map50_before;
+  const double longterm_map50 = round.published ? round.longterm_map50_after : round.longterm_map50_before;
+  for (const std::string& id : members) {
+    if (heldout_map50 >= 0) metrics.heldout_map50.With({id}).Set(heldout_map50);
+    if (longterm_map50 >= 0) metrics.longterm_map50.With({id}).Set(longterm_map50);
+    metrics.rounds.With({id, round.published ? "published" : "discarded"}).Inc();
+  }
+}
+
+StatusOr<std::optional<RoundResult>> TrainingPool::RunClaimedRound() {
+  PgRoundQueue& queue = *deps_.round_queue;
+  SD_ASSIGN_OR_RETURN(std::optional<RoundClaim> claim, queue.Claim());
+  if (!claim) return std::optional<RoundResult>();
+  std::string whose = claim->requested_by == queue.replica() ? "its own" : "queued by replica " + claim->requested_by;
+  if (!claim->previous.empty())
+    whose += ", claimed again after replica " + claim->previous + "'s claim expired";
+  spdlog::info("device {}: round claimed ({}; attempt {}; {})", claim->unit, whose, claim->attempts, claim->why);
+  // The serving replica runs its own unit's round on its warm student and sends the version
+  // itself; any other runs it from the newest stored version and stores it for the server.
+  std::shared_ptr<TrainingUnit> unit = UnitOf(claim->unit);
+  const bool here = unit && unit->key == claim->unit && ServedHere(*unit);
+  StatusOr<RoundResult> round = here ? RunUnitRound(*unit, claim->iterations) : RunRoundForClaim(*claim);
+  if (!round.ok() && stopping_) {
+    queue.Release(*claim);  // another replica claims it at once rather than after the ttl
+  } else if (here || !round.ok() || !round->published) {
+    // Published away from home, the version's transaction ended the claim already.
+    Status finished = queue.Finish(*claim);
+    if (!finished.ok()) spdlog::warn("device {}: {}", claim->unit, finished.ToString());
+  }
+  if (!round.ok()) return round.status().WithContext("device " + claim->unit + ": claimed round");
+  return std::optional<RoundResult>(*std::move(round));
+}
+
+StatusOr<RoundResult> TrainingPool::RunRoundForClaim(const RoundClaim& claim) {
+  const std::string& device_id = claim.unit;
+  if (deps_.admin->Get(device_id).paused)
+    return Status::FailedPrecondition("device " + device_id + " was paused after its round was queued");
+  SD_ASSIGN_OR_RETURN(const StartingPoint start, StartingPointOf({device_id}));
+  SD_ASSIGN_OR_RETURN(std::shared_ptr<TrainingUnit> unit, NewUnit("", {device_id}, start.weights, start.version));
+  // Cancelled with the others at a shutdown (BeginShutdown), which must not wait for it.
+  struct Registered {
+    TrainingPool* pool;
+    TrainingUnit* unit;
+    Registered(TrainingPool* p, TrainingUnit* u) : pool(p), unit(u) {
+      MutexLock lock(&pool->mu_);
+      pool->claimed_units_.insert(unit);
+      if (pool->stopping_) unit->trainer->Cancel();
+    }
+    ~Registered() {
+      MutexLock lock(&pool->mu_);
+      pool->claimed_units_.erase(unit);
+    }
+  } registered(this, unit.get());
+  SD_ASSIGN_OR_RETURN(RoundRecords records,
+                      SelectRoundRecords(HistoryOf(*deps_.store), unit->members, RoundWindowsOf(config_)));
+  if (records.train.empty()) return Status::FailedPrecondition(unit->label + " has no training frames");
+  SD_ASSIGN_OR_RETURN(RoundInputs inputs, LoadRoundInputs(*deps_.store, unit->members, records, config_.student,
+                                                          config_.round.trainer.max_scale, &decoded_frames_));
+  SD_ASSIGN_OR_RETURN(RoundResult round,
+                      unit->trainer->RunRound(inputs.train, inputs.validation, claim.iterations, inputs.memory));
+  LogRound(*unit, round, " for replica " + claim.requested_by);
+  RecordRoundMetrics(unit->members, round);
+  if (!round.published) return round;
+  // Stored with the round's update, for the serving replica to send; under the claim's fence.
+  SD_ASSIGN_OR_RETURN(auto full, deps_.publisher->EncodeFull(device_id, round.version, unit->trainer->flat_weights()));
+  VersionRecord record;
+  record.device_id = device_id;
+  record.version = round.version;
+  const bool delta = !round.update.payload.empty() && !IsFullEncoding(round.update.encoding);
+  record.base_version = delta ? round.version - 1 : 0;
+  record.encoding = UpdateEncodingName(round.update.payload.empty() ? full->encoding : round.update.encoding);
+  record.weights_checksum = full->weights_checksum;
+  record.val_map50 = round.map50_after;
+  record.created_ms = WallMillis();
+  PgRoundQueue& queue = *deps_.round_queue;
+  SD_RETURN_IF_ERROR(deps_.claimed_versions->PutClaimedVersion(
+      record, unit->trainer->weights(), round.update.payload.empty() ? full->payload : round.update.payload,
+      [&](pqxx::dbtransaction& tx) { return queue.FenceAndFinish(tx, claim); }));
+  return round;
+}
+
+void TrainingPool::WatchRoundQueue() {
+  while (!stopping_) {
+    QueueDueRounds();
+    CollectEndedRounds();
+    {
+      MutexLock lock(&mu_);
+      if (!stopping_) work_cv_.WaitFor(std::chrono::milliseconds(500));
+    }
+  }
+}
+
+void TrainingPool::QueueDueRounds() {
+  for (;;) {
+    std::optional<ScheduledRound> next;
+    std::shared_ptr<TrainingUnit> unit;
+    {
+      MutexLock lock(&mu_);
+      next = scheduler_.Next(SteadySeconds());
+      if (!next) return;
+      if (auto it = units_.find(next->device); it != units_.end()) unit = it->second;
+    }
+    Status queued = unit ? deps_.round_queue->Request(
+                               next->device, RoundIterations(config_.round.iterations, *next, config_.schedule), next->why)
+                         : Status::Aborted(next->device + ": regrouped before its round was queued");
+    MutexLock lock(&mu_);
+    if (queued.ok()) {
+      queued_rounds_.insert(next->device);
+      spdlog::info("{}: round queued for any replica ({})", unit->label, next->why);
+    } else {
+      if (unit) spdlog::warn("{}: {}", unit->label, queued.ToString());
+      scheduler_.RoundDone(next->device, unit ? unit->trainer->published_map50() : -1, SteadySeconds());
+    }
+  }
+}
+
+void TrainingPool::CollectEndedRounds() {
+  std::vector<std::string> queued;
+  {
+    MutexLock lock(&mu_);
+    queued.assign(queued_rounds_.begin(), queued_rounds_.end());
+  }
+  auto still = deps_.round_queue->Queued(queued);
+  if (!still.ok()) {
+    spdlog::warn("round queue: {}", still.status().ToString());
+    return;
+  }
+  std::set<std::string> ended;
+  for (const std::string& key : queued)
+    if (!still->count(key)) ended.insert(key);
+  // A version may be newer than this replica's student because a round queued here ended on
+  // another replica, or one queued by the device's previous server did.
+  std::vector<std::string> served;
+  for (const std::string& id : deps_.device_ids())
+    if (deps_.served_here(id)) served.push_back(id);
+  auto newest = deps_.round_queue->NewestVersions(served);
+  if (!newest.ok()) {
+    spdlog::warn("round queue: {}", newest.status().ToString());
+    return;
+  }
+  for (const auto& [device_id, version] : *newest) {
+    std::shared_ptr<TrainingUnit> unit = UnitOf(device_id);
+    if (unit && version > unit->trainer->version() && deps_.stored_elsewhere) deps_.stored_elsewhere(device_id);
+  }
+  MutexLock lock(&mu_);
+  for (const std::string& key : ended) {
+    queued_rounds_.erase(key);
+    auto it = units_.find(key);
+    scheduler_.RoundDone(key, it == units_.end() ? -1 : it->second->trainer->published_map50(), SteadySeconds());
+  }
+  if (!ended.empty()) work_cv_.SignalAll();
+}
+
 void TrainingPool::TrainingLoop() {
   SetTorchThreads(config_.threads_per_worker);  // this thread's OpenMP team (docs/operations.md)
   while (!stopping_) {
-    auto round = RunScheduledRound();
-    if (round.ok() && round->has_value()) continue;
+    auto round = deps_.round_queue ? RunClaimedRound() : RunScheduledRound();
+    // A round's tensors take about 1 GB (round-bench's memory section) that glibc keeps after
+    // they are freed, so an idle server held ~0.9 GB per worker it no longer used; trimming
+    // after each round hands it back for a few milliseconds a round.
+    if (round.ok() && round->has_value()) {
+      malloc_trim(0);
+      continue;
+    }
     if (!round.ok() && !stopping_) spdlog::warn("training round failed: {}", round.status().ToString());
     MutexLock lock(&mu_);
     if (!stopping_) work_cv_.WaitFor(std::chrono::seconds(1));

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,6 +21,8 @@
 #include "server/device.h"
 #include "server/device_trainer.h"
 #include "server/frame_store.h"
+#include "server/pg_frame_store.h"
+#include "server/pg_round_queue.h"
 #include "server/publisher.h"
 #include "server/round_inputs.h"
 #include "server/round_scheduler.h"
@@ -61,12 +64,22 @@ class TrainingPool {
     // Replicas (storage.backend postgres): whether this replica serves the device now (holds
     // its lease). A unit trains only on the replica that serves it. Null: every device.
     std::function<bool(const std::string& device_id)> served_here;
+    // Replicas: rounds go through the cluster's queue (server/pg_round_queue.h). The
+    // scheduler's picks are queued rather than run, and the workers run any replica's queued
+    // rounds; those of devices served elsewhere are stored in `claimed_versions` with their
+    // update. `stored_elsewhere` is told of a device served here whose newest stored version
+    // is newer than its student (trained on another replica): the server catches up and
+    // sends it. Null: the scheduler's picks run here.
+    PgRoundQueue* round_queue = nullptr;
+    PgFrameStore* claimed_versions = nullptr;
+    std::function<void(const std::string& device_id)> stored_elsewhere;
   };
   // `tensor_sizes`: the student's tensors, for per-tensor update encodings.
   TrainingPool(Deps deps, std::vector<size_t> tensor_sizes);
   ~TrainingPool();  // stops and joins the workers
 
-  // Starts config.training_workers workers when config.train_in_background.
+  // Starts config.training_workers workers when config.train_in_background (and, with
+  // replicas, the thread that queues this replica's rounds and collects their ends).
   void StartWorkers();
   // Stops training for good: running rounds are cancelled, no worker starts another.
   void BeginShutdown() SD_EXCLUDES(mu_);
@@ -113,6 +126,31 @@ class TrainingPool {
   StatusOr<std::shared_ptr<TrainingUnit>> NewUnit(const std::string& group, std::vector<std::string> members,
                                                   const std::string& weights, uint64_t version) const;
   StatusOr<RoundResult> RunUnitRound(TrainingUnit& unit, int iterations) SD_EXCLUDES(mu_);
+  // Where a unit of `members` starts: the newest version any member stored, else the initial
+  // weights (training.init_weights) or fresh ones.
+  struct StartingPoint {
+    std::string weights;
+    uint64_t version = 0;
+    double map50 = -1;  // stored with that version; -1 unknown
+  };
+  StatusOr<StartingPoint> StartingPointOf(const std::vector<std::string>& members) const;
+  void LogRound(const TrainingUnit& unit, const RoundResult& round, const std::string& for_whom) const;
+  void RecordRoundMetrics(const std::vector<std::string>& members, const RoundResult& round) const;
+  // Replicas: one round claimed from the queue, nullopt when none waits. The serving
+  // replica's own unit trains on its warm student and publishes as usual; another replica's
+  // runs in RunRoundForClaim. The request ends with the round, or goes back to the queue at
+  // a shutdown.
+  StatusOr<std::optional<RoundResult>> RunClaimedRound() SD_EXCLUDES(mu_);
+  // A round of a device served elsewhere: a student from its newest stored version, its
+  // frames from the shared store; a published version is stored under the claim's fence.
+  StatusOr<RoundResult> RunRoundForClaim(const RoundClaim& claim) SD_EXCLUDES(mu_);
+  // Replicas, every 0.5 s: QueueDueRounds, then CollectEndedRounds.
+  void WatchRoundQueue() SD_EXCLUDES(mu_);
+  // Queues every round the scheduler hands out.
+  void QueueDueRounds() SD_EXCLUDES(mu_);
+  // Ends the scheduler's rounds whose requests left the queue, and tells the server of
+  // devices served here with a newer stored version than their student.
+  void CollectEndedRounds() SD_EXCLUDES(mu_);
   // Regroup's work; RegroupWhenDue runs it on a worker once grouping.every_s has passed,
   // unless another worker is at it.
   Status RegroupLocked() SD_REQUIRES(regroup_mu_) SD_EXCLUDES(mu_);
@@ -151,6 +189,9 @@ class TrainingPool {
   uint64_t pause_readings_ SD_GUARDED_BY(mu_) = 0;
   CondVar work_cv_{&mu_};  // a unit may have work, or the shutdown began
   std::vector<std::thread> workers_;
+  std::thread queue_watcher_;  // replicas: WatchRoundQueue
+  std::set<std::string> queued_rounds_ SD_GUARDED_BY(mu_);  // units whose queued round has not ended
+  std::set<TrainingUnit*> claimed_units_ SD_GUARDED_BY(mu_);  // RunRoundForClaim's, while their rounds run
 };
 
 }  // namespace sd

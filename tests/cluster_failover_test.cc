@@ -72,6 +72,22 @@ class Fleet {
       if (c->run.joinable()) c->run.join();
   }
   std::vector<std::unique_ptr<Camera>>& cameras() { return cameras_; }
+  // The version each camera runs now.
+  std::map<std::string, uint64_t> RunningVersions() {
+    std::map<std::string, uint64_t> out;
+    for (auto& c : cameras_) out[c->id] = c->agent->stats().model_version;
+    return out;
+  }
+  // Waits until every camera runs a newer version than in `before`; false after `seconds`.
+  bool WaitForNewerVersions(const std::map<std::string, uint64_t>& before, int seconds) {
+    return WaitFor(
+        [&] {
+          for (auto& c : cameras_)
+            if (c->agent->stats().model_version <= before.at(c->id)) return false;
+          return true;
+        },
+        seconds);
+  }
   // Every camera has run a version and had `frames` acked.
   bool AllLearning(size_t frames) {
     for (auto& c : cameras_)
@@ -155,21 +171,64 @@ TEST(ClusterFailoverTest, AKilledReplicasCamerasAreServedAgainWithNoAckedFrameLo
   ASSERT_EQ(fleet.cameras().size(), 4u);
   ASSERT_TRUE(WaitFor([&] { return fleet.AllLearning(10); }, 150))
       << "not every camera had a version and 10 acked frames; r1's log:\n" << cluster.ReplicaLog(0);
-  std::map<std::string, uint64_t> version_at_kill;
-  for (auto& c : fleet.cameras()) version_at_kill[c->id] = c->agent->stats().model_version;
+  const std::map<std::string, uint64_t> version_at_kill = fleet.RunningVersions();
   size_t victim = 0;
   for (const auto& [device, seconds] : KillBusiestAndWaitForTakeover(cluster, fleet, &victim))
     EXPECT_LE(seconds, 30.0 * TimeScale()) << device;
   // Every camera gets a version newer than the one it ran at the kill.
-  const bool all_newer = WaitFor(
-      [&] {
-        for (auto& c : fleet.cameras())
-          if (c->agent->stats().model_version <= version_at_kill[c->id]) return false;
-        return true;
-      },
-      150);
+  const bool all_newer = fleet.WaitForNewerVersions(version_at_kill, 150);
   fleet.Stop();
   EXPECT_TRUE(all_newer) << "a camera got no new version after the kill";
+  ExpectNothingLost(cluster, fleet);
+}
+
+// Rounds are claimed from PostgreSQL by any replica's idle workers (FOR UPDATE SKIP LOCKED):
+// r1 serves both cameras and trains nothing (--training-workers 0), so every version they run
+// was trained on r2, stored there with its update and sent by r1. Then r2 is killed while a
+// round it claimed runs: the claim expires, r3 claims the round again, and every camera gets a
+// newer version, versions still strictly increasing with no number used twice.
+TEST(ClusterFailoverTest, RoundsRunOnAnyReplicaAndAKilledTrainersRoundRunsAgain) {
+  const std::string dir = TempDir("round_queue");
+  const Devices devices = {{"cam1", "secret-token-1"}, {"cam2", "secret-token-2"}};
+  // int8 deltas (configs/server.yaml's): r1 sends the update r2's round made, not a full model.
+  TestCluster cluster(dir, devices, /*lease_ttl_s=*/3, "update_encoding: int8\n");
+  cluster.StartReplica(0, {"--training-workers", "0"});
+  cluster.StartReplica(1);
+  // Straight to r1, no proxy: r1 must serve both.
+  Fleet fleet(dir, devices, cluster.replica_port(0));
+  ASSERT_EQ(fleet.cameras().size(), 2u);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (auto& c : fleet.cameras())
+          if (c->agent->stats().model_version < 2) return false;
+        return true;
+      },
+      180))
+      << "a camera did not run version 2; r1's log:\n" << cluster.ReplicaLog(0) << "\nr2's log:\n" << cluster.ReplicaLog(1);
+  for (auto& c : fleet.cameras()) {
+    EXPECT_EQ(cluster.Holders()[c->id], "r1") << c->id;
+    for (const auto& [version, by] : cluster.Versions(c->id)) EXPECT_EQ(by, "r2") << c->id << " v" << version;
+  }
+  EXPECT_NE(cluster.ReplicaLog(0).find("trained by another replica) sent as int8"), std::string::npos)
+      << cluster.ReplicaLog(0);
+  // Kill r2 inside a round it claimed.
+  std::vector<std::string> running;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        running = cluster.RunningClaims("r2");
+        return !running.empty();
+      },
+      120))
+      << "r2 never held a claim";
+  const std::map<std::string, uint64_t> version_at_kill = fleet.RunningVersions();
+  cluster.KillReplica(1);
+  cluster.StartReplica(2);
+  const bool all_newer = fleet.WaitForNewerVersions(version_at_kill, 180);
+  fleet.Stop();
+  EXPECT_TRUE(all_newer) << "a camera got no new version after r2 died; r3's log:\n" << cluster.ReplicaLog(2);
+  const std::string r3 = cluster.ReplicaLog(2);
+  EXPECT_NE(r3.find("device " + running.front() + ": round claimed"), std::string::npos) << r3;
+  EXPECT_NE(r3.find("claimed again after replica r2's claim expired"), std::string::npos) << r3;
   ExpectNothingLost(cluster, fleet);
 }
 
@@ -195,15 +254,8 @@ TEST(ClusterFailoverTest, AReplicaAddedMidRunTakesAShareAfterTheConnectionAge) {
         return false;
       },
       60);
-  std::map<std::string, uint64_t> versions_now;
-  for (auto& c : fleet.cameras()) versions_now[c->id] = c->agent->stats().model_version;
-  const bool all_newer = WaitFor(
-      [&] {
-        for (auto& c : fleet.cameras())
-          if (c->agent->stats().model_version <= versions_now[c->id]) return false;
-        return true;
-      },
-      150);
+  const std::map<std::string, uint64_t> versions_now = fleet.RunningVersions();
+  const bool all_newer = fleet.WaitForNewerVersions(versions_now, 150);
   fleet.Stop();
   EXPECT_TRUE(took_share) << "r3 serves no camera; its log:\n" << cluster.ReplicaLog(2);
   EXPECT_TRUE(all_newer) << "a camera got no new version after r3 joined";
@@ -230,15 +282,8 @@ TEST(ClusterFailoverTest, DISABLED_SoakTenKills) {
     cluster.StartReplica(victim);
     std::this_thread::sleep_for(std::chrono::seconds(5));  // rounds run between kills
   }
-  std::map<std::string, uint64_t> versions_now;
-  for (auto& c : fleet.cameras()) versions_now[c->id] = c->agent->stats().model_version;
-  const bool all_newer = WaitFor(
-      [&] {
-        for (auto& c : fleet.cameras())
-          if (c->agent->stats().model_version <= versions_now[c->id]) return false;
-        return true;
-      },
-      150);
+  const std::map<std::string, uint64_t> versions_now = fleet.RunningVersions();
+  const bool all_newer = fleet.WaitForNewerVersions(versions_now, 150);
   fleet.Stop();
   EXPECT_TRUE(all_newer);
   std::printf("10 kills: every orphaned camera served again within %.1f s\n", worst_s);

@@ -38,6 +38,13 @@ class TestCluster {
     std::string inline_devices = "devices:\n";
     for (const auto& [id, token] : devices) inline_devices += "  " + id + ": {token: " + token + "}\n";
     yaml = std::regex_replace(yaml, std::regex("devices:\\n(  .*\\n|  #.*\\n)+"), inline_devices);
+    // A top-level `key: value` line of extra_yaml replaces ServerYaml's line of that key.
+    std::istringstream extra(extra_yaml);
+    for (std::string line; std::getline(extra, line);) {
+      std::smatch key;
+      if (std::regex_match(line, key, std::regex("([a-z_]+): .+")))
+        yaml = std::regex_replace(yaml, std::regex("(^|\\n)" + key[1].str() + ": [^\\n]*\\n"), "$1");
+    }
     yaml += "storage:\n  backend: postgres\n  dsn: \"" + dsn_ + "\"\n  lease_ttl_s: " + std::to_string(lease_ttl_s) +
             "\n" + extra_yaml;
     config_ = dir + "/server.yaml";
@@ -46,14 +53,16 @@ class TestCluster {
   }
 
   // Starts replica k (0-based) on its own port; again after a kill, on the same port.
-  void StartReplica(size_t k) {
+  // `extra_args`: more of streamdistill-server's flags (--training-workers 0).
+  void StartReplica(size_t k, const std::vector<std::string>& extra_args = {}) {
     while (replicas_.size() <= k) replicas_.emplace_back(), ports_.push_back(FreePort()), http_ports_.push_back(FreePort());
-    replicas_[k] = std::make_unique<ChildProcess>(
-        std::vector<std::string>{std::string(SD_BINARY_DIR) + "/streamdistill-server", "--config", config_,
-                                 "--replica", ReplicaName(k), "--listen", "127.0.0.1:" + std::to_string(ports_[k]),
-                                 "--http-port", std::to_string(http_ports_[k])},
-        dir_ + "/" + ReplicaName(k) + ".log");
+    std::vector<std::string> argv{std::string(SD_BINARY_DIR) + "/streamdistill-server", "--config", config_,
+                                  "--replica", ReplicaName(k), "--listen", "127.0.0.1:" + std::to_string(ports_[k]),
+                                  "--http-port", std::to_string(http_ports_[k])};
+    argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+    replicas_[k] = std::make_unique<ChildProcess>(argv, dir_ + "/" + ReplicaName(k) + ".log");
   }
+  int replica_port(size_t k) const { return ports_[k]; }
   void KillReplica(size_t k) {
     replicas_[k]->Signal(SIGKILL);
     replicas_[k]->WaitExit(std::chrono::seconds(10));
@@ -93,6 +102,16 @@ class TestCluster {
     pqxx::work tx(c);
     for (const pqxx::row& r : tx.exec("SELECT device_id, replica FROM device_leases WHERE expires_at > now()"))
       out[r[0].as<std::string>()] = r[1].as<std::string>();
+    return out;
+  }
+  // The rounds claimed by `replica` and running now (unexpired claims), by unit.
+  std::vector<std::string> RunningClaims(const std::string& replica) const {
+    std::vector<std::string> out;
+    pqxx::connection c(dsn_);
+    pqxx::work tx(c);
+    for (const pqxx::row& r : tx.exec_params(
+             "SELECT unit FROM round_queue WHERE claimed_by=$1 AND claim_expires_at > now()", replica))
+      out.push_back(r[0].as<std::string>());
     return out;
   }
   // Stored sequences of the device, and how many rows hold each (1 each, or a frame was
