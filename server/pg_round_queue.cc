@@ -57,11 +57,14 @@ void PgRoundQueue::RenewAll() {
     MutexLock lock(&mu_);
     held = held_;
   }
-  for (const auto& [unit, epoch] : held) {
+  for (const auto& held_claim : held) {
+    // Copies: clang 14 cannot capture structured bindings in a lambda.
+    const std::string& unit = held_claim.first;
+    const int64_t epoch = static_cast<int64_t>(held_claim.second);
     Status renewed = pool_->Transact("renewing the claim on a round of " + unit, [&](pqxx::dbtransaction& tx) {
       tx.exec_params("UPDATE round_queue SET claim_expires_at=now() + make_interval(secs => $1) "
                      "WHERE unit=$2 AND claimed_by=$3 AND claim_epoch=$4",
-                     ttl_s_, unit, replica_, static_cast<int64_t>(epoch));
+                     ttl_s_, unit, replica_, epoch);
       return Status::Ok();
     });
     // Not fatal: the claim runs towards its expiry, and the round's version is fenced by it.

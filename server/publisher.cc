@@ -128,6 +128,9 @@ void Publisher::Deliver(Device& device, std::shared_ptr<const ModelUpdate> live,
     ReaderLock publishing(&publish_mu_);
     if (stopping_) return;
     MutexLock lock(&device.mu);
+    // Taken over already: the stream's attach (ServerCore::AdoptDevice) sent this version, and
+    // a second copy would be refused by the edge, which then asks for the full model again.
+    if (device.latest_full && device.latest_full->new_version >= full->new_version) return;
     device.latest_full = full;
     ++device.counters.published;
   }
