@@ -30,7 +30,8 @@ StatusOr<std::optional<RoundClaim>> PgRoundQueue::Claim() {
         "      ORDER BY (requested_at < now() - interval '5 seconds') DESC, (requested_by = $1) DESC, requested_at "
         "      LIMIT 1 FOR UPDATE SKIP LOCKED) pick "
         "WHERE q.unit = pick.unit "
-        "RETURNING q.unit, q.iterations, q.why, q.requested_by, q.claim_epoch, q.attempts, pick.previous",
+        "RETURNING q.unit, q.iterations, q.why, q.requested_by, q.claim_epoch, q.attempts, pick.previous, "
+        "extract(epoch from clock_timestamp() - q.requested_at)",
         replica_, ttl_s_);
     if (r.empty()) return Status::Ok();
     RoundClaim c;
@@ -41,6 +42,7 @@ StatusOr<std::optional<RoundClaim>> PgRoundQueue::Claim() {
     c.epoch = r[0][4].as<uint64_t>();
     c.attempts = r[0][5].as<int>();
     c.previous = r[0][6].as<std::string>();
+    c.waited_s = r[0][7].as<double>();
     claim = std::move(c);
     return Status::Ok();
   }));

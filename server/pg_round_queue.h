@@ -34,6 +34,7 @@ struct RoundClaim {
   uint64_t epoch = 0;        // the claim's fencing epoch
   int attempts = 0;          // claims of this request so far, this one included
   std::string previous;      // the replica whose expired claim this one replaced ("" if none)
+  double waited_s = 0;       // since it was queued, on the database's clock
 };
 
 class PgRoundQueue {

@@ -28,6 +28,11 @@ ServerMetrics::ServerMetrics()
       rounds(registry.AddCounter("streamdistill_server_rounds_total",
                                  "Training rounds by outcome: published, or discarded by the gate.",
                                  {"device", "outcome"})),
+      rounds_claimed(registry.AddCounter(
+          "streamdistill_server_rounds_claimed_total",
+          "Replicas: rounds this replica's workers claimed from the cluster's queue, of units it serves (own) or "
+          "another replica serves (other).",
+          {"whose"})),
       label_seconds(registry
                         .AddHistogram("streamdistill_server_label_seconds",
                                       "From a frame's submission to its labels: queue wait plus the teacher.",
@@ -55,6 +60,12 @@ ServerMetrics::ServerMetrics()
                                             "The store's write of a labelled frame: its row and image durable (SQLite "
                                             "and files, or PostgreSQL), the part of an ack the shared state costs.",
                                             buckets::kStoreSeconds)
-                              .With({})) {}
+                              .With({})),
+      round_queue_wait_seconds(registry
+                                   .AddHistogram("streamdistill_server_round_queue_wait_seconds",
+                                                 "Replicas: from a round queued (by the replica serving its unit) to "
+                                                 "its claim by a worker here.",
+                                                 buckets::kRoundSeconds)
+                                   .With({})) {}
 
 }  // namespace sd

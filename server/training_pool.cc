@@ -331,7 +331,10 @@ StatusOr<std::optional<RoundResult>> TrainingPool::RunClaimedRound() {
   std::string whose = claim->requested_by == queue.replica() ? "its own" : "queued by replica " + claim->requested_by;
   if (!claim->previous.empty())
     whose += ", claimed again after replica " + claim->previous + "'s claim expired";
-  spdlog::info("device {}: round claimed ({}; attempt {}; {})", claim->unit, whose, claim->attempts, claim->why);
+  spdlog::info("device {}: round claimed ({}; attempt {}; queued {:.1f}s ago; {})", claim->unit, whose,
+               claim->attempts, claim->waited_s, claim->why);
+  deps_.metrics->rounds_claimed.With({claim->requested_by == queue.replica() ? "own" : "other"}).Inc();
+  deps_.metrics->round_queue_wait_seconds.Observe(claim->waited_s);
   // The serving replica runs its own unit's round on its warm student and sends the version
   // itself; any other runs it from the newest stored version and stores it for the server.
   std::shared_ptr<TrainingUnit> unit = UnitOf(claim->unit);

@@ -4,10 +4,12 @@
 // strictly increase with no number used twice, and every camera gets a new version after the
 // kill.
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <regex>
 #include <set>
 #include <thread>
 
@@ -229,6 +231,14 @@ TEST(ClusterFailoverTest, RoundsRunOnAnyReplicaAndAKilledTrainersRoundRunsAgain)
   const std::string r3 = cluster.ReplicaLog(2);
   EXPECT_NE(r3.find("device " + running.front() + ": round claimed"), std::string::npos) << r3;
   EXPECT_NE(r3.find("claimed again after replica r2's claim expired"), std::string::npos) << r3;
+  httplib::Client r3_http("127.0.0.1", cluster.http_port(2));
+  auto metrics = r3_http.Get("/metrics");
+  ASSERT_TRUE(metrics && metrics->status == 200);
+  EXPECT_TRUE(std::regex_search(metrics->body,
+                                std::regex(R"(streamdistill_server_rounds_claimed_total\{[^}]*whose="other"[^}]*\} [1-9])")))
+      << metrics->body;
+  EXPECT_TRUE(std::regex_search(metrics->body, std::regex(R"(streamdistill_server_round_queue_wait_seconds_count\S* [1-9])")))
+      << metrics->body;
   ExpectNothingLost(cluster, fleet);
 }
 

@@ -63,6 +63,7 @@ class TestCluster {
     replicas_[k] = std::make_unique<ChildProcess>(argv, dir_ + "/" + ReplicaName(k) + ".log");
   }
   int replica_port(size_t k) const { return ports_[k]; }
+  int http_port(size_t k) const { return http_ports_[k]; }
   void KillReplica(size_t k) {
     replicas_[k]->Signal(SIGKILL);
     replicas_[k]->WaitExit(std::chrono::seconds(10));
