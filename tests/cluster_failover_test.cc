@@ -213,11 +213,14 @@ TEST(ClusterFailoverTest, RoundsRunOnAnyReplicaAndAKilledTrainersRoundRunsAgain)
   }
   EXPECT_NE(cluster.ReplicaLog(0).find("trained by another replica) sent as int8"), std::string::npos)
       << cluster.ReplicaLog(0);
-  // Kill r2 inside a round it claimed.
+  // Kill r2 inside a round it claimed: frozen first, so that the claim seen is still its
+  // round when the kill lands (a round takes about a second here).
   std::vector<std::string> running;
   ASSERT_TRUE(WaitFor(
       [&] {
+        cluster.FreezeReplica(1, true);
         running = cluster.RunningClaims("r2");
+        if (running.empty()) cluster.FreezeReplica(1, false);
         return !running.empty();
       },
       120))

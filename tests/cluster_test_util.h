@@ -68,6 +68,9 @@ class TestCluster {
     replicas_[k]->Signal(SIGKILL);
     replicas_[k]->WaitExit(std::chrono::seconds(10));
   }
+  // Freezes (SIGSTOP) or thaws (SIGCONT) replica k: a frozen replica's state in the database
+  // stays as it is, so a test can check it before killing the replica.
+  void FreezeReplica(size_t k, bool frozen) { replicas_[k]->Signal(frozen ? SIGSTOP : SIGCONT); }
   // Ports for replicas 0..n-1 (those not started yet too): HAProxy can list a replica before
   // it runs, as an operator adds a server line before starting it.
   void ReservePorts(size_t n) {

@@ -12,21 +12,12 @@
 
 #include "server/pg_frame_store.h"
 #include "server/pg_schema.h"
-#include "tests/pg_test_cluster.h"
+#include "tests/pg_two_replicas.h"
 
 namespace sd {
 namespace {
 
 using testing::PgTestCluster;
-
-std::unique_ptr<PgPool> Connect(const std::string& dsn) {
-  PgOptions options;
-  options.dsn = dsn;
-  options.connections = 2;
-  auto pool = PgPool::Connect(options);
-  EXPECT_TRUE(pool.ok()) << pool.status().ToString();
-  return pool.ok() ? std::move(pool).value() : nullptr;
-}
 
 FrameRecord Frame(uint64_t sequence) {
   FrameRecord f;
@@ -36,22 +27,7 @@ FrameRecord Frame(uint64_t sequence) {
   return f;
 }
 
-class PgLeaseTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    std::string why;
-    cluster_ = PgTestCluster::Get(&why);
-    ASSERT_NE(cluster_, nullptr) << why;
-    dsn_ = cluster_->NewDatabase();
-    a_pool_ = Connect(dsn_);
-    b_pool_ = Connect(dsn_);
-    ASSERT_TRUE(a_pool_ && b_pool_);
-    ASSERT_TRUE(MigratePgSchema(*a_pool_).ok());
-  }
-  PgTestCluster* cluster_ = nullptr;
-  std::string dsn_;
-  std::unique_ptr<PgPool> a_pool_, b_pool_;
-};
+using PgLeaseTest = testing::PgTwoReplicasTest;
 
 TEST_F(PgLeaseTest, ASecondReplicaIsRefusedWhileTheFirstHoldsTheDevice) {
   PgLeases a(a_pool_.get(), "replica-a", 30);

@@ -16,21 +16,10 @@
 
 #include "server/pg_frame_store.h"
 #include "server/pg_schema.h"
-#include "tests/pg_test_cluster.h"
+#include "tests/pg_two_replicas.h"
 
 namespace sd {
 namespace {
-
-using testing::PgTestCluster;
-
-std::unique_ptr<PgPool> Connect(const std::string& dsn, int connections) {
-  PgOptions options;
-  options.dsn = dsn;
-  options.connections = connections;
-  auto pool = PgPool::Connect(options);
-  EXPECT_TRUE(pool.ok()) << pool.status().ToString();
-  return pool.ok() ? std::move(pool).value() : nullptr;
-}
 
 VersionRecord Version(const std::string& device, uint64_t version) {
   VersionRecord v;
@@ -43,18 +32,9 @@ VersionRecord Version(const std::string& device, uint64_t version) {
   return v;
 }
 
-class PgRoundQueueTest : public ::testing::Test {
+class PgRoundQueueTest : public testing::PgTwoReplicasTest {
  protected:
-  void SetUp() override {
-    std::string why;
-    cluster_ = PgTestCluster::Get(&why);
-    ASSERT_NE(cluster_, nullptr) << why;
-    dsn_ = cluster_->NewDatabase();
-    a_pool_ = Connect(dsn_, 4);
-    b_pool_ = Connect(dsn_, 4);
-    ASSERT_TRUE(a_pool_ && b_pool_);
-    ASSERT_TRUE(MigratePgSchema(*a_pool_).ok());
-  }
+  PgRoundQueueTest() : PgTwoReplicasTest(/*connections=*/4) {}
   // Moves every claim's expiry into the past, as if its replica had stopped renewing it.
   void ExpireClaims() {
     pqxx::connection c(dsn_);
@@ -67,9 +47,6 @@ class PgRoundQueueTest : public ::testing::Test {
     pqxx::work tx(c);
     return tx.exec1("SELECT count(*) FROM round_queue")[0].as<int>();
   }
-  PgTestCluster* cluster_ = nullptr;
-  std::string dsn_;
-  std::unique_ptr<PgPool> a_pool_, b_pool_;
 };
 
 TEST_F(PgRoundQueueTest, WorkersOnTwoReplicasClaimingAtOnceRunEachRoundOnce) {
