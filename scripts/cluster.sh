@@ -14,7 +14,8 @@
 # /metrics on <port+100+K>; PostgreSQL on a Unix socket in DIR/pg (and 127.0.0.1:<port+99>).
 # Run as root, PostgreSQL runs as the `postgres` user (initdb refuses root).
 # REPLICA_CPUS="0 1" starts replica K under `taskset -c` with the K-th entry (taken in turn):
-# scripts/cluster_scaling.sh confines each replica to one core that way.
+# scripts/cluster_scaling.sh confines each replica to one core that way. REPLICA_ARGS_K adds
+# streamdistill-server flags to replica K (REPLICA_ARGS_2="--training-workers 0").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -22,7 +23,7 @@ PG_BIN=/usr/lib/postgresql/15/bin
 BUILD_DIR=${BUILD_DIR:-build}
 [[ $BUILD_DIR = /* ]] || BUILD_DIR=$ROOT/$BUILD_DIR
 
-usage() { sed -n 2,18p "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n 2,19p "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [ $# -ge 2 ] || usage
 cmd=$1 dir=$2
 shift 2
@@ -40,8 +41,10 @@ replica_start() {
     read -ra cpus <<<"$REPLICA_CPUS"
     pin=(taskset -c "${cpus[$(((k - 1) % ${#cpus[@]}))]}")
   fi
+  local extra_var="REPLICA_ARGS_$k" extra=()
+  [ -n "${!extra_var:-}" ] && read -ra extra <<<"${!extra_var}"
   "${pin[@]}" "$BUILD_DIR/streamdistill-server" --config "$dir/server.yaml" --replica "r$k" \
-      --listen "127.0.0.1:$((PORT + k))" --http-port "$((PORT + 100 + k))" \
+      --listen "127.0.0.1:$((PORT + k))" --http-port "$((PORT + 100 + k))" "${extra[@]}" \
       >>"$dir/replica$k/server.log" 2>&1 &
   echo $! > "$dir/replica$k/pid"
   echo "cluster: replica r$k (pid $!) on 127.0.0.1:$((PORT + k)), log $dir/replica$k/server.log"

@@ -133,6 +133,11 @@ void Publisher::Deliver(Device& device, std::shared_ptr<const ModelUpdate> live,
     if (device.latest_full && device.latest_full->new_version >= full->new_version) return;
     device.latest_full = full;
     ++device.counters.published;
+    // A stream whose hello has not been heard yet gets the version in its welcome (the
+    // session sends the latest full model to an edge behind it); one that runs it already
+    // needs nothing.
+    const int64_t served = device.counters.served_version;
+    if (served < 0 || served >= static_cast<int64_t>(full->new_version)) return;
   }
   Send(device, live, full, full->new_version);
 }

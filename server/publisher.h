@@ -41,7 +41,8 @@ class Publisher {
   // A version already stored reaches the device: it becomes the full model for edges that
   // join later, and `live` (the version's update, or the full model) goes to its stream unless
   // an admin pinned the device. Nothing once the shutdown has begun, or when the device has
-  // this version (or a newer one) already.
+  // this version (or a newer one) already. Not sent to a stream whose hello is not heard yet
+  // (Device's served_version -1): its welcome sends the newest full model.
   void Deliver(Device& device, std::shared_ptr<const ModelUpdate> live, std::shared_ptr<const ModelUpdate> full)
       SD_EXCLUDES(publish_mu_);
 

@@ -207,6 +207,12 @@ Status ServerCore::AttachSession(const std::string& device_id, const std::string
       MutexLock lock(&epochs_mu_);
       session_epochs_[attached] = epoch;
     }
+    // Until this stream's hello is heard, what the edge runs is unknown here: a version
+    // another replica trained is then left to the welcome (Publisher::Deliver).
+    if (auto device = registry_->Find(device_id); device.ok()) {
+      MutexLock lock(&(*device)->mu);
+      (*device)->counters.served_version = -1;
+    }
     SD_RETURN_IF_ERROR(AdoptDevice(device_id).WithContext("device " + device_id + ": taking it over"));
   }
   return Status::Ok();

@@ -172,7 +172,8 @@ TEST(ClusterFailoverTest, AKilledReplicasCamerasAreServedAgainWithNoAckedFrameLo
   Fleet fleet(dir, FourDevices(), cluster.proxy_port());
   ASSERT_EQ(fleet.cameras().size(), 4u);
   ASSERT_TRUE(WaitFor([&] { return fleet.AllLearning(10); }, 150))
-      << "not every camera had a version and 10 acked frames; r1's log:\n" << cluster.ReplicaLog(0);
+      << "not every camera had a version and 10 acked frames; r1's log:\n" << cluster.ReplicaLog(0) << "\nHAProxy:\n"
+      << cluster.ProxyState();
   const std::map<std::string, uint64_t> version_at_kill = fleet.RunningVersions();
   size_t victim = 0;
   for (const auto& [device, seconds] : KillBusiestAndWaitForTakeover(cluster, fleet, &victim))
@@ -257,7 +258,8 @@ TEST(ClusterFailoverTest, AReplicaAddedMidRunTakesAShareAfterTheConnectionAge) {
   cluster.StartReplica(1);
   cluster.StartProxy();
   Fleet fleet(dir, FourDevices(), cluster.proxy_port());
-  ASSERT_TRUE(WaitFor([&] { return fleet.AllLearning(5); }, 150)) << cluster.ReplicaLog(0);
+  ASSERT_TRUE(WaitFor([&] { return fleet.AllLearning(5); }, 150))
+      << "r1's log:\n" << cluster.ReplicaLog(0) << "\nHAProxy:\n" << cluster.ProxyState();
   for (const auto& [device, replica] : cluster.Holders()) EXPECT_NE(replica, "r3") << device;
   cluster.StartReplica(2);
   const bool took_share = WaitFor(

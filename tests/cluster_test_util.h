@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <pqxx/pqxx>
 
 #include "tests/child_process.h"
@@ -86,7 +87,8 @@ class TestCluster {
       servers += "    server " + ReplicaName(k) + " 127.0.0.1:" + std::to_string(ports_[k]) +
                  " proto h2 check port " + std::to_string(http_ports_[k]) + " check-proto h1 inter 1s fall 2 rise 1\n";
     std::string cfg = std::regex_replace(text.str(), std::regex("@PORT@"), std::to_string(proxy_port_));
-    cfg = std::regex_replace(cfg, std::regex("@STATS_PORT@"), std::to_string(FreePort()));
+    stats_port_ = FreePort();
+    cfg = std::regex_replace(cfg, std::regex("@STATS_PORT@"), std::to_string(stats_port_));
     cfg = std::regex_replace(cfg, std::regex("@SERVERS@\\n"), servers);
     const std::string path = dir_ + "/haproxy.cfg";
     std::ofstream(path) << cfg;
@@ -98,6 +100,21 @@ class TestCluster {
   int proxy_port() const { return proxy_port_; }
   const std::string& dsn() const { return dsn_; }
   std::string ReplicaLog(size_t k) const { return replicas_[k]->Log(); }
+  // For a failure's message: HAProxy's view of each server and session counts (its stats CSV),
+  // and what is listening on its port (`ss`): a proxy that never forwarded is told apart from
+  // replicas that never answered.
+  std::string ProxyState() const {
+    httplib::Client stats("127.0.0.1", stats_port_);
+    auto csv = stats.Get("/stats;csv");
+    std::string out = csv ? csv->body : "HAProxy's stats did not answer\n";
+    FILE* ss = popen(("ss -ltnp 'sport = :" + std::to_string(proxy_port_) + "' 2>&1").c_str(), "r");
+    if (ss != nullptr) {
+      char buf[512];
+      while (fgets(buf, sizeof buf, ss) != nullptr) out += buf;
+      pclose(ss);
+    }
+    return out;
+  }
 
   // The replica serving each device now (live leases), by device id.
   std::map<std::string, std::string> Holders() const {
@@ -142,7 +159,7 @@ class TestCluster {
 
  private:
   std::string dir_, dsn_, config_;
-  int proxy_port_ = 0;
+  int proxy_port_ = 0, stats_port_ = 0;
   std::vector<int> ports_, http_ports_;
   std::vector<std::unique_ptr<ChildProcess>> replicas_;
   std::unique_ptr<ChildProcess> proxy_;
