@@ -17,6 +17,8 @@
 # and the replicas' CPU. (Accuracy is the main job's business: scripts/demo.sh.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/yaml.sh
+source scripts/lib/yaml.sh
 BUILD_DIR=${BUILD_DIR:-build}
 export BUILD_DIR
 
@@ -42,9 +44,7 @@ out=$(cd "$out" && pwd)
 
 # configs/server.yaml with one worker of one thread (a replica per core) and the cameras.
 server_yaml() {
-  awk 'BEGIN { split("listen http storage_dir storage devices", k, " "); for (i in k) drop[k[i]] = 1 }
-       /^[A-Za-z_]+:/ { key = $1; sub(/:.*/, "", key); skip = (key in drop) }
-       !skip' configs/server.yaml |
+  yaml_without_keys "listen http storage_dir storage devices" configs/server.yaml |
     sed -e 's/^  workers: [0-9]*/  workers: 1/' -e 's/^  threads_per_worker: [0-9]*/  threads_per_worker: 1/'
   echo "http: {enabled: true, bind: 127.0.0.1, port: 0, admin_token: cluster-rounds-admin-token}"
   echo "storage_dir: STORAGE_DIR"
@@ -53,9 +53,7 @@ server_yaml() {
 }
 
 edge_yaml() {  # device server start_frame
-  awk 'BEGIN { split("device_id token server http source detections state_dir summary_path linger_s", k, " "); for (i in k) drop[k[i]] = 1 }
-       /^[A-Za-z_]+:/ { key = $1; sub(/:.*/, "", key); skip = (key in drop) }
-       !skip' configs/edge.yaml
+  yaml_without_keys "device_id token server http source detections state_dir summary_path linger_s" configs/edge.yaml
   cat <<EOF
 device_id: $1
 token: rounds-token-$1

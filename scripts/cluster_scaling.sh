@@ -28,6 +28,8 @@
 # over 20 (configs/edge.yaml's budget), not from training rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/yaml.sh
+source scripts/lib/yaml.sh
 ROOT=$PWD
 BUILD_DIR=${BUILD_DIR:-build}
 export BUILD_DIR
@@ -67,9 +69,7 @@ devices() { echo light; for i in $(seq 1 "$edges"); do echo "cam$i"; done; }
 # configs/server.yaml without the keys set here: HOG, the labeller's queue and its shares as
 # shipped; a tiny student (the edges run it); no training rounds.
 server_yaml() {  # workers
-  awk 'BEGIN { split("listen http storage_dir storage devices labeler student training", k, " "); for (i in k) drop[k[i]] = 1 }
-       /^[A-Za-z_]+:/ { key = $1; sub(/:.*/, "", key); skip = (key in drop) }
-       !skip' configs/server.yaml
+  yaml_without_keys "listen http storage_dir storage devices labeler student training" configs/server.yaml
   cat <<EOF
 http: {enabled: true, bind: 127.0.0.1, port: 0, admin_token: cluster-scaling-admin-token}
 storage_dir: STORAGE_DIR
@@ -88,9 +88,7 @@ EOF
 }
 
 edge_yaml() {  # device server budget start_frame
-  awk 'BEGIN { split("device_id token server http source student sampling budget detections state_dir summary_path detect_every linger_s", k, " "); for (i in k) drop[k[i]] = 1 }
-       /^[A-Za-z_]+:/ { key = $1; sub(/:.*/, "", key); skip = (key in drop) }
-       !skip' configs/edge.yaml
+  yaml_without_keys "device_id token server http source student sampling budget detections state_dir summary_path detect_every linger_s" configs/edge.yaml
   cat <<EOF
 device_id: $1
 token: scaling-token-$1
