@@ -44,6 +44,7 @@ void TrainingPool::BeginShutdown() {
   for (const auto& [key, unit] : units_) unit->trainer->Cancel();
   for (TrainingUnit* unit : claimed_units_) unit->trainer->Cancel();
   work_cv_.SignalAll();
+  queue_cv_.SignalAll();
 }
 
 StatusOr<std::shared_ptr<TrainingUnit>> TrainingPool::Join(const std::string& device_id) {
@@ -405,7 +406,7 @@ void TrainingPool::WatchRoundQueue() {
     CollectEndedRounds();
     {
       MutexLock lock(&mu_);
-      if (!stopping_) work_cv_.WaitFor(std::chrono::milliseconds(500));
+      if (!stopping_) queue_cv_.WaitFor(std::chrono::milliseconds(500));
     }
   }
 }
@@ -427,6 +428,7 @@ void TrainingPool::QueueDueRounds() {
     if (queued.ok()) {
       queued_rounds_.insert(next->device);
       spdlog::info("{}: round queued for any replica ({})", unit->label, next->why);
+      queue_cv_.SignalAll();  // this replica's idle workers claim it now, not at their next poll
     } else {
       if (unit) spdlog::warn("{}: {}", unit->label, queued.ToString());
       scheduler_.RoundDone(next->device, unit ? unit->trainer->published_map50() : -1, SteadySeconds());
@@ -468,7 +470,7 @@ void TrainingPool::CollectEndedRounds() {
     auto it = units_.find(key);
     scheduler_.RoundDone(key, it == units_.end() ? -1 : it->second->trainer->published_map50(), SteadySeconds());
   }
-  if (!ended.empty()) work_cv_.SignalAll();
+  if (!ended.empty()) queue_cv_.SignalAll();  // the units may have work again: queue it now
 }
 
 void TrainingPool::TrainingLoop() {
@@ -484,7 +486,9 @@ void TrainingPool::TrainingLoop() {
     }
     if (!round.ok() && !stopping_) spdlog::warn("training round failed: {}", round.status().ToString());
     MutexLock lock(&mu_);
-    if (!stopping_) work_cv_.WaitFor(std::chrono::seconds(1));
+    // With replicas, frames arriving here do not mean a round to claim: another replica's
+    // queued rounds are polled once a second, this replica's own come with a signal.
+    if (!stopping_) (deps_.round_queue ? queue_cv_ : work_cv_).WaitFor(std::chrono::seconds(1));
   }
 }
 

@@ -188,6 +188,9 @@ class TrainingPool {
   // (RefreshPaused, a regroup's new units): one applies only if none began after it.
   uint64_t pause_readings_ SD_GUARDED_BY(mu_) = 0;
   CondVar work_cv_{&mu_};  // a unit may have work, or the shutdown began
+  // Replicas: a round was queued here or ended (the watcher and the workers wait on it, not on
+  // every frame's work_cv_ signal, which would make each frame a claim query), or the shutdown.
+  CondVar queue_cv_{&mu_};
   std::vector<std::thread> workers_;
   std::thread queue_watcher_;  // replicas: WatchRoundQueue
   std::set<std::string> queued_rounds_ SD_GUARDED_BY(mu_);  // units whose queued round has not ended
