@@ -265,21 +265,15 @@ Status PgFrameStore::StoreVersion(const VersionRecord& version, const std::strin
       return Status::AlreadyExists(what + ": that version is already stored");
     SD_ASSIGN_OR_RETURN(const std::string key, blobs_->Put(tx, checkpoint_bytes));
     // The primary key is what keeps a number from being used twice when two replicas race.
-    const std::string replica = leases_ ? leases_->replica() : std::string();
-    if (update_payload != nullptr) {
-      tx.exec_params(
-          "INSERT INTO versions(device_id, version, base_version, encoding, weights_checksum, val_map50, created_ms, "
-          "checkpoint_bytes, checkpoint_key, stored_by, update_payload) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
-          version.device_id, version.version, version.base_version, version.encoding, version.weights_checksum,
-          version.val_map50, version.created_ms, static_cast<int64_t>(checkpoint_bytes.size()), key, replica,
-          pqxx::binarystring(update_payload->data(), update_payload->size()));
-    } else {
-      tx.exec_params(
-          "INSERT INTO versions(device_id, version, base_version, encoding, weights_checksum, val_map50, created_ms, "
-          "checkpoint_bytes, checkpoint_key, stored_by) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
-          version.device_id, version.version, version.base_version, version.encoding, version.weights_checksum,
-          version.val_map50, version.created_ms, static_cast<int64_t>(checkpoint_bytes.size()), key, replica);
-    }
+    // No update (a version stored through the lease by the replica that sent it): NULL.
+    const std::string update = update_payload != nullptr ? *update_payload : std::string();
+    tx.exec_params(
+        "INSERT INTO versions(device_id, version, base_version, encoding, weights_checksum, val_map50, created_ms, "
+        "checkpoint_bytes, checkpoint_key, stored_by, update_payload) "
+        "VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,NULLIF($11, ''::bytea))",
+        version.device_id, version.version, version.base_version, version.encoding, version.weights_checksum,
+        version.val_map50, version.created_ms, static_cast<int64_t>(checkpoint_bytes.size()), key,
+        leases_ ? leases_->replica() : std::string(), pqxx::binarystring(update.data(), update.size()));
     tx.exec_params("INSERT INTO devices(device_id) VALUES($1) ON CONFLICT DO NOTHING", version.device_id);
     return Status::Ok();
   });

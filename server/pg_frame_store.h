@@ -51,7 +51,8 @@ class PgFrameStore : public FrameStore {
 
   // A version trained on a round claim (server/pg_round_queue.h) by a replica that may not
   // serve the device: `fence` (the claim's check) replaces the lease's, in the same
-  // transaction, and the round's update is kept with the row for the serving replica to send.
+  // transaction, and the round's update is kept with the row for the serving replica to send
+  // (an empty one is kept as none).
   Status PutClaimedVersion(const VersionRecord& version, const std::string& checkpoint_bytes,
                            const std::string& update_payload,
                            const std::function<Status(pqxx::dbtransaction&)>& fence);

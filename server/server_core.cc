@@ -238,11 +238,7 @@ Status ServerCore::AdoptDevice(const std::string& device_id) {
   SD_ASSIGN_OR_RETURN(Device * device, registry_->Find(device_id));
   SD_ASSIGN_OR_RETURN(const bool caught_up, pool_->CatchUp(device_id));
   if (caught_up) {
-    std::shared_ptr<TrainingUnit> unit = pool_->UnitOf(device_id);
-    const DeviceTrainer& trainer = *unit->trainer;
-    SD_ASSIGN_OR_RETURN(auto full, publisher_->EncodeFull(device_id, trainer.version(), trainer.flat_weights()));
-    auto latest = std::make_shared<ModelUpdate>(*full);
-    latest->val_map50 = unit->resumed_map50;
+    SD_ASSIGN_OR_RETURN(std::shared_ptr<ModelUpdate> latest, CaughtUpFullModel(device_id));
     MutexLock lock(&device->mu);
     device->latest_full = std::move(latest);
   }
@@ -258,6 +254,15 @@ void ServerCore::OnLeaseLost(const std::string& device_id) {
     session->End(Status::Unavailable("device " + device_id + " is served by another replica now: reconnect"));
 }
 
+StatusOr<std::shared_ptr<ModelUpdate>> ServerCore::CaughtUpFullModel(const std::string& device_id) {
+  const std::shared_ptr<TrainingUnit> unit = pool_->UnitOf(device_id);
+  const DeviceTrainer& trainer = *unit->trainer;
+  SD_ASSIGN_OR_RETURN(auto encoded, publisher_->EncodeFull(device_id, trainer.version(), trainer.flat_weights()));
+  auto full = std::make_shared<ModelUpdate>(*encoded);
+  full->val_map50 = unit->resumed_map50;
+  return full;
+}
+
 void ServerCore::DeliverStoredVersion(const std::string& device_id) {
   Status status = [&]() -> Status {
     SD_ASSIGN_OR_RETURN(Device * device, registry_->Find(device_id));
@@ -265,12 +270,8 @@ void ServerCore::DeliverStoredVersion(const std::string& device_id) {
     const uint64_t previous = before ? before->trainer->version() : 0;
     SD_ASSIGN_OR_RETURN(const bool caught_up, pool_->CatchUp(device_id));
     if (!caught_up) return Status::Ok();
-    const std::shared_ptr<TrainingUnit> unit = pool_->UnitOf(device_id);
-    const DeviceTrainer& trainer = *unit->trainer;
-    const uint64_t version = trainer.version();
-    SD_ASSIGN_OR_RETURN(auto encoded, publisher_->EncodeFull(device_id, version, trainer.flat_weights()));
-    auto full = std::make_shared<ModelUpdate>(*encoded);
-    full->val_map50 = unit->resumed_map50;
+    SD_ASSIGN_OR_RETURN(std::shared_ptr<const ModelUpdate> full, CaughtUpFullModel(device_id));
+    const uint64_t version = full->new_version;
     std::shared_ptr<const ModelUpdate> live = full;
     // The round's own update, when the edge can apply it: this replica's student was the
     // version the round started from (the edge runs what this replica sent it).

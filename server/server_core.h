@@ -180,6 +180,9 @@ class ServerCore {
   // the device's unit continues from it, and its stream gets the round's update (or the full
   // model when the edge is further behind).
   void DeliverStoredVersion(const std::string& device_id);
+  // Replicas: the device's unit, just caught up with a stored version (TrainingPool::CatchUp),
+  // as a full model carrying the held-out mAP50 stored with that version.
+  StatusOr<std::shared_ptr<ModelUpdate>> CaughtUpFullModel(const std::string& device_id);
 
   const ServerConfig config_;
   ServerMetrics metrics_;  // declared before the parts: it outlives their callbacks
