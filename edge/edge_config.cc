@@ -1,5 +1,7 @@
 #include "edge/edge_config.h"
 
+#include <cmath>
+
 #include "common/config/config.h"
 #include "common/config/yaml_reader.h"
 
@@ -32,6 +34,7 @@ Status ReadUplink(const YamlReader& root, UplinkOptions* u) {
   SD_RETURN_IF_ERROR(link.Get("max_in_flight", &u->max_in_flight));
   SD_RETURN_IF_ERROR(link.Get("backoff_initial_s", &u->backoff_initial_s));
   SD_RETURN_IF_ERROR(link.Get("backoff_max_s", &u->backoff_max_s));
+  SD_RETURN_IF_ERROR(link.Get("stall_timeout_s", &u->stall_timeout_s));
   SD_RETURN_IF_ERROR(link.Get("max_message_bytes", &u->max_message_bytes));
   SD_RETURN_IF_ERROR(link.Check(u->Validate()));
   SD_ASSIGN_OR_RETURN(YamlReader tls, root.Child("tls"));
@@ -206,6 +209,8 @@ Status UplinkOptions::Validate() const {
   if (max_in_flight < 1) return Status::InvalidArgument("max_in_flight: must be >= 1");
   if (!(backoff_initial_s > 0) || backoff_max_s < backoff_initial_s)
     return Status::InvalidArgument("backoff_max_s: need 0 < backoff_initial_s <= backoff_max_s");
+  if (!(stall_timeout_s > 0) || !std::isfinite(stall_timeout_s))
+    return Status::InvalidArgument("stall_timeout_s: must be > 0");
   return Status::Ok();
 }
 

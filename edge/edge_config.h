@@ -40,8 +40,12 @@ struct UplinkOptions {
   int max_in_flight = 8;             // frames sent but not yet acked
   double backoff_initial_s = 0.5;    // reconnect delay doubles up to backoff_max_s, jittered
   double backoff_max_s = 10;
+  // A stream that awaits the server's answer (the welcome to its hello, an ack of a frame in
+  // flight) and hears nothing for this long is given up and made again on a new connection:
+  // a proxy can hold a stream open that no server serves.
+  double stall_timeout_s = 20;
   int max_message_bytes = 8 << 20;
-  Status Validate() const;  // max_in_flight and the backoff; `tls` has its own
+  Status Validate() const;  // max_in_flight, the backoff and the stall timeout; `tls` has its own
 };
 
 struct EdgeConfig {

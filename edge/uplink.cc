@@ -56,6 +56,8 @@ class Uplink::Connection {
 
   // Runs the whole stream; returns its final status.
   Status Serve() {
+    MarkActive(/*heard=*/false);
+    std::thread watchdog([this] { CancelWhenStalled(); });
     EdgeMessage hello;
     auto* h = hello.mutable_hello();
     h->set_device_id(owner_->options_.device_id);
@@ -64,12 +66,22 @@ class Uplink::Connection {
     h->set_model_version(owner_->sink_->ServingVersion());
     h->set_weights_checksum(owner_->sink_->ServingChecksum());
     h->set_software("streamdistill-edge 0.1.0");
-    if (!Write(hello)) return Finish();
-    std::thread reader([this] { ReadLoop(); });
-    WriteLoop();
-    context_.TryCancel();  // unblocks the reader if the writer stopped first
-    reader.join();
-    return Finish();
+    if (Write(hello)) {
+      std::thread reader([this] { ReadLoop(); });
+      WriteLoop();
+      context_.TryCancel();  // unblocks the reader if the writer stopped first
+      reader.join();
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      serving_done_ = true;
+      cv_.notify_all();
+    }
+    watchdog.join();
+    Status status = Finish();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!stall_.empty()) return Status::Unavailable(stall_);
+    return status;
   }
 
   void Cancel() { context_.TryCancel(); }
@@ -82,6 +94,7 @@ class Uplink::Connection {
  private:
   bool Write(const EdgeMessage& message) {
     if (!stream_->Write(message)) return false;
+    MarkActive(/*heard=*/false);
     std::lock_guard<std::mutex> lock(owner_->mu_);
     const int64_t bytes = message.ByteSizeLong() + kGrpcFramingBytes;
     owner_->stats_.bytes_up += bytes;
@@ -105,10 +118,14 @@ class Uplink::Connection {
         const auto wait = paused_for > 0 ? std::min(std::chrono::milliseconds(200),
                                                     std::chrono::milliseconds(1 + static_cast<int>(paused_for * 1000)))
                                          : std::chrono::milliseconds(200);
+        // Nothing but the hello goes before the welcome: frames sent into a stream that is
+        // refused (a proxy with no server up answers 503 at once) are wasted uplink, and
+        // HAProxy 2.6 then does not credit them to the connection's flow-control window.
         cv_.wait_for(lock, wait, [&] {
-          return reader_done_ || !control_.empty() || HasWork(last_sent) || owner_->stopping_;
+          return reader_done_ || owner_->stopping_ || (welcomed_ && (!control_.empty() || HasWork(last_sent)));
         });
         if (reader_done_) return;
+        if (!welcomed_) continue;
         control.swap(control_);
         if (CanSendFrame()) {
           if (!retry_.empty()) {
@@ -163,6 +180,7 @@ class Uplink::Connection {
   void ReadLoop() {
     ServerMessage message;
     while (stream_->Read(&message)) {
+      MarkActive(/*heard=*/true);
       {
         std::lock_guard<std::mutex> lock(owner_->mu_);
         const int64_t bytes = message.ByteSizeLong() + kGrpcFramingBytes;
@@ -188,9 +206,47 @@ class Uplink::Connection {
     // An edge whose spool was wiped must not reuse sequences the server already stored: the
     // server would take new frames for re-sends and drop them.
     owner_->spool_->AdvanceSequence(welcome.last_stored_sequence() + 1);
-    std::lock_guard<std::mutex> lock(owner_->mu_);
-    owner_->stats_.connected = true;
-    ++owner_->stats_.connects;
+    {
+      std::lock_guard<std::mutex> lock(owner_->mu_);
+      owner_->stats_.connected = true;
+      ++owner_->stats_.connects;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    welcomed_ = true;
+    cv_.notify_all();
+  }
+
+  // Progress on the stream: a message read from the server (`heard`) or one written to it.
+  void MarkActive(bool heard) {
+    std::lock_guard<std::mutex> lock(mu_);
+    last_active_s_ = SteadySeconds();
+    if (heard) heard_any_ = true;
+  }
+
+  // Ends a stream that awaits the server (the welcome to its hello, the ack of a frame in
+  // flight) with no progress either way for stall_timeout_s: the connection under it may be
+  // wedged (a proxy that holds the stream while no server reads it, a flow-control window
+  // that never reopens). Writes count as progress, so a thin uplink still pushing a large
+  // frame is not taken for a stall.
+  void CancelWhenStalled() {
+    const double timeout_s = owner_->options_.stall_timeout_s;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      for (;;) {
+        cv_.wait_for(lock, std::chrono::milliseconds(200));
+        if (serving_done_) return;
+        const bool awaiting = !welcomed_ || !in_flight_.empty();
+        const double silent_s = SteadySeconds() - last_active_s_;
+        if (awaiting && silent_s > timeout_s) {
+          stall_ = fmt::format("no answer for {:.0f} s while awaiting {}{}: stream given up, the next one goes on a "
+                               "new connection",
+                               silent_s, welcomed_ ? "frame acks" : "the welcome",
+                               heard_any_ ? "" : " (nothing heard on this stream)");
+          break;
+        }
+      }
+    }
+    context_.TryCancel();
   }
 
   void OnAck(const streamdistill::v1::FrameAck& ack) {
@@ -327,6 +383,11 @@ class Uplink::Connection {
   double pause_until_ = 0;     // steady seconds: no frame is sent before (retry back-off)
   int retry_attempt_ = 0;      // retryable acks in a row, for the back-off; reset by a stored frame
   bool reader_done_ = false;
+  bool welcomed_ = false;
+  bool heard_any_ = false;
+  bool serving_done_ = false;   // Serve's stream has ended: the watchdog stops
+  double last_active_s_ = 0;    // steady seconds of the last message read or written
+  std::string stall_;           // why the watchdog ended the stream; empty: it did not
 };
 
 Uplink::Uplink(UplinkOptions options, std::string architecture, Spool* spool, UpdateSink* sink)
@@ -375,6 +436,11 @@ void Uplink::Run() {
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // Each attempt on a connection of its own: gRPC would otherwise reuse the previous one
+  // (its global subchannel pool), and a connection that a proxy wedged would take every
+  // later stream down with it. (Cameras in one process, streamdistill-fleet, then also get a
+  // connection each, as separate boxes do.)
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   if (!options_.tls.server_name.empty()) args.SetSslTargetNameOverride(options_.tls.server_name);
   int attempt = 0;
   while (!stopping_) {

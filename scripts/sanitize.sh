@@ -17,7 +17,7 @@ shift || true
 # scripts/tsan_triage.py fails only on reports with no frame in those libraries. Not a CI gate
 # (docs/hardening.md explains why).
 TSAN_STRICT=(labeler_test spool_test frame_store_test regroup_race_test pg_round_queue_test)
-TSAN_GRPC=(server_protocol_test daemon_e2e_test daemon_restart_test update_stream_test)
+TSAN_GRPC=(server_protocol_test daemon_e2e_test daemon_restart_test update_stream_test uplink_stall_test)
 label_regex() { local IFS='|'; echo "^($*)\$"; }
 case "$kind" in
   asan) dir=build-asan; flags=(-DSD_SANITIZE=address,undefined -DSD_FUZZ=ON); targets=(all) ;;

@@ -7,6 +7,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libtorch-dev libopencv-dev libopencv-contrib-dev opencv-doc
+  opencv-data                     # Haar cascades: the privacy filter's face detector (privacy_test, bench)
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libspdlog-dev libyaml-cpp-dev libgtest-dev libgmock-dev libcli11-dev
   libsqlite3-dev sqlite3 libzstd-dev nlohmann-json3-dev libssl-dev

@@ -278,6 +278,24 @@ TEST(ClusterFailoverTest, AReplicaAddedMidRunTakesAShareAfterTheConnectionAge) {
   ExpectNothingLost(cluster, fleet);
 }
 
+// A cold start in the wrong order: HAProxy and the edges come up before any replica does (the
+// edges meet "no server available" first), as after a power cut or a cluster restarted at once.
+TEST(ClusterFailoverTest, EdgesStartedBeforeTheReplicasAreServedOnceTheyRun) {
+  if (kSanitizerBuild) GTEST_SKIP() << "Release builds only";
+  const std::string dir = TempDir("cold_start");
+  TestCluster cluster(dir, FourDevices(), /*lease_ttl_s=*/3, "max_connection_age_s: 4\n");
+  cluster.ReservePorts(2);
+  cluster.StartProxy();
+  Fleet fleet(dir, FourDevices(), cluster.proxy_port());
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  cluster.StartReplica(0);
+  cluster.StartReplica(1);
+  ASSERT_TRUE(WaitFor([&] { return fleet.AllLearning(5); }, 60))
+      << "r1's log:\n" << cluster.ReplicaLog(0) << "\nHAProxy:\n" << cluster.ProxyState();
+  fleet.Stop();
+  ExpectNothingLost(cluster, fleet);
+}
+
 // The soak of issue 24: ten kills in a row, each of the busiest replica, which is started again
 // before the next. Minutes long, so not part of the test suite: scripts/cluster_soak.sh runs it.
 TEST(ClusterFailoverTest, DISABLED_SoakTenKills) {
