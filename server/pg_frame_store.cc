@@ -238,43 +238,50 @@ StatusOr<std::string> PgFrameStore::LoadImage(const FrameRecord& frame) const {
 }
 
 Status PgFrameStore::PutVersion(const VersionRecord& version, const std::string& checkpoint_bytes) {
-  return StoreVersion(version, checkpoint_bytes, nullptr, [this, &version](pqxx::dbtransaction& tx) {
+  return StoreVersions({{version, ""}}, checkpoint_bytes, [this, &version](pqxx::dbtransaction& tx) {
     return leases_ != nullptr ? leases_->CheckFence(tx, version.device_id) : Status::Ok();
   });
 }
 
-Status PgFrameStore::PutClaimedVersion(const VersionRecord& version, const std::string& checkpoint_bytes,
-                                       const std::string& update_payload,
-                                       const std::function<Status(pqxx::dbtransaction&)>& fence) {
-  return StoreVersion(version, checkpoint_bytes, &update_payload, fence);
+Status PgFrameStore::PutClaimedVersions(const std::vector<VersionWithUpdate>& versions,
+                                        const std::string& checkpoint_bytes,
+                                        const std::function<Status(pqxx::dbtransaction&)>& fence) {
+  return StoreVersions(versions, checkpoint_bytes, fence);
 }
 
-Status PgFrameStore::StoreVersion(const VersionRecord& version, const std::string& checkpoint_bytes,
-                                  const std::string* update_payload,
-                                  const std::function<Status(pqxx::dbtransaction&)>& fence) {
-  SD_RETURN_IF_ERROR(CheckDeviceId(version.device_id));
-  const std::string what = "storing version " + version.device_id + "/v" + std::to_string(version.version);
+Status PgFrameStore::StoreVersions(const std::vector<VersionWithUpdate>& versions, const std::string& checkpoint_bytes,
+                                   const std::function<Status(pqxx::dbtransaction&)>& fence) {
+  if (versions.empty()) return Status::InvalidArgument("storing a version: no device given");
+  std::string what = "storing version ";
+  for (const VersionWithUpdate& v : versions) {
+    SD_RETURN_IF_ERROR(CheckDeviceId(v.record.device_id));
+    if (v.record.version == 0 || v.record.version > kMaxBigint)
+      return Status::InvalidArgument("storing version " + v.record.device_id + "/v" + std::to_string(v.record.version) +
+                                     ": version must be in [1, 2^63)");
+    what += (&v == &versions.front() ? "" : ", ") + v.record.device_id + "/v" + std::to_string(v.record.version);
+  }
   SD_RETURN_IF_ERROR(CheckWritable(what));
-  if (version.version == 0 || version.version > kMaxBigint)
-    return Status::InvalidArgument(what + ": version must be in [1, 2^63)");
   return pool_->Transact(what, [&](pqxx::dbtransaction& tx) -> Status {
     SD_RETURN_IF_ERROR(fence(tx));
-    if (!tx.exec_params("SELECT 1 FROM versions WHERE device_id=$1 AND version=$2", version.device_id,
-                        version.version)
-             .empty())
-      return Status::AlreadyExists(what + ": that version is already stored");
+    // One checkpoint for all: a group's members store the same weights, under one blob key.
     SD_ASSIGN_OR_RETURN(const std::string key, blobs_->Put(tx, checkpoint_bytes));
-    // The primary key is what keeps a number from being used twice when two replicas race.
-    // No update (a version stored through the lease by the replica that sent it): NULL.
-    const std::string update = update_payload != nullptr ? *update_payload : std::string();
-    tx.exec_params(
-        "INSERT INTO versions(device_id, version, base_version, encoding, weights_checksum, val_map50, created_ms, "
-        "checkpoint_bytes, checkpoint_key, stored_by, update_payload) "
-        "VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,NULLIF($11, ''::bytea))",
-        version.device_id, version.version, version.base_version, version.encoding, version.weights_checksum,
-        version.val_map50, version.created_ms, static_cast<int64_t>(checkpoint_bytes.size()), key,
-        leases_ ? leases_->replica() : std::string(), pqxx::binarystring(update.data(), update.size()));
-    tx.exec_params("INSERT INTO devices(device_id) VALUES($1) ON CONFLICT DO NOTHING", version.device_id);
+    for (const auto& [version, update] : versions) {
+      if (!tx.exec_params("SELECT 1 FROM versions WHERE device_id=$1 AND version=$2", version.device_id,
+                          version.version)
+               .empty())
+        return Status::AlreadyExists(what + ": version " + version.device_id + "/v" +
+                                     std::to_string(version.version) + " is already stored");
+      // The primary key is what keeps a number from being used twice when two replicas race.
+      // No update (a version stored through the lease by the replica that sent it): NULL.
+      tx.exec_params(
+          "INSERT INTO versions(device_id, version, base_version, encoding, weights_checksum, val_map50, created_ms, "
+          "checkpoint_bytes, checkpoint_key, stored_by, update_payload) "
+          "VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,NULLIF($11, ''::bytea))",
+          version.device_id, version.version, version.base_version, version.encoding, version.weights_checksum,
+          version.val_map50, version.created_ms, static_cast<int64_t>(checkpoint_bytes.size()), key,
+          leases_ ? leases_->replica() : std::string(), pqxx::binarystring(update.data(), update.size()));
+      tx.exec_params("INSERT INTO devices(device_id) VALUES($1) ON CONFLICT DO NOTHING", version.device_id);
+    }
     return Status::Ok();
   });
 }

@@ -49,14 +49,19 @@ class PgFrameStore : public FrameStore {
                               const PruneKeep& keep) override;
   std::vector<std::string> Devices() const override;
 
+  // One device's row of a version trained on a round claim, with the round's update as that
+  // device gets it (empty: none kept).
+  struct VersionWithUpdate {
+    VersionRecord record;
+    std::string update_payload;
+  };
   // A version trained on a round claim (server/pg_round_queue.h) by a replica that may not
-  // serve the device: `fence` (the claim's check) replaces the lease's, in the same
-  // transaction, and the round's update is kept with the row for the serving replica to send
-  // (an empty one is kept as none).
-  Status PutClaimedVersion(const VersionRecord& version, const std::string& checkpoint_bytes,
-                           const std::string& update_payload,
-                           const std::function<Status(pqxx::dbtransaction&)>& fence);
-  // The update kept with a version by PutClaimedVersion; NotFound when none was kept.
+  // serve its devices (a group's members may be served by several): `fence` (the claim's
+  // check) replaces the leases', and every member's row, its update for the serving replica
+  // to send, and the one checkpoint are stored in one transaction, all or none.
+  Status PutClaimedVersions(const std::vector<VersionWithUpdate>& versions, const std::string& checkpoint_bytes,
+                            const std::function<Status(pqxx::dbtransaction&)>& fence);
+  // The update kept with a version by PutClaimedVersions; NotFound when none was kept.
   StatusOr<std::string> LoadUpdatePayload(const std::string& device_id, uint64_t version) const;
   const std::string& dir() const override { return description_; }
 
@@ -64,10 +69,10 @@ class PgFrameStore : public FrameStore {
   StatusOr<std::vector<FrameRecord>> NewestOfKind(const std::string& device_id, bool validation, uint64_t max_sequence,
                                                   int limit) const;
   Status CheckWritable(const std::string& what) const;
-  // PutVersion's and PutClaimedVersion's write: `fence` first, then the row and its checkpoint
-  // (and the update, when given) in one transaction.
-  Status StoreVersion(const VersionRecord& version, const std::string& checkpoint_bytes,
-                      const std::string* update_payload, const std::function<Status(pqxx::dbtransaction&)>& fence);
+  // PutVersion's and PutClaimedVersions' write: `fence` first, then the rows and their
+  // checkpoint (and updates, where given) in one transaction.
+  Status StoreVersions(const std::vector<VersionWithUpdate>& versions, const std::string& checkpoint_bytes,
+                       const std::function<Status(pqxx::dbtransaction&)>& fence);
 
   std::unique_ptr<PgPool> owned_pool_;  // set by Open only
   const PgPool* const pool_;

@@ -304,14 +304,15 @@ Status ServerConfig::Validate() const {
   if (!(devices_file_poll_s >= 0)) return invalid("devices_file_poll_s: must be >= 0 (0: on SIGHUP only)");
   if (!(max_connection_age_s >= 0)) return invalid("max_connection_age_s: must be >= 0 (0: never)");
   if (storage.backend == StorageBackend::kPostgres) {
-    // Replicas share devices through the database: enrolment lives there too, and a round of
-    // a shared student would have to publish to devices other replicas serve (not yet).
+    // Replicas share devices through the database: enrolment lives there too. Groups of
+    // server.yaml are the same on every replica; automatic ones are each server's own
+    // decision, which replicas would make apart.
     if (!devices_file.empty())
       return invalid("devices_file: with storage.backend postgres devices are enrolled in the database "
                      "(streamdistill-admin enrol --dsn); remove devices_file");
-    if (!groups.empty() || grouping.automatic)
-      return invalid("grouping: shared students (groups, grouping.mode auto) are not supported with storage.backend "
-                     "postgres yet: each device trains its own");
+    if (grouping.automatic)
+      return invalid("grouping: mode auto is not supported with storage.backend postgres yet (each replica would "
+                     "group apart); list the shared students in `groups` (mode config)");
   }
   // With postgres the devices are enrolled in the database (streamdistill-admin enrol --dsn),
   // so a replica may start before the first one is.

@@ -236,14 +236,22 @@ void ServerCore::DetachSession(const std::string& device_id, const DeviceSession
 
 Status ServerCore::AdoptDevice(const std::string& device_id) {
   SD_ASSIGN_OR_RETURN(Device * device, registry_->Find(device_id));
-  SD_ASSIGN_OR_RETURN(const bool caught_up, pool_->CatchUp(device_id));
-  if (caught_up) {
+  SD_RETURN_IF_ERROR(pool_->CatchUp(device_id).status());
+  // Its unit may be newer than the model this replica last had for it: caught up just now,
+  // or (a group) by another member's catch-up while this device was served elsewhere.
+  if (const std::shared_ptr<TrainingUnit> unit = pool_->UnitOf(device_id);
+      unit && unit->trainer->version() > LatestFullVersion(*device)) {
     SD_ASSIGN_OR_RETURN(std::shared_ptr<ModelUpdate> latest, CaughtUpFullModel(device_id));
     MutexLock lock(&device->mu);
     device->latest_full = std::move(latest);
   }
   ApplyAdminState(device_id);  // also lets its unit train here
   return Status::Ok();
+}
+
+uint64_t ServerCore::LatestFullVersion(Device& device) {
+  MutexLock lock(&device.mu);
+  return device.latest_full ? device.latest_full->new_version : 0;
 }
 
 void ServerCore::OnLeaseLost(const std::string& device_id) {
@@ -264,35 +272,46 @@ StatusOr<std::shared_ptr<ModelUpdate>> ServerCore::CaughtUpFullModel(const std::
 }
 
 void ServerCore::DeliverStoredVersion(const std::string& device_id) {
-  Status status = [&]() -> Status {
-    SD_ASSIGN_OR_RETURN(Device * device, registry_->Find(device_id));
-    const std::shared_ptr<TrainingUnit> before = pool_->UnitOf(device_id);
-    const uint64_t previous = before ? before->trainer->version() : 0;
-    SD_ASSIGN_OR_RETURN(const bool caught_up, pool_->CatchUp(device_id));
-    if (!caught_up) return Status::Ok();
-    SD_ASSIGN_OR_RETURN(std::shared_ptr<const ModelUpdate> full, CaughtUpFullModel(device_id));
-    const uint64_t version = full->new_version;
-    std::shared_ptr<const ModelUpdate> live = full;
-    // The round's own update, when the edge can apply it: this replica's student was the
-    // version the round started from (the edge runs what this replica sent it).
-    SD_ASSIGN_OR_RETURN(const VersionRecord record, store_->LatestVersion(device_id));
-    if (record.version == version && previous > 0 && record.base_version == previous && previous + 1 == version) {
-      auto payload = pg_store_->LoadUpdatePayload(device_id, version);
-      auto encoding = ParseUpdateEncoding(record.encoding);
-      if (payload.ok() && encoding.ok() && !IsFullEncoding(*encoding)) {
-        auto delta = std::make_shared<ModelUpdate>(*full);
-        delta->base_version = previous;
-        delta->encoding = *encoding;
-        delta->payload = *std::move(payload);
-        live = std::move(delta);
-      }
+  Status caught_up = pool_->CatchUp(device_id).status();
+  if (!caught_up.ok()) {
+    spdlog::warn("device {}: {}", device_id, caught_up.ToString());
+    return;
+  }
+  const std::shared_ptr<TrainingUnit> unit = pool_->UnitOf(device_id);
+  if (!unit) return;
+  // A group's version was stored for every member: each one served here gets it.
+  for (const std::string& member : unit->members) {
+    if (cluster_->leases().Held(member) == 0) continue;
+    Status delivered = DeliverCaughtUpVersion(member);
+    if (!delivered.ok()) spdlog::warn("device {}: {}", member, delivered.ToString());
+  }
+}
+
+Status ServerCore::DeliverCaughtUpVersion(const std::string& device_id) {
+  SD_ASSIGN_OR_RETURN(Device * device, registry_->Find(device_id));
+  const uint64_t previous = LatestFullVersion(*device);  // what this replica sent the edge last
+  SD_ASSIGN_OR_RETURN(std::shared_ptr<const ModelUpdate> full, CaughtUpFullModel(device_id));
+  const uint64_t version = full->new_version;
+  if (version <= previous) return Status::Ok();
+  std::shared_ptr<const ModelUpdate> live = full;
+  // The round's own update, when the edge can apply it: the round started from the version
+  // this replica sent it.
+  SD_ASSIGN_OR_RETURN(const VersionRecord record, store_->LatestVersion(device_id));
+  if (record.version == version && previous > 0 && record.base_version == previous && previous + 1 == version) {
+    auto payload = pg_store_->LoadUpdatePayload(device_id, version);
+    auto encoding = ParseUpdateEncoding(record.encoding);
+    if (payload.ok() && encoding.ok() && !IsFullEncoding(*encoding)) {
+      auto delta = std::make_shared<ModelUpdate>(*full);
+      delta->base_version = previous;
+      delta->encoding = *encoding;
+      delta->payload = *std::move(payload);
+      live = std::move(delta);
     }
-    spdlog::info("device {}: version {} (trained by another replica) sent as {} of {} bytes", device_id, version,
-                 UpdateEncodingName(live->encoding), live->payload.size());
-    publisher_->Deliver(*device, live, full);
-    return Status::Ok();
-  }();
-  if (!status.ok()) spdlog::warn("device {}: {}", device_id, status.ToString());
+  }
+  spdlog::info("device {}: version {} (trained by another replica) sent as {} of {} bytes", device_id, version,
+               UpdateEncodingName(live->encoding), live->payload.size());
+  publisher_->Deliver(*device, live, full);
+  return Status::Ok();
 }
 
 void ServerCore::ApplyAdminState(const std::string& device_id) {

@@ -177,9 +177,13 @@ class ServerCore {
   // Replicas: another replica changed the device's pin or pause: applied to its stream and unit.
   void ApplyAdminState(const std::string& device_id);
   // Replicas: a newer version of a device served here was stored by another replica's round:
-  // the device's unit continues from it, and its stream gets the round's update (or the full
-  // model when the edge is further behind).
+  // the device's unit continues from it, and the stream of every member of the unit served
+  // here gets the round's update (or the full model when the edge is further behind).
   void DeliverStoredVersion(const std::string& device_id);
+  // DeliverStoredVersion's send to one device, when its unit is newer than what it was sent.
+  Status DeliverCaughtUpVersion(const std::string& device_id);
+  // The version of the device's latest full model here; 0: none.
+  static uint64_t LatestFullVersion(Device& device);
   // Replicas: the device's unit, just caught up with a stored version (TrainingPool::CatchUp),
   // as a full model carrying the held-out mAP50 stored with that version.
   StatusOr<std::shared_ptr<ModelUpdate>> CaughtUpFullModel(const std::string& device_id);

@@ -49,7 +49,7 @@ void TrainingPool::BeginShutdown() {
 
 StatusOr<std::shared_ptr<TrainingUnit>> TrainingPool::Join(const std::string& device_id) {
   const std::string group = GroupOf(config_, device_id);
-  const std::string key = group.empty() ? device_id : "group:" + group;
+  const std::string key = group.empty() ? device_id : kGroupKeyPrefix + group;
   {
     MutexLock lock(&mu_);
     if (auto it = units_.find(key); it != units_.end()) {
@@ -103,7 +103,7 @@ StatusOr<std::shared_ptr<TrainingUnit>> TrainingPool::NewUnit(const std::string&
                                                               const std::string& weights, uint64_t version) const {
   auto unit = std::make_shared<TrainingUnit>();
   const std::string name = group.empty() ? members.front() : group;
-  unit->key = group.empty() ? name : "group:" + group;
+  unit->key = group.empty() ? name : kGroupKeyPrefix + group;
   unit->group = group;
   unit->label = (group.empty() ? "device " : "group ") + name;
   unit->members = std::move(members);
@@ -157,7 +157,9 @@ void TrainingPool::RefreshPaused(const std::string& device_id) {
       unit = it->second;
       reading = ++pause_readings_;
     }
-    const bool paused = AnyMemberPaused(*unit) || !ServedHere(*unit);
+    // With replicas, a group's round is queued by every replica serving a member (the queue
+    // keeps one) and stored for all members by whichever replica runs it.
+    const bool paused = AnyMemberPaused(*unit) || !ServesAnyMember(*unit);
     const bool device_paused = paused && !unit->group.empty() && deps_.admin->Get(device_id).paused;
     MutexLock lock(&mu_);
     if (pause_readings_ != reading) continue;
@@ -166,6 +168,31 @@ void TrainingPool::RefreshPaused(const std::string& device_id) {
     work_cv_.SignalAll();
     return;
   }
+}
+
+bool TrainingPool::ServesAnyMember(const TrainingUnit& unit) const {
+  if (!deps_.served_here) return true;
+  for (const std::string& member : unit.members)
+    if (deps_.served_here(member)) return true;
+  return false;
+}
+
+std::shared_ptr<TrainingUnit> TrainingPool::UnitByKey(const std::string& key) const {
+  MutexLock lock(&mu_);
+  auto it = units_.find(key);
+  return it == units_.end() ? nullptr : it->second;
+}
+
+StatusOr<std::vector<std::string>> TrainingPool::MembersOfKey(const std::string& key) const {
+  if (key.rfind(kGroupKeyPrefix, 0) != 0) return std::vector<std::string>{key};
+  auto it = config_.groups.find(key.substr(kGroupKeyPrefix.size()));
+  if (it == config_.groups.end())
+    return Status::FailedPrecondition(UnitLabel(key) + " is not in this replica's groups (server.yaml differs?)");
+  return it->second;
+}
+
+std::string TrainingPool::UnitLabel(const std::string& key) {
+  return key.rfind(kGroupKeyPrefix, 0) == 0 ? "group " + key.substr(kGroupKeyPrefix.size()) : "device " + key;
 }
 
 bool TrainingPool::ServedHere(const TrainingUnit& unit) const {
@@ -177,21 +204,30 @@ bool TrainingPool::ServedHere(const TrainingUnit& unit) const {
 
 StatusOr<bool> TrainingPool::CatchUp(const std::string& device_id) {
   std::shared_ptr<TrainingUnit> unit = UnitOf(device_id);
-  if (!unit || !unit->group.empty()) return false;
-  auto latest = deps_.store->LatestVersion(device_id);
-  if (!latest.ok() && latest.status().code() == Status::Code::kNotFound) return false;
-  SD_RETURN_IF_ERROR(latest.status());
-  if (latest->version <= unit->trainer->version()) return false;
-  SD_ASSIGN_OR_RETURN(std::string weights, deps_.store->LoadCheckpoint(*latest));
-  SD_ASSIGN_OR_RETURN(std::shared_ptr<TrainingUnit> fresh, NewUnit("", {device_id}, weights, latest->version));
-  fresh->resumed_map50 = latest->val_map50;
-  fresh->comparable_from = latest->version;
+  if (!unit) return false;
+  // A group's newest version is its newest member's: all got it, or a member's alone from
+  // before it joined.
+  std::optional<VersionRecord> newest;
+  for (const std::string& member : unit->members) {
+    auto latest = deps_.store->LatestVersion(member);
+    if (!latest.ok() && latest.status().code() == Status::Code::kNotFound) continue;
+    SD_RETURN_IF_ERROR(latest.status());
+    if (!newest || latest->version > newest->version) newest = *latest;
+  }
+  if (!newest || newest->version <= unit->trainer->version()) return false;
+  SD_ASSIGN_OR_RETURN(std::string weights, deps_.store->LoadCheckpoint(*newest));
+  SD_ASSIGN_OR_RETURN(std::shared_ptr<TrainingUnit> fresh, NewUnit(unit->group, unit->members, weights, newest->version));
+  fresh->resumed_map50 = newest->val_map50;
+  fresh->comparable_from = newest->version;
   MutexLock training(&unit->train_mu);  // a round of the old unit ends first; its result is fenced off
-  unit->retired = true;
   MutexLock lock(&mu_);
+  // Another member's call (a group) may have caught the unit up while this one loaded.
+  if (auto it = units_.find(unit->key); it == units_.end() || it->second != unit) return true;
+  unit->retired = true;
   units_[fresh->key] = fresh;
-  unit_of_[device_id] = fresh;
-  spdlog::info("{}: continues from version {} (stored by another replica)", fresh->label, latest->version);
+  for (auto& [id, its_unit] : unit_of_)
+    if (its_unit == unit) its_unit = fresh;
+  spdlog::info("{}: continues from version {} (stored by another replica)", fresh->label, newest->version);
   return true;
 }
 
@@ -332,32 +368,35 @@ StatusOr<std::optional<RoundResult>> TrainingPool::RunClaimedRound() {
   std::string whose = claim->requested_by == queue.replica() ? "its own" : "queued by replica " + claim->requested_by;
   if (!claim->previous.empty())
     whose += ", claimed again after replica " + claim->previous + "'s claim expired";
-  spdlog::info("device {}: round claimed ({}; attempt {}; queued {:.1f}s ago; {})", claim->unit, whose,
-               claim->attempts, claim->waited_s, claim->why);
+  const std::string label = UnitLabel(claim->unit);
+  spdlog::info("{}: round claimed ({}; attempt {}; queued {:.1f}s ago; {})", label, whose, claim->attempts,
+               claim->waited_s, claim->why);
   deps_.metrics->rounds_claimed.With({claim->requested_by == queue.replica() ? "own" : "other"}).Inc();
   deps_.metrics->round_queue_wait_seconds.Observe(claim->waited_s);
   // The serving replica runs its own unit's round on its warm student and sends the version
   // itself; any other runs it from the newest stored version and stores it for the server.
-  std::shared_ptr<TrainingUnit> unit = UnitOf(claim->unit);
-  const bool here = unit && unit->key == claim->unit && ServedHere(*unit);
+  std::shared_ptr<TrainingUnit> unit = UnitByKey(claim->unit);
+  const bool here = unit && ServedHere(*unit);
   StatusOr<RoundResult> round = here ? RunUnitRound(*unit, claim->iterations) : RunRoundForClaim(*claim);
   if (!round.ok() && stopping_) {
     queue.Release(*claim);  // another replica claims it at once rather than after the ttl
   } else if (here || !round.ok() || !round->published) {
     // Published away from home, the version's transaction ended the claim already.
     Status finished = queue.Finish(*claim);
-    if (!finished.ok()) spdlog::warn("device {}: {}", claim->unit, finished.ToString());
+    if (!finished.ok()) spdlog::warn("{}: {}", label, finished.ToString());
   }
-  if (!round.ok()) return round.status().WithContext("device " + claim->unit + ": claimed round");
+  if (!round.ok()) return round.status().WithContext(label + ": claimed round");
   return std::optional<RoundResult>(*std::move(round));
 }
 
 StatusOr<RoundResult> TrainingPool::RunRoundForClaim(const RoundClaim& claim) {
-  const std::string& device_id = claim.unit;
-  if (deps_.admin->Get(device_id).paused)
-    return Status::FailedPrecondition("device " + device_id + " was paused after its round was queued");
-  SD_ASSIGN_OR_RETURN(const StartingPoint start, StartingPointOf({device_id}));
-  SD_ASSIGN_OR_RETURN(std::shared_ptr<TrainingUnit> unit, NewUnit("", {device_id}, start.weights, start.version));
+  SD_ASSIGN_OR_RETURN(const std::vector<std::string> members, MembersOfKey(claim.unit));
+  const std::string group = claim.unit.rfind(kGroupKeyPrefix, 0) == 0 ? claim.unit.substr(kGroupKeyPrefix.size()) : "";
+  for (const std::string& member : members)
+    if (deps_.admin->Get(member).paused)
+      return Status::FailedPrecondition("device " + member + " was paused after the round was queued");
+  SD_ASSIGN_OR_RETURN(const StartingPoint start, StartingPointOf(members));
+  SD_ASSIGN_OR_RETURN(std::shared_ptr<TrainingUnit> unit, NewUnit(group, members, start.weights, start.version));
   // Cancelled with the others at a shutdown (BeginShutdown), which must not wait for it.
   struct Registered {
     TrainingPool* pool;
@@ -382,21 +421,27 @@ StatusOr<RoundResult> TrainingPool::RunRoundForClaim(const RoundClaim& claim) {
   LogRound(*unit, round, " for replica " + claim.requested_by);
   RecordRoundMetrics(unit->members, round);
   if (!round.published) return round;
-  // Stored with the round's update, for the serving replica to send; under the claim's fence.
-  SD_ASSIGN_OR_RETURN(auto full, deps_.publisher->EncodeFull(device_id, round.version, unit->trainer->flat_weights()));
-  VersionRecord record;
-  record.device_id = device_id;
-  record.version = round.version;
+  // Stored for every member with the round's update, for the replicas serving them to send;
+  // under the claim's fence, all in one transaction.
+  const std::vector<float> flat = unit->trainer->flat_weights();
   const bool delta = !round.update.payload.empty() && !IsFullEncoding(round.update.encoding);
-  record.base_version = delta ? round.version - 1 : 0;
-  record.encoding = UpdateEncodingName(round.update.payload.empty() ? full->encoding : round.update.encoding);
-  record.weights_checksum = full->weights_checksum;
-  record.val_map50 = round.map50_after;
-  record.created_ms = WallMillis();
+  std::vector<PgFrameStore::VersionWithUpdate> versions;
+  for (const std::string& member : unit->members) {
+    SD_ASSIGN_OR_RETURN(auto full, deps_.publisher->EncodeFull(member, round.version, flat));
+    PgFrameStore::VersionWithUpdate v;
+    v.record.device_id = member;
+    v.record.version = round.version;
+    v.record.base_version = delta ? round.version - 1 : 0;
+    v.record.encoding = UpdateEncodingName(round.update.payload.empty() ? full->encoding : round.update.encoding);
+    v.record.weights_checksum = full->weights_checksum;
+    v.record.val_map50 = round.map50_after;
+    v.record.created_ms = WallMillis();
+    v.update_payload = round.update.payload.empty() ? full->payload : round.update.payload;
+    versions.push_back(std::move(v));
+  }
   PgRoundQueue& queue = *deps_.round_queue;
-  SD_RETURN_IF_ERROR(deps_.claimed_versions->PutClaimedVersion(
-      record, unit->trainer->weights(), round.update.payload.empty() ? full->payload : round.update.payload,
-      [&](pqxx::dbtransaction& tx) { return queue.FenceAndFinish(tx, claim); }));
+  SD_RETURN_IF_ERROR(deps_.claimed_versions->PutClaimedVersions(
+      versions, unit->trainer->weights(), [&](pqxx::dbtransaction& tx) { return queue.FenceAndFinish(tx, claim); }));
   return round;
 }
 

@@ -33,6 +33,9 @@ namespace sd {
 
 // What trains as one: a device alone, or the devices of a group (one student for all). Its
 // members never change: automatic grouping replaces a unit rather than changing it.
+// A group's unit's key: this, then the group's name.
+inline const std::string kGroupKeyPrefix = "group:";
+
 struct TrainingUnit {
   std::string key;    // the scheduler's name for it: the device id, or "group:" + the group's
   std::string group;  // "" for a device alone
@@ -101,9 +104,9 @@ class TrainingPool {
   // Applies the admin store's pauses to the device's unit: paused while any member is (and,
   // with replicas, while this replica does not serve it).
   void RefreshPaused(const std::string& device_id) SD_EXCLUDES(mu_);
-  // Replicas: when the store holds a newer version of the device (trained by the replica that
-  // served it before), its unit starts again from that version; true when it did. A round of
-  // the old unit still running is waited out. A device in a group is left as it is.
+  // Replicas: when the store holds a newer version of the device's unit (trained by another
+  // replica; a group's: of any member), the unit starts again from that version; true when it
+  // did. A round of the old unit still running is waited out.
   StatusOr<bool> CatchUp(const std::string& device_id) SD_EXCLUDES(mu_);
   // The device's unit runs a round next, below its thresholds. FailedPrecondition when it is
   // paused or has no training frames.
@@ -141,8 +144,9 @@ class TrainingPool {
   // runs in RunRoundForClaim. The request ends with the round, or goes back to the queue at
   // a shutdown.
   StatusOr<std::optional<RoundResult>> RunClaimedRound() SD_EXCLUDES(mu_);
-  // A round of a device served elsewhere: a student from its newest stored version, its
-  // frames from the shared store; a published version is stored under the claim's fence.
+  // A round of a unit served elsewhere (a group's: wholly or partly): a student from its newest
+  // stored version, its frames from the shared store; a published version is stored for every
+  // member under the claim's fence.
   StatusOr<RoundResult> RunRoundForClaim(const RoundClaim& claim) SD_EXCLUDES(mu_);
   // Replicas, every 0.5 s: QueueDueRounds, then CollectEndedRounds.
   void WatchRoundQueue() SD_EXCLUDES(mu_);
@@ -161,6 +165,14 @@ class TrainingPool {
   // Whether this replica serves every member of `unit` (always, without replicas). Reads only
   // this replica's lease table in memory: cheap, may be called under mu_.
   bool ServedHere(const TrainingUnit& unit) const;
+  // Whether it serves any member (always, without replicas); as cheap.
+  bool ServesAnyMember(const TrainingUnit& unit) const;
+  // The unit of a scheduler key; null when there is none.
+  std::shared_ptr<TrainingUnit> UnitByKey(const std::string& key) const SD_EXCLUDES(mu_);
+  // The devices of a scheduler key: the device, or the group's members in server.yaml.
+  StatusOr<std::vector<std::string>> MembersOfKey(const std::string& key) const;
+  // "device cam1" or "group lobby", for logs.
+  static std::string UnitLabel(const std::string& key);
   // Every current unit for the log: "auto1=cam1+cam2 cam3" (a device alone by its id).
   std::string UnitsNow() const SD_EXCLUDES(mu_);
   // One training worker: its own libtorch threads, then rounds until the shutdown.

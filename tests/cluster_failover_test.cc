@@ -278,6 +278,42 @@ TEST(ClusterFailoverTest, AReplicaAddedMidRunTakesAShareAfterTheConnectionAge) {
   ExpectNothingLost(cluster, fleet);
 }
 
+// A shared student (server.yaml's groups) whose members two replicas serve: cam1 and cam2
+// connect to r1, cam3 and cam4 to r2 (no HAProxy: the split is the test's). Neither serves
+// the whole group, so each round runs from the newest stored version, is stored for all four
+// members in one transaction, and reaches every camera through the replica serving it.
+TEST(ClusterFailoverTest, ASharedStudentWhoseMembersTwoReplicasServeReachesThemAll) {
+  if (kSanitizerBuild) GTEST_SKIP() << "Release builds only";
+  const std::string dir = TempDir("group");
+  TestCluster cluster(dir, FourDevices(), /*lease_ttl_s=*/3, "groups: {lobby: [cam1, cam2, cam3, cam4]}\n");
+  cluster.StartReplica(0);
+  cluster.StartReplica(1);
+  const Devices all = FourDevices();
+  Fleet on_r1(dir, {all[0], all[1]}, cluster.replica_port(0));
+  Fleet on_r2(dir, {all[2], all[3]}, cluster.replica_port(1));
+  auto at_least = [&](uint64_t version) {
+    for (Fleet* fleet : {&on_r1, &on_r2})
+      for (const auto& [id, running] : fleet->RunningVersions())
+        if (running < version) return false;
+    return true;
+  };
+  const bool reached = WaitFor([&] { return at_least(2); }, 150);
+  on_r1.Stop();
+  on_r2.Stop();
+  ASSERT_TRUE(reached) << "not every member runs version 2; r1's log:\n" << cluster.ReplicaLog(0) << "\nr2's log:\n"
+                       << cluster.ReplicaLog(1);
+  std::map<std::string, std::string> holders = cluster.Holders();
+  // One student: every version any member has is every member's, with the same weights.
+  const std::map<uint64_t, std::string> cam1 = cluster.VersionChecksums("cam1");
+  ASSERT_GE(cam1.size(), 2u);
+  for (const std::string device : {"cam2", "cam3", "cam4"}) EXPECT_EQ(cluster.VersionChecksums(device), cam1) << device;
+  ExpectNothingLost(cluster, on_r1);
+  ExpectNothingLost(cluster, on_r2);
+  const std::string log1 = cluster.ReplicaLog(0), log2 = cluster.ReplicaLog(1);
+  EXPECT_NE((log1 + log2).find("group lobby: round claimed"), std::string::npos);
+  EXPECT_NE((log1 + log2).find("(trained by another replica) sent as"), std::string::npos);
+}
+
 // A cold start in the wrong order: HAProxy and the edges come up before any replica does (the
 // edges meet "no server available" first), as after a power cut or a cluster restarted at once.
 TEST(ClusterFailoverTest, EdgesStartedBeforeTheReplicasAreServedOnceTheyRun) {

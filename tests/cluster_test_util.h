@@ -156,6 +156,16 @@ class TestCluster {
       out.emplace_back(r[0].as<uint64_t>(), r[1].as<std::string>());
     return out;
   }
+  // The device's stored versions and the weights' checksum of each.
+  std::map<uint64_t, std::string> VersionChecksums(const std::string& device) const {
+    std::map<uint64_t, std::string> out;
+    pqxx::connection c(dsn_);
+    pqxx::work tx(c);
+    for (const pqxx::row& r :
+         tx.exec_params("SELECT version, weights_checksum FROM versions WHERE device_id=$1", device))
+      out[r[0].as<uint64_t>()] = r[1].as<std::string>();
+    return out;
+  }
 
  private:
   std::string dir_, dsn_, config_;

@@ -117,7 +117,7 @@ TEST_F(PgRoundQueueTest, AnExpiredClaimIsClaimedAgainAndItsOldClaimantCanStoreNo
 
   // r1 comes back from its pause and tries to store its round's version: fenced off.
   const RoundClaim stale = **first;
-  Status fenced = store_a.PutClaimedVersion(Version("cam1", 1), "weights a", "update a",
+  Status fenced = store_a.PutClaimedVersions({{Version("cam1", 1), "update a"}}, "weights a",
                                             [&](pqxx::dbtransaction& tx) { return a.FenceAndFinish(tx, stale); });
   EXPECT_EQ(fenced.code(), Status::Code::kFailedPrecondition) << fenced.ToString();
   EXPECT_NE(fenced.message().find("expired or was taken over"), std::string::npos) << fenced.message();
@@ -127,7 +127,7 @@ TEST_F(PgRoundQueueTest, AnExpiredClaimIsClaimedAgainAndItsOldClaimantCanStoreNo
 
   // r2's round stores its version with its update and ends the request in one transaction.
   const RoundClaim current = **second;
-  Status stored = store_b.PutClaimedVersion(Version("cam1", 1), "weights b", "update b",
+  Status stored = store_b.PutClaimedVersions({{Version("cam1", 1), "update b"}}, "weights b",
                                             [&](pqxx::dbtransaction& tx) { return b.FenceAndFinish(tx, current); });
   ASSERT_TRUE(stored.ok()) << stored.ToString();
   EXPECT_EQ(QueuedRows(), 0);
@@ -150,10 +150,43 @@ TEST_F(PgRoundQueueTest, AnExpiredClaimIsClaimedAgainAndItsOldClaimantCanStoreNo
   auto third = a.Claim();
   ASSERT_TRUE(third.ok() && third->has_value());
   const RoundClaim again = **third;
-  Status twice = store_a.PutClaimedVersion(Version("cam1", 2), "weights x", "update x",
+  Status twice = store_a.PutClaimedVersions({{Version("cam1", 2), "update x"}}, "weights x",
                                            [&](pqxx::dbtransaction& tx) { return a.FenceAndFinish(tx, again); });
   EXPECT_EQ(twice.code(), Status::Code::kAlreadyExists) << twice.ToString();
   EXPECT_EQ(QueuedRows(), 1) << "the refused version's transaction rolled the request's end back";
+}
+
+// A shared student's round: one version for every member, stored in one transaction with
+// one checkpoint, or for none of them.
+TEST_F(PgRoundQueueTest, AGroupsVersionIsStoredForEveryMemberOrForNone) {
+  PgRoundQueue a(a_pool_.get(), "r1", 30);
+  PgFrameStore store(a_pool_.get(), DatabaseBlobStore(), nullptr);
+  ASSERT_TRUE(a.Request("group:lobby", 60, "test").ok());
+  auto claim = a.Claim();
+  ASSERT_TRUE(claim.ok() && claim->has_value());
+  EXPECT_EQ((*claim)->unit, "group:lobby");
+  // cam2 has a version 3 already (stored alone before it joined the group): a round that
+  // would give every member version 3 stores nothing.
+  ASSERT_TRUE(store.PutVersion(Version("cam2", 3), "weights of cam2").ok());
+  const RoundClaim held = **claim;
+  auto fence = [&](pqxx::dbtransaction& tx) { return a.FenceAndFinish(tx, held); };
+  Status clash = store.PutClaimedVersions({{Version("cam1", 3), "u1"}, {Version("cam2", 3), "u2"}}, "group v3", fence);
+  EXPECT_EQ(clash.code(), Status::Code::kAlreadyExists) << clash.ToString();
+  EXPECT_EQ(store.LatestVersion("cam1").status().code(), Status::Code::kNotFound) << "cam1's row stayed";
+  EXPECT_EQ(QueuedRows(), 1);
+  // Version 4 for both: stored, one checkpoint, each member's own update.
+  ASSERT_TRUE(store.PutClaimedVersions({{Version("cam1", 4), "u1"}, {Version("cam2", 4), "u2"}}, "group v4", fence).ok());
+  EXPECT_EQ(QueuedRows(), 0);
+  for (const std::string device : {"cam1", "cam2"}) {
+    auto latest = store.LatestVersion(device);
+    ASSERT_TRUE(latest.ok()) << device;
+    EXPECT_EQ(latest->version, 4u);
+    auto weights = store.LoadCheckpoint(*latest);
+    ASSERT_TRUE(weights.ok());
+    EXPECT_EQ(*weights, "group v4");
+  }
+  EXPECT_EQ(*store.LoadUpdatePayload("cam1", 4), "u1");
+  EXPECT_EQ(*store.LoadUpdatePayload("cam2", 4), "u2");
 }
 
 TEST_F(PgRoundQueueTest, ReleasedRoundsAreClaimedAtOnceAndOnlyHeldClaimsAreRenewed) {

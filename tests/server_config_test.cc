@@ -233,6 +233,21 @@ TEST(ServerConfigTest, AutomaticGroupingIsChosenWithItsParameters) {
             std::string::npos);
 }
 
+// Replicas (storage.backend postgres) share server.yaml's groups; automatic grouping, each
+// server's own decision, is refused there.
+TEST(ServerConfigTest, ReplicasTakeConfiguredGroupsButNotAutomaticOnes) {
+  const std::string dir = TempDir("server_config_replica_groups");
+  const std::string postgres = "storage: {backend: postgres, dsn: \"host=/tmp dbname=x\"}\n";
+  auto grouped = ParseServerConfig(ServerYaml(dir, postgres + "groups:\n  lobby: [cam1, cam2]\n"), "s.yaml");
+  ASSERT_TRUE(grouped.ok()) << grouped.status().ToString();
+  EXPECT_EQ(grouped->groups.at("lobby"), (std::vector<std::string>{"cam1", "cam2"}));
+  auto automatic = ParseServerConfig(ServerYaml(dir, postgres + "grouping: {mode: auto}\n"), "s.yaml");
+  ASSERT_FALSE(automatic.ok());
+  EXPECT_NE(automatic.status().message().find("mode auto is not supported with storage.backend postgres"),
+            std::string::npos)
+      << automatic.status().message();
+}
+
 // Each options struct validates itself (Validate beside it); the parser's error still names the
 // key and its line.
 TEST(ServerConfigTest, OptionsErrorsNameTheKeyAndLine) {
