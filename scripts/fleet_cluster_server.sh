@@ -29,7 +29,17 @@ port=${CLUSTER_PORT:-53051}
 dir=$(dirname "$config")/cluster
 rm -rf "$dir"
 
+# CPU seconds (user + system) of a process, from /proc/PID/stat (fields 14 and 15).
+cpu_seconds() {
+  awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.1f", ($12 + $13) / hz }' "/proc/$1/stat" 2>/dev/null || echo "?"
+}
+
 stop() {
+  # The replicas' CPU, which the fleet cannot see (it samples this script).
+  for k in $(seq 1 "$replicas"); do
+    pid=$(cat "$dir/replica$k/pid" 2>/dev/null || true)
+    [ -n "$pid" ] && echo "fleet_cluster_server: replica r$k used $(cpu_seconds "$pid") CPU seconds"
+  done
   bash "$here/cluster.sh" down "$dir" >/dev/null 2>&1 || true
   # The replicas' logs beside the fleet's server.log, for a reader of the run.
   for k in $(seq 1 "$replicas"); do cp "$dir/replica$k/server.log" "$(dirname "$config")/replica$k.log" 2>/dev/null || true; done
