@@ -427,6 +427,7 @@ StatusOr<RoundResult> TrainingPool::RunRoundForClaim(const RoundClaim& claim) {
   const bool delta = !round.update.payload.empty() && !IsFullEncoding(round.update.encoding);
   std::vector<PgFrameStore::VersionWithUpdate> versions;
   for (const std::string& member : unit->members) {
+    if (!deps_.find_device(member).ok()) continue;  // a member not enrolled (yet), as PublishRound skips it
     SD_ASSIGN_OR_RETURN(auto full, deps_.publisher->EncodeFull(member, round.version, flat));
     PgFrameStore::VersionWithUpdate v;
     v.record.device_id = member;
@@ -439,6 +440,7 @@ StatusOr<RoundResult> TrainingPool::RunRoundForClaim(const RoundClaim& claim) {
     v.update_payload = round.update.payload.empty() ? full->payload : round.update.payload;
     versions.push_back(std::move(v));
   }
+  if (versions.empty()) return Status::FailedPrecondition(unit->label + ": no member is enrolled");
   PgRoundQueue& queue = *deps_.round_queue;
   SD_RETURN_IF_ERROR(deps_.claimed_versions->PutClaimedVersions(
       versions, unit->trainer->weights(), [&](pqxx::dbtransaction& tx) { return queue.FenceAndFinish(tx, claim); }));

@@ -326,7 +326,7 @@ TEST(ClusterFailoverTest, EdgesStartedBeforeTheReplicasAreServedOnceTheyRun) {
   std::this_thread::sleep_for(std::chrono::seconds(3));
   cluster.StartReplica(0);
   cluster.StartReplica(1);
-  ASSERT_TRUE(WaitFor([&] { return fleet.AllLearning(5); }, 60))
+  ASSERT_TRUE(WaitFor([&] { return fleet.AllLearning(5); }, 120))
       << "r1's log:\n" << cluster.ReplicaLog(0) << "\nHAProxy:\n" << cluster.ProxyState();
   fleet.Stop();
   ExpectNothingLost(cluster, fleet);
