@@ -78,6 +78,10 @@ StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(const std::string&
     if (getppid() != parent) _exit(127);
     dup2(log, STDOUT_FILENO);
     dup2(log, STDERR_FILENO);
+    // Stop() asks with SIGINT: a generator started in the background (SIGINT ignored, which
+    // exec keeps) must not pass that on, or a server script could not trap it.
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
     // Free ports for gRPC and /metrics: a fleet run may go on beside a running server.
     execl(binary.c_str(), binary.c_str(), "--config", config_path.c_str(), "--listen", "127.0.0.1:0", "--http-port",
           "0", static_cast<char*>(nullptr));

@@ -294,21 +294,22 @@ Status ServerCore::DeliverCaughtUpVersion(const std::string& device_id) {
   const uint64_t version = full->new_version;
   if (version <= previous) return Status::Ok();
   std::shared_ptr<const ModelUpdate> live = full;
-  // The round's own update, when the edge can apply it: the round started from the version
-  // this replica sent it.
+  // The round's own update, as PublishRound would send it, when the edge can apply it: a full
+  // model in the device's policy (fp16: smaller), or a delta from the version this replica
+  // sent it.
   SD_ASSIGN_OR_RETURN(const VersionRecord record, store_->LatestVersion(device_id));
-  if (record.version == version && previous > 0 && record.base_version == previous && previous + 1 == version) {
-    auto payload = pg_store_->LoadUpdatePayload(device_id, version);
-    auto encoding = ParseUpdateEncoding(record.encoding);
-    if (payload.ok() && encoding.ok() && !IsFullEncoding(*encoding)) {
-      auto delta = std::make_shared<ModelUpdate>(*full);
-      delta->base_version = previous;
-      delta->encoding = *encoding;
-      delta->payload = *std::move(payload);
-      live = std::move(delta);
+  auto encoding = ParseUpdateEncoding(record.encoding);
+  if (record.version == version && encoding.ok() &&
+      (IsFullEncoding(*encoding) || (previous > 0 && record.base_version == previous && previous + 1 == version))) {
+    if (auto payload = pg_store_->LoadUpdatePayload(device_id, version); payload.ok()) {
+      auto update = std::make_shared<ModelUpdate>(*full);
+      update->base_version = IsFullEncoding(*encoding) ? 0 : previous;
+      update->encoding = *encoding;
+      update->payload = *std::move(payload);
+      live = std::move(update);
     }
   }
-  spdlog::info("device {}: version {} (trained by another replica) sent as {} of {} bytes", device_id, version,
+  spdlog::info("device {}: version {} (stored by a claimed round) sent as {} of {} bytes", device_id, version,
                UpdateEncodingName(live->encoding), live->payload.size());
   publisher_->Deliver(*device, live, full);
   return Status::Ok();

@@ -212,7 +212,7 @@ TEST(ClusterFailoverTest, RoundsRunOnAnyReplicaAndAKilledTrainersRoundRunsAgain)
     EXPECT_EQ(cluster.Holders()[c->id], "r1") << c->id;
     for (const auto& [version, by] : cluster.Versions(c->id)) EXPECT_EQ(by, "r2") << c->id << " v" << version;
   }
-  EXPECT_NE(cluster.ReplicaLog(0).find("trained by another replica) sent as int8"), std::string::npos)
+  EXPECT_NE(cluster.ReplicaLog(0).find("stored by a claimed round) sent as int8"), std::string::npos)
       << cluster.ReplicaLog(0);
   // Kill r2 inside a round it claimed: frozen first, so that the claim seen is still its
   // round when the kill lands (a round takes about a second here).
@@ -311,7 +311,7 @@ TEST(ClusterFailoverTest, ASharedStudentWhoseMembersTwoReplicasServeReachesThemA
   ExpectNothingLost(cluster, on_r2);
   const std::string log1 = cluster.ReplicaLog(0), log2 = cluster.ReplicaLog(1);
   EXPECT_NE((log1 + log2).find("group lobby: round claimed"), std::string::npos);
-  EXPECT_NE((log1 + log2).find("(trained by another replica) sent as"), std::string::npos);
+  EXPECT_NE((log1 + log2).find("(stored by a claimed round) sent as"), std::string::npos);
 }
 
 // A cold start in the wrong order: HAProxy and the edges come up before any replica does (the
