@@ -239,14 +239,18 @@ Status ServerCore::AdoptDevice(const std::string& device_id) {
   SD_RETURN_IF_ERROR(pool_->CatchUp(device_id).status());
   // Its unit may be newer than the model this replica last had for it: caught up just now,
   // or (a group) by another member's catch-up while this device was served elsewhere.
-  if (const std::shared_ptr<TrainingUnit> unit = pool_->UnitOf(device_id);
-      unit && unit->trainer->version() > LatestFullVersion(*device)) {
+  if (UnitIsAhead(device_id, LatestFullVersion(*device))) {
     SD_ASSIGN_OR_RETURN(std::shared_ptr<ModelUpdate> latest, CaughtUpFullModel(device_id));
     MutexLock lock(&device->mu);
     device->latest_full = std::move(latest);
   }
   ApplyAdminState(device_id);  // also lets its unit train here
   return Status::Ok();
+}
+
+bool ServerCore::UnitIsAhead(const std::string& device_id, uint64_t version) const {
+  const std::shared_ptr<TrainingUnit> unit = pool_->UnitOf(device_id);
+  return unit && unit->trainer->version() > version;
 }
 
 uint64_t ServerCore::LatestFullVersion(Device& device) {
@@ -290,9 +294,11 @@ void ServerCore::DeliverStoredVersion(const std::string& device_id) {
 Status ServerCore::DeliverCaughtUpVersion(const std::string& device_id) {
   SD_ASSIGN_OR_RETURN(Device * device, registry_->Find(device_id));
   const uint64_t previous = LatestFullVersion(*device);  // what this replica sent the edge last
+  // Checked before encoding: a group's member caught up by another member's call, or given
+  // the version by its stream's attach, needs nothing.
+  if (!UnitIsAhead(device_id, previous)) return Status::Ok();
   SD_ASSIGN_OR_RETURN(std::shared_ptr<const ModelUpdate> full, CaughtUpFullModel(device_id));
   const uint64_t version = full->new_version;
-  if (version <= previous) return Status::Ok();
   std::shared_ptr<const ModelUpdate> live = full;
   // The round's own update, as PublishRound would send it, when the edge can apply it: a full
   // model in the device's policy (fp16: smaller), or a delta from the version this replica

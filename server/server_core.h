@@ -184,6 +184,8 @@ class ServerCore {
   Status DeliverCaughtUpVersion(const std::string& device_id);
   // The version of the device's latest full model here; 0: none.
   static uint64_t LatestFullVersion(Device& device);
+  // Whether the device's training unit holds a newer version than `version`.
+  bool UnitIsAhead(const std::string& device_id, uint64_t version) const;
   // Replicas: the device's unit, just caught up with a stored version (TrainingPool::CatchUp),
   // as a full model carrying the held-out mAP50 stored with that version.
   StatusOr<std::shared_ptr<ModelUpdate>> CaughtUpFullModel(const std::string& device_id);

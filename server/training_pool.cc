@@ -183,16 +183,22 @@ std::shared_ptr<TrainingUnit> TrainingPool::UnitByKey(const std::string& key) co
   return it == units_.end() ? nullptr : it->second;
 }
 
+std::string TrainingPool::GroupOfKey(const std::string& key) {
+  return key.rfind(kGroupKeyPrefix, 0) == 0 ? key.substr(kGroupKeyPrefix.size()) : std::string();
+}
+
 StatusOr<std::vector<std::string>> TrainingPool::MembersOfKey(const std::string& key) const {
-  if (key.rfind(kGroupKeyPrefix, 0) != 0) return std::vector<std::string>{key};
-  auto it = config_.groups.find(key.substr(kGroupKeyPrefix.size()));
+  const std::string group = GroupOfKey(key);
+  if (group.empty()) return std::vector<std::string>{key};
+  auto it = config_.groups.find(group);
   if (it == config_.groups.end())
     return Status::FailedPrecondition(UnitLabel(key) + " is not in this replica's groups (server.yaml differs?)");
   return it->second;
 }
 
 std::string TrainingPool::UnitLabel(const std::string& key) {
-  return key.rfind(kGroupKeyPrefix, 0) == 0 ? "group " + key.substr(kGroupKeyPrefix.size()) : "device " + key;
+  const std::string group = GroupOfKey(key);
+  return group.empty() ? "device " + key : "group " + group;
 }
 
 bool TrainingPool::ServedHere(const TrainingUnit& unit) const {
@@ -391,7 +397,7 @@ StatusOr<std::optional<RoundResult>> TrainingPool::RunClaimedRound() {
 
 StatusOr<RoundResult> TrainingPool::RunRoundForClaim(const RoundClaim& claim) {
   SD_ASSIGN_OR_RETURN(const std::vector<std::string> members, MembersOfKey(claim.unit));
-  const std::string group = claim.unit.rfind(kGroupKeyPrefix, 0) == 0 ? claim.unit.substr(kGroupKeyPrefix.size()) : "";
+  const std::string group = GroupOfKey(claim.unit);
   for (const std::string& member : members)
     if (deps_.admin->Get(member).paused)
       return Status::FailedPrecondition("device " + member + " was paused after the round was queued");

@@ -169,6 +169,8 @@ class TrainingPool {
   bool ServesAnyMember(const TrainingUnit& unit) const;
   // The unit of a scheduler key; null when there is none.
   std::shared_ptr<TrainingUnit> UnitByKey(const std::string& key) const SD_EXCLUDES(mu_);
+  // The group a scheduler key names; "" for a device's key.
+  static std::string GroupOfKey(const std::string& key);
   // The devices of a scheduler key: the device, or the group's members in server.yaml.
   StatusOr<std::vector<std::string>> MembersOfKey(const std::string& key) const;
   // "device cam1" or "group lobby", for logs.
